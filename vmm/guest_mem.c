@@ -1,0 +1,184 @@
+// SPDX-License-Identifier: GPL-2.0-only
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/sysinfo.h>
+#include <unistd.h>
+
+#include "vmm/guest_mem.h"
+#include "vmm/util.h"
+
+#define HUGEPAGE_SIZE (2ULL << 20)
+
+static int check_ranges(const struct guest_mem_range *r, unsigned int n, uint64_t align)
+{
+	uint64_t end, prev_end = 0;
+
+	if (n == 0 || n > GUEST_MEM_MAX_REGIONS)
+		return -EINVAL;
+	for (unsigned int i = 0; i < n; i++) {
+		if (!r[i].size || r[i].gpa % align || r[i].size % align)
+			return -EINVAL;
+		if (__builtin_add_overflow(r[i].gpa, r[i].size, &end))
+			return -EINVAL;
+		if (i && r[i].gpa < prev_end)
+			return -EINVAL;
+		prev_end = end;
+	}
+	return 0;
+}
+
+int guest_mem_init(struct guest_mem *m, const struct guest_mem_range *ranges,
+		   unsigned int nranges, bool hugepages)
+{
+	uint64_t align = hugepages ? HUGEPAGE_SIZE : (uint64_t)sysconf(_SC_PAGESIZE);
+	uint64_t total = 0, off = 0;
+	int ret;
+
+	memset(m, 0, sizeof(*m));
+	m->fd = -1;
+	ret = check_ranges(ranges, nranges, align);
+	if (ret)
+		return ret;
+	for (unsigned int i = 0; i < nranges; i++)
+		if (__builtin_add_overflow(total, ranges[i].size, &total))
+			return -EINVAL;
+
+	m->fd = memfd_create("vmm-guest-ram", MFD_CLOEXEC | (hugepages ? MFD_HUGETLB : 0));
+	if (m->fd < 0)
+		return -errno;
+	if (ftruncate(m->fd, (off_t)total) < 0) {
+		ret = -errno;
+		goto fail;
+	}
+	m->base = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, m->fd, 0);
+	if (m->base == MAP_FAILED) {
+		ret = -errno;
+		m->base = NULL;
+		goto fail;
+	}
+	/* Guest RAM is never part of a core dump; it may be gigabytes and holds guest secrets. */
+	madvise(m->base, total, MADV_DONTDUMP);
+
+	for (unsigned int i = 0; i < nranges; i++) {
+		m->regions[i] = (struct guest_region){
+			.gpa = ranges[i].gpa,
+			.size = ranges[i].size,
+			.hva = m->base + off,
+			.fd_offset = off,
+		};
+		off += ranges[i].size;
+	}
+	m->nregions = nranges;
+	m->size = total;
+	m->hugepages = hugepages;
+	return 0;
+fail:
+	guest_mem_destroy(m);
+	return ret;
+}
+
+void guest_mem_destroy(struct guest_mem *m)
+{
+	if (m->base && m->fd >= 0)
+		munmap(m->base, m->size ? m->size : 0);
+	if (m->fd >= 0)
+		close(m->fd);
+	memset(m, 0, sizeof(*m));
+	m->fd = -1;
+}
+
+void guest_mem_init_from_buffer(struct guest_mem *m, void *buf, uint64_t gpa, uint64_t size)
+{
+	memset(m, 0, sizeof(*m));
+	m->fd = -1;
+	m->regions[0] = (struct guest_region){ .gpa = gpa, .size = size, .hva = buf };
+	m->nregions = 1;
+	m->size = size;
+}
+
+const struct guest_region *guest_mem_region(const struct guest_mem *m, uint64_t gpa)
+{
+	for (unsigned int i = 0; i < m->nregions; i++) {
+		const struct guest_region *r = &m->regions[i];
+
+		if (gpa >= r->gpa && gpa - r->gpa < r->size)
+			return r;
+	}
+	return NULL;
+}
+
+void *guest_mem_ptr_partial(const struct guest_mem *m, uint64_t gpa, uint64_t *len)
+{
+	const struct guest_region *r = guest_mem_region(m, gpa);
+	uint64_t off, avail;
+
+	if (!r || *len == 0)
+		return NULL;
+	off = gpa - r->gpa;
+	avail = r->size - off;
+	if (*len > avail)
+		*len = avail;
+	return r->hva + off;
+}
+
+void *guest_mem_ptr(const struct guest_mem *m, uint64_t gpa, uint64_t len)
+{
+	uint64_t got = len, end;
+
+	if (len == 0 || __builtin_add_overflow(gpa, len, &end))
+		return NULL;
+	void *p = guest_mem_ptr_partial(m, gpa, &got);
+
+	return p && got == len ? p : NULL;
+}
+
+static int guest_mem_copy(const struct guest_mem *m, uint64_t gpa, void *host,
+			  uint64_t len, bool to_guest)
+{
+	uint64_t end;
+
+	if (__builtin_add_overflow(gpa, len, &end))
+		return -EFAULT;
+	/* Check the whole span first, so a failed copy leaves nothing half-done. */
+	for (uint64_t g = gpa, left = len; left;) {
+		uint64_t n = left;
+
+		if (!guest_mem_ptr_partial(m, g, &n))
+			return -EFAULT;
+		g += n;
+		left -= n;
+	}
+	while (len) {
+		uint64_t n = len;
+		uint8_t *p = guest_mem_ptr_partial(m, gpa, &n);
+
+		if (to_guest)
+			memcpy(p, host, n);
+		else
+			memcpy(host, p, n);
+		host = (uint8_t *)host + n;
+		gpa += n;
+		len -= n;
+	}
+	return 0;
+}
+
+int guest_mem_read(const struct guest_mem *m, uint64_t gpa, void *dst, uint64_t len)
+{
+	return guest_mem_copy(m, gpa, dst, len, false);
+}
+
+int guest_mem_write(const struct guest_mem *m, uint64_t gpa, const void *src, uint64_t len)
+{
+	return guest_mem_copy(m, gpa, (void *)src, len, true);
+}
+
+uint64_t guest_mem_host_limit(void)
+{
+	struct sysinfo si;
+
+	if (sysinfo(&si) < 0)
+		return UINT64_MAX;
+	return ((uint64_t)si.totalram + si.totalswap) * si.mem_unit;
+}

@@ -1,0 +1,148 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/* vmm: command-line entry point. Exit statuses are listed in `vmm --help`. */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "vmm/cli.h"
+#include "vmm/log.h"
+#include "vmm/term.h"
+#include "vmm/util.h"
+#include "vmm/vm.h"
+
+#ifndef VMM_VERSION
+#define VMM_VERSION "unknown"
+#endif
+
+/* Signals that end the VMM cleanly, handled through a signalfd in the main thread. */
+static const int stop_signals[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
+
+static int block_stop_signals(void)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	for (size_t i = 0; i < ARRAY_SIZE(stop_signals); i++)
+		sigaddset(&set, stop_signals[i]);
+	/* Blocked before any thread starts, so every thread inherits the mask. */
+	if (pthread_sigmask(SIG_BLOCK, &set, NULL))
+		return -1;
+	return signalfd(-1, &set, SFD_CLOEXEC);
+}
+
+/* Waits until the VM stops or a stop signal arrives; returns the signal number or 0. */
+static int wait_for_stop(struct vm *vm, int sig_fd)
+{
+	struct pollfd fds[2] = {
+		{ .fd = vm->stop_fd, .events = POLLIN },
+		{ .fd = sig_fd, .events = POLLIN },
+	};
+
+	for (;;) {
+		if (poll(fds, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			log_error("poll failed: %s", strerror(errno));
+			vm_request_stop(vm, VM_FAILED);
+			return 0;
+		}
+		if (fds[0].revents)
+			return 0;
+		if (fds[1].revents) {
+			struct signalfd_siginfo si;
+
+			if (read(sig_fd, &si, sizeof(si)) == sizeof(si)) {
+				vm_request_stop(vm, VM_QUIT);
+				return (int)si.ssi_signo;
+			}
+		}
+	}
+}
+
+/* Runs the guest, rebooting it unless --no-reboot; returns the exit status. */
+static int run_guest(const struct vmm_config *cfg, const struct boot_image *img, int sig_fd)
+{
+	for (unsigned int boot = 1;; boot++) {
+		struct vm vm;
+		int ret, sig;
+		enum vm_stop_reason reason;
+
+		ret = vm_create(&vm, cfg, img);
+		if (!ret)
+			ret = vm_start(&vm);
+		if (ret) {
+			vm_destroy(&vm);
+			return ret;
+		}
+		log_info("boot %u: %u vCPUs, %llu MiB", boot, cfg->ncpus,
+			 (unsigned long long)(cfg->memory >> 20));
+		sig = wait_for_stop(&vm, sig_fd);
+		reason = (enum vm_stop_reason)atomic_load(&vm.stop_reason);
+		vm_destroy(&vm);
+
+		switch (reason) {
+		case VM_POWEROFF:
+			log_info("the guest powered off");
+			return VMM_EXIT_OK;
+		case VM_RESET:
+			log_info("the guest rebooted");
+			if (cfg->no_reboot)
+				return VMM_EXIT_OK;
+			continue;
+		case VM_QUIT:
+			return sig ? 128 + sig : VMM_EXIT_OK;
+		case VM_FAILED:
+		default:
+			return VMM_EXIT_RUNTIME;
+		}
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct vmm_config cfg;
+	struct boot_image img;
+	enum cli_command cmd;
+	char err[512];
+	int ret, sig_fd;
+
+	ret = cli_parse(argc, argv, &cfg, &cmd, err, sizeof(err));
+	if (ret) {
+		fprintf(stderr, "vmm: error: %s\n", err);
+		return ret;
+	}
+	switch (cmd) {
+	case CLI_HELP:
+		cli_print_help(stdout);
+		return VMM_EXIT_OK;
+	case CLI_RUN_HELP:
+		cli_print_run_help(stdout);
+		return VMM_EXIT_OK;
+	case CLI_VERSION:
+		printf("vmm %s\n", VMM_VERSION);
+		return VMM_EXIT_OK;
+	case CLI_RUN:
+		break;
+	}
+	log_set_verbose(cfg.verbose);
+	signal(SIGPIPE, SIG_IGN);
+
+	sig_fd = block_stop_signals();
+	if (sig_fd < 0) {
+		log_error("cannot set up signal handling: %s", strerror(errno));
+		return VMM_EXIT_RESOURCE;
+	}
+	ret = boot_image_load(&img, &cfg);
+	if (!ret) {
+		term_raw_enable();
+		ret = run_guest(&cfg, &img, sig_fd);
+		term_restore();
+	}
+	boot_image_free(&img);
+	close(sig_fd);
+	return ret;
+}

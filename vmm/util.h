@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* Small helpers shared by every folder. */
+#ifndef VMM_UTIL_H
+#define VMM_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define ARRAY_SIZE(a)		(sizeof(a) / sizeof((a)[0]))
+#define container_of(ptr, type, member) \
+	((type *)((char *)(ptr) - offsetof(type, member)))
+#define ALIGN_UP(x, a)		(((x) + ((a) - 1)) & ~((__typeof__(x))(a) - 1))
+#define ALIGN_DOWN(x, a)	((x) & ~((__typeof__(x))(a) - 1))
+#define MIN(a, b)		((a) < (b) ? (a) : (b))
+#define MAX(a, b)		((a) > (b) ? (a) : (b))
+
+#define KIB	(1ULL << 10)
+#define MIB	(1ULL << 20)
+#define GIB	(1ULL << 30)
+#define TIB	(1ULL << 40)
+
+/*
+ * Process exit statuses, documented in `vmm --help` and README.md.
+ * Setup functions return 0 or one of these after reporting the error.
+ */
+enum vmm_exit {
+	VMM_EXIT_OK = 0,	/* guest powered off (or rebooted with --no-reboot) */
+	VMM_EXIT_RUNTIME = 1,	/* KVM or guest failure while running */
+	VMM_EXIT_USAGE = 2,	/* bad option or value */
+	VMM_EXIT_NO_KVM = 3,	/* /dev/kvm missing, no permission, or unusable */
+	VMM_EXIT_IMAGE = 4,	/* kernel/initrd missing, unreadable, invalid, or too big */
+	VMM_EXIT_RESOURCE = 5,	/* the host cannot provide what was asked */
+};
+
+/* Parses "512M", "1G", "4096" (binary suffixes K M G T, case-insensitive) into *out; 0 or -EINVAL/-ERANGE. */
+int parse_size(const char *s, uint64_t *out);
+
+/* Parses a decimal unsigned integer in [min, max] into *out; 0 or -EINVAL/-ERANGE. */
+int parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *out);
+
+/* Formats a byte count as "512 MiB" style into buf (always NUL-terminated); returns buf. */
+const char *format_size(uint64_t bytes, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,448 @@
+// SPDX-License-Identifier: GPL-2.0-only
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "firmware/acpi.h"
+#include "firmware/x86_layout.h"
+#include "vmm/log.h"
+#include "vmm/util.h"
+#include "vmm/vcpu.h"
+#include "vmm/vm.h"
+#include "vmm/x86_boot.h"
+#include "vmm/x86_platform.h"
+
+#define KVM_DEFAULT_DEVICE "/dev/kvm"
+#define KVM_EXPECTED_API 12
+
+static int read_whole_file(const char *what, const char *path, uint8_t **buf, size_t *size)
+{
+	struct stat st;
+	size_t done = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0) {
+		log_error("cannot open the %s %s: %s — check the path and its permissions",
+			  what, path, strerror(errno));
+		return VMM_EXIT_IMAGE;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		log_error("the %s %s is not a regular file — give the path of a bzImage file", what, path);
+		close(fd);
+		return VMM_EXIT_IMAGE;
+	}
+	*size = (size_t)st.st_size;
+	*buf = malloc(*size ? *size : 1);
+	if (!*buf) {
+		log_error("cannot allocate %zu bytes for the %s", *size, what);
+		close(fd);
+		return VMM_EXIT_RESOURCE;
+	}
+	while (done < *size) {
+		ssize_t n = read(fd, *buf + done, *size - done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			log_error("cannot read the %s %s: %s", what, path,
+				  n < 0 ? strerror(errno) : "file shrank while reading");
+			close(fd);
+			free(*buf);
+			*buf = NULL;
+			return VMM_EXIT_IMAGE;
+		}
+		done += (size_t)n;
+	}
+	close(fd);
+	return 0;
+}
+
+int boot_image_load(struct boot_image *img, const struct vmm_config *cfg)
+{
+	const char *why;
+	struct stat st;
+	int ret;
+
+	memset(img, 0, sizeof(*img));
+	img->initrd_fd = -1;
+	ret = read_whole_file("kernel", cfg->kernel, &img->kernel, &img->kernel_size);
+	if (ret)
+		return ret;
+	if (bzimage_parse(img->kernel, img->kernel_size, &img->info, &why)) {
+		log_error("the kernel %s cannot be booted: %s — give a bzImage such as /boot/vmlinuz-*",
+			  cfg->kernel, why);
+		return VMM_EXIT_IMAGE;
+	}
+	if (strlen(cfg->cmdline) > MIN((uint64_t)img->info.cmdline_size, X86_CMDLINE_MAX - 1)) {
+		log_error("the kernel command line is %zu bytes; this kernel accepts at most %u — shorten --cmdline",
+			  strlen(cfg->cmdline), img->info.cmdline_size);
+		return VMM_EXIT_USAGE;
+	}
+	if (!cfg->initrd)
+		return 0;
+	img->initrd_fd = open(cfg->initrd, O_RDONLY | O_CLOEXEC);
+	if (img->initrd_fd < 0) {
+		log_error("cannot open the initrd %s: %s — check the path and its permissions",
+			  cfg->initrd, strerror(errno));
+		return VMM_EXIT_IMAGE;
+	}
+	if (fstat(img->initrd_fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		log_error("the initrd %s is not a regular file — give the path of an initramfs image",
+			  cfg->initrd);
+		return VMM_EXIT_IMAGE;
+	}
+	img->initrd_size = (uint64_t)st.st_size;
+	return 0;
+}
+
+void boot_image_free(struct boot_image *img)
+{
+	free(img->kernel);
+	if (img->initrd_fd >= 0)
+		close(img->initrd_fd);
+	memset(img, 0, sizeof(*img));
+	img->initrd_fd = -1;
+}
+
+static int kvm_open(struct vm *vm)
+{
+	const char *path = getenv("VMM_KVM_DEVICE");
+	int api;
+
+	if (!path || !*path)
+		path = KVM_DEFAULT_DEVICE;
+	vm->kvm_fd = open(path, O_RDWR | O_CLOEXEC);
+	if (vm->kvm_fd < 0) {
+		int err = errno;
+
+		if (err == ENOENT)
+			log_error("cannot open %s: no such device — this host has no KVM: enable "
+				  "virtualization in the firmware and load kvm_intel or kvm_amd "
+				  "(modprobe kvm_amd), or run inside a VM with nested virtualization "
+				  "(scripts/with-kvm does that for the tests)", path);
+		else if (err == EACCES || err == EPERM)
+			log_error("cannot open %s: permission denied — add the user to the kvm group "
+				  "(usermod -aG kvm $USER, then log in again)", path);
+		else
+			log_error("cannot open %s: %s — check that KVM works on this host", path,
+				  strerror(err));
+		return VMM_EXIT_NO_KVM;
+	}
+	api = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
+	if (api != KVM_EXPECTED_API) {
+		log_error("%s speaks KVM API %d, not %d — this is not a usable KVM device", path, api,
+			  KVM_EXPECTED_API);
+		return VMM_EXIT_NO_KVM;
+	}
+	return 0;
+}
+
+static int kvm_check_caps(struct vm *vm)
+{
+	static const struct { int cap; const char *name; } required[] = {
+		{ KVM_CAP_IRQCHIP, "an in-kernel irqchip" },
+		{ KVM_CAP_PIT2, "an in-kernel PIT" },
+		{ KVM_CAP_USER_MEMORY, "user memory slots" },
+		{ KVM_CAP_EXT_CPUID, "KVM_GET_SUPPORTED_CPUID" },
+		{ KVM_CAP_IOEVENTFD, "ioeventfd" },
+		{ KVM_CAP_IRQFD, "irqfd" },
+		{ KVM_CAP_IMMEDIATE_EXIT, "immediate_exit" },
+		{ KVM_CAP_SET_TSS_ADDR, "KVM_SET_TSS_ADDR" },
+	};
+	int max_vcpus;
+
+	for (size_t i = 0; i < ARRAY_SIZE(required); i++) {
+		if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, required[i].cap) <= 0) {
+			log_error("KVM on this host lacks %s — use a Linux 4.11 or newer host kernel",
+				  required[i].name);
+			return VMM_EXIT_NO_KVM;
+		}
+	}
+	max_vcpus = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
+	if (max_vcpus <= 0)
+		max_vcpus = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
+	if (max_vcpus > 0 && vm->ncpus > (unsigned int)max_vcpus) {
+		log_error("--cpus %u is more than KVM allows here (%d) — ask for fewer vCPUs",
+			  vm->ncpus, max_vcpus);
+		return VMM_EXIT_USAGE;
+	}
+	return 0;
+}
+
+static int kvm_get_supported_cpuid(struct vm *vm)
+{
+	for (unsigned int nent = 128; nent <= 4096; nent *= 2) {
+		struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + nent * sizeof(c->entries[0]));
+
+		if (!c)
+			return -ENOMEM;
+		c->nent = nent;
+		if (ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, c) == 0) {
+			vm->cpuid = c;
+			return 0;
+		}
+		free(c);
+		if (errno != E2BIG)
+			return -errno;
+	}
+	return -E2BIG;
+}
+
+static int vm_create_kvm_vm(struct vm *vm)
+{
+	struct kvm_pit_config pit = { .flags = 0 };
+	uint64_t identity_map = X86_IDENTITY_MAP_GPA;
+	int ret;
+
+	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	if (vm->vm_fd < 0) {
+		log_error("cannot create a KVM virtual machine: %s — check the host's dmesg",
+			  strerror(errno));
+		return VMM_EXIT_NO_KVM;
+	}
+	ret = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (ret < (int)sizeof(struct kvm_run)) {
+		log_error("KVM reports a bad vCPU mmap size (%d)", ret);
+		return VMM_EXIT_NO_KVM;
+	}
+	vm->run_size = (size_t)ret;
+	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)X86_TSS_GPA) < 0 ||
+	    ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &identity_map) < 0 ||
+	    ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0 ||
+	    ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
+		log_error("cannot set up the VM's interrupt controllers and timers: %s", strerror(errno));
+		return VMM_EXIT_NO_KVM;
+	}
+	ret = kvm_get_supported_cpuid(vm);
+	if (ret) {
+		log_error("cannot read KVM's supported CPUID: %s", strerror(-ret));
+		return VMM_EXIT_NO_KVM;
+	}
+	return 0;
+}
+
+static int vm_create_memory(struct vm *vm)
+{
+	struct guest_mem_range ranges[2];
+	unsigned int n = x86_ram_ranges(vm->cfg->memory, ranges);
+	uint64_t limit = guest_mem_host_limit();
+	char want[32], have[32];
+	int ret;
+
+	if (vm->cfg->memory > limit) {
+		log_error("--memory %s is more than this host has (%s of RAM and swap) — ask for less",
+			  format_size(vm->cfg->memory, want, sizeof(want)),
+			  format_size(limit, have, sizeof(have)));
+		return VMM_EXIT_RESOURCE;
+	}
+	ret = guest_mem_init(&vm->mem, ranges, n, vm->cfg->hugepages);
+	if (ret) {
+		log_error("cannot allocate %s of guest memory: %s — ask for less memory%s",
+			  format_size(vm->cfg->memory, want, sizeof(want)), strerror(-ret),
+			  vm->cfg->hugepages ? " or reserve more huge pages (/proc/sys/vm/nr_hugepages)" : "");
+		return VMM_EXIT_RESOURCE;
+	}
+	for (unsigned int i = 0; i < vm->mem.nregions; i++) {
+		const struct guest_region *r = &vm->mem.regions[i];
+		struct kvm_userspace_memory_region slot = {
+			.slot = i,
+			.guest_phys_addr = r->gpa,
+			.memory_size = r->size,
+			.userspace_addr = (uintptr_t)r->hva,
+		};
+
+		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0) {
+			log_error("cannot give guest memory to KVM: %s", strerror(errno));
+			return VMM_EXIT_RESOURCE;
+		}
+	}
+	return 0;
+}
+
+static int vm_load_guest(struct vm *vm, const struct boot_image *img)
+{
+	struct guest_mem_range ram[GUEST_MEM_MAX_REGIONS];
+	struct boot_layout layout;
+	uint64_t needed;
+	char have[32], need[32];
+	int ret;
+
+	for (unsigned int i = 0; i < vm->mem.nregions; i++)
+		ram[i] = (struct guest_mem_range){ vm->mem.regions[i].gpa, vm->mem.regions[i].size };
+	if (boot_layout_plan(&img->info, ram, vm->mem.nregions, img->initrd_size, &layout, &needed)) {
+		log_error("the kernel and initrd do not fit in %s of guest memory (about %s needed "
+			  "below 3 GiB) — give more --memory or a smaller initrd",
+			  format_size(vm->cfg->memory, have, sizeof(have)),
+			  format_size(ALIGN_UP(needed, MIB), need, sizeof(need)));
+		return VMM_EXIT_IMAGE;
+	}
+	ret = x86_boot_load(&vm->mem, img, &img->info, &layout, vm->cfg->cmdline);
+	if (ret) {
+		log_error("cannot load the kernel and initrd into guest memory: %s", strerror(-ret));
+		return VMM_EXIT_IMAGE;
+	}
+	return 0;
+}
+
+static int vm_build_acpi(struct vm *vm)
+{
+	struct acpi_platform platform = { .ncpus = vm->ncpus };
+	uint64_t size = X86_ACPI_END - X86_ACPI_GPA;
+	void *buf = guest_mem_ptr(&vm->mem, X86_ACPI_GPA, size);
+	ssize_t n;
+
+	n = buf ? acpi_build_tables(&platform, buf, size, X86_ACPI_GPA) : -EFAULT;
+	if (n < 0) {
+		log_error("cannot build the ACPI tables: %s", strerror((int)-n));
+		return VMM_EXIT_RUNTIME;
+	}
+	return 0;
+}
+
+static void vm_console_irq(void *opaque, bool level)
+{
+	vm_set_irq_line(opaque, X86_SERIAL_GSI, level);
+}
+
+static void vm_console_quit(void *opaque)
+{
+	vm_request_stop(opaque, VM_QUIT);
+}
+
+static int vm_create_devices(struct vm *vm)
+{
+	int ret = event_loop_init(&vm->loop);
+
+	if (!ret)
+		ret = console_init(&vm->console, &vm->loop, STDIN_FILENO, STDOUT_FILENO,
+				   isatty(STDIN_FILENO), vm_console_irq, vm_console_quit, vm);
+	if (!ret)
+		ret = io_bus_register(&vm->pio, X86_SERIAL_PORT, SERIAL_NREGS, serial_io,
+				      &vm->console.serial, "serial");
+	if (!ret)
+		ret = x86_platform_init(vm);
+	if (ret) {
+		log_error("cannot set up the devices: %s", strerror(-ret));
+		return VMM_EXIT_RUNTIME;
+	}
+	return 0;
+}
+
+static int vm_create_vcpus(struct vm *vm)
+{
+	vm->vcpus = calloc(vm->ncpus, sizeof(*vm->vcpus));
+	if (!vm->vcpus) {
+		log_error("cannot allocate %u vCPUs", vm->ncpus);
+		return VMM_EXIT_RESOURCE;
+	}
+	for (unsigned int i = 0; i < vm->ncpus; i++) {
+		int ret = vcpu_create(&vm->vcpus[i], vm, i);
+
+		vm->vcpus_created = i + 1;	/* how many need destroying */
+		if (ret) {
+			log_error("cannot create vCPU %u: %s", i, strerror(-ret));
+			return ret == -ENOMEM ? VMM_EXIT_RESOURCE : VMM_EXIT_RUNTIME;
+		}
+	}
+	return 0;
+}
+
+int vm_create(struct vm *vm, const struct vmm_config *cfg, const struct boot_image *img)
+{
+	int ret;
+
+	memset(vm, 0, sizeof(*vm));
+	vm->cfg = cfg;
+	vm->ncpus = cfg->ncpus;
+	vm->kvm_fd = vm->vm_fd = -1;
+	vm->mem.fd = -1;
+	vm->loop.epfd = vm->loop.stop_fd = -1;
+	vm->console.space_src.fd = -1;
+	vm->stop_fd = eventfd(0, EFD_CLOEXEC);
+	if (vm->stop_fd < 0) {
+		log_error("cannot create an eventfd: %s", strerror(errno));
+		return VMM_EXIT_RESOURCE;
+	}
+	ret = kvm_open(vm);
+	if (!ret)
+		ret = kvm_check_caps(vm);
+	if (!ret)
+		ret = vm_create_kvm_vm(vm);
+	if (!ret)
+		ret = vm_create_memory(vm);
+	if (!ret)
+		ret = vm_load_guest(vm, img);
+	if (!ret)
+		ret = vm_build_acpi(vm);
+	if (!ret)
+		ret = vm_create_devices(vm);
+	if (!ret)
+		ret = vm_create_vcpus(vm);
+	return ret;
+}
+
+int vm_start(struct vm *vm)
+{
+	int ret = event_loop_start(&vm->loop);
+
+	for (unsigned int i = 0; !ret && i < vm->ncpus; i++)
+		ret = vcpu_start(&vm->vcpus[i]);
+	if (ret) {
+		log_error("cannot start the VM's threads: %s", strerror(-ret));
+		return VMM_EXIT_RUNTIME;
+	}
+	return 0;
+}
+
+void vm_request_stop(struct vm *vm, enum vm_stop_reason reason)
+{
+	int expected = VM_RUNNING;
+	uint64_t one = 1;
+
+	if (!atomic_compare_exchange_strong(&vm->stop_reason, &expected, (int)reason))
+		return;
+	if (vm->stop_fd >= 0 && write(vm->stop_fd, &one, sizeof(one)) != sizeof(one))
+		log_warn("cannot signal the VM's stop: %s", strerror(errno));
+	for (unsigned int i = 0; i < vm->vcpus_created && vm->vcpus; i++)
+		vcpu_kick(&vm->vcpus[i]);
+}
+
+void vm_set_irq_line(struct vm *vm, unsigned int irq, bool level)
+{
+	struct kvm_irq_level line = { .irq = irq, .level = level };
+
+	if (ioctl(vm->vm_fd, KVM_IRQ_LINE, &line) < 0)
+		log_warn("cannot set interrupt line %u: %s", irq, strerror(errno));
+}
+
+void vm_destroy(struct vm *vm)
+{
+	vm_request_stop(vm, VM_QUIT);
+	for (unsigned int i = 0; vm->vcpus && i < vm->vcpus_created; i++)
+		vcpu_destroy(&vm->vcpus[i]);
+	free(vm->vcpus);
+	vm->vcpus = NULL;
+	if (vm->loop.epfd >= 0)
+		event_loop_destroy(&vm->loop);
+	if (vm->console.space_src.fd >= 0)
+		console_destroy(&vm->console);
+	io_bus_destroy(&vm->pio);
+	io_bus_destroy(&vm->mmio);
+	guest_mem_destroy(&vm->mem);
+	free(vm->cpuid);
+	vm->cpuid = NULL;
+	if (vm->vm_fd >= 0)
+		close(vm->vm_fd);
+	if (vm->kvm_fd >= 0)
+		close(vm->kvm_fd);
+	if (vm->stop_fd >= 0)
+		close(vm->stop_fd);
+	vm->vm_fd = vm->kvm_fd = vm->stop_fd = -1;
+}

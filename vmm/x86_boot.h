@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * x86-64 guest boot through the Linux 64-bit boot protocol: the kernel,
+ * initrd, command line and zero page go into guest RAM; the boot CPU starts
+ * in long mode at the kernel's 64-bit entry with identity-mapped page tables.
+ */
+#ifndef VMM_X86_BOOT_H
+#define VMM_X86_BOOT_H
+
+#include <stdint.h>
+
+#include "firmware/boot_params.h"
+#include "vmm/guest_mem.h"
+
+struct boot_image;
+
+/*
+ * Writes page tables, GDT, kernel, initrd, command line and zero page into
+ * mem, following the plan in *layout. 0 or -errno (-EIO reading the initrd).
+ */
+int x86_boot_load(const struct guest_mem *mem, const struct boot_image *img,
+		  const struct bzimage_info *info, const struct boot_layout *layout,
+		  const char *cmdline);
+
+/* Sets the boot CPU's registers for the 64-bit entry point; 0 or -errno. */
+int x86_vcpu_init_boot_state(int vcpu_fd);
+
+/* Wires LINT0 as ExtINT and LINT1 as NMI on a vCPU's local APIC; 0 or -errno. */
+int x86_vcpu_init_lapic(int vcpu_fd);
+
+#endif
