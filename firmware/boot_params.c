@@ -153,11 +153,12 @@ int e820_build(struct boot_e820_entry *table, unsigned int max, const struct gue
 
 		if (start < X86_HIMEM_GPA) {
 			/* Real-mode RAM, then the EBDA/ACPI/BIOS area, then RAM from 1 MiB. */
-			ret = e820_add(table, max, &n, start, MIN(end, X86_LOW_RAM_END) - start,
-				       E820_TYPE_RAM);
+			if (start < X86_LOW_RAM_END)
+				ret = e820_add(table, max, &n, start, MIN(end, X86_LOW_RAM_END) - start,
+					       E820_TYPE_RAM);
 			if (!ret && end > X86_LOW_RAM_END)
-				ret = e820_add(table, max, &n, X86_LOW_RAM_END,
-					       MIN(end, X86_HIMEM_GPA) - X86_LOW_RAM_END,
+				ret = e820_add(table, max, &n, MAX(start, X86_LOW_RAM_END),
+					       MIN(end, X86_HIMEM_GPA) - MAX(start, X86_LOW_RAM_END),
 					       E820_TYPE_RESERVED);
 			start = X86_HIMEM_GPA;
 		}

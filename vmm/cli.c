@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "vmm/cli.h"
@@ -14,6 +15,11 @@ enum {
 	OPT_CPUS,
 	OPT_MEMORY,
 	OPT_NO_REBOOT,
+	OPT_DISK,
+	OPT_NET,
+	OPT_RNG,
+	OPT_CONSOLE,
+	OPT_VIRTIO_CMDLINE,
 };
 
 static const struct option run_options[] = {
@@ -23,6 +29,11 @@ static const struct option run_options[] = {
 	{ "cpus", required_argument, NULL, OPT_CPUS },
 	{ "memory", required_argument, NULL, OPT_MEMORY },
 	{ "no-reboot", no_argument, NULL, OPT_NO_REBOOT },
+	{ "disk", required_argument, NULL, OPT_DISK },
+	{ "net", required_argument, NULL, OPT_NET },
+	{ "rng", no_argument, NULL, OPT_RNG },
+	{ "console", required_argument, NULL, OPT_CONSOLE },
+	{ "virtio-cmdline", no_argument, NULL, OPT_VIRTIO_CMDLINE },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -64,8 +75,23 @@ void cli_print_run_help(FILE *out)
 	      "  --initrd PATH     initramfs / initrd image\n"
 	      "  --cmdline STR     kernel command line (default \"" VMM_DEFAULT_CMDLINE "\")\n"
 	      "  --cpus N          number of vCPUs, 1-255 (default 1)\n"
-	      "  --memory SIZE     guest RAM with a K, M, G or T suffix, at least 16M (default 512M)\n"
+	      "  --memory SIZE[,hugepages=on]\n"
+	      "                    guest RAM with a K, M, G or T suffix, at least 16M (default 512M);\n"
+	      "                    hugepages=on backs it with 2 MiB huge pages (hugetlbfs)\n"
 	      "  --no-reboot       exit with status 0 when the guest reboots, instead of rebooting it\n"
+	      "\n"
+	      "Devices (virtio-mmio, announced to the guest in the ACPI DSDT):\n"
+	      "  --disk path=FILE[,readonly=on][,direct=on][,id=SERIAL]\n"
+	      "                    virtio-blk disk on a raw image or block device (repeatable, up to 8);\n"
+	      "                    direct=on opens it with O_DIRECT; id is what the guest reads as serial\n"
+	      "  --net tap=NAME[,mac=52:54:00:12:34:56][,vhost=off]\n"
+	      "                    virtio-net on a tap interface (repeatable, up to 4)\n"
+	      "  --rng             virtio-rng entropy device fed from getrandom()\n"
+	      "  --console pty|file=PATH\n"
+	      "                    virtio-console (hvc0) on a new pseudo-terminal (its path is printed)\n"
+	      "                    or appended to a file\n"
+	      "  --virtio-cmdline  also announce the devices on the kernel command line\n"
+	      "                    (virtio_mmio.device=, for kernels without ACPI)\n"
 	      "  -v, --verbose     report progress on stderr\n"
 	      "  -h, --help        show this help\n", out);
 }
@@ -80,6 +106,193 @@ static int usage_error(char *err, size_t errlen, const char *fmt, ...)
 	return VMM_EXIT_USAGE;
 }
 
+/* Keeps a copy of s owned by cfg (freed by cli_config_free); NULL when full. */
+static char *config_strdup(struct vmm_config *cfg, const char *s)
+{
+	char *copy;
+
+	if (cfg->nowned == VMM_MAX_OWNED)
+		return NULL;
+	copy = strdup(s);
+	if (copy)
+		cfg->owned[cfg->nowned++] = copy;
+	return copy;
+}
+
+void cli_config_free(struct vmm_config *cfg)
+{
+	for (unsigned int i = 0; i < cfg->nowned; i++)
+		free(cfg->owned[i]);
+	cfg->nowned = 0;
+}
+
+int cli_parse_bool(const char *v, bool *out)
+{
+	if (!strcmp(v, "on") || !strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "1")) {
+		*out = true;
+		return 0;
+	}
+	if (!strcmp(v, "off") || !strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "0")) {
+		*out = false;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static int hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int cli_parse_mac(const char *s, uint8_t mac[6])
+{
+	if (strlen(s) != 17)
+		return -EINVAL;
+	for (int i = 0; i < 6; i++) {
+		int hi = hex_digit(s[i * 3]), lo = hex_digit(s[i * 3 + 1]);
+
+		if (hi < 0 || lo < 0 || (i < 5 && s[i * 3 + 2] != ':'))
+			return -EINVAL;
+		mac[i] = (uint8_t)(hi << 4 | lo);
+	}
+	/* A unicast address is required: the multicast bit is the lowest bit of byte 0. */
+	return (mac[0] & 1) ? -EINVAL : 0;
+}
+
+/*
+ * Splits "a=1,b=2" (a copy owned by cfg) into key/value pairs for fn. A bare
+ * first item without '=' is given with key `bare_key` (e.g. "--console pty").
+ */
+static int parse_kv_list(struct vmm_config *cfg, const char *opt, const char *arg,
+			 const char *bare_key,
+			 int (*fn)(struct vmm_config *cfg, void *obj, const char *key, char *val,
+				   char *err, size_t errlen),
+			 void *obj, char *err, size_t errlen)
+{
+	char *copy = config_strdup(cfg, arg), *save = NULL, *item;
+	bool first = true;
+
+	if (!copy)
+		return usage_error(err, errlen, "too many option values — give fewer options");
+	if (!*arg || strspn(arg, ",") == strlen(arg))
+		return usage_error(err, errlen, "%s needs a value (%s=...) — see `vmm run --help`", opt,
+				   bare_key && strcmp(bare_key, "backend") ? bare_key : "key");
+	for (item = strtok_r(copy, ",", &save); item; item = strtok_r(NULL, ",", &save), first = false) {
+		char *eq = strchr(item, '=');
+		int ret;
+
+		if (!eq && !(first && bare_key))
+			return usage_error(err, errlen, "%s: '%s' is not key=value — see `vmm run --help`",
+					   opt, item);
+		if (eq)
+			*eq = '\0';
+		ret = fn(cfg, obj, eq ? item : bare_key, eq ? eq + 1 : item, err, errlen);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static int disk_kv(struct vmm_config *cfg, void *obj, const char *key, char *val, char *err,
+		   size_t errlen)
+{
+	struct blk_options *d = obj;
+
+	(void)cfg;
+	if (!strcmp(key, "path")) {
+		if (!*val)
+			return usage_error(err, errlen, "--disk: path is empty — give a file");
+		d->path = val;
+	} else if (!strcmp(key, "readonly")) {
+		if (cli_parse_bool(val, &d->readonly))
+			return usage_error(err, errlen, "--disk: readonly='%s' — use on or off", val);
+	} else if (!strcmp(key, "direct")) {
+		if (cli_parse_bool(val, &d->direct))
+			return usage_error(err, errlen, "--disk: direct='%s' — use on or off", val);
+	} else if (!strcmp(key, "id")) {
+		if (strlen(val) > 20)
+			return usage_error(err, errlen, "--disk: id '%s' is longer than 20 bytes — shorten it", val);
+		d->id = val;
+	} else {
+		return usage_error(err, errlen, "--disk: unknown key '%s' — use path, readonly, direct or id", key);
+	}
+	return 0;
+}
+
+static int net_kv(struct vmm_config *cfg, void *obj, const char *key, char *val, char *err,
+		  size_t errlen)
+{
+	struct net_options *n = obj;
+
+	(void)cfg;
+	if (!strcmp(key, "tap")) {
+		if (!*val || strlen(val) >= 16)
+			return usage_error(err, errlen, "--net: tap name '%s' must be 1 to 15 characters", val);
+		n->tap = val;
+	} else if (!strcmp(key, "mac")) {
+		if (cli_parse_mac(val, n->mac))
+			return usage_error(err, errlen, "--net: mac '%s' is not a unicast MAC address like "
+					   "52:54:00:12:34:56", val);
+		n->mac_set = true;
+	} else if (!strcmp(key, "vhost")) {
+		if (cli_parse_bool(val, &n->vhost))
+			return usage_error(err, errlen, "--net: vhost='%s' — use on or off", val);
+	} else {
+		return usage_error(err, errlen, "--net: unknown key '%s' — use tap, mac or vhost", key);
+	}
+	return 0;
+}
+
+static int console_kv(struct vmm_config *cfg, void *obj, const char *key, char *val, char *err,
+		      size_t errlen)
+{
+	struct console_options *c = obj;
+
+	(void)cfg;
+	if (!strcmp(key, "backend") && !strcmp(val, "pty")) {
+		c->backend = CONSOLE_BACKEND_PTY;
+	} else if (!strcmp(key, "file") && *val) {
+		c->backend = CONSOLE_BACKEND_FILE;
+		c->path = val;
+	} else {
+		return usage_error(err, errlen, "--console: '%s%s%s' — use pty or file=PATH",
+				   strcmp(key, "backend") ? key : "", strcmp(key, "backend") ? "=" : "", val);
+	}
+	return 0;
+}
+
+static int memory_kv(struct vmm_config *cfg, void *obj, const char *key, char *val, char *err,
+		     size_t errlen)
+{
+	uint64_t size;
+
+	(void)obj;
+	if (!strcmp(key, "size")) {
+		if (parse_size(val, &size))
+			return usage_error(err, errlen, "--memory '%s' is not a size — write it like "
+					   "512M or 2G", val);
+		if (size < VMM_MIN_MEMORY)
+			return usage_error(err, errlen, "--memory %s is too small: a Linux guest needs "
+					   "at least 16M — give more memory", val);
+		if (size % 4096)
+			return usage_error(err, errlen, "--memory %s is not a whole number of 4 KiB "
+					   "pages — round it", val);
+		cfg->memory = size;
+	} else if (!strcmp(key, "hugepages")) {
+		if (cli_parse_bool(val, &cfg->hugepages))
+			return usage_error(err, errlen, "--memory: hugepages='%s' — use on or off", val);
+	} else {
+		return usage_error(err, errlen, "--memory: unknown key '%s' — use SIZE[,hugepages=on]", key);
+	}
+	return 0;
+}
+
 static void config_defaults(struct vmm_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
@@ -92,7 +305,7 @@ static int parse_run_option(int opt, const char *arg, struct vmm_config *cfg, ch
 			    size_t errlen)
 {
 	unsigned long n;
-	uint64_t size;
+	int ret;
 
 	switch (opt) {
 	case OPT_KERNEL:
@@ -111,16 +324,47 @@ static int parse_run_option(int opt, const char *arg, struct vmm_config *cfg, ch
 		cfg->ncpus = (unsigned int)n;
 		return 0;
 	case OPT_MEMORY:
-		if (parse_size(arg, &size))
-			return usage_error(err, errlen, "--memory '%s' is not a size — write it like "
-					   "512M or 2G", arg);
-		if (size < VMM_MIN_MEMORY)
-			return usage_error(err, errlen, "--memory %s is too small: a Linux guest needs "
-					   "at least 16M — give more memory", arg);
-		if (size % 4096)
-			return usage_error(err, errlen, "--memory %s is not a whole number of 4 KiB "
-					   "pages — round it", arg);
-		cfg->memory = size;
+		ret = parse_kv_list(cfg, "--memory", arg, "size", memory_kv, NULL, err, errlen);
+		if (!ret && cfg->hugepages && cfg->memory % (2 * MIB))
+			return usage_error(err, errlen, "--memory with hugepages=on must be a multiple of 2M");
+		return ret;
+	case OPT_DISK: {
+		struct blk_options *d = &cfg->disks[cfg->ndisks];
+
+		if (cfg->ndisks == VMM_MAX_DISKS)
+			return usage_error(err, errlen, "more than %d --disk options", VMM_MAX_DISKS);
+		memset(d, 0, sizeof(*d));
+		ret = parse_kv_list(cfg, "--disk", arg, "path", disk_kv, d, err, errlen);
+		if (!ret && !d->path)
+			return usage_error(err, errlen, "--disk needs path=FILE");
+		if (!ret)
+			cfg->ndisks++;
+		return ret;
+	}
+	case OPT_NET: {
+		struct net_options *net = &cfg->nets[cfg->nnets];
+
+		if (cfg->nnets == VMM_MAX_NETS)
+			return usage_error(err, errlen, "more than %d --net options", VMM_MAX_NETS);
+		memset(net, 0, sizeof(*net));
+		ret = parse_kv_list(cfg, "--net", arg, NULL, net_kv, net, err, errlen);
+		if (!ret && !net->tap)
+			return usage_error(err, errlen, "--net needs tap=NAME");
+		if (!ret)
+			cfg->nnets++;
+		return ret;
+	}
+	case OPT_RNG:
+		cfg->rng = true;
+		return 0;
+	case OPT_CONSOLE:
+		if (cfg->console_set)
+			return usage_error(err, errlen, "--console given twice");
+		ret = parse_kv_list(cfg, "--console", arg, "backend", console_kv, &cfg->console, err, errlen);
+		cfg->console_set = !ret;
+		return ret;
+	case OPT_VIRTIO_CMDLINE:
+		cfg->virtio_cmdline = true;
 		return 0;
 	case OPT_NO_REBOOT:
 		cfg->no_reboot = true;

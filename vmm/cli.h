@@ -3,7 +3,9 @@
 #ifndef VMM_CLI_H
 #define VMM_CLI_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "vmm/config.h"
@@ -21,6 +23,15 @@ enum cli_command {
  */
 int cli_parse(int argc, char **argv, struct vmm_config *cfg, enum cli_command *cmd,
 	      char *err, size_t errlen);
+
+/* Frees the strings cli_parse() split out of option values. */
+void cli_config_free(struct vmm_config *cfg);
+
+/* Parses on/off (also true/false, yes/no, 1/0); 0 or -EINVAL. */
+int cli_parse_bool(const char *v, bool *out);
+
+/* Parses a unicast MAC address "52:54:00:12:34:56"; 0 or -EINVAL. */
+int cli_parse_mac(const char *s, uint8_t mac[6]);
 
 /* Prints the general help (commands, exit statuses). */
 void cli_print_help(FILE *out);

@@ -6,10 +6,15 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "virtio/devices.h"
+
 #define VMM_MAX_CPUS		255
 #define VMM_MIN_MEMORY		(16ULL << 20)
 #define VMM_DEFAULT_MEMORY	(512ULL << 20)
 #define VMM_DEFAULT_CMDLINE	"console=ttyS0"
+#define VMM_MAX_DISKS		8
+#define VMM_MAX_NETS		4
+#define VMM_MAX_OWNED		64
 
 struct vmm_config {
 	const char *kernel;
@@ -20,6 +25,19 @@ struct vmm_config {
 	bool hugepages;
 	bool no_reboot;
 	bool verbose;
+
+	struct blk_options disks[VMM_MAX_DISKS];
+	unsigned int ndisks;
+	struct net_options nets[VMM_MAX_NETS];
+	unsigned int nnets;
+	bool rng;
+	bool console_set;
+	struct console_options console;
+	bool virtio_cmdline;	/* also announce devices with virtio_mmio.device= */
+
+	/* Strings split out of option values; freed by cli_config_free(). */
+	char *owned[VMM_MAX_OWNED];
+	unsigned int nowned;
 };
 
 #endif

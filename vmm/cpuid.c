@@ -75,11 +75,11 @@ void cpuid_patch(struct kvm_cpuid2 *cpuid, unsigned int index, unsigned int ncpu
 			/* Cores per package minus one, in bits 31:26; keep the cache data. */
 			if (e->eax & 0x1f) {
 				e->eax &= ~(0x3fu << 26);
-				e->eax |= ((ncpus - 1) & 0x3f) << 26;
+				e->eax |= (ncpus - 1 > 63 ? 63 : ncpus - 1) << 26;
 				/* Threads sharing this cache minus one, bits 25:14: L3 is shared. */
 				e->eax &= ~(0xfffu << 14);
 				if (((e->eax >> 5) & 7) >= 3)
-					e->eax |= ((ncpus - 1) & 0xfff) << 14;
+					e->eax |= (ncpus - 1) << 14;	/* ncpus <= 255 fits 12 bits */
 			}
 			break;
 		case 0xb:

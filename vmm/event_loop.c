@@ -89,16 +89,21 @@ int event_loop_start(struct event_loop *loop)
 	return 0;
 }
 
+void event_loop_stop(struct event_loop *loop)
+{
+	uint64_t one = 1;
+
+	if (!loop->started)
+		return;
+	if (write(loop->stop_fd, &one, sizeof(one)) != sizeof(one))
+		log_warn("event loop: cannot signal stop: %s", strerror(errno));
+	pthread_join(loop->thread, NULL);
+	loop->started = false;
+}
+
 void event_loop_destroy(struct event_loop *loop)
 {
-	if (loop->started) {
-		uint64_t one = 1;
-
-		if (write(loop->stop_fd, &one, sizeof(one)) != sizeof(one))
-			log_warn("event loop: cannot signal stop: %s", strerror(errno));
-		pthread_join(loop->thread, NULL);
-		loop->started = false;
-	}
+	event_loop_stop(loop);
 	if (loop->stop_fd >= 0)
 		close(loop->stop_fd);
 	if (loop->epfd >= 0)

@@ -41,6 +41,9 @@ int event_loop_remove(struct event_loop *loop, struct event_source *src);
 /* Starts the loop thread; 0 or -errno. */
 int event_loop_start(struct event_loop *loop);
 
+/* Stops and joins the loop thread if started; sources stay registered. */
+void event_loop_stop(struct event_loop *loop);
+
 /* Stops and joins the loop thread (if started) and closes the epoll set. */
 void event_loop_destroy(struct event_loop *loop);
 

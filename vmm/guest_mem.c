@@ -47,6 +47,8 @@ int guest_mem_init(struct guest_mem *m, const struct guest_mem_range *ranges,
 	m->fd = memfd_create("vmm-guest-ram", MFD_CLOEXEC | (hugepages ? MFD_HUGETLB : 0));
 	if (m->fd < 0)
 		return -errno;
+	m->owned = true;
+	m->size = total;
 	if (ftruncate(m->fd, (off_t)total) < 0) {
 		ret = -errno;
 		goto fail;
@@ -70,7 +72,6 @@ int guest_mem_init(struct guest_mem *m, const struct guest_mem_range *ranges,
 		off += ranges[i].size;
 	}
 	m->nregions = nranges;
-	m->size = total;
 	m->hugepages = hugepages;
 	return 0;
 fail:
@@ -80,9 +81,9 @@ fail:
 
 void guest_mem_destroy(struct guest_mem *m)
 {
-	if (m->base && m->fd >= 0)
-		munmap(m->base, m->size ? m->size : 0);
-	if (m->fd >= 0)
+	if (m->owned && m->base)
+		munmap(m->base, m->size);
+	if (m->owned && m->fd >= 0)
 		close(m->fd);
 	memset(m, 0, sizeof(*m));
 	m->fd = -1;

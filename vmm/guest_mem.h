@@ -30,6 +30,7 @@ struct guest_mem {
 	uint8_t *base;		/* mapping of the whole memfd */
 	uint64_t size;		/* total RAM bytes */
 	bool hugepages;
+	bool owned;		/* fd and base were created by guest_mem_init() */
 };
 
 struct guest_mem_range {

@@ -143,6 +143,7 @@ int main(int argc, char **argv)
 		term_restore();
 	}
 	boot_image_free(&img);
+	cli_config_free(&cfg);
 	close(sig_fd);
 	return ret;
 }

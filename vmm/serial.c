@@ -135,7 +135,8 @@ static uint8_t serial_read_locked(struct serial *s, unsigned int reg, bool *tx_s
 }
 
 /* Returns a byte to transmit in *tx (and true), if the write produced one. */
-static bool serial_write_locked(struct serial *s, unsigned int reg, uint8_t v, uint8_t *tx)
+static bool serial_write_locked(struct serial *s, unsigned int reg, uint8_t v, uint8_t *tx,
+				bool *rx_space)
 {
 	bool dlab = s->lcr & UART_LCR_DLAB;
 
@@ -168,6 +169,7 @@ static bool serial_write_locked(struct serial *s, unsigned int reg, uint8_t v, u
 	case UART_FCR:
 		s->fcr = v & (UART_FCR_ENABLE_FIFO | UART_FCR_TRIGGER_MASK);
 		if (v & UART_FCR_CLEAR_RCVR) {
+			*rx_space = s->rx_count == SERIAL_RX_BUF;
 			s->rx_count = 0;
 			s->lsr &= ~UART_LSR_DR;
 		}
@@ -199,9 +201,9 @@ void serial_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool 
 	if (is_write) {
 		bool was_loop = s->mcr & UART_MCR_LOOP;
 
-		tx = serial_write_locked(s, (unsigned int)offset, data[0], &out);
+		tx = serial_write_locked(s, (unsigned int)offset, data[0], &out, &space);
 		/* Leaving loopback reconnects the receiver to the line. */
-		space = was_loop && !(s->mcr & UART_MCR_LOOP);
+		space = space || (was_loop && !(s->mcr & UART_MCR_LOOP));
 	} else {
 		data[0] = serial_read_locked(s, (unsigned int)offset, &space);
 		/* Wider accesses see the register in the low byte, zeros above. */

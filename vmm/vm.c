@@ -12,6 +12,7 @@
 
 #include "firmware/acpi.h"
 #include "firmware/x86_layout.h"
+#include "virtio/devices.h"
 #include "vmm/log.h"
 #include "vmm/util.h"
 #include "vmm/vcpu.h"
@@ -283,7 +284,7 @@ static int vm_load_guest(struct vm *vm, const struct boot_image *img)
 			  format_size(ALIGN_UP(needed, MIB), need, sizeof(need)));
 		return VMM_EXIT_IMAGE;
 	}
-	ret = x86_boot_load(&vm->mem, img, &img->info, &layout, vm->cfg->cmdline);
+	ret = x86_boot_load(&vm->mem, img, &img->info, &layout, vm->cmdline);
 	if (ret) {
 		log_error("cannot load the kernel and initrd into guest memory: %s", strerror(-ret));
 		return VMM_EXIT_IMAGE;
@@ -293,15 +294,128 @@ static int vm_load_guest(struct vm *vm, const struct boot_image *img)
 
 static int vm_build_acpi(struct vm *vm)
 {
-	struct acpi_platform platform = { .ncpus = vm->ncpus };
+	struct acpi_device_desc devs[VM_MAX_VIRTIO_DEVICES];
+	struct acpi_platform platform = { .ncpus = vm->ncpus, .devices = devs, .ndevices = vm->nvdevs };
 	uint64_t size = X86_ACPI_END - X86_ACPI_GPA;
 	void *buf = guest_mem_ptr(&vm->mem, X86_ACPI_GPA, size);
 	ssize_t n;
 
+	/* The DSDT is generated from the device list, so it always matches the devices. */
+	for (unsigned int i = 0; i < vm->nvdevs; i++)
+		devs[i] = (struct acpi_device_desc){
+			.hid = "LNRO0005",
+			.mmio_base = vm->vdevs[i]->base,
+			.mmio_size = VIRTIO_MMIO_WINDOW,
+			.gsi = vm->vdevs[i]->gsi,
+		};
 	n = buf ? acpi_build_tables(&platform, buf, size, X86_ACPI_GPA) : -EFAULT;
 	if (n < 0) {
 		log_error("cannot build the ACPI tables: %s", strerror((int)-n));
 		return VMM_EXIT_RUNTIME;
+	}
+	return 0;
+}
+
+static struct vm *host_to_vm(struct virtio_host *h)
+{
+	return container_of(h, struct vm, virtio_host);
+}
+
+static int vm_ioeventfd(struct virtio_host *h, uint64_t addr, uint32_t datamatch, int fd, bool assign)
+{
+	struct kvm_ioeventfd io = {
+		.datamatch = datamatch,
+		.addr = addr,
+		.len = 4,
+		.fd = fd,
+		.flags = KVM_IOEVENTFD_FLAG_DATAMATCH | (assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN),
+	};
+
+	return ioctl(host_to_vm(h)->vm_fd, KVM_IOEVENTFD, &io) < 0 ? -errno : 0;
+}
+
+static int vm_irqfd(struct virtio_host *h, uint32_t gsi, int fd, bool assign)
+{
+	struct kvm_irqfd irq = {
+		.fd = (uint32_t)fd,
+		.gsi = gsi,
+		.flags = assign ? 0 : KVM_IRQFD_FLAG_DEASSIGN,
+	};
+
+	return ioctl(host_to_vm(h)->vm_fd, KVM_IRQFD, &irq) < 0 ? -errno : 0;
+}
+
+/* Creates the virtio devices in a fixed order (disks, nets, rng, console), slot by slot. */
+static int vm_create_virtio_devices(struct vm *vm)
+{
+	const struct vmm_config *cfg = vm->cfg;
+	unsigned int total = cfg->ndisks + cfg->nnets + cfg->rng + cfg->console_set;
+
+	vm->virtio_host = (struct virtio_host){
+		.mem = &vm->mem,
+		.loop = &vm->loop,
+		.ioeventfd = vm_ioeventfd,
+		.irqfd = vm_irqfd,
+	};
+	if (total > VM_MAX_VIRTIO_DEVICES) {
+		log_error("%u virtio devices asked for; at most %d fit — give fewer devices", total,
+			  VM_MAX_VIRTIO_DEVICES);
+		return VMM_EXIT_USAGE;
+	}
+	for (unsigned int i = 0; i < total; i++) {
+		uint64_t base = X86_VIRTIO_MMIO_GPA + i * X86_VIRTIO_MMIO_SIZE;
+		uint32_t gsi = X86_VIRTIO_FIRST_GSI + i;
+		char *name = vm->vdev_names[i];
+		struct virtio_mmio_dev *d;
+		unsigned int k = i;
+		int ret;
+
+		if (k < cfg->ndisks) {
+			snprintf(name, sizeof(vm->vdev_names[i]), "virtio-blk%u", k);
+			d = virtio_blk_create(&vm->virtio_host, &cfg->disks[k], name, base, gsi);
+		} else if ((k -= cfg->ndisks) < cfg->nnets) {
+			snprintf(name, sizeof(vm->vdev_names[i]), "virtio-net%u", k);
+			d = virtio_net_create(&vm->virtio_host, &cfg->nets[k], name, base, gsi);
+		} else if ((k -= cfg->nnets) < (unsigned int)cfg->rng) {
+			snprintf(name, sizeof(vm->vdev_names[i]), "virtio-rng0");
+			d = virtio_rng_create(&vm->virtio_host, name, base, gsi);
+		} else {
+			snprintf(name, sizeof(vm->vdev_names[i]), "virtio-console0");
+			d = virtio_console_create(&vm->virtio_host, &cfg->console, name, base, gsi);
+		}
+		if (!d)
+			return VMM_EXIT_USAGE;
+		vm->vdevs[vm->nvdevs++] = d;
+		ret = io_bus_register(&vm->mmio, base, VIRTIO_MMIO_WINDOW, virtio_mmio_io, d, name);
+		if (ret) {
+			log_error("%s: cannot register its MMIO window: %s", name, strerror(-ret));
+			return VMM_EXIT_RUNTIME;
+		}
+	}
+	return 0;
+}
+
+/* The guest's command line: the user's, plus virtio_mmio.device= entries if asked. */
+static int vm_build_cmdline(struct vm *vm, const struct boot_image *img)
+{
+	size_t max = MIN((size_t)img->info.cmdline_size, (size_t)X86_CMDLINE_MAX - 1);
+	size_t len = strlen(vm->cfg->cmdline), cap = len + 1 + vm->nvdevs * 64;
+	char *p;
+
+	vm->cmdline = p = malloc(cap);
+	if (!p) {
+		log_error("cannot allocate the kernel command line");
+		return VMM_EXIT_RESOURCE;
+	}
+	memcpy(p, vm->cfg->cmdline, len + 1);
+	for (unsigned int i = 0; vm->cfg->virtio_cmdline && i < vm->nvdevs; i++)
+		len += (size_t)snprintf(p + len, cap - len, " virtio_mmio.device=0x%x@0x%llx:%u",
+					VIRTIO_MMIO_WINDOW, (unsigned long long)vm->vdevs[i]->base,
+					vm->vdevs[i]->gsi);
+	if (len > max) {
+		log_error("the kernel command line with the device announcements is %zu bytes; this "
+			  "kernel accepts at most %zu — shorten --cmdline", len, max);
+		return VMM_EXIT_USAGE;
 	}
 	return 0;
 }
@@ -378,11 +492,15 @@ int vm_create(struct vm *vm, const struct vmm_config *cfg, const struct boot_ima
 	if (!ret)
 		ret = vm_create_memory(vm);
 	if (!ret)
+		ret = vm_create_devices(vm);
+	if (!ret)
+		ret = vm_create_virtio_devices(vm);
+	if (!ret)
+		ret = vm_build_cmdline(vm, img);
+	if (!ret)
 		ret = vm_load_guest(vm, img);
 	if (!ret)
 		ret = vm_build_acpi(vm);
-	if (!ret)
-		ret = vm_create_devices(vm);
 	if (!ret)
 		ret = vm_create_vcpus(vm);
 	return ret;
@@ -429,6 +547,19 @@ void vm_destroy(struct vm *vm)
 		vcpu_destroy(&vm->vcpus[i]);
 	free(vm->vcpus);
 	vm->vcpus = NULL;
+	event_loop_stop(&vm->loop);
+	for (unsigned int i = 0; i < vm->nvdevs; i++) {
+		struct virtio_mmio_dev *d = vm->vdevs[i];
+		const struct virtio_dev_ops *ops = d->ops;
+
+		log_info("%s: %llu queue notifications by ioeventfd, %llu by MMIO exit, %llu interrupts",
+			 vm->vdev_names[i], (unsigned long long)d->eventfd_notifies,
+			 (unsigned long long)d->mmio_notifies, (unsigned long long)d->interrupts);
+		virtio_mmio_destroy(d);
+		if (ops && ops->destroy)
+			ops->destroy(d);
+	}
+	vm->nvdevs = 0;
 	if (vm->loop.epfd >= 0)
 		event_loop_destroy(&vm->loop);
 	if (vm->console.space_src.fd >= 0)
@@ -438,6 +569,8 @@ void vm_destroy(struct vm *vm)
 	guest_mem_destroy(&vm->mem);
 	free(vm->cpuid);
 	vm->cpuid = NULL;
+	free(vm->cmdline);
+	vm->cmdline = NULL;
 	if (vm->vm_fd >= 0)
 		close(vm->vm_fd);
 	if (vm->kvm_fd >= 0)

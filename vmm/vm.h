@@ -14,11 +14,15 @@
 #include <stddef.h>
 
 #include "firmware/boot_params.h"
+#include "virtio/mmio.h"
 #include "vmm/config.h"
 #include "vmm/console.h"
 #include "vmm/event_loop.h"
 #include "vmm/guest_mem.h"
 #include "vmm/io_bus.h"
+
+/* virtio-mmio devices get GSIs 5..23 of the IOAPIC: 19 at most. */
+#define VM_MAX_VIRTIO_DEVICES 19
 
 struct vcpu;
 struct kvm_cpuid2;
@@ -43,6 +47,11 @@ struct vm {
 	unsigned int ncpus, vcpus_created;
 	struct event_loop loop;
 	struct console console;
+	struct virtio_host virtio_host;		/* what virtio devices get from the VM */
+	struct virtio_mmio_dev *vdevs[VM_MAX_VIRTIO_DEVICES];
+	char vdev_names[VM_MAX_VIRTIO_DEVICES][24];
+	unsigned int nvdevs;
+	char *cmdline;				/* the command line the guest gets */
 	_Atomic int stop_reason;
 	int stop_fd;				/* eventfd signalled on the first stop request */
 };

@@ -1,0 +1,349 @@
+#!/usr/bin/env bash
+# Integration suite "boot" (TAP): boots Debian's stock kernel with a busybox initramfs under
+# vmm on real KVM and checks what the guest sees (CPUs, memory, command line), poweroff,
+# reboot with --no-reboot through the ACPI reset register (reboot=a) and the keyboard
+# controller (reboot=k), the reboot loop without --no-reboot plus SIGTERM, and the CLI's
+# error paths (exit codes 2, 3, 4, 5 with "vmm: error: ..." on stderr, never a signal).
+# Usage: tests/integration/boot.sh PATH/TO/vmm
+#   Normally run by meson: scripts/with-kvm meson test -C build --suite integration
+#   Needs /dev/kvm (scripts/with-kvm provides one) and scripts/fetch-kernel's kernel.
+# Environment: VMM_TEST_TIMEOUT (seconds per vmm run that boots a guest, default 180),
+#   VMM_TEST_KEEP=1 keeps the work directory (printed at the end).
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+PROG=boot.sh
+# shellcheck source=scripts/lib/common.sh
+. "$HERE/../../scripts/lib/common.sh"
+
+BOOT_TIMEOUT=${VMM_TEST_TIMEOUT:-180}
+ERR_TIMEOUT=30
+
+# ---- TAP -------------------------------------------------------------------------------------
+N=0
+NFAIL=0
+DIAG=()
+bail() {
+	echo "Bail out! $*"
+	exit 1
+}
+note() { DIAG+=("$@"); }
+# result OK|FAIL DESCRIPTION: prints one TAP line (plus the collected diagnostics on failure).
+result() {
+	N=$((N + 1))
+	if [[ $1 == OK ]]; then
+		echo "ok $N - $2"
+	else
+		NFAIL=$((NFAIL + 1))
+		echo "not ok $N - $2"
+		local l
+		for l in "${DIAG[@]}"; do printf '# %s\n' "$l"; done
+	fi
+	DIAG=()
+}
+# show FILE LABEL: the last lines of FILE as diagnostics (printable, without CRs).
+show() {
+	local f=$1 label=$2 l
+	if [[ ! -s $f ]]; then
+		note "$label: (empty)"
+		return
+	fi
+	note "$label (last 40 lines of $(wc -l <"$f")):"
+	while IFS= read -r l; do note "  $l"; done < <(tail -n 40 "$f" | tr -d '\r' | tr -c '[:print:]\n\t' '?')
+}
+
+# ---- preconditions (fail, do not skip: a skipped integration test proves nothing) -----------
+(($# == 1)) || bail "usage: boot.sh PATH/TO/vmm (meson passes it)"
+VMM=$1
+[[ -x $VMM ]] || bail "vmm binary '$VMM' is missing or not executable — build it: meson compile -C build"
+kernel_fetched || bail "kernel $VMM_KERNEL_VERSION is not in $VMM_CACHE — run scripts/fetch-kernel (scripts/test does)"
+KERNEL=$(kernel_vmlinuz)
+if ! why=$(kvm_usable /dev/kvm); then
+	bail "no usable KVM: $why — run the integration tests through scripts/with-kvm (e.g. scripts/with-kvm meson test -C build --suite integration, as scripts/test does); it boots a nested L1 VM with KVM when the host has none"
+fi
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/vmm-boot.XXXXXX")
+cleanup() {
+	local p
+	for p in $(jobs -p); do kill -KILL "$p" 2>/dev/null || true; done
+	if [[ -n ${VMM_TEST_KEEP:-} ]]; then
+		echo "# work directory kept: $WORK"
+	else
+		rm -rf "$WORK"
+	fi
+}
+trap cleanup EXIT
+
+BASE=$("$REPO/scripts/mkinitramfs" guest-base) || bail "scripts/mkinitramfs guest-base failed"
+
+# make_initrd NAME ACTION: initramfs whose /init prints what the guest sees, then runs
+# ACTION (poweroff -f or reboot -f). Loads no modules: none are needed to boot.
+make_initrd() {
+	local name=$1 action=$2
+	cat >"$WORK/$name.init" <<EOF
+#!/bin/sh
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+echo "VMMTEST-BOOT-START"
+echo "VMMTEST-CPUINFO \$(grep -c '^processor' /proc/cpuinfo)"
+echo "VMMTEST-NPROC \$(nproc)"
+echo "VMMTEST-MEMTOTAL-KB \$(sed -n 's/^MemTotal: *\([0-9]*\) kB/\1/p' /proc/meminfo)"
+echo "VMMTEST-CMDLINE \$(cat /proc/cmdline)"
+echo "VMMTEST-ACTION $action"
+$action
+echo "VMMTEST-ACTION-RETURNED"
+sleep 5
+EOF
+	"$REPO/scripts/mkinitramfs" overlay "$WORK/$name.overlay" --init "$WORK/$name.init"
+	cat "$BASE" "$WORK/$name.overlay" >"$WORK/$name.initrd"
+}
+
+# run_vmm NAME TIMEOUT ARGS...: runs vmm with stdin from /dev/null, output in NAME.out/.err,
+# exit status in RC (124: timed out; >128 otherwise: killed by signal RC-128).
+RC=0
+run_vmm() {
+	local name=$1 t=$2
+	shift 2
+	echo "$VMM $*" >"$WORK/$name.cmd"
+	RC=0
+	timeout -k 5 "$t" "$VMM" "$@" </dev/null >"$WORK/$name.out" 2>"$WORK/$name.err" || RC=$?
+}
+
+# marker NAME KEY: value of the guest's "KEY value" line (first one).
+marker() { tr -d '\r' <"$WORK/$1.out" | sed -n "s/^$2 //p" | head -n1; }
+count_marker() { tr -d '\r' <"$WORK/$1.out" | grep -c "^$2" || true; }
+
+describe_rc() {
+	case $1 in
+	124) echo "timed out" ;;
+	12[5-9]) echo "exit status $1" ;;
+	*) if (($1 > 128)); then echo "killed by signal $(($1 - 128)) ($(kill -l $(($1 - 128)) 2>/dev/null || echo '?'))"; else echo "exit status $1"; fi ;;
+	esac
+}
+
+# A vmm run that booted a guest: shows its command, status and output on failure.
+note_run() {
+	local name=$1
+	note "command: $(cat "$WORK/$name.cmd")"
+	note "vmm: $(describe_rc "$RC")"
+	show "$WORK/$name.out" "guest console (vmm stdout)"
+	show "$WORK/$name.err" "vmm stderr"
+}
+
+# check_guest NAME CPUS MEM_MIN_MIB MEM_MAX_MIB: TAP results for what the guest saw.
+check_guest() {
+	local name=$1 cpus=$2 lo=$3 hi=$4 label=$5 ci np kb
+	ci=$(marker "$name" VMMTEST-CPUINFO)
+	np=$(marker "$name" VMMTEST-NPROC)
+	if [[ $ci == "$cpus" && $np == "$cpus" ]]; then
+		result OK "$label: guest sees $cpus CPU(s) (/proc/cpuinfo and nproc)"
+	else
+		note "expected $cpus; /proc/cpuinfo processor lines: '${ci:-none}', nproc: '${np:-none}'"
+		note_run "$name"
+		result FAIL "$label: guest sees $cpus CPU(s) (/proc/cpuinfo and nproc)"
+	fi
+	kb=$(marker "$name" VMMTEST-MEMTOTAL-KB)
+	if [[ $kb =~ ^[0-9]+$ ]] && ((kb >= lo * 1024 && kb <= hi * 1024)); then
+		result OK "$label: MemTotal $((kb / 1024)) MiB is within $lo..$hi MiB"
+	else
+		note "MemTotal: '${kb:-none}' kB, expected $lo..$hi MiB"
+		note_run "$name"
+		result FAIL "$label: MemTotal is within $lo..$hi MiB"
+	fi
+}
+
+# check_exit NAME WANT LABEL: vmm exited with WANT, the guest reached its final action and
+# did not panic.
+check_exit() {
+	local name=$1 want=$2 label=$3 ok=OK
+	[[ $RC == "$want" ]] || { ok=FAIL; note "expected exit status $want"; }
+	if [[ -z $(marker "$name" VMMTEST-ACTION) ]]; then
+		ok=FAIL
+		note "the guest's init did not reach its final action"
+	fi
+	if tr -d '\r' <"$WORK/$name.out" | grep -q 'Kernel panic'; then
+		ok=FAIL
+		note "the guest kernel panicked"
+	fi
+	[[ $ok == OK ]] || note_run "$name"
+	result "$ok" "$label"
+}
+
+# expect_error LABEL WANT [PATH_IN_MESSAGE] -- VMM_ARGS...: vmm exits quickly with WANT and
+# a "vmm: error: ..." message on stderr (naming PATH_IN_MESSAGE if given), never by a signal.
+expect_error() {
+	local label=$1 want=$2 path=$3 ok=OK
+	shift 4
+	run_vmm err "$ERR_TIMEOUT" "$@"
+	if [[ $RC != "$want" ]]; then
+		ok=FAIL
+		note "expected exit status $want, got $(describe_rc "$RC")"
+	fi
+	if ! grep -q '^vmm: error: ' "$WORK/err.err"; then
+		ok=FAIL
+		note "stderr has no 'vmm: error: <what> — <what to do>' line"
+	elif [[ -n $path ]] && ! grep -qF -- "$path" "$WORK/err.err"; then
+		ok=FAIL
+		note "the message does not name '$path'"
+	fi
+	if [[ $ok == FAIL ]]; then
+		note "command: $(cat "$WORK/err.cmd")"
+		show "$WORK/err.err" "vmm stderr"
+		show "$WORK/err.out" "vmm stdout"
+	fi
+	result "$ok" "$label"
+}
+
+CMDLINE="console=ttyS0 quiet panic=-1"
+make_initrd poweroff "poweroff -f"
+make_initrd reboot "reboot -f"
+
+# ---- CLI: help and version -------------------------------------------------------------------
+OPTIONS=(--kernel --initrd --cmdline --cpus --memory --no-reboot)
+for args in "--help" "run --help"; do
+	# shellcheck disable=SC2086
+	run_vmm help "$ERR_TIMEOUT" $args
+	ok=OK
+	[[ $RC == 0 ]] || { ok=FAIL; note "expected exit status 0, got $(describe_rc "$RC")"; }
+	for o in "${OPTIONS[@]}"; do
+		grep -q -e "$o" "$WORK/help.out" || { ok=FAIL; note "stdout does not mention $o"; }
+	done
+	[[ $ok == OK ]] || { show "$WORK/help.out" "stdout"; show "$WORK/help.err" "stderr"; }
+	result $ok "vmm $args exits 0 and mentions ${OPTIONS[*]}"
+done
+run_vmm version "$ERR_TIMEOUT" --version
+if [[ $RC == 0 && -s $WORK/version.out ]]; then
+	result OK "vmm --version exits 0: $(head -n1 "$WORK/version.out")"
+else
+	note "vmm: $(describe_rc "$RC")"
+	show "$WORK/version.out" "stdout"
+	show "$WORK/version.err" "stderr"
+	result FAIL "vmm --version exits 0 and prints the version"
+fi
+
+# ---- CLI: bad inputs -------------------------------------------------------------------------
+INITRD=$WORK/poweroff.initrd
+mkdir "$WORK/kernel-dir"
+: >"$WORK/empty-kernel"
+printf 'this is not a kernel\n%.0s' {1..200} >"$WORK/text-kernel"
+truncate -s 256M "$WORK/huge-initrd" # sparse: costs no disk
+expect_error "missing kernel file: exit 4" 4 "$WORK/no-such-kernel" -- \
+	run --kernel "$WORK/no-such-kernel" --initrd "$INITRD" --memory 256M
+expect_error "kernel path is a directory (unreadable): exit 4" 4 "$WORK/kernel-dir" -- \
+	run --kernel "$WORK/kernel-dir" --initrd "$INITRD" --memory 256M
+expect_error "empty kernel file: exit 4" 4 "$WORK/empty-kernel" -- \
+	run --kernel "$WORK/empty-kernel" --initrd "$INITRD" --memory 256M
+expect_error "kernel that is not a bzImage (text): exit 4" 4 "$WORK/text-kernel" -- \
+	run --kernel "$WORK/text-kernel" --initrd "$INITRD" --memory 256M
+expect_error "missing initrd: exit 4" 4 "$WORK/no-such-initrd" -- \
+	run --kernel "$KERNEL" --initrd "$WORK/no-such-initrd" --memory 256M
+expect_error "kernel + 256 MiB initrd in --memory 128M do not fit: exit 4" 4 "" -- \
+	run --kernel "$KERNEL" --initrd "$WORK/huge-initrd" --memory 128M
+expect_error "--memory 1K (below the minimum): exit 2" 2 "" -- \
+	run --kernel "$KERNEL" --initrd "$INITRD" --memory 1K
+expect_error "--memory 100T (more than the host has): exit 5" 5 "" -- \
+	run --kernel "$KERNEL" --initrd "$INITRD" --memory 100T
+expect_error "--cpus 0: exit 2" 2 "" -- \
+	run --kernel "$KERNEL" --initrd "$INITRD" --cpus 0
+expect_error "--cpus abc: exit 2" 2 "" -- \
+	run --kernel "$KERNEL" --initrd "$INITRD" --cpus abc
+expect_error "unknown option: exit 2" 2 "--bogus-option" -- \
+	run --kernel "$KERNEL" --initrd "$INITRD" --bogus-option
+expect_error "run without --kernel: exit 2" 2 "" -- run --initrd "$INITRD"
+VMM_KVM_DEVICE=/nonexistent expect_error "VMM_KVM_DEVICE=/nonexistent (no KVM): exit 3" 3 "" -- \
+	run --kernel "$KERNEL" --initrd "$INITRD" --memory 256M
+if ! grep -q -e /nonexistent -e /dev/kvm "$WORK/err.err"; then
+	note "stderr: $(head -n3 "$WORK/err.err")"
+	result FAIL "the no-KVM message names /nonexistent or /dev/kvm"
+else
+	result OK "the no-KVM message names /nonexistent or /dev/kvm"
+fi
+
+# ---- boots -----------------------------------------------------------------------------------
+# Each boot costs ~15-30 s under nested KVM; every one checks what the guest saw.
+
+run_vmm boot2 "$BOOT_TIMEOUT" run --kernel "$KERNEL" --initrd "$WORK/poweroff.initrd" \
+	--cpus 2 --memory 512M --cmdline "$CMDLINE vmmtest=42"
+check_exit boot2 0 "boot --cpus 2 --memory 512M: the guest powers off and vmm exits 0"
+check_guest boot2 2 440 512 "boot --cpus 2 --memory 512M"
+if [[ " $(marker boot2 VMMTEST-CMDLINE) " == *" vmmtest=42 "* ]]; then
+	result OK "/proc/cmdline has vmmtest=42 from --cmdline"
+else
+	note "guest /proc/cmdline: '$(marker boot2 VMMTEST-CMDLINE)'"
+	note_run boot2
+	result FAIL "/proc/cmdline has vmmtest=42 from --cmdline"
+fi
+
+run_vmm reboot_acpi "$BOOT_TIMEOUT" run --kernel "$KERNEL" --initrd "$WORK/reboot.initrd" \
+	--cpus 1 --memory 256M --no-reboot --cmdline "$CMDLINE reboot=a"
+check_exit reboot_acpi 0 "reboot=a (ACPI reset register) with --no-reboot: vmm exits 0"
+check_guest reboot_acpi 1 200 256 "boot --cpus 1 --memory 256M"
+
+run_vmm reboot_kbd "$BOOT_TIMEOUT" run --kernel "$KERNEL" --initrd "$WORK/reboot.initrd" \
+	--cpus 4 --memory 1G --no-reboot --cmdline "$CMDLINE reboot=k"
+check_exit reboot_kbd 0 "reboot=k (i8042 keyboard controller reset) with --no-reboot: vmm exits 0"
+check_guest reboot_kbd 4 900 1024 "boot --cpus 4 --memory 1G"
+
+# Without --no-reboot the guest boots again; stop vmm with SIGTERM after the second boot.
+name=reboot_loop
+echo "$VMM run --kernel $KERNEL --initrd $WORK/reboot.initrd --cpus 1 --memory 256M --cmdline '$CMDLINE'" >"$WORK/$name.cmd"
+"$VMM" run --kernel "$KERNEL" --initrd "$WORK/reboot.initrd" --cpus 1 --memory 256M \
+	--cmdline "$CMDLINE" </dev/null >"$WORK/$name.out" 2>"$WORK/$name.err" &
+pid=$!
+deadline=$((SECONDS + 2 * BOOT_TIMEOUT))
+boots=0
+alive=1
+while ((SECONDS < deadline)); do
+	boots=$(count_marker "$name" VMMTEST-BOOT-START)
+	((boots >= 2)) && break
+	state=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -c1) || state=''
+	if [[ -z $state || $state == Z ]]; then # gone, or a zombie waiting for us
+		alive=''
+		break
+	fi
+	sleep 0.5
+done
+if ((boots >= 2)); then
+	result OK "without --no-reboot the guest boots again after reboot -f (init ran $boots times)"
+else
+	if [[ -z $alive ]]; then
+		RC=0
+		wait "$pid" || RC=$?
+		note "vmm ended before the second boot"
+	else
+		note "the guest's init ran $boots time(s) within $((2 * BOOT_TIMEOUT)) s"
+	fi
+	note_run "$name"
+	result FAIL "without --no-reboot the guest boots again after reboot -f"
+fi
+if [[ -n $alive ]]; then
+	t0=$SECONDS
+	kill -TERM "$pid" 2>/dev/null || true
+	(sleep 10 && kill -KILL "$pid" 2>/dev/null) &
+	watchdog=$!
+	RC=0
+	wait "$pid" || RC=$?
+	kill "$watchdog" 2>/dev/null || true
+	wait "$watchdog" 2>/dev/null || true
+	elapsed=$((SECONDS - t0))
+	if ((RC == 128 + 9)); then
+		note "vmm did not exit within 10 s of SIGTERM; killed it"
+		note_run "$name"
+		result FAIL "SIGTERM stops vmm within 10 s"
+	elif ((RC > 128 && RC != 128 + 15)); then
+		note "vmm crashed after SIGTERM"
+		note_run "$name"
+		result FAIL "SIGTERM stops vmm within 10 s"
+	else
+		result OK "SIGTERM stops vmm within 10 s ($(describe_rc "$RC") after ${elapsed} s)"
+	fi
+else
+	result FAIL "SIGTERM stops vmm within 10 s (vmm was not running any more)"
+fi
+
+echo "1..$N"
+if ((NFAIL)); then
+	echo "# $NFAIL of $N failed"
+	exit 1
+fi
+exit 0

@@ -1,0 +1,746 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Unit tests for the command line (vmm/cli.c) and the number helpers it
+ * uses (vmm/util.c: parse_size, parse_uint, format_size).
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "vmm/cli.h"
+#include "vmm/config.h"
+#include "vmm/util.h"
+
+#define MAX_ARGS	160
+#define MAX_ARG_LEN	128
+
+/*
+ * getopt permutes argv and the config points into it, so every parse gets a
+ * private, writable copy that stays valid until the next parse.
+ */
+static char arg_store[MAX_ARGS][MAX_ARG_LEN];
+static char *argv_buf[MAX_ARGS + 1];
+
+static struct vmm_config cfg;
+static enum cli_command cmd;
+static char err[256];
+
+static int parse_args(const char *const *args)
+{
+	int argc = 0;
+
+	for (; args[argc]; argc++) {
+		cr_assert_lt(argc, MAX_ARGS);
+		cr_assert_lt(strlen(args[argc]), MAX_ARG_LEN);
+		strcpy(arg_store[argc], args[argc]);
+		argv_buf[argc] = arg_store[argc];
+	}
+	argv_buf[argc] = NULL;
+	cli_config_free(&cfg);
+	memset(&cfg, 0xa5, sizeof(cfg));	/* cli_parse must fill in everything */
+	cmd = (enum cli_command)-1;
+	strcpy(err, "stale");
+	return cli_parse(argc, argv_buf, &cfg, &cmd, err, sizeof(err));
+}
+
+static void cli_teardown(void)
+{
+	cli_config_free(&cfg);
+}
+
+TestSuite(cli, .fini = cli_teardown);
+
+/* PARSE("run", "--kernel", "k") parses { "vmm", "run", "--kernel", "k" }. */
+#define PARSE(...)	parse_args((const char *const[]){ "vmm", __VA_ARGS__, NULL })
+
+static void expect_usage_error(int ret, const char *needle)
+{
+	cr_assert_eq(ret, VMM_EXIT_USAGE, "ret %d, want VMM_EXIT_USAGE (%d)", ret,
+		     VMM_EXIT_USAGE);
+	cr_assert_neq(err[0], '\0', "no error message");
+	cr_assert_str_neq(err, "stale");
+	if (needle)
+		cr_assert(strstr(err, needle), "error '%s' does not mention '%s'", err, needle);
+}
+
+static void expect_defaults_except_kernel(void)
+{
+	cr_assert_eq(cfg.ncpus, 1);
+	cr_assert_eq(cfg.memory, 512ULL << 20);
+	cr_assert_str_eq(cfg.cmdline, "console=ttyS0");
+	cr_assert_null(cfg.initrd);
+	cr_assert_not(cfg.no_reboot);
+	cr_assert_not(cfg.verbose);
+	cr_assert_not(cfg.hugepages);
+	cr_assert_eq(cfg.ndisks, 0);
+	cr_assert_eq(cfg.nnets, 0);
+	cr_assert_not(cfg.rng);
+	cr_assert_not(cfg.console_set);
+	cr_assert_not(cfg.virtio_cmdline);
+}
+
+/* ---- commands ---- */
+
+Test(cli, no_arguments_is_help)
+{
+	const char *const args[] = { "vmm", NULL };
+
+	cr_assert_eq(parse_args(args), 0);
+	cr_assert_eq(cmd, CLI_HELP);
+	cr_assert_str_empty(err);
+}
+
+Test(cli, help_spellings)
+{
+	cr_assert_eq(PARSE("--help"), 0);
+	cr_assert_eq(cmd, CLI_HELP);
+	cr_assert_eq(PARSE("-h"), 0);
+	cr_assert_eq(cmd, CLI_HELP);
+	cr_assert_eq(PARSE("help"), 0);
+	cr_assert_eq(cmd, CLI_HELP);
+	cr_assert_str_empty(err);
+}
+
+Test(cli, version)
+{
+	cr_assert_eq(PARSE("--version"), 0);
+	cr_assert_eq(cmd, CLI_VERSION);
+	cr_assert_str_empty(err);
+}
+
+Test(cli, run_help_needs_no_kernel)
+{
+	cr_assert_eq(PARSE("run", "--help"), 0);
+	cr_assert_eq(cmd, CLI_RUN_HELP);
+	cr_assert_eq(PARSE("run", "-h"), 0);
+	cr_assert_eq(cmd, CLI_RUN_HELP);
+	cr_assert_eq(PARSE("run", "--kernel", "bzImage", "--help"), 0);
+	cr_assert_eq(cmd, CLI_RUN_HELP);
+}
+
+Test(cli, unknown_command)
+{
+	expect_usage_error(PARSE("boot", "--kernel", "k"), "boot");
+	expect_usage_error(PARSE("--kernel", "k"), "--kernel");
+}
+
+/* ---- run: defaults and every option ---- */
+
+Test(cli, run_defaults)
+{
+	cr_assert_eq(PARSE("run", "--kernel", "/boot/vmlinuz"), 0, "%s", err);
+	cr_assert_eq(cmd, CLI_RUN);
+	cr_assert_str_eq(cfg.kernel, "/boot/vmlinuz");
+	cr_assert_str_empty(err);
+	expect_defaults_except_kernel();
+}
+
+Test(cli, defaults_filled_for_help_too)
+{
+	cr_assert_eq(PARSE("--help"), 0);
+	cr_assert_null(cfg.kernel);
+	expect_defaults_except_kernel();
+}
+
+Test(cli, every_option)
+{
+	cr_assert_eq(PARSE("run", "--kernel", "bz", "--initrd", "initrd.img",
+			   "--cmdline", "console=ttyS0 quiet", "--cpus", "4", "--memory", "2G",
+			   "--no-reboot", "--verbose"), 0, "%s", err);
+	cr_assert_eq(cmd, CLI_RUN);
+	cr_assert_str_eq(cfg.kernel, "bz");
+	cr_assert_str_eq(cfg.initrd, "initrd.img");
+	cr_assert_str_eq(cfg.cmdline, "console=ttyS0 quiet");
+	cr_assert_eq(cfg.ncpus, 4);
+	cr_assert_eq(cfg.memory, 2ULL << 30);
+	cr_assert(cfg.no_reboot);
+	cr_assert(cfg.verbose);
+}
+
+Test(cli, equals_form_and_short_verbose)
+{
+	cr_assert_eq(PARSE("run", "--kernel=bz", "--cpus=255", "--memory=16M", "-v"), 0, "%s", err);
+	cr_assert_str_eq(cfg.kernel, "bz");
+	cr_assert_eq(cfg.ncpus, 255);
+	cr_assert_eq(cfg.memory, 16ULL << 20);
+	cr_assert(cfg.verbose);
+	cr_assert_not(cfg.no_reboot);
+}
+
+Test(cli, memory_suffixes)
+{
+	cr_assert_eq(PARSE("run", "--kernel", "k", "--memory", "1g"), 0, "%s", err);
+	cr_assert_eq(cfg.memory, 1ULL << 30);
+	cr_assert_eq(PARSE("run", "--kernel", "k", "--memory", "512MiB"), 0, "%s", err);
+	cr_assert_eq(cfg.memory, 512ULL << 20);
+	cr_assert_eq(PARSE("run", "--kernel", "k", "--memory", "32768K"), 0, "%s", err);
+	cr_assert_eq(cfg.memory, 32ULL << 20);
+	cr_assert_eq(PARSE("run", "--kernel", "k", "--memory", "16777216"), 0, "%s", err);
+	cr_assert_eq(cfg.memory, 16ULL << 20);
+}
+
+Test(cli, options_in_any_order)
+{
+	cr_assert_eq(PARSE("run", "--cpus", "2", "--memory", "64M", "--kernel", "k"), 0, "%s", err);
+	cr_assert_eq(cfg.ncpus, 2);
+	cr_assert_eq(cfg.memory, 64ULL << 20);
+	cr_assert_str_eq(cfg.kernel, "k");
+}
+
+Test(cli, last_value_wins)
+{
+	cr_assert_eq(PARSE("run", "--kernel", "a", "--cpus", "2", "--kernel", "b", "--cpus", "3"),
+		     0, "%s", err);
+	cr_assert_str_eq(cfg.kernel, "b");
+	cr_assert_eq(cfg.ncpus, 3);
+}
+
+Test(cli, empty_cmdline_allowed)
+{
+	cr_assert_eq(PARSE("run", "--kernel", "k", "--cmdline", ""), 0, "%s", err);
+	cr_assert_str_eq(cfg.cmdline, "");
+}
+
+/* ---- run: errors ---- */
+
+Test(cli, cpus_zero)
+{
+	expect_usage_error(PARSE("run", "--kernel", "k", "--cpus", "0"), "--cpus");
+	cr_assert(strstr(err, "255"), "%s", err);
+}
+
+Test(cli, cpus_256)
+{
+	expect_usage_error(PARSE("run", "--kernel", "k", "--cpus", "256"), "256");
+}
+
+Test(cli, cpus_not_a_number)
+{
+	expect_usage_error(PARSE("run", "--kernel", "k", "--cpus", "abc"), "abc");
+	expect_usage_error(PARSE("run", "--kernel", "k", "--cpus", "2x"), "2x");
+	expect_usage_error(PARSE("run", "--kernel", "k", "--cpus", ""), "--cpus");
+}
+
+Test(cli, cpus_negative)
+{
+	expect_usage_error(PARSE("run", "--kernel", "k", "--cpus", "-1"), "-1");
+	expect_usage_error(PARSE("run", "--kernel", "k", "--cpus=-1"), "-1");
+}
+
+Test(cli, memory_too_small)
+{
+	expect_usage_error(PARSE("run", "--kernel", "k", "--memory", "1K"), "16M");
+	expect_usage_error(PARSE("run", "--kernel", "k", "--memory", "15M"), "16M");
+	expect_usage_error(PARSE("run", "--kernel", "k", "--memory", "0"), "--memory");
+}
+
+Test(cli, memory_not_a_size)
+{
+	expect_usage_error(PARSE("run", "--kernel", "k", "--memory", "abc"), "abc");
+	expect_usage_error(PARSE("run", "--kernel", "k", "--memory", "12X"), "12X");
+	expect_usage_error(PARSE("run", "--kernel", "k", "--memory", "-1G"), "-1G");
+	expect_usage_error(PARSE("run", "--kernel", "k", "--memory", "99999999999T"), "--memory");
+}
+
+Test(cli, memory_not_page_multiple)
+{
+	/* 4097 bytes is rejected (too small, and not whole pages either). */
+	expect_usage_error(PARSE("run", "--kernel", "k", "--memory", "4097"), "--memory");
+	/* Large enough but not whole 4 KiB pages: the message says so. */
+	expect_usage_error(PARSE("run", "--kernel", "k", "--memory", "16777217"), "pages");
+	expect_usage_error(PARSE("run", "--kernel", "k", "--memory", "16781313"), "pages");
+}
+
+Test(cli, missing_kernel)
+{
+	expect_usage_error(PARSE("run"), "--kernel");
+	expect_usage_error(PARSE("run", "--cpus", "2", "--memory", "1G"), "--kernel");
+}
+
+Test(cli, unknown_long_option)
+{
+	expect_usage_error(PARSE("run", "--kernel", "k", "--frobnicate"), "--frobnicate");
+}
+
+Test(cli, unknown_short_option)
+{
+	expect_usage_error(PARSE("run", "-x", "--kernel", "k"), "-x");
+}
+
+Test(cli, no_argument_option_given_a_value)
+{
+	expect_usage_error(PARSE("run", "--kernel", "k", "--no-reboot=yes"), "no-reboot");
+}
+
+Test(cli, missing_value)
+{
+	expect_usage_error(PARSE("run", "--kernel"), "--kernel");
+	cr_assert(strstr(err, "value"), "%s", err);
+	expect_usage_error(PARSE("run", "--kernel", "k", "--cpus"), "--cpus");
+	expect_usage_error(PARSE("run", "--kernel", "k", "--memory"), "--memory");
+}
+
+Test(cli, stray_argument)
+{
+	expect_usage_error(PARSE("run", "--kernel", "k", "extra"), "extra");
+	expect_usage_error(PARSE("run", "stray", "--kernel", "k"), "stray");
+}
+
+Test(cli, error_message_truncated_safely)
+{
+	const char *const args[] = { "vmm", "run", "--kernel", "k", "--cpus", "abc", NULL };
+	char small[8];
+	int argc = 6;
+
+	cli_config_free(&cfg);
+	for (int i = 0; args[i]; i++) {
+		strcpy(arg_store[i], args[i]);
+		argv_buf[i] = arg_store[i];
+	}
+	argv_buf[argc] = NULL;
+	memset(small, 'x', sizeof(small));
+	cr_assert_eq(cli_parse(argc, argv_buf, &cfg, &cmd, small, sizeof(small)), VMM_EXIT_USAGE);
+	cr_assert_eq(strnlen(small, sizeof(small)), sizeof(small) - 1);
+}
+
+/* ---- --memory SIZE[,hugepages=on] ---- */
+
+Test(cli, memory_hugepages)
+{
+	cr_assert_eq(PARSE("run", "--kernel", "k", "--memory", "1G,hugepages=on"), 0, "%s", err);
+	cr_assert_eq(cfg.memory, 1ULL << 30);
+	cr_assert(cfg.hugepages);
+	cr_assert_eq(PARSE("run", "--kernel", "k", "--memory", "size=64M,hugepages=off"), 0, "%s",
+		     err);
+	cr_assert_eq(cfg.memory, 64ULL << 20);
+	cr_assert_not(cfg.hugepages);
+	/* hugepages alone keeps the default size (a multiple of 2M). */
+	cr_assert_eq(PARSE("run", "--kernel", "k", "--memory", "hugepages=on"), 0, "%s", err);
+	cr_assert_eq(cfg.memory, 512ULL << 20);
+	cr_assert(cfg.hugepages);
+}
+
+Test(cli, memory_hugepages_errors)
+{
+	expect_usage_error(PARSE("run", "--kernel", "k", "--memory", "17M,hugepages=on"), "2M");
+	expect_usage_error(PARSE("run", "--kernel", "k", "--memory", "64M,hugepages=maybe"), "maybe");
+	expect_usage_error(PARSE("run", "--kernel", "k", "--memory", "64M,colour=blue"), "colour");
+	expect_usage_error(PARSE("run", "--kernel", "k", "--memory", "64M,128M"), "128M");
+	expect_usage_error(PARSE("run", "--kernel", "k", "--memory", "size=1K"), "16M");
+}
+
+Test(cli, memory_empty_value)
+{
+	/* An empty size must not silently mean the default 512M. */
+	expect_usage_error(PARSE("run", "--kernel", "k", "--memory", ""), "--memory");
+	expect_usage_error(PARSE("run", "--kernel", "k", "--memory="), "--memory");
+	expect_usage_error(PARSE("run", "--kernel", "k", "--memory", ","), "--memory");
+}
+
+/* ---- --disk ---- */
+
+Test(cli, disk_all_keys)
+{
+	cr_assert_eq(PARSE("run", "--kernel", "k", "--disk",
+			   "path=/var/disk.img,readonly=on,direct=on,id=serial-1"), 0, "%s", err);
+	cr_assert_eq(cfg.ndisks, 1);
+	cr_assert_str_eq(cfg.disks[0].path, "/var/disk.img");
+	cr_assert(cfg.disks[0].readonly);
+	cr_assert(cfg.disks[0].direct);
+	cr_assert_str_eq(cfg.disks[0].id, "serial-1");
+}
+
+Test(cli, disk_bare_path_and_defaults)
+{
+	cr_assert_eq(PARSE("run", "--kernel", "k", "--disk", "a.img", "--disk", "b.img,readonly=yes"),
+		     0, "%s", err);
+	cr_assert_eq(cfg.ndisks, 2);
+	cr_assert_str_eq(cfg.disks[0].path, "a.img");
+	cr_assert_not(cfg.disks[0].readonly);
+	cr_assert_not(cfg.disks[0].direct);
+	cr_assert_null(cfg.disks[0].id);
+	cr_assert_str_eq(cfg.disks[1].path, "b.img");
+	cr_assert(cfg.disks[1].readonly);
+	/* The values are copies: argv may change afterwards. */
+	for (int i = 0; i < MAX_ARGS; i++)
+		memset(arg_store[i], 'X', MAX_ARG_LEN - 1);
+	cr_assert_str_eq(cfg.disks[0].path, "a.img");
+}
+
+Test(cli, disk_id_length)
+{
+	cr_assert_eq(PARSE("run", "--kernel", "k", "--disk", "path=d,id=12345678901234567890"), 0,
+		     "%s", err);
+	cr_assert_str_eq(cfg.disks[0].id, "12345678901234567890");
+	expect_usage_error(PARSE("run", "--kernel", "k", "--disk", "path=d,id=123456789012345678901"),
+			   "20");
+}
+
+Test(cli, disk_errors)
+{
+	expect_usage_error(PARSE("run", "--kernel", "k", "--disk", "readonly=on"), "path");
+	expect_usage_error(PARSE("run", "--kernel", "k", "--disk", "path="), "path");
+	expect_usage_error(PARSE("run", "--kernel", "k", "--disk", ""), "path");
+	expect_usage_error(PARSE("run", "--kernel", "k", "--disk", "path=d,readonly=perhaps"),
+			   "perhaps");
+	expect_usage_error(PARSE("run", "--kernel", "k", "--disk", "path=d,direct=2"), "direct");
+	expect_usage_error(PARSE("run", "--kernel", "k", "--disk", "path=d,cache=none"), "cache");
+	expect_usage_error(PARSE("run", "--kernel", "k", "--disk", "path=d,ro"), "ro");
+	expect_usage_error(PARSE("run", "--kernel", "k", "--disk"), "--disk");
+}
+
+Test(cli, disk_limit)
+{
+	cr_assert_eq(PARSE("run", "--kernel", "k", "--disk", "1", "--disk", "2", "--disk", "3",
+			   "--disk", "4", "--disk", "5", "--disk", "6", "--disk", "7", "--disk", "8"),
+		     0, "%s", err);
+	cr_assert_eq(cfg.ndisks, 8);
+	cr_assert_str_eq(cfg.disks[7].path, "8");
+	expect_usage_error(PARSE("run", "--kernel", "k", "--disk", "1", "--disk", "2", "--disk", "3",
+				 "--disk", "4", "--disk", "5", "--disk", "6", "--disk", "7",
+				 "--disk", "8", "--disk", "9"), "8");
+}
+
+/* ---- --net ---- */
+
+Test(cli, net_all_keys)
+{
+	static const uint8_t mac[6] = { 0x52, 0x54, 0x00, 0xab, 0xcd, 0xef };
+
+	cr_assert_eq(PARSE("run", "--kernel", "k", "--net", "tap=tap0,mac=52:54:00:AB:cd:ef,vhost=on",
+			   "--net", "tap=tap1,vhost=off"), 0, "%s", err);
+	cr_assert_eq(cfg.nnets, 2);
+	cr_assert_str_eq(cfg.nets[0].tap, "tap0");
+	cr_assert(cfg.nets[0].mac_set);
+	cr_assert_arr_eq(cfg.nets[0].mac, mac, 6);
+	cr_assert(cfg.nets[0].vhost);
+	cr_assert_str_eq(cfg.nets[1].tap, "tap1");
+	cr_assert_not(cfg.nets[1].mac_set);
+	cr_assert_not(cfg.nets[1].vhost);
+}
+
+Test(cli, net_errors)
+{
+	expect_usage_error(PARSE("run", "--kernel", "k", "--net", "mac=52:54:00:12:34:56"), "tap");
+	expect_usage_error(PARSE("run", "--kernel", "k", "--net", "tap0"), "tap0");
+	expect_usage_error(PARSE("run", "--kernel", "k", "--net", "tap="), "tap");
+	expect_usage_error(PARSE("run", "--kernel", "k", "--net", "tap=0123456789abcdef"), "15");
+	expect_usage_error(PARSE("run", "--kernel", "k", "--net", "tap=t,mac=01:00:5e:00:00:01"),
+			   "mac");
+	expect_usage_error(PARSE("run", "--kernel", "k", "--net", "tap=t,mac=52:54:00:12:34"), "mac");
+	expect_usage_error(PARSE("run", "--kernel", "k", "--net", "tap=t,vhost=auto"), "auto");
+	expect_usage_error(PARSE("run", "--kernel", "k", "--net", "tap=t,queues=2"), "queues");
+	cr_assert_eq(PARSE("run", "--kernel", "k", "--net", "tap=0123456789abcde"), 0, "%s", err);
+}
+
+Test(cli, net_limit)
+{
+	cr_assert_eq(PARSE("run", "--kernel", "k", "--net", "tap=a", "--net", "tap=b", "--net",
+			   "tap=c", "--net", "tap=d"), 0, "%s", err);
+	cr_assert_eq(cfg.nnets, 4);
+	expect_usage_error(PARSE("run", "--kernel", "k", "--net", "tap=a", "--net", "tap=b", "--net",
+				 "tap=c", "--net", "tap=d", "--net", "tap=e"), "4");
+}
+
+/* ---- --rng, --console, --virtio-cmdline ---- */
+
+Test(cli, rng_and_virtio_cmdline)
+{
+	cr_assert_eq(PARSE("run", "--kernel", "k", "--rng", "--virtio-cmdline"), 0, "%s", err);
+	cr_assert(cfg.rng);
+	cr_assert(cfg.virtio_cmdline);
+	expect_usage_error(PARSE("run", "--kernel", "k", "--rng=on"), "rng");
+}
+
+Test(cli, console_backends)
+{
+	cr_assert_eq(PARSE("run", "--kernel", "k", "--console", "pty"), 0, "%s", err);
+	cr_assert(cfg.console_set);
+	cr_assert_eq(cfg.console.backend, CONSOLE_BACKEND_PTY);
+	cr_assert_eq(PARSE("run", "--kernel", "k", "--console", "file=/tmp/hvc0.log"), 0, "%s", err);
+	cr_assert(cfg.console_set);
+	cr_assert_eq(cfg.console.backend, CONSOLE_BACKEND_FILE);
+	cr_assert_str_eq(cfg.console.path, "/tmp/hvc0.log");
+}
+
+Test(cli, console_errors)
+{
+	expect_usage_error(PARSE("run", "--kernel", "k", "--console", "tty"), "tty");
+	expect_usage_error(PARSE("run", "--kernel", "k", "--console", "file="), "file");
+	expect_usage_error(PARSE("run", "--kernel", "k", "--console", "pipe=x"), "pipe");
+	expect_usage_error(PARSE("run", "--kernel", "k", "--console", "pty", "--console", "pty"),
+			   "twice");
+}
+
+Test(cli, console_empty_value)
+{
+	/* An empty value is neither pty nor file=PATH. */
+	expect_usage_error(PARSE("run", "--kernel", "k", "--console", ""), "--console");
+}
+
+Test(cli, many_option_values)
+{
+	const char *args[2 + 2 + 2 * 70 + 1] = { "vmm", "run", "--kernel", "k" };
+	int n = 4, ret;
+
+	/* Each --memory value is copied; the copies are bounded, and running out is an error. */
+	for (int i = 0; i < 70; i++) {
+		args[n++] = "--memory";
+		args[n++] = "64M";
+	}
+	args[n] = NULL;
+	ret = parse_args(args);
+	cr_assert(ret == 0 || ret == VMM_EXIT_USAGE, "ret %d", ret);
+	if (ret)
+		cr_assert_neq(err[0], '\0');
+	cr_assert_leq(cfg.nowned, VMM_MAX_OWNED);
+}
+
+/* ---- cli_parse_bool, cli_parse_mac ---- */
+
+Test(cli, parse_bool)
+{
+	static const char *const yes[] = { "on", "true", "yes", "1" };
+	static const char *const no[] = { "off", "false", "no", "0" };
+	static const char *const bad[] = { "", "2", "onn", "o", "y", "n", "truee", " on", "on " };
+	bool b;
+
+	for (size_t i = 0; i < 4; i++) {
+		b = false;
+		cr_assert_eq(cli_parse_bool(yes[i], &b), 0, "%s", yes[i]);
+		cr_assert(b, "%s", yes[i]);
+		b = true;
+		cr_assert_eq(cli_parse_bool(no[i], &b), 0, "%s", no[i]);
+		cr_assert_not(b, "%s", no[i]);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		b = true;
+		cr_assert_eq(cli_parse_bool(bad[i], &b), -EINVAL, "'%s' accepted", bad[i]);
+		cr_assert(b, "'%s' changed the value", bad[i]);
+	}
+}
+
+Test(cli, parse_mac_valid)
+{
+	static const uint8_t want[6] = { 0x52, 0x54, 0x00, 0x12, 0xab, 0xcd };
+	uint8_t mac[6];
+
+	cr_assert_eq(cli_parse_mac("52:54:00:12:ab:cd", mac), 0);
+	cr_assert_arr_eq(mac, want, 6);
+	cr_assert_eq(cli_parse_mac("52:54:00:12:AB:CD", mac), 0);
+	cr_assert_arr_eq(mac, want, 6);
+	cr_assert_eq(cli_parse_mac("02:00:00:00:00:00", mac), 0);
+	cr_assert_eq(mac[0], 0x02);
+	cr_assert_eq(cli_parse_mac("fe:ff:ff:ff:ff:ff", mac), 0);
+}
+
+Test(cli, parse_mac_invalid)
+{
+	static const char *const bad[] = {
+		"", "52:54:00:12:34", "52:54:00:12:34:56:78", "52-54-00-12-34-56",
+		"52:54:00:12:34:5g", "5254.0012.3456", "52:54:00:12:34:5", "52:54:00:12:34:567",
+		" 52:54:00:12:34:56", "52:54:00:12:34:56 ", "+2:54:00:12:34:56", "52:54:-0:12:34:56",
+		"52: 4:00:12:34:56", "52:54:00:12:34: 6", "525:4:00:12:34:56",
+		"01:00:5e:00:00:01",	/* multicast */
+		"ff:ff:ff:ff:ff:ff",	/* broadcast */
+	};
+	uint8_t mac[6];
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_assert_eq(cli_parse_mac(bad[i], mac), -EINVAL, "'%s' accepted", bad[i]);
+}
+
+Test(cli, parse_mac_rejects_hex_prefix)
+{
+	uint8_t mac[6];
+
+	/* scanf's %x takes "0x" as a prefix: "0x" is not two hex digits. */
+	cr_assert_eq(cli_parse_mac("0x:54:00:12:34:56", mac), -EINVAL, "'0x' accepted as a byte");
+	cr_assert_eq(cli_parse_mac("52:54:0x:12:34:56", mac), -EINVAL, "'0x' accepted as a byte");
+	cr_assert_eq(cli_parse_mac("52:54:00:12:34:0X", mac), -EINVAL, "'0X' accepted as a byte");
+}
+
+/* ---- getopt state is reset between calls ---- */
+
+Test(cli, parse_twice)
+{
+	cr_assert_eq(PARSE("run", "--kernel", "a", "--cpus", "2"), 0, "%s", err);
+	cr_assert_eq(cfg.ncpus, 2);
+	cr_assert_eq(PARSE("run", "--kernel", "b", "--memory", "1G"), 0, "%s", err);
+	cr_assert_str_eq(cfg.kernel, "b");
+	cr_assert_eq(cfg.ncpus, 1, "value from the previous parse leaked");
+	cr_assert_eq(cfg.memory, 1ULL << 30);
+}
+
+Test(cli, parse_after_error_and_help)
+{
+	expect_usage_error(PARSE("run", "--kernel", "a", "--bogus", "x"), "--bogus");
+	cr_assert_eq(PARSE("run", "-h"), 0);
+	cr_assert_eq(cmd, CLI_RUN_HELP);
+	/* An error stopped getopt halfway through a bundle of short options. */
+	expect_usage_error(PARSE("run", "-vx", "--kernel", "k"), NULL);
+	cr_assert_eq(PARSE("run", "-v", "--kernel", "c"), 0, "%s", err);
+	cr_assert_eq(cmd, CLI_RUN);
+	cr_assert_str_eq(cfg.kernel, "c");
+	cr_assert(cfg.verbose);
+	cr_assert_str_empty(err);
+}
+
+/* ---- help text ---- */
+
+static char *capture(void (*print)(FILE *))
+{
+	static char buf[8192];
+	FILE *f = fmemopen(buf, sizeof(buf), "w");
+
+	cr_assert_not_null(f);
+	print(f);
+	fclose(f);
+	return buf;
+}
+
+Test(cli, help_texts)
+{
+	char *h = capture(cli_print_help);
+
+	cr_assert(strstr(h, "run"));
+	cr_assert(strstr(h, "Exit status"));
+	h = capture(cli_print_run_help);
+	cr_assert(strstr(h, "--kernel"));
+	cr_assert(strstr(h, "--initrd"));
+	cr_assert(strstr(h, "--cmdline"));
+	cr_assert(strstr(h, "--cpus"));
+	cr_assert(strstr(h, "--memory"));
+	cr_assert(strstr(h, "--no-reboot"));
+	cr_assert(strstr(h, "--verbose"));
+	cr_assert(strstr(h, "--disk"));
+	cr_assert(strstr(h, "--net"));
+	cr_assert(strstr(h, "--rng"));
+	cr_assert(strstr(h, "--console"));
+	cr_assert(strstr(h, "--virtio-cmdline"));
+	cr_assert(strstr(h, "hugepages"));
+	cr_assert(strstr(h, VMM_DEFAULT_CMDLINE));
+}
+
+/* ---- util.c: parse_size ---- */
+
+Test(util, parse_size_plain_and_suffixes)
+{
+	uint64_t v;
+
+	cr_assert_eq(parse_size("4096", &v), 0);
+	cr_assert_eq(v, 4096);
+	cr_assert_eq(parse_size("0", &v), 0);
+	cr_assert_eq(v, 0);
+	cr_assert_eq(parse_size("1K", &v), 0);
+	cr_assert_eq(v, 1024);
+	cr_assert_eq(parse_size("1k", &v), 0);
+	cr_assert_eq(v, 1024);
+	cr_assert_eq(parse_size("512M", &v), 0);
+	cr_assert_eq(v, 512ULL << 20);
+	cr_assert_eq(parse_size("3G", &v), 0);
+	cr_assert_eq(v, 3ULL << 30);
+	cr_assert_eq(parse_size("2t", &v), 0);
+	cr_assert_eq(v, 2ULL << 40);
+	cr_assert_eq(parse_size("512MiB", &v), 0);
+	cr_assert_eq(v, 512ULL << 20);
+	cr_assert_eq(parse_size("1GB", &v), 0);
+	cr_assert_eq(v, 1ULL << 30);
+	cr_assert_eq(parse_size("18446744073709551615", &v), 0);
+	cr_assert_eq(v, UINT64_MAX);
+}
+
+Test(util, parse_size_errors)
+{
+	uint64_t v = 77;
+
+	cr_assert_eq(parse_size(NULL, &v), -EINVAL);
+	cr_assert_eq(parse_size("", &v), -EINVAL);
+	cr_assert_eq(parse_size("M", &v), -EINVAL);
+	cr_assert_eq(parse_size("-1", &v), -EINVAL);
+	cr_assert_eq(parse_size("+1", &v), -EINVAL);
+	cr_assert_eq(parse_size(" 1", &v), -EINVAL);
+	cr_assert_eq(parse_size("1X", &v), -EINVAL);
+	cr_assert_eq(parse_size("1MX", &v), -EINVAL);
+	cr_assert_eq(parse_size("1 M", &v), -EINVAL);
+	cr_assert_eq(parse_size("1B", &v), -EINVAL);	/* B only after a suffix */
+	cr_assert_eq(parse_size("1.5G", &v), -EINVAL);
+	cr_assert_eq(v, 77, "*out written on error");
+}
+
+Test(util, parse_size_overflow)
+{
+	uint64_t v = 77;
+
+	cr_assert_eq(parse_size("18446744073709551616", &v), -ERANGE);
+	cr_assert_eq(parse_size("16777216T", &v), -ERANGE);	/* 2^64 */
+	cr_assert_eq(parse_size("17179869184G", &v), -ERANGE);	/* 2^64 */
+	cr_assert_eq(v, 77);
+	cr_assert_eq(parse_size("16777215T", &v), 0);
+	cr_assert_eq(v, 16777215ULL << 40);
+}
+
+/* ---- util.c: parse_uint ---- */
+
+Test(util, parse_uint_range)
+{
+	unsigned long v;
+
+	cr_assert_eq(parse_uint("1", 1, 255, &v), 0);
+	cr_assert_eq(v, 1);
+	cr_assert_eq(parse_uint("255", 1, 255, &v), 0);
+	cr_assert_eq(v, 255);
+	cr_assert_eq(parse_uint("0", 0, 0, &v), 0);
+	cr_assert_eq(v, 0);
+	cr_assert_eq(parse_uint("007", 1, 255, &v), 0);
+	cr_assert_eq(v, 7);
+}
+
+Test(util, parse_uint_errors)
+{
+	unsigned long v = 77;
+
+	cr_assert_eq(parse_uint("0", 1, 255, &v), -ERANGE);
+	cr_assert_eq(parse_uint("256", 1, 255, &v), -ERANGE);
+	cr_assert_eq(parse_uint("99999999999999999999999", 1, 255, &v), -ERANGE);
+	cr_assert_eq(parse_uint(NULL, 1, 255, &v), -EINVAL);
+	cr_assert_eq(parse_uint("", 1, 255, &v), -EINVAL);
+	cr_assert_eq(parse_uint("-1", 0, 255, &v), -EINVAL);
+	cr_assert_eq(parse_uint("+1", 0, 255, &v), -EINVAL);
+	cr_assert_eq(parse_uint(" 1", 0, 255, &v), -EINVAL);
+	cr_assert_eq(parse_uint("1 ", 0, 255, &v), -EINVAL);
+	cr_assert_eq(parse_uint("abc", 0, 255, &v), -EINVAL);
+	cr_assert_eq(parse_uint("12abc", 0, 255, &v), -EINVAL);
+	cr_assert_eq(parse_uint("0x10", 0, 255, &v), -EINVAL);
+	cr_assert_eq(v, 77, "*out written on error");
+}
+
+/* ---- util.c: format_size ---- */
+
+Test(util, format_size_units)
+{
+	char buf[32];
+
+	cr_assert_str_eq(format_size(0, buf, sizeof(buf)), "0 bytes");
+	cr_assert_str_eq(format_size(1, buf, sizeof(buf)), "1 bytes");
+	cr_assert_str_eq(format_size(1023, buf, sizeof(buf)), "1023 bytes");
+	cr_assert_str_eq(format_size(1536, buf, sizeof(buf)), "1536 bytes");
+	cr_assert_str_eq(format_size(1024, buf, sizeof(buf)), "1 KiB");
+	cr_assert_str_eq(format_size(3 * 1024 + 1024 * 1024, buf, sizeof(buf)), "1027 KiB");
+	cr_assert_str_eq(format_size(512ULL << 20, buf, sizeof(buf)), "512 MiB");
+	cr_assert_str_eq(format_size(3ULL << 30, buf, sizeof(buf)), "3 GiB");
+	cr_assert_str_eq(format_size(1ULL << 40, buf, sizeof(buf)), "1 TiB");
+	cr_assert_str_eq(format_size(1ULL << 50, buf, sizeof(buf)), "1024 TiB");
+	cr_assert_eq(format_size(1, buf, sizeof(buf)), buf);
+}
+
+Test(util, format_size_truncates)
+{
+	char buf[5];
+
+	memset(buf, 'x', sizeof(buf));
+	format_size(512ULL << 20, buf, sizeof(buf));
+	cr_assert_str_eq(buf, "512 ");
+}

@@ -1,0 +1,403 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Unit tests for guest RAM (vmm/guest_mem.c): the memfd-backed regions,
+ * range validation, the checked translators and the cross-region copies.
+ * Sizes are tiny (16 MiB, MAP_NORESERVE) so the tests are cheap.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "vmm/guest_mem.h"
+
+#define MIB	(1ULL << 20)
+#define GIB	(1ULL << 30)
+#define PAGE	4096ULL
+
+static struct guest_mem mem;
+
+static void teardown(void)
+{
+	guest_mem_destroy(&mem);
+}
+
+TestSuite(guest_mem, .fini = teardown);
+TestSuite(guest_mem_copy, .fini = teardown);
+
+/* 0..16M and 4G..4G+16M, the x86 shape in miniature. */
+static const struct guest_mem_range two[] = { { 0, 16 * MIB }, { 4 * GIB, 16 * MIB } };
+
+static void init_two(void)
+{
+	cr_assert_eq(guest_mem_init(&mem, two, 2, false), 0);
+}
+
+/* ---- init ---- */
+
+Test(guest_mem, init_one_range)
+{
+	struct guest_mem_range r = { 0, 16 * MIB };
+	struct stat st;
+
+	cr_assert_eq(guest_mem_init(&mem, &r, 1, false), 0);
+	cr_assert_eq(mem.nregions, 1);
+	cr_assert_eq(mem.size, 16 * MIB);
+	cr_assert_not(mem.hugepages);
+	cr_assert_geq(mem.fd, 0);
+	cr_assert_not_null(mem.base);
+	cr_assert_eq(mem.regions[0].gpa, 0);
+	cr_assert_eq(mem.regions[0].size, 16 * MIB);
+	cr_assert_eq(mem.regions[0].hva, mem.base);
+	cr_assert_eq(mem.regions[0].fd_offset, 0);
+	cr_assert_eq(fstat(mem.fd, &st), 0);
+	cr_assert_eq((uint64_t)st.st_size, 16 * MIB);
+	/* Fresh RAM reads as zeros and is writable at both ends. */
+	cr_assert_eq(mem.base[0], 0);
+	cr_assert_eq(mem.base[16 * MIB - 1], 0);
+	mem.base[0] = 1;
+	mem.base[16 * MIB - 1] = 2;
+}
+
+Test(guest_mem, init_two_ranges)
+{
+	struct stat st;
+
+	init_two();
+	cr_assert_eq(mem.nregions, 2);
+	cr_assert_eq(mem.size, 32 * MIB);
+	cr_assert_eq(mem.regions[0].gpa, 0);
+	cr_assert_eq(mem.regions[0].fd_offset, 0);
+	cr_assert_eq(mem.regions[1].gpa, 4 * GIB);
+	cr_assert_eq(mem.regions[1].size, 16 * MIB);
+	cr_assert_eq(mem.regions[1].fd_offset, 16 * MIB);
+	cr_assert_eq(mem.regions[1].hva, mem.base + 16 * MIB);
+	cr_assert_eq(fstat(mem.fd, &st), 0);
+	cr_assert_eq((uint64_t)st.st_size, 32 * MIB, "memfd size %lld, want the total",
+		     (long long)st.st_size);
+}
+
+Test(guest_mem, fd_is_a_shared_memfd)
+{
+	char link[64], target[256];
+	uint8_t byte = 0;
+	ssize_t n;
+
+	init_two();
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", mem.fd);
+	n = readlink(link, target, sizeof(target) - 1);
+	cr_assert_gt(n, 0);
+	target[n] = '\0';
+	cr_assert(strstr(target, "memfd:"), "fd is %s, not a memfd", target);
+	cr_assert(fcntl(mem.fd, F_GETFD) & FD_CLOEXEC, "memfd not close-on-exec");
+
+	/* A guest write is what a vhost back-end mapping the fd sees, at fd_offset. */
+	*(uint8_t *)guest_mem_ptr(&mem, 4 * GIB + 0x1234, 1) = 0x5c;
+	cr_assert_eq(pread(mem.fd, &byte, 1, (off_t)(mem.regions[1].fd_offset + 0x1234)), 1);
+	cr_assert_eq(byte, 0x5c);
+	byte = 0xe7;
+	cr_assert_eq(pwrite(mem.fd, &byte, 1, 0x42), 1);
+	cr_assert_eq(*(uint8_t *)guest_mem_ptr(&mem, 0x42, 1), 0xe7);
+}
+
+Test(guest_mem, eight_ranges_allowed)
+{
+	struct guest_mem_range r[GUEST_MEM_MAX_REGIONS];
+
+	for (unsigned int i = 0; i < GUEST_MEM_MAX_REGIONS; i++)
+		r[i] = (struct guest_mem_range){ i * 0x100000ULL, PAGE * (i + 1) };
+	cr_assert_eq(guest_mem_init(&mem, r, GUEST_MEM_MAX_REGIONS, false), 0);
+	cr_assert_eq(mem.nregions, GUEST_MEM_MAX_REGIONS);
+	cr_assert_eq(mem.regions[7].fd_offset, PAGE * (1 + 2 + 3 + 4 + 5 + 6 + 7));
+	cr_assert_not_null(guest_mem_ptr(&mem, 7 * 0x100000ULL, 8 * PAGE));
+	cr_assert_null(guest_mem_ptr(&mem, 7 * 0x100000ULL, 8 * PAGE + 1));
+}
+
+static void expect_bad(const struct guest_mem_range *r, unsigned int n, bool huge)
+{
+	int ret = guest_mem_init(&mem, r, n, huge);
+
+	cr_assert_eq(ret, -EINVAL, "got %d", ret);
+	cr_assert_eq(mem.fd, -1, "fd left after a failed init");
+	cr_assert_eq(mem.nregions, 0);
+	guest_mem_destroy(&mem);
+}
+
+Test(guest_mem, bad_ranges)
+{
+	struct guest_mem_range nine[GUEST_MEM_MAX_REGIONS + 1];
+
+	for (unsigned int i = 0; i < GUEST_MEM_MAX_REGIONS + 1; i++)
+		nine[i] = (struct guest_mem_range){ i * MIB, PAGE };
+
+	expect_bad(two, 0, false);
+	expect_bad(nine, GUEST_MEM_MAX_REGIONS + 1, false);
+	/* zero size */
+	expect_bad((struct guest_mem_range[]){ { 0, 0 } }, 1, false);
+	expect_bad((struct guest_mem_range[]){ { 0, MIB }, { 2 * MIB, 0 } }, 2, false);
+	/* unaligned start or size */
+	expect_bad((struct guest_mem_range[]){ { 0x800, MIB } }, 1, false);
+	expect_bad((struct guest_mem_range[]){ { 0, MIB + 1 } }, 1, false);
+	expect_bad((struct guest_mem_range[]){ { 0, MIB }, { 2 * MIB + 0x10, PAGE } }, 2, false);
+	/* overlapping, identical, unsorted */
+	expect_bad((struct guest_mem_range[]){ { 0, 16 * MIB }, { 8 * MIB, 16 * MIB } }, 2, false);
+	expect_bad((struct guest_mem_range[]){ { 0, MIB }, { 0, MIB } }, 2, false);
+	expect_bad((struct guest_mem_range[]){ { 4 * GIB, MIB }, { 0, MIB } }, 2, false);
+	/* end beyond 2^64 */
+	expect_bad((struct guest_mem_range[]){ { 0xfffffffffffff000ULL, 2 * PAGE } }, 1, false);
+	/* with hugepages, 2 MiB alignment is required (checked before any hugetlbfs use) */
+	expect_bad((struct guest_mem_range[]){ { 0, MIB } }, 1, true);
+	expect_bad((struct guest_mem_range[]){ { PAGE, 2 * MIB } }, 1, true);
+}
+
+Test(guest_mem, adjacent_ranges_allowed)
+{
+	const struct guest_mem_range r[] = { { 0, MIB }, { MIB, MIB } };
+
+	cr_assert_eq(guest_mem_init(&mem, r, 2, false), 0);
+	cr_assert_eq(mem.nregions, 2);
+}
+
+Test(guest_mem, range_ending_at_top)
+{
+	const struct guest_mem_range r[] = { { 0xfffffffffff00000ULL, MIB } };
+
+	/* gpa + size == 2^64 wraps to 0: rejected, as an end cannot be represented. */
+	cr_assert_eq(guest_mem_init(&mem, r, 1, false), -EINVAL);
+}
+
+/* ---- translation ---- */
+
+Test(guest_mem, region_lookup)
+{
+	init_two();
+	cr_assert_eq(guest_mem_region(&mem, 0), &mem.regions[0]);
+	cr_assert_eq(guest_mem_region(&mem, 16 * MIB - 1), &mem.regions[0]);
+	cr_assert_null(guest_mem_region(&mem, 16 * MIB));
+	cr_assert_null(guest_mem_region(&mem, 4 * GIB - 1));
+	cr_assert_eq(guest_mem_region(&mem, 4 * GIB), &mem.regions[1]);
+	cr_assert_eq(guest_mem_region(&mem, 4 * GIB + 16 * MIB - 1), &mem.regions[1]);
+	cr_assert_null(guest_mem_region(&mem, 4 * GIB + 16 * MIB));
+	cr_assert_null(guest_mem_region(&mem, UINT64_MAX));
+}
+
+Test(guest_mem, ptr_bounds)
+{
+	init_two();
+	cr_assert_eq(guest_mem_ptr(&mem, 0, 1), mem.base);
+	cr_assert_eq(guest_mem_ptr(&mem, 0x1000, 16), mem.base + 0x1000);
+	cr_assert_eq(guest_mem_ptr(&mem, 0, 16 * MIB), mem.base);
+	cr_assert_eq(guest_mem_ptr(&mem, 16 * MIB - 16, 16), mem.base + 16 * MIB - 16);
+	cr_assert_eq(guest_mem_ptr(&mem, 4 * GIB + 8, 8), mem.base + 16 * MIB + 8);
+	cr_assert_eq(guest_mem_ptr(&mem, 4 * GIB + 16 * MIB - 1, 1), mem.base + 32 * MIB - 1);
+	/* straddling the end of a region */
+	cr_assert_null(guest_mem_ptr(&mem, 16 * MIB - 8, 16));
+	cr_assert_null(guest_mem_ptr(&mem, 0, 16 * MIB + 1));
+	cr_assert_null(guest_mem_ptr(&mem, 4 * GIB + 16 * MIB - 1, 2));
+	/* in the gap, or starting before a region and ending inside */
+	cr_assert_null(guest_mem_ptr(&mem, 16 * MIB, 1));
+	cr_assert_null(guest_mem_ptr(&mem, 2 * GIB, 4096));
+	cr_assert_null(guest_mem_ptr(&mem, 4 * GIB - 4, 8));
+	/* zero length */
+	cr_assert_null(guest_mem_ptr(&mem, 0x1000, 0));
+	/* gpa + len overflows */
+	cr_assert_null(guest_mem_ptr(&mem, UINT64_MAX, 2));
+	cr_assert_null(guest_mem_ptr(&mem, 0x1000, UINT64_MAX));
+	cr_assert_null(guest_mem_ptr(&mem, 4 * GIB, UINT64_MAX - 4 * GIB + 1));
+	cr_assert_null(guest_mem_ptr(&mem, 0, UINT64_MAX));
+}
+
+Test(guest_mem, ptr_straddling_adjacent_regions)
+{
+	const struct guest_mem_range r[] = { { 0, MIB }, { MIB, MIB } };
+
+	cr_assert_eq(guest_mem_init(&mem, r, 2, false), 0);
+	cr_assert_not_null(guest_mem_ptr(&mem, MIB - 4, 4));
+	cr_assert_not_null(guest_mem_ptr(&mem, MIB, 4));
+	cr_assert_null(guest_mem_ptr(&mem, MIB - 4, 8), "one pointer for two regions");
+}
+
+Test(guest_mem, ptr_partial_shortens)
+{
+	uint64_t len;
+
+	init_two();
+	len = 4096;
+	cr_assert_eq(guest_mem_ptr_partial(&mem, 16 * MIB - 100, &len), mem.base + 16 * MIB - 100);
+	cr_assert_eq(len, 100);
+	len = 64;
+	cr_assert_eq(guest_mem_ptr_partial(&mem, 0x2000, &len), mem.base + 0x2000);
+	cr_assert_eq(len, 64, "length changed inside a region");
+	len = UINT64_MAX;
+	cr_assert_eq(guest_mem_ptr_partial(&mem, 4 * GIB + 1, &len), mem.base + 16 * MIB + 1);
+	cr_assert_eq(len, 16 * MIB - 1);
+	len = 16;
+	cr_assert_null(guest_mem_ptr_partial(&mem, 16 * MIB, &len));
+	len = 0;
+	cr_assert_null(guest_mem_ptr_partial(&mem, 0x1000, &len));
+}
+
+/* ---- copies ---- */
+
+Test(guest_mem_copy, read_write_inside)
+{
+	uint8_t out[300], in[300];
+
+	init_two();
+	for (unsigned int i = 0; i < sizeof(out); i++)
+		out[i] = (uint8_t)(i * 13);
+	cr_assert_eq(guest_mem_write(&mem, 4 * GIB + 0x100, out, sizeof(out)), 0);
+	cr_assert_arr_eq(mem.regions[1].hva + 0x100, out, sizeof(out));
+	memset(in, 0, sizeof(in));
+	cr_assert_eq(guest_mem_read(&mem, 4 * GIB + 0x100, in, sizeof(in)), 0);
+	cr_assert_arr_eq(in, out, sizeof(out));
+	cr_assert_eq(guest_mem_read(&mem, 0, in, 0), 0);
+	cr_assert_eq(guest_mem_write(&mem, 0, out, 0), 0);
+}
+
+Test(guest_mem_copy, across_adjacent_regions)
+{
+	const struct guest_mem_range r[] = { { 0, MIB }, { MIB, MIB } };
+	uint8_t out[64], in[64];
+
+	cr_assert_eq(guest_mem_init(&mem, r, 2, false), 0);
+	for (unsigned int i = 0; i < sizeof(out); i++)
+		out[i] = (uint8_t)(0x80 + i);
+	cr_assert_eq(guest_mem_write(&mem, MIB - 20, out, sizeof(out)), 0);
+	cr_assert_arr_eq(mem.regions[0].hva + MIB - 20, out, 20);
+	cr_assert_arr_eq(mem.regions[1].hva, out + 20, 44);
+	cr_assert_eq(guest_mem_read(&mem, MIB - 20, in, sizeof(in)), 0);
+	cr_assert_arr_eq(in, out, sizeof(out));
+}
+
+/* Regions whose host memory is not contiguous: each piece must be translated on its own. */
+Test(guest_mem_copy, across_regions_with_separate_host_buffers)
+{
+	static uint8_t a[PAGE], b[PAGE], c[PAGE];
+	struct guest_mem m;
+	uint8_t out[2 * PAGE], in[sizeof(out)];
+
+	memset(&m, 0, sizeof(m));
+	m.fd = -1;
+	m.regions[0] = (struct guest_region){ .gpa = 0x10000, .size = PAGE, .hva = a };
+	m.regions[1] = (struct guest_region){ .gpa = 0x11000, .size = PAGE, .hva = c };
+	m.regions[2] = (struct guest_region){ .gpa = 0x12000, .size = PAGE, .hva = b };
+	m.nregions = 3;
+	m.size = 3 * PAGE;
+	for (size_t i = 0; i < sizeof(out); i++)
+		out[i] = (uint8_t)(i ^ (i >> 8));
+	cr_assert_eq(guest_mem_write(&m, 0x10000 + PAGE - 100, out, sizeof(out)), 0);
+	cr_assert_arr_eq(a + PAGE - 100, out, 100);
+	cr_assert_arr_eq(c, out + 100, PAGE);
+	cr_assert_arr_eq(b, out + 100 + PAGE, PAGE - 100);
+	/* Running one byte off the last region: nothing is copied. */
+	memset(c, 0, PAGE);
+	cr_assert_eq(guest_mem_write(&m, 0x11001, out, sizeof(out)), -EFAULT);
+	cr_assert_eq(c[1], 0);
+	memcpy(c, out + 100, PAGE);
+	cr_assert_eq(guest_mem_read(&m, 0x10000 + PAGE - 100, in, sizeof(in)), 0);
+	cr_assert_arr_eq(in, out, sizeof(out));
+}
+
+Test(guest_mem_copy, write_across_gap_fails_whole)
+{
+	uint8_t out[64], in[64];
+
+	init_two();
+	memset(mem.regions[0].hva + 16 * MIB - 32, 0x11, 32);
+	memset(out, 0xee, sizeof(out));
+	cr_assert_eq(guest_mem_write(&mem, 16 * MIB - 32, out, sizeof(out)), -EFAULT);
+	for (unsigned int i = 0; i < 32; i++)
+		cr_assert_eq(mem.regions[0].hva[16 * MIB - 32 + i], 0x11,
+			     "byte %u written by a failed copy", i);
+
+	memset(in, 0x22, sizeof(in));
+	mem.regions[0].hva[16 * MIB - 1] = 0x33;
+	cr_assert_eq(guest_mem_read(&mem, 16 * MIB - 32, in, sizeof(in)), -EFAULT);
+	for (unsigned int i = 0; i < sizeof(in); i++)
+		cr_assert_eq(in[i], 0x22, "byte %u read by a failed copy", i);
+
+	/* Starting in the gap, ending in RAM. */
+	cr_assert_eq(guest_mem_write(&mem, 4 * GIB - 8, out, 16), -EFAULT);
+	cr_assert_eq(mem.regions[1].hva[0], 0);
+	cr_assert_eq(guest_mem_read(&mem, 32 * MIB, in, 1), -EFAULT);
+}
+
+Test(guest_mem_copy, overflow)
+{
+	uint8_t buf[4] = { 0 };
+
+	init_two();
+	cr_assert_eq(guest_mem_read(&mem, UINT64_MAX, buf, 2), -EFAULT);
+	cr_assert_eq(guest_mem_write(&mem, UINT64_MAX - 1, buf, 4), -EFAULT);
+}
+
+/* ---- caller-owned buffer, destroy ---- */
+
+Test(guest_mem, init_from_buffer)
+{
+	static uint8_t buf[8192];
+	struct guest_mem m;
+	uint8_t v = 0x99;
+
+	guest_mem_init_from_buffer(&m, buf, 0x10000, sizeof(buf));
+	cr_assert_eq(m.nregions, 1);
+	cr_assert_eq(m.size, sizeof(buf));
+	cr_assert_eq(m.fd, -1);
+	cr_assert_eq(guest_mem_ptr(&m, 0x10000, sizeof(buf)), buf);
+	cr_assert_eq(guest_mem_ptr(&m, 0x10000 + 8191, 1), buf + 8191);
+	cr_assert_null(guest_mem_ptr(&m, 0xffff, 1));
+	cr_assert_null(guest_mem_ptr(&m, 0x10000 + 8192, 1));
+	cr_assert_null(guest_mem_ptr(&m, 0x10000 + 8000, 200));
+	cr_assert_eq(guest_mem_write(&m, 0x10010, &v, 1), 0);
+	cr_assert_eq(buf[0x10], 0x99);
+	/* Destroying it leaves the caller's buffer alone. */
+	guest_mem_destroy(&m);
+	cr_assert_eq(m.nregions, 0);
+	cr_assert_eq(m.fd, -1);
+	buf[0] = 1;
+	cr_assert_eq(buf[0x10], 0x99);
+}
+
+Test(guest_mem, destroy_twice)
+{
+	struct guest_mem_range r = { 0, MIB };
+	int fd;
+
+	cr_assert_eq(guest_mem_init(&mem, &r, 1, false), 0);
+	fd = mem.fd;
+	guest_mem_destroy(&mem);
+	cr_assert_eq(mem.fd, -1);
+	cr_assert_null(mem.base);
+	cr_assert_eq(mem.nregions, 0);
+	cr_assert_eq(mem.size, 0);
+	cr_assert_eq(fcntl(fd, F_GETFD), -1, "memfd not closed");
+	cr_assert_null(guest_mem_ptr(&mem, 0, 1));
+	guest_mem_destroy(&mem);
+	cr_assert_eq(mem.fd, -1);
+}
+
+Test(guest_mem, destroy_zeroed_object)
+{
+	struct guest_mem m;
+
+	/* Make sure descriptor 0 is open, as stdin is in the real program. */
+	if (fcntl(0, F_GETFD) < 0)
+		cr_assert_eq(open("/dev/null", O_RDONLY), 0);
+	memset(&m, 0, sizeof(m));
+	guest_mem_destroy(&m);
+	cr_assert_neq(fcntl(0, F_GETFD), -1,
+		      "guest_mem_destroy on a zeroed object closed fd 0 (stdin)");
+	cr_assert_eq(m.fd, -1);
+}
+
+Test(guest_mem, host_limit)
+{
+	uint64_t lim = guest_mem_host_limit();
+
+	cr_assert_gt(lim, 16 * MIB);
+}

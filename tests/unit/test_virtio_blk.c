@@ -1,0 +1,1133 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * virtio-blk: request handling (blk_handle_chain) over chains built from
+ * plain host buffers and a temporary image file, the back-end checks of
+ * blk_init/virtio_blk_create, and one request end to end through the
+ * virtio-mmio transport and a split ring in fake guest memory.
+ */
+#include <criterion/criterion.h>
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/loop.h>
+#include <linux/virtio_config.h>
+#include <linux/virtio_ids.h>
+#include <linux/virtio_mmio.h>
+#include <linux/virtio_ring.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "virtio/blk.h"
+#include "virtio/devices.h"
+#include "vmm/event_loop.h"
+#include "vmm/guest_mem.h"
+#include "vmm/util.h"
+
+#define SECTOR		512
+#define DISK_SECTORS	2048ULL			/* 1 MiB */
+#define DISK_SIZE	(DISK_SECTORS * SECTOR)
+
+static char path[64];
+static struct blk_dev *b;
+static struct virtq_chain ch;
+static struct virtio_blk_outhdr hdr;
+static uint8_t status;
+static int vfd = -1;			/* a second descriptor to check the image */
+
+/* ---- Image and device ---- */
+
+static uint8_t pattern(uint64_t off)
+{
+	return (uint8_t)(off * 131 + (off >> 9) + 1);
+}
+
+static void fill_pattern(uint8_t *buf, uint64_t off, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		buf[i] = pattern(off + i);
+}
+
+/* Creates the image at `path`, size bytes, filled with pattern() if fill. */
+static void make_image(uint64_t size, bool fill)
+{
+	const char *dir = getenv("TMPDIR");
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/vblk-test-XXXXXX", dir && strlen(dir) < 40 ? dir : "/tmp");
+	fd = mkstemp(path);
+	cr_assert_geq(fd, 0, "mkstemp: %s", strerror(errno));
+	cr_assert_eq(ftruncate(fd, (off_t)size), 0);
+	if (fill) {
+		static uint8_t buf[64 << 10];
+
+		for (uint64_t off = 0; off < size; off += sizeof(buf)) {
+			size_t n = MIN(sizeof(buf), size - off);
+
+			fill_pattern(buf, off, n);
+			cr_assert_eq(pwrite(fd, buf, n, (off_t)off), (ssize_t)n);
+		}
+	}
+	close(fd);
+	vfd = open(path, O_RDONLY);
+	cr_assert_geq(vfd, 0);
+}
+
+static int open_dev(bool readonly, bool direct, const char *id)
+{
+	struct blk_options o = { .path = path, .readonly = readonly, .direct = direct, .id = id };
+	int r;
+
+	b = calloc(1, sizeof(*b));
+	cr_assert_not_null(b);
+	r = blk_init(b, &o, "vblk-test");
+	if (r < 0) {
+		free(b);
+		b = NULL;
+	}
+	return r;
+}
+
+static void setup_rw(void)
+{
+	make_image(DISK_SIZE, true);
+	cr_assert_eq(open_dev(false, false, NULL), 0);
+}
+
+static void setup_ro(void)
+{
+	make_image(DISK_SIZE, true);
+	cr_assert_eq(open_dev(true, false, NULL), 0);
+}
+
+static void teardown(void)
+{
+	if (b) {
+		blk_fini(b);
+		free(b);
+		b = NULL;
+	}
+	if (vfd >= 0)
+		close(vfd);
+	vfd = -1;
+	if (path[0])
+		unlink(path);
+	path[0] = '\0';
+}
+
+/* Whether the image holds pattern() over [off, off + len). */
+static void expect_image_pattern(uint64_t off, size_t len)
+{
+	uint8_t *got = malloc(len), *want = malloc(len);
+
+	cr_assert_eq(pread(vfd, got, len, (off_t)off), (ssize_t)len);
+	fill_pattern(want, off, len);
+	cr_assert_arr_eq(got, want, len, "image differs from the pattern in [%llu, +%zu)",
+			 (unsigned long long)off, len);
+	free(got);
+	free(want);
+}
+
+static void expect_image_bytes(uint64_t off, const void *want, size_t len)
+{
+	uint8_t *got = malloc(len);
+
+	cr_assert_eq(pread(vfd, got, len, (off_t)off), (ssize_t)len);
+	cr_assert_arr_eq(got, want, len, "image differs in [%llu, +%zu)",
+			 (unsigned long long)off, len);
+	free(got);
+}
+
+static void expect_image_zero(uint64_t off, size_t len)
+{
+	uint8_t *zero = calloc(1, len);
+
+	expect_image_bytes(off, zero, len);
+	free(zero);
+}
+
+/* ---- Chains over host buffers ---- */
+
+static void chain_begin(void)
+{
+	memset(&ch, 0, sizeof(ch));
+}
+
+static void add_out(const void *p, size_t n)
+{
+	cr_assert_eq(ch.nin, 0, "readable segment after a writable one");
+	cr_assert_lt(ch.nout, VIRTQ_MAX_IOV);
+	ch.iov[ch.nout++] = (struct iovec){ (void *)p, n };
+	ch.out_len += n;
+}
+
+static void add_in(void *p, size_t n)
+{
+	cr_assert_lt(ch.nout + ch.nin, VIRTQ_MAX_IOV);
+	ch.iov[ch.nout + ch.nin++] = (struct iovec){ p, n };
+	ch.in_len += n;
+}
+
+static void add_hdr(uint32_t type, uint64_t sector)
+{
+	hdr.type = htole32(type);
+	hdr.ioprio = 0;
+	hdr.sector = htole64(sector);
+	add_out(&hdr, sizeof(hdr));
+}
+
+static void add_status(void)
+{
+	status = 0xee;
+	add_in(&status, 1);
+}
+
+/* Handles the chain; checks the returned status is the one written (when there was room). */
+static uint8_t run(uint32_t *written)
+{
+	uint32_t w = 0xdeadbeef;
+	uint8_t st = blk_handle_chain(b, &ch, &w);
+
+	if (ch.in_len)
+		cr_assert_eq(st, status, "returned %u, wrote %u", st, status);
+	if (written)
+		*written = w;
+	return st;
+}
+
+static uint8_t do_read(uint64_t sector, void *buf, size_t len, uint32_t *written)
+{
+	chain_begin();
+	add_hdr(VIRTIO_BLK_T_IN, sector);
+	add_in(buf, len);
+	add_status();
+	return run(written);
+}
+
+static uint8_t do_write(uint64_t sector, const void *buf, size_t len, uint32_t *written)
+{
+	chain_begin();
+	add_hdr(VIRTIO_BLK_T_OUT, sector);
+	add_out(buf, len);
+	add_status();
+	return run(written);
+}
+
+static uint8_t do_simple(uint32_t type, uint32_t *written)
+{
+	chain_begin();
+	add_hdr(type, 0);
+	add_status();
+	return run(written);
+}
+
+static struct virtio_blk_discard_write_zeroes dwz[2];
+
+static uint8_t do_dwz(uint32_t type, uint64_t sector, uint32_t nsectors, uint32_t flags)
+{
+	dwz[0].sector = htole64(sector);
+	dwz[0].num_sectors = htole32(nsectors);
+	dwz[0].flags = htole32(flags);
+	chain_begin();
+	add_hdr(type, 0);
+	add_out(&dwz[0], sizeof(dwz[0]));
+	add_status();
+	return run(NULL);
+}
+
+/* ---- Reads and writes ---- */
+
+TestSuite(blk, .init = setup_rw, .fini = teardown);
+
+Test(blk, read_returns_image_data_and_length)
+{
+	static uint8_t buf[4096];
+	uint32_t written;
+
+	cr_assert_eq(do_read(8, buf, sizeof(buf), &written), VIRTIO_BLK_S_OK);
+	cr_assert_eq(written, sizeof(buf) + 1);
+	for (size_t i = 0; i < sizeof(buf); i++)
+		cr_assert_eq(buf[i], pattern(8 * SECTOR + i), "byte %zu", i);
+}
+
+Test(blk, write_then_read_round_trip)
+{
+	static uint8_t data[3 * SECTOR], back[3 * SECTOR];
+	uint32_t written;
+
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)(0xa5 ^ i);
+	cr_assert_eq(do_write(100, data, sizeof(data), &written), VIRTIO_BLK_S_OK);
+	cr_assert_eq(written, 1, "a write only writes the status byte");
+	expect_image_bytes(100 * SECTOR, data, sizeof(data));
+	expect_image_pattern(99 * SECTOR, SECTOR);
+	expect_image_pattern(103 * SECTOR, SECTOR);
+
+	cr_assert_eq(do_read(100, back, sizeof(back), NULL), VIRTIO_BLK_S_OK);
+	cr_assert_arr_eq(back, data, sizeof(data));
+}
+
+Test(blk, data_scattered_over_odd_segments)
+{
+	static uint8_t data[2 * SECTOR], back[2 * SECTOR];
+	size_t cuts[] = { 0, 1, 100, 511, 700, 1023, 1024 };
+
+	fill_pattern(data, 12345, sizeof(data));
+	chain_begin();
+	add_hdr(VIRTIO_BLK_T_OUT, 7);
+	for (size_t i = 0; i + 1 < ARRAY_SIZE(cuts); i++)
+		add_out(data + cuts[i], cuts[i + 1] - cuts[i]);
+	add_status();
+	cr_assert_eq(run(NULL), VIRTIO_BLK_S_OK);
+	expect_image_bytes(7 * SECTOR, data, sizeof(data));
+
+	chain_begin();
+	add_hdr(VIRTIO_BLK_T_IN, 7);
+	for (size_t i = 0; i + 1 < ARRAY_SIZE(cuts); i++)
+		add_in(back + cuts[i], cuts[i + 1] - cuts[i]);
+	add_status();
+	cr_assert_eq(run(NULL), VIRTIO_BLK_S_OK);
+	cr_assert_arr_eq(back, data, sizeof(data));
+}
+
+Test(blk, header_split_across_segments_and_shared_with_data)
+{
+	static uint8_t buf[sizeof(struct virtio_blk_outhdr) + SECTOR];
+	struct virtio_blk_outhdr h = {
+		.type = htole32(VIRTIO_BLK_T_OUT), .sector = htole64(33),
+	};
+
+	/* Header in three pieces; its last piece and the data share one segment. */
+	memcpy(buf, &h, sizeof(h));
+	fill_pattern(buf + sizeof(h), 999, SECTOR);
+	chain_begin();
+	add_out(buf, 5);
+	add_out(buf + 5, 7);
+	add_out(buf + 12, sizeof(buf) - 12);
+	add_status();
+	cr_assert_eq(run(NULL), VIRTIO_BLK_S_OK);
+	expect_image_bytes(33 * SECTOR, buf + sizeof(h), SECTOR);
+}
+
+Test(blk, status_byte_shares_a_segment_with_read_data)
+{
+	static uint8_t buf[SECTOR + 1];
+	uint32_t written;
+
+	memset(buf, 0xcc, sizeof(buf));
+	chain_begin();
+	add_hdr(VIRTIO_BLK_T_IN, 1);
+	add_in(buf, sizeof(buf));
+	status = VIRTIO_BLK_S_OK;
+	cr_assert_eq(blk_handle_chain(b, &ch, &written), VIRTIO_BLK_S_OK);
+	cr_assert_eq(written, SECTOR + 1);
+	cr_assert_eq(buf[SECTOR], VIRTIO_BLK_S_OK);
+	for (size_t i = 0; i < SECTOR; i++)
+		cr_assert_eq(buf[i], pattern(SECTOR + i));
+}
+
+Test(blk, zero_length_read_is_ok)
+{
+	uint32_t written;
+
+	cr_assert_eq(do_read(0, NULL, 0, &written), VIRTIO_BLK_S_OK);
+	cr_assert_eq(written, 1);
+}
+
+Test(blk, last_sector_is_reachable)
+{
+	static uint8_t buf[SECTOR];
+
+	cr_assert_eq(do_read(DISK_SECTORS - 1, buf, sizeof(buf), NULL), VIRTIO_BLK_S_OK);
+	cr_assert_eq(buf[0], pattern((DISK_SECTORS - 1) * SECTOR));
+	cr_assert_eq(do_write(DISK_SECTORS - 1, buf, sizeof(buf), NULL), VIRTIO_BLK_S_OK);
+}
+
+/* ---- Guest errors ---- */
+
+Test(blk, out_of_range_sector)
+{
+	static uint8_t buf[2 * SECTOR];
+	uint32_t written;
+
+	cr_assert_eq(do_read(DISK_SECTORS, buf, SECTOR, &written), VIRTIO_BLK_S_IOERR);
+	cr_assert_eq(written, 1, "only the status byte on errors");
+	cr_assert_eq(do_read(DISK_SECTORS - 1, buf, 2 * SECTOR, NULL), VIRTIO_BLK_S_IOERR);
+	cr_assert_eq(do_write(DISK_SECTORS - 1, buf, 2 * SECTOR, NULL), VIRTIO_BLK_S_IOERR);
+	cr_assert_eq(do_write(UINT32_MAX, buf, SECTOR, NULL), VIRTIO_BLK_S_IOERR);
+	expect_image_pattern((DISK_SECTORS - 1) * SECTOR, SECTOR);
+}
+
+Test(blk, sector_offset_overflow)
+{
+	static uint8_t buf[2 * SECTOR];
+
+	/* sector * 512 overflows. */
+	cr_assert_eq(do_read(UINT64_MAX / SECTOR + 1, buf, SECTOR, NULL), VIRTIO_BLK_S_IOERR);
+	cr_assert_eq(do_read(UINT64_MAX, buf, SECTOR, NULL), VIRTIO_BLK_S_IOERR);
+	/* sector * 512 fits, + len overflows. */
+	cr_assert_eq(do_read(UINT64_MAX / SECTOR, buf, 2 * SECTOR, NULL), VIRTIO_BLK_S_IOERR);
+	cr_assert_eq(do_write(UINT64_MAX / SECTOR, buf, 2 * SECTOR, NULL), VIRTIO_BLK_S_IOERR);
+	cr_assert_eq(do_dwz(VIRTIO_BLK_T_WRITE_ZEROES, UINT64_MAX / SECTOR, 8, 0),
+		     VIRTIO_BLK_S_IOERR);
+	cr_assert_eq(do_dwz(VIRTIO_BLK_T_DISCARD, UINT64_MAX, 1, 0), VIRTIO_BLK_S_IOERR);
+}
+
+Test(blk, length_not_a_multiple_of_512)
+{
+	static uint8_t buf[2 * SECTOR];
+
+	memset(buf, 0x77, sizeof(buf));
+	cr_assert_eq(do_read(0, buf, 500, NULL), VIRTIO_BLK_S_IOERR);
+	cr_assert_eq(buf[0], 0x77, "nothing read on a refused request");
+	cr_assert_eq(do_write(0, buf, SECTOR + 1, NULL), VIRTIO_BLK_S_IOERR);
+	cr_assert_eq(do_write(0, buf, 1, NULL), VIRTIO_BLK_S_IOERR);
+	expect_image_pattern(0, 2 * SECTOR);
+}
+
+Test(blk, missing_status_byte)
+{
+	static uint8_t buf[SECTOR];
+	uint32_t written = 0xdeadbeef;
+
+	/* A write with no writable segment at all: nowhere to put the status. */
+	chain_begin();
+	add_hdr(VIRTIO_BLK_T_OUT, 0);
+	add_out(buf, sizeof(buf));
+	cr_assert_eq(blk_handle_chain(b, &ch, &written), VIRTIO_BLK_S_IOERR);
+	cr_assert_eq(written, 0);
+	expect_image_pattern(0, SECTOR);
+
+	/* Only an empty writable segment. */
+	chain_begin();
+	add_hdr(VIRTIO_BLK_T_IN, 0);
+	add_in(buf, 0);
+	cr_assert_eq(blk_handle_chain(b, &ch, &written), VIRTIO_BLK_S_IOERR);
+	cr_assert_eq(written, 0);
+}
+
+Test(blk, short_or_missing_header)
+{
+	uint32_t written;
+
+	chain_begin();
+	add_out(&hdr, 8);
+	add_status();
+	cr_assert_eq(run(&written), VIRTIO_BLK_S_IOERR);
+	cr_assert_eq(written, 1);
+
+	chain_begin();
+	add_status();
+	cr_assert_eq(run(&written), VIRTIO_BLK_S_IOERR);
+	cr_assert_eq(written, 1);
+}
+
+Test(blk, unknown_types_are_unsupported)
+{
+	static const uint32_t types[] = { 2, 3, 5, 10, 14, 99, 0x80000001, UINT32_MAX };
+	uint32_t written;
+
+	for (size_t i = 0; i < ARRAY_SIZE(types); i++) {
+		cr_assert_eq(do_simple(types[i], &written), VIRTIO_BLK_S_UNSUPP, "type %#x",
+			     types[i]);
+		cr_assert_eq(written, 1);
+	}
+}
+
+/* ---- Flush and GET_ID ---- */
+
+Test(blk, flush)
+{
+	uint32_t written;
+
+	cr_assert_eq(do_simple(VIRTIO_BLK_T_FLUSH, &written), VIRTIO_BLK_S_OK);
+	cr_assert_eq(written, 1);
+}
+
+Test(blk, get_id_defaults_to_the_basename)
+{
+	char id[VIRTIO_BLK_ID_BYTES + 1] = { 0 };
+	const char *base = strrchr(path, '/') + 1;
+	uint32_t written;
+
+	chain_begin();
+	add_hdr(VIRTIO_BLK_T_GET_ID, 0);
+	add_in(id, VIRTIO_BLK_ID_BYTES);
+	add_status();
+	cr_assert_eq(run(&written), VIRTIO_BLK_S_OK);
+	cr_assert_eq(written, VIRTIO_BLK_ID_BYTES + 1);
+	cr_assert_str_eq(id, base);
+}
+
+Test(blk, get_id_given_and_short_buffer)
+{
+	char id[VIRTIO_BLK_ID_BYTES];
+	uint32_t written;
+
+	blk_fini(b);
+	free(b);
+	cr_assert_eq(open_dev(false, false, "serial-0123"), 0);
+
+	memset(id, 'x', sizeof(id));
+	chain_begin();
+	add_hdr(VIRTIO_BLK_T_GET_ID, 0);
+	add_in(id, sizeof(id));
+	add_status();
+	cr_assert_eq(run(&written), VIRTIO_BLK_S_OK);
+	cr_assert_eq(written, sizeof(id) + 1);
+	cr_assert_str_eq(id, "serial-0123", "NUL-padded");
+	cr_assert_eq(id[sizeof(id) - 1], '\0');
+
+	/* A 4-byte buffer gets 4 bytes. */
+	memset(id, 'x', sizeof(id));
+	chain_begin();
+	add_hdr(VIRTIO_BLK_T_GET_ID, 0);
+	add_in(id, 4);
+	add_status();
+	cr_assert_eq(run(&written), VIRTIO_BLK_S_OK);
+	cr_assert_eq(written, 5);
+	cr_assert_arr_eq(id, "serix", 5);
+}
+
+Test(blk, id_of_exactly_20_bytes_has_no_terminator)
+{
+	char id[VIRTIO_BLK_ID_BYTES];
+
+	blk_fini(b);
+	free(b);
+	cr_assert_eq(open_dev(false, false, "ABCDEFGHIJKLMNOPQRST"), 0);
+	chain_begin();
+	add_hdr(VIRTIO_BLK_T_GET_ID, 0);
+	add_in(id, sizeof(id));
+	add_status();
+	cr_assert_eq(run(NULL), VIRTIO_BLK_S_OK);
+	cr_assert_arr_eq(id, "ABCDEFGHIJKLMNOPQRST", sizeof(id));
+}
+
+Test(blk, id_longer_than_20_bytes_is_refused)
+{
+	blk_fini(b);
+	free(b);
+	cr_assert_eq(open_dev(false, false, "ABCDEFGHIJKLMNOPQRSTU"), -EINVAL);
+}
+
+/* ---- Discard and write zeroes ---- */
+
+static blkcnt_t image_blocks(void)
+{
+	struct stat st;
+
+	cr_assert_eq(fstat(vfd, &st), 0);
+	return st.st_blocks;
+}
+
+Test(blk, discard_punches_a_hole)
+{
+	blkcnt_t before = image_blocks();
+
+	cr_assert_eq(do_dwz(VIRTIO_BLK_T_DISCARD, 64, 128, 0), VIRTIO_BLK_S_OK);
+	expect_image_zero(64 * SECTOR, 128 * SECTOR);
+	expect_image_pattern(0, 64 * SECTOR);
+	expect_image_pattern(192 * SECTOR, 64 * SECTOR);
+	cr_assert_lt(image_blocks(), before, "no space was freed");
+	cr_assert_eq(lseek(vfd, 0, SEEK_END), (off_t)DISK_SIZE, "discard changed the size");
+}
+
+Test(blk, write_zeroes_with_and_without_unmap)
+{
+	blkcnt_t before = image_blocks();
+
+	cr_assert_eq(do_dwz(VIRTIO_BLK_T_WRITE_ZEROES, 3, 5, 0), VIRTIO_BLK_S_OK);
+	expect_image_pattern(0, 3 * SECTOR);
+	expect_image_zero(3 * SECTOR, 5 * SECTOR);
+	expect_image_pattern(8 * SECTOR, SECTOR);
+
+	cr_assert_eq(do_dwz(VIRTIO_BLK_T_WRITE_ZEROES, 256, 256,
+			    VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP), VIRTIO_BLK_S_OK);
+	expect_image_zero(256 * SECTOR, 256 * SECTOR);
+	expect_image_pattern(255 * SECTOR, SECTOR);
+	expect_image_pattern(512 * SECTOR, SECTOR);
+	cr_assert_lt(image_blocks(), before, "unmap freed no space");
+	cr_assert_eq(lseek(vfd, 0, SEEK_END), (off_t)DISK_SIZE);
+}
+
+Test(blk, write_zeroes_by_hand_when_fallocate_is_unsupported)
+{
+	/* As after fallocate() said EOPNOTSUPP; spans several bounce buffers. */
+	b->no_fallocate = true;
+	cr_assert_eq(do_dwz(VIRTIO_BLK_T_WRITE_ZEROES, 1, 1500, VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP),
+		     VIRTIO_BLK_S_OK);
+	expect_image_pattern(0, SECTOR);
+	expect_image_zero(SECTOR, 1500 * SECTOR);
+	expect_image_pattern(1501 * SECTOR, (DISK_SECTORS - 1501) * SECTOR);
+}
+
+Test(blk, discard_is_a_no_op_where_unsupported)
+{
+	b->no_discard = true;
+	cr_assert_eq(do_dwz(VIRTIO_BLK_T_DISCARD, 0, 8, 0), VIRTIO_BLK_S_OK);
+	expect_image_pattern(0, 8 * SECTOR);
+}
+
+Test(blk, discard_and_write_zeroes_bad_segments)
+{
+	/* Flags: discard has none, write zeroes only UNMAP. */
+	cr_assert_eq(do_dwz(VIRTIO_BLK_T_DISCARD, 0, 8, VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP),
+		     VIRTIO_BLK_S_UNSUPP);
+	cr_assert_eq(do_dwz(VIRTIO_BLK_T_WRITE_ZEROES, 0, 8, 2), VIRTIO_BLK_S_UNSUPP);
+	/* Too many sectors, beyond the end. */
+	cr_assert_eq(do_dwz(VIRTIO_BLK_T_DISCARD, 0, BLK_MAX_DISCARD_SECTORS + 1, 0),
+		     VIRTIO_BLK_S_IOERR);
+	cr_assert_eq(do_dwz(VIRTIO_BLK_T_WRITE_ZEROES, 0, BLK_MAX_ZEROES_SECTORS + 1, 0),
+		     VIRTIO_BLK_S_IOERR);
+	cr_assert_eq(do_dwz(VIRTIO_BLK_T_DISCARD, DISK_SECTORS - 4, 8, 0), VIRTIO_BLK_S_IOERR);
+	cr_assert_eq(do_dwz(VIRTIO_BLK_T_WRITE_ZEROES, DISK_SECTORS, 1, 0), VIRTIO_BLK_S_IOERR);
+	cr_assert_eq(do_dwz(VIRTIO_BLK_T_WRITE_ZEROES, UINT32_MAX, UINT32_MAX, 0),
+		     VIRTIO_BLK_S_IOERR);
+
+	/* No segment, a partial one, two of them. */
+	chain_begin();
+	add_hdr(VIRTIO_BLK_T_DISCARD, 0);
+	add_status();
+	cr_assert_eq(run(NULL), VIRTIO_BLK_S_IOERR);
+	chain_begin();
+	add_hdr(VIRTIO_BLK_T_WRITE_ZEROES, 0);
+	add_out(&dwz[0], 8);
+	add_status();
+	cr_assert_eq(run(NULL), VIRTIO_BLK_S_IOERR);
+	memset(dwz, 0, sizeof(dwz));
+	dwz[0].num_sectors = dwz[1].num_sectors = htole32(1);
+	chain_begin();
+	add_hdr(VIRTIO_BLK_T_DISCARD, 0);
+	add_out(dwz, sizeof(dwz));
+	add_status();
+	cr_assert_eq(run(NULL), VIRTIO_BLK_S_UNSUPP);
+
+	expect_image_pattern(0, DISK_SIZE);
+}
+
+Test(blk, write_zeroes_segment_split_across_segments)
+{
+	struct virtio_blk_discard_write_zeroes seg = {
+		.sector = htole64(10), .num_sectors = htole32(2), .flags = 0,
+	};
+
+	chain_begin();
+	add_hdr(VIRTIO_BLK_T_WRITE_ZEROES, 0);
+	add_out(&seg, 3);
+	add_out((uint8_t *)&seg + 3, sizeof(seg) - 3);
+	add_status();
+	cr_assert_eq(run(NULL), VIRTIO_BLK_S_OK);
+	expect_image_zero(10 * SECTOR, 2 * SECTOR);
+	expect_image_pattern(12 * SECTOR, SECTOR);
+}
+
+/* ---- Config space and features ---- */
+
+Test(blk, config_and_features)
+{
+	struct virtio_blk_config *c = &b->config;
+
+	cr_assert_eq(le64toh(c->capacity), DISK_SECTORS);
+	cr_assert_eq(le32toh(c->blk_size), 512);
+	cr_assert_eq(le32toh(c->seg_max), BLK_SEG_MAX);
+	cr_assert_eq(le16toh(c->num_queues), BLK_NUM_QUEUES);
+	cr_assert_eq(le32toh(c->max_discard_seg), 1);
+	cr_assert_eq(le32toh(c->max_write_zeroes_seg), 1);
+	cr_assert_eq(le32toh(c->max_discard_sectors), BLK_MAX_DISCARD_SECTORS);
+	cr_assert_eq(le32toh(c->max_write_zeroes_sectors), BLK_MAX_ZEROES_SECTORS);
+	cr_assert_neq(le32toh(c->discard_sector_alignment), 0);
+	cr_assert_eq(c->write_zeroes_may_unmap, 1);
+	for (unsigned int bit = 0; bit < 64; bit++) {
+		bool want = bit == VIRTIO_BLK_F_SEG_MAX || bit == VIRTIO_BLK_F_BLK_SIZE ||
+			    bit == VIRTIO_BLK_F_FLUSH || bit == VIRTIO_BLK_F_MQ ||
+			    bit == VIRTIO_BLK_F_DISCARD || bit == VIRTIO_BLK_F_WRITE_ZEROES;
+
+		cr_assert_eq(!!(b->features & (1ULL << bit)), want, "feature bit %u", bit);
+	}
+}
+
+/* ---- Read-only disks ---- */
+
+Test(blk_ro, refuses_writes_discard_and_write_zeroes, .init = setup_ro, .fini = teardown)
+{
+	static uint8_t buf[SECTOR];
+	uint32_t written;
+
+	cr_assert(b->features & (1ULL << VIRTIO_BLK_F_RO));
+	cr_assert_not(b->features & (1ULL << VIRTIO_BLK_F_DISCARD));
+	cr_assert_not(b->features & (1ULL << VIRTIO_BLK_F_WRITE_ZEROES));
+
+	memset(buf, 0, sizeof(buf));
+	cr_assert_eq(do_write(0, buf, sizeof(buf), &written), VIRTIO_BLK_S_IOERR);
+	cr_assert_eq(written, 1);
+	cr_assert_eq(do_dwz(VIRTIO_BLK_T_DISCARD, 0, 8, 0), VIRTIO_BLK_S_UNSUPP);
+	cr_assert_eq(do_dwz(VIRTIO_BLK_T_WRITE_ZEROES, 0, 8, 0), VIRTIO_BLK_S_UNSUPP);
+	expect_image_pattern(0, 8 * SECTOR);
+
+	cr_assert_eq(do_read(0, buf, sizeof(buf), &written), VIRTIO_BLK_S_OK);
+	cr_assert_eq(written, sizeof(buf) + 1);
+	cr_assert_eq(buf[1], pattern(1));
+	cr_assert_eq(do_simple(VIRTIO_BLK_T_FLUSH, NULL), VIRTIO_BLK_S_OK);
+}
+
+Test(blk_ro, works_on_a_read_only_file, .fini = teardown)
+{
+	make_image(DISK_SIZE, true);
+	cr_assert_eq(chmod(path, 0400), 0);
+	if (geteuid() != 0)
+		cr_assert_eq(open_dev(false, false, NULL), -EACCES);
+	cr_assert_eq(open_dev(true, false, NULL), 0);
+}
+
+/* ---- O_DIRECT and the bounce buffer ---- */
+
+static void setup_direct(void)
+{
+	int r;
+
+	make_image(DISK_SIZE, true);
+	r = open_dev(false, true, NULL);
+	if (r == -EINVAL)
+		cr_skip_test("the filesystem of %s has no O_DIRECT", path);
+	cr_assert_eq(r, 0);
+}
+
+TestSuite(blk_direct, .init = setup_direct, .fini = teardown);
+
+Test(blk_direct, aligned_buffers_go_straight_through)
+{
+	uint8_t *buf = aligned_alloc(4096, 8192), *back = aligned_alloc(4096, 8192);
+
+	cr_assert(b->direct);
+	fill_pattern(buf, 777, 8192);
+	cr_assert_eq(do_write(16, buf, 8192, NULL), VIRTIO_BLK_S_OK);
+	expect_image_bytes(16 * SECTOR, buf, 8192);
+	cr_assert_eq(do_read(16, back, 8192, NULL), VIRTIO_BLK_S_OK);
+	cr_assert_arr_eq(back, buf, 8192);
+	free(buf);
+	free(back);
+}
+
+Test(blk_direct, unaligned_buffers_bounce)
+{
+	uint8_t *mem = aligned_alloc(4096, 3 * 8192), *back = mem + 8192 + 3;
+
+	/* Data 1 byte off alignment, in segments of odd lengths. */
+	fill_pattern(mem + 1, 4242, 2 * SECTOR);
+	chain_begin();
+	add_hdr(VIRTIO_BLK_T_OUT, 24);
+	add_out(mem + 1, 300);
+	add_out(mem + 301, 2 * SECTOR - 300);
+	add_status();
+	cr_assert_eq(run(NULL), VIRTIO_BLK_S_OK);
+	expect_image_bytes(24 * SECTOR, mem + 1, 2 * SECTOR);
+	expect_image_pattern(23 * SECTOR, SECTOR);
+	expect_image_pattern(26 * SECTOR, SECTOR);
+
+	chain_begin();
+	add_hdr(VIRTIO_BLK_T_IN, 24);
+	add_in(back, 1000);
+	add_in(back + 1000, 2 * SECTOR - 1000);
+	add_status();
+	cr_assert_eq(run(NULL), VIRTIO_BLK_S_OK);
+	cr_assert_arr_eq(back, mem + 1, 2 * SECTOR);
+	free(mem);
+}
+
+/*
+ * Read-modify-write for a disk whose direct I/O blocks are bigger than the
+ * guest's sectors. Forced on a buffered descriptor: the bounce path does the
+ * same I/O either way, and a shadow copy says what the image must hold.
+ */
+Test(blk_bounce, read_modify_write_with_4k_blocks, .init = setup_rw, .fini = teardown)
+{
+	static uint8_t shadow[DISK_SIZE], buf[600 << 10];
+	static const struct { uint64_t sector; size_t len; } reqs[] = {
+		{ 3, SECTOR }, { 7, 2 * SECTOR }, { 1, 600 << 10 }, { 0, 8 * SECTOR },
+		{ DISK_SECTORS - 1, SECTOR }, { 510, 4 * SECTOR },
+	};
+
+	b->direct = true;
+	b->dio_align = 4096;
+	fill_pattern(shadow, 0, DISK_SIZE);
+	for (size_t i = 0; i < ARRAY_SIZE(reqs); i++) {
+		uint64_t off = reqs[i].sector * SECTOR;
+
+		for (size_t j = 0; j < reqs[i].len; j++)
+			buf[j] = (uint8_t)(i * 37 + j * 3);
+		cr_assert_eq(do_write(reqs[i].sector, buf, reqs[i].len, NULL), VIRTIO_BLK_S_OK,
+			     "request %zu", i);
+		memcpy(shadow + off, buf, reqs[i].len);
+		expect_image_bytes(0, shadow, DISK_SIZE);
+
+		memset(buf, 0, reqs[i].len);
+		cr_assert_eq(do_read(reqs[i].sector, buf, reqs[i].len, NULL), VIRTIO_BLK_S_OK);
+		cr_assert_arr_eq(buf, shadow + off, reqs[i].len, "read back of request %zu", i);
+	}
+	/* Write zeroes by hand through the same path. */
+	b->no_fallocate = true;
+	cr_assert_eq(do_dwz(VIRTIO_BLK_T_WRITE_ZEROES, 5, 11, 0), VIRTIO_BLK_S_OK);
+	memset(shadow + 5 * SECTOR, 0, 11 * SECTOR);
+	expect_image_bytes(0, shadow, DISK_SIZE);
+}
+
+/* ---- A block device back-end (a loop device; skipped where there is none) ---- */
+
+/*
+ * Attaches the image at `path` to a free loop device that detaches itself
+ * when its last user closes it. Returns an open descriptor of the device and
+ * its name in dev, or skips the test.
+ */
+static int attach_loop(char *dev, size_t len)
+{
+	int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+
+	if (ctl < 0)
+		cr_skip_test("no /dev/loop-control: %s", strerror(errno));
+	for (int tries = 0; tries < 8; tries++) {
+		struct loop_config cfg = { .info.lo_flags = LO_FLAGS_AUTOCLEAR };
+		int n = ioctl(ctl, LOOP_CTL_GET_FREE);
+		int lfd, ffd, r;
+
+		if (n < 0)
+			break;
+		snprintf(dev, len, "/dev/loop%d", n);
+		lfd = open(dev, O_RDWR | O_CLOEXEC);
+		if (lfd < 0)
+			break;
+		ffd = open(path, O_RDWR | O_CLOEXEC);
+		cr_assert_geq(ffd, 0);
+		cfg.fd = ffd;
+		r = ioctl(lfd, LOOP_CONFIGURE, &cfg);
+		close(ffd);
+		if (r == 0) {
+			close(ctl);
+			return lfd;
+		}
+		close(lfd);
+		if (errno != EBUSY)
+			break;
+	}
+	close(ctl);
+	cr_skip_test("cannot attach a loop device: %s", strerror(errno));
+	return -1;
+}
+
+Test(blk_bdev, loop_device, .fini = teardown)
+{
+	struct blk_options o = { 0 };
+	static uint8_t buf[4 * SECTOR];
+	char dev[32];
+	int lfd;
+
+	make_image(DISK_SIZE, true);
+	lfd = attach_loop(dev, sizeof(dev));
+	o.path = dev;
+	b = calloc(1, sizeof(*b));
+	cr_assert_not_null(b);
+	cr_assert_eq(blk_init(b, &o, "vblk-loop"), 0);
+	close(lfd);
+	cr_assert(b->is_bdev);
+	cr_assert_eq(le64toh(b->config.capacity), DISK_SECTORS);
+	cr_assert_eq(le32toh(b->config.blk_size), 512);
+
+	cr_assert_eq(do_read(10, buf, sizeof(buf), NULL), VIRTIO_BLK_S_OK);
+	for (size_t i = 0; i < sizeof(buf); i++)
+		cr_assert_eq(buf[i], pattern(10 * SECTOR + i));
+	memset(buf, 0x5a, sizeof(buf));
+	cr_assert_eq(do_write(20, buf, sizeof(buf), NULL), VIRTIO_BLK_S_OK);
+	cr_assert_eq(do_simple(VIRTIO_BLK_T_FLUSH, NULL), VIRTIO_BLK_S_OK);
+	expect_image_bytes(20 * SECTOR, buf, sizeof(buf));
+	cr_assert_eq(do_dwz(VIRTIO_BLK_T_WRITE_ZEROES, 40, 8, 0), VIRTIO_BLK_S_OK);
+	cr_assert_eq(do_dwz(VIRTIO_BLK_T_WRITE_ZEROES, 48, 8, VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP),
+		     VIRTIO_BLK_S_OK);
+	cr_assert_eq(do_simple(VIRTIO_BLK_T_FLUSH, NULL), VIRTIO_BLK_S_OK);
+	expect_image_zero(40 * SECTOR, 16 * SECTOR);
+	expect_image_pattern(56 * SECTOR, SECTOR);
+	cr_assert_eq(do_dwz(VIRTIO_BLK_T_DISCARD, 128, 128, 0), VIRTIO_BLK_S_OK);
+	cr_assert_eq(do_read(DISK_SECTORS, buf, SECTOR, NULL), VIRTIO_BLK_S_IOERR);
+}
+
+/* ---- Set-up errors ---- */
+
+TestSuite(blk_setup, .fini = teardown);
+
+static struct virtio_mmio_dev *create(const char *p, bool readonly)
+{
+	struct blk_options o = { .path = p, .readonly = readonly };
+
+	/* These fail before the transport is touched: no host needed. */
+	return virtio_blk_create(NULL, &o, "vblk-test", 0xd0000000, 5);
+}
+
+Test(blk_setup, missing_file)
+{
+	cr_assert_null(create("/nonexistent/disk.img", false));
+	cr_assert_null(create("/nonexistent/disk.img", true));
+}
+
+Test(blk_setup, directory)
+{
+	cr_assert_null(create("/tmp", false));
+	cr_assert_null(create("/tmp", true));
+}
+
+Test(blk_setup, not_a_file_or_block_device)
+{
+	cr_assert_null(create("/dev/null", false));
+}
+
+Test(blk_setup, size_not_a_multiple_of_512)
+{
+	make_image(1000, false);
+	cr_assert_null(create(path, false));
+	cr_assert_eq(open_dev(true, false, NULL), -EINVAL);
+}
+
+Test(blk_setup, empty_image)
+{
+	make_image(0, false);
+	cr_assert_eq(open_dev(false, false, NULL), -EINVAL);
+}
+
+Test(blk_setup, no_path)
+{
+	cr_assert_null(create(NULL, false));
+	cr_assert_null(create("", false));
+}
+
+Test(blk_setup, second_writer_is_locked_out)
+{
+	struct blk_dev *first;
+
+	make_image(DISK_SIZE, false);
+	cr_assert_eq(open_dev(false, false, NULL), 0);
+	first = b;
+	cr_assert_eq(open_dev(true, false, NULL), -EBUSY);
+	cr_assert_eq(open_dev(false, false, NULL), -EBUSY);
+	blk_fini(first);
+	free(first);
+	cr_assert_eq(open_dev(false, false, NULL), 0);
+}
+
+Test(blk_setup, readers_share)
+{
+	struct blk_dev *first;
+
+	make_image(DISK_SIZE, false);
+	cr_assert_eq(open_dev(true, false, NULL), 0);
+	first = b;
+	cr_assert_eq(open_dev(true, false, NULL), 0);
+	blk_fini(first);
+	free(first);
+}
+
+/* ---- End to end through the transport ---- */
+
+#define RAM_SIZE	(1 << 20)
+#define RING_SIZE	8
+#define DESC_GPA	0x1000
+#define AVAIL_GPA	0x2000
+#define USED_GPA	0x3000
+#define HDR_GPA		0x4000
+#define DATA_GPA	0x5000
+#define STATUS_GPA	0x6000
+
+static uint8_t *ram;
+static struct guest_mem mem;
+static struct event_loop loop;
+static struct virtio_host host;
+static struct virtio_mmio_dev *vdev;
+
+static int fake_ioeventfd(struct virtio_host *h, uint64_t addr, uint32_t datamatch, int fd,
+			  bool assign)
+{
+	return 0;
+}
+
+static int fake_irqfd(struct virtio_host *h, uint32_t gsi, int fd, bool assign)
+{
+	return 0;
+}
+
+static uint32_t reg_read(uint64_t off)
+{
+	uint32_t v;
+
+	virtio_mmio_io(vdev, off, (uint8_t *)&v, 4, false);
+	return le32toh(v);
+}
+
+static void reg_write(uint64_t off, uint32_t v)
+{
+	v = htole32(v);
+	virtio_mmio_io(vdev, off, (uint8_t *)&v, 4, true);
+}
+
+static void setup_e2e(void)
+{
+	struct blk_options o = { .path = path };
+
+	make_image(DISK_SIZE, true);
+	ram = aligned_alloc(4096, RAM_SIZE);
+	cr_assert_not_null(ram);
+	memset(ram, 0, RAM_SIZE);
+	guest_mem_init_from_buffer(&mem, ram, 0, RAM_SIZE);
+	cr_assert_eq(event_loop_init(&loop), 0);
+	host = (struct virtio_host){
+		.mem = &mem, .loop = &loop, .ioeventfd = fake_ioeventfd, .irqfd = fake_irqfd,
+	};
+	vdev = virtio_blk_create(&host, &o, "vblk0", 0xd0000000, 5);
+	cr_assert_not_null(vdev);
+}
+
+static void teardown_e2e(void)
+{
+	if (vdev) {
+		const struct virtio_dev_ops *ops = vdev->ops;
+
+		virtio_mmio_destroy(vdev);
+		ops->destroy(vdev);
+		vdev = NULL;
+	}
+	event_loop_destroy(&loop);
+	free(ram);
+	teardown();
+}
+
+static void driver_setup_queue(unsigned int q)
+{
+	reg_write(VIRTIO_MMIO_QUEUE_SEL, q);
+	cr_assert_eq(reg_read(VIRTIO_MMIO_QUEUE_NUM_MAX), BLK_QUEUE_SIZE);
+	reg_write(VIRTIO_MMIO_QUEUE_NUM, RING_SIZE);
+	reg_write(VIRTIO_MMIO_QUEUE_DESC_LOW, DESC_GPA);
+	reg_write(VIRTIO_MMIO_QUEUE_DESC_HIGH, 0);
+	reg_write(VIRTIO_MMIO_QUEUE_AVAIL_LOW, AVAIL_GPA);
+	reg_write(VIRTIO_MMIO_QUEUE_AVAIL_HIGH, 0);
+	reg_write(VIRTIO_MMIO_QUEUE_USED_LOW, USED_GPA);
+	reg_write(VIRTIO_MMIO_QUEUE_USED_HIGH, 0);
+	reg_write(VIRTIO_MMIO_QUEUE_READY, 1);
+	cr_assert_eq(reg_read(VIRTIO_MMIO_QUEUE_READY), 1);
+}
+
+/* What Linux's virtio_blk does at probe time, in register writes. */
+static void driver_init(unsigned int q)
+{
+	uint32_t lo, hi;
+
+	cr_assert_eq(reg_read(VIRTIO_MMIO_MAGIC_VALUE), 0x74726976);
+	cr_assert_eq(reg_read(VIRTIO_MMIO_VERSION), 2);
+	cr_assert_eq(reg_read(VIRTIO_MMIO_DEVICE_ID), VIRTIO_ID_BLOCK);
+	reg_write(VIRTIO_MMIO_STATUS, 0);
+	reg_write(VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
+	reg_write(VIRTIO_MMIO_DEVICE_FEATURES_SEL, 0);
+	lo = reg_read(VIRTIO_MMIO_DEVICE_FEATURES);
+	reg_write(VIRTIO_MMIO_DEVICE_FEATURES_SEL, 1);
+	hi = reg_read(VIRTIO_MMIO_DEVICE_FEATURES);
+	cr_assert(hi & (1u << (VIRTIO_F_VERSION_1 - 32)));
+	cr_assert(lo & (1u << VIRTIO_BLK_F_FLUSH));
+	reg_write(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
+	reg_write(VIRTIO_MMIO_DRIVER_FEATURES, lo);
+	reg_write(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
+	reg_write(VIRTIO_MMIO_DRIVER_FEATURES, hi);
+	reg_write(VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+		  VIRTIO_CONFIG_S_FEATURES_OK);
+	cr_assert(reg_read(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_FEATURES_OK);
+	driver_setup_queue(q);
+	reg_write(VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+		  VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
+}
+
+static struct vring_desc *desc(unsigned int i)
+{
+	return (struct vring_desc *)(ram + DESC_GPA) + i;
+}
+
+static void set_desc(unsigned int i, uint64_t gpa, uint32_t len, uint16_t flags, uint16_t next)
+{
+	desc(i)->addr = htole64(gpa);
+	desc(i)->len = htole32(len);
+	desc(i)->flags = htole16(flags);
+	desc(i)->next = htole16(next);
+}
+
+/* Offers chain `head` as the next avail entry and kicks queue q through the MMIO register. */
+static void offer_and_kick(unsigned int q, uint16_t head)
+{
+	struct vring_avail *avail = (struct vring_avail *)(ram + AVAIL_GPA);
+	uint16_t idx = le16toh(avail->idx);
+
+	avail->ring[idx % RING_SIZE] = htole16(head);
+	__atomic_store_n(&avail->idx, htole16(idx + 1), __ATOMIC_RELEASE);
+	reg_write(VIRTIO_MMIO_QUEUE_NOTIFY, q);
+}
+
+static void e2e_read_request(unsigned int q)
+{
+	struct virtio_blk_outhdr *h = (struct virtio_blk_outhdr *)(ram + HDR_GPA);
+	struct vring_used *used = (struct vring_used *)(ram + USED_GPA);
+	uint64_t config_capacity;
+
+	driver_init(q);
+	virtio_mmio_io(vdev, VIRTIO_MMIO_CONFIG, (uint8_t *)&config_capacity, 8, false);
+	cr_assert_eq(le64toh(config_capacity), DISK_SECTORS);
+
+	h->type = htole32(VIRTIO_BLK_T_IN);
+	h->sector = htole64(4);
+	ram[STATUS_GPA] = 0xee;
+	set_desc(0, HDR_GPA, sizeof(*h), VRING_DESC_F_NEXT, 1);
+	set_desc(1, DATA_GPA, 1024, VRING_DESC_F_NEXT | VRING_DESC_F_WRITE, 2);
+	set_desc(2, STATUS_GPA, 1, VRING_DESC_F_WRITE, 0);
+	offer_and_kick(q, 0);
+
+	cr_assert_eq(le16toh(used->idx), 1);
+	cr_assert_eq(le32toh(used->ring[0].id), 0);
+	cr_assert_eq(le32toh(used->ring[0].len), 1025);
+	cr_assert_eq(ram[STATUS_GPA], VIRTIO_BLK_S_OK);
+	for (size_t i = 0; i < 1024; i++)
+		cr_assert_eq(ram[DATA_GPA + i], pattern(4 * SECTOR + i), "byte %zu", i);
+	cr_assert(reg_read(VIRTIO_MMIO_INTERRUPT_STATUS) & VIRTIO_MMIO_INT_VRING);
+}
+
+Test(blk_e2e, read_through_queue_0, .init = setup_e2e, .fini = teardown_e2e)
+{
+	e2e_read_request(0);
+}
+
+Test(blk_e2e, read_through_last_queue, .init = setup_e2e, .fini = teardown_e2e)
+{
+	e2e_read_request(BLK_NUM_QUEUES - 1);
+}
+
+Test(blk_e2e, malformed_chain_needs_reset, .init = setup_e2e, .fini = teardown_e2e)
+{
+	driver_init(0);
+	/* A descriptor loop. */
+	set_desc(0, HDR_GPA, 16, VRING_DESC_F_NEXT, 1);
+	set_desc(1, DATA_GPA, 16, VRING_DESC_F_NEXT, 0);
+	offer_and_kick(0, 0);
+	cr_assert(reg_read(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET);
+}
+
+Test(blk_e2e, bad_request_completes_with_an_error, .init = setup_e2e, .fini = teardown_e2e)
+{
+	struct virtio_blk_outhdr *h = (struct virtio_blk_outhdr *)(ram + HDR_GPA);
+	struct vring_used *used = (struct vring_used *)(ram + USED_GPA);
+
+	driver_init(0);
+	h->type = htole32(VIRTIO_BLK_T_IN);
+	h->sector = htole64(DISK_SECTORS);
+	set_desc(0, HDR_GPA, sizeof(*h), VRING_DESC_F_NEXT, 1);
+	set_desc(1, DATA_GPA, 512, VRING_DESC_F_NEXT | VRING_DESC_F_WRITE, 2);
+	set_desc(2, STATUS_GPA, 1, VRING_DESC_F_WRITE, 0);
+	offer_and_kick(0, 0);
+	cr_assert_eq(le16toh(used->idx), 1);
+	cr_assert_eq(le32toh(used->ring[0].len), 1);
+	cr_assert_eq(ram[STATUS_GPA], VIRTIO_BLK_S_IOERR);
+	cr_assert_not(reg_read(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET);
+}

@@ -1,0 +1,662 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Unit tests for virtio-console (virtio/console.c): the receive/transmit
+ * helpers over pipes and host buffers, then the device with its file and pty
+ * back-ends, driven through its registers by a small fake driver.
+ */
+#include <criterion/criterion.h>
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/virtio_config.h>
+#include <linux/virtio_ids.h>
+#include <linux/virtio_mmio.h>
+#include <linux/virtio_ring.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "virtio/console.h"
+#include "vmm/util.h"
+
+/* ---- helpers over host buffers ---- */
+
+static struct virtq_chain hc;
+
+static void host_chain(struct iovec *out, unsigned int nout, struct iovec *in, unsigned int nin)
+{
+	memset(&hc, 0, sizeof(hc));
+	for (unsigned int i = 0; i < nout; i++) {
+		hc.iov[hc.nout++] = out[i];
+		hc.out_len += (uint32_t)out[i].iov_len;
+	}
+	for (unsigned int i = 0; i < nin; i++) {
+		hc.iov[hc.nout + hc.nin++] = in[i];
+		hc.in_len += (uint32_t)in[i].iov_len;
+	}
+}
+
+static void pattern(uint8_t *p, size_t len, size_t start)
+{
+	for (size_t i = 0; i < len; i++)
+		p[i] = (uint8_t)((start + i) * 13 + 1);
+}
+
+static void nonblocking_pipe(int p[2])
+{
+	cr_assert_eq(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+}
+
+Test(console_helpers, rx_reads_into_writable_segments)
+{
+	char a[3], b[10], ro[4] = "xxxx";
+	int p[2];
+
+	nonblocking_pipe(p);
+	cr_assert_eq(write(p[1], "hello", 5), 5);
+	host_chain((struct iovec[]){ { ro, sizeof(ro) } }, 1,
+		   (struct iovec[]){ { a, sizeof(a) }, { b, sizeof(b) } }, 2);
+	cr_assert_eq(console_rx_chain(p[0], &hc), 5);
+	cr_assert_arr_eq(a, "hel", 3);
+	cr_assert_arr_eq(b, "lo", 2);
+	cr_assert_arr_eq(ro, "xxxx", 4, "readable segment written");
+	cr_assert_eq(console_rx_chain(p[0], &hc), -EAGAIN, "nothing to read");
+	close(p[1]);
+	cr_assert_eq(console_rx_chain(p[0], &hc), -EAGAIN, "end of file reads as no input");
+	close(p[0]);
+}
+
+Test(console_helpers, rx_reads_no_more_than_the_chain_holds)
+{
+	char a[4];
+	int p[2];
+
+	nonblocking_pipe(p);
+	cr_assert_eq(write(p[1], "abcdefgh", 8), 8);
+	host_chain(NULL, 0, (struct iovec[]){ { a, sizeof(a) } }, 1);
+	cr_assert_eq(console_rx_chain(p[0], &hc), 4);
+	cr_assert_arr_eq(a, "abcd", 4);
+	cr_assert_eq(console_rx_chain(p[0], &hc), 4, "the rest stays in the pipe for the next chain");
+	cr_assert_arr_eq(a, "efgh", 4);
+	host_chain(NULL, 0, NULL, 0);
+	cr_assert_eq(console_rx_chain(p[0], &hc), 0, "a chain without writable bytes");
+	close(p[0]);
+	close(p[1]);
+}
+
+Test(console_helpers, tx_writes_readable_segments_in_order)
+{
+	char got[32], w[4];
+	size_t done = 0;
+	int p[2];
+
+	nonblocking_pipe(p);
+	host_chain((struct iovec[]){ { "hello ", 6 }, { "", 0 }, { "world", 5 } }, 3,
+		   (struct iovec[]){ { w, sizeof(w) } }, 1);
+	cr_assert_eq(console_tx_chain(p[1], &hc, &done), 0);
+	cr_assert_eq(done, 11);
+	cr_assert_eq(read(p[0], got, sizeof(got)), 11);
+	cr_assert_arr_eq(got, "hello world", 11);
+	close(p[0]);
+	close(p[1]);
+}
+
+Test(console_helpers, tx_resumes_where_a_full_pipe_stopped_it)
+{
+	static uint8_t a[3000], b[3000], got[8192];
+	size_t done = 0, total = 0;
+	ssize_t r;
+	int p[2];
+
+	nonblocking_pipe(p);
+	cr_assert_eq(fcntl(p[1], F_SETPIPE_SZ, 4096), 4096);
+	pattern(a, sizeof(a), 0);
+	pattern(b, sizeof(b), sizeof(a));
+	host_chain((struct iovec[]){ { a, sizeof(a) }, { b, sizeof(b) } }, 2, NULL, 0);
+	cr_assert_eq(console_tx_chain(p[1], &hc, &done), -EAGAIN);
+	cr_assert_gt(done, 0);
+	cr_assert_lt(done, 6000);
+	while ((r = read(p[0], got + total, sizeof(got) - total)) > 0)
+		total += (size_t)r;
+	cr_assert_eq(total, done);
+	cr_assert_eq(console_tx_chain(p[1], &hc, &done), 0);
+	cr_assert_eq(done, 6000);
+	while ((r = read(p[0], got + total, sizeof(got) - total)) > 0)
+		total += (size_t)r;
+	cr_assert_eq(total, 6000);
+	cr_assert_arr_eq(got, a, sizeof(a));
+	cr_assert_arr_eq(got + sizeof(a), b, sizeof(b), "bytes lost or repeated across the resume");
+	close(p[0]);
+	close(p[1]);
+}
+
+Test(console_helpers, pty_reader_detection)
+{
+	int m = posix_openpt(O_RDWR | O_NOCTTY), s;
+
+	cr_assert_geq(m, 0);
+	cr_assert_eq(grantpt(m), 0);
+	cr_assert_eq(unlockpt(m), 0);
+	s = open(ptsname(m), O_RDWR | O_NOCTTY);
+	cr_assert_geq(s, 0);
+	cr_assert(console_pty_has_reader(m));
+	close(s);
+	cr_assert_not(console_pty_has_reader(m));
+	s = open(ptsname(m), O_RDWR | O_NOCTTY);
+	cr_assert(console_pty_has_reader(m), "a new reader is seen");
+	close(s);
+	close(m);
+}
+
+/* ---- the device with a fake driver ---- */
+
+#define RAM_SIZE	(4 << 20)
+#define BASE		0xd0000000ULL
+#define GSI		7
+#define QSIZE		32
+#define RING_GPA(q)	(0x10000ULL + 0x10000ULL * (q))
+#define BUF_GPA		0x100000ULL
+
+struct drv_queue {
+	struct vring_desc *desc;
+	struct vring_avail *avail;
+	struct vring_used *used;
+	uint16_t next_desc, avail_idx, used_seen;
+};
+
+struct seg {
+	uint64_t gpa;
+	uint32_t len;
+	bool writable;
+};
+
+static uint8_t *ram;
+static struct guest_mem mem;
+static struct event_loop loop;
+static struct virtio_host host;
+static struct virtio_console *con;
+static struct drv_queue dq[2];
+static uint64_t buf_next;
+static char path[64];
+static int slave = -1;			/* the user's end of the pty */
+
+static int fake_ioeventfd(struct virtio_host *h, uint64_t addr, uint32_t dm, int fd, bool assign)
+{
+	return 0;
+}
+
+static int fake_irqfd(struct virtio_host *h, uint32_t gsi, int fd, bool assign)
+{
+	return 0;
+}
+
+static void *gpa_ptr(uint64_t gpa)
+{
+	return ram + gpa;
+}
+
+static uint64_t alloc_buf(size_t len)
+{
+	uint64_t gpa = buf_next;
+
+	buf_next += ALIGN_UP(len, 64);
+	cr_assert_leq(buf_next, RAM_SIZE);
+	return gpa;
+}
+
+static uint32_t rd(uint64_t off)
+{
+	uint32_t v = 0;
+
+	virtio_mmio_io(&con->dev, off, (uint8_t *)&v, 4, false);
+	return le32toh(v);
+}
+
+static void wr(uint64_t off, uint32_t v)
+{
+	v = htole32(v);
+	virtio_mmio_io(&con->dev, off, (uint8_t *)&v, 4, true);
+}
+
+static void drv_setup_queue(unsigned int q)
+{
+	uint64_t desc = RING_GPA(q), avail = desc + 16 * QSIZE, used = desc + 0x8000;
+
+	memset(gpa_ptr(desc), 0, 0x10000);
+	dq[q] = (struct drv_queue){ .desc = gpa_ptr(desc), .avail = gpa_ptr(avail), .used = gpa_ptr(used) };
+	wr(VIRTIO_MMIO_QUEUE_SEL, q);
+	cr_assert_geq(rd(VIRTIO_MMIO_QUEUE_NUM_MAX), QSIZE);
+	wr(VIRTIO_MMIO_QUEUE_NUM, QSIZE);
+	wr(VIRTIO_MMIO_QUEUE_DESC_LOW, (uint32_t)desc);
+	wr(VIRTIO_MMIO_QUEUE_AVAIL_LOW, (uint32_t)avail);
+	wr(VIRTIO_MMIO_QUEUE_USED_LOW, (uint32_t)used);
+	wr(VIRTIO_MMIO_QUEUE_READY, 1);
+}
+
+static void drv_start(uint64_t features)
+{
+	uint32_t s = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER;
+
+	features |= 1ULL << VIRTIO_F_VERSION_1;
+	wr(VIRTIO_MMIO_STATUS, s);
+	wr(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
+	wr(VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)features);
+	wr(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
+	wr(VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)(features >> 32));
+	s |= VIRTIO_CONFIG_S_FEATURES_OK;
+	wr(VIRTIO_MMIO_STATUS, s);
+	cr_assert(rd(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_FEATURES_OK, "features refused");
+	drv_setup_queue(CONSOLE_RXQ);
+	drv_setup_queue(CONSOLE_TXQ);
+	wr(VIRTIO_MMIO_STATUS, s | VIRTIO_CONFIG_S_DRIVER_OK);
+	cr_assert(virtio_mmio_is_active(&con->dev));
+}
+
+static uint16_t drv_add(unsigned int q, const struct seg *segs, unsigned int nsegs)
+{
+	struct drv_queue *d = &dq[q];
+	uint16_t head = d->next_desc;
+
+	for (unsigned int i = 0; i < nsegs; i++) {
+		uint16_t idx = (uint16_t)((head + i) % QSIZE);
+
+		d->desc[idx].addr = htole64(segs[i].gpa);
+		d->desc[idx].len = htole32(segs[i].len);
+		d->desc[idx].flags = htole16((segs[i].writable ? VRING_DESC_F_WRITE : 0) |
+					     (i + 1 < nsegs ? VRING_DESC_F_NEXT : 0));
+		d->desc[idx].next = htole16((uint16_t)((idx + 1) % QSIZE));
+	}
+	d->next_desc = (uint16_t)((head + nsegs) % QSIZE);
+	d->avail->ring[d->avail_idx % QSIZE] = htole16(head);
+	d->avail_idx++;
+	__atomic_store_n(&d->avail->idx, htole16(d->avail_idx), __ATOMIC_RELEASE);
+	return head;
+}
+
+/* Queues len bytes of output (copied into a fresh guest buffer); returns the chain's head. */
+static uint16_t drv_output(const void *data, uint32_t len)
+{
+	uint64_t gpa = alloc_buf(len);
+
+	memcpy(gpa_ptr(gpa), data, len);
+	return drv_add(CONSOLE_TXQ, &(struct seg){ gpa, len, false }, 1);
+}
+
+static uint64_t drv_add_rx(uint32_t len, uint16_t *head)
+{
+	uint64_t gpa = alloc_buf(len);
+	uint16_t h = drv_add(CONSOLE_RXQ, &(struct seg){ gpa, len, true }, 1);
+
+	if (head)
+		*head = h;
+	return gpa;
+}
+
+static void drv_kick(unsigned int q)
+{
+	wr(VIRTIO_MMIO_QUEUE_NOTIFY, q);
+}
+
+static bool drv_used(unsigned int q, uint32_t *id, uint32_t *len)
+{
+	struct drv_queue *d = &dq[q];
+
+	if (le16toh(__atomic_load_n(&d->used->idx, __ATOMIC_ACQUIRE)) == d->used_seen)
+		return false;
+	*id = le32toh(d->used->ring[d->used_seen % QSIZE].id);
+	*len = le32toh(d->used->ring[d->used_seen % QSIZE].len);
+	d->used_seen++;
+	return true;
+}
+
+static void base_setup(void)
+{
+	ram = aligned_alloc(4096, RAM_SIZE);
+	cr_assert_not_null(ram);
+	memset(ram, 0, RAM_SIZE);
+	guest_mem_init_from_buffer(&mem, ram, 0, RAM_SIZE);
+	cr_assert_eq(event_loop_init(&loop), 0);
+	host = (struct virtio_host){ .mem = &mem, .loop = &loop, .ioeventfd = fake_ioeventfd,
+				     .irqfd = fake_irqfd };
+	buf_next = BUF_GPA;
+	memset(dq, 0, sizeof(dq));
+	con = NULL;
+}
+
+static void create(enum console_backend backend, const char *file)
+{
+	struct console_options o = { .backend = backend, .path = file };
+	struct virtio_mmio_dev *d = virtio_console_create(&host, &o, "virtio-console0", BASE, GSI);
+
+	cr_assert_not_null(d);
+	con = container_of(d, struct virtio_console, dev);
+}
+
+static void base_teardown(void)
+{
+	if (con)
+		con->dev.ops->destroy(&con->dev);
+	event_loop_destroy(&loop);
+	free(ram);
+}
+
+/* ---- file back-end ---- */
+
+static void file_setup(void)
+{
+	int fd;
+
+	base_setup();
+	snprintf(path, sizeof(path), "/tmp/test_virtio_console.%d.log", (int)getpid());
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(write(fd, "old\n", 4), 4);
+	close(fd);
+	create(CONSOLE_BACKEND_FILE, path);
+}
+
+static void file_teardown(void)
+{
+	base_teardown();
+	unlink(path);
+}
+
+static size_t file_contents(char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY);
+	ssize_t n;
+
+	cr_assert_geq(fd, 0);
+	n = read(fd, buf, len);
+	close(fd);
+	cr_assert_geq(n, 0);
+	return (size_t)n;
+}
+
+TestSuite(virtio_console_file, .init = file_setup, .fini = file_teardown);
+
+Test(virtio_console_file, identity_and_config)
+{
+	uint8_t cfg[12];
+
+	cr_assert_eq(rd(VIRTIO_MMIO_DEVICE_ID), VIRTIO_ID_CONSOLE);
+	wr(VIRTIO_MMIO_DEVICE_FEATURES_SEL, 0);
+	cr_assert_eq(rd(VIRTIO_MMIO_DEVICE_FEATURES) & 0x7, 0, "no SIZE, MULTIPORT or EMERG_WRITE");
+	wr(VIRTIO_MMIO_QUEUE_SEL, 2);
+	cr_assert_eq(rd(VIRTIO_MMIO_QUEUE_NUM_MAX), 0, "two queues only");
+	for (unsigned int i = 0; i < sizeof(cfg); i++)
+		virtio_mmio_io(&con->dev, VIRTIO_MMIO_CONFIG + i, &cfg[i], 1, false);
+	cr_assert_eq(cfg[0] | cfg[1] << 8, 0, "cols");
+	cr_assert_eq(cfg[2] | cfg[3] << 8, 0, "rows");
+}
+
+Test(virtio_console_file, output_is_appended)
+{
+	char got[64];
+	uint32_t id, len;
+	uint16_t h1, h2;
+	uint64_t a = alloc_buf(8), b = alloc_buf(8);
+
+	drv_start(1ULL << VIRTIO_RING_F_EVENT_IDX);
+	h1 = drv_output("hello ", 6);
+	memcpy(gpa_ptr(a), "wor", 3);
+	memcpy(gpa_ptr(b), "ld\n", 3);
+	h2 = drv_add(CONSOLE_TXQ, (struct seg[]){ { a, 3, false }, { b, 3, false } }, 2);
+	drv_kick(CONSOLE_TXQ);
+	cr_assert(drv_used(CONSOLE_TXQ, &id, &len));
+	cr_assert_eq(id, h1);
+	cr_assert_eq(len, 0);
+	cr_assert(drv_used(CONSOLE_TXQ, &id, &len));
+	cr_assert_eq(id, h2);
+	cr_assert_eq(file_contents(got, sizeof(got)), 16);
+	cr_assert_arr_eq(got, "old\nhello world\n", 16);
+	cr_assert_eq(con->tx_bytes, 12);
+}
+
+Test(virtio_console_file, no_input)
+{
+	uint32_t id, len;
+
+	drv_start(0);
+	drv_add_rx(64, NULL);
+	drv_kick(CONSOLE_RXQ);
+	cr_assert_not(drv_used(CONSOLE_RXQ, &id, &len));
+}
+
+Test(virtio_console_file, malformed_transmit_ring_needs_reset)
+{
+	drv_start(0);
+	dq[CONSOLE_TXQ].avail->ring[0] = htole16(QSIZE + 1);
+	__atomic_store_n(&dq[CONSOLE_TXQ].avail->idx, htole16(1), __ATOMIC_RELEASE);
+	drv_kick(CONSOLE_TXQ);
+	cr_assert(rd(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET);
+}
+
+TestSuite(virtio_console_create, .init = base_setup, .fini = base_teardown);
+
+Test(virtio_console_create, bad_file_is_refused)
+{
+	struct console_options o = { .backend = CONSOLE_BACKEND_FILE, .path = "/nonexistent/dir/log" };
+
+	cr_assert_null(virtio_console_create(&host, &o, "virtio-console0", BASE, GSI));
+	o.path = NULL;
+	cr_assert_null(virtio_console_create(&host, &o, "virtio-console0", BASE, GSI));
+}
+
+Test(virtio_console_create, write_errors_drop_output)
+{
+	uint32_t id, len;
+
+	if (access("/dev/full", W_OK))
+		cr_skip_test("no /dev/full");
+	create(CONSOLE_BACKEND_FILE, "/dev/full");
+	drv_start(0);
+	drv_output("lost", 4);
+	drv_kick(CONSOLE_TXQ);
+	cr_assert(drv_used(CONSOLE_TXQ, &id, &len), "the guest got its buffer back");
+	cr_assert_eq(con->tx_dropped, 4);
+	cr_assert_not(rd(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET);
+}
+
+/* ---- pty back-end ---- */
+
+static void pty_setup(void)
+{
+	base_setup();
+	create(CONSOLE_BACKEND_PTY, NULL);
+	slave = -1;
+}
+
+static void pty_teardown(void)
+{
+	if (slave >= 0)
+		close(slave);
+	base_teardown();
+}
+
+/* A user opens the pty; the reconnect timer notices. */
+static void user_connects(void)
+{
+	slave = open(con->pty_path, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+	cr_assert_geq(slave, 0);
+	con->timer_src.fn(&con->timer_src, EPOLLIN);
+	cr_assert(con->connected);
+	cr_assert(con->pty_watched);
+}
+
+static void pty_event(uint32_t events)
+{
+	con->pty_src.fn(&con->pty_src, events);
+}
+
+/* Reads everything the user's end has now. */
+static size_t user_reads(uint8_t *buf, size_t len)
+{
+	size_t total = 0;
+	ssize_t r;
+
+	while (total < len && (r = read(slave, buf + total, len - total)) > 0)
+		total += (size_t)r;
+	return total;
+}
+
+TestSuite(virtio_console_pty, .init = pty_setup, .fini = pty_teardown);
+
+Test(virtio_console_pty, path_and_initial_state)
+{
+	cr_assert(strncmp(con->pty_path, "/dev/pts/", 9) == 0, "path %s", con->pty_path);
+	cr_assert_not(con->connected, "nobody has the pty open yet");
+	cr_assert_not(con->pty_watched, "a hung-up master would spin the event loop");
+	cr_assert(con->timer_watched);
+}
+
+Test(virtio_console_pty, output_is_dropped_while_nobody_reads)
+{
+	static uint8_t chunk[1024];
+	uint32_t id, len;
+	unsigned int used = 0;
+
+	drv_start(0);
+	/* Far more than the pty buffers: nothing may wait for a reader that is not there. */
+	for (int round = 0; round < 4; round++) {
+		for (int i = 0; i < QSIZE; i++)
+			drv_output(chunk, sizeof(chunk));
+		drv_kick(CONSOLE_TXQ);
+		while (drv_used(CONSOLE_TXQ, &id, &len))
+			used++;
+		buf_next = BUF_GPA;
+	}
+	cr_assert_eq(used, 4 * QSIZE);
+	cr_assert_not(con->tx_blocked);
+	cr_assert_gt(con->tx_dropped, 0);
+}
+
+Test(virtio_console_pty, raw_output_to_the_user)
+{
+	uint8_t got[32];
+	uint32_t id, len;
+
+	user_connects();
+	drv_start(0);
+	drv_output("a\nb\r\n", 5);
+	drv_kick(CONSOLE_TXQ);
+	cr_assert(drv_used(CONSOLE_TXQ, &id, &len));
+	cr_assert_eq(user_reads(got, sizeof(got)), 5);
+	cr_assert_arr_eq(got, "a\nb\r\n", 5, "the pty changed the bytes (not raw)");
+}
+
+Test(virtio_console_pty, input_reaches_the_guest)
+{
+	uint32_t id, len;
+	uint16_t head;
+	uint64_t gpa;
+
+	user_connects();
+	drv_start(0);
+	cr_assert(con->pty_events & EPOLLIN);
+	gpa = drv_add_rx(64, &head);
+	drv_kick(CONSOLE_RXQ);
+	cr_assert_not(drv_used(CONSOLE_RXQ, &id, &len), "no input yet");
+	cr_assert_eq(write(slave, "ls\r", 3), 3);
+	pty_event(EPOLLIN);
+	cr_assert(drv_used(CONSOLE_RXQ, &id, &len));
+	cr_assert_eq(id, head);
+	cr_assert_eq(len, 3);
+	cr_assert_arr_eq(gpa_ptr(gpa), "ls\r", 3);
+}
+
+Test(virtio_console_pty, input_waits_for_buffers_and_is_not_lost)
+{
+	static uint8_t typed[200];
+	uint8_t got[200];
+	uint32_t id, len;
+	size_t total = 0;
+	uint64_t gpa[4];
+
+	user_connects();
+	drv_start(1ULL << VIRTIO_RING_F_EVENT_IDX);
+	pattern(typed, sizeof(typed), 7);
+	cr_assert_eq(write(slave, typed, sizeof(typed)), (ssize_t)sizeof(typed));
+	pty_event(EPOLLIN);
+	cr_assert(con->rx_waiting);
+	cr_assert_eq(con->pty_events & EPOLLIN, 0, "pty still read with no buffers");
+
+	/* Small buffers: the input arrives in pieces, in order. */
+	for (int i = 0; i < 4; i++)
+		gpa[i] = drv_add_rx(64, NULL);
+	drv_kick(CONSOLE_RXQ);
+	for (int i = 0; i < 4; i++) {
+		if (!drv_used(CONSOLE_RXQ, &id, &len))
+			break;
+		memcpy(got + total, gpa_ptr(gpa[i]), len);
+		total += len;
+	}
+	cr_assert_eq(total, sizeof(typed));
+	cr_assert_arr_eq(got, typed, sizeof(typed));
+	cr_assert_eq(con->rx_bytes, sizeof(typed));
+}
+
+Test(virtio_console_pty, output_waits_for_a_slow_reader)
+{
+	static uint8_t sent[QSIZE * 1024], got[QSIZE * 1024];
+	uint32_t id, len;
+	unsigned int used = 0;
+	size_t total = 0;
+
+	user_connects();
+	drv_start(0);
+	pattern(sent, sizeof(sent), 0);
+	for (int i = 0; i < QSIZE; i++)
+		drv_output(sent + i * 1024, 1024);
+	drv_kick(CONSOLE_TXQ);
+	while (drv_used(CONSOLE_TXQ, &id, &len))
+		used++;
+	cr_assert_lt(used, QSIZE, "the pty never filled up");
+	cr_assert(con->tx_blocked);
+	cr_assert(con->pty_events & EPOLLOUT);
+
+	for (int rounds = 0; rounds < 1000 && used < QSIZE; rounds++) {
+		total += user_reads(got + total, sizeof(got) - total);
+		pty_event(EPOLLOUT);
+		while (drv_used(CONSOLE_TXQ, &id, &len))
+			used++;
+	}
+	total += user_reads(got + total, sizeof(got) - total);
+	cr_assert_eq(used, QSIZE);
+	cr_assert_eq(total, sizeof(sent));
+	cr_assert_arr_eq(got, sent, sizeof(sent), "output lost or repeated");
+	cr_assert_eq(con->tx_dropped, 0);
+	cr_assert_not(con->tx_blocked);
+}
+
+Test(virtio_console_pty, reader_leaving_unblocks_the_guest)
+{
+	static uint8_t chunk[1024];
+	uint32_t id, len;
+	unsigned int used = 0;
+
+	user_connects();
+	drv_start(0);
+	for (int i = 0; i < QSIZE; i++)
+		drv_output(chunk, sizeof(chunk));
+	drv_kick(CONSOLE_TXQ);
+	while (drv_used(CONSOLE_TXQ, &id, &len))
+		used++;
+	cr_assert(con->tx_blocked);
+
+	close(slave);
+	slave = -1;
+	pty_event(EPOLLHUP);
+	while (drv_used(CONSOLE_TXQ, &id, &len))
+		used++;
+	cr_assert_eq(used, QSIZE, "output waited for a reader that left");
+	cr_assert_not(con->connected);
+	cr_assert_not(con->pty_watched);
+	cr_assert_gt(con->tx_dropped, 0);
+
+	/* A new reader is found again by the timer. */
+	user_connects();
+	cr_assert(con->pty_events & EPOLLIN);
+}

@@ -1,0 +1,477 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/* The virtio-mmio transport's register semantics, against fake guest memory and a fake host. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <linux/virtio_config.h>
+#include <linux/virtio_mmio.h>
+#include <linux/virtio_ring.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "virtio/mmio.h"
+
+#define RAM_SIZE	(1 << 20)
+#define BASE		0xd0000000ULL
+#define GSI		5
+#define TEST_DEVICE_ID	42
+#define DEV_FEATURE	3
+
+struct fake_host {
+	struct virtio_host host;
+	int ioeventfd_calls, ioeventfd_fail;
+	uint64_t last_addr;
+	uint32_t datamatch[VIRTIO_MMIO_MAX_QUEUES];
+	int irqfd_gsi;
+};
+
+struct test_dev {
+	struct virtio_mmio_dev vdev;
+	uint8_t config[8];
+	int notified[VIRTIO_MMIO_MAX_QUEUES];
+	int resets, activations, config_writes;
+	int activate_ret;
+};
+
+static uint8_t *ram;
+static struct guest_mem mem;
+static struct event_loop loop;
+static struct fake_host fh;
+static struct test_dev dev;
+
+static int fake_ioeventfd(struct virtio_host *h, uint64_t addr, uint32_t datamatch, int fd, bool assign)
+{
+	struct fake_host *f = (struct fake_host *)h;
+
+	(void)fd;
+	if (!assign)
+		return 0;
+	if (f->ioeventfd_fail)
+		return -ENOSYS;
+	f->last_addr = addr;
+	f->datamatch[f->ioeventfd_calls++] = datamatch;
+	return 0;
+}
+
+static int fake_irqfd(struct virtio_host *h, uint32_t gsi, int fd, bool assign)
+{
+	(void)fd;
+	if (assign)
+		((struct fake_host *)h)->irqfd_gsi = (int)gsi;
+	return 0;
+}
+
+static void t_notify(struct virtio_mmio_dev *d, unsigned int q)
+{
+	((struct test_dev *)d)->notified[q]++;
+}
+
+static void t_reset(struct virtio_mmio_dev *d)
+{
+	((struct test_dev *)d)->resets++;
+}
+
+static int t_activate(struct virtio_mmio_dev *d)
+{
+	struct test_dev *t = (struct test_dev *)d;
+
+	t->activations++;
+	return t->activate_ret;
+}
+
+static void t_config_write(struct virtio_mmio_dev *d, uint32_t off, const void *data, uint32_t len)
+{
+	struct test_dev *t = (struct test_dev *)d;
+
+	memcpy(t->config + off, data, len);
+	t->config_writes++;
+}
+
+static const struct virtio_dev_ops test_ops = {
+	.name = "virtio-test",
+	.device_id = TEST_DEVICE_ID,
+	.nqueues = 2,
+	.queue_max_size = 64,
+	.queue_notify = t_notify,
+	.reset = t_reset,
+	.activate = t_activate,
+	.config_write = t_config_write,
+};
+
+static uint32_t rd(uint64_t off)
+{
+	uint32_t v = 0xdeadbeef;
+
+	virtio_mmio_io(&dev.vdev, off, (uint8_t *)&v, 4, false);
+	return v;
+}
+
+static void wr(uint64_t off, uint32_t v)
+{
+	virtio_mmio_io(&dev.vdev, off, (uint8_t *)&v, 4, true);
+}
+
+static void setup(void)
+{
+	ram = aligned_alloc(4096, RAM_SIZE);
+	cr_assert_not_null(ram);
+	memset(ram, 0, RAM_SIZE);
+	guest_mem_init_from_buffer(&mem, ram, 0, RAM_SIZE);
+	cr_assert_eq(event_loop_init(&loop), 0);
+	memset(&fh, 0, sizeof(fh));
+	fh.host = (struct virtio_host){ .mem = &mem, .loop = &loop, .ioeventfd = fake_ioeventfd,
+					.irqfd = fake_irqfd };
+	memset(&dev, 0, sizeof(dev));
+	memcpy(dev.config, "ABCDEFGH", 8);
+}
+
+static void init_dev(void)
+{
+	cr_assert_eq(virtio_mmio_init(&dev.vdev, &test_ops, &fh.host, "virtio-test0", BASE, GSI,
+				      1ULL << DEV_FEATURE, dev.config, sizeof(dev.config)), 0);
+}
+
+static void teardown(void)
+{
+	virtio_mmio_destroy(&dev.vdev);
+	event_loop_destroy(&loop);
+	free(ram);
+}
+
+/* Drives the device to FEATURES_OK with VERSION_1 (+ EVENT_IDX). */
+static void negotiate(void)
+{
+	wr(VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
+	wr(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
+	wr(VIRTIO_MMIO_DRIVER_FEATURES, 1u << DEV_FEATURE | 1u << VIRTIO_RING_F_EVENT_IDX);
+	wr(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
+	wr(VIRTIO_MMIO_DRIVER_FEATURES, 1u << (VIRTIO_F_VERSION_1 - 32));
+	wr(VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+			       VIRTIO_CONFIG_S_FEATURES_OK);
+}
+
+static void setup_queue(unsigned int q, uint32_t size, uint64_t desc, uint64_t avail, uint64_t used)
+{
+	wr(VIRTIO_MMIO_QUEUE_SEL, q);
+	wr(VIRTIO_MMIO_QUEUE_NUM, size);
+	wr(VIRTIO_MMIO_QUEUE_DESC_LOW, (uint32_t)desc);
+	wr(VIRTIO_MMIO_QUEUE_DESC_HIGH, (uint32_t)(desc >> 32));
+	wr(VIRTIO_MMIO_QUEUE_AVAIL_LOW, (uint32_t)avail);
+	wr(VIRTIO_MMIO_QUEUE_AVAIL_HIGH, (uint32_t)(avail >> 32));
+	wr(VIRTIO_MMIO_QUEUE_USED_LOW, (uint32_t)used);
+	wr(VIRTIO_MMIO_QUEUE_USED_HIGH, (uint32_t)(used >> 32));
+	wr(VIRTIO_MMIO_QUEUE_READY, 1);
+}
+
+static void go_live(void)
+{
+	negotiate();
+	setup_queue(0, 64, 0x1000, 0x2000, 0x3000);
+	setup_queue(1, 64, 0x4000, 0x5000, 0x6000);
+	wr(VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+			       VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
+}
+
+TestSuite(virtio_mmio, .init = setup, .fini = teardown);
+
+Test(virtio_mmio, identity_registers)
+{
+	init_dev();
+	cr_assert_eq(rd(VIRTIO_MMIO_MAGIC_VALUE), 0x74726976);
+	cr_assert_eq(rd(VIRTIO_MMIO_VERSION), 2);
+	cr_assert_eq(rd(VIRTIO_MMIO_DEVICE_ID), TEST_DEVICE_ID);
+	cr_assert_neq(rd(VIRTIO_MMIO_VENDOR_ID), 0);
+	cr_assert_eq(rd(VIRTIO_MMIO_SHM_LEN_LOW), 0xffffffff, "no shared memory regions");
+	cr_assert_eq(fh.irqfd_gsi, GSI);
+}
+
+Test(virtio_mmio, ioeventfd_per_queue_with_datamatch)
+{
+	init_dev();
+	cr_assert_eq(fh.ioeventfd_calls, 2);
+	cr_assert_eq(fh.last_addr, BASE + VIRTIO_MMIO_QUEUE_NOTIFY);
+	cr_assert_eq(fh.datamatch[0], 0);
+	cr_assert_eq(fh.datamatch[1], 1);
+	cr_assert(dev.vdev.kick[0].bound && dev.vdev.kick[1].bound);
+}
+
+Test(virtio_mmio, device_features_include_transport_bits)
+{
+	init_dev();
+	wr(VIRTIO_MMIO_DEVICE_FEATURES_SEL, 0);
+	uint32_t lo = rd(VIRTIO_MMIO_DEVICE_FEATURES);
+	wr(VIRTIO_MMIO_DEVICE_FEATURES_SEL, 1);
+	uint32_t hi = rd(VIRTIO_MMIO_DEVICE_FEATURES);
+	wr(VIRTIO_MMIO_DEVICE_FEATURES_SEL, 2);
+	uint32_t beyond = rd(VIRTIO_MMIO_DEVICE_FEATURES);
+
+	cr_assert(lo & (1u << DEV_FEATURE));
+	cr_assert(lo & (1u << VIRTIO_RING_F_EVENT_IDX));
+	cr_assert(lo & (1u << VIRTIO_RING_F_INDIRECT_DESC));
+	cr_assert(hi & (1u << (VIRTIO_F_VERSION_1 - 32)));
+	cr_assert_eq(beyond, 0);
+}
+
+Test(virtio_mmio, features_ok_accepted_for_modern_driver)
+{
+	init_dev();
+	negotiate();
+	cr_assert(rd(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_FEATURES_OK);
+	cr_assert(virtio_has_feature(&dev.vdev, VIRTIO_F_VERSION_1));
+	cr_assert(virtio_has_feature(&dev.vdev, DEV_FEATURE));
+	cr_assert(dev.vdev.queues[0].event_idx, "EVENT_IDX reaches the queues");
+	cr_assert_not(dev.vdev.queues[0].indirect, "INDIRECT_DESC was not accepted");
+}
+
+Test(virtio_mmio, features_ok_refused_for_legacy_driver)
+{
+	init_dev();
+	wr(VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
+	wr(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
+	wr(VIRTIO_MMIO_DRIVER_FEATURES, 1u << DEV_FEATURE);
+	wr(VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+			       VIRTIO_CONFIG_S_FEATURES_OK);
+	cr_assert_not(rd(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_FEATURES_OK);
+}
+
+Test(virtio_mmio, features_ok_refused_for_unoffered_bits)
+{
+	init_dev();
+	wr(VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
+	wr(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
+	wr(VIRTIO_MMIO_DRIVER_FEATURES, 1u << 7);	/* never offered */
+	wr(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
+	wr(VIRTIO_MMIO_DRIVER_FEATURES, 1u << (VIRTIO_F_VERSION_1 - 32));
+	wr(VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+			       VIRTIO_CONFIG_S_FEATURES_OK);
+	cr_assert_not(rd(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_FEATURES_OK);
+}
+
+Test(virtio_mmio, driver_features_frozen_after_features_ok)
+{
+	init_dev();
+	negotiate();
+	wr(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
+	wr(VIRTIO_MMIO_DRIVER_FEATURES, 0);
+	cr_assert(virtio_has_feature(&dev.vdev, DEV_FEATURE));
+}
+
+Test(virtio_mmio, queue_setup_and_ready)
+{
+	init_dev();
+	negotiate();
+	wr(VIRTIO_MMIO_QUEUE_SEL, 0);
+	cr_assert_eq(rd(VIRTIO_MMIO_QUEUE_NUM_MAX), 64);
+	wr(VIRTIO_MMIO_QUEUE_SEL, 2);
+	cr_assert_eq(rd(VIRTIO_MMIO_QUEUE_NUM_MAX), 0, "queues beyond nqueues do not exist");
+	setup_queue(0, 32, 0x1000, 0x2000, 0x3000);
+	cr_assert_eq(rd(VIRTIO_MMIO_QUEUE_READY), 1);
+	cr_assert_eq(dev.vdev.queues[0].size, 32);
+	cr_assert_eq(dev.vdev.queues[0].desc_gpa, 0x1000);
+	cr_assert_eq(dev.vdev.queues[0].avail_gpa, 0x2000);
+	cr_assert_eq(dev.vdev.queues[0].used_gpa, 0x3000);
+	/* Address registers are frozen while the queue is ready. */
+	wr(VIRTIO_MMIO_QUEUE_DESC_LOW, 0x8000);
+	wr(VIRTIO_MMIO_QUEUE_NUM, 16);
+	cr_assert_eq(dev.vdev.queues[0].desc_gpa, 0x1000);
+	cr_assert_eq(dev.vdev.queues[0].size, 32);
+	wr(VIRTIO_MMIO_QUEUE_READY, 0);
+	cr_assert_eq(rd(VIRTIO_MMIO_QUEUE_READY), 0);
+}
+
+Test(virtio_mmio, queue_ready_with_bad_ring_needs_reset)
+{
+	init_dev();
+	negotiate();
+	setup_queue(0, 64, RAM_SIZE + 0x1000, 0x2000, 0x3000);	/* outside guest RAM */
+	cr_assert_eq(rd(VIRTIO_MMIO_QUEUE_READY), 0);
+	cr_assert(rd(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET);
+}
+
+Test(virtio_mmio, queue_size_above_max_is_refused)
+{
+	init_dev();
+	negotiate();
+	setup_queue(1, 128, 0x1000, 0x2000, 0x3000);
+	cr_assert_eq(rd(VIRTIO_MMIO_QUEUE_READY), 0);
+	cr_assert(rd(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET);
+}
+
+Test(virtio_mmio, queue_ready_before_features_ok_needs_reset)
+{
+	init_dev();
+	setup_queue(0, 64, 0x1000, 0x2000, 0x3000);
+	cr_assert_eq(rd(VIRTIO_MMIO_QUEUE_READY), 0);
+	cr_assert(rd(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET);
+}
+
+Test(virtio_mmio, driver_ok_activates)
+{
+	init_dev();
+	go_live();
+	cr_assert_eq(dev.activations, 1);
+	cr_assert(virtio_mmio_is_active(&dev.vdev));
+}
+
+Test(virtio_mmio, driver_ok_without_features_ok_needs_reset)
+{
+	init_dev();
+	wr(VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+			       VIRTIO_CONFIG_S_DRIVER_OK);
+	cr_assert(rd(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET);
+	cr_assert_not(virtio_mmio_is_active(&dev.vdev));
+	cr_assert_eq(dev.activations, 0);
+}
+
+Test(virtio_mmio, failed_activation_needs_reset)
+{
+	init_dev();
+	dev.activate_ret = -EIO;
+	go_live();
+	cr_assert(rd(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET);
+	cr_assert_not(virtio_mmio_is_active(&dev.vdev));
+}
+
+Test(virtio_mmio, needs_reset_is_sticky_until_reset)
+{
+	init_dev();
+	go_live();
+	virtio_mmio_set_needs_reset(&dev.vdev, "test");
+	cr_assert(rd(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET);
+	cr_assert(rd(VIRTIO_MMIO_INTERRUPT_STATUS) & VIRTIO_MMIO_INT_CONFIG, "config interrupt sent");
+	wr(VIRTIO_MMIO_STATUS, rd(VIRTIO_MMIO_STATUS) & ~VIRTIO_CONFIG_S_NEEDS_RESET);
+	cr_assert(rd(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET, "the driver cannot clear it");
+	wr(VIRTIO_MMIO_STATUS, 0);
+	cr_assert_eq(rd(VIRTIO_MMIO_STATUS), 0);
+}
+
+Test(virtio_mmio, reset_clears_state)
+{
+	init_dev();
+	go_live();
+	virtio_mmio_signal_config(&dev.vdev);
+	wr(VIRTIO_MMIO_STATUS, 0);
+	cr_assert_eq(rd(VIRTIO_MMIO_STATUS), 0);
+	cr_assert_eq(rd(VIRTIO_MMIO_INTERRUPT_STATUS), 0);
+	wr(VIRTIO_MMIO_QUEUE_SEL, 0);
+	cr_assert_eq(rd(VIRTIO_MMIO_QUEUE_READY), 0);
+	cr_assert_eq(dev.vdev.driver_features, 0);
+	cr_assert_eq(dev.resets, 1);
+}
+
+Test(virtio_mmio, mmio_queue_notify_fallback)
+{
+	init_dev();
+	wr(VIRTIO_MMIO_QUEUE_NOTIFY, 1);
+	cr_assert_eq(dev.notified[1], 0, "not before DRIVER_OK");
+	go_live();
+	wr(VIRTIO_MMIO_QUEUE_NOTIFY, 1);
+	wr(VIRTIO_MMIO_QUEUE_NOTIFY, 7);	/* no such queue: ignored */
+	cr_assert_eq(dev.notified[1], 1);
+	cr_assert_eq(dev.vdev.mmio_notifies, 3);
+}
+
+Test(virtio_mmio, ioeventfd_kick_runs_queue_handler)
+{
+	uint64_t one = 1;
+
+	init_dev();
+	go_live();
+	cr_assert_eq(write(dev.vdev.kick[0].src.fd, &one, sizeof(one)), sizeof(one));
+	dev.vdev.kick[0].src.fn(&dev.vdev.kick[0].src, 0);
+	cr_assert_eq(dev.notified[0], 1);
+	cr_assert_eq(dev.vdev.eventfd_notifies, 1);
+	cr_assert_eq(dev.vdev.mmio_notifies, 0);
+}
+
+Test(virtio_mmio, kick_ignored_on_broken_device)
+{
+	uint64_t one = 1;
+
+	init_dev();
+	go_live();
+	virtio_mmio_set_needs_reset(&dev.vdev, "test");
+	cr_assert_eq(write(dev.vdev.kick[0].src.fd, &one, sizeof(one)), sizeof(one));
+	dev.vdev.kick[0].src.fn(&dev.vdev.kick[0].src, 0);
+	cr_assert_eq(dev.notified[0], 0);
+}
+
+Test(virtio_mmio, ioeventfd_failure_falls_back_to_mmio)
+{
+	fh.ioeventfd_fail = 1;
+	init_dev();
+	cr_assert_not(dev.vdev.kick[0].bound);
+	go_live();
+	wr(VIRTIO_MMIO_QUEUE_NOTIFY, 0);
+	cr_assert_eq(dev.notified[0], 1);
+}
+
+Test(virtio_mmio, interrupt_status_and_ack)
+{
+	uint64_t v = 0;
+
+	init_dev();
+	go_live();
+	virtio_mmio_signal_config(&dev.vdev);
+	cr_assert_eq(rd(VIRTIO_MMIO_INTERRUPT_STATUS), VIRTIO_MMIO_INT_CONFIG);
+	cr_assert_eq(read(dev.vdev.irq_fd, &v, sizeof(v)), sizeof(v), "the irqfd was signalled");
+	cr_assert_eq(v, 1);
+	wr(VIRTIO_MMIO_INTERRUPT_ACK, VIRTIO_MMIO_INT_CONFIG);
+	cr_assert_eq(rd(VIRTIO_MMIO_INTERRUPT_STATUS), 0);
+}
+
+Test(virtio_mmio, config_generation_changes)
+{
+	init_dev();
+	uint32_t g = rd(VIRTIO_MMIO_CONFIG_GENERATION);
+
+	virtio_mmio_signal_config(&dev.vdev);
+	cr_assert_neq(rd(VIRTIO_MMIO_CONFIG_GENERATION), g);
+}
+
+Test(virtio_mmio, config_space_access)
+{
+	uint8_t b[8];
+	uint16_t w = 0x1234;
+
+	init_dev();
+	virtio_mmio_io(&dev.vdev, VIRTIO_MMIO_CONFIG + 2, b, 2, false);
+	cr_assert_eq(memcmp(b, "CD", 2), 0);
+	memset(b, 0xaa, sizeof(b));
+	virtio_mmio_io(&dev.vdev, VIRTIO_MMIO_CONFIG + 6, b, 4, false);	/* crosses the end */
+	cr_assert_eq(b[0], 0);
+	cr_assert_eq(b[3], 0);
+	virtio_mmio_io(&dev.vdev, VIRTIO_MMIO_CONFIG + 0x80, b, 4, false);	/* far outside */
+	cr_assert_eq(b[0], 0);
+	virtio_mmio_io(&dev.vdev, VIRTIO_MMIO_CONFIG + 4, (uint8_t *)&w, 2, true);
+	cr_assert_eq(dev.config_writes, 1);
+	virtio_mmio_io(&dev.vdev, VIRTIO_MMIO_CONFIG + 7, (uint8_t *)&w, 2, true);	/* crosses */
+	cr_assert_eq(dev.config_writes, 1);
+}
+
+Test(virtio_mmio, narrow_or_unaligned_register_access_ignored)
+{
+	uint8_t b[2] = { 0xff, 0xff };
+	uint32_t v = 0;
+
+	init_dev();
+	virtio_mmio_io(&dev.vdev, VIRTIO_MMIO_MAGIC_VALUE, b, 2, false);
+	cr_assert_eq(b[0], 0);
+	virtio_mmio_io(&dev.vdev, VIRTIO_MMIO_STATUS + 1, (uint8_t *)&v, 4, false);
+	cr_assert_eq(v, 0);
+	v = VIRTIO_CONFIG_S_ACKNOWLEDGE;
+	virtio_mmio_io(&dev.vdev, VIRTIO_MMIO_STATUS, (uint8_t *)&v, 2, true);
+	cr_assert_eq(rd(VIRTIO_MMIO_STATUS), 0);
+}
+
+Test(virtio_mmio, init_rejects_bad_ops)
+{
+	struct virtio_dev_ops bad = test_ops;
+
+	bad.nqueues = 0;
+	cr_assert_eq(virtio_mmio_init(&dev.vdev, &bad, &fh.host, "bad", BASE, GSI, 0, NULL, 0), -EINVAL);
+	bad.nqueues = VIRTIO_MMIO_MAX_QUEUES + 1;
+	cr_assert_eq(virtio_mmio_init(&dev.vdev, &bad, &fh.host, "bad", BASE, GSI, 0, NULL, 0), -EINVAL);
+	memset(&dev.vdev, 0, sizeof(dev.vdev));
+}

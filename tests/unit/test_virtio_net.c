@@ -1,0 +1,907 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Unit tests for virtio-net (virtio/net.c): the frame helpers over host
+ * buffers, then the whole device driven through its registers by a small
+ * fake driver, with one end of a SOCK_DGRAM socketpair standing in for the
+ * tap (the other end plays the host network), and last a real tap.
+ */
+#include <criterion/criterion.h>
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/if.h>
+#include <linux/if_packet.h>
+#include <linux/if_tun.h>
+#include <linux/virtio_config.h>
+#include <linux/virtio_ids.h>
+#include <linux/virtio_mmio.h>
+#include <linux/virtio_ring.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "virtio/net.h"
+#include "vmm/util.h"
+
+/* ---- helpers over host buffers ---- */
+
+static struct virtq_chain hc;
+
+/* Builds hc from segments: out[] readable, then in[] writable. */
+static void host_chain(struct iovec *out, unsigned int nout, struct iovec *in, unsigned int nin)
+{
+	memset(&hc, 0, sizeof(hc));
+	for (unsigned int i = 0; i < nout; i++) {
+		hc.iov[hc.nout++] = out[i];
+		hc.out_len += (uint32_t)out[i].iov_len;
+	}
+	for (unsigned int i = 0; i < nin; i++) {
+		hc.iov[hc.nout + hc.nin++] = in[i];
+		hc.in_len += (uint32_t)in[i].iov_len;
+	}
+}
+
+static void pattern(uint8_t *p, size_t len, uint8_t seed)
+{
+	for (size_t i = 0; i < len; i++)
+		p[i] = (uint8_t)(seed + i * 7);
+}
+
+Test(net_helpers, rx_fill_splits_a_frame_over_chains)
+{
+	uint8_t frame[100], a[40], b[30], c[50];
+	struct net_rx_frame f = { .data = frame, .len = sizeof(frame) };
+
+	pattern(frame, sizeof(frame), 1);
+	host_chain(NULL, 0, (struct iovec[]){ { a, sizeof(a) } }, 1);
+	cr_assert_eq(net_rx_fill_chain(&f, &hc), 40);
+	cr_assert_eq(f.off, 40);
+	host_chain(NULL, 0, (struct iovec[]){ { b, sizeof(b) }, { c, sizeof(c) } }, 2);
+	cr_assert_eq(net_rx_fill_chain(&f, &hc), 60, "the last chain takes only what is left");
+	cr_assert_eq(f.off, 100);
+	cr_assert_arr_eq(a, frame, 40);
+	cr_assert_arr_eq(b, frame + 40, 30);
+	cr_assert_arr_eq(c, frame + 70, 30);
+	cr_assert_eq(net_rx_fill_chain(&f, &hc), 0, "nothing left to place");
+}
+
+Test(net_helpers, rx_fill_ignores_readable_segments)
+{
+	uint8_t frame[16], ro[8] = { 0 }, w[32] = { 0 };
+	struct net_rx_frame f = { .data = frame, .len = sizeof(frame) };
+
+	pattern(frame, sizeof(frame), 9);
+	host_chain((struct iovec[]){ { ro, sizeof(ro) } }, 1, (struct iovec[]){ { w, sizeof(w) } }, 1);
+	cr_assert_eq(net_rx_fill_chain(&f, &hc), 16);
+	cr_assert_arr_eq(w, frame, 16);
+	for (size_t i = 0; i < sizeof(ro); i++)
+		cr_assert_eq(ro[i], 0);
+}
+
+Test(net_helpers, num_buffers_lands_in_the_header_across_segments)
+{
+	uint8_t a[11], b[5];
+
+	memset(a, 0xee, sizeof(a));
+	memset(b, 0xee, sizeof(b));
+	host_chain(NULL, 0, (struct iovec[]){ { a, sizeof(a) }, { b, sizeof(b) } }, 2);
+	net_rx_set_num_buffers(&hc, 0x0302);
+	cr_assert_eq(NET_HDR_LEN, 12);
+	cr_assert_eq(NET_HDR_NUM_BUFFERS, 10);
+	cr_assert_eq(a[9], 0xee);
+	cr_assert_eq(a[10], 0x02, "low byte first (little-endian)");
+	cr_assert_eq(b[0], 0x03);
+	cr_assert_eq(b[1], 0xee);
+}
+
+Test(net_helpers, tx_check)
+{
+	static uint8_t big[NET_HDR_LEN + NET_FRAME_MAX + 1];
+	uint8_t hdr[NET_HDR_LEN], data[64], w[4];
+
+	host_chain((struct iovec[]){ { hdr, sizeof(hdr) }, { data, sizeof(data) } }, 2, NULL, 0);
+	cr_assert_null(net_tx_check(&hc));
+	host_chain((struct iovec[]){ { hdr, sizeof(hdr) } }, 1, NULL, 0);
+	cr_assert_null(net_tx_check(&hc), "a bare header is a (useless) valid packet for the tap to judge");
+	host_chain((struct iovec[]){ { hdr, 11 } }, 1, NULL, 0);
+	cr_assert_not_null(net_tx_check(&hc));
+	host_chain(NULL, 0, NULL, 0);
+	cr_assert_not_null(net_tx_check(&hc));
+	host_chain((struct iovec[]){ { hdr, sizeof(hdr) } }, 1, (struct iovec[]){ { w, sizeof(w) } }, 1);
+	cr_assert_not_null(net_tx_check(&hc), "writable segments in a transmit chain");
+	host_chain((struct iovec[]){ { big, sizeof(big) } }, 1, NULL, 0);
+	cr_assert_not_null(net_tx_check(&hc), "longer than any frame");
+	host_chain((struct iovec[]){ { big, sizeof(big) - 1 } }, 1, NULL, 0);
+	cr_assert_null(net_tx_check(&hc));
+}
+
+Test(net_helpers, tx_write_sends_one_datagram)
+{
+	uint8_t hdr[NET_HDR_LEN], a[20], b[30], got[128];
+	int sv[2];
+
+	pattern(hdr, sizeof(hdr), 3);
+	pattern(a, sizeof(a), 4);
+	pattern(b, sizeof(b), 5);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK, 0, sv), 0);
+	host_chain((struct iovec[]){ { hdr, sizeof(hdr) }, { a, sizeof(a) }, { b, sizeof(b) } }, 3,
+		   NULL, 0);
+	cr_assert_eq(net_tx_write(sv[0], &hc), 62);
+	cr_assert_eq(recv(sv[1], got, sizeof(got), 0), 62);
+	cr_assert_arr_eq(got, hdr, 12);
+	cr_assert_arr_eq(got + 12, a, 20);
+	cr_assert_arr_eq(got + 32, b, 30);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+Test(net_helpers, tap_offloads_follow_guest_features)
+{
+	struct virtio_mmio_dev d = { 0 };
+
+	cr_assert_eq(net_tap_offloads(&d), 0);
+	d.driver_features = 1ULL << VIRTIO_NET_F_GUEST_TSO4;
+	cr_assert_eq(net_tap_offloads(&d), 0, "TSO without checksum offload is not asked for");
+	d.driver_features |= 1ULL << VIRTIO_NET_F_GUEST_CSUM;
+	cr_assert_eq(net_tap_offloads(&d), TUN_F_CSUM | TUN_F_TSO4);
+	d.driver_features |= 1ULL << VIRTIO_NET_F_GUEST_TSO6;
+	cr_assert_eq(net_tap_offloads(&d), TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6);
+	d.driver_features |= 1ULL << VIRTIO_NET_F_HOST_TSO4 | 1ULL << VIRTIO_NET_F_CSUM;
+	cr_assert_eq(net_tap_offloads(&d), TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6,
+		     "host-side features do not change what the tap sends us");
+}
+
+/* ---- the whole device with a fake driver ---- */
+
+#define RAM_SIZE	(4 << 20)
+#define BASE		0xd0000000ULL
+#define GSI		5
+#define QSIZE		64
+#define RING_GPA(q)	(0x10000ULL + 0x10000ULL * (q))
+#define BUF_GPA		0x100000ULL
+
+struct drv_queue {
+	struct vring_desc *desc;
+	struct vring_avail *avail;
+	struct vring_used *used;
+	uint16_t next_desc, avail_idx, used_seen;
+};
+
+struct seg {
+	uint64_t gpa;
+	uint32_t len;
+	bool writable;
+};
+
+static uint8_t *ram;
+static struct guest_mem mem;
+static struct event_loop loop;
+static struct virtio_host host;
+static struct virtio_net *n;
+static struct drv_queue dq[2];
+static uint64_t buf_next;
+static int peer = -1;			/* the host network's end of the socketpair */
+static const uint8_t test_mac[6] = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 };
+
+static int fake_ioeventfd(struct virtio_host *h, uint64_t addr, uint32_t dm, int fd, bool assign)
+{
+	return 0;
+}
+
+static int fake_irqfd(struct virtio_host *h, uint32_t gsi, int fd, bool assign)
+{
+	return 0;
+}
+
+static void *gpa_ptr(uint64_t gpa)
+{
+	return ram + gpa;
+}
+
+static uint64_t alloc_buf(size_t len)
+{
+	uint64_t gpa = buf_next;
+
+	buf_next += ALIGN_UP(len, 64);
+	cr_assert_leq(buf_next, RAM_SIZE);
+	return gpa;
+}
+
+static uint32_t rd(uint64_t off)
+{
+	uint32_t v = 0;
+
+	virtio_mmio_io(&n->dev, off, (uint8_t *)&v, 4, false);
+	return le32toh(v);
+}
+
+static void wr(uint64_t off, uint32_t v)
+{
+	v = htole32(v);
+	virtio_mmio_io(&n->dev, off, (uint8_t *)&v, 4, true);
+}
+
+static void drv_setup_queue(unsigned int q)
+{
+	uint64_t desc = RING_GPA(q), avail = desc + 16 * QSIZE, used = desc + 0x8000;
+
+	memset(gpa_ptr(desc), 0, 0x10000);
+	dq[q] = (struct drv_queue){ .desc = gpa_ptr(desc), .avail = gpa_ptr(avail), .used = gpa_ptr(used) };
+	wr(VIRTIO_MMIO_QUEUE_SEL, q);
+	cr_assert_geq(rd(VIRTIO_MMIO_QUEUE_NUM_MAX), QSIZE);
+	wr(VIRTIO_MMIO_QUEUE_NUM, QSIZE);
+	wr(VIRTIO_MMIO_QUEUE_DESC_LOW, (uint32_t)desc);
+	wr(VIRTIO_MMIO_QUEUE_DESC_HIGH, 0);
+	wr(VIRTIO_MMIO_QUEUE_AVAIL_LOW, (uint32_t)avail);
+	wr(VIRTIO_MMIO_QUEUE_AVAIL_HIGH, 0);
+	wr(VIRTIO_MMIO_QUEUE_USED_LOW, (uint32_t)used);
+	wr(VIRTIO_MMIO_QUEUE_USED_HIGH, 0);
+	wr(VIRTIO_MMIO_QUEUE_READY, 1);
+}
+
+/* Negotiates VERSION_1 plus `features` and brings both queues up to DRIVER_OK. */
+static void drv_start(uint64_t features)
+{
+	uint32_t s = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER;
+
+	features |= 1ULL << VIRTIO_F_VERSION_1;
+	wr(VIRTIO_MMIO_STATUS, s);
+	wr(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
+	wr(VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)features);
+	wr(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
+	wr(VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)(features >> 32));
+	s |= VIRTIO_CONFIG_S_FEATURES_OK;
+	wr(VIRTIO_MMIO_STATUS, s);
+	cr_assert(rd(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_FEATURES_OK, "features refused");
+	drv_setup_queue(NET_RXQ);
+	drv_setup_queue(NET_TXQ);
+	wr(VIRTIO_MMIO_STATUS, s | VIRTIO_CONFIG_S_DRIVER_OK);
+	cr_assert(virtio_mmio_is_active(&n->dev));
+}
+
+/* Makes a chain of segs available on queue q; returns its head. */
+static uint16_t drv_add(unsigned int q, const struct seg *segs, unsigned int nsegs)
+{
+	struct drv_queue *d = &dq[q];
+	uint16_t head = d->next_desc;
+
+	for (unsigned int i = 0; i < nsegs; i++) {
+		uint16_t idx = (uint16_t)((head + i) % QSIZE);
+
+		d->desc[idx].addr = htole64(segs[i].gpa);
+		d->desc[idx].len = htole32(segs[i].len);
+		d->desc[idx].flags = htole16((segs[i].writable ? VRING_DESC_F_WRITE : 0) |
+					     (i + 1 < nsegs ? VRING_DESC_F_NEXT : 0));
+		d->desc[idx].next = htole16((uint16_t)((idx + 1) % QSIZE));
+	}
+	d->next_desc = (uint16_t)((head + nsegs) % QSIZE);
+	d->avail->ring[d->avail_idx % QSIZE] = htole16(head);
+	d->avail_idx++;
+	__atomic_store_n(&d->avail->idx, htole16(d->avail_idx), __ATOMIC_RELEASE);
+	return head;
+}
+
+/* One writable buffer of len bytes on the receive queue; returns its gpa. */
+static uint64_t drv_add_rx(uint32_t len, uint16_t *head)
+{
+	uint64_t gpa = alloc_buf(len);
+	uint16_t h = drv_add(NET_RXQ, &(struct seg){ gpa, len, true }, 1);
+
+	if (head)
+		*head = h;
+	return gpa;
+}
+
+static void drv_kick(unsigned int q)
+{
+	wr(VIRTIO_MMIO_QUEUE_NOTIFY, q);
+}
+
+/* Takes the next used element of queue q; false if there is none. */
+static bool drv_used(unsigned int q, uint32_t *id, uint32_t *len)
+{
+	struct drv_queue *d = &dq[q];
+
+	if (le16toh(__atomic_load_n(&d->used->idx, __ATOMIC_ACQUIRE)) == d->used_seen)
+		return false;
+	*id = le32toh(d->used->ring[d->used_seen % QSIZE].id);
+	*len = le32toh(d->used->ring[d->used_seen % QSIZE].len);
+	d->used_seen++;
+	return true;
+}
+
+static uint16_t avail_event(unsigned int q)
+{
+	return le16toh(*(uint16_t *)&dq[q].used->ring[QSIZE]);
+}
+
+static bool needs_reset(void)
+{
+	return rd(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET;
+}
+
+static void setup(void)
+{
+	struct net_options o = { .tap = "test0", .mac_set = true };
+	int sv[2];
+
+	ram = aligned_alloc(4096, RAM_SIZE);
+	cr_assert_not_null(ram);
+	memset(ram, 0, RAM_SIZE);
+	guest_mem_init_from_buffer(&mem, ram, 0, RAM_SIZE);
+	cr_assert_eq(event_loop_init(&loop), 0);
+	host = (struct virtio_host){ .mem = &mem, .loop = &loop, .ioeventfd = fake_ioeventfd,
+				     .irqfd = fake_irqfd };
+	buf_next = BUF_GPA;
+	memcpy(o.mac, test_mac, sizeof(o.mac));
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+	peer = sv[1];
+	n = virtio_net_create_fd(&host, &o, "virtio-net0", BASE, GSI, sv[0], false);
+	cr_assert_not_null(n);
+}
+
+static void teardown(void)
+{
+	if (n)
+		n->dev.ops->destroy(&n->dev);
+	if (peer >= 0)
+		close(peer);
+	event_loop_destroy(&loop);
+	free(ram);
+}
+
+/* Sends a frame of len bytes after the header from the host network; returns it in frame. */
+static void host_send(uint8_t *frame, size_t len, uint8_t seed)
+{
+	memset(frame, 0, NET_HDR_LEN);
+	frame[0] = VIRTIO_NET_HDR_F_DATA_VALID;
+	pattern(frame + NET_HDR_LEN, len, seed);
+	cr_assert_eq(send(peer, frame, NET_HDR_LEN + len, 0), (ssize_t)(NET_HDR_LEN + len));
+}
+
+/* The event loop telling the device its tap fd is ready. */
+static void tap_event(uint32_t events)
+{
+	n->tap_src.fn(&n->tap_src, events);
+}
+
+static uint16_t hdr_num_buffers(uint64_t gpa)
+{
+	uint16_t v;
+
+	memcpy(&v, gpa_ptr(gpa + NET_HDR_NUM_BUFFERS), sizeof(v));
+	return le16toh(v);
+}
+
+TestSuite(virtio_net, .init = setup, .fini = teardown);
+
+Test(virtio_net, identity_features_and_config)
+{
+	uint64_t f;
+	uint8_t cfg[12];
+
+	cr_assert_eq(rd(VIRTIO_MMIO_DEVICE_ID), VIRTIO_ID_NET);
+	wr(VIRTIO_MMIO_DEVICE_FEATURES_SEL, 0);
+	f = rd(VIRTIO_MMIO_DEVICE_FEATURES);
+	wr(VIRTIO_MMIO_DEVICE_FEATURES_SEL, 1);
+	f |= (uint64_t)rd(VIRTIO_MMIO_DEVICE_FEATURES) << 32;
+	for (unsigned int bit = 0; bit < 64; bit++) {
+		static const unsigned int want[] = {
+			VIRTIO_NET_F_MAC, VIRTIO_NET_F_STATUS, VIRTIO_NET_F_MRG_RXBUF,
+			VIRTIO_NET_F_CSUM, VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_HOST_TSO4,
+			VIRTIO_NET_F_HOST_TSO6, VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_GUEST_TSO6,
+			VIRTIO_F_VERSION_1,
+		};
+		bool wanted = false;
+
+		for (unsigned int i = 0; i < ARRAY_SIZE(want); i++)
+			wanted |= want[i] == bit;
+		if (wanted)
+			cr_assert(f & (1ULL << bit), "feature %u not offered", bit);
+	}
+	cr_assert_not(f & (1ULL << VIRTIO_NET_F_CTRL_VQ), "no control queue");
+	cr_assert_not(f & (1ULL << VIRTIO_NET_F_MQ));
+	for (unsigned int i = 0; i < sizeof(cfg); i++)
+		virtio_mmio_io(&n->dev, VIRTIO_MMIO_CONFIG + i, &cfg[i], 1, false);
+	cr_assert_arr_eq(cfg, test_mac, 6);
+	cr_assert_eq(cfg[6] | cfg[7] << 8, VIRTIO_NET_S_LINK_UP);
+	cr_assert_eq(cfg[8] | cfg[9] << 8, 1, "max_virtqueue_pairs");
+}
+
+Test(virtio_net, tap_not_read_before_driver_ok)
+{
+	cr_assert_eq(n->tap_events, 0);
+	drv_start(0);
+	cr_assert_eq(n->tap_events, EPOLLIN);
+}
+
+Test(virtio_net, rx_one_frame_per_chain_without_mrg)
+{
+	uint8_t frame[NET_HDR_LEN + 60];
+	uint32_t id, len;
+	uint16_t head;
+	uint64_t gpa;
+
+	drv_start(0);
+	gpa = drv_add_rx(1526, &head);
+	host_send(frame, 60, 1);
+	tap_event(EPOLLIN);
+	cr_assert(drv_used(NET_RXQ, &id, &len));
+	cr_assert_eq(id, head);
+	cr_assert_eq(len, sizeof(frame));
+	cr_assert_eq(hdr_num_buffers(gpa), 1, "num_buffers is 1 without MRG_RXBUF");
+	cr_assert_eq(*(uint8_t *)gpa_ptr(gpa), VIRTIO_NET_HDR_F_DATA_VALID, "header passes through");
+	cr_assert_arr_eq(gpa_ptr(gpa + NET_HDR_LEN), frame + NET_HDR_LEN, 60);
+	cr_assert_eq(n->rx_frames, 1);
+	cr_assert_eq(n->rx_bytes, 60);
+}
+
+Test(virtio_net, rx_frame_spans_chains_with_mrg)
+{
+	static uint8_t frame[NET_HDR_LEN + 3000];
+	uint64_t gpa[3];
+	uint16_t head[3];
+	uint32_t id, len, want[3] = { 1024, 1024, sizeof(frame) - 2048 };
+	size_t off = 0;
+
+	drv_start(1ULL << VIRTIO_NET_F_MRG_RXBUF);
+	for (int i = 0; i < 3; i++)
+		gpa[i] = drv_add_rx(1024, &head[i]);
+	drv_add_rx(1024, NULL);		/* a spare that must stay unused */
+	host_send(frame, 3000, 2);
+	tap_event(EPOLLIN);
+	for (int i = 0; i < 3; i++) {
+		cr_assert(drv_used(NET_RXQ, &id, &len), "buffer %d not used", i);
+		cr_assert_eq(id, head[i]);
+		cr_assert_eq(len, want[i]);
+		if (i == 0) {
+			cr_assert_eq(hdr_num_buffers(gpa[0]), 3);
+			cr_assert_arr_eq(gpa_ptr(gpa[0] + NET_HDR_LEN), frame + NET_HDR_LEN,
+					 1024 - NET_HDR_LEN);
+		} else {
+			cr_assert_arr_eq(gpa_ptr(gpa[i]), frame + off, len);
+		}
+		off += len;
+	}
+	cr_assert_not(drv_used(NET_RXQ, &id, &len), "the spare buffer was used");
+}
+
+Test(virtio_net, rx_waits_for_buffers_without_losing_the_frame)
+{
+	uint8_t f1[NET_HDR_LEN + 100], f2[NET_HDR_LEN + 200];
+	uint32_t id, len;
+	uint64_t gpa;
+
+	drv_start(0);
+	host_send(f1, 100, 3);
+	host_send(f2, 200, 4);
+	tap_event(EPOLLIN);
+	cr_assert(n->rx_waiting);
+	cr_assert_eq(n->tap_events & EPOLLIN, 0, "tap still read with no buffers");
+	cr_assert_not(drv_used(NET_RXQ, &id, &len));
+
+	gpa = drv_add_rx(1526, NULL);
+	drv_kick(NET_RXQ);
+	cr_assert(drv_used(NET_RXQ, &id, &len));
+	cr_assert_eq(len, sizeof(f1));
+	cr_assert_arr_eq(gpa_ptr(gpa + NET_HDR_LEN), f1 + NET_HDR_LEN, 100);
+	cr_assert(n->rx_waiting, "out of buffers again for the second frame");
+
+	gpa = drv_add_rx(1526, NULL);
+	drv_kick(NET_RXQ);
+	cr_assert(drv_used(NET_RXQ, &id, &len));
+	cr_assert_eq(len, sizeof(f2));
+	cr_assert_arr_eq(gpa_ptr(gpa + NET_HDR_LEN), f2 + NET_HDR_LEN, 200);
+	cr_assert_eq(n->rx_dropped, 0);
+}
+
+Test(virtio_net, rx_mrg_too_few_buffers_takes_none_until_more_come)
+{
+	static uint8_t frame[NET_HDR_LEN + 3000];
+	uint32_t id, len;
+	uint16_t h0, h1, old;
+	uint64_t g0;
+
+	drv_start(1ULL << VIRTIO_NET_F_MRG_RXBUF | 1ULL << VIRTIO_RING_F_EVENT_IDX);
+	g0 = drv_add_rx(2048, &h0);
+	host_send(frame, 3000, 5);
+	tap_event(EPOLLIN);
+	cr_assert_not(drv_used(NET_RXQ, &id, &len), "part of a frame was delivered");
+	cr_assert(n->rx_waiting);
+	/* The driver's next buffer must cause a kick (EVENT_IDX): avail_event covers the one we hold. */
+	old = dq[NET_RXQ].avail_idx;
+	cr_assert(vring_need_event(avail_event(NET_RXQ), (uint16_t)(old + 1), old));
+
+	drv_add_rx(2048, &h1);
+	drv_kick(NET_RXQ);
+	cr_assert(drv_used(NET_RXQ, &id, &len));
+	cr_assert_eq(id, h0);
+	cr_assert_eq(len, 2048);
+	cr_assert_eq(hdr_num_buffers(g0), 2);
+	cr_assert(drv_used(NET_RXQ, &id, &len));
+	cr_assert_eq(id, h1);
+	cr_assert_eq(len, sizeof(frame) - 2048);
+}
+
+Test(virtio_net, rx_without_mrg_drops_frames_that_do_not_fit)
+{
+	uint8_t big[NET_HDR_LEN + 1000], small[NET_HDR_LEN + 100];
+	uint32_t id, len;
+	uint16_t head;
+	uint64_t gpa;
+
+	drv_start(0);
+	gpa = drv_add_rx(512, &head);
+	host_send(big, 1000, 6);
+	host_send(small, 100, 7);
+	tap_event(EPOLLIN);
+	cr_assert_eq(n->rx_dropped, 1);
+	cr_assert(drv_used(NET_RXQ, &id, &len), "the buffer serves the next frame");
+	cr_assert_eq(id, head);
+	cr_assert_eq(len, sizeof(small));
+	cr_assert_arr_eq(gpa_ptr(gpa + NET_HDR_LEN), small + NET_HDR_LEN, 100);
+}
+
+Test(virtio_net, rx_buffer_smaller_than_header_is_returned_unused)
+{
+	uint8_t frame[NET_HDR_LEN + 50];
+	uint32_t id, len;
+	uint16_t bad, good;
+
+	drv_start(1ULL << VIRTIO_NET_F_MRG_RXBUF);
+	drv_add_rx(8, &bad);
+	drv_add_rx(1526, &good);
+	host_send(frame, 50, 8);
+	tap_event(EPOLLIN);
+	cr_assert(drv_used(NET_RXQ, &id, &len));
+	cr_assert_eq(id, bad);
+	cr_assert_eq(len, 0);
+	cr_assert(drv_used(NET_RXQ, &id, &len));
+	cr_assert_eq(id, good);
+	cr_assert_eq(len, sizeof(frame));
+	cr_assert_not(needs_reset(), "a small buffer is not a broken ring");
+}
+
+Test(virtio_net, rx_malformed_ring_needs_reset)
+{
+	uint8_t frame[NET_HDR_LEN + 50];
+
+	drv_start(0);
+	dq[NET_RXQ].avail->ring[0] = htole16(QSIZE + 3);	/* head out of range */
+	__atomic_store_n(&dq[NET_RXQ].avail->idx, htole16(1), __ATOMIC_RELEASE);
+	host_send(frame, 50, 9);
+	tap_event(EPOLLIN);
+	cr_assert(needs_reset());
+	tap_event(EPOLLIN);
+	cr_assert_eq(n->tap_events, 0, "a broken device stops reading the tap");
+}
+
+Test(virtio_net, tx_frame_reaches_the_tap)
+{
+	uint64_t hdr = alloc_buf(NET_HDR_LEN), a = alloc_buf(40), b = alloc_buf(60);
+	uint8_t got[256];
+	uint32_t id, len;
+	uint16_t head;
+
+	drv_start(0);
+	pattern(gpa_ptr(hdr), NET_HDR_LEN, 10);
+	pattern(gpa_ptr(a), 40, 11);
+	pattern(gpa_ptr(b), 60, 12);
+	head = drv_add(NET_TXQ, (struct seg[]){ { hdr, NET_HDR_LEN, false }, { a, 40, false },
+						{ b, 60, false } }, 3);
+	drv_kick(NET_TXQ);
+	cr_assert(drv_used(NET_TXQ, &id, &len));
+	cr_assert_eq(id, head);
+	cr_assert_eq(len, 0, "the device writes nothing into a transmit buffer");
+	cr_assert_eq(recv(peer, got, sizeof(got), 0), NET_HDR_LEN + 100);
+	cr_assert_arr_eq(got, gpa_ptr(hdr), NET_HDR_LEN);
+	cr_assert_arr_eq(got + NET_HDR_LEN, gpa_ptr(a), 40);
+	cr_assert_arr_eq(got + NET_HDR_LEN + 40, gpa_ptr(b), 60);
+	cr_assert_eq(n->tx_frames, 1);
+	cr_assert_eq(n->tx_bytes, 100);
+}
+
+Test(virtio_net, tx_bad_chains_are_dropped_not_fatal)
+{
+	uint64_t buf = alloc_buf(128);
+	uint8_t got[256];
+	uint32_t id, len;
+	uint16_t short_head, rw_head, ok_head;
+
+	drv_start(0);
+	short_head = drv_add(NET_TXQ, &(struct seg){ buf, 8, false }, 1);
+	rw_head = drv_add(NET_TXQ, (struct seg[]){ { buf, 64, false }, { buf + 64, 64, true } }, 2);
+	ok_head = drv_add(NET_TXQ, &(struct seg){ buf, 64, false }, 1);
+	drv_kick(NET_TXQ);
+	cr_assert(drv_used(NET_TXQ, &id, &len));
+	cr_assert_eq(id, short_head);
+	cr_assert(drv_used(NET_TXQ, &id, &len));
+	cr_assert_eq(id, rw_head);
+	cr_assert(drv_used(NET_TXQ, &id, &len));
+	cr_assert_eq(id, ok_head);
+	cr_assert_eq(n->tx_dropped, 2);
+	cr_assert_eq(recv(peer, got, sizeof(got), 0), 64, "only the good frame was sent");
+	cr_assert_eq(recv(peer, got, sizeof(got), 0), -1);
+	cr_assert_not(needs_reset());
+}
+
+Test(virtio_net, tx_waits_when_the_tap_is_full)
+{
+	uint64_t buf = alloc_buf(64);
+	uint8_t got[128];
+	uint32_t id, len;
+	unsigned int sent = 0, used = 0, received = 0;
+
+	drv_start(0);
+	/* With the smallest send buffer a few queued datagrams fill the socket, which then says EAGAIN. */
+	cr_assert_eq(setsockopt(n->tap_fd, SOL_SOCKET, SO_SNDBUF, &(int){ 1 }, sizeof(int)), 0);
+	for (unsigned int i = 0; i < QSIZE / 2; i++) {
+		drv_add(NET_TXQ, &(struct seg){ buf, 64, false }, 1);
+		sent++;
+	}
+	drv_kick(NET_TXQ);
+	while (drv_used(NET_TXQ, &id, &len))
+		used++;
+	cr_assert_lt(used, sent, "the socket never filled up");
+	cr_assert(n->tx_blocked);
+	cr_assert(n->tap_events & EPOLLOUT);
+
+	/* The host network drains; each EPOLLOUT lets more out, and nothing is lost or repeated. */
+	for (int rounds = 0; rounds < 100 && used < sent; rounds++) {
+		while (recv(peer, got, sizeof(got), 0) == 64)
+			received++;
+		tap_event(EPOLLOUT);
+		while (drv_used(NET_TXQ, &id, &len))
+			used++;
+	}
+	while (recv(peer, got, sizeof(got), 0) == 64)
+		received++;
+	cr_assert_eq(used, sent);
+	cr_assert_eq(received, sent);
+	cr_assert_not(n->tx_blocked);
+	cr_assert_eq(n->tap_events & EPOLLOUT, 0);
+}
+
+Test(virtio_net, reset_forgets_the_pending_frame)
+{
+	uint8_t f1[NET_HDR_LEN + 100], f2[NET_HDR_LEN + 40];
+	uint32_t id, len;
+	uint64_t gpa;
+
+	drv_start(0);
+	host_send(f1, 100, 13);
+	tap_event(EPOLLIN);
+	cr_assert_neq(n->rx_len, 0);
+	wr(VIRTIO_MMIO_STATUS, 0);
+	cr_assert_eq(n->rx_len, 0);
+	cr_assert_eq(n->tap_events, 0);
+	memset(dq, 0, sizeof(dq));
+	drv_start(0);
+	gpa = drv_add_rx(1526, NULL);
+	host_send(f2, 40, 14);
+	drv_kick(NET_RXQ);
+	cr_assert(drv_used(NET_RXQ, &id, &len));
+	cr_assert_eq(len, sizeof(f2));
+	cr_assert_arr_eq(gpa_ptr(gpa + NET_HDR_LEN), f2 + NET_HDR_LEN, 40);
+}
+
+Test(virtio_net, tap_going_away_takes_the_link_down)
+{
+	drv_start(0);
+	close(peer);
+	peer = -1;
+	tap_event(EPOLLIN | EPOLLHUP);
+	cr_assert_not(n->tap_watched);
+	cr_assert_eq(n->config.status, 0);
+	cr_assert(n->dev.isr & VIRTIO_MMIO_INT_CONFIG, "config change announced");
+}
+
+/* ---- constructor errors and a real tap ---- */
+
+static void plain_setup(void)
+{
+	cr_assert_eq(event_loop_init(&loop), 0);
+	ram = aligned_alloc(4096, RAM_SIZE);
+	guest_mem_init_from_buffer(&mem, ram, 0, RAM_SIZE);
+	host = (struct virtio_host){ .mem = &mem, .loop = &loop, .ioeventfd = fake_ioeventfd,
+				     .irqfd = fake_irqfd };
+}
+
+static void plain_teardown(void)
+{
+	event_loop_destroy(&loop);
+	free(ram);
+}
+
+TestSuite(virtio_net_create, .init = plain_setup, .fini = plain_teardown);
+
+Test(virtio_net_create, vhost_on_is_refused)
+{
+	struct net_options o = { .tap = "vmmt0", .vhost = true };
+
+	cr_assert_null(virtio_net_create(&host, &o, "virtio-net0", BASE, GSI));
+}
+
+Test(virtio_net_create, bad_tap_names_are_refused)
+{
+	struct net_options o = { .tap = "a-name-much-too-long-for-linux" };
+
+	cr_assert_null(virtio_net_create(&host, &o, "virtio-net0", BASE, GSI));
+	o.tap = "";
+	cr_assert_null(virtio_net_create(&host, &o, "virtio-net0", BASE, GSI));
+	cr_assert_eq(net_tap_open("a-name-much-too-long-for-linux"), -ENAMETOOLONG);
+}
+
+Test(virtio_net_create, real_tap)
+{
+	struct net_options o = { 0 };
+	struct virtio_mmio_dev *d;
+	struct ifreq ifr = { 0 };
+	char name[IFNAMSIZ];
+	int fd, hdr_len = 0;
+
+	if (access("/dev/net/tun", F_OK))
+		cr_skip_test("no /dev/net/tun on this host");
+	snprintf(name, sizeof(name), "vmmt%d", (int)(getpid() % 100000));
+	fd = net_tap_open(name);
+	if (fd == -EPERM || fd == -EACCES)
+		cr_skip_test("not allowed to create taps here (needs CAP_NET_ADMIN)");
+	cr_assert_geq(fd, 0, "net_tap_open: %s", strerror(-fd));
+	cr_assert_eq(ioctl(fd, TUNGETIFF, &ifr), 0);
+	cr_assert_str_eq(ifr.ifr_name, name);
+	cr_assert_eq(ifr.ifr_flags & (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR),
+		     IFF_TAP | IFF_NO_PI | IFF_VNET_HDR);
+	cr_assert_eq(ioctl(fd, TUNGETVNETHDRSZ, &hdr_len), 0);
+	cr_assert_eq(hdr_len, 12);
+	cr_assert(fcntl(fd, F_GETFL) & O_NONBLOCK);
+	close(fd);	/* a non-persistent tap goes away with its last fd */
+
+	o.tap = name;
+	o.mac_set = false;
+	d = virtio_net_create(&host, &o, "virtio-net0", BASE, GSI);
+	cr_assert_not_null(d);
+	{
+		struct virtio_net *vn = container_of(d, struct virtio_net, dev);
+
+		cr_assert_eq(vn->config.mac[0], 0x52, "generated MAC in 52:54:00");
+		cr_assert_eq(vn->config.mac[1], 0x54);
+		cr_assert_eq(vn->config.mac[2], 0x00);
+		/* The offloads a Linux guest would take are accepted by the tap. */
+		d->driver_features = 1ULL << VIRTIO_NET_F_GUEST_CSUM | 1ULL << VIRTIO_NET_F_GUEST_TSO4 |
+				     1ULL << VIRTIO_NET_F_GUEST_TSO6;
+		cr_assert_eq(ioctl(vn->tap_fd, TUNSETOFFLOAD, net_tap_offloads(d)), 0);
+	}
+	d->ops->destroy(d);
+}
+
+/* ---- traffic through a real tap ---- */
+
+static char tap_name[IFNAMSIZ];
+
+static void tap_setup(void)
+{
+	struct net_options o = { .tap = tap_name, .mac_set = true };
+	struct ifreq ifr = { 0 };
+	struct virtio_mmio_dev *d;
+	int fd;
+
+	plain_setup();
+	memset(ram, 0, RAM_SIZE);
+	buf_next = BUF_GPA;
+	n = NULL;
+	if (access("/dev/net/tun", F_OK))
+		cr_skip_test("no /dev/net/tun on this host");
+	snprintf(tap_name, sizeof(tap_name), "vmmx%d", (int)(getpid() % 100000));
+	fd = net_tap_open(tap_name);
+	if (fd == -EPERM || fd == -EACCES)
+		cr_skip_test("not allowed to create taps here (needs CAP_NET_ADMIN)");
+	cr_assert_geq(fd, 0);
+	close(fd);
+	memcpy(o.mac, test_mac, sizeof(o.mac));
+	d = virtio_net_create(&host, &o, "virtio-net0", BASE, GSI);
+	cr_assert_not_null(d);
+	n = container_of(d, struct virtio_net, dev);
+
+	/* ip link set NAME up */
+	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	cr_assert_geq(fd, 0);
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", tap_name);
+	cr_assert_eq(ioctl(fd, SIOCGIFFLAGS, &ifr), 0);
+	ifr.ifr_flags |= IFF_UP;
+	cr_assert_eq(ioctl(fd, SIOCSIFFLAGS, &ifr), 0);
+	close(fd);
+}
+
+static void tap_teardown(void)
+{
+	if (n)
+		n->dev.ops->destroy(&n->dev);
+	n = NULL;
+	plain_teardown();
+}
+
+static uint64_t tap_counter(const char *what)
+{
+	char p[128];
+	unsigned long long v = 0;
+	FILE *f;
+
+	snprintf(p, sizeof(p), "/sys/class/net/%s/statistics/%s", tap_name, what);
+	f = fopen(p, "r");
+	cr_assert_not_null(f, "%s", p);
+	cr_assert_eq(fscanf(f, "%llu", &v), 1);
+	fclose(f);
+	return v;
+}
+
+/* An Ethernet broadcast frame of len bytes from src with an experimental ethertype. */
+static void make_frame(uint8_t *f, size_t len, const uint8_t src[6], uint8_t seed)
+{
+	memset(f, 0xff, 6);
+	memcpy(f + 6, src, 6);
+	f[12] = 0x88;
+	f[13] = 0xb5;	/* IEEE 802 local experimental */
+	pattern(f + 14, len - 14, seed);
+}
+
+TestSuite(virtio_net_tap, .init = tap_setup, .fini = tap_teardown);
+
+Test(virtio_net_tap, frames_both_ways)
+{
+	uint8_t frame[100], mac[6] = { 0x52, 0x54, 0x00, 0xaa, 0xbb, 0xcc };
+	uint64_t hdr = alloc_buf(NET_HDR_LEN), data = alloc_buf(sizeof(frame)), rx;
+	struct sockaddr_ll sll = { .sll_family = AF_PACKET };
+	uint64_t before = tap_counter("rx_packets");
+	struct ifreq ifr = { 0 };
+	uint32_t id, len = 0;
+	int ps;
+
+	drv_start(1ULL << VIRTIO_NET_F_MRG_RXBUF | 1ULL << VIRTIO_NET_F_GUEST_CSUM |
+		  1ULL << VIRTIO_NET_F_GUEST_TSO4 | 1ULL << VIRTIO_NET_F_GUEST_TSO6 |
+		  1ULL << VIRTIO_NET_F_CSUM | 1ULL << VIRTIO_NET_F_HOST_TSO4 |
+		  1ULL << VIRTIO_RING_F_EVENT_IDX);
+	cr_assert_not(needs_reset(), "the tap refused the negotiated offloads");
+
+	/* Guest → host: the tap counts what we write as received. */
+	make_frame(gpa_ptr(data), sizeof(frame), test_mac, 1);
+	drv_add(NET_TXQ, (struct seg[]){ { hdr, NET_HDR_LEN, false }, { data, sizeof(frame), false } }, 2);
+	drv_kick(NET_TXQ);
+	cr_assert(drv_used(NET_TXQ, &id, &len));
+	cr_assert_eq(n->tx_frames, 1, "dropped: %" PRIu64, n->tx_dropped);
+	cr_assert_eq(tap_counter("rx_packets"), before + 1);
+
+	/* Host → guest: a frame sent out of the interface with a packet socket. */
+	ps = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
+	if (ps < 0)
+		cr_skip_test("no packet sockets here: %s", strerror(errno));
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", tap_name);
+	cr_assert_eq(ioctl(ps, SIOCGIFINDEX, &ifr), 0);
+	sll.sll_ifindex = ifr.ifr_ifindex;
+	sll.sll_halen = 6;
+	memset(sll.sll_addr, 0xff, 6);
+	make_frame(frame, sizeof(frame), mac, 2);
+	rx = drv_add_rx(2048, NULL);
+	cr_assert_eq(sendto(ps, frame, sizeof(frame), 0, (struct sockaddr *)&sll, sizeof(sll)),
+		     (ssize_t)sizeof(frame));
+	close(ps);
+	/* The kernel may send its own frames (IPv6 DAD, MLD) too: look for ours. */
+	for (int tries = 0; tries < 100; tries++) {
+		tap_event(EPOLLIN);
+		if (drv_used(NET_RXQ, &id, &len)) {
+			if (len == NET_HDR_LEN + sizeof(frame) &&
+			    !memcmp(gpa_ptr(rx + NET_HDR_LEN), frame, sizeof(frame)))
+				break;
+			rx = drv_add_rx(2048, NULL);
+			drv_kick(NET_RXQ);
+		}
+		usleep(10000);
+	}
+	cr_assert_eq(len, NET_HDR_LEN + sizeof(frame), "our frame never arrived");
+	cr_assert_arr_eq(gpa_ptr(rx + NET_HDR_LEN), frame, sizeof(frame));
+	cr_assert_eq(hdr_num_buffers(rx), 1);
+}

@@ -1,0 +1,567 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * virtio-net over tap, userspace data path (see virtio/net.h).
+ *
+ * The tap fd is one event source: EPOLLIN while the receive queue may take
+ * frames, EPOLLOUT while a transmit waits for room. A frame read from the tap
+ * stays in rx_buf until the guest has buffers for it, so nothing the tap
+ * handed us is lost while the guest is slow; frames still in the tap wait
+ * there (and the kernel drops what overflows its queue, as for any NIC).
+ */
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <linux/virtio_ids.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/random.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "virtio/net.h"
+#include "vmm/util.h"
+
+#define NET_RX_BUF_SIZE		(NET_HDR_LEN + NET_FRAME_MAX + 1)	/* +1 spots oversized frames */
+
+static const uint64_t net_features =
+	(1ULL << VIRTIO_NET_F_CSUM) | (1ULL << VIRTIO_NET_F_GUEST_CSUM) |
+	(1ULL << VIRTIO_NET_F_MAC) | (1ULL << VIRTIO_NET_F_GUEST_TSO4) |
+	(1ULL << VIRTIO_NET_F_GUEST_TSO6) | (1ULL << VIRTIO_NET_F_HOST_TSO4) |
+	(1ULL << VIRTIO_NET_F_HOST_TSO6) | (1ULL << VIRTIO_NET_F_MRG_RXBUF) |
+	(1ULL << VIRTIO_NET_F_STATUS);
+
+static struct virtio_net *to_net(struct virtio_mmio_dev *d)
+{
+	return container_of(d, struct virtio_net, dev);
+}
+
+uint32_t net_rx_fill_chain(struct net_rx_frame *f, const struct virtq_chain *c)
+{
+	size_t n = virtq_chain_write(c, 0, f->data + f->off, f->len - f->off);
+
+	f->off += n;
+	return (uint32_t)n;
+}
+
+void net_rx_set_num_buffers(const struct virtq_chain *c, uint16_t num_buffers)
+{
+	uint16_t v = htole16(num_buffers);
+
+	virtq_chain_write(c, NET_HDR_NUM_BUFFERS, &v, sizeof(v));
+}
+
+const char *net_tx_check(const struct virtq_chain *c)
+{
+	if (c->nin)
+		return "transmit chain has writable segments";
+	if (c->out_len < NET_HDR_LEN)
+		return "transmit chain shorter than the 12-byte header";
+	if (c->out_len > NET_HDR_LEN + NET_FRAME_MAX)
+		return "transmit chain longer than a 64 KiB frame";
+	return NULL;
+}
+
+ssize_t net_tx_write(int fd, const struct virtq_chain *c)
+{
+	for (;;) {
+		ssize_t n = writev(fd, c->iov, (int)c->nout);
+
+		if (n >= 0)
+			return n;
+		if (errno != EINTR)
+			return -errno;
+	}
+}
+
+/* Watches the tap for what the device needs now; nothing while the driver is not running. */
+static void net_update_events(struct virtio_net *n)
+{
+	uint32_t want = 0;
+	int ret;
+
+	if (!n->tap_watched)
+		return;
+	if (virtio_mmio_is_active(&n->dev)) {
+		if (!n->rx_waiting)
+			want |= EPOLLIN;
+		if (n->tx_blocked)
+			want |= EPOLLOUT;
+	}
+	if (want == n->tap_events)
+		return;
+	ret = event_loop_modify(n->dev.host->loop, &n->tap_src, want);
+	if (ret == 0)
+		n->tap_events = want;
+	else
+		log_warn_ratelimited(&n->rl, "%s: cannot change the events watched on %s: %s",
+				     n->dev.name, n->ifname, strerror(-ret));
+}
+
+/*
+ * Waits for the driver to add buffers: asks for a kick, then returns true if
+ * buffers arrived in the meantime (the caller pops again).
+ */
+static bool net_rx_recheck(struct virtq *vq)
+{
+	virtq_set_notify(vq, true);
+	return virtq_has_work(vq);
+}
+
+/*
+ * Places the frame in rx_buf into the receive queue. Returns 1 when the
+ * frame is done with (delivered or dropped), 0 when the queue has too few
+ * buffers (nothing was consumed; a kick will bring more), -EIO if the ring
+ * is broken.
+ */
+static int net_rx_deliver(struct virtio_net *n)
+{
+	struct virtq *vq = &n->dev.queues[NET_RXQ];
+	bool mrg = virtio_has_feature(&n->dev, VIRTIO_NET_F_MRG_RXBUF);
+	struct net_rx_frame f = { .data = n->rx_buf, .len = n->rx_len };
+	unsigned int count = 0;
+
+	/* Without MRG_RXBUF num_buffers must still read 1 (VERSION_1 always has the field). */
+	if (!mrg)
+		memcpy(n->rx_buf + NET_HDR_NUM_BUFFERS, &(uint16_t){ htole16(1) }, sizeof(uint16_t));
+
+	while (f.off < f.len) {
+		struct virtq_chain *c = n->rx_chain[count ? 1 : 0];
+		int ret;
+
+		if (count == ARRAY_SIZE(n->rx_heads)) {
+			/* Tiny buffers, or a driver reusing heads in flight: the buffers stay for smaller frames. */
+			log_warn_ratelimited(&n->rl, "%s: frame of %zu bytes needs more than %u receive "
+					     "buffers; dropped", n->dev.name, f.len, count);
+			goto drop;
+		}
+		ret = virtq_pop(vq, c);
+		if (ret < 0)
+			return ret;
+		if (ret == 0) {
+			/* Enable kicks while every chain is still popped, so avail_event covers them. */
+			if (net_rx_recheck(vq))
+				continue;
+			while (count--)
+				virtq_unpop(vq);
+			return 0;
+		}
+		if (!count && c->in_len < NET_HDR_LEN) {
+			log_warn_ratelimited(&n->rl, "%s: receive buffer of %u bytes cannot hold the header; "
+					     "returned unused", n->dev.name, c->in_len);
+			if (virtq_push(vq, c->head, 0))
+				return -EIO;
+			continue;
+		}
+		if (!mrg && c->in_len < f.len) {
+			virtq_unpop(vq);
+			goto drop;
+		}
+		n->rx_heads[count] = c->head;
+		n->rx_used[count] = net_rx_fill_chain(&f, c);
+		count++;
+	}
+	if (mrg)
+		net_rx_set_num_buffers(n->rx_chain[0], (uint16_t)count);
+	/* Back to back, so the driver rarely sees the first buffer of a frame before the others. */
+	for (unsigned int i = 0; i < count; i++)
+		if (virtq_push(vq, n->rx_heads[i], n->rx_used[i]))
+			return -EIO;
+	n->rx_frames++;
+	n->rx_bytes += f.len - NET_HDR_LEN;
+	return 1;
+
+drop:
+	while (count--)
+		virtq_unpop(vq);
+	n->rx_dropped++;
+	return 1;
+}
+
+/* Reads one frame from the tap into rx_buf; 1, 0 when the tap is empty, or -errno. */
+static int net_rx_read(struct virtio_net *n)
+{
+	for (;;) {
+		ssize_t r = read(n->tap_fd, n->rx_buf, NET_RX_BUF_SIZE);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return errno == EAGAIN ? 0 : -errno;
+		if (r < (ssize_t)NET_HDR_LEN || r > (ssize_t)(NET_HDR_LEN + NET_FRAME_MAX)) {
+			n->rx_dropped++;
+			continue;
+		}
+		n->rx_len = (size_t)r;
+		return 1;
+	}
+}
+
+/* Moves frames from the tap to the guest until either runs dry or the burst ends. d->lock held. */
+static void net_rx(struct virtio_net *n)
+{
+	struct virtq *vq = &n->dev.queues[NET_RXQ];
+	uint16_t used_before = vq->used_idx;
+
+	for (unsigned int i = 0; i < NET_RX_BURST; i++) {
+		int ret;
+
+		if (!n->rx_len) {
+			ret = net_rx_read(n);
+			if (ret < 0)
+				log_warn_ratelimited(&n->rl, "%s: cannot read from %s: %s", n->dev.name,
+						     n->ifname, strerror(-ret));
+			if (ret <= 0)
+				break;
+		}
+		ret = net_rx_deliver(n);
+		if (ret < 0) {
+			virtio_mmio_set_needs_reset(&n->dev, "malformed receive queue");
+			break;
+		}
+		if (ret == 0) {
+			n->rx_waiting = true;
+			break;
+		}
+		n->rx_len = 0;
+	}
+	if (vq->used_idx != used_before)
+		virtio_mmio_signal_used(&n->dev, NET_RXQ);
+	net_update_events(n);
+}
+
+/* Sends the transmit queue to the tap until it is empty or the tap is full. d->lock held. */
+static void net_tx(struct virtio_net *n)
+{
+	struct virtq *vq = &n->dev.queues[NET_TXQ];
+	struct virtq_chain *c = n->tx_chain;
+	bool pushed = false;
+
+	n->tx_blocked = false;
+	for (;;) {
+		const char *bad;
+		ssize_t w;
+		int ret = virtq_pop(vq, c);
+
+		if (ret < 0) {
+			virtio_mmio_set_needs_reset(&n->dev, "malformed transmit queue");
+			break;
+		}
+		if (ret == 0) {
+			virtq_set_notify(vq, true);
+			if (virtq_has_work(vq))
+				continue;
+			break;
+		}
+		bad = net_tx_check(c);
+		if (bad) {
+			log_warn_ratelimited(&n->rl, "%s: %s (%u bytes); dropped", n->dev.name, bad,
+					     c->out_len);
+			n->tx_dropped++;
+		} else {
+			w = net_tx_write(n->tap_fd, c);
+			if (w == -EAGAIN) {
+				virtq_unpop(vq);
+				n->tx_blocked = true;
+				break;
+			}
+			if (w < 0) {
+				/* EIO: the interface is down; EINVAL: the guest's header is bad. */
+				log_warn_ratelimited(&n->rl, "%s: cannot send a frame to %s: %s%s; dropped",
+						     n->dev.name, n->ifname, strerror((int)-w),
+						     w == -EIO ? " (is the interface up?)" : "");
+				n->tx_dropped++;
+			} else {
+				n->tx_frames++;
+				n->tx_bytes += c->out_len - NET_HDR_LEN;
+			}
+		}
+		if (virtq_push(vq, c->head, 0)) {
+			virtio_mmio_set_needs_reset(&n->dev, "malformed transmit queue");
+			break;
+		}
+		pushed = true;
+	}
+	if (pushed)
+		virtio_mmio_signal_used(&n->dev, NET_TXQ);
+	net_update_events(n);
+}
+
+static void net_queue_notify(struct virtio_mmio_dev *d, unsigned int q)
+{
+	struct virtio_net *n = to_net(d);
+
+	if (q == NET_RXQ) {
+		n->rx_waiting = false;
+		net_rx(n);
+	} else if (q == NET_TXQ && !n->tx_blocked) {
+		net_tx(n);
+	}
+}
+
+/*
+ * The tap reports an error when its interface was deleted under us. It would
+ * report it forever, so stop watching it and tell the guest the link is down.
+ */
+static void net_tap_gone(struct virtio_net *n)
+{
+	log_warn("%s: tap %s went away; the guest's link is down", n->dev.name, n->ifname);
+	event_loop_remove(n->dev.host->loop, &n->tap_src);
+	n->tap_watched = false;
+	n->tx_blocked = false;
+	n->config.status = 0;
+	virtio_mmio_signal_config(&n->dev);
+}
+
+static void net_tap_ready(struct event_source *src, uint32_t events)
+{
+	struct virtio_net *n = container_of(src, struct virtio_net, tap_src);
+
+	pthread_mutex_lock(&n->dev.lock);
+	if (events & (EPOLLERR | EPOLLHUP)) {
+		net_tap_gone(n);
+	} else if (virtio_mmio_is_active(&n->dev)) {
+		if ((events & EPOLLOUT) && n->tx_blocked)
+			net_tx(n);
+		if ((events & EPOLLIN) && !n->rx_waiting)
+			net_rx(n);
+	}
+	net_update_events(n);
+	pthread_mutex_unlock(&n->dev.lock);
+}
+
+unsigned int net_tap_offloads(const struct virtio_mmio_dev *d)
+{
+	unsigned int off = 0;
+
+	/* Segmentation offloads are only meaningful with checksum offload (the tap agrees). */
+	if (!virtio_has_feature(d, VIRTIO_NET_F_GUEST_CSUM))
+		return 0;
+	off |= TUN_F_CSUM;
+	if (virtio_has_feature(d, VIRTIO_NET_F_GUEST_TSO4))
+		off |= TUN_F_TSO4;
+	if (virtio_has_feature(d, VIRTIO_NET_F_GUEST_TSO6))
+		off |= TUN_F_TSO6;
+	if (virtio_has_feature(d, VIRTIO_NET_F_GUEST_ECN))
+		off |= TUN_F_TSO_ECN;
+	if (virtio_has_feature(d, VIRTIO_NET_F_GUEST_UFO))
+		off |= TUN_F_UFO;
+	return off;
+}
+
+/* Tells the tap which offloads the guest accepts, so it never sends it a frame it cannot take. */
+static int net_set_offloads(struct virtio_net *n, unsigned int off)
+{
+	if (ioctl(n->tap_fd, TUNSETOFFLOAD, off) == 0)
+		return 0;
+	/* Older kernels refuse UFO-like flags: retry without them. */
+	if (errno == EINVAL && (off & TUN_F_UFO) &&
+	    ioctl(n->tap_fd, TUNSETOFFLOAD, off & ~TUN_F_UFO) == 0)
+		return 0;
+	return -errno;
+}
+
+static int net_activate(struct virtio_mmio_dev *d)
+{
+	struct virtio_net *n = to_net(d);
+
+	if (n->is_tap) {
+		unsigned int off = net_tap_offloads(d);
+		int ret = net_set_offloads(n, off);
+
+		/* Without offloads the tap sends plain, checksummed frames: slower but correct. */
+		if (ret && net_set_offloads(n, 0) == 0)
+			log_warn("%s: %s refuses offloads %#x (%s); the guest gets plain frames",
+				 d->name, n->ifname, off, strerror(-ret));
+		else if (ret)
+			return ret;
+	}
+	n->rx_waiting = false;
+	n->tx_blocked = false;
+	net_update_events(n);
+	return 0;
+}
+
+static void net_reset(struct virtio_mmio_dev *d)
+{
+	struct virtio_net *n = to_net(d);
+
+	n->rx_len = 0;
+	n->rx_waiting = false;
+	n->tx_blocked = false;
+	net_update_events(n);
+}
+
+static void net_free(struct virtio_net *n)
+{
+	if (n->tap_watched)
+		event_loop_remove(n->dev.host->loop, &n->tap_src);
+	virtio_mmio_destroy(&n->dev);
+	if (n->tap_fd >= 0)
+		close(n->tap_fd);
+	free(n->rx_chain[0]);
+	free(n->rx_chain[1]);
+	free(n->tx_chain);
+	free(n->rx_buf);
+	free(n);
+}
+
+static void net_destroy(struct virtio_mmio_dev *d)
+{
+	net_free(to_net(d));
+}
+
+static const struct virtio_dev_ops net_ops = {
+	.name = "virtio-net",
+	.device_id = VIRTIO_ID_NET,
+	.nqueues = 2,
+	.queue_max_size = NET_QUEUE_SIZE,
+	.queue_notify = net_queue_notify,
+	.activate = net_activate,
+	.reset = net_reset,
+	.destroy = net_destroy,
+};
+
+/* A locally administered unicast address in QEMU's 52:54:00 range. */
+static void net_random_mac(uint8_t mac[6])
+{
+	uint8_t r[3];
+
+	if (getrandom(r, sizeof(r), GRND_NONBLOCK) != sizeof(r)) {
+		uint32_t x = (uint32_t)getpid() * 2654435761u;
+
+		memcpy(r, &x, sizeof(r));
+	}
+	mac[0] = 0x52;
+	mac[1] = 0x54;
+	mac[2] = 0x00;
+	memcpy(mac + 3, r, sizeof(r));
+}
+
+struct virtio_net *virtio_net_create_fd(struct virtio_host *host, const struct net_options *o,
+					const char *name, uint64_t base, uint32_t gsi, int fd,
+					bool is_tap)
+{
+	struct virtio_net *n = calloc(1, sizeof(*n));
+	int ret = -ENOMEM;
+
+	if (!n) {
+		close(fd);
+		errno = ENOMEM;
+		return NULL;
+	}
+	n->tap_fd = fd;
+	n->is_tap = is_tap;
+	snprintf(n->ifname, sizeof(n->ifname), "%s", o->tap ? o->tap : "tap");
+	n->rl = (struct log_ratelimit)LOG_RATELIMIT_INIT;
+	n->dev.host = host;	/* net_free() needs the loop even before virtio_mmio_init() */
+	n->rx_buf = malloc(NET_RX_BUF_SIZE);
+	n->rx_chain[0] = malloc(sizeof(struct virtq_chain));
+	n->rx_chain[1] = malloc(sizeof(struct virtq_chain));
+	n->tx_chain = malloc(sizeof(struct virtq_chain));
+	if (!n->rx_buf || !n->rx_chain[0] || !n->rx_chain[1] || !n->tx_chain)
+		goto fail;
+
+	if (o->mac_set)
+		memcpy(n->config.mac, o->mac, sizeof(n->config.mac));
+	else
+		net_random_mac(n->config.mac);
+	n->config.status = htole16(VIRTIO_NET_S_LINK_UP);
+	n->config.max_virtqueue_pairs = htole16(1);
+
+	n->tap_src.fd = fd;
+	n->tap_src.fn = net_tap_ready;
+	ret = event_loop_add(host->loop, &n->tap_src, 0);
+	if (ret)
+		goto fail;
+	n->tap_watched = true;
+
+	ret = virtio_mmio_init(&n->dev, &net_ops, host, name, base, gsi, net_features, &n->config,
+			       sizeof(n->config));
+	if (ret)
+		goto fail;
+	return n;
+
+fail:
+	net_free(n);
+	errno = -ret;
+	return NULL;
+}
+
+int net_tap_open(const char *ifname)
+{
+	struct ifreq ifr = { .ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR };
+	int hdr_len = NET_HDR_LEN;
+	int fd, err;
+
+	if (strlen(ifname) >= sizeof(ifr.ifr_name))
+		return -ENAMETOOLONG;
+	memcpy(ifr.ifr_name, ifname, strlen(ifname));
+	fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (ioctl(fd, TUNSETIFF, &ifr) < 0 || ioctl(fd, TUNSETVNETHDRSZ, &hdr_len) < 0 ||
+	    ioctl(fd, TUNSETOFFLOAD, 0) < 0)
+		goto fail;
+	return fd;
+
+fail:
+	err = -errno;
+	close(fd);
+	return err;
+}
+
+/* What to suggest when the tap cannot be opened. */
+static const char *net_tap_hint(int err)
+{
+	switch (err) {
+	case -ENOENT:
+	case -ENODEV:
+		return "load the tun module (modprobe tun)";
+	case -EPERM:
+	case -EACCES:
+		return "run as root, or create the tap for this user first (ip tuntap add NAME mode tap user USER)";
+	case -EBUSY:
+		return "another program uses this tap; pick another name";
+	case -EINVAL:
+		return "an existing interface of that name is not a single-queue tap; pick another name";
+	case -ENAMETOOLONG:
+		return "use a name of at most 15 characters";
+	default:
+		return "check the tap name and /dev/net/tun";
+	}
+}
+
+struct virtio_mmio_dev *virtio_net_create(struct virtio_host *host, const struct net_options *o,
+					  const char *name, uint64_t base, uint32_t gsi)
+{
+	struct virtio_net *n;
+	int fd;
+
+	if (o->vhost) {
+		log_error("%s: vhost=on is not available yet — use vhost=off (the userspace data path)",
+			  name);
+		return NULL;
+	}
+	if (!o->tap || !o->tap[0]) {
+		log_error("%s: no tap interface given — use --net tap=NAME", name);
+		return NULL;
+	}
+	fd = net_tap_open(o->tap);
+	if (fd < 0) {
+		log_error("%s: cannot open tap %s: %s — %s", name, o->tap, strerror(-fd),
+			  net_tap_hint(fd));
+		return NULL;
+	}
+	n = virtio_net_create_fd(host, o, name, base, gsi, fd, true);
+	if (!n) {
+		log_error("%s: cannot set up the device on tap %s: %s — check memory and file limits",
+			  name, o->tap, strerror(errno));
+		return NULL;
+	}
+	return &n->dev;
+}

@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * virtio-net over a tap interface (VIRTIO 1.x §5.1), userspace data path.
+ * Private to virtio/net.c and its unit tests; the VM uses virtio/devices.h.
+ *
+ * Queue 0 receives (tap → guest), queue 1 transmits (guest → tap). Every
+ * frame starts with the 12-byte struct virtio_net_hdr_mrg_rxbuf, which is
+ * what the tap reads and writes too (IFF_VNET_HDR, TUNSETVNETHDRSZ 12), so
+ * headers pass through unchanged; the device only sets num_buffers.
+ */
+#ifndef VIRTIO_NET_H
+#define VIRTIO_NET_H
+
+#include <linux/virtio_net.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "virtio/devices.h"
+#include "virtio/mmio.h"
+#include "vmm/log.h"
+
+#define NET_RXQ			0
+#define NET_TXQ			1
+#define NET_QUEUE_SIZE		256
+#define NET_HDR_LEN		sizeof(struct virtio_net_hdr_mrg_rxbuf)	/* 12 */
+#define NET_HDR_NUM_BUFFERS	offsetof(struct virtio_net_hdr_mrg_rxbuf, num_buffers)
+/* Largest frame after the header: a 64 KiB GSO packet plus an Ethernet and a VLAN header. */
+#define NET_FRAME_MAX		(65536 + 14 + 4)
+#define NET_RX_BURST		64	/* frames per tap wake-up, then other sources get a turn */
+
+struct virtio_net {
+	struct virtio_mmio_dev dev;
+	struct virtio_net_config config;
+	int tap_fd;			/* owned */
+	bool is_tap;			/* false in tests: a socket stands in for the tap */
+	char ifname[16];		/* IFNAMSIZ */
+	struct event_source tap_src;
+	bool tap_watched;		/* tap_src is in the event loop */
+	uint32_t tap_events;		/* what tap_src is watched for */
+	bool rx_waiting;		/* queue 0 ran out of buffers: tap not read until a kick */
+	bool tx_blocked;		/* the tap returned EAGAIN: waiting for EPOLLOUT */
+
+	/* A frame read from the tap and not yet delivered (NET_HDR_LEN + NET_FRAME_MAX + 1 bytes). */
+	uint8_t *rx_buf;
+	size_t rx_len;
+	/* rx_chain[0]: the frame's first chain (holds num_buffers); rx_chain[1]: the others. */
+	struct virtq_chain *rx_chain[2];
+	uint16_t rx_heads[NET_QUEUE_SIZE];
+	uint32_t rx_used[NET_QUEUE_SIZE];
+	struct virtq_chain *tx_chain;
+
+	struct log_ratelimit rl;	/* guest errors and tap failures */
+	uint64_t rx_frames, rx_bytes, rx_dropped;	/* dropped: too big, or no chain fits */
+	uint64_t tx_frames, tx_bytes, tx_dropped;	/* dropped: malformed chain or tap error */
+};
+
+/* A frame being placed into receive chains: NET_HDR_LEN header bytes then the packet. */
+struct net_rx_frame {
+	const uint8_t *data;
+	size_t len;
+	size_t off;			/* bytes already placed */
+};
+
+/* Copies the next part of f into c's writable segments; returns the bytes written (its used length). */
+uint32_t net_rx_fill_chain(struct net_rx_frame *f, const struct virtq_chain *c);
+
+/* Writes num_buffers (little-endian) into the header at the start of c's writable segments. */
+void net_rx_set_num_buffers(const struct virtq_chain *c, uint16_t num_buffers);
+
+/*
+ * Checks a transmit chain: readable only, a full header, at most
+ * NET_HDR_LEN + NET_FRAME_MAX bytes. Returns NULL if it may go to the tap,
+ * else what is wrong with it.
+ */
+const char *net_tx_check(const struct virtq_chain *c);
+
+/* Writes the chain's readable segments (header + frame) to fd as one packet; bytes or -errno. */
+ssize_t net_tx_write(int fd, const struct virtq_chain *c);
+
+/*
+ * Creates the device over an open, non-blocking fd that speaks the tap's
+ * framing (a tap, or in tests one end of a SOCK_DGRAM socketpair); is_tap
+ * enables TUNSETOFFLOAD. Takes ownership of fd, even on failure.
+ */
+struct virtio_net *virtio_net_create_fd(struct virtio_host *host, const struct net_options *o,
+					const char *name, uint64_t base, uint32_t gsi, int fd,
+					bool is_tap);
+
+/* Opens (or creates) tap interface `ifname` for the device: non-blocking fd or -errno. */
+int net_tap_open(const char *ifname);
+
+/* TUN_F_* offloads for the guest features negotiated on d. */
+unsigned int net_tap_offloads(const struct virtio_mmio_dev *d);
+
+#endif

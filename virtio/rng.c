@@ -1,0 +1,182 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * virtio-rng: every buffer the driver makes available is filled from the
+ * host's getrandom(). Early in host boot the pool may not be ready yet: the
+ * request then waits, with /dev/random watched for readiness, instead of
+ * being retried in a loop.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/virtio_ids.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "virtio/rng.h"
+#include "vmm/log.h"
+#include "vmm/util.h"
+
+static struct virtio_rng *to_rng(struct virtio_mmio_dev *d)
+{
+	return container_of(d, struct virtio_rng, dev);
+}
+
+ssize_t rng_fill(const struct virtq_chain *c, size_t max)
+{
+	size_t done = 0;
+
+	for (unsigned int i = c->nout; i < c->nout + c->nin && done < max; i++) {
+		uint8_t *p = c->iov[i].iov_base;
+		size_t len = MIN(c->iov[i].iov_len, max - done), off = 0;
+
+		while (off < len) {
+			ssize_t r = getrandom(p + off, len - off, GRND_NONBLOCK);
+
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r < 0)
+				return done ? (ssize_t)done : -errno;
+			off += (size_t)r;
+			done += (size_t)r;
+		}
+	}
+	return (ssize_t)done;
+}
+
+/*
+ * Watches /dev/random (or stops) while a request waits for the host's pool.
+ * Without /dev/random the request waits for the guest's next kick instead.
+ */
+static void rng_wait_for_pool(struct virtio_rng *r, bool wait)
+{
+	if (!r->random_watched || r->waiting == wait)
+		return;
+	if (event_loop_modify(r->dev.host->loop, &r->random_src, wait ? EPOLLIN : 0) == 0)
+		r->waiting = wait;
+}
+
+/* Answers every waiting request. d->lock held. */
+static void rng_process(struct virtio_rng *r)
+{
+	struct virtq *vq = &r->dev.queues[0];
+	bool pushed = false;
+
+	rng_wait_for_pool(r, false);
+	for (;;) {
+		ssize_t n;
+		int ret = virtq_pop(vq, r->chain);
+
+		if (ret < 0) {
+			virtio_mmio_set_needs_reset(&r->dev, "malformed request queue");
+			break;
+		}
+		if (ret == 0) {
+			virtq_set_notify(vq, true);
+			if (virtq_has_work(vq))
+				continue;
+			break;
+		}
+		n = rng_fill(r->chain, RNG_CHAIN_MAX);
+		if (n == -EAGAIN) {
+			virtq_unpop(vq);
+			rng_wait_for_pool(r, true);
+			break;
+		}
+		if (n < 0) {
+			log_warn("%s: getrandom failed: %s; the request is answered empty",
+				 r->dev.name, strerror((int)-n));
+			n = 0;
+		}
+		if (virtq_push(vq, r->chain->head, (uint32_t)n)) {
+			virtio_mmio_set_needs_reset(&r->dev, "malformed request queue");
+			break;
+		}
+		r->bytes += (uint64_t)n;
+		pushed = true;
+	}
+	if (pushed)
+		virtio_mmio_signal_used(&r->dev, 0);
+}
+
+static void rng_queue_notify(struct virtio_mmio_dev *d, unsigned int q)
+{
+	struct virtio_rng *r = to_rng(d);
+
+	if (q == 0 && !r->waiting)
+		rng_process(r);
+}
+
+static void rng_pool_ready(struct event_source *src, uint32_t events)
+{
+	struct virtio_rng *r = container_of(src, struct virtio_rng, random_src);
+
+	pthread_mutex_lock(&r->dev.lock);
+	if (virtio_mmio_is_active(&r->dev) && r->dev.queues[0].ready)
+		rng_process(r);
+	else
+		rng_wait_for_pool(r, false);
+	pthread_mutex_unlock(&r->dev.lock);
+}
+
+static void rng_reset(struct virtio_mmio_dev *d)
+{
+	rng_wait_for_pool(to_rng(d), false);
+}
+
+static void rng_free(struct virtio_rng *r)
+{
+	if (r->random_watched)
+		event_loop_remove(r->dev.host->loop, &r->random_src);
+	virtio_mmio_destroy(&r->dev);
+	if (r->random_src.fd >= 0)
+		close(r->random_src.fd);
+	free(r->chain);
+	free(r);
+}
+
+static void rng_destroy(struct virtio_mmio_dev *d)
+{
+	rng_free(to_rng(d));
+}
+
+static const struct virtio_dev_ops rng_ops = {
+	.name = "virtio-rng",
+	.device_id = VIRTIO_ID_RNG,
+	.nqueues = 1,
+	.queue_max_size = RNG_QUEUE_SIZE,
+	.queue_notify = rng_queue_notify,
+	.reset = rng_reset,
+	.destroy = rng_destroy,
+};
+
+struct virtio_mmio_dev *virtio_rng_create(struct virtio_host *host, const char *name, uint64_t base,
+					  uint32_t gsi)
+{
+	struct virtio_rng *r = calloc(1, sizeof(*r));
+	int ret;
+
+	if (!r || !(r->chain = malloc(sizeof(*r->chain)))) {
+		free(r);
+		log_error("%s: out of memory — free host memory or drop the device", name);
+		return NULL;
+	}
+	r->dev.host = host;
+	r->random_src.fn = rng_pool_ready;
+	r->random_src.fd = open("/dev/random", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (r->random_src.fd >= 0 && event_loop_add(host->loop, &r->random_src, 0) == 0)
+		r->random_watched = true;
+	else
+		log_warn("%s: cannot watch /dev/random (%s); if the host's pool is not ready, "
+			 "requests wait for the guest's next one", name, strerror(errno));
+
+	ret = virtio_mmio_init(&r->dev, &rng_ops, host, name, base, gsi, 0, NULL, 0);
+	if (ret) {
+		log_error("%s: cannot set up the transport: %s — check file and memory limits", name,
+			  strerror(-ret));
+		rng_free(r);
+		return NULL;
+	}
+	return &r->dev;
+}

@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * virtio-rng / entropy device (VIRTIO 1.x §5.4). Private to virtio/rng.c and
+ * its unit tests; the VM uses virtio/devices.h.
+ */
+#ifndef VIRTIO_RNG_H
+#define VIRTIO_RNG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "virtio/devices.h"
+#include "virtio/mmio.h"
+
+#define RNG_QUEUE_SIZE		256
+#define RNG_CHAIN_MAX		(64 * 1024)	/* bytes given per request; the rest stays unwritten */
+
+struct virtio_rng {
+	struct virtio_mmio_dev dev;
+	/* /dev/random turns readable once the host's pool is ready: watched only while we wait for it. */
+	struct event_source random_src;
+	bool random_watched;
+	bool waiting;			/* getrandom() said EAGAIN; a chain is kept for later */
+	struct virtq_chain *chain;
+	uint64_t bytes;			/* handed to the guest */
+};
+
+/*
+ * Fills c's writable segments, at most max bytes, with random bytes from
+ * getrandom(GRND_NONBLOCK). Returns the bytes written (0 for a chain without
+ * writable bytes), or -EAGAIN if the host's pool is not ready yet and nothing
+ * was written.
+ */
+ssize_t rng_fill(const struct virtq_chain *c, size_t max);
+
+#endif

@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Split virtqueues (VIRTIO 1.x §2.7) as seen by a device: popping descriptor
+ * chains the driver made available, pushing used elements back, and
+ * notification suppression (VIRTIO_F_EVENT_IDX, or the flags fields).
+ *
+ * Everything in the rings is guest input. virtq_pop() checks every
+ * descriptor: index < queue size, no loops (at most `size` descriptors per
+ * chain, and at most the indirect table's length inside it), an indirect table
+ * that is 16-byte sized, non-empty, not nested and inside guest RAM, no
+ * readable descriptor after a writable one, total lengths that do not
+ * overflow 32 bits, and every buffer inside guest RAM (a buffer that spans two
+ * RAM regions becomes two iovecs). On any violation the queue is marked broken
+ * and every later operation on it fails, so the transport can set
+ * DEVICE_NEEDS_RESET; the device and the VMM keep running.
+ */
+#ifndef VIRTIO_VIRTQ_H
+#define VIRTIO_VIRTQ_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "vmm/guest_mem.h"
+
+#define VIRTQ_MAX_SIZE		32768	/* largest queue size a split ring may have */
+#define VIRTQ_MAX_IOV		1024	/* segments in one chain after splitting at region ends */
+#define VIRTQ_MAX_INDIRECT	VIRTQ_MAX_SIZE	/* entries in one indirect table (16 bytes each) */
+
+struct virtq {
+	/* Configured by the transport; the driver writes them while the queue is not ready. */
+	uint16_t size;			/* power of two, 1..VIRTQ_MAX_SIZE */
+	uint64_t desc_gpa, avail_gpa, used_gpa;
+	bool ready;
+	bool event_idx;			/* VIRTIO_RING_F_EVENT_IDX negotiated */
+	bool indirect;			/* VIRTIO_RING_F_INDIRECT_DESC negotiated */
+	const struct guest_mem *mem;
+
+	/* Device-side state. */
+	uint16_t last_avail_idx;	/* next avail ring entry to pop */
+	uint16_t used_idx;		/* next used ring entry to fill */
+	uint16_t signalled_used;	/* used_idx at the last interrupt we sent */
+	bool signalled_used_valid;
+	bool broken;			/* a guest error was found; see the header comment */
+
+	/* Host pointers to the rings, set by virtq_start(). */
+	struct vring_desc *desc;
+	struct vring_avail *avail;
+	struct vring_used *used;
+};
+
+/* One chain: readable ("out") segments first, then writable ("in") segments. */
+struct virtq_chain {
+	uint16_t head;			/* id to pass back to virtq_push() */
+	unsigned int nout, nin;		/* iov[0..nout) readable, iov[nout..nout+nin) writable */
+	uint32_t out_len, in_len;	/* total bytes of each kind */
+	struct iovec iov[VIRTQ_MAX_IOV];
+};
+
+/* Resets a queue to its just-created state (size 0, not ready, not broken), keeping mem. */
+void virtq_reset(struct virtq *vq, const struct guest_mem *mem);
+
+/*
+ * Validates the ring addresses (alignment, inside guest RAM, size) and maps
+ * the rings; called when the driver sets QueueReady. 0, or -EINVAL (nothing
+ * changed; the queue stays not ready). On success the queue is ready and its
+ * indices start at 0; a broken queue stays broken (only virtq_reset clears
+ * it). Overlapping rings are not rejected: the device then overwrites what
+ * the driver placed there, and later pops check whatever they find.
+ */
+int virtq_start(struct virtq *vq);
+
+/*
+ * Takes the next available chain. Returns 1 with *chain filled, 0 if none is
+ * available (or the queue is not ready), -EIO if the ring or chain is
+ * malformed (the queue is then broken and logs a rate-limited warning).
+ */
+int virtq_pop(struct virtq *vq, struct virtq_chain *chain);
+
+/* Returns an unused chain to the front of the queue (e.g. no room to process it yet). */
+void virtq_unpop(struct virtq *vq);
+
+/*
+ * Puts (head, written) in the used ring and publishes the new used index.
+ * `written` is how many bytes the device wrote into the writable segments.
+ * 0, or -EIO if the queue is broken or head is out of range.
+ */
+int virtq_push(struct virtq *vq, uint16_t head, uint32_t written);
+
+/*
+ * After pushes: whether the driver wants an interrupt now (EVENT_IDX's
+ * used_event, or VRING_AVAIL_F_NO_INTERRUPT otherwise). With EVENT_IDX every
+ * call records used_idx in signalled_used (true or false, as vhost and QEMU
+ * do), so the next call asks about the entries pushed since this one.
+ */
+bool virtq_should_notify(struct virtq *vq);
+
+/*
+ * Asks the driver not to send kicks (false) or to send them again (true):
+ * VRING_USED_F_NO_NOTIFY, or avail_event with EVENT_IDX. After enabling,
+ * the caller must check for more work (virtq_has_work) to close the race.
+ */
+void virtq_set_notify(struct virtq *vq, bool enable);
+
+/* Whether chains are waiting in the avail ring. */
+bool virtq_has_work(struct virtq *vq);
+
+/* Copies up to len bytes from the chain's readable segments, starting at offset; returns bytes copied. */
+size_t virtq_chain_read(const struct virtq_chain *c, size_t offset, void *dst, size_t len);
+
+/* Copies up to len bytes into the chain's writable segments, starting at offset; returns bytes copied. */
+size_t virtq_chain_write(const struct virtq_chain *c, size_t offset, const void *src, size_t len);
+
+#endif
