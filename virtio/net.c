@@ -26,7 +26,8 @@
 #include "virtio/net.h"
 #include "vmm/util.h"
 
-#define NET_RX_BUF_SIZE		(NET_HDR_LEN + NET_FRAME_MAX + 1)	/* +1 spots oversized frames */
+/* One byte more than the largest frame, so an oversized one shows. */
+#define NET_RX_BUF_SIZE		(NET_HDR_LEN + NET_FRAME_MAX + 1)
 
 static const uint64_t net_features =
 	(1ULL << VIRTIO_NET_F_CSUM) | (1ULL << VIRTIO_NET_F_GUEST_CSUM) |
@@ -134,7 +135,7 @@ static int net_rx_deliver(struct virtio_net *n)
 		int ret;
 
 		if (count == ARRAY_SIZE(n->rx_heads)) {
-			/* Tiny buffers, or a driver reusing heads in flight: the buffers stay for smaller frames. */
+			/* Tiny buffers, or heads reused in flight: the buffers stay for smaller frames. */
 			log_warn_ratelimited(&n->rl, "%s: frame of %zu bytes needs more than %u receive "
 					     "buffers; dropped", n->dev.name, f.len, count);
 			goto drop;
@@ -151,8 +152,8 @@ static int net_rx_deliver(struct virtio_net *n)
 			return 0;
 		}
 		if (!count && c->in_len < NET_HDR_LEN) {
-			log_warn_ratelimited(&n->rl, "%s: receive buffer of %u bytes cannot hold the header; "
-					     "returned unused", n->dev.name, c->in_len);
+			log_warn_ratelimited(&n->rl, "%s: receive buffer of %u bytes cannot hold "
+					     "the header; returned unused", n->dev.name, c->in_len);
 			if (virtq_push(vq, c->head, 0))
 				return -EIO;
 			continue;
@@ -524,7 +525,8 @@ static const char *net_tap_hint(int err)
 		return "load the tun module (modprobe tun)";
 	case -EPERM:
 	case -EACCES:
-		return "run as root, or create the tap for this user first (ip tuntap add NAME mode tap user USER)";
+		return "run as root, or create the tap for this user first "
+		       "(ip tuntap add NAME mode tap user USER)";
 	case -EBUSY:
 		return "another program uses this tap; pick another name";
 	case -EINVAL:

@@ -15,7 +15,7 @@
 #include "virtio/mmio.h"
 
 #define RNG_QUEUE_SIZE		256
-#define RNG_CHAIN_MAX		(64 * 1024)	/* bytes given per request; the rest stays unwritten */
+#define RNG_CHAIN_MAX		(64 * 1024)	/* bytes per request; the rest stays unwritten */
 
 struct virtio_rng {
 	struct virtio_mmio_dev dev;

@@ -10,9 +10,13 @@
  * that is 16-byte sized, non-empty, not nested and inside guest RAM, no
  * readable descriptor after a writable one, total lengths that do not
  * overflow 32 bits, and every buffer inside guest RAM (a buffer that spans two
- * RAM regions becomes two iovecs). On any violation the queue is marked broken
- * and every later operation on it fails, so the transport can set
- * DEVICE_NEEDS_RESET; the device and the VMM keep running.
+ * RAM regions becomes two iovecs). An indirect descriptor may also end a chain
+ * of direct ones (it cannot have NEXT), and its table may span adjacent
+ * regions. Zero-length buffers are allowed and produce no iovec; the
+ * readable-before-writable order is checked on the flags, so it applies to
+ * them too. On any violation the queue is marked broken and every later
+ * operation on it fails, so the transport can set DEVICE_NEEDS_RESET; the
+ * device and the VMM keep running.
  */
 #ifndef VIRTIO_VIRTQ_H
 #define VIRTIO_VIRTQ_H

@@ -23,60 +23,53 @@
 #define KVM_DEFAULT_DEVICE "/dev/kvm"
 #define KVM_EXPECTED_API 12
 
-static int read_whole_file(const char *what, const char *path, uint8_t **buf, size_t *size)
+/* The setup code is at most 1 + 255 sectors; the header fits in the first of them. */
+#define BZIMAGE_SETUP_MAX (256 * 512)
+
+static int open_boot_file(const char *what, const char *path, int *fd, uint64_t *size)
 {
 	struct stat st;
-	size_t done = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
-	if (fd < 0) {
+	*fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (*fd < 0) {
 		log_error("cannot open the %s %s: %s — check the path and its permissions",
 			  what, path, strerror(errno));
 		return VMM_EXIT_IMAGE;
 	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		log_error("the %s %s is not a regular file — give the path of a bzImage file", what, path);
-		close(fd);
+	if (fstat(*fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		log_error("the %s %s is not a regular file — give the path of %s", what, path,
+			  strcmp(what, "kernel") ? "an initramfs image" : "a bzImage file");
 		return VMM_EXIT_IMAGE;
 	}
-	*size = (size_t)st.st_size;
-	*buf = malloc(*size ? *size : 1);
-	if (!*buf) {
-		log_error("cannot allocate %zu bytes for the %s", *size, what);
-		close(fd);
-		return VMM_EXIT_RESOURCE;
-	}
-	while (done < *size) {
-		ssize_t n = read(fd, *buf + done, *size - done);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			log_error("cannot read the %s %s: %s", what, path,
-				  n < 0 ? strerror(errno) : "file shrank while reading");
-			close(fd);
-			free(*buf);
-			*buf = NULL;
-			return VMM_EXIT_IMAGE;
-		}
-		done += (size_t)n;
-	}
-	close(fd);
+	*size = (uint64_t)st.st_size;
 	return 0;
 }
 
 int boot_image_load(struct boot_image *img, const struct vmm_config *cfg)
 {
+	uint64_t kernel_size;
 	const char *why;
-	struct stat st;
+	ssize_t n;
 	int ret;
 
 	memset(img, 0, sizeof(*img));
-	img->initrd_fd = -1;
-	ret = read_whole_file("kernel", cfg->kernel, &img->kernel, &img->kernel_size);
+	img->kernel_fd = img->initrd_fd = -1;
+	ret = open_boot_file("kernel", cfg->kernel, &img->kernel_fd, &kernel_size);
 	if (ret)
 		return ret;
-	if (bzimage_parse(img->kernel, img->kernel_size, &img->info, &why)) {
+	img->setup_len = (size_t)MIN(kernel_size, BZIMAGE_SETUP_MAX);
+	img->setup = malloc(img->setup_len ? img->setup_len : 1);
+	if (!img->setup) {
+		log_error("cannot allocate memory for the kernel header");
+		return VMM_EXIT_RESOURCE;
+	}
+	n = pread(img->kernel_fd, img->setup, img->setup_len, 0);
+	if (n != (ssize_t)img->setup_len) {
+		log_error("cannot read the kernel %s: %s", cfg->kernel,
+			  n < 0 ? strerror(errno) : "short read");
+		return VMM_EXIT_IMAGE;
+	}
+	if (bzimage_parse(img->setup, kernel_size, &img->info, &why)) {
 		log_error("the kernel %s cannot be booted: %s — give a bzImage such as /boot/vmlinuz-*",
 			  cfg->kernel, why);
 		return VMM_EXIT_IMAGE;
@@ -88,28 +81,18 @@ int boot_image_load(struct boot_image *img, const struct vmm_config *cfg)
 	}
 	if (!cfg->initrd)
 		return 0;
-	img->initrd_fd = open(cfg->initrd, O_RDONLY | O_CLOEXEC);
-	if (img->initrd_fd < 0) {
-		log_error("cannot open the initrd %s: %s — check the path and its permissions",
-			  cfg->initrd, strerror(errno));
-		return VMM_EXIT_IMAGE;
-	}
-	if (fstat(img->initrd_fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		log_error("the initrd %s is not a regular file — give the path of an initramfs image",
-			  cfg->initrd);
-		return VMM_EXIT_IMAGE;
-	}
-	img->initrd_size = (uint64_t)st.st_size;
-	return 0;
+	return open_boot_file("initrd", cfg->initrd, &img->initrd_fd, &img->initrd_size);
 }
 
 void boot_image_free(struct boot_image *img)
 {
-	free(img->kernel);
+	free(img->setup);
+	if (img->kernel_fd >= 0)
+		close(img->kernel_fd);
 	if (img->initrd_fd >= 0)
 		close(img->initrd_fd);
 	memset(img, 0, sizeof(*img));
-	img->initrd_fd = -1;
+	img->kernel_fd = img->initrd_fd = -1;
 }
 
 static int kvm_open(struct vm *vm)

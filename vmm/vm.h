@@ -56,11 +56,15 @@ struct vm {
 	int stop_fd;				/* eventfd signalled on the first stop request */
 };
 
-/* A kernel (and initrd) read from disk, reused across guest resets. */
+/*
+ * A kernel (and initrd) opened and validated once, loaded into guest RAM
+ * straight from the files at every boot (nothing large stays in VMM memory).
+ */
 struct boot_image {
 	struct bzimage_info info;
-	uint8_t *kernel;
-	size_t kernel_size;
+	uint8_t *setup;		/* the bzImage's first bytes: boot sector and setup header */
+	size_t setup_len;
+	int kernel_fd;
 	int initrd_fd;		/* -1 without initrd */
 	uint64_t initrd_size;
 };

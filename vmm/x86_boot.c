@@ -75,15 +75,17 @@ static int write_gdt(const struct guest_mem *mem)
 	return guest_mem_write(mem, X86_GDT_GPA, gdt, sizeof(gdt));
 }
 
-static int read_initrd(const struct guest_mem *mem, const struct boot_image *img, uint64_t gpa)
+/* Reads size bytes at file offset off straight into guest RAM at gpa. */
+static int read_file_to_guest(const struct guest_mem *mem, int fd, uint64_t off, uint64_t size,
+			      uint64_t gpa)
 {
-	uint8_t *dst = guest_mem_ptr(mem, gpa, img->initrd_size);
+	uint8_t *dst = guest_mem_ptr(mem, gpa, size);
 	uint64_t done = 0;
 
 	if (!dst)
 		return -EFAULT;
-	while (done < img->initrd_size) {
-		ssize_t n = pread(img->initrd_fd, dst + done, img->initrd_size - done, (off_t)done);
+	while (done < size) {
+		ssize_t n = pread(fd, dst + done, size - done, (off_t)(off + done));
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -110,19 +112,19 @@ int x86_boot_load(const struct guest_mem *mem, const struct boot_image *img,
 	if (!ret)
 		ret = write_gdt(mem);
 	if (!ret)
-		ret = guest_mem_write(mem, layout->kernel_gpa, img->kernel + info->setup_size,
-				      info->kernel_size);
+		ret = read_file_to_guest(mem, img->kernel_fd, info->setup_size, info->kernel_size,
+					 layout->kernel_gpa);
 	if (!ret)
 		ret = guest_mem_write(mem, layout->cmdline_gpa, cmdline, strlen(cmdline) + 1);
 	if (!ret && img->initrd_size)
-		ret = read_initrd(mem, img, layout->initrd_gpa);
+		ret = read_file_to_guest(mem, img->initrd_fd, 0, img->initrd_size, layout->initrd_gpa);
 	if (ret)
 		return ret;
 
 	bp = guest_mem_ptr(mem, X86_BOOT_PARAMS_GPA, sizeof(*bp));
 	if (!bp)
 		return -EFAULT;
-	return boot_params_build(bp, img->kernel, info, layout, ram, nram);
+	return boot_params_build(bp, img->setup, info, layout, ram, nram);
 }
 
 static void set_segment(struct kvm_segment *seg, uint16_t selector, uint8_t type, bool code)

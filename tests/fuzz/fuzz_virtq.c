@@ -15,7 +15,9 @@
  * Header (little-endian):
  *   0      queue size = 1 << (byte % 10)
  *   1      flags, see F_*
- *   2..7   desc, avail, used offsets into RAM (16/2/4-aligned unless F_RAW_OFFSETS)
+ *   2..7   desc, avail, used offsets into RAM (16/2/4-aligned unless F_RAW_OFFSETS;
+ *          F_DESC_AT_END puts the descriptor table against the end of region 0,
+ *          so reading one entry past it is an ASan error)
  *   8..9   size of region 0 when F_TWO_REGIONS (clamped to 1..GUEST_RAM-1)
  *   10..11 gap between the two regions when F_HOLE
  *   12..15 unused
@@ -43,6 +45,7 @@
 #define F_TWO_REGIONS	0x04
 #define F_HOLE		0x08
 #define F_RAW_OFFSETS	0x10
+#define F_DESC_AT_END	0x20		/* descriptor table ends where region 0 ends */
 
 enum op {
 	OP_POP_PUSH,		/* pop, read and write the chain, push it */
@@ -248,6 +251,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		g.vq.avail_gpa &= ~1ULL;
 		g.vq.used_gpa &= ~3ULL;
 	}
+	if ((flags & F_DESC_AT_END) && split >= 16ULL * g.vq.size)
+		g.vq.desc_gpa = GUEST_GPA + split - 16ULL * g.vq.size;
 	g.vq.event_idx = flags & F_EVENT_IDX;
 	g.vq.indirect = flags & F_INDIRECT;
 	g.pops = 0;
