@@ -168,10 +168,11 @@ static int net_rx_deliver(struct virtio_net *n)
 	}
 	if (mrg)
 		net_rx_set_num_buffers(n->rx_chain[0], (uint16_t)count);
-	/* Back to back, so the driver rarely sees the first buffer of a frame before the others. */
+	/* All buffers of a frame become visible to the driver at once. */
 	for (unsigned int i = 0; i < count; i++)
-		if (virtq_push(vq, n->rx_heads[i], n->rx_used[i]))
+		if (virtq_add_used(vq, n->rx_heads[i], n->rx_used[i]))
 			return -EIO;
+	virtq_publish_used(vq);
 	n->rx_frames++;
 	n->rx_bytes += f.len - NET_HDR_LEN;
 	return 1;

@@ -105,6 +105,7 @@ int virtq_start(struct virtq *vq)
 	vq->used = used;
 	vq->last_avail_idx = 0;
 	vq->used_idx = 0;
+	vq->used_pending = 0;
 	vq->signalled_used = 0;
 	vq->signalled_used_valid = false;
 	vq->ready = true;
@@ -324,7 +325,7 @@ void virtq_unpop(struct virtq *vq)
 		vq->last_avail_idx--;
 }
 
-int virtq_push(struct virtq *vq, uint16_t head, uint32_t written)
+int virtq_add_used(struct virtq *vq, uint16_t head, uint32_t written)
 {
 	struct vring_used_elem *e;
 
@@ -332,11 +333,21 @@ int virtq_push(struct virtq *vq, uint16_t head, uint32_t written)
 		return -EIO;
 	if (head >= vq->size)
 		return virtq_fail(vq, "device pushed head %u (queue size %u)", head, vq->size);
+	if ((uint16_t)(vq->used_pending - vq->used_idx) >= vq->size)
+		return virtq_fail(vq, "device added more used elements than the queue size %u", vq->size);
 
-	e = &vq->used->ring[vq->used_idx & (vq->size - 1)];
+	e = &vq->used->ring[vq->used_pending & (vq->size - 1)];
 	__atomic_store_n(&e->id, htole32(head), __ATOMIC_RELAXED);
 	__atomic_store_n(&e->len, htole32(written), __ATOMIC_RELAXED);
-	vq->used_idx++;
+	vq->used_pending++;
+	return 0;
+}
+
+void virtq_publish_used(struct virtq *vq)
+{
+	if (vq->broken || !vq->ready || vq->used_pending == vq->used_idx)
+		return;
+	vq->used_idx = vq->used_pending;
 	store_le16(&vq->used->idx, vq->used_idx, __ATOMIC_RELEASE);
 
 	/*
@@ -345,7 +356,15 @@ int virtq_push(struct virtq *vq, uint16_t head, uint32_t written)
 	 */
 	if ((uint16_t)(vq->used_idx - vq->signalled_used) >= 0x8000)
 		vq->signalled_used_valid = false;
-	return 0;
+}
+
+int virtq_push(struct virtq *vq, uint16_t head, uint32_t written)
+{
+	int ret = virtq_add_used(vq, head, written);
+
+	if (!ret)
+		virtq_publish_used(vq);
+	return ret;
 }
 
 bool virtq_should_notify(struct virtq *vq)

@@ -42,7 +42,8 @@ struct virtq {
 
 	/* Device-side state. */
 	uint16_t last_avail_idx;	/* next avail ring entry to pop */
-	uint16_t used_idx;		/* next used ring entry to fill */
+	uint16_t used_idx;		/* used->idx as last published */
+	uint16_t used_pending;		/* next used ring entry to fill (>= used_idx) */
 	uint16_t signalled_used;	/* used_idx at the last interrupt we sent */
 	bool signalled_used_valid;
 	bool broken;			/* a guest error was found; see the header comment */
@@ -90,6 +91,16 @@ void virtq_unpop(struct virtq *vq);
  * 0, or -EIO if the queue is broken or head is out of range.
  */
 int virtq_push(struct virtq *vq, uint16_t head, uint32_t written);
+
+/*
+ * Fills the next used element without publishing it: several elements that
+ * belong together (one frame over several mergeable rx buffers) become visible
+ * to the driver at once with virtq_publish_used(). 0 or -EIO as virtq_push().
+ */
+int virtq_add_used(struct virtq *vq, uint16_t head, uint32_t written);
+
+/* Publishes the used elements added since the last publication (release store of used->idx). */
+void virtq_publish_used(struct virtq *vq);
 
 /*
  * After pushes: whether the driver wants an interrupt now (EVENT_IDX's

@@ -13,7 +13,8 @@ static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
  * The terminal may be in raw mode while the guest runs, so every message
  * starts at column 0 and ends with "\r\n".
  */
-static void log_vprint(const char *level, const char *fmt, va_list ap)
+static __attribute__((format(printf, 2, 0))) void log_vprint(const char *level, const char *fmt,
+							     va_list ap)
 {
 	pthread_mutex_lock(&log_lock);
 	fprintf(stderr, "\r\nvmm: %s", level);

@@ -15,10 +15,11 @@
  * Header (little-endian):
  *   0      queue size = 1 << (byte % 10)
  *   1      flags, see F_*
- *   2..7   desc, avail, used offsets into RAM (16/2/4-aligned unless F_RAW_OFFSETS;
- *          F_DESC_AT_END puts the descriptor table against the end of region 0,
- *          so reading one entry past it is an ASan error)
- *   8..9   size of region 0 when F_TWO_REGIONS (clamped to 1..GUEST_RAM-1)
+ *   2..7   desc, avail, used offsets modulo 2 * GUEST_RAM (so about half are
+ *          RAM), 16/2/4-aligned unless F_RAW_OFFSETS; F_DESC_AT_END puts the
+ *          descriptor table against the end of region 0 instead, so reading
+ *          an entry past it is an ASan error
+ *   8..9   size of region 0 when F_TWO_REGIONS (modulo GUEST_RAM; 0 means half)
  *   10..11 gap between the two regions when F_HOLE
  *   12..15 unused
  *   16..31 operations, one byte each: low 3 bits which, high 5 bits a parameter
@@ -34,7 +35,7 @@
 #include "virtio/virtq.h"
 #include "vmm/guest_mem.h"
 
-#define GUEST_RAM	0x10000ULL
+#define GUEST_RAM	0x4000ULL	/* 16 KiB: rings of the largest size chosen (512) fit */
 #define GUEST_GPA	0x10000ULL	/* RAM starts above 0, so small addresses are not RAM */
 #define HDR_SIZE	32
 #define NOPS		16
@@ -214,7 +215,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	g.mem.fd = -1;
 	split = GUEST_RAM;
 	if (flags & F_TWO_REGIONS) {
-		split = get16(hdr + 8);
+		split = get16(hdr + 8) % GUEST_RAM;
 		if (split == 0)
 			split = GUEST_RAM / 2;
 		if (flags & F_HOLE)
@@ -243,9 +244,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	virtq_reset(&g.vq, &g.mem);
 	g.vq.size = (uint16_t)(1u << (hdr[0] % 10));
-	g.vq.desc_gpa = GUEST_GPA + get16(hdr + 2);
-	g.vq.avail_gpa = GUEST_GPA + get16(hdr + 4);
-	g.vq.used_gpa = GUEST_GPA + get16(hdr + 6);
+	g.vq.desc_gpa = GUEST_GPA + get16(hdr + 2) % (2 * GUEST_RAM);
+	g.vq.avail_gpa = GUEST_GPA + get16(hdr + 4) % (2 * GUEST_RAM);
+	g.vq.used_gpa = GUEST_GPA + get16(hdr + 6) % (2 * GUEST_RAM);
 	if (!(flags & F_RAW_OFFSETS)) {
 		g.vq.desc_gpa &= ~15ULL;
 		g.vq.avail_gpa &= ~1ULL;

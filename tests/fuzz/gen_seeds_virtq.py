@@ -4,15 +4,16 @@
 
 The layout is described at the top of fuzz_virtq.c: a 32-byte header (queue
 size, flags, ring offsets, regions, 16 operation bytes), then guest RAM at
-GPA 0x10000. Run it again after changing that layout.
+GPA 0x10000 (16 KiB). Run it again after changing that layout.
 """
 import os
 import struct
 
 GPA = 0x10000
+RAM = 0x4000
 DESC, AVAIL, USED, TABLE, BUF = 0x000, 0x400, 0x600, 0x700, 0x800
 NEXT, WRITE, INDIRECT = 1, 2, 4
-F_EVENT_IDX, F_INDIRECT, F_TWO_REGIONS, F_HOLE = 1, 2, 4, 8
+F_EVENT_IDX, F_INDIRECT, F_TWO_REGIONS, F_HOLE, F_DESC_AT_END = 1, 2, 4, 8, 0x20
 (POP_PUSH, POP_HOLD, POP_UNPOP, PUSH_HELD,
  NOTIFY, SET_NOTIFY, DRIVER_KICK, DRAIN) = range(8)
 
@@ -96,3 +97,18 @@ s.desc(1, GPA + BUF, 1, NEXT, 0)
 s.avail(0)
 s.ops(op(POP_PUSH), op(POP_PUSH), op(PUSH_HELD, 1))
 s.write('loop')
+
+# The descriptor table against the end of region 0 (0x800..0x880), the
+# indirect table against the end of region 1, so reads past either are caught.
+s = Seed(3, F_TWO_REGIONS | F_DESC_AT_END | F_INDIRECT, split=0x880)
+s.ram += bytes(RAM - len(s.ram))
+s.desc(0, GPA + 0x100, 8, NEXT, 1, 0x800)
+s.desc(1, GPA + 0x200, 8, NEXT | WRITE, 7, 0x800)
+s.desc(7, GPA + 0x300, 8, WRITE, 0, 0x800)
+s.desc(3, GPA + RAM - 0x20, 0x20, INDIRECT, 0, 0x800)
+s.desc(0, GPA + 0x100, 4, NEXT, 1, RAM - 0x20)
+s.desc(1, GPA + 0x100, 4, WRITE, 0, RAM - 0x20)
+s.avail(0)
+s.avail(3)
+s.ops(op(POP_PUSH), op(POP_PUSH), op(NOTIFY))
+s.write('tables-at-region-ends')

@@ -13,66 +13,9 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 PROG=boot.sh
-# shellcheck source=scripts/lib/common.sh
-. "$HERE/../../scripts/lib/common.sh"
-
-BOOT_TIMEOUT=${VMM_TEST_TIMEOUT:-180}
-ERR_TIMEOUT=30
-
-# ---- TAP -------------------------------------------------------------------------------------
-N=0
-NFAIL=0
-DIAG=()
-bail() {
-	echo "Bail out! $*"
-	exit 1
-}
-note() { DIAG+=("$@"); }
-# result OK|FAIL DESCRIPTION: prints one TAP line (plus the collected diagnostics on failure).
-result() {
-	N=$((N + 1))
-	if [[ $1 == OK ]]; then
-		echo "ok $N - $2"
-	else
-		NFAIL=$((NFAIL + 1))
-		echo "not ok $N - $2"
-		local l
-		for l in "${DIAG[@]}"; do printf '# %s\n' "$l"; done
-	fi
-	DIAG=()
-}
-# show FILE LABEL: the last lines of FILE as diagnostics (printable, without CRs).
-show() {
-	local f=$1 label=$2 l
-	if [[ ! -s $f ]]; then
-		note "$label: (empty)"
-		return
-	fi
-	note "$label (last 40 lines of $(wc -l <"$f")):"
-	while IFS= read -r l; do note "  $l"; done < <(tail -n 40 "$f" | tr -d '\r' | tr -c '[:print:]\n\t' '?')
-}
-
-# ---- preconditions (fail, do not skip: a skipped integration test proves nothing) -----------
-(($# == 1)) || bail "usage: boot.sh PATH/TO/vmm (meson passes it)"
-VMM=$1
-[[ -x $VMM ]] || bail "vmm binary '$VMM' is missing or not executable — build it: meson compile -C build"
-kernel_fetched || bail "kernel $VMM_KERNEL_VERSION is not in $VMM_CACHE — run scripts/fetch-kernel (scripts/test does)"
-KERNEL=$(kernel_vmlinuz)
-if ! why=$(kvm_usable /dev/kvm); then
-	bail "no usable KVM: $why — run the integration tests through scripts/with-kvm (e.g. scripts/with-kvm meson test -C build --suite integration, as scripts/test does); it boots a nested L1 VM with KVM when the host has none"
-fi
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/vmm-boot.XXXXXX")
-cleanup() {
-	local p
-	for p in $(jobs -p); do kill -KILL "$p" 2>/dev/null || true; done
-	if [[ -n ${VMM_TEST_KEEP:-} ]]; then
-		echo "# work directory kept: $WORK"
-	else
-		rm -rf "$WORK"
-	fi
-}
-trap cleanup EXIT
+# shellcheck source=tests/integration/lib.sh
+. "$HERE/lib.sh"
+lib_setup "$@"
 
 BASE=$("$REPO/scripts/mkinitramfs" guest-base) || bail "scripts/mkinitramfs guest-base failed"
 
@@ -98,38 +41,6 @@ EOF
 	cat "$BASE" "$WORK/$name.overlay" >"$WORK/$name.initrd"
 }
 
-# run_vmm NAME TIMEOUT ARGS...: runs vmm with stdin from /dev/null, output in NAME.out/.err,
-# exit status in RC (124: timed out; >128 otherwise: killed by signal RC-128).
-RC=0
-run_vmm() {
-	local name=$1 t=$2
-	shift 2
-	echo "$VMM $*" >"$WORK/$name.cmd"
-	RC=0
-	timeout -k 5 "$t" "$VMM" "$@" </dev/null >"$WORK/$name.out" 2>"$WORK/$name.err" || RC=$?
-}
-
-# marker NAME KEY: value of the guest's "KEY value" line (first one).
-marker() { tr -d '\r' <"$WORK/$1.out" | sed -n "s/^$2 //p" | head -n1; }
-count_marker() { tr -d '\r' <"$WORK/$1.out" | grep -c "^$2" || true; }
-
-describe_rc() {
-	case $1 in
-	124) echo "timed out" ;;
-	12[5-9]) echo "exit status $1" ;;
-	*) if (($1 > 128)); then echo "killed by signal $(($1 - 128)) ($(kill -l $(($1 - 128)) 2>/dev/null || echo '?'))"; else echo "exit status $1"; fi ;;
-	esac
-}
-
-# A vmm run that booted a guest: shows its command, status and output on failure.
-note_run() {
-	local name=$1
-	note "command: $(cat "$WORK/$name.cmd")"
-	note "vmm: $(describe_rc "$RC")"
-	show "$WORK/$name.out" "guest console (vmm stdout)"
-	show "$WORK/$name.err" "vmm stderr"
-}
-
 # check_guest NAME CPUS MEM_MIN_MIB MEM_MAX_MIB: TAP results for what the guest saw.
 check_guest() {
 	local name=$1 cpus=$2 lo=$3 hi=$4 label=$5 ci np kb
@@ -150,48 +61,6 @@ check_guest() {
 		note_run "$name"
 		result FAIL "$label: MemTotal is within $lo..$hi MiB"
 	fi
-}
-
-# check_exit NAME WANT LABEL: vmm exited with WANT, the guest reached its final action and
-# did not panic.
-check_exit() {
-	local name=$1 want=$2 label=$3 ok=OK
-	[[ $RC == "$want" ]] || { ok=FAIL; note "expected exit status $want"; }
-	if [[ -z $(marker "$name" VMMTEST-ACTION) ]]; then
-		ok=FAIL
-		note "the guest's init did not reach its final action"
-	fi
-	if tr -d '\r' <"$WORK/$name.out" | grep -q 'Kernel panic'; then
-		ok=FAIL
-		note "the guest kernel panicked"
-	fi
-	[[ $ok == OK ]] || note_run "$name"
-	result "$ok" "$label"
-}
-
-# expect_error LABEL WANT [PATH_IN_MESSAGE] -- VMM_ARGS...: vmm exits quickly with WANT and
-# a "vmm: error: ..." message on stderr (naming PATH_IN_MESSAGE if given), never by a signal.
-expect_error() {
-	local label=$1 want=$2 path=$3 ok=OK
-	shift 4
-	run_vmm err "$ERR_TIMEOUT" "$@"
-	if [[ $RC != "$want" ]]; then
-		ok=FAIL
-		note "expected exit status $want, got $(describe_rc "$RC")"
-	fi
-	if ! grep -q '^vmm: error: ' "$WORK/err.err"; then
-		ok=FAIL
-		note "stderr has no 'vmm: error: <what> — <what to do>' line"
-	elif [[ -n $path ]] && ! grep -qF -- "$path" "$WORK/err.err"; then
-		ok=FAIL
-		note "the message does not name '$path'"
-	fi
-	if [[ $ok == FAIL ]]; then
-		note "command: $(cat "$WORK/err.cmd")"
-		show "$WORK/err.err" "vmm stderr"
-		show "$WORK/err.out" "vmm stdout"
-	fi
-	result "$ok" "$label"
 }
 
 CMDLINE="console=ttyS0 quiet panic=-1"
@@ -341,9 +210,4 @@ else
 	result FAIL "SIGTERM stops vmm within 10 s (vmm was not running any more)"
 fi
 
-echo "1..$N"
-if ((NFAIL)); then
-	echo "# $NFAIL of $N failed"
-	exit 1
-fi
-exit 0
+finish

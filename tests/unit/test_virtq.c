@@ -1240,3 +1240,32 @@ Test(virtq, broken_until_reset)
 	start_queue(8, false, false);
 	cr_assert_eq(virtq_pop(&vq, &chain), 0);
 }
+
+Test(virtq, add_used_publishes_together)
+{
+	start_queue(4, false, false);
+	for (unsigned int i = 0; i < 3; i++) {
+		DESC(i, BUF_GPA + 16 * i, 16, W, 0);
+		avail_add((uint16_t)i);
+	}
+	for (unsigned int i = 0; i < 3; i++)
+		cr_assert_eq(virtq_pop(&vq, &chain), 1);
+	cr_assert_eq(virtq_add_used(&vq, 0, 16), 0);
+	cr_assert_eq(virtq_add_used(&vq, 1, 8), 0);
+	/* Nothing is visible to the driver until the batch is published. */
+	cr_assert_eq(le16toh(used()->idx), 0);
+	virtq_publish_used(&vq);
+	cr_assert_eq(le16toh(used()->idx), 2);
+	cr_assert_eq(le32toh(used()->ring[1].len), 8);
+	cr_assert_eq(virtq_push(&vq, 2, 4), 0);
+	cr_assert_eq(le16toh(used()->idx), 3);
+}
+
+Test(virtq, add_used_beyond_queue_size_breaks)
+{
+	start_queue(2, false, false);
+	cr_assert_eq(virtq_add_used(&vq, 0, 0), 0);
+	cr_assert_eq(virtq_add_used(&vq, 1, 0), 0);
+	cr_assert_eq(virtq_add_used(&vq, 0, 0), -EIO, "a third unpublished element overwrites the first");
+	cr_assert(vq.broken);
+}

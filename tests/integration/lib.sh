@@ -1,0 +1,179 @@
+# Shared helpers for the integration suites (tests/integration/*.sh). Source it, do not run it:
+#   PROG=NAME.sh                  # the suite's name in messages (set before sourcing)
+#   . "$HERE/lib.sh"              # also sources scripts/lib/common.sh (REPO, VMM_CACHE, ...)
+#   lib_setup "$@"                # preconditions, $VMM, $KERNEL, $WORK, exit trap
+#   ... result OK|FAIL "description" ...
+#   finish                        # prints the TAP plan and exits 1 if anything failed
+# Provides:
+#   TAP: result, note, show, bail, finish (plan printed last: "1..N").
+#   Preconditions (failures, never skips: a skipped integration test proves nothing): vmm
+#     binary, kernel from scripts/fetch-kernel, usable /dev/kvm.
+#   WORK (fresh directory, removed at exit unless VMM_TEST_KEEP=1; at_exit CMD adds clean-up
+#     commands run before that), run_vmm, marker, count_marker, describe_rc, note_run,
+#     check_exit, expect_error.
+# Environment: VMM_TEST_TIMEOUT (seconds per vmm run that boots a guest; default 180, or
+#   the suite's DEFAULT_BOOT_TIMEOUT set before sourcing), VMM_TEST_KEEP=1 keeps the work
+#   directory (printed at the end).
+# shellcheck shell=bash
+
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+	echo "lib.sh: this file is a library; source it from a suite in tests/integration/" >&2
+	exit 2
+fi
+
+# shellcheck source=scripts/lib/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/common.sh"
+
+# shellcheck disable=SC2034 # used by the suites
+BOOT_TIMEOUT=${VMM_TEST_TIMEOUT:-${DEFAULT_BOOT_TIMEOUT:-180}}
+ERR_TIMEOUT=30
+
+# ---- TAP -------------------------------------------------------------------------------------
+N=0
+NFAIL=0
+DIAG=()
+bail() {
+	echo "Bail out! $*"
+	exit 1
+}
+note() { DIAG+=("$@"); }
+# result OK|FAIL DESCRIPTION: prints one TAP line (plus the collected diagnostics on failure).
+result() {
+	N=$((N + 1))
+	if [[ $1 == OK ]]; then
+		echo "ok $N - $2"
+	else
+		NFAIL=$((NFAIL + 1))
+		echo "not ok $N - $2"
+		local l
+		for l in "${DIAG[@]}"; do printf '# %s\n' "$l"; done
+	fi
+	DIAG=()
+}
+# show FILE LABEL [LINES]: the last LINES (default 40) lines of FILE as diagnostics
+# (printable, without CRs).
+show() {
+	local f=$1 label=$2 lines=${3:-40} l
+	if [[ ! -s $f ]]; then
+		note "$label: (empty)"
+		return
+	fi
+	note "$label (last $lines lines of $(wc -l <"$f")):"
+	while IFS= read -r l; do note "  $l"; done < <(tail -n "$lines" "$f" | tr -d '\r' | tr -c '[:print:]\n\t' '?')
+}
+# finish: the TAP plan, then exit 1 if any test failed.
+finish() {
+	echo "1..$N"
+	if ((NFAIL)); then
+		echo "# $NFAIL of $N failed"
+		exit 1
+	fi
+	exit 0
+}
+
+# ---- preconditions, work directory, clean-up --------------------------------------------------
+CLEANUP_CMDS=()
+# at_exit CMD: run CMD (with eval) at exit, before the work directory is removed.
+at_exit() { CLEANUP_CMDS+=("$1"); }
+cleanup() {
+	local p c
+	for p in $(jobs -p); do kill -KILL "$p" 2>/dev/null || true; done
+	for c in "${CLEANUP_CMDS[@]}"; do eval "$c" || true; done
+	if [[ -n ${VMM_TEST_KEEP:-} ]]; then
+		echo "# work directory kept: $WORK"
+	else
+		rm -rf "$WORK"
+	fi
+}
+
+# lib_setup "$@": the suite's arguments (meson passes the vmm binary). Sets VMM, KERNEL, WORK.
+lib_setup() {
+	local why
+	(($# == 1)) || bail "usage: $PROG PATH/TO/vmm (meson passes it)"
+	VMM=$1
+	[[ -x $VMM ]] || bail "vmm binary '$VMM' is missing or not executable — build it: meson compile -C build"
+	kernel_fetched || bail "kernel $VMM_KERNEL_VERSION is not in $VMM_CACHE — run scripts/fetch-kernel (scripts/test does)"
+	# shellcheck disable=SC2034 # used by the suites
+	KERNEL=$(kernel_vmlinuz)
+	if ! why=$(kvm_usable /dev/kvm); then
+		bail "no usable KVM: $why — run the integration tests through scripts/with-kvm (e.g. scripts/with-kvm meson test -C build --suite integration, as scripts/test does); it boots a nested L1 VM with KVM when the host has none"
+	fi
+	WORK=$(mktemp -d "${TMPDIR:-/tmp}/vmm-${PROG%.sh}.XXXXXX")
+	trap cleanup EXIT
+}
+
+# ---- running vmm -----------------------------------------------------------------------------
+
+# run_vmm NAME TIMEOUT ARGS...: runs vmm with stdin from /dev/null, output in NAME.out/.err,
+# exit status in RC (124: timed out; >128 otherwise: killed by signal RC-128).
+RC=0
+run_vmm() {
+	local name=$1 t=$2
+	shift 2
+	echo "$VMM $*" >"$WORK/$name.cmd"
+	RC=0
+	timeout -k 5 "$t" "$VMM" "$@" </dev/null >"$WORK/$name.out" 2>"$WORK/$name.err" || RC=$?
+}
+
+# marker NAME KEY: value of the guest's "KEY value" line (first one).
+marker() { tr -d '\r' <"$WORK/$1.out" | sed -n "s/^$2 //p" | head -n1; }
+count_marker() { tr -d '\r' <"$WORK/$1.out" | grep -c "^$2" || true; }
+
+describe_rc() {
+	case $1 in
+	124) echo "timed out" ;;
+	12[5-9]) echo "exit status $1" ;;
+	*) if (($1 > 128)); then echo "killed by signal $(($1 - 128)) ($(kill -l $(($1 - 128)) 2>/dev/null || echo '?'))"; else echo "exit status $1"; fi ;;
+	esac
+}
+
+# A vmm run that booted a guest: shows its command, status and output on failure.
+note_run() {
+	local name=$1
+	note "command: $(cat "$WORK/$name.cmd")"
+	note "vmm: $(describe_rc "$RC")"
+	show "$WORK/$name.out" "guest console (vmm stdout)"
+	show "$WORK/$name.err" "vmm stderr"
+}
+
+# check_exit NAME WANT LABEL: vmm exited with WANT, the guest reached its final action
+# (printed "VMMTEST-ACTION ...") and did not panic.
+check_exit() {
+	local name=$1 want=$2 label=$3 ok=OK
+	[[ $RC == "$want" ]] || { ok=FAIL; note "expected exit status $want"; }
+	if [[ -z $(marker "$name" VMMTEST-ACTION) ]]; then
+		ok=FAIL
+		note "the guest's init did not reach its final action"
+	fi
+	if tr -d '\r' <"$WORK/$name.out" | grep -q 'Kernel panic'; then
+		ok=FAIL
+		note "the guest kernel panicked"
+	fi
+	[[ $ok == OK ]] || note_run "$name"
+	result "$ok" "$label"
+}
+
+# expect_error LABEL WANT [PATH_IN_MESSAGE] -- VMM_ARGS...: vmm exits quickly with WANT and
+# a "vmm: error: ..." message on stderr (naming PATH_IN_MESSAGE if given), never by a signal.
+expect_error() {
+	local label=$1 want=$2 path=$3 ok=OK
+	shift 4
+	run_vmm err "$ERR_TIMEOUT" "$@"
+	if [[ $RC != "$want" ]]; then
+		ok=FAIL
+		note "expected exit status $want, got $(describe_rc "$RC")"
+	fi
+	if ! grep -q '^vmm: error: ' "$WORK/err.err"; then
+		ok=FAIL
+		note "stderr has no 'vmm: error: <what> — <what to do>' line"
+	elif [[ -n $path ]] && ! grep -qF -- "$path" "$WORK/err.err"; then
+		ok=FAIL
+		note "the message does not name '$path'"
+	fi
+	if [[ $ok == FAIL ]]; then
+		note "command: $(cat "$WORK/err.cmd")"
+		show "$WORK/err.err" "vmm stderr"
+		show "$WORK/err.out" "vmm stdout"
+	fi
+	result "$ok" "$label"
+}
