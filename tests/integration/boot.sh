@@ -146,7 +146,7 @@ fi
 run_vmm reboot_acpi "$BOOT_TIMEOUT" run --kernel "$KERNEL" --initrd "$WORK/reboot.initrd" \
 	--cpus 1 --memory 256M --no-reboot --cmdline "$CMDLINE reboot=a"
 check_exit reboot_acpi 0 "reboot=a (ACPI reset register) with --no-reboot: vmm exits 0"
-check_guest reboot_acpi 1 200 256 "boot --cpus 1 --memory 256M"
+check_guest reboot_acpi 1 180 256 "boot --cpus 1 --memory 256M"
 
 run_vmm reboot_kbd "$BOOT_TIMEOUT" run --kernel "$KERNEL" --initrd "$WORK/reboot.initrd" \
 	--cpus 4 --memory 1G --no-reboot --cmdline "$CMDLINE reboot=k"

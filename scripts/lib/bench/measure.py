@@ -35,7 +35,8 @@ PANIC_RE = re.compile(r"Kernel panic|BUG: |Oops:|soft lockup|self-detected stall
 KVM_DEBUGFS = "/sys/kernel/debug/kvm"
 # Per-VM KVM statistics kept per snapshot (each sums over the VM's vCPUs).
 KVM_STATS = ("exits", "io_exits", "mmio_exits", "halt_exits", "irq_exits",
-             "irq_window_exits", "insn_emulation", "signal_exits", "irq_injections")
+             "irq_window_exits", "insn_emulation", "signal_exits", "irq_injections",
+             "pf_taken", "pf_fixed", "pf_emulate", "hypercalls")
 
 BOOT_CMDLINE = "console=ttyS0 quiet panic=-1"
 MAC = "52:54:00:12:34:56"
@@ -157,7 +158,6 @@ class VMMRun:
         self.argv = argv
         self.log_path = log_path
         self.buf = b""
-        self.lines = []
         self.rc = None
         self.deadline = 0
 
@@ -317,13 +317,15 @@ def fmt_csv(v):
 
 BOOT_COLUMNS = ["run", "vmm", "status", "error", "time_to_marker_s", "exits",
                 "io_exits", "mmio_exits", "halt_exits", "irq_exits", "irq_window_exits",
-                "insn_emulation", "rss_total_kib", "rss_guest_ram_kib", "rss_outside_kib",
+                "irq_injections", "insn_emulation", "signal_exits", "pf_taken", "pf_fixed",
+                "pf_emulate", "hypercalls", "rss_total_kib", "rss_guest_ram_kib", "rss_outside_kib",
                 "ram_mapping", "cpu_s", "time_to_exit_s", "exit_status"]
 
 IO_COLUMNS = ["run", "vmm", "job", "status", "error", "bytes", "seconds", "iops", "mb_per_s",
               "mbit_per_s", "window_s", "cpu_s", "guest_cpu_s", "host_cpu_s", "exits",
               "io_exits", "mmio_exits", "halt_exits", "irq_exits", "irq_window_exits",
-              "irq_injections", "exits_per_gib", "cpu_s_per_gib", "host_cpu_s_per_gib",
+              "irq_injections", "insn_emulation", "signal_exits", "pf_taken", "pf_fixed",
+              "pf_emulate", "hypercalls", "exits_per_gib", "cpu_s_per_gib", "host_cpu_s_per_gib",
               "exit_status"]
 
 
