@@ -183,7 +183,9 @@ class VMMRun:
             nl = self.buf.find(b"\n")
             if nl >= 0:
                 raw, self.buf = self.buf[:nl], self.buf[nl + 1:]
-                yield self.now(), raw.decode("utf-8", "replace").replace("\r", "")
+                t, line = self.now(), raw.decode("utf-8", "replace").replace("\r", "")
+                self.console.write(f"[{t:9.3f}] {line}\n".encode())
+                yield t, line
                 continue
             left = self.deadline - self.now()
             if left <= 0:
@@ -197,10 +199,11 @@ class VMMRun:
                 continue
             if not chunk:
                 if self.buf:
-                    line, self.buf = self.buf.decode("utf-8", "replace").replace("\r", ""), b""
-                    yield self.now(), line
+                    t, line = self.now(), self.buf.decode("utf-8", "replace").replace("\r", "")
+                    self.buf = b""
+                    self.console.write(f"[{t:9.3f}] {line}\n".encode())
+                    yield t, line
                 return
-            self.console.write(chunk)
             self.buf += chunk
 
     def wait_exit(self, limit):
@@ -248,6 +251,7 @@ class VMMRun:
         return " | ".join(lines[-n:])
 
     def console_tail(self, n=3):
+        self.console.flush()
         try:
             with open(self.log_path, "rb") as f:
                 lines = [l for l in f.read().decode("utf-8", "replace").replace("\r", "").splitlines()
