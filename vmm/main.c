@@ -118,6 +118,8 @@ int main(int argc, char **argv)
 	switch (cmd) {
 	case CLI_HELP:
 		cli_print_help(stdout);
+		fputs("\n", stdout);
+		cli_print_run_help(stdout);
 		return VMM_EXIT_OK;
 	case CLI_RUN_HELP:
 		cli_print_run_help(stdout);
