@@ -30,7 +30,14 @@
 
 /* ACPI tables: RSDP first, then the other tables, all inside [start, end). */
 #define X86_ACPI_GPA            0xe0000ULL
-#define X86_ACPI_END            0x100000ULL
+#define X86_ACPI_END            X86_RESET_VECTOR_GPA
+
+/*
+ * The real-mode reset vector (F000:FFF0). There is no BIOS: a few bytes there
+ * write the ACPI reset register, so a kernel that falls back to a "BIOS"
+ * reboot (Linux does on HW-reduced ACPI without EFI) still resets the VM.
+ */
+#define X86_RESET_VECTOR_GPA    0xffff0ULL
 
 #define X86_HIMEM_GPA           0x100000ULL     /* bzImage protected-mode kernel */
 

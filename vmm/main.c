@@ -71,6 +71,7 @@ static int run_guest(const struct vmm_config *cfg, const struct boot_image *img,
 		int ret, sig;
 		enum vm_stop_reason reason;
 
+		log_info("boot %u: creating the VM", boot);
 		ret = vm_create(&vm, cfg, img);
 		if (!ret)
 			ret = vm_start(&vm);
@@ -82,7 +83,9 @@ static int run_guest(const struct vmm_config *cfg, const struct boot_image *img,
 			 (unsigned long long)(cfg->memory >> 20));
 		sig = wait_for_stop(&vm, sig_fd);
 		reason = (enum vm_stop_reason)atomic_load(&vm.stop_reason);
+		log_info("boot %u: stopping the VM (reason %d)", boot, (int)reason);
 		vm_destroy(&vm);
+		log_info("boot %u: VM destroyed", boot);
 
 		switch (reason) {
 		case VM_POWEROFF:

@@ -75,6 +75,20 @@ static int write_gdt(const struct guest_mem *mem)
 	return guest_mem_write(mem, X86_GDT_GPA, gdt, sizeof(gdt));
 }
 
+/* The code at the reset vector: write the ACPI reset value to the reset register, then halt. */
+static int write_reset_vector(const struct guest_mem *mem)
+{
+	const uint8_t code[] = {
+		0xb0, X86_ACPI_RESET_VALUE,				/* mov al, value */
+		0xba, X86_ACPI_RESET_PORT & 0xff, X86_ACPI_RESET_PORT >> 8,	/* mov dx, port */
+		0xee,							/* out dx, al */
+		0xf4,							/* 1: hlt */
+		0xeb, 0xfd,						/* jmp 1b */
+	};
+
+	return guest_mem_write(mem, X86_RESET_VECTOR_GPA, code, sizeof(code));
+}
+
 /* Reads size bytes at file offset off straight into guest RAM at gpa. */
 static int read_file_to_guest(const struct guest_mem *mem, int fd, uint64_t off, uint64_t size,
 			      uint64_t gpa)
@@ -111,6 +125,8 @@ int x86_boot_load(const struct guest_mem *mem, const struct boot_image *img,
 	ret = write_page_tables(mem);
 	if (!ret)
 		ret = write_gdt(mem);
+	if (!ret)
+		ret = write_reset_vector(mem);
 	if (!ret)
 		ret = read_file_to_guest(mem, img->kernel_fd, info->setup_size, info->kernel_size,
 					 layout->kernel_gpa);

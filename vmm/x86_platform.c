@@ -33,6 +33,7 @@ static void acpi_port_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t 
 			log_warn("the guest asked for ACPI sleep type %u, which is not offered; ignored",
 				 (data[0] >> X86_ACPI_SLP_TYP_SHIFT) & 0x7);
 	} else if (port == X86_ACPI_RESET_PORT && data[0] == X86_ACPI_RESET_VALUE) {
+		log_info("the guest reset the machine through the ACPI reset register");
 		vm_request_stop(vm, VM_RESET);
 	}
 }
@@ -46,8 +47,10 @@ static void i8042_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
 		memset(data, 0, len);
 		return;
 	}
-	if (offset == X86_I8042_CMD_PORT - X86_I8042_DATA_PORT && data[0] == X86_I8042_CMD_RESET)
+	if (offset == X86_I8042_CMD_PORT - X86_I8042_DATA_PORT && data[0] == X86_I8042_CMD_RESET) {
+		log_info("the guest reset the machine through the i8042 controller");
 		vm_request_stop(vm, VM_RESET);
+	}
 }
 
 int x86_platform_init(struct vm *vm)
