@@ -172,20 +172,12 @@ while ((SECONDS < deadline)); do
 	fi
 	sleep 0.5
 done
-if ((boots >= 2)); then
-	result OK "without --no-reboot the guest boots again after reboot -f (init ran $boots times)"
+# Stop vmm first, so that the diagnostics below show how it ended.
+term=''
+if [[ -z $alive ]]; then
+	RC=0
+	wait "$pid" || RC=$?
 else
-	if [[ -z $alive ]]; then
-		RC=0
-		wait "$pid" || RC=$?
-		note "vmm ended before the second boot"
-	else
-		note "the guest's init ran $boots time(s) within $((2 * BOOT_TIMEOUT)) s"
-	fi
-	note_run "$name"
-	result FAIL "without --no-reboot the guest boots again after reboot -f"
-fi
-if [[ -n $alive ]]; then
 	t0=$SECONDS
 	kill -TERM "$pid" 2>/dev/null || true
 	(sleep 10 && kill -KILL "$pid" 2>/dev/null) &
@@ -196,18 +188,30 @@ if [[ -n $alive ]]; then
 	wait "$watchdog" 2>/dev/null || true
 	elapsed=$((SECONDS - t0))
 	if ((RC == 128 + 9)); then
-		note "vmm did not exit within 10 s of SIGTERM; killed it"
-		note_run "$name"
-		result FAIL "SIGTERM stops vmm within 10 s"
+		term="vmm did not exit within 10 s of SIGTERM; killed it"
 	elif ((RC > 128 && RC != 128 + 15)); then
-		note "vmm crashed after SIGTERM"
-		note_run "$name"
-		result FAIL "SIGTERM stops vmm within 10 s"
-	else
-		result OK "SIGTERM stops vmm within 10 s ($(describe_rc "$RC") after ${elapsed} s)"
+		term="vmm crashed after SIGTERM"
 	fi
+fi
+if ((boots >= 2)); then
+	result OK "without --no-reboot the guest boots again after reboot -f (init ran $boots times)"
 else
+	if [[ -z $alive ]]; then
+		note "vmm ended by itself before the second boot"
+	else
+		note "the guest's init ran $boots time(s) within $((2 * BOOT_TIMEOUT)) s (then vmm got SIGTERM)"
+	fi
+	note_run "$name"
+	result FAIL "without --no-reboot the guest boots again after reboot -f"
+fi
+if [[ -z $alive ]]; then
 	result FAIL "SIGTERM stops vmm within 10 s (vmm was not running any more)"
+elif [[ -n $term ]]; then
+	note "$term"
+	note_run "$name"
+	result FAIL "SIGTERM stops vmm within 10 s"
+else
+	result OK "SIGTERM stops vmm within 10 s ($(describe_rc "$RC") after ${elapsed} s)"
 fi
 
 finish
