@@ -1,25 +1,27 @@
 #!/usr/bin/env bash
 # Integration suite "virtio" (TAP): boots Debian's stock kernel under vmm on real KVM with
-# virtio-mmio devices (two disks, one read-only; a net device on a tap; rng; console) and
-# checks, from markers the guest's /init prints, that the stock drivers find every device
-# and that data moves through them intact:
-#   run "devices" (one boot): device ids and drivers in /sys/bus/virtio, /dev nodes and
-#     sizes, the read-only disk (ro flag, writes fail, contents read back), /dev/hwrng
-#     bytes, a marker through /dev/hvc0 into --console file=, a 64 MiB random pattern
-#     written to /dev/vda (hash in the guest, read back, hash of the image on the host),
-#     ping and 64 MiB each way over TCP between the guest and a tap in this (L1) machine,
-#     and vmm -v's per-device counters (no QueueNotify by MMIO exit; ioeventfd used);
-#   run "ext4-root" (one boot, a fresh vmm): the initramfs mounts /dev/vda (an ext4 image
-#     built here with mkfs.ext4 -d) and switch_roots into it; the ext4 root's init checks
-#     the mount, writes a file (read back here with debugfs; e2fsck finds the image clean),
-#     and hashes the disk written by the first run, now a read-only /dev/vdb;
-#   error paths of --disk / --net / --console (no boot).
+# virtio-mmio devices and checks, from markers the guest's /init prints, that the stock
+# drivers find every device and that data moves through them intact. Two boots:
+#   run "devices": two disks (vdb readonly=on), net on a tap in this machine, rng, console
+#     in a file, vmm -v. Device ids and drivers in /sys/bus/virtio, /dev nodes and sizes;
+#     vdb's ro flag, a failing write, its contents; 64 bytes from /dev/hwrng; a line through
+#     /dev/hvc0 into the --console file; a 64 MiB random pattern written to /dev/vda with
+#     O_DIRECT, read back in the guest and hashed on the host; ping and 64 MiB each way over
+#     TCP between the guest and the tap; vmm -v's per-device counters at exit (no
+#     QueueNotify by MMIO exit, ioeventfd used).
+#   run "ext4-root" (a fresh vmm): the initramfs mounts /dev/vda, an ext4 image built here
+#     with mkfs.ext4 -d, and switch_roots into it; that root's /sbin/init checks the mount,
+#     writes a file (read back here with debugfs; e2fsck then finds the image clean) and
+#     hashes the first run's data disk, now a read-only /dev/vdb.
+# Plus the error paths of --disk, --net and --console (no boot).
 # Usage: tests/integration/virtio.sh PATH/TO/vmm
 #   Normally run by meson: scripts/with-kvm meson test -C build --suite integration
 #   Needs /dev/kvm (scripts/with-kvm provides one), scripts/fetch-kernel's kernel, root (for
-#   the tap), and iproute2, socat and e2fsprogs (scripts/install-deps).
+#   the tap) and iproute2, socat, e2fsprogs, busybox-static (scripts/install-deps).
 # Environment: VMM_TEST_TIMEOUT (seconds per vmm run that boots a guest, default 300),
 #   VMM_TEST_KEEP=1 keeps the work directory (printed at the end).
+# Every process started here costs ~0.4 s in scripts/nested's emulated L1, so the checks use
+# bash builtins where they can.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
@@ -28,9 +30,11 @@ DEFAULT_BOOT_TIMEOUT=300
 # shellcheck source=tests/integration/lib.sh
 . "$HERE/lib.sh"
 lib_setup "$@"
+T0=$SECONDS
+phase() { echo "# [$((SECONDS - T0)) s] $*"; }
 
 # ---- more preconditions ------------------------------------------------------------------------
-IP=/usr/sbin/ip # iproute2 (busybox's ip applet has no tuntap)
+IP=/usr/sbin/ip # iproute2: busybox's ip applet has no tuntap
 need() { # need PATH PACKAGE
 	[[ -x $1 ]] || bail "$1 not found — run scripts/install-deps (Debian package $2)"
 }
@@ -40,10 +44,10 @@ need /usr/sbin/mkfs.ext4 e2fsprogs
 need /usr/sbin/debugfs e2fsprogs
 need /usr/sbin/e2fsck e2fsprogs
 need /bin/busybox busybox-static
-((EUID == 0)) || bail "the virtio suite creates a tap interface and needs root — run it as root (scripts/with-kvm's nested L1 runs as root)"
+((EUID == 0)) || bail "the virtio suite creates a tap interface and needs root — run it as root (scripts/with-kvm's nested L1 runs it as root)"
 
 MIB=$((1024 * 1024))
-PATTERN_BYTES=$((64 * MIB)) # the random pattern written to the disk and sent over TCP
+PATTERN_BYTES=$((64 * MIB)) # random pattern the guest writes to vda and sends over TCP
 DATA_BYTES=$((80 * MIB))    # data disk: the pattern, then 16 MiB that must stay zero
 RO_BYTES=$((8 * MIB))       # read-only disk, random contents
 RX_BYTES=$((64 * MIB))      # sent from L1 to the guest
@@ -55,35 +59,112 @@ TX_PORT=5001 # guest -> L1
 RX_PORT=5002 # L1 -> guest
 TOKEN=vmmtest-$$-$RANDOM$RANDOM
 CMDLINE="console=ttyS0 quiet panic=-1"
+# ext4 and what it needs, dependencies first (checked against the modules' depends= below;
+# crc32c_generic is ext4's soft dependency "crypto-crc32c", which depends= does not list).
+EXT4_MODULES="crc16 mbcache jbd2 crc32c_generic ext4"
 
-sha() { sha256sum | cut -d' ' -f1; }
-elapsed() { echo "# $1 took $2 s"; }
+# sha_of FILE VAR: VAR := sha256 of FILE.
+sha_of() {
+	local h _
+	read -r h _ < <(sha256sum "$1")
+	printf -v "$2" '%s' "$h"
+}
+# nap SECONDS: sleep without starting a process.
+mkfifo "$WORK/nap.fifo"
+exec {NAP_FD}<>"$WORK/nap.fifo"
+nap() { read -r -t "$1" -u "$NAP_FD" _ || true; }
 
-# ---- initramfs --------------------------------------------------------------------------------
-# The cached base (busybox + the virtio drivers) plus ext4 and its dependencies.
-"$REPO/scripts/mkinitramfs" guest-base "$WORK/base.cpio" --add-modules "ext4" ||
-	bail "scripts/mkinitramfs guest-base --add-modules ext4 failed"
+# note_run once per run: later failures of the same run refer to it.
+declare -A SHOWN=()
+note_run_once() {
+	if [[ -n ${SHOWN[$1]+x} ]]; then
+		note "(guest console and vmm stderr of run \"$1\": see test ${SHOWN[$1]} above)"
+	else
+		SHOWN[$1]=$((N + 1))
+		note_run "$1"
+	fi
+}
+# check NAME LABEL CONDITION_RC DIAGNOSTIC...: one TAP result for run NAME.
+check() {
+	local name=$1 label=$2 rc=$3
+	shift 3
+	if ((rc == 0)); then
+		result OK "$label"
+	else
+		(($#)) && note "$@"
+		note_run_once "$name"
+		result FAIL "$label"
+	fi
+}
+# guest_timeline: the guest's "VMMTEST-T UPTIME STEP" lines as TAP comments.
+guest_timeline() {
+	local l
+	for l in "${MARK_LINES[@]}"; do
+		[[ $l == "VMMTEST-T "* ]] && echo "#   guest ${l#VMMTEST-T }"
+	done
+	return 0
+}
 
-cat >"$WORK/vmmtest.env" <<EOF
+# ---- guest files ----------------------------------------------------------------------------
+# OV is merged onto the base initramfs (scripts/mkinitramfs guest-base: busybox and the
+# virtio drivers): /vmmtest (settings, ext4 modules) and socat with its libraries.
+OV=$WORK/overlay
+KMOD=$(kernel_modules_dir)
+mkdir -p "$OV/vmmtest/modules"
+paths=()
+for m in $EXT4_MODULES; do paths+=(-name "$m.ko" -o); done
+mapfile -t found < <(find "$KMOD/kernel" "${paths[@]}" -false)
+((${#found[@]} == 5)) || bail "expected the 5 modules $EXT4_MODULES in $KMOD, found: ${found[*]} — check the kernel from scripts/fetch-kernel"
+cp "${found[@]}" "$OV/vmmtest/modules/"
+# Each module's depends= must come earlier in EXT4_MODULES or in the base.
+base_mods=" virtio_ring virtio virtio_mmio virtio_blk failover net_failover virtio_net virtio_console virtio_rng "
+seen=" "
+deps=()
+while IFS= read -r l; do
+	m=${l##*/}
+	m=${m%%.ko:*}
+	deps+=("$m ${l#*depends=}")
+done < <(cd "$OV/vmmtest/modules" && grep -Hao 'depends=[a-z0-9_,-]*' ./*.ko)
+for m in $EXT4_MODULES; do
+	for l in "${deps[@]}"; do
+		[[ $l == "$m "* ]] || continue
+		IFS=, read -r -a ds <<<"${l#* }"
+		for d in "${ds[@]}"; do
+			[[ $seen$base_mods == *" $d "* ]] ||
+				bail "module $m depends on $d, which is not loaded before it — update EXT4_MODULES in $PROG"
+		done
+	done
+	seen+="$m "
+done
+# socat and the libraries ldd lists, at their paths.
+mapfile -t libs < <(ldd /usr/bin/socat | grep -o '/[^ ]*')
+cp -L --parents /usr/bin/socat "${libs[@]}" "$OV/"
+
+cat >"$OV/vmmtest/env" <<EOF
 PATTERN_BYTES=$PATTERN_BYTES
-RO_BYTES=$RO_BYTES
 GUEST_MAC=$GUEST_MAC
 HOST_IP=$HOST_IP
 GUEST_IP=$GUEST_IP
 TX_PORT=$TX_PORT
 RX_PORT=$RX_PORT
 TOKEN=$TOKEN
+EXT4_MODULES="$EXT4_MODULES"
 EOF
 
-# Shared start of both inits: mounts, modules, waiting for the device nodes.
-cat >"$WORK/common.sh" <<'EOF'
+# The initramfs's /init: common start, then run "devices" or (vmmtest=ext4 on the kernel
+# command line) the switch into the ext4 root.
+cat >"$WORK/init" <<'EOF'
+#!/bin/sh
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
-. /etc/vmmtest.env
+. /vmmtest/env
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
+t() { read -r up _ </proc/uptime; echo "VMMTEST-T $up $*"; }
 echo "VMMTEST-BOOT-START"
+t init started
 if /sbin/load-modules; then echo "VMMTEST-MODULES ok"; else echo "VMMTEST-MODULES failed"; fi
+t virtio modules loaded
 # wait_for PATH...: up to 10 s for device nodes (devtmpfs adds them asynchronously).
 wait_for() {
 	i=0
@@ -94,17 +175,34 @@ wait_for() {
 		sleep 0.2
 		i=$((i + 1))
 	done
-	echo "VMMTEST-WAIT missing after 10 s: $*"
+	echo "VMMTEST-WAIT still missing after 10 s: $*"
 	return 1
 }
-EOF
+read -r cmdline </proc/cmdline
 
-# Run "devices": every device, data through the disks, the network, rng and console.
-cat >"$WORK/devices.init" <<'EOF'
-#!/bin/sh
-. /etc/vmmtest-common.sh
+case " $cmdline " in
+*" vmmtest=ext4 "*)
+	for m in $EXT4_MODULES; do
+		insmod "/vmmtest/modules/$m.ko" || echo "VMMTEST-INSMOD $m failed"
+	done
+	wait_for /dev/vda
+	mkdir -p /newroot
+	if mount -t ext4 /dev/vda /newroot; then
+		echo "VMMTEST-EXT4-MOUNT ok"
+		t ext4 mounted
+		umount /proc /sys /dev
+		exec switch_root /newroot /sbin/init
+		echo "VMMTEST-SWITCH-ROOT failed"
+	else
+		echo "VMMTEST-EXT4-MOUNT failed"
+	fi
+	echo "VMMTEST-ACTION poweroff (from the initramfs)"
+	poweroff -f
+	sleep 5
+	;;
+esac
+
 wait_for /dev/vda /dev/vdb /dev/hwrng /dev/hvc0
-
 devs=''
 for d in /sys/bus/virtio/devices/*; do
 	[ -e "$d/device" ] || continue
@@ -116,80 +214,78 @@ echo "VMMTEST-VIRTIO-DEVICES $(echo $devs | tr ' ' '\n' | sort | tr '\n' ' ')"
 nodes=''
 for n in vda vdb hwrng hvc0; do [ -e /dev/$n ] && nodes="$nodes $n"; done
 echo "VMMTEST-DEVNODES$nodes"
-echo "VMMTEST-VDA-BYTES $(($(cat /sys/block/vda/size) * 512))"
-echo "VMMTEST-VDB-BYTES $(($(cat /sys/block/vdb/size) * 512))"
+read -r s </sys/block/vda/size
+echo "VMMTEST-VDA-BYTES $((s * 512))"
+read -r s </sys/block/vdb/size
+echo "VMMTEST-VDB-BYTES $((s * 512))"
 
 # read-only disk
-echo "VMMTEST-VDB-RO $(cat /sys/block/vdb/ro)"
+read -r ro </sys/block/vdb/ro
+echo "VMMTEST-VDB-RO $ro"
 if dd if=/dev/zero of=/dev/vdb bs=4096 count=1 oflag=direct conv=notrunc,fsync 2>/tmp/err; then
 	echo "VMMTEST-VDB-WRITE succeeded"
 else
 	echo "VMMTEST-VDB-WRITE failed: $(grep -v records /tmp/err | head -n1)"
 fi
 echo "VMMTEST-VDB-SHA $(sha256sum </dev/vdb | cut -d' ' -f1)"
+t vdb checked
 
 # rng
 timeout 30 head -c 64 /dev/hwrng >/tmp/rng
-echo "VMMTEST-RNG-CURRENT $(cat /sys/class/misc/hw_random/rng_current)"
+read -r cur </sys/class/misc/hw_random/rng_current
+echo "VMMTEST-RNG-CURRENT $cur"
 echo "VMMTEST-RNG-BYTES $(wc -c </tmp/rng)"
 echo "VMMTEST-RNG-HEX $(od -An -v -tx1 /tmp/rng | tr -d ' \n')"
 
 # console
 if echo "VMMTEST-HVC0 $TOKEN" >/dev/hvc0; then echo "VMMTEST-HVC-WRITE ok"; else echo "VMMTEST-HVC-WRITE failed"; fi
+t rng and hvc0 done
 
 # disk: write a random pattern with O_DIRECT, read it back past the page cache
 head -c "$PATTERN_BYTES" /dev/urandom >/tmp/pattern
+t pattern made
 echo "VMMTEST-PATTERN-SHA $(sha256sum </tmp/pattern | cut -d' ' -f1)"
+t pattern hashed
 if dd if=/tmp/pattern of=/dev/vda bs=1M oflag=direct conv=notrunc,fsync 2>/tmp/err; then
 	echo "VMMTEST-VDA-WRITE ok"
 else
 	echo "VMMTEST-VDA-WRITE failed: $(grep -v records /tmp/err | head -n1)"
 fi
-sync
+t pattern written to vda
 echo 3 >/proc/sys/vm/drop_caches
 echo "VMMTEST-VDA-READBACK-SHA $(dd if=/dev/vda bs=1M count=$((PATTERN_BYTES / 1048576)) iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1)"
+t vda read back
 
 # network
 iface=''
 for n in /sys/class/net/*; do
-	[ "$(cat "$n/address")" = "$GUEST_MAC" ] && iface=${n##*/}
+	read -r a <"$n/address"
+	[ "$a" = "$GUEST_MAC" ] && iface=${n##*/}
 done
 echo "VMMTEST-NET-IFACE ${iface:-none} $(ls /sys/class/net | tr '\n' ' ')"
 if [ -n "$iface" ]; then
 	ip link set "$iface" up
 	ip addr add "$GUEST_IP/24" dev "$iface"
-	# L1 -> guest: listen first (L1's sender retries until it connects)
+	ping -c 3 -W 10 "$HOST_IP" >/tmp/ping 2>&1
+	echo "VMMTEST-PING $(grep 'packets transmitted' /tmp/ping)"
+	t ping done
+	# L1 -> guest: listen, then say so (L1 starts its sender on that line)
 	( timeout 200 socat -u "TCP-LISTEN:$RX_PORT,reuseaddr" CREATE:/tmp/rx
 	  echo "VMMTEST-NET-RX-EXIT $?" ) &
 	rxpid=$!
-	ping -c 3 -W 10 "$HOST_IP" >/tmp/ping 2>&1
-	echo "VMMTEST-PING $(grep 'packets transmitted' /tmp/ping)"
-	# guest -> L1
+	i=0
+	while [ $i -lt 50 ] && ! netstat -ltn 2>/dev/null | grep -q ":$RX_PORT "; do sleep 0.2; i=$((i + 1)); done
+	echo "VMMTEST-NET-LISTENING $RX_PORT"
+	# guest -> L1, at the same time
 	timeout 200 socat -u FILE:/tmp/pattern "TCP:$HOST_IP:$TX_PORT,connect-timeout=30"
 	echo "VMMTEST-NET-TX-EXIT $?"
+	t sent to L1
 	wait $rxpid
+	t received from L1
 	echo "VMMTEST-NET-RX-SHA $(sha256sum </tmp/rx | cut -d' ' -f1) $(wc -c </tmp/rx)"
+	t received data hashed
 fi
 echo "VMMTEST-ACTION poweroff"
-poweroff -f
-sleep 5
-EOF
-
-# Run "ext4-root": the initramfs only mounts the ext4 disk and switches into it.
-cat >"$WORK/ext4.init" <<'EOF'
-#!/bin/sh
-. /etc/vmmtest-common.sh
-wait_for /dev/vda
-mkdir -p /newroot
-if mount -t ext4 /dev/vda /newroot; then
-	echo "VMMTEST-EXT4-MOUNT ok"
-	umount /proc /sys /dev
-	exec switch_root /newroot /sbin/init
-	echo "VMMTEST-SWITCH-ROOT failed"
-else
-	echo "VMMTEST-EXT4-MOUNT failed"
-fi
-echo "VMMTEST-ACTION poweroff (from the initramfs)"
 poweroff -f
 sleep 5
 EOF
@@ -202,6 +298,7 @@ export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
+t() { read -r up _ </proc/uptime; echo "VMMTEST-T $up $*"; }
 echo "VMMTEST-EXT4-INIT $(cat /etc/vmmtest-token)"
 echo "VMMTEST-ROOT-MOUNT $(mount | grep ' on / ' | tr '\n' ';')"
 if echo "$TOKEN written by the guest" >/guest-wrote && sync; then
@@ -211,47 +308,43 @@ else
 fi
 i=0
 while [ ! -e /dev/vdb ] && [ $i -lt 50 ]; do sleep 0.2; i=$((i + 1)); done
-echo "VMMTEST-VDB-PATTERN-SHA $(head -c "$PATTERN_BYTES" /dev/vdb | sha256sum | cut -d' ' -f1)"
+echo "VMMTEST-VDB-PATTERN-SHA $(dd if=/dev/vdb bs=1M count=$((PATTERN_BYTES / 1048576)) iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1)"
+t vdb hashed
 if mount -o remount,ro /; then echo "VMMTEST-REMOUNT-RO ok"; else echo "VMMTEST-REMOUNT-RO failed"; fi
 echo "VMMTEST-ACTION poweroff"
 poweroff -f
 sleep 5
 EOF
 
-"$REPO/scripts/mkinitramfs" overlay "$WORK/devices.overlay" --init "$WORK/devices.init" \
-	--file "$WORK/common.sh:/etc/vmmtest-common.sh" --file "$WORK/vmmtest.env:/etc/vmmtest.env" \
-	--binary /usr/bin/socat || bail "scripts/mkinitramfs overlay failed"
-cat "$WORK/base.cpio" "$WORK/devices.overlay" >"$WORK/devices.initrd"
-"$REPO/scripts/mkinitramfs" overlay "$WORK/ext4.overlay" --init "$WORK/ext4.init" \
-	--file "$WORK/common.sh:/etc/vmmtest-common.sh" --file "$WORK/vmmtest.env:/etc/vmmtest.env" ||
-	bail "scripts/mkinitramfs overlay failed"
-cat "$WORK/base.cpio" "$WORK/ext4.overlay" >"$WORK/ext4.initrd"
+BASE=$("$REPO/scripts/mkinitramfs" guest-base) || bail "scripts/mkinitramfs guest-base failed"
+"$REPO/scripts/mkinitramfs" overlay "$WORK/overlay.cpio" --init "$WORK/init" \
+	--file "$OV/vmmtest:/vmmtest" --file "$OV/lib:/lib" --file "$OV/lib64:/lib64" \
+	--file "$OV/usr:/usr" || bail "scripts/mkinitramfs overlay failed"
+cat "$BASE" "$WORK/overlay.cpio" >"$WORK/initrd"
 
 # ---- disk images ------------------------------------------------------------------------------
 truncate -s "$DATA_BYTES" "$WORK/data.img"
 head -c "$RO_BYTES" /dev/urandom >"$WORK/ro.img"
-RO_SHA=$(sha <"$WORK/ro.img")
+sha_of "$WORK/ro.img" RO_SHA
 head -c "$RX_BYTES" /dev/urandom >"$WORK/l1-data"
-RX_SHA=$(sha <"$WORK/l1-data")
+sha_of "$WORK/l1-data" RX_SHA
 
-# ext4 root: static busybox with its applet links, the init above, the token and settings.
+# ext4 root: the base archive's busybox and applet links, the init above, token, settings.
 R=$WORK/rootfs
-mkdir -p "$R"/{bin,sbin,usr/bin,usr/sbin,etc,proc,sys,dev,tmp,mnt}
-chmod 1777 "$R/tmp"
-cp /bin/busybox "$R/bin/busybox"
-while IFS= read -r applet; do
-	[[ $applet == bin/busybox || $applet == sbin/init ]] && continue
-	ln -sf /bin/busybox "$R/$applet"
-done < <(/bin/busybox --list-full)
-install -m 755 "$WORK/ext4-root.init" "$R/sbin/init"
+mkdir "$R"
+(cd "$R" && cpio -id --quiet <"$BASE")
+rm -f "$R/sbin/init"
+cp "$WORK/ext4-root.init" "$R/sbin/init"
+chmod 755 "$R/sbin/init"
 echo "$TOKEN" >"$R/etc/vmmtest-token"
-cp "$WORK/vmmtest.env" "$R/etc/vmmtest.env"
+cp "$OV/vmmtest/env" "$R/etc/vmmtest.env"
 truncate -s 64M "$WORK/root.ext4"
 mkfs.ext4 -q -F -L vmmroot -d "$R" "$WORK/root.ext4" >"$WORK/mkfs.log" 2>&1 ||
 	bail "mkfs.ext4 -d failed: $(tail -n3 "$WORK/mkfs.log")"
+phase "guest files and images ready"
 
 # ---- error paths (no boot) --------------------------------------------------------------------
-B=(run --kernel "$KERNEL" --initrd "$WORK/ext4.initrd" --memory 256M)
+B=(run --kernel "$KERNEL" --initrd "$WORK/initrd" --memory 256M)
 head -c 1000 /dev/zero >"$WORK/odd.img"
 mkdir "$WORK/disk-dir"
 expect_error "--disk with a missing file: exit 2 naming the path" 2 "$WORK/no-such.img" -- \
@@ -277,44 +370,65 @@ expect_error "--console with neither pty nor file=: exit 2" 2 "" -- \
 nine=()
 for ((i = 0; i < 9; i++)); do nine+=(--disk "path=$WORK/ro.img,readonly=on"); done
 expect_error "nine --disk options (at most 8): exit 2" 2 "" -- "${B[@]}" "${nine[@]}"
-if /usr/sbin/ip link show vmmtapx >/dev/null 2>&1; then
+if [[ -e /sys/class/net/vmmtapx ]]; then
 	note "a failed vmm run left the interface vmmtapx behind"
 	$IP link del vmmtapx 2>/dev/null || true
 	result FAIL "failed --net runs leave no tap interface behind"
 else
 	result OK "failed --net runs leave no tap interface behind"
 fi
+phase "error paths done"
 
 # ---- network set-up in this (L1) machine ----------------------------------------------------
-if $IP link show "$TAP" >/dev/null 2>&1; then
+[[ ! -e /sys/class/net/$TAP ]] ||
 	bail "interface $TAP exists already — another run of this suite is using it, or one was killed: delete it with $IP link del $TAP"
-fi
 $IP tuntap add dev "$TAP" mode tap >"$WORK/tap.log" 2>&1 ||
 	bail "cannot create tap $TAP ($(cat "$WORK/tap.log")) — the tun module and root are needed (scripts/with-kvm's L1 has both)"
 at_exit "$IP link del $TAP"
 $IP addr add "$HOST_IP/24" dev "$TAP"
 $IP link set "$TAP" up
 
-# Background helpers: guest -> L1 receiver, L1 -> guest sender (retries until the guest listens).
+# guest -> L1: a receiver listening before the boot.
 timeout "$BOOT_TIMEOUT" socat -u "TCP-LISTEN:$TX_PORT,bind=$HOST_IP,reuseaddr" "CREATE:$WORK/l1-received" \
 	>"$WORK/socat-rx.log" 2>&1 &
 rx_pid=$!
-timeout "$BOOT_TIMEOUT" socat -u "FILE:$WORK/l1-data" \
-	"TCP:$GUEST_IP:$RX_PORT,retry=$BOOT_TIMEOUT,interval=1,connect-timeout=5" >"$WORK/socat-tx.log" 2>&1 &
+# L1 -> guest: a sender started when the guest prints VMMTEST-NET-LISTENING (its console is
+# followed with read, no process per poll).
+: >"$WORK/devices.out"
+(
+	exec {fd}<"$WORK/devices.out"
+	buf=''
+	deadline=$((SECONDS + BOOT_TIMEOUT))
+	while ((SECONDS < deadline)); do
+		if IFS= read -r -u "$fd" chunk; then
+			line=$buf$chunk
+			buf=''
+			if [[ $line == VMMTEST-NET-LISTENING* ]]; then
+				echo "the guest listens; socat sends $RX_BYTES bytes" >"$WORK/socat-tx.log"
+				exec timeout 200 socat -u "FILE:$WORK/l1-data" "TCP:$GUEST_IP:$RX_PORT,connect-timeout=30" \
+					>>"$WORK/socat-tx.log" 2>&1
+			fi
+		else
+			buf+=$chunk
+			nap 0.5
+		fi
+	done
+	echo "the guest did not print VMMTEST-NET-LISTENING within $BOOT_TIMEOUT s" >"$WORK/socat-tx.log"
+	exit 99
+) &
 tx_pid=$!
 
 # ---- run "devices" ------------------------------------------------------------------------------
-t0=$SECONDS
-run_vmm devices "$BOOT_TIMEOUT" run -v --kernel "$KERNEL" --initrd "$WORK/devices.initrd" \
+run_vmm devices "$BOOT_TIMEOUT" run -v --kernel "$KERNEL" --initrd "$WORK/initrd" \
 	--cpus 2 --memory 768M --cmdline "$CMDLINE" \
 	--disk path="$WORK/data.img" --disk path="$WORK/ro.img",readonly=on \
 	--net tap="$TAP",mac="$GUEST_MAC" --rng --console file="$WORK/hvc.log"
-elapsed 'run "devices"' $((SECONDS - t0))
+phase 'run "devices" done'
 # reap_job PID VAR: VAR := the helper's exit status (killed if still running 10 s after vmm).
 reap_job() {
 	local pid=$1 n=0 st=0
 	while kill -0 "$pid" 2>/dev/null && ((n < 20)); do
-		sleep 0.5
+		nap 0.5
 		n=$((n + 1))
 	done
 	kill -TERM "$pid" 2>/dev/null || true
@@ -325,150 +439,127 @@ rx_rc='' tx_rc=''
 reap_job "$rx_pid" rx_rc
 reap_job "$tx_pid" tx_rc
 
-M() { marker devices "$1"; }
+load_markers devices
+guest_timeline
+f=$NFAIL
 check_exit devices 0 'run "devices": the guest powers off, vmm exits 0'
+((NFAIL == f)) || SHOWN[devices]=$N
 
-# 1. devices found
+# 1. every device is found
 want="0x0001:virtio_net 0x0002:virtio_blk 0x0002:virtio_blk 0x0003:virtio_console 0x0004:virtio_rng "
-got=$(M VMMTEST-VIRTIO-DEVICES)
-if [[ $got == "$want" ]]; then
-	result OK "/sys/bus/virtio: 2 blk, net, console, rng, each bound to its driver"
-else
-	note "expected '$want'" "got      '$got'  (device id:driver)"
-	note_run devices
-	result FAIL "/sys/bus/virtio: 2 blk, net, console, rng, each bound to its driver"
-fi
-got=$(M VMMTEST-DEVNODES)
-if [[ $got == "vda vdb hwrng hvc0" ]]; then
-	result OK "/dev/vda, /dev/vdb, /dev/hwrng and /dev/hvc0 exist"
-else
-	note "present: '$got'"
-	note_run devices
-	result FAIL "/dev/vda, /dev/vdb, /dev/hwrng and /dev/hvc0 exist"
-fi
-if [[ $(M VMMTEST-VDA-BYTES) == "$DATA_BYTES" && $(M VMMTEST-VDB-BYTES) == "$RO_BYTES" ]]; then
-	result OK "the guest's disk sizes match the images ($DATA_BYTES and $RO_BYTES bytes)"
-else
-	note "vda: '$(M VMMTEST-VDA-BYTES)' bytes, want $DATA_BYTES; vdb: '$(M VMMTEST-VDB-BYTES)', want $RO_BYTES"
-	note_run devices
-	result FAIL "the guest's disk sizes match the images"
-fi
+got=${MARK[VMMTEST-VIRTIO-DEVICES]-}
+c=0; [[ $got == "$want" ]] || c=1
+check devices "/sys/bus/virtio: 2 blk, net, console, rng, each bound to its driver" $c \
+	"expected '$want'" "got      '$got'  (device id:driver)"
+got=${MARK[VMMTEST-DEVNODES]-}
+c=0; [[ $got == "vda vdb hwrng hvc0" ]] || c=1
+check devices "/dev/vda, /dev/vdb, /dev/hwrng and /dev/hvc0 exist" $c "present: '$got'"
+va=${MARK[VMMTEST-VDA-BYTES]-} vb=${MARK[VMMTEST-VDB-BYTES]-}
+c=0; [[ $va == "$DATA_BYTES" && $vb == "$RO_BYTES" ]] || c=1
+check devices "the guest's disk sizes match the images ($DATA_BYTES and $RO_BYTES bytes)" $c \
+	"vda: '$va' bytes, want $DATA_BYTES; vdb: '$vb', want $RO_BYTES"
 
 # read-only disk
-ok=OK
-[[ $(M VMMTEST-VDB-RO) == 1 ]] || { ok=FAIL; note "/sys/block/vdb/ro is '$(M VMMTEST-VDB-RO)', want 1"; }
-[[ $(M VMMTEST-VDB-WRITE) == failed* ]] || { ok=FAIL; note "writing to /dev/vdb: '$(M VMMTEST-VDB-WRITE)'"; }
-now=$(sha <"$WORK/ro.img")
-[[ $now == "$RO_SHA" ]] || { ok=FAIL; note "ro.img changed on the host during the run"; }
-[[ $ok == OK ]] || note_run devices
-result $ok "readonly=on: vdb is read-only in the guest (ro=1, a write fails: $(M VMMTEST-VDB-WRITE | cut -c1-60)), the image is unchanged"
-if [[ $(M VMMTEST-VDB-SHA) == "$RO_SHA" ]]; then
-	result OK "the guest reads the read-only disk's 8 MiB intact (sha256 matches the image)"
-else
-	note "guest sha256 of /dev/vdb: '$(M VMMTEST-VDB-SHA)'" "image: $RO_SHA"
-	note_run devices
-	result FAIL "the guest reads the read-only disk's 8 MiB intact"
-fi
+now=''
+sha_of "$WORK/ro.img" now
+w=${MARK[VMMTEST-VDB-WRITE]-}
+c=0; [[ ${MARK[VMMTEST-VDB-RO]-} == 1 && $w == failed* && $now == "$RO_SHA" ]] || c=1
+check devices "readonly=on: vdb is read-only in the guest (ro=1; a write ${w:0:60}), the image is unchanged" $c \
+	"/sys/block/vdb/ro: '${MARK[VMMTEST-VDB-RO]-}' (want 1); writing to /dev/vdb: '$w' (want failed...)" \
+	"ro.img's sha256 before the run: $RO_SHA, after: $now"
+got=${MARK[VMMTEST-VDB-SHA]-}
+c=0; [[ $got == "$RO_SHA" ]] || c=1
+check devices "the guest reads the read-only disk's 8 MiB intact (sha256 matches the image)" $c \
+	"guest sha256 of /dev/vdb: '$got'" "image: $RO_SHA"
 
 # 5. rng
-hex=$(M VMMTEST-RNG-HEX)
-if [[ $(M VMMTEST-RNG-BYTES) == 64 && $hex =~ ^[0-9a-f]{128}$ && ! $hex =~ ^0+$ ]]; then
-	result OK "/dev/hwrng ($(M VMMTEST-RNG-CURRENT)) gives 64 bytes, not all zero"
-else
-	note "bytes read: '$(M VMMTEST-RNG-BYTES)', hex: '$hex', rng_current: '$(M VMMTEST-RNG-CURRENT)'"
-	note_run devices
-	result FAIL "/dev/hwrng gives 64 bytes, not all zero"
-fi
+hex=${MARK[VMMTEST-RNG-HEX]-}
+c=0; [[ ${MARK[VMMTEST-RNG-BYTES]-} == 64 && $hex =~ ^[0-9a-f]{128}$ && ! $hex =~ ^0+$ ]] || c=1
+check devices "/dev/hwrng (${MARK[VMMTEST-RNG-CURRENT]-?}) gives 64 bytes, not all zero" $c \
+	"bytes read: '${MARK[VMMTEST-RNG-BYTES]-}', hex: '$hex', rng_current: '${MARK[VMMTEST-RNG-CURRENT]-}'"
 
 # 6. console
-if [[ $(M VMMTEST-HVC-WRITE) == ok ]] && tr -d '\r' <"$WORK/hvc.log" | grep -qxF "VMMTEST-HVC0 $TOKEN"; then
+if [[ ${MARK[VMMTEST-HVC-WRITE]-} == ok ]] && file_has_line "$WORK/hvc.log" "VMMTEST-HVC0 $TOKEN"; then
 	result OK "a line written to /dev/hvc0 is in the --console file"
 else
-	note "write to /dev/hvc0: '$(M VMMTEST-HVC-WRITE)'; wanted the line 'VMMTEST-HVC0 $TOKEN' in the file"
+	note "write to /dev/hvc0: '${MARK[VMMTEST-HVC-WRITE]-}'; wanted the line 'VMMTEST-HVC0 $TOKEN' in the file"
 	show "$WORK/hvc.log" "console file"
-	note_run devices
+	note_run_once devices
 	result FAIL "a line written to /dev/hvc0 is in the --console file"
 fi
 
 # 2. disk data
-P=$(M VMMTEST-PATTERN-SHA)
-if [[ $P =~ ^[0-9a-f]{64}$ && $(M VMMTEST-VDA-WRITE) == ok && $(M VMMTEST-VDA-READBACK-SHA) == "$P" ]]; then
-	result OK "64 MiB written to /dev/vda with O_DIRECT read back intact in the guest"
-else
-	note "pattern sha256: '$P'; write: '$(M VMMTEST-VDA-WRITE)'; read back: '$(M VMMTEST-VDA-READBACK-SHA)'"
-	note_run devices
-	result FAIL "64 MiB written to /dev/vda with O_DIRECT read back intact in the guest"
-fi
-host_sha=$(head -c "$PATTERN_BYTES" "$WORK/data.img" | sha)
-if [[ -n $P && $host_sha == "$P" ]]; then
-	result OK "the host's image holds the guest's 64 MiB pattern (sha256 of its first 64 MiB)"
-else
-	note "image's first 64 MiB: $host_sha; guest's pattern: '$P'"
-	note_run devices
-	result FAIL "the host's image holds the guest's 64 MiB pattern"
-fi
+P=${MARK[VMMTEST-PATTERN-SHA]-}
+rb=${MARK[VMMTEST-VDA-READBACK-SHA]-}
+c=0; [[ $P =~ ^[0-9a-f]{64}$ && ${MARK[VMMTEST-VDA-WRITE]-} == ok && $rb == "$P" ]] || c=1
+check devices "64 MiB written to /dev/vda with O_DIRECT read back intact in the guest" $c \
+	"pattern sha256: '$P'; write: '${MARK[VMMTEST-VDA-WRITE]-}'; read back: '$rb'"
+read -r host_sha _ < <(head -c "$PATTERN_BYTES" "$WORK/data.img" | sha256sum)
+c=0; [[ -n $P && $host_sha == "$P" ]] || c=1
+check devices "the host's image holds the guest's 64 MiB pattern (sha256 of its first 64 MiB)" $c \
+	"image's first 64 MiB: $host_sha; guest's pattern: '$P'"
 if tail -c +$((PATTERN_BYTES + 1)) "$WORK/data.img" | cmp -s -n $((DATA_BYTES - PATTERN_BYTES)) - /dev/zero; then
 	result OK "the image's last 16 MiB, past the pattern, are still zero"
 else
-	note "bytes after the pattern changed: $(tail -c +$((PATTERN_BYTES + 1)) "$WORK/data.img" | cmp -n $((DATA_BYTES - PATTERN_BYTES)) - /dev/zero 2>&1 | head -n1)"
+	note "the bytes after the pattern changed"
 	result FAIL "the image's last 16 MiB, past the pattern, are still zero"
 fi
 
 # 4. network
-iface=$(M VMMTEST-NET-IFACE)
-if [[ $iface == eth* ]]; then
-	result OK "the guest has a network interface with --net's mac $GUEST_MAC (${iface%% *})"
-else
-	note "interface with $GUEST_MAC, then all interfaces: '$iface'"
-	note_run devices
-	result FAIL "the guest has a network interface with --net's mac $GUEST_MAC"
-fi
-ping=$(M VMMTEST-PING)
-if [[ $ping == "3 packets transmitted, 3 packets received"* ]]; then
-	result OK "the guest pings $HOST_IP on the tap: 3 of 3 answered"
-else
-	note "ping summary: '$ping'"
-	note_run devices
-	result FAIL "the guest pings $HOST_IP on the tap: 3 of 3 answered"
-fi
+iface=${MARK[VMMTEST-NET-IFACE]-}
+c=0; [[ $iface == eth* ]] || c=1
+check devices "the guest has a network interface with --net's mac $GUEST_MAC (${iface%% *})" $c \
+	"interface with $GUEST_MAC, then all interfaces: '$iface'"
+ping=${MARK[VMMTEST-PING]-}
+c=0; [[ $ping == "3 packets transmitted, 3 packets received"* ]] || c=1
+check devices "the guest pings $HOST_IP on the tap: 3 of 3 answered" $c "ping summary: '$ping'"
 got=''
-[[ -f $WORK/l1-received ]] && got=$(sha <"$WORK/l1-received")
-if [[ -n $P && $got == "$P" && $(M VMMTEST-NET-TX-EXIT) == 0 ]]; then
+[[ -f $WORK/l1-received ]] && sha_of "$WORK/l1-received" got
+if [[ -n $P && $got == "$P" && ${MARK[VMMTEST-NET-TX-EXIT]-} == 0 ]]; then
 	result OK "guest -> L1 over TCP: 64 MiB arrive intact (sha256 matches the guest's)"
 else
-	note "guest's socat exit status: '$(M VMMTEST-NET-TX-EXIT)'; L1 receiver's: $rx_rc"
+	note "guest's socat exit status: '${MARK[VMMTEST-NET-TX-EXIT]-}'; L1 receiver's: $rx_rc"
 	note "received $(stat -c %s "$WORK/l1-received" 2>/dev/null || echo no) bytes, sha256 '$got'; guest's pattern '$P'"
 	show "$WORK/socat-rx.log" "L1 receiver (socat) output"
-	note_run devices
+	note_run_once devices
 	result FAIL "guest -> L1 over TCP: 64 MiB arrive intact"
 fi
-got=$(M VMMTEST-NET-RX-SHA)
+got=${MARK[VMMTEST-NET-RX-SHA]-}
 if [[ $got == "$RX_SHA $RX_BYTES" ]]; then
 	result OK "L1 -> guest over TCP: 64 MiB arrive intact (sha256 matches)"
 else
 	note "guest's sha256 and size of what it received: '$got'; sent: $RX_SHA $RX_BYTES"
-	note "guest's listener exit status: '$(M VMMTEST-NET-RX-EXIT)'; L1 sender's: $tx_rc"
+	note "guest's listener exit status: '${MARK[VMMTEST-NET-RX-EXIT]-}'; L1 sender's: $tx_rc"
+	[[ -s $WORK/socat-tx.log ]] ||
+		note "(the L1 sender never started: the guest did not print VMMTEST-NET-LISTENING)"
 	show "$WORK/socat-tx.log" "L1 sender (socat) output"
-	note_run devices
+	note_run_once devices
 	result FAIL "L1 -> guest over TCP: 64 MiB arrive intact"
 fi
 
-# 7. notifications: vmm -v's counters at exit, one line per device.
-# check_counters NAME DEVICES...: each device has a line with 0 by MMIO exit; blk and net
-# devices took notifications by ioeventfd.
+# 7. notifications: vmm -v's counters at exit, "vmm: DEV: N queue notifications by
+# ioeventfd, N by MMIO exit, N interrupts".
+# check_counters NAME DEVICES...: every device has its line with 0 by MMIO exit; blk and
+# net devices took notifications by ioeventfd.
 check_counters() {
 	local name=$1 dev line ioev mmio ok=OK
+	local -A lines=()
 	shift
+	while IFS= read -r line; do
+		line=${line//$'\r'/}
+		[[ $line =~ ^vmm:\ (virtio-[a-z]+[0-9]+):\ [0-9]+\ queue\ notifications ]] &&
+			lines[${BASH_REMATCH[1]}]=$line
+	done <"$WORK/$name.err"
 	for dev in "$@"; do
-		line=$(tr -d '\r' <"$WORK/$name.err" | grep "^vmm: $dev: " | tail -n1)
+		line=${lines[$dev]-}
 		if [[ ! $line =~ ^vmm:\ $dev:\ ([0-9]+)\ queue\ notifications\ by\ ioeventfd,\ ([0-9]+)\ by\ MMIO\ exit,\ ([0-9]+)\ interrupts$ ]]; then
 			ok=FAIL
-			note "$dev: no counter line ('vmm: $dev: N queue notifications by ioeventfd, N by MMIO exit, N interrupts') in vmm -v's stderr"
+			note "$dev: no line 'vmm: $dev: N queue notifications by ioeventfd, N by MMIO exit, N interrupts' on vmm -v's stderr"
 			continue
 		fi
 		ioev=${BASH_REMATCH[1]}
 		mmio=${BASH_REMATCH[2]}
-		echo "# $line"
+		echo "#   $line"
 		((mmio == 0)) || { ok=FAIL; note "$dev: $mmio queue notifications took the MMIO exit path"; }
 		if [[ $dev == virtio-blk* || $dev == virtio-net* ]] && ((ioev == 0)); then
 			ok=FAIL
@@ -476,53 +567,45 @@ check_counters() {
 		fi
 	done
 	[[ $ok == OK ]] || show "$WORK/$name.err" "vmm stderr"
-	result $ok "run \"$name\": vmm -v counters: 0 notifications by MMIO exit for $*; ioeventfd used by the disks and net"
+	local users="the disks"
+	[[ " $* " == *" virtio-net"* ]] && users+=" and net"
+	result $ok "run \"$name\": vmm -v: no queue notification by MMIO exit ($*); ioeventfd used by $users"
 }
 check_counters devices virtio-blk0 virtio-blk1 virtio-net0 virtio-rng0 virtio-console0
 
 # ---- run "ext4-root" ---------------------------------------------------------------------------
-t0=$SECONDS
-run_vmm ext4 "$BOOT_TIMEOUT" run -v --kernel "$KERNEL" --initrd "$WORK/ext4.initrd" \
-	--cpus 2 --memory 512M --cmdline "$CMDLINE root=/dev/vda rootfstype=ext4" \
+run_vmm ext4-root "$BOOT_TIMEOUT" run -v --kernel "$KERNEL" --initrd "$WORK/initrd" \
+	--cpus 2 --memory 512M --cmdline "$CMDLINE vmmtest=ext4" \
 	--disk path="$WORK/root.ext4" --disk path="$WORK/data.img",readonly=on
-elapsed 'run "ext4-root"' $((SECONDS - t0))
-E() { marker ext4 "$1"; }
-check_exit ext4 0 'run "ext4-root": the guest powers off, vmm exits 0'
-if [[ $(E VMMTEST-EXT4-MOUNT) == ok && $(E VMMTEST-EXT4-INIT) == "$TOKEN" ]]; then
-	result OK "the initramfs mounts the ext4 /dev/vda and switch_root runs its /sbin/init"
-else
-	note "mount in the initramfs: '$(E VMMTEST-EXT4-MOUNT)'; marker of the ext4 root's init: '$(E VMMTEST-EXT4-INIT)' (want $TOKEN)"
-	note_run ext4
-	result FAIL "the initramfs mounts the ext4 /dev/vda and switch_root runs its /sbin/init"
-fi
-got=$(E VMMTEST-ROOT-MOUNT)
-if [[ $got == "/dev/vda on / type ext4 "* ]]; then
-	result OK "mount shows /dev/vda as ext4 on /: ${got%;}"
-else
-	note "mount's line for /: '$got'"
-	note_run ext4
-	result FAIL "mount shows /dev/vda as ext4 on /"
-fi
+phase 'run "ext4-root" done'
+load_markers ext4-root
+guest_timeline
+f=$NFAIL
+check_exit ext4-root 0 'run "ext4-root": the guest powers off, vmm exits 0'
+((NFAIL == f)) || SHOWN[ext4-root]=$N
+c=0; [[ ${MARK[VMMTEST-EXT4-MOUNT]-} == ok && ${MARK[VMMTEST-EXT4-INIT]-} == "$TOKEN" ]] || c=1
+check ext4-root "the initramfs mounts the ext4 /dev/vda and switch_root runs its /sbin/init" $c \
+	"mount in the initramfs: '${MARK[VMMTEST-EXT4-MOUNT]-}'; the ext4 root's init printed: '${MARK[VMMTEST-EXT4-INIT]-}' (want $TOKEN)"
+got=${MARK[VMMTEST-ROOT-MOUNT]-}
+c=0; [[ $got == "/dev/vda on / type ext4 "* ]] || c=1
+check ext4-root "mount shows /dev/vda as ext4 on /: ${got%;}" $c "mount's line for /: '$got'"
 ok=OK
-[[ $(E VMMTEST-EXT4-WRITE) == ok && $(E VMMTEST-REMOUNT-RO) == ok ]] ||
-	{ ok=FAIL; note "write: '$(E VMMTEST-EXT4-WRITE)', remount read-only: '$(E VMMTEST-REMOUNT-RO)'"; }
+[[ ${MARK[VMMTEST-EXT4-WRITE]-} == ok && ${MARK[VMMTEST-REMOUNT-RO]-} == ok ]] ||
+	{ ok=FAIL; note "write: '${MARK[VMMTEST-EXT4-WRITE]-}', remount read-only: '${MARK[VMMTEST-REMOUNT-RO]-}'"; }
 got=$(debugfs -R "cat /guest-wrote" "$WORK/root.ext4" 2>/dev/null) || true
-[[ $got == "$TOKEN written by the guest" ]] || { ok=FAIL; note "debugfs cat /guest-wrote: '$got'"; }
+[[ $got == "$TOKEN written by the guest" ]] || { ok=FAIL; note "debugfs -R 'cat /guest-wrote': '$got'"; }
 if ! e2fsck -fn "$WORK/root.ext4" >"$WORK/e2fsck.log" 2>&1; then
 	ok=FAIL
 	note "e2fsck -fn finds problems:"
 	show "$WORK/e2fsck.log" "e2fsck" 20
 fi
-[[ $ok == OK ]] || note_run ext4
+[[ $ok == OK ]] || note_run_once ext4-root
 result $ok "a file the guest wrote on the ext4 root is on the image (debugfs), and e2fsck finds it clean"
-got=$(E VMMTEST-VDB-PATTERN-SHA)
-if [[ -n $P && $got == "$P" ]]; then
-	result OK "a fresh vmm reads the 64 MiB pattern back intact from the first run's disk (now read-only vdb)"
-else
-	note "sha256 of vdb's first 64 MiB in the guest: '$got'; pattern: '$P'"
-	note_run ext4
-	result FAIL "a fresh vmm reads the 64 MiB pattern back intact from the first run's disk"
-fi
-check_counters ext4 virtio-blk0 virtio-blk1
+got=${MARK[VMMTEST-VDB-PATTERN-SHA]-}
+c=0; [[ -n $P && $got == "$P" ]] || c=1
+check ext4-root "a fresh vmm reads the 64 MiB pattern back intact from the first run's disk (now read-only vdb)" $c \
+	"sha256 of vdb's first 64 MiB in the guest: '$got'; pattern: '$P'"
+check_counters ext4-root virtio-blk0 virtio-blk1
 
+phase "done"
 finish
