@@ -3,7 +3,9 @@
 # console starting with "BENCH-"; the harness on the host side parses these lines:
 #   BENCH-INFO <text>              informational (engine, link state, ...)
 #   BENCH-BEGIN <job>              the job starts now (harness snapshots CPU time and exits)
-#   BENCH-END <job> <exit status>  the job has ended (second snapshot)
+#   BENCH-START <job>              optional: the job's measured part starts (snapshot again)
+#   BENCH-STOP <job>               optional: the job's measured part has ended (snapshot)
+#   BENCH-END <job> <exit status>  the job has ended (second snapshot, unless STOP came)
 #   BENCH-RESULT <job> k=v ...     the job's own numbers (printed after BENCH-END)
 #   BENCH-ERROR <text>             the guest cannot go on
 #   BENCH-DONE                     all jobs ran; the guest powers off next

@@ -261,12 +261,16 @@ class VMMRun:
         return " | ".join(lines[-n:])
 
 
-def vmm_argv(kind, w, initrd, cpus, mem_mib, cmdline, disk=None, tap=None):
+def vmm_argv(kind, w, initrd, cpus, mem_mib, cmdline, disk=None, tools=None, tap=None):
+    """The VMM's command line. disk: the benchmark disk (O_DIRECT); tools: a read-only
+    image with the guest's tools (page cache, default caching of both VMMs)."""
     if kind == "vmm":
         argv = [w.vmm, "run", "--kernel", w.kernel, "--initrd", initrd, "--cpus", str(cpus),
                 "--memory", f"{mem_mib}M", "--cmdline", cmdline]
         if disk:
             argv += ["--disk", f"path={disk},direct=on"]
+        if tools:
+            argv += ["--disk", f"path={tools},readonly=on"]
         if tap:
             argv += ["--net", f"tap={tap},mac={MAC},vhost=off"]
         return argv
@@ -275,6 +279,9 @@ def vmm_argv(kind, w, initrd, cpus, mem_mib, cmdline, disk=None, tap=None):
     if disk:
         argv += ["-drive", f"id=d0,file={disk},format=raw,if=none,cache=none,aio=threads",
                  "-device", "virtio-blk-device,drive=d0"]
+    if tools:
+        argv += ["-drive", f"id=d1,file={tools},format=raw,if=none,readonly=on",
+                 "-device", "virtio-blk-device,drive=d1"]
     if tap:
         argv += ["-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no,vhost=off",
                  "-device", f"virtio-net-device,netdev=n0,mac={MAC}"]
@@ -389,7 +396,7 @@ def io_vm_run(kind, w, suite, run, runs, out, argv, jobs, job_limit, parse_resul
     name = common.VMM_NAMES[kind]
     r = VMMRun(argv, os.path.join(out, "logs", f"{suite}-{run}-{kind}.log"))
     rows = {j: {"run": run, "vmm": kind, "job": j, "status": "fail"} for j in jobs}
-    begin = {}
+    begin, stop = {}, {}
     current = None
     try:
         r.start()
@@ -404,12 +411,17 @@ def io_vm_run(kind, w, suite, run, runs, out, argv, jobs, job_limit, parse_resul
                 what, rest = m.group(1), (m.group(2) or "").strip()
                 parts = rest.split()
                 job = parts[0] if parts else ""
-                if what == "BEGIN" and job in rows:
+                if what in ("BEGIN", "START") and job in rows:
                     begin[job] = snapshot(r.pid, t)
+                    stop.pop(job, None)
                     current = job
                     r.deadline = t + job_limit
+                elif what == "STOP" and job in begin:
+                    stop[job] = snapshot(r.pid, t)
+                    current = None
+                    r.deadline = t + JOB_SLACK  # the next job's START, or the END lines
                 elif what == "END" and job in begin:
-                    fill_window(rows[job], begin[job], snapshot(r.pid, t))
+                    fill_window(rows[job], begin[job], stop.get(job) or snapshot(r.pid, t))
                     grc = parts[1] if len(parts) > 1 else "?"
                     rows[job]["_grc"] = grc
                     if grc != "0":
@@ -553,7 +565,8 @@ def blk_suite(w, runs, out, runtime):
         limit = runtime + JOB_SLACK
         for run in range(1, runs + 1):
             for kind in order(run):
-                argv = vmm_argv(kind, w, w.initrd("blk"), 1, common.IO_GUEST_MIB, cmdline, disk=disk)
+                argv = vmm_argv(kind, w, w.initrd("blk"), 1, common.IO_GUEST_MIB, cmdline,
+                                disk=disk, tools=w.file("blk-tools.img"))
                 failures += io_vm_run(kind, w, "blk", run, runs, out, argv, jobs, limit,
                                       parse_fio, csvf)
     except (StepFailed, subprocess.TimeoutExpired) as e:
@@ -681,11 +694,15 @@ class Work:
         self.qemu = shutil.which("qemu-system-x86_64") or "qemu-system-x86_64"
         self.meta = {}
 
-    def initrd(self, suite):
-        path = os.path.join(self.scratch, f"{suite}.initrd")
+    def file(self, name):
+        """A prepared file, copied to local storage on first use."""
+        path = os.path.join(self.scratch, name)
         if not os.path.exists(path):
-            shutil.copy2(os.path.join(self.work, f"{suite}.initrd"), path)
+            shutil.copy2(os.path.join(self.work, name), path)
         return path
+
+    def initrd(self, suite):
+        return self.file(f"{suite}.initrd")
 
 
 def warm_qemu(qemu):
@@ -733,7 +750,8 @@ def environment(w, args):
         load = " ".join(f.read().split()[:3])
     nested = os.path.isdir("/run/nested") and os.path.exists("/run/nested/cmd.sh")
     return {
-        "where": "nested L1 VM (scripts/with-kvm, QEMU TCG)" if nested else "directly on this machine",
+        "where": ("in a nested L1 VM (scripts/with-kvm: QEMU TCG on the host)" if nested
+                  else "directly on this machine"),
         "kernel_running": platform.release(),
         "cpus": os.cpu_count(),
         "cpu_model": cpu,

@@ -23,7 +23,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 KVM_BREAKDOWN = ["exits", "io_exits", "mmio_exits", "halt_exits", "irq_exits",
-                 "irq_window_exits", "irq_injections", "insn_emulation"]
+                 "irq_window_exits", "irq_injections", "insn_emulation", "signal_exits",
+                 "pf_taken", "hypercalls"]
 COLORS = {"vmm": 0x1F77B4, "qemu": 0xFF7F0E}
 
 
@@ -151,23 +152,29 @@ def suite_markdown(sd, meta, plots):
 
 
 def breakdown_markdown(sd):
-    """Median KVM exit counts by reason (what the guest did that needed the host)."""
-    jobs = [None] if sd.suite == "boot" else (common.BLK_JOBS if sd.suite == "blk" else common.NET_JOBS)
-    head = "| KVM statistic (median" + (" up to the marker)" if sd.suite == "boot" else " per job window)")
-    cols = []
-    for j in jobs:
-        for k in ("vmm", "qemu"):
-            cols.append((j, k))
+    """Median KVM exit counts by reason (what the guest did that needed the host): up to
+    the marker for boot, per GiB moved for blk and net."""
     if not any(r["status"] == "ok" for r in sd.rows):
         return []
+    boot = sd.suite == "boot"
+    jobs = [None] if boot else (common.BLK_JOBS if sd.suite == "blk" else common.NET_JOBS)
+    cols = [(j, k) for j in jobs for k in ("vmm", "qemu")]
+    head = ("| KVM statistic (median, up to the marker)" if boot
+            else "| KVM statistic (median per GiB moved)")
     lines = [head + " | " + " | ".join(
         (f"{j} " if j else "") + common.VMM_NAMES[k] for j, k in cols) + " |",
         "|---" + "|---:" * len(cols) + "|"]
     for stat in KVM_BREAKDOWN:
         cells = []
         for j, k in cols:
-            vals = [num(r.get(stat)) for r in sd.rows
-                    if r["vmm"] == k and r["status"] == "ok" and (j is None or r.get("job") == j)]
+            vals = []
+            for r in sd.rows:
+                if r["vmm"] != k or r["status"] != "ok" or (j is not None and r.get("job") != j):
+                    continue
+                v, b = num(r.get(stat)), num(r.get("bytes"))
+                if v is not None and not boot:
+                    v = v / (b / (1 << 30)) if b else None
+                vals.append(v)
             v = median(vals)
             cells.append("—" if v is None else f"{v:,.0f}")
         lines.append(f"| {stat} | " + " | ".join(cells) + " |")
@@ -190,8 +197,9 @@ def suite_conditions(s, meta):
                 "`-drive …,format=raw,cache=none,aio=threads -device virtio-blk-device`. fio "
                 f"{meta.get('fio_version', '')} in the guest on /dev/vda: direct=1, iodepth 16, "
                 f"{meta.get('fio_runtime_s', '?')} s per job (time_based), io_uring (libaio if "
-                "io_uring fails). CPU = utime+stime of the VMM process over the job (guest time "
-                "of its vCPU threads included), exits = KVM exits over the job; both per GiB "
+                "io_uring fails); fio itself comes from a second, read-only virtio-blk disk. "
+                "CPU = utime+stime of the VMM process over the job's I/O loop (guest time of its "
+                "vCPU thread included), exits = KVM exits over the same window; both per GiB "
                 "that fio moved.")
     return (f"Guest: 1 vCPU, {common.IO_GUEST_MIB} MiB. Network: "
             f"{info.get('net_link', 'tap with link-local addresses')}; vmm `--net tap=…,vhost=off`, "
@@ -236,7 +244,7 @@ def plot_suite(sd, out_dir):
                 d.write("0 NaN\n")
             d.write("\n\n")
     g = [
-        f"set terminal svg size {cols * 300},{rows * 280 + 40} dynamic noenhanced "
+        f"set terminal svg size {cols * 300},{rows * 300 + 40} dynamic noenhanced "
         'font "sans,11" background rgb "white"',
         f"set output {gp_str(svg_path)}",
         f"set multiplot layout {rows},{cols} title "
@@ -249,16 +257,15 @@ def plot_suite(sd, out_dir):
         "set xtics nomirror scale 0",
         "set ytics nomirror",
         "unset key",
-        "set format y '%.3g'",
     ]
     for i, m in enumerate(ms):
         med = sd.medians(m)
         vals = [v for k in ("vmm", "qemu") for st, v in sd.runs_of(m, k) if st == "ok" and v is not None]
         t = m.target_value(med["qemu"])
         met = m.met(med["vmm"], med["qemu"])
-        sub = "no target" if not m.target else f"target vmm {m.target_text()}: " + (
+        sub = "no target" if not m.target else f"target {m.target_text()}: " + (
             "n/a" if met is None else "met" if met else "NOT met")
-        g.append(f"set title {gp_str(m.title)} . \"\\n\" . {gp_str(sub)}")
+        g.append("set title " + ' . "\\n" . '.join(gp_str(x) for x in m.plot_title + [sub]))
         g.append("unset arrow")
         g.append("unset label")
         if not vals:
@@ -268,6 +275,7 @@ def plot_suite(sd, out_dir):
             continue
         top = max(vals + ([t] if t is not None else []))
         g.append(f"set yrange [0:{top * 1.15 if top > 0 else 1!r}]")
+        g.append("set format y '%.0s%c'" if top >= 10000 else "set format y '%g'")
         if t is not None:
             g.append(f"set arrow from -0.6,{t!r} to 1.6,{t!r} nohead dt 2 lw 1.5 lc rgb '#d62728'")
         g.append(f"plot {gp_str(data_path)} index {2 * i} using 1:3:4:xtic(2) with boxes lc rgb variable, "
