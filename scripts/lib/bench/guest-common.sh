@@ -18,7 +18,6 @@ fail() {
 }
 # arg NAME DEFAULT: value of bench.NAME=... on the kernel command line.
 arg() {
-	local v
 	v=$(tr ' ' '\n' </proc/cmdline | sed -n "s/^bench\.$1=//p" | head -n1)
 	echo "${v:-$2}"
 }

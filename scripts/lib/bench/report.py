@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
@@ -301,7 +302,9 @@ def header(meta, runs, suites, out_dir):
             f"({meta.get('cpu_model', '?')}), {meta.get('mem_total_mib', '?')} MiB, Linux "
             f"{meta.get('kernel_running', '?')}; load average {meta.get('loadavg_start', '?')} at "
             f"the start, {meta.get('loadavg_end', '?')} at the end; {meta.get('seconds', '?')} s of "
-            "measuring.")
+            "measuring."
+            + (f" The host ({meta['host_cpus']} CPUs) had a load average of "
+               f"{meta['host_loadavg']} (start / end)." if meta.get("host_loadavg") else ""))
         lines.append(f"{meta.get('vmm_version', 'vmm')} (git {meta.get('git', '?')}) vs "
                      f"{meta.get('qemu_version', 'QEMU')}; guest kernel {meta.get('guest_kernel', '?')}.")
     else:
