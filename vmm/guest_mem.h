@@ -66,6 +66,19 @@ void *guest_mem_ptr_partial(const struct guest_mem *m, uint64_t gpa, uint64_t *l
 int guest_mem_read(const struct guest_mem *m, uint64_t gpa, void *dst, uint64_t len);
 int guest_mem_write(const struct guest_mem *m, uint64_t gpa, const void *src, uint64_t len);
 
+/* Whether the host gives memfd (shmem) mappings transparent huge pages. */
+enum guest_mem_thp {
+	GUEST_MEM_THP_UNKNOWN,
+	GUEST_MEM_THP_OFF,
+	GUEST_MEM_THP_ON,
+};
+
+/* The default path of the host's shmem THP setting. */
+#define GUEST_MEM_SHMEM_THP_SYSFS "/sys/kernel/mm/transparent_hugepage/shmem_enabled"
+
+/* Reads the shmem THP mode from sysfs_path (GUEST_MEM_SHMEM_THP_SYSFS, or a test file). */
+enum guest_mem_thp guest_mem_thp_status(const char *sysfs_path);
+
 /* Host RAM in bytes the machine can provide (physical RAM plus swap). */
 uint64_t guest_mem_host_limit(void);
 

@@ -59,7 +59,8 @@ enum vcpu_exit_action vcpu_handle_exit(struct kvm_run *run, const struct io_bus 
 	case KVM_EXIT_INTR:
 		return VCPU_EXIT_CONTINUE;
 	case KVM_EXIT_SHUTDOWN:
-		/* A triple fault: what a PC does is reset. */
+		/* A triple fault: what a PC does is reset (Linux's reboot=t does it on purpose). */
+		log_info("vCPU %u: the guest triple-faulted; resetting it", index);
 		return VCPU_EXIT_RESET;
 	case KVM_EXIT_SYSTEM_EVENT:
 		switch (run->system_event.type) {

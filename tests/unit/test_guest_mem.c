@@ -401,3 +401,76 @@ Test(guest_mem, host_limit)
 
 	cr_assert_gt(lim, 16 * MIB);
 }
+
+/* ---- huge page friendliness ---- */
+
+/* KVM maps a 2 MiB nested page only when the host mapping is 2 MiB-aligned too. */
+Test(guest_mem, mapping_is_2mib_aligned)
+{
+	for (int i = 0; i < 4; i++) {
+		struct guest_mem_range r = { 0, (uint64_t)(i + 1) * 2 * MIB };
+
+		cr_assert_eq(guest_mem_init(&mem, &r, 1, false), 0);
+		cr_assert_eq((uintptr_t)mem.base % (2 * MIB), 0, "base %p", (void *)mem.base);
+		mem.base[r.size - 1] = 1;
+		guest_mem_destroy(&mem);
+	}
+}
+
+static int count_mappings(void)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	int n = 0, c;
+
+	cr_assert_not_null(f);
+	while ((c = fgetc(f)) != EOF)
+		n += c == '\n';
+	fclose(f);
+	return n;
+}
+
+/* The alignment slack around the mapping is given back: nothing is left after destroy. */
+Test(guest_mem, alignment_slack_is_not_leaked)
+{
+	struct guest_mem_range r = { 0, 6 * MIB };
+	int before;
+
+	cr_assert_eq(guest_mem_init(&mem, &r, 1, false), 0);
+	guest_mem_destroy(&mem);
+	before = count_mappings();
+	for (int i = 0; i < 32; i++) {
+		cr_assert_eq(guest_mem_init(&mem, &r, 1, false), 0);
+		guest_mem_destroy(&mem);
+	}
+	cr_assert_eq(count_mappings(), before);
+}
+
+static enum guest_mem_thp thp_from(const char *text)
+{
+	char path[] = "/tmp/vmm-thp-XXXXXX";
+	int fd = mkstemp(path);
+	enum guest_mem_thp t;
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	t = guest_mem_thp_status(path);
+	unlink(path);
+	return t;
+}
+
+Test(guest_mem, thp_status_parses_the_selected_mode)
+{
+	cr_assert_eq(thp_from("always within_size advise [never] deny force\n"), GUEST_MEM_THP_OFF);
+	cr_assert_eq(thp_from("always within_size advise never [deny] force\n"), GUEST_MEM_THP_OFF);
+	cr_assert_eq(thp_from("always within_size [advise] never deny force\n"), GUEST_MEM_THP_ON);
+	cr_assert_eq(thp_from("[always] within_size advise never deny force\n"), GUEST_MEM_THP_ON);
+	cr_assert_eq(thp_from("always [within_size] advise never deny force\n"), GUEST_MEM_THP_ON);
+	cr_assert_eq(thp_from("always within_size advise never deny [force]\n"), GUEST_MEM_THP_ON);
+	/* Unreadable, empty or unexpected contents are "unknown", never a crash. */
+	cr_assert_eq(thp_from(""), GUEST_MEM_THP_UNKNOWN);
+	cr_assert_eq(thp_from("always advise never"), GUEST_MEM_THP_UNKNOWN);
+	cr_assert_eq(thp_from("[sometimes]"), GUEST_MEM_THP_UNKNOWN);
+	cr_assert_eq(thp_from("["), GUEST_MEM_THP_UNKNOWN);
+	cr_assert_eq(guest_mem_thp_status("/nonexistent/shmem_enabled"), GUEST_MEM_THP_UNKNOWN);
+}

@@ -22,10 +22,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fake_driver.h"
 #include "virtio/blk.h"
 #include "virtio/devices.h"
-#include "vmm/event_loop.h"
-#include "vmm/guest_mem.h"
 #include "vmm/util.h"
 
 #define SECTOR		512
@@ -929,60 +928,17 @@ Test(blk_setup, readers_share)
 
 /* ---- End to end through the transport ---- */
 
-#define RAM_SIZE	(1 << 20)
 #define RING_SIZE	8
-#define DESC_GPA	0x1000
-#define AVAIL_GPA	0x2000
-#define USED_GPA	0x3000
-#define HDR_GPA		0x4000
-#define DATA_GPA	0x5000
-#define STATUS_GPA	0x6000
 
-static uint8_t *ram;
-static struct guest_mem mem;
-static struct event_loop loop;
-static struct virtio_host host;
 static struct virtio_mmio_dev *vdev;
-
-static int fake_ioeventfd(struct virtio_host *h, uint64_t addr, uint32_t datamatch, int fd,
-			  bool assign)
-{
-	return 0;
-}
-
-static int fake_irqfd(struct virtio_host *h, uint32_t gsi, int fd, bool assign)
-{
-	return 0;
-}
-
-static uint32_t reg_read(uint64_t off)
-{
-	uint32_t v;
-
-	virtio_mmio_io(vdev, off, (uint8_t *)&v, 4, false);
-	return le32toh(v);
-}
-
-static void reg_write(uint64_t off, uint32_t v)
-{
-	v = htole32(v);
-	virtio_mmio_io(vdev, off, (uint8_t *)&v, 4, true);
-}
 
 static void setup_e2e(void)
 {
 	struct blk_options o = { .path = path };
 
 	make_image(DISK_SIZE, true);
-	ram = aligned_alloc(4096, RAM_SIZE);
-	cr_assert_not_null(ram);
-	memset(ram, 0, RAM_SIZE);
-	guest_mem_init_from_buffer(&mem, ram, 0, RAM_SIZE);
-	cr_assert_eq(event_loop_init(&loop), 0);
-	host = (struct virtio_host){
-		.mem = &mem, .loop = &loop, .ioeventfd = fake_ioeventfd, .irqfd = fake_irqfd,
-	};
-	vdev = virtio_blk_create(&host, &o, "vblk0", 0xd0000000, 5);
+	fake_driver_init(RING_SIZE);
+	vdev = virtio_blk_create(&fake_host, &o, "vblk0", 0xd0000000, 5);
 	cr_assert_not_null(vdev);
 }
 
@@ -995,103 +951,85 @@ static void teardown_e2e(void)
 		ops->destroy(vdev);
 		vdev = NULL;
 	}
-	event_loop_destroy(&loop);
-	free(ram);
+	fake_driver_fini();
 	teardown();
 }
 
-static void driver_setup_queue(unsigned int q)
-{
-	reg_write(VIRTIO_MMIO_QUEUE_SEL, q);
-	cr_assert_eq(reg_read(VIRTIO_MMIO_QUEUE_NUM_MAX), BLK_QUEUE_SIZE);
-	reg_write(VIRTIO_MMIO_QUEUE_NUM, RING_SIZE);
-	reg_write(VIRTIO_MMIO_QUEUE_DESC_LOW, DESC_GPA);
-	reg_write(VIRTIO_MMIO_QUEUE_DESC_HIGH, 0);
-	reg_write(VIRTIO_MMIO_QUEUE_AVAIL_LOW, AVAIL_GPA);
-	reg_write(VIRTIO_MMIO_QUEUE_AVAIL_HIGH, 0);
-	reg_write(VIRTIO_MMIO_QUEUE_USED_LOW, USED_GPA);
-	reg_write(VIRTIO_MMIO_QUEUE_USED_HIGH, 0);
-	reg_write(VIRTIO_MMIO_QUEUE_READY, 1);
-	cr_assert_eq(reg_read(VIRTIO_MMIO_QUEUE_READY), 1);
-}
-
-/* What Linux's virtio_blk does at probe time, in register writes. */
+/* What Linux's virtio_blk does at probe time, in register writes, with queue q only. */
 static void driver_init(unsigned int q)
 {
-	uint32_t lo, hi;
+	uint64_t features;
 
-	cr_assert_eq(reg_read(VIRTIO_MMIO_MAGIC_VALUE), 0x74726976);
-	cr_assert_eq(reg_read(VIRTIO_MMIO_VERSION), 2);
-	cr_assert_eq(reg_read(VIRTIO_MMIO_DEVICE_ID), VIRTIO_ID_BLOCK);
-	reg_write(VIRTIO_MMIO_STATUS, 0);
-	reg_write(VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
-	reg_write(VIRTIO_MMIO_DEVICE_FEATURES_SEL, 0);
-	lo = reg_read(VIRTIO_MMIO_DEVICE_FEATURES);
-	reg_write(VIRTIO_MMIO_DEVICE_FEATURES_SEL, 1);
-	hi = reg_read(VIRTIO_MMIO_DEVICE_FEATURES);
-	cr_assert(hi & (1u << (VIRTIO_F_VERSION_1 - 32)));
-	cr_assert(lo & (1u << VIRTIO_BLK_F_FLUSH));
-	reg_write(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
-	reg_write(VIRTIO_MMIO_DRIVER_FEATURES, lo);
-	reg_write(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
-	reg_write(VIRTIO_MMIO_DRIVER_FEATURES, hi);
-	reg_write(VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
-		  VIRTIO_CONFIG_S_FEATURES_OK);
-	cr_assert(reg_read(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_FEATURES_OK);
-	driver_setup_queue(q);
-	reg_write(VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
-		  VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
+	cr_assert_eq(drv_rd(vdev, VIRTIO_MMIO_MAGIC_VALUE), 0x74726976);
+	cr_assert_eq(drv_rd(vdev, VIRTIO_MMIO_VERSION), 2);
+	cr_assert_eq(drv_rd(vdev, VIRTIO_MMIO_DEVICE_ID), VIRTIO_ID_BLOCK);
+	drv_wr(vdev, VIRTIO_MMIO_STATUS, 0);
+	drv_wr(vdev, VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
+	features = drv_device_features(vdev);
+	cr_assert(features & (1ULL << VIRTIO_F_VERSION_1));
+	cr_assert(features & (1ULL << VIRTIO_BLK_F_FLUSH));
+	cr_assert(drv_negotiate(vdev, features));
+	drv_wr(vdev, VIRTIO_MMIO_QUEUE_SEL, q);
+	cr_assert_eq(drv_rd(vdev, VIRTIO_MMIO_QUEUE_NUM_MAX), BLK_QUEUE_SIZE);
+	drv_setup_queue(vdev, q);
+	drv_wr(vdev, VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+	       VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
 }
 
-static struct vring_desc *desc(unsigned int i)
+/* A read or write request: header, data, status byte, in fresh guest buffers. */
+struct e2e_req {
+	uint64_t hdr, data, status;
+};
+
+static struct e2e_req e2e_req(uint32_t type, uint64_t sector, uint32_t len)
 {
-	return (struct vring_desc *)(ram + DESC_GPA) + i;
+	struct e2e_req r = { alloc_buf(sizeof(struct virtio_blk_outhdr)), alloc_buf(len),
+			     alloc_buf(1) };
+	struct virtio_blk_outhdr *h = gpa_ptr(r.hdr);
+
+	h->type = htole32(type);
+	h->sector = htole64(sector);
+	*(uint8_t *)gpa_ptr(r.status) = 0xee;
+	return r;
 }
 
-static void set_desc(unsigned int i, uint64_t gpa, uint32_t len, uint16_t flags, uint16_t next)
+/* Offers r on queue q, a readable header then writable data and status, and kicks q. */
+static uint16_t e2e_submit(unsigned int q, const struct e2e_req *r, uint32_t len)
 {
-	desc(i)->addr = htole64(gpa);
-	desc(i)->len = htole32(len);
-	desc(i)->flags = htole16(flags);
-	desc(i)->next = htole16(next);
-}
+	uint16_t head = drv_add(q, (struct drv_seg[]){
+		{ r->hdr, sizeof(struct virtio_blk_outhdr), false },
+		{ r->data, len, true },
+		{ r->status, 1, true },
+	}, 3);
 
-/* Offers chain `head` as the next avail entry and kicks queue q through the MMIO register. */
-static void offer_and_kick(unsigned int q, uint16_t head)
-{
-	struct vring_avail *avail = (struct vring_avail *)(ram + AVAIL_GPA);
-	uint16_t idx = le16toh(avail->idx);
-
-	avail->ring[idx % RING_SIZE] = htole16(head);
-	__atomic_store_n(&avail->idx, htole16(idx + 1), __ATOMIC_RELEASE);
-	reg_write(VIRTIO_MMIO_QUEUE_NOTIFY, q);
+	drv_kick(vdev, q);
+	return head;
 }
 
 static void e2e_read_request(unsigned int q)
 {
-	struct virtio_blk_outhdr *h = (struct virtio_blk_outhdr *)(ram + HDR_GPA);
-	struct vring_used *used = (struct vring_used *)(ram + USED_GPA);
+	struct e2e_req r;
 	uint64_t config_capacity;
+	uint32_t id, len;
+	uint16_t head;
+	uint8_t *data;
 
 	driver_init(q);
 	virtio_mmio_io(vdev, VIRTIO_MMIO_CONFIG, (uint8_t *)&config_capacity, 8, false);
 	cr_assert_eq(le64toh(config_capacity), DISK_SECTORS);
 
-	h->type = htole32(VIRTIO_BLK_T_IN);
-	h->sector = htole64(4);
-	ram[STATUS_GPA] = 0xee;
-	set_desc(0, HDR_GPA, sizeof(*h), VRING_DESC_F_NEXT, 1);
-	set_desc(1, DATA_GPA, 1024, VRING_DESC_F_NEXT | VRING_DESC_F_WRITE, 2);
-	set_desc(2, STATUS_GPA, 1, VRING_DESC_F_WRITE, 0);
-	offer_and_kick(q, 0);
+	r = e2e_req(VIRTIO_BLK_T_IN, 4, 1024);
+	head = e2e_submit(q, &r, 1024);
 
-	cr_assert_eq(le16toh(used->idx), 1);
-	cr_assert_eq(le32toh(used->ring[0].id), 0);
-	cr_assert_eq(le32toh(used->ring[0].len), 1025);
-	cr_assert_eq(ram[STATUS_GPA], VIRTIO_BLK_S_OK);
+	cr_assert(drv_used(q, &id, &len));
+	cr_assert_not(drv_used(q, &id, &len), "one request, one used element");
+	cr_assert_eq(id, head);
+	cr_assert_eq(len, 1025);
+	cr_assert_eq(*(uint8_t *)gpa_ptr(r.status), VIRTIO_BLK_S_OK);
+	data = gpa_ptr(r.data);
 	for (size_t i = 0; i < 1024; i++)
-		cr_assert_eq(ram[DATA_GPA + i], pattern(4 * SECTOR + i), "byte %zu", i);
-	cr_assert(reg_read(VIRTIO_MMIO_INTERRUPT_STATUS) & VIRTIO_MMIO_INT_VRING);
+		cr_assert_eq(data[i], pattern(4 * SECTOR + i), "byte %zu", i);
+	cr_assert(drv_rd(vdev, VIRTIO_MMIO_INTERRUPT_STATUS) & VIRTIO_MMIO_INT_VRING);
 }
 
 Test(blk_e2e, read_through_queue_0, .init = setup_e2e, .fini = teardown_e2e)
@@ -1106,28 +1044,28 @@ Test(blk_e2e, read_through_last_queue, .init = setup_e2e, .fini = teardown_e2e)
 
 Test(blk_e2e, malformed_chain_needs_reset, .init = setup_e2e, .fini = teardown_e2e)
 {
+	uint64_t buf = alloc_buf(32);
+
 	driver_init(0);
 	/* A descriptor loop. */
-	set_desc(0, HDR_GPA, 16, VRING_DESC_F_NEXT, 1);
-	set_desc(1, DATA_GPA, 16, VRING_DESC_F_NEXT, 0);
-	offer_and_kick(0, 0);
-	cr_assert(reg_read(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET);
+	drv_set_desc(0, 0, buf, 16, VRING_DESC_F_NEXT, 1);
+	drv_set_desc(0, 1, buf + 16, 16, VRING_DESC_F_NEXT, 0);
+	drv_offer(0, 0);
+	drv_kick(vdev, 0);
+	cr_assert(drv_rd(vdev, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET);
 }
 
 Test(blk_e2e, bad_request_completes_with_an_error, .init = setup_e2e, .fini = teardown_e2e)
 {
-	struct virtio_blk_outhdr *h = (struct virtio_blk_outhdr *)(ram + HDR_GPA);
-	struct vring_used *used = (struct vring_used *)(ram + USED_GPA);
+	struct e2e_req r;
+	uint32_t id, len;
 
 	driver_init(0);
-	h->type = htole32(VIRTIO_BLK_T_IN);
-	h->sector = htole64(DISK_SECTORS);
-	set_desc(0, HDR_GPA, sizeof(*h), VRING_DESC_F_NEXT, 1);
-	set_desc(1, DATA_GPA, 512, VRING_DESC_F_NEXT | VRING_DESC_F_WRITE, 2);
-	set_desc(2, STATUS_GPA, 1, VRING_DESC_F_WRITE, 0);
-	offer_and_kick(0, 0);
-	cr_assert_eq(le16toh(used->idx), 1);
-	cr_assert_eq(le32toh(used->ring[0].len), 1);
-	cr_assert_eq(ram[STATUS_GPA], VIRTIO_BLK_S_IOERR);
-	cr_assert_not(reg_read(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET);
+	r = e2e_req(VIRTIO_BLK_T_IN, DISK_SECTORS, 512);
+	e2e_submit(0, &r, 512);
+	cr_assert(drv_used(0, &id, &len));
+	cr_assert_not(drv_used(0, &id, &len));
+	cr_assert_eq(len, 1);
+	cr_assert_eq(*(uint8_t *)gpa_ptr(r.status), VIRTIO_BLK_S_IOERR);
+	cr_assert_not(drv_rd(vdev, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET);
 }

@@ -2,10 +2,9 @@
 /*
  * Unit tests for virtio-console (virtio/console.c): the receive/transmit
  * helpers over pipes and host buffers, then the device with its file and pty
- * back-ends, driven through its registers by a small fake driver.
+ * back-ends, driven through its registers by the fake driver (fake_driver.c).
  */
 #include <criterion/criterion.h>
-#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/virtio_config.h>
@@ -18,6 +17,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "fake_driver.h"
 #include "virtio/console.h"
 #include "vmm/util.h"
 
@@ -152,128 +152,13 @@ Test(console_helpers, pty_reader_detection)
 
 /* ---- the device with a fake driver ---- */
 
-#define RAM_SIZE	(4 << 20)
 #define BASE		0xd0000000ULL
 #define GSI		7
 #define QSIZE		32
-#define RING_GPA(q)	(0x10000ULL + 0x10000ULL * (q))
-#define BUF_GPA		0x100000ULL
 
-struct drv_queue {
-	struct vring_desc *desc;
-	struct vring_avail *avail;
-	struct vring_used *used;
-	uint16_t next_desc, avail_idx, used_seen;
-};
-
-struct seg {
-	uint64_t gpa;
-	uint32_t len;
-	bool writable;
-};
-
-static uint8_t *ram;
-static struct guest_mem mem;
-static struct event_loop loop;
-static struct virtio_host host;
 static struct virtio_console *con;
-static struct drv_queue dq[2];
-static uint64_t buf_next;
 static char path[64];
 static int slave = -1;			/* the user's end of the pty */
-
-static int fake_ioeventfd(struct virtio_host *h, uint64_t addr, uint32_t dm, int fd, bool assign)
-{
-	return 0;
-}
-
-static int fake_irqfd(struct virtio_host *h, uint32_t gsi, int fd, bool assign)
-{
-	return 0;
-}
-
-static void *gpa_ptr(uint64_t gpa)
-{
-	return ram + gpa;
-}
-
-static uint64_t alloc_buf(size_t len)
-{
-	uint64_t gpa = buf_next;
-
-	buf_next += ALIGN_UP(len, 64);
-	cr_assert_leq(buf_next, RAM_SIZE);
-	return gpa;
-}
-
-static uint32_t rd(uint64_t off)
-{
-	uint32_t v = 0;
-
-	virtio_mmio_io(&con->dev, off, (uint8_t *)&v, 4, false);
-	return le32toh(v);
-}
-
-static void wr(uint64_t off, uint32_t v)
-{
-	v = htole32(v);
-	virtio_mmio_io(&con->dev, off, (uint8_t *)&v, 4, true);
-}
-
-static void drv_setup_queue(unsigned int q)
-{
-	uint64_t desc = RING_GPA(q), avail = desc + 16 * QSIZE, used = desc + 0x8000;
-
-	memset(gpa_ptr(desc), 0, 0x10000);
-	dq[q] = (struct drv_queue){ .desc = gpa_ptr(desc), .avail = gpa_ptr(avail), .used = gpa_ptr(used) };
-	wr(VIRTIO_MMIO_QUEUE_SEL, q);
-	cr_assert_geq(rd(VIRTIO_MMIO_QUEUE_NUM_MAX), QSIZE);
-	wr(VIRTIO_MMIO_QUEUE_NUM, QSIZE);
-	wr(VIRTIO_MMIO_QUEUE_DESC_LOW, (uint32_t)desc);
-	wr(VIRTIO_MMIO_QUEUE_AVAIL_LOW, (uint32_t)avail);
-	wr(VIRTIO_MMIO_QUEUE_USED_LOW, (uint32_t)used);
-	wr(VIRTIO_MMIO_QUEUE_READY, 1);
-}
-
-static void drv_start(uint64_t features)
-{
-	uint32_t s = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER;
-
-	features |= 1ULL << VIRTIO_F_VERSION_1;
-	wr(VIRTIO_MMIO_STATUS, s);
-	wr(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
-	wr(VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)features);
-	wr(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
-	wr(VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)(features >> 32));
-	s |= VIRTIO_CONFIG_S_FEATURES_OK;
-	wr(VIRTIO_MMIO_STATUS, s);
-	cr_assert(rd(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_FEATURES_OK, "features refused");
-	drv_setup_queue(CONSOLE_RXQ);
-	drv_setup_queue(CONSOLE_TXQ);
-	wr(VIRTIO_MMIO_STATUS, s | VIRTIO_CONFIG_S_DRIVER_OK);
-	cr_assert(virtio_mmio_is_active(&con->dev));
-}
-
-static uint16_t drv_add(unsigned int q, const struct seg *segs, unsigned int nsegs)
-{
-	struct drv_queue *d = &dq[q];
-	uint16_t head = d->next_desc;
-
-	for (unsigned int i = 0; i < nsegs; i++) {
-		uint16_t idx = (uint16_t)((head + i) % QSIZE);
-
-		d->desc[idx].addr = htole64(segs[i].gpa);
-		d->desc[idx].len = htole32(segs[i].len);
-		d->desc[idx].flags = htole16((segs[i].writable ? VRING_DESC_F_WRITE : 0) |
-					     (i + 1 < nsegs ? VRING_DESC_F_NEXT : 0));
-		d->desc[idx].next = htole16((uint16_t)((idx + 1) % QSIZE));
-	}
-	d->next_desc = (uint16_t)((head + nsegs) % QSIZE);
-	d->avail->ring[d->avail_idx % QSIZE] = htole16(head);
-	d->avail_idx++;
-	__atomic_store_n(&d->avail->idx, htole16(d->avail_idx), __ATOMIC_RELEASE);
-	return head;
-}
 
 /* Queues len bytes of output (copied into a fresh guest buffer); returns the chain's head. */
 static uint16_t drv_output(const void *data, uint32_t len)
@@ -281,54 +166,31 @@ static uint16_t drv_output(const void *data, uint32_t len)
 	uint64_t gpa = alloc_buf(len);
 
 	memcpy(gpa_ptr(gpa), data, len);
-	return drv_add(CONSOLE_TXQ, &(struct seg){ gpa, len, false }, 1);
+	return drv_add(CONSOLE_TXQ, &(struct drv_seg){ gpa, len, false }, 1);
 }
 
 static uint64_t drv_add_rx(uint32_t len, uint16_t *head)
 {
 	uint64_t gpa = alloc_buf(len);
-	uint16_t h = drv_add(CONSOLE_RXQ, &(struct seg){ gpa, len, true }, 1);
+	uint16_t h = drv_add(CONSOLE_RXQ, &(struct drv_seg){ gpa, len, true }, 1);
 
 	if (head)
 		*head = h;
 	return gpa;
 }
 
-static void drv_kick(unsigned int q)
-{
-	wr(VIRTIO_MMIO_QUEUE_NOTIFY, q);
-}
-
-static bool drv_used(unsigned int q, uint32_t *id, uint32_t *len)
-{
-	struct drv_queue *d = &dq[q];
-
-	if (le16toh(__atomic_load_n(&d->used->idx, __ATOMIC_ACQUIRE)) == d->used_seen)
-		return false;
-	*id = le32toh(d->used->ring[d->used_seen % QSIZE].id);
-	*len = le32toh(d->used->ring[d->used_seen % QSIZE].len);
-	d->used_seen++;
-	return true;
-}
-
 static void base_setup(void)
 {
-	ram = aligned_alloc(4096, RAM_SIZE);
-	cr_assert_not_null(ram);
-	memset(ram, 0, RAM_SIZE);
-	guest_mem_init_from_buffer(&mem, ram, 0, RAM_SIZE);
-	cr_assert_eq(event_loop_init(&loop), 0);
-	host = (struct virtio_host){ .mem = &mem, .loop = &loop, .ioeventfd = fake_ioeventfd,
-				     .irqfd = fake_irqfd };
-	buf_next = BUF_GPA;
-	memset(dq, 0, sizeof(dq));
+	fake_driver_init(QSIZE);
 	con = NULL;
 }
 
 static void create(enum console_backend backend, const char *file)
 {
 	struct console_options o = { .backend = backend, .path = file };
-	struct virtio_mmio_dev *d = virtio_console_create(&host, &o, "virtio-console0", BASE, GSI);
+	struct virtio_mmio_dev *d;
+
+	d = virtio_console_create(&fake_host, &o, "virtio-console0", BASE, GSI);
 
 	cr_assert_not_null(d);
 	con = container_of(d, struct virtio_console, dev);
@@ -338,8 +200,7 @@ static void base_teardown(void)
 {
 	if (con)
 		con->dev.ops->destroy(&con->dev);
-	event_loop_destroy(&loop);
-	free(ram);
+	fake_driver_fini();
 }
 
 /* ---- file back-end ---- */
@@ -381,11 +242,12 @@ Test(virtio_console_file, identity_and_config)
 {
 	uint8_t cfg[12];
 
-	cr_assert_eq(rd(VIRTIO_MMIO_DEVICE_ID), VIRTIO_ID_CONSOLE);
-	wr(VIRTIO_MMIO_DEVICE_FEATURES_SEL, 0);
-	cr_assert_eq(rd(VIRTIO_MMIO_DEVICE_FEATURES) & 0x7, 0, "no SIZE, MULTIPORT or EMERG_WRITE");
-	wr(VIRTIO_MMIO_QUEUE_SEL, 2);
-	cr_assert_eq(rd(VIRTIO_MMIO_QUEUE_NUM_MAX), 0, "two queues only");
+	cr_assert_eq(drv_rd(&con->dev, VIRTIO_MMIO_DEVICE_ID), VIRTIO_ID_CONSOLE);
+	drv_wr(&con->dev, VIRTIO_MMIO_DEVICE_FEATURES_SEL, 0);
+	cr_assert_eq(drv_rd(&con->dev, VIRTIO_MMIO_DEVICE_FEATURES) & 0x7, 0,
+		     "no SIZE, MULTIPORT or EMERG_WRITE");
+	drv_wr(&con->dev, VIRTIO_MMIO_QUEUE_SEL, 2);
+	cr_assert_eq(drv_rd(&con->dev, VIRTIO_MMIO_QUEUE_NUM_MAX), 0, "two queues only");
 	for (unsigned int i = 0; i < sizeof(cfg); i++)
 		virtio_mmio_io(&con->dev, VIRTIO_MMIO_CONFIG + i, &cfg[i], 1, false);
 	cr_assert_eq(cfg[0] | cfg[1] << 8, 0, "cols");
@@ -399,12 +261,12 @@ Test(virtio_console_file, output_is_appended)
 	uint16_t h1, h2;
 	uint64_t a = alloc_buf(8), b = alloc_buf(8);
 
-	drv_start(1ULL << VIRTIO_RING_F_EVENT_IDX);
+	drv_start(&con->dev, 1ULL << VIRTIO_RING_F_EVENT_IDX);
 	h1 = drv_output("hello ", 6);
 	memcpy(gpa_ptr(a), "wor", 3);
 	memcpy(gpa_ptr(b), "ld\n", 3);
-	h2 = drv_add(CONSOLE_TXQ, (struct seg[]){ { a, 3, false }, { b, 3, false } }, 2);
-	drv_kick(CONSOLE_TXQ);
+	h2 = drv_add(CONSOLE_TXQ, (struct drv_seg[]){ { a, 3, false }, { b, 3, false } }, 2);
+	drv_kick(&con->dev, CONSOLE_TXQ);
 	cr_assert(drv_used(CONSOLE_TXQ, &id, &len));
 	cr_assert_eq(id, h1);
 	cr_assert_eq(len, 0);
@@ -419,19 +281,18 @@ Test(virtio_console_file, no_input)
 {
 	uint32_t id, len;
 
-	drv_start(0);
+	drv_start(&con->dev, 0);
 	drv_add_rx(64, NULL);
-	drv_kick(CONSOLE_RXQ);
+	drv_kick(&con->dev, CONSOLE_RXQ);
 	cr_assert_not(drv_used(CONSOLE_RXQ, &id, &len));
 }
 
 Test(virtio_console_file, malformed_transmit_ring_needs_reset)
 {
-	drv_start(0);
-	dq[CONSOLE_TXQ].avail->ring[0] = htole16(QSIZE + 1);
-	__atomic_store_n(&dq[CONSOLE_TXQ].avail->idx, htole16(1), __ATOMIC_RELEASE);
-	drv_kick(CONSOLE_TXQ);
-	cr_assert(rd(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET);
+	drv_start(&con->dev, 0);
+	drv_offer(CONSOLE_TXQ, QSIZE + 1);	/* head out of range */
+	drv_kick(&con->dev, CONSOLE_TXQ);
+	cr_assert(drv_rd(&con->dev, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET);
 }
 
 TestSuite(virtio_console_create, .init = base_setup, .fini = base_teardown);
@@ -440,9 +301,9 @@ Test(virtio_console_create, bad_file_is_refused)
 {
 	struct console_options o = { .backend = CONSOLE_BACKEND_FILE, .path = "/nonexistent/dir/log" };
 
-	cr_assert_null(virtio_console_create(&host, &o, "virtio-console0", BASE, GSI));
+	cr_assert_null(virtio_console_create(&fake_host, &o, "virtio-console0", BASE, GSI));
 	o.path = NULL;
-	cr_assert_null(virtio_console_create(&host, &o, "virtio-console0", BASE, GSI));
+	cr_assert_null(virtio_console_create(&fake_host, &o, "virtio-console0", BASE, GSI));
 }
 
 Test(virtio_console_create, write_errors_drop_output)
@@ -452,12 +313,12 @@ Test(virtio_console_create, write_errors_drop_output)
 	if (access("/dev/full", W_OK))
 		cr_skip_test("no /dev/full");
 	create(CONSOLE_BACKEND_FILE, "/dev/full");
-	drv_start(0);
+	drv_start(&con->dev, 0);
 	drv_output("lost", 4);
-	drv_kick(CONSOLE_TXQ);
+	drv_kick(&con->dev, CONSOLE_TXQ);
 	cr_assert(drv_used(CONSOLE_TXQ, &id, &len), "the guest got its buffer back");
 	cr_assert_eq(con->tx_dropped, 4);
-	cr_assert_not(rd(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET);
+	cr_assert_not(drv_rd(&con->dev, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET);
 }
 
 /* ---- pty back-end ---- */
@@ -518,15 +379,15 @@ Test(virtio_console_pty, output_is_dropped_while_nobody_reads)
 	uint32_t id, len;
 	unsigned int used = 0;
 
-	drv_start(0);
+	drv_start(&con->dev, 0);
 	/* Far more than the pty buffers: nothing may wait for a reader that is not there. */
 	for (int round = 0; round < 4; round++) {
 		for (int i = 0; i < QSIZE; i++)
 			drv_output(chunk, sizeof(chunk));
-		drv_kick(CONSOLE_TXQ);
+		drv_kick(&con->dev, CONSOLE_TXQ);
 		while (drv_used(CONSOLE_TXQ, &id, &len))
 			used++;
-		buf_next = BUF_GPA;
+		free_bufs();
 	}
 	cr_assert_eq(used, 4 * QSIZE);
 	cr_assert_not(con->tx_blocked);
@@ -539,9 +400,9 @@ Test(virtio_console_pty, raw_output_to_the_user)
 	uint32_t id, len;
 
 	user_connects();
-	drv_start(0);
+	drv_start(&con->dev, 0);
 	drv_output("a\nb\r\n", 5);
-	drv_kick(CONSOLE_TXQ);
+	drv_kick(&con->dev, CONSOLE_TXQ);
 	cr_assert(drv_used(CONSOLE_TXQ, &id, &len));
 	cr_assert_eq(user_reads(got, sizeof(got)), 5);
 	cr_assert_arr_eq(got, "a\nb\r\n", 5, "the pty changed the bytes (not raw)");
@@ -554,10 +415,10 @@ Test(virtio_console_pty, input_reaches_the_guest)
 	uint64_t gpa;
 
 	user_connects();
-	drv_start(0);
+	drv_start(&con->dev, 0);
 	cr_assert(con->pty_events & EPOLLIN);
 	gpa = drv_add_rx(64, &head);
-	drv_kick(CONSOLE_RXQ);
+	drv_kick(&con->dev, CONSOLE_RXQ);
 	cr_assert_not(drv_used(CONSOLE_RXQ, &id, &len), "no input yet");
 	cr_assert_eq(write(slave, "ls\r", 3), 3);
 	pty_event(EPOLLIN);
@@ -576,7 +437,7 @@ Test(virtio_console_pty, input_waits_for_buffers_and_is_not_lost)
 	uint64_t gpa[4];
 
 	user_connects();
-	drv_start(1ULL << VIRTIO_RING_F_EVENT_IDX);
+	drv_start(&con->dev, 1ULL << VIRTIO_RING_F_EVENT_IDX);
 	pattern(typed, sizeof(typed), 7);
 	cr_assert_eq(write(slave, typed, sizeof(typed)), (ssize_t)sizeof(typed));
 	pty_event(EPOLLIN);
@@ -586,7 +447,7 @@ Test(virtio_console_pty, input_waits_for_buffers_and_is_not_lost)
 	/* Small buffers: the input arrives in pieces, in order. */
 	for (int i = 0; i < 4; i++)
 		gpa[i] = drv_add_rx(64, NULL);
-	drv_kick(CONSOLE_RXQ);
+	drv_kick(&con->dev, CONSOLE_RXQ);
 	for (int i = 0; i < 4; i++) {
 		if (!drv_used(CONSOLE_RXQ, &id, &len))
 			break;
@@ -606,11 +467,11 @@ Test(virtio_console_pty, output_waits_for_a_slow_reader)
 	size_t total = 0;
 
 	user_connects();
-	drv_start(0);
+	drv_start(&con->dev, 0);
 	pattern(sent, sizeof(sent), 0);
 	for (int i = 0; i < QSIZE; i++)
 		drv_output(sent + i * 1024, 1024);
-	drv_kick(CONSOLE_TXQ);
+	drv_kick(&con->dev, CONSOLE_TXQ);
 	while (drv_used(CONSOLE_TXQ, &id, &len))
 		used++;
 	cr_assert_lt(used, QSIZE, "the pty never filled up");
@@ -638,10 +499,10 @@ Test(virtio_console_pty, reader_leaving_unblocks_the_guest)
 	unsigned int used = 0;
 
 	user_connects();
-	drv_start(0);
+	drv_start(&con->dev, 0);
 	for (int i = 0; i < QSIZE; i++)
 		drv_output(chunk, sizeof(chunk));
-	drv_kick(CONSOLE_TXQ);
+	drv_kick(&con->dev, CONSOLE_TXQ);
 	while (drv_used(CONSOLE_TXQ, &id, &len))
 		used++;
 	cr_assert(con->tx_blocked);

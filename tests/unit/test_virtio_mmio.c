@@ -1,25 +1,27 @@
 // SPDX-License-Identifier: GPL-2.0-only
-/* The virtio-mmio transport's register semantics, against fake guest memory and a fake host. */
+/*
+ * The virtio-mmio transport's register semantics, against a test device in
+ * the fake guest of fake_driver.c, whose host records what it is asked.
+ */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_mmio.h>
 #include <linux/virtio_ring.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "fake_driver.h"
 #include "virtio/mmio.h"
 
-#define RAM_SIZE	(1 << 20)
 #define BASE		0xd0000000ULL
 #define GSI		5
 #define TEST_DEVICE_ID	42
 #define DEV_FEATURE	3
 
-struct fake_host {
-	struct virtio_host host;
+/* What the transport asked of the host's KVM hooks. */
+struct host_calls {
 	int ioeventfd_calls, ioeventfd_fail;
 	uint64_t last_addr;
 	uint32_t datamatch[VIRTIO_MMIO_MAX_QUEUES];
@@ -34,31 +36,24 @@ struct test_dev {
 	int activate_ret;
 };
 
-static uint8_t *ram;
-static struct guest_mem mem;
-static struct event_loop loop;
-static struct fake_host fh;
+static struct host_calls fh;
 static struct test_dev dev;
 
 static int fake_ioeventfd(struct virtio_host *h, uint64_t addr, uint32_t datamatch, int fd, bool assign)
 {
-	struct fake_host *f = (struct fake_host *)h;
-
-	(void)fd;
 	if (!assign)
 		return 0;
-	if (f->ioeventfd_fail)
+	if (fh.ioeventfd_fail)
 		return -ENOSYS;
-	f->last_addr = addr;
-	f->datamatch[f->ioeventfd_calls++] = datamatch;
+	fh.last_addr = addr;
+	fh.datamatch[fh.ioeventfd_calls++] = datamatch;
 	return 0;
 }
 
 static int fake_irqfd(struct virtio_host *h, uint32_t gsi, int fd, bool assign)
 {
-	(void)fd;
 	if (assign)
-		((struct fake_host *)h)->irqfd_gsi = (int)gsi;
+		fh.irqfd_gsi = (int)gsi;
 	return 0;
 }
 
@@ -99,69 +94,49 @@ static const struct virtio_dev_ops test_ops = {
 	.config_write = t_config_write,
 };
 
+/* The fake driver's register accesses, to the test device. */
 static uint32_t rd(uint64_t off)
 {
-	uint32_t v = 0xdeadbeef;
-
-	virtio_mmio_io(&dev.vdev, off, (uint8_t *)&v, 4, false);
-	return v;
+	return drv_rd(&dev.vdev, off);
 }
 
 static void wr(uint64_t off, uint32_t v)
 {
-	virtio_mmio_io(&dev.vdev, off, (uint8_t *)&v, 4, true);
+	drv_wr(&dev.vdev, off, v);
 }
 
 static void setup(void)
 {
-	ram = aligned_alloc(4096, RAM_SIZE);
-	cr_assert_not_null(ram);
-	memset(ram, 0, RAM_SIZE);
-	guest_mem_init_from_buffer(&mem, ram, 0, RAM_SIZE);
-	cr_assert_eq(event_loop_init(&loop), 0);
+	fake_driver_init(test_ops.queue_max_size);
+	fake_host.ioeventfd = fake_ioeventfd;
+	fake_host.irqfd = fake_irqfd;
 	memset(&fh, 0, sizeof(fh));
-	fh.host = (struct virtio_host){ .mem = &mem, .loop = &loop, .ioeventfd = fake_ioeventfd,
-					.irqfd = fake_irqfd };
 	memset(&dev, 0, sizeof(dev));
 	memcpy(dev.config, "ABCDEFGH", 8);
 }
 
 static void init_dev(void)
 {
-	cr_assert_eq(virtio_mmio_init(&dev.vdev, &test_ops, &fh.host, "virtio-test0", BASE, GSI,
+	cr_assert_eq(virtio_mmio_init(&dev.vdev, &test_ops, &fake_host, "virtio-test0", BASE, GSI,
 				      1ULL << DEV_FEATURE, dev.config, sizeof(dev.config)), 0);
 }
 
 static void teardown(void)
 {
 	virtio_mmio_destroy(&dev.vdev);
-	event_loop_destroy(&loop);
-	free(ram);
+	fake_driver_fini();
 }
 
 /* Drives the device to FEATURES_OK with VERSION_1 (+ EVENT_IDX). */
 static void negotiate(void)
 {
-	wr(VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
-	wr(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
-	wr(VIRTIO_MMIO_DRIVER_FEATURES, 1u << DEV_FEATURE | 1u << VIRTIO_RING_F_EVENT_IDX);
-	wr(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
-	wr(VIRTIO_MMIO_DRIVER_FEATURES, 1u << (VIRTIO_F_VERSION_1 - 32));
-	wr(VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
-			       VIRTIO_CONFIG_S_FEATURES_OK);
+	drv_negotiate(&dev.vdev, 1ULL << DEV_FEATURE | 1ULL << VIRTIO_RING_F_EVENT_IDX |
+		      1ULL << VIRTIO_F_VERSION_1);
 }
 
 static void setup_queue(unsigned int q, uint32_t size, uint64_t desc, uint64_t avail, uint64_t used)
 {
-	wr(VIRTIO_MMIO_QUEUE_SEL, q);
-	wr(VIRTIO_MMIO_QUEUE_NUM, size);
-	wr(VIRTIO_MMIO_QUEUE_DESC_LOW, (uint32_t)desc);
-	wr(VIRTIO_MMIO_QUEUE_DESC_HIGH, (uint32_t)(desc >> 32));
-	wr(VIRTIO_MMIO_QUEUE_AVAIL_LOW, (uint32_t)avail);
-	wr(VIRTIO_MMIO_QUEUE_AVAIL_HIGH, (uint32_t)(avail >> 32));
-	wr(VIRTIO_MMIO_QUEUE_USED_LOW, (uint32_t)used);
-	wr(VIRTIO_MMIO_QUEUE_USED_HIGH, (uint32_t)(used >> 32));
-	wr(VIRTIO_MMIO_QUEUE_READY, 1);
+	drv_queue_at(&dev.vdev, q, size, desc, avail, used);
 }
 
 static void go_live(void)
@@ -284,7 +259,7 @@ Test(virtio_mmio, queue_ready_with_bad_ring_needs_reset)
 {
 	init_dev();
 	negotiate();
-	setup_queue(0, 64, RAM_SIZE + 0x1000, 0x2000, 0x3000);	/* outside guest RAM */
+	setup_queue(0, 64, FAKE_RAM_SIZE + 0x1000, 0x2000, 0x3000);	/* outside guest RAM */
 	cr_assert_eq(rd(VIRTIO_MMIO_QUEUE_READY), 0);
 	cr_assert(rd(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET);
 }
@@ -470,8 +445,10 @@ Test(virtio_mmio, init_rejects_bad_ops)
 	struct virtio_dev_ops bad = test_ops;
 
 	bad.nqueues = 0;
-	cr_assert_eq(virtio_mmio_init(&dev.vdev, &bad, &fh.host, "bad", BASE, GSI, 0, NULL, 0), -EINVAL);
+	cr_assert_eq(virtio_mmio_init(&dev.vdev, &bad, &fake_host, "bad", BASE, GSI, 0, NULL, 0),
+		     -EINVAL);
 	bad.nqueues = VIRTIO_MMIO_MAX_QUEUES + 1;
-	cr_assert_eq(virtio_mmio_init(&dev.vdev, &bad, &fh.host, "bad", BASE, GSI, 0, NULL, 0), -EINVAL);
+	cr_assert_eq(virtio_mmio_init(&dev.vdev, &bad, &fake_host, "bad", BASE, GSI, 0, NULL, 0),
+		     -EINVAL);
 	memset(&dev.vdev, 0, sizeof(dev.vdev));
 }

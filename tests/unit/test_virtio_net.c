@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * Unit tests for virtio-net (virtio/net.c): the frame helpers over host
- * buffers, then the whole device driven through its registers by a small
- * fake driver, with one end of a SOCK_DGRAM socketpair standing in for the
- * tap (the other end plays the host network), and last a real tap.
+ * buffers, then the whole device driven through its registers by the fake
+ * driver (fake_driver.c), with one end of a SOCK_DGRAM socketpair standing in
+ * for the tap (the other end plays the host network), and last a real tap.
  */
 #include <criterion/criterion.h>
 #include <endian.h>
@@ -18,13 +18,13 @@
 #include <linux/virtio_mmio.h>
 #include <linux/virtio_ring.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "fake_driver.h"
 #include "virtio/net.h"
 #include "vmm/util.h"
 
@@ -158,171 +158,28 @@ Test(net_helpers, tap_offloads_follow_guest_features)
 
 /* ---- the whole device with a fake driver ---- */
 
-#define RAM_SIZE	(4 << 20)
 #define BASE		0xd0000000ULL
 #define GSI		5
 #define QSIZE		64
-#define RING_GPA(q)	(0x10000ULL + 0x10000ULL * (q))
-#define BUF_GPA		0x100000ULL
 
-struct drv_queue {
-	struct vring_desc *desc;
-	struct vring_avail *avail;
-	struct vring_used *used;
-	uint16_t next_desc, avail_idx, used_seen;
-};
-
-struct seg {
-	uint64_t gpa;
-	uint32_t len;
-	bool writable;
-};
-
-static uint8_t *ram;
-static struct guest_mem mem;
-static struct event_loop loop;
-static struct virtio_host host;
 static struct virtio_net *n;
-static struct drv_queue dq[2];
-static uint64_t buf_next;
 static int peer = -1;			/* the host network's end of the socketpair */
 static const uint8_t test_mac[6] = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 };
-
-static int fake_ioeventfd(struct virtio_host *h, uint64_t addr, uint32_t dm, int fd, bool assign)
-{
-	return 0;
-}
-
-static int fake_irqfd(struct virtio_host *h, uint32_t gsi, int fd, bool assign)
-{
-	return 0;
-}
-
-static void *gpa_ptr(uint64_t gpa)
-{
-	return ram + gpa;
-}
-
-static uint64_t alloc_buf(size_t len)
-{
-	uint64_t gpa = buf_next;
-
-	buf_next += ALIGN_UP(len, 64);
-	cr_assert_leq(buf_next, RAM_SIZE);
-	return gpa;
-}
-
-static uint32_t rd(uint64_t off)
-{
-	uint32_t v = 0;
-
-	virtio_mmio_io(&n->dev, off, (uint8_t *)&v, 4, false);
-	return le32toh(v);
-}
-
-static void wr(uint64_t off, uint32_t v)
-{
-	v = htole32(v);
-	virtio_mmio_io(&n->dev, off, (uint8_t *)&v, 4, true);
-}
-
-static void drv_setup_queue(unsigned int q)
-{
-	uint64_t desc = RING_GPA(q), avail = desc + 16 * QSIZE, used = desc + 0x8000;
-
-	memset(gpa_ptr(desc), 0, 0x10000);
-	dq[q] = (struct drv_queue){ .desc = gpa_ptr(desc), .avail = gpa_ptr(avail), .used = gpa_ptr(used) };
-	wr(VIRTIO_MMIO_QUEUE_SEL, q);
-	cr_assert_geq(rd(VIRTIO_MMIO_QUEUE_NUM_MAX), QSIZE);
-	wr(VIRTIO_MMIO_QUEUE_NUM, QSIZE);
-	wr(VIRTIO_MMIO_QUEUE_DESC_LOW, (uint32_t)desc);
-	wr(VIRTIO_MMIO_QUEUE_DESC_HIGH, 0);
-	wr(VIRTIO_MMIO_QUEUE_AVAIL_LOW, (uint32_t)avail);
-	wr(VIRTIO_MMIO_QUEUE_AVAIL_HIGH, 0);
-	wr(VIRTIO_MMIO_QUEUE_USED_LOW, (uint32_t)used);
-	wr(VIRTIO_MMIO_QUEUE_USED_HIGH, 0);
-	wr(VIRTIO_MMIO_QUEUE_READY, 1);
-}
-
-/* Negotiates VERSION_1 plus `features` and brings both queues up to DRIVER_OK. */
-static void drv_start(uint64_t features)
-{
-	uint32_t s = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER;
-
-	features |= 1ULL << VIRTIO_F_VERSION_1;
-	wr(VIRTIO_MMIO_STATUS, s);
-	wr(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
-	wr(VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)features);
-	wr(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
-	wr(VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)(features >> 32));
-	s |= VIRTIO_CONFIG_S_FEATURES_OK;
-	wr(VIRTIO_MMIO_STATUS, s);
-	cr_assert(rd(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_FEATURES_OK, "features refused");
-	drv_setup_queue(NET_RXQ);
-	drv_setup_queue(NET_TXQ);
-	wr(VIRTIO_MMIO_STATUS, s | VIRTIO_CONFIG_S_DRIVER_OK);
-	cr_assert(virtio_mmio_is_active(&n->dev));
-}
-
-/* Makes a chain of segs available on queue q; returns its head. */
-static uint16_t drv_add(unsigned int q, const struct seg *segs, unsigned int nsegs)
-{
-	struct drv_queue *d = &dq[q];
-	uint16_t head = d->next_desc;
-
-	for (unsigned int i = 0; i < nsegs; i++) {
-		uint16_t idx = (uint16_t)((head + i) % QSIZE);
-
-		d->desc[idx].addr = htole64(segs[i].gpa);
-		d->desc[idx].len = htole32(segs[i].len);
-		d->desc[idx].flags = htole16((segs[i].writable ? VRING_DESC_F_WRITE : 0) |
-					     (i + 1 < nsegs ? VRING_DESC_F_NEXT : 0));
-		d->desc[idx].next = htole16((uint16_t)((idx + 1) % QSIZE));
-	}
-	d->next_desc = (uint16_t)((head + nsegs) % QSIZE);
-	d->avail->ring[d->avail_idx % QSIZE] = htole16(head);
-	d->avail_idx++;
-	__atomic_store_n(&d->avail->idx, htole16(d->avail_idx), __ATOMIC_RELEASE);
-	return head;
-}
 
 /* One writable buffer of len bytes on the receive queue; returns its gpa. */
 static uint64_t drv_add_rx(uint32_t len, uint16_t *head)
 {
 	uint64_t gpa = alloc_buf(len);
-	uint16_t h = drv_add(NET_RXQ, &(struct seg){ gpa, len, true }, 1);
+	uint16_t h = drv_add(NET_RXQ, &(struct drv_seg){ gpa, len, true }, 1);
 
 	if (head)
 		*head = h;
 	return gpa;
 }
 
-static void drv_kick(unsigned int q)
-{
-	wr(VIRTIO_MMIO_QUEUE_NOTIFY, q);
-}
-
-/* Takes the next used element of queue q; false if there is none. */
-static bool drv_used(unsigned int q, uint32_t *id, uint32_t *len)
-{
-	struct drv_queue *d = &dq[q];
-
-	if (le16toh(__atomic_load_n(&d->used->idx, __ATOMIC_ACQUIRE)) == d->used_seen)
-		return false;
-	*id = le32toh(d->used->ring[d->used_seen % QSIZE].id);
-	*len = le32toh(d->used->ring[d->used_seen % QSIZE].len);
-	d->used_seen++;
-	return true;
-}
-
-static uint16_t avail_event(unsigned int q)
-{
-	return le16toh(*(uint16_t *)&dq[q].used->ring[QSIZE]);
-}
-
 static bool needs_reset(void)
 {
-	return rd(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET;
+	return drv_rd(&n->dev, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET;
 }
 
 static void setup(void)
@@ -330,18 +187,11 @@ static void setup(void)
 	struct net_options o = { .tap = "test0", .mac_set = true };
 	int sv[2];
 
-	ram = aligned_alloc(4096, RAM_SIZE);
-	cr_assert_not_null(ram);
-	memset(ram, 0, RAM_SIZE);
-	guest_mem_init_from_buffer(&mem, ram, 0, RAM_SIZE);
-	cr_assert_eq(event_loop_init(&loop), 0);
-	host = (struct virtio_host){ .mem = &mem, .loop = &loop, .ioeventfd = fake_ioeventfd,
-				     .irqfd = fake_irqfd };
-	buf_next = BUF_GPA;
+	fake_driver_init(QSIZE);
 	memcpy(o.mac, test_mac, sizeof(o.mac));
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
 	peer = sv[1];
-	n = virtio_net_create_fd(&host, &o, "virtio-net0", BASE, GSI, sv[0], false);
+	n = virtio_net_create_fd(&fake_host, &o, "virtio-net0", BASE, GSI, sv[0], false);
 	cr_assert_not_null(n);
 }
 
@@ -351,8 +201,7 @@ static void teardown(void)
 		n->dev.ops->destroy(&n->dev);
 	if (peer >= 0)
 		close(peer);
-	event_loop_destroy(&loop);
-	free(ram);
+	fake_driver_fini();
 }
 
 /* Sends a frame of len bytes after the header from the host network; returns it in frame. */
@@ -385,11 +234,8 @@ Test(virtio_net, identity_features_and_config)
 	uint64_t f;
 	uint8_t cfg[12];
 
-	cr_assert_eq(rd(VIRTIO_MMIO_DEVICE_ID), VIRTIO_ID_NET);
-	wr(VIRTIO_MMIO_DEVICE_FEATURES_SEL, 0);
-	f = rd(VIRTIO_MMIO_DEVICE_FEATURES);
-	wr(VIRTIO_MMIO_DEVICE_FEATURES_SEL, 1);
-	f |= (uint64_t)rd(VIRTIO_MMIO_DEVICE_FEATURES) << 32;
+	cr_assert_eq(drv_rd(&n->dev, VIRTIO_MMIO_DEVICE_ID), VIRTIO_ID_NET);
+	f = drv_device_features(&n->dev);
 	for (unsigned int bit = 0; bit < 64; bit++) {
 		static const unsigned int want[] = {
 			VIRTIO_NET_F_MAC, VIRTIO_NET_F_STATUS, VIRTIO_NET_F_MRG_RXBUF,
@@ -416,7 +262,7 @@ Test(virtio_net, identity_features_and_config)
 Test(virtio_net, tap_not_read_before_driver_ok)
 {
 	cr_assert_eq(n->tap_events, 0);
-	drv_start(0);
+	drv_start(&n->dev, 0);
 	cr_assert_eq(n->tap_events, EPOLLIN);
 }
 
@@ -427,7 +273,7 @@ Test(virtio_net, rx_one_frame_per_chain_without_mrg)
 	uint16_t head;
 	uint64_t gpa;
 
-	drv_start(0);
+	drv_start(&n->dev, 0);
 	gpa = drv_add_rx(1526, &head);
 	host_send(frame, 60, 1);
 	tap_event(EPOLLIN);
@@ -449,7 +295,7 @@ Test(virtio_net, rx_frame_spans_chains_with_mrg)
 	uint32_t id, len, want[3] = { 1024, 1024, sizeof(frame) - 2048 };
 	size_t off = 0;
 
-	drv_start(1ULL << VIRTIO_NET_F_MRG_RXBUF);
+	drv_start(&n->dev, 1ULL << VIRTIO_NET_F_MRG_RXBUF);
 	for (int i = 0; i < 3; i++)
 		gpa[i] = drv_add_rx(1024, &head[i]);
 	drv_add_rx(1024, NULL);		/* a spare that must stay unused */
@@ -477,7 +323,7 @@ Test(virtio_net, rx_waits_for_buffers_without_losing_the_frame)
 	uint32_t id, len;
 	uint64_t gpa;
 
-	drv_start(0);
+	drv_start(&n->dev, 0);
 	host_send(f1, 100, 3);
 	host_send(f2, 200, 4);
 	tap_event(EPOLLIN);
@@ -486,14 +332,14 @@ Test(virtio_net, rx_waits_for_buffers_without_losing_the_frame)
 	cr_assert_not(drv_used(NET_RXQ, &id, &len));
 
 	gpa = drv_add_rx(1526, NULL);
-	drv_kick(NET_RXQ);
+	drv_kick(&n->dev, NET_RXQ);
 	cr_assert(drv_used(NET_RXQ, &id, &len));
 	cr_assert_eq(len, sizeof(f1));
 	cr_assert_arr_eq(gpa_ptr(gpa + NET_HDR_LEN), f1 + NET_HDR_LEN, 100);
 	cr_assert(n->rx_waiting, "out of buffers again for the second frame");
 
 	gpa = drv_add_rx(1526, NULL);
-	drv_kick(NET_RXQ);
+	drv_kick(&n->dev, NET_RXQ);
 	cr_assert(drv_used(NET_RXQ, &id, &len));
 	cr_assert_eq(len, sizeof(f2));
 	cr_assert_arr_eq(gpa_ptr(gpa + NET_HDR_LEN), f2 + NET_HDR_LEN, 200);
@@ -507,18 +353,18 @@ Test(virtio_net, rx_mrg_too_few_buffers_takes_none_until_more_come)
 	uint16_t h0, h1, old;
 	uint64_t g0;
 
-	drv_start(1ULL << VIRTIO_NET_F_MRG_RXBUF | 1ULL << VIRTIO_RING_F_EVENT_IDX);
+	drv_start(&n->dev, 1ULL << VIRTIO_NET_F_MRG_RXBUF | 1ULL << VIRTIO_RING_F_EVENT_IDX);
 	g0 = drv_add_rx(2048, &h0);
 	host_send(frame, 3000, 5);
 	tap_event(EPOLLIN);
 	cr_assert_not(drv_used(NET_RXQ, &id, &len), "part of a frame was delivered");
 	cr_assert(n->rx_waiting);
 	/* The driver's next buffer must cause a kick (EVENT_IDX): avail_event covers the one we hold. */
-	old = dq[NET_RXQ].avail_idx;
-	cr_assert(vring_need_event(avail_event(NET_RXQ), (uint16_t)(old + 1), old));
+	old = drv_avail_idx(NET_RXQ);
+	cr_assert(vring_need_event(drv_avail_event(NET_RXQ), (uint16_t)(old + 1), old));
 
 	drv_add_rx(2048, &h1);
-	drv_kick(NET_RXQ);
+	drv_kick(&n->dev, NET_RXQ);
 	cr_assert(drv_used(NET_RXQ, &id, &len));
 	cr_assert_eq(id, h0);
 	cr_assert_eq(len, 2048);
@@ -535,7 +381,7 @@ Test(virtio_net, rx_without_mrg_drops_frames_that_do_not_fit)
 	uint16_t head;
 	uint64_t gpa;
 
-	drv_start(0);
+	drv_start(&n->dev, 0);
 	gpa = drv_add_rx(512, &head);
 	host_send(big, 1000, 6);
 	host_send(small, 100, 7);
@@ -553,7 +399,7 @@ Test(virtio_net, rx_buffer_smaller_than_header_is_returned_unused)
 	uint32_t id, len;
 	uint16_t bad, good;
 
-	drv_start(1ULL << VIRTIO_NET_F_MRG_RXBUF);
+	drv_start(&n->dev, 1ULL << VIRTIO_NET_F_MRG_RXBUF);
 	drv_add_rx(8, &bad);
 	drv_add_rx(1526, &good);
 	host_send(frame, 50, 8);
@@ -571,9 +417,8 @@ Test(virtio_net, rx_malformed_ring_needs_reset)
 {
 	uint8_t frame[NET_HDR_LEN + 50];
 
-	drv_start(0);
-	dq[NET_RXQ].avail->ring[0] = htole16(QSIZE + 3);	/* head out of range */
-	__atomic_store_n(&dq[NET_RXQ].avail->idx, htole16(1), __ATOMIC_RELEASE);
+	drv_start(&n->dev, 0);
+	drv_offer(NET_RXQ, QSIZE + 3);	/* head out of range */
 	host_send(frame, 50, 9);
 	tap_event(EPOLLIN);
 	cr_assert(needs_reset());
@@ -588,13 +433,13 @@ Test(virtio_net, tx_frame_reaches_the_tap)
 	uint32_t id, len;
 	uint16_t head;
 
-	drv_start(0);
+	drv_start(&n->dev, 0);
 	pattern(gpa_ptr(hdr), NET_HDR_LEN, 10);
 	pattern(gpa_ptr(a), 40, 11);
 	pattern(gpa_ptr(b), 60, 12);
-	head = drv_add(NET_TXQ, (struct seg[]){ { hdr, NET_HDR_LEN, false }, { a, 40, false },
-						{ b, 60, false } }, 3);
-	drv_kick(NET_TXQ);
+	head = drv_add(NET_TXQ, (struct drv_seg[]){ { hdr, NET_HDR_LEN, false }, { a, 40, false },
+						    { b, 60, false } }, 3);
+	drv_kick(&n->dev, NET_TXQ);
 	cr_assert(drv_used(NET_TXQ, &id, &len));
 	cr_assert_eq(id, head);
 	cr_assert_eq(len, 0, "the device writes nothing into a transmit buffer");
@@ -613,11 +458,12 @@ Test(virtio_net, tx_bad_chains_are_dropped_not_fatal)
 	uint32_t id, len;
 	uint16_t short_head, rw_head, ok_head;
 
-	drv_start(0);
-	short_head = drv_add(NET_TXQ, &(struct seg){ buf, 8, false }, 1);
-	rw_head = drv_add(NET_TXQ, (struct seg[]){ { buf, 64, false }, { buf + 64, 64, true } }, 2);
-	ok_head = drv_add(NET_TXQ, &(struct seg){ buf, 64, false }, 1);
-	drv_kick(NET_TXQ);
+	drv_start(&n->dev, 0);
+	short_head = drv_add(NET_TXQ, &(struct drv_seg){ buf, 8, false }, 1);
+	rw_head = drv_add(NET_TXQ, (struct drv_seg[]){ { buf, 64, false }, { buf + 64, 64, true } },
+			  2);
+	ok_head = drv_add(NET_TXQ, &(struct drv_seg){ buf, 64, false }, 1);
+	drv_kick(&n->dev, NET_TXQ);
 	cr_assert(drv_used(NET_TXQ, &id, &len));
 	cr_assert_eq(id, short_head);
 	cr_assert(drv_used(NET_TXQ, &id, &len));
@@ -637,14 +483,14 @@ Test(virtio_net, tx_waits_when_the_tap_is_full)
 	uint32_t id, len;
 	unsigned int sent = 0, used = 0, received = 0;
 
-	drv_start(0);
+	drv_start(&n->dev, 0);
 	/* With the smallest send buffer a few queued datagrams fill the socket, which then says EAGAIN. */
 	cr_assert_eq(setsockopt(n->tap_fd, SOL_SOCKET, SO_SNDBUF, &(int){ 1 }, sizeof(int)), 0);
 	for (unsigned int i = 0; i < QSIZE / 2; i++) {
-		drv_add(NET_TXQ, &(struct seg){ buf, 64, false }, 1);
+		drv_add(NET_TXQ, &(struct drv_seg){ buf, 64, false }, 1);
 		sent++;
 	}
-	drv_kick(NET_TXQ);
+	drv_kick(&n->dev, NET_TXQ);
 	while (drv_used(NET_TXQ, &id, &len))
 		used++;
 	cr_assert_lt(used, sent, "the socket never filled up");
@@ -673,18 +519,17 @@ Test(virtio_net, reset_forgets_the_pending_frame)
 	uint32_t id, len;
 	uint64_t gpa;
 
-	drv_start(0);
+	drv_start(&n->dev, 0);
 	host_send(f1, 100, 13);
 	tap_event(EPOLLIN);
 	cr_assert_neq(n->rx_len, 0);
-	wr(VIRTIO_MMIO_STATUS, 0);
+	drv_wr(&n->dev, VIRTIO_MMIO_STATUS, 0);
 	cr_assert_eq(n->rx_len, 0);
 	cr_assert_eq(n->tap_events, 0);
-	memset(dq, 0, sizeof(dq));
-	drv_start(0);
+	drv_start(&n->dev, 0);
 	gpa = drv_add_rx(1526, NULL);
 	host_send(f2, 40, 14);
-	drv_kick(NET_RXQ);
+	drv_kick(&n->dev, NET_RXQ);
 	cr_assert(drv_used(NET_RXQ, &id, &len));
 	cr_assert_eq(len, sizeof(f2));
 	cr_assert_arr_eq(gpa_ptr(gpa + NET_HDR_LEN), f2 + NET_HDR_LEN, 40);
@@ -692,7 +537,7 @@ Test(virtio_net, reset_forgets_the_pending_frame)
 
 Test(virtio_net, tap_going_away_takes_the_link_down)
 {
-	drv_start(0);
+	drv_start(&n->dev, 0);
 	close(peer);
 	peer = -1;
 	tap_event(EPOLLIN | EPOLLHUP);
@@ -705,35 +550,25 @@ Test(virtio_net, tap_going_away_takes_the_link_down)
 
 static void plain_setup(void)
 {
-	cr_assert_eq(event_loop_init(&loop), 0);
-	ram = aligned_alloc(4096, RAM_SIZE);
-	guest_mem_init_from_buffer(&mem, ram, 0, RAM_SIZE);
-	host = (struct virtio_host){ .mem = &mem, .loop = &loop, .ioeventfd = fake_ioeventfd,
-				     .irqfd = fake_irqfd };
+	fake_driver_init(QSIZE);
 }
 
-static void plain_teardown(void)
-{
-	event_loop_destroy(&loop);
-	free(ram);
-}
-
-TestSuite(virtio_net_create, .init = plain_setup, .fini = plain_teardown);
+TestSuite(virtio_net_create, .init = plain_setup, .fini = fake_driver_fini);
 
 Test(virtio_net_create, vhost_on_is_refused)
 {
 	struct net_options o = { .tap = "vmmt0", .vhost = true };
 
-	cr_assert_null(virtio_net_create(&host, &o, "virtio-net0", BASE, GSI));
+	cr_assert_null(virtio_net_create(&fake_host, &o, "virtio-net0", BASE, GSI));
 }
 
 Test(virtio_net_create, bad_tap_names_are_refused)
 {
 	struct net_options o = { .tap = "a-name-much-too-long-for-linux" };
 
-	cr_assert_null(virtio_net_create(&host, &o, "virtio-net0", BASE, GSI));
+	cr_assert_null(virtio_net_create(&fake_host, &o, "virtio-net0", BASE, GSI));
 	o.tap = "";
-	cr_assert_null(virtio_net_create(&host, &o, "virtio-net0", BASE, GSI));
+	cr_assert_null(virtio_net_create(&fake_host, &o, "virtio-net0", BASE, GSI));
 	cr_assert_eq(net_tap_open("a-name-much-too-long-for-linux"), -ENAMETOOLONG);
 }
 
@@ -763,7 +598,7 @@ Test(virtio_net_create, real_tap)
 
 	o.tap = name;
 	o.mac_set = false;
-	d = virtio_net_create(&host, &o, "virtio-net0", BASE, GSI);
+	d = virtio_net_create(&fake_host, &o, "virtio-net0", BASE, GSI);
 	cr_assert_not_null(d);
 	{
 		struct virtio_net *vn = container_of(d, struct virtio_net, dev);
@@ -790,9 +625,7 @@ static void tap_setup(void)
 	struct virtio_mmio_dev *d;
 	int fd;
 
-	plain_setup();
-	memset(ram, 0, RAM_SIZE);
-	buf_next = BUF_GPA;
+	fake_driver_init(QSIZE);
 	n = NULL;
 	if (access("/dev/net/tun", F_OK))
 		cr_skip_test("no /dev/net/tun on this host");
@@ -803,7 +636,7 @@ static void tap_setup(void)
 	cr_assert_geq(fd, 0);
 	close(fd);
 	memcpy(o.mac, test_mac, sizeof(o.mac));
-	d = virtio_net_create(&host, &o, "virtio-net0", BASE, GSI);
+	d = virtio_net_create(&fake_host, &o, "virtio-net0", BASE, GSI);
 	cr_assert_not_null(d);
 	n = container_of(d, struct virtio_net, dev);
 
@@ -822,7 +655,7 @@ static void tap_teardown(void)
 	if (n)
 		n->dev.ops->destroy(&n->dev);
 	n = NULL;
-	plain_teardown();
+	fake_driver_fini();
 }
 
 static uint64_t tap_counter(const char *what)
@@ -861,7 +694,7 @@ Test(virtio_net_tap, frames_both_ways)
 	uint32_t id, len = 0;
 	int ps;
 
-	drv_start(1ULL << VIRTIO_NET_F_MRG_RXBUF | 1ULL << VIRTIO_NET_F_GUEST_CSUM |
+	drv_start(&n->dev, 1ULL << VIRTIO_NET_F_MRG_RXBUF | 1ULL << VIRTIO_NET_F_GUEST_CSUM |
 		  1ULL << VIRTIO_NET_F_GUEST_TSO4 | 1ULL << VIRTIO_NET_F_GUEST_TSO6 |
 		  1ULL << VIRTIO_NET_F_CSUM | 1ULL << VIRTIO_NET_F_HOST_TSO4 |
 		  1ULL << VIRTIO_RING_F_EVENT_IDX);
@@ -869,8 +702,9 @@ Test(virtio_net_tap, frames_both_ways)
 
 	/* Guest → host: the tap counts what we write as received. */
 	make_frame(gpa_ptr(data), sizeof(frame), test_mac, 1);
-	drv_add(NET_TXQ, (struct seg[]){ { hdr, NET_HDR_LEN, false }, { data, sizeof(frame), false } }, 2);
-	drv_kick(NET_TXQ);
+	drv_add(NET_TXQ, (struct drv_seg[]){ { hdr, NET_HDR_LEN, false },
+					     { data, sizeof(frame), false } }, 2);
+	drv_kick(&n->dev, NET_TXQ);
 	cr_assert(drv_used(NET_TXQ, &id, &len));
 	cr_assert_eq(n->tx_frames, 1, "dropped: %" PRIu64, n->tx_dropped);
 	cr_assert_eq(tap_counter("rx_packets"), before + 1);
@@ -897,7 +731,7 @@ Test(virtio_net_tap, frames_both_ways)
 			    !memcmp(gpa_ptr(rx + NET_HDR_LEN), frame, sizeof(frame)))
 				break;
 			rx = drv_add_rx(2048, NULL);
-			drv_kick(NET_RXQ);
+			drv_kick(&n->dev, NET_RXQ);
 		}
 		usleep(10000);
 	}

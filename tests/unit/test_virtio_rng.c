@@ -1,19 +1,18 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * Unit tests for virtio-rng (virtio/rng.c): rng_fill() over host buffers,
- * then the device driven through its registers by a small fake driver.
+ * then the device driven through its registers by the fake driver
+ * (fake_driver.c).
  */
 #include <criterion/criterion.h>
-#include <endian.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_ids.h>
 #include <linux/virtio_mmio.h>
 #include <linux/virtio_ring.h>
-#include <stdlib.h>
 #include <string.h>
 
+#include "fake_driver.h"
 #include "virtio/rng.h"
-#include "vmm/util.h"
 
 /* ---- rng_fill over host buffers ---- */
 
@@ -109,248 +108,125 @@ Test(rng_fill, stops_at_max)
 
 /* ---- the device with a fake driver ---- */
 
-#define RAM_SIZE	(4 << 20)
 #define BASE		0xd0000000ULL
 #define GSI		6
 #define QSIZE		64
-#define RING_GPA	0x10000ULL
-#define BUF_GPA		0x100000ULL
 
-struct drv_queue {
-	struct vring_desc *desc;
-	struct vring_avail *avail;
-	struct vring_used *used;
-	uint16_t next_desc, avail_idx, used_seen;
-};
-
-struct seg {
-	uint64_t gpa;
-	uint32_t len;
-	bool writable;
-};
-
-static uint8_t *ram;
-static struct guest_mem mem;
-static struct event_loop loop;
-static struct virtio_host host;
 static struct virtio_mmio_dev *dev;
-static struct drv_queue dq;
-static uint64_t buf_next;
 
-static int fake_ioeventfd(struct virtio_host *h, uint64_t addr, uint32_t dm, int fd, bool assign)
+/* A guest buffer filled with 0xaa, for filled() and untouched(). */
+static uint64_t alloc_aa(size_t len)
 {
-	return 0;
-}
+	uint64_t gpa = alloc_buf(len);
 
-static int fake_irqfd(struct virtio_host *h, uint32_t gsi, int fd, bool assign)
-{
-	return 0;
-}
-
-static void *gpa_ptr(uint64_t gpa)
-{
-	return ram + gpa;
-}
-
-static uint64_t alloc_buf(size_t len)
-{
-	uint64_t gpa = buf_next;
-
-	buf_next += ALIGN_UP(len, 64);
-	cr_assert_leq(buf_next, RAM_SIZE);
 	memset(gpa_ptr(gpa), 0xaa, len);
 	return gpa;
 }
 
-static uint32_t rd(uint64_t off)
-{
-	uint32_t v = 0;
-
-	virtio_mmio_io(dev, off, (uint8_t *)&v, 4, false);
-	return le32toh(v);
-}
-
-static void wr(uint64_t off, uint32_t v)
-{
-	v = htole32(v);
-	virtio_mmio_io(dev, off, (uint8_t *)&v, 4, true);
-}
-
-static void drv_start(uint64_t features)
-{
-	uint64_t desc = RING_GPA, avail = desc + 16 * QSIZE, used = desc + 0x8000;
-	uint32_t s = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER;
-
-	features |= 1ULL << VIRTIO_F_VERSION_1;
-	memset(gpa_ptr(desc), 0, 0x10000);
-	dq = (struct drv_queue){ .desc = gpa_ptr(desc), .avail = gpa_ptr(avail), .used = gpa_ptr(used) };
-	wr(VIRTIO_MMIO_STATUS, s);
-	wr(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
-	wr(VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)features);
-	wr(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
-	wr(VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)(features >> 32));
-	s |= VIRTIO_CONFIG_S_FEATURES_OK;
-	wr(VIRTIO_MMIO_STATUS, s);
-	cr_assert(rd(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_FEATURES_OK, "features refused");
-	wr(VIRTIO_MMIO_QUEUE_SEL, 0);
-	cr_assert_geq(rd(VIRTIO_MMIO_QUEUE_NUM_MAX), QSIZE);
-	wr(VIRTIO_MMIO_QUEUE_NUM, QSIZE);
-	wr(VIRTIO_MMIO_QUEUE_DESC_LOW, (uint32_t)desc);
-	wr(VIRTIO_MMIO_QUEUE_AVAIL_LOW, (uint32_t)avail);
-	wr(VIRTIO_MMIO_QUEUE_USED_LOW, (uint32_t)used);
-	wr(VIRTIO_MMIO_QUEUE_READY, 1);
-	wr(VIRTIO_MMIO_STATUS, s | VIRTIO_CONFIG_S_DRIVER_OK);
-	cr_assert(virtio_mmio_is_active(dev));
-}
-
-static uint16_t drv_add(const struct seg *segs, unsigned int nsegs)
-{
-	uint16_t head = dq.next_desc;
-
-	for (unsigned int i = 0; i < nsegs; i++) {
-		uint16_t idx = (uint16_t)((head + i) % QSIZE);
-
-		dq.desc[idx].addr = htole64(segs[i].gpa);
-		dq.desc[idx].len = htole32(segs[i].len);
-		dq.desc[idx].flags = htole16((segs[i].writable ? VRING_DESC_F_WRITE : 0) |
-					     (i + 1 < nsegs ? VRING_DESC_F_NEXT : 0));
-		dq.desc[idx].next = htole16((uint16_t)((idx + 1) % QSIZE));
-	}
-	dq.next_desc = (uint16_t)((head + nsegs) % QSIZE);
-	dq.avail->ring[dq.avail_idx % QSIZE] = htole16(head);
-	dq.avail_idx++;
-	__atomic_store_n(&dq.avail->idx, htole16(dq.avail_idx), __ATOMIC_RELEASE);
-	return head;
-}
-
-static void drv_kick(void)
-{
-	wr(VIRTIO_MMIO_QUEUE_NOTIFY, 0);
-}
-
-static bool drv_used(uint32_t *id, uint32_t *len)
-{
-	if (le16toh(__atomic_load_n(&dq.used->idx, __ATOMIC_ACQUIRE)) == dq.used_seen)
-		return false;
-	*id = le32toh(dq.used->ring[dq.used_seen % QSIZE].id);
-	*len = le32toh(dq.used->ring[dq.used_seen % QSIZE].len);
-	dq.used_seen++;
-	return true;
-}
-
 static void setup(void)
 {
-	ram = aligned_alloc(4096, RAM_SIZE);
-	cr_assert_not_null(ram);
-	memset(ram, 0, RAM_SIZE);
-	guest_mem_init_from_buffer(&mem, ram, 0, RAM_SIZE);
-	cr_assert_eq(event_loop_init(&loop), 0);
-	host = (struct virtio_host){ .mem = &mem, .loop = &loop, .ioeventfd = fake_ioeventfd,
-				     .irqfd = fake_irqfd };
-	buf_next = BUF_GPA;
-	dev = virtio_rng_create(&host, "virtio-rng0", BASE, GSI);
+	fake_driver_init(QSIZE);
+	dev = virtio_rng_create(&fake_host, "virtio-rng0", BASE, GSI);
 	cr_assert_not_null(dev);
 }
 
 static void teardown(void)
 {
 	dev->ops->destroy(dev);
-	event_loop_destroy(&loop);
-	free(ram);
+	fake_driver_fini();
 }
 
 TestSuite(virtio_rng, .init = setup, .fini = teardown);
 
 Test(virtio_rng, identity)
 {
-	cr_assert_eq(rd(VIRTIO_MMIO_DEVICE_ID), VIRTIO_ID_RNG);
-	wr(VIRTIO_MMIO_QUEUE_SEL, 0);
-	cr_assert_eq(rd(VIRTIO_MMIO_QUEUE_NUM_MAX), RNG_QUEUE_SIZE);
-	wr(VIRTIO_MMIO_QUEUE_SEL, 1);
-	cr_assert_eq(rd(VIRTIO_MMIO_QUEUE_NUM_MAX), 0, "one queue only");
+	cr_assert_eq(drv_rd(dev, VIRTIO_MMIO_DEVICE_ID), VIRTIO_ID_RNG);
+	drv_wr(dev, VIRTIO_MMIO_QUEUE_SEL, 0);
+	cr_assert_eq(drv_rd(dev, VIRTIO_MMIO_QUEUE_NUM_MAX), RNG_QUEUE_SIZE);
+	drv_wr(dev, VIRTIO_MMIO_QUEUE_SEL, 1);
+	cr_assert_eq(drv_rd(dev, VIRTIO_MMIO_QUEUE_NUM_MAX), 0, "one queue only");
 }
 
 Test(virtio_rng, fills_requests)
 {
-	uint64_t a = alloc_buf(64), b = alloc_buf(32), ro = alloc_buf(16);
+	uint64_t a = alloc_aa(64), b = alloc_aa(32), ro = alloc_aa(16);
 	uint32_t id, len;
 	uint16_t h1, h2;
 
-	drv_start(1ULL << VIRTIO_RING_F_EVENT_IDX);
-	h1 = drv_add(&(struct seg){ a, 64, true }, 1);
-	h2 = drv_add((struct seg[]){ { ro, 16, false }, { b, 32, true } }, 2);
-	drv_kick();
-	cr_assert(drv_used(&id, &len));
+	drv_start(dev, 1ULL << VIRTIO_RING_F_EVENT_IDX);
+	h1 = drv_add(0, &(struct drv_seg){ a, 64, true }, 1);
+	h2 = drv_add(0, (struct drv_seg[]){ { ro, 16, false }, { b, 32, true } }, 2);
+	drv_kick(dev, 0);
+	cr_assert(drv_used(0, &id, &len));
 	cr_assert_eq(id, h1);
 	cr_assert_eq(len, 64);
 	cr_assert(filled(gpa_ptr(a), 64));
-	cr_assert(drv_used(&id, &len));
+	cr_assert(drv_used(0, &id, &len));
 	cr_assert_eq(id, h2);
 	cr_assert_eq(len, 32, "the used length counts written bytes only");
 	cr_assert(filled(gpa_ptr(b), 32));
 	cr_assert(untouched(gpa_ptr(ro), 16), "a readable buffer was written");
-	cr_assert_not(drv_used(&id, &len));
-	cr_assert_eq(le16toh(*(uint16_t *)&dq.used->ring[QSIZE]), dq.avail_idx,
+	cr_assert_not(drv_used(0, &id, &len));
+	cr_assert_eq(drv_avail_event(0), drv_avail_idx(0),
 		     "avail_event asks for a kick at the next request");
 }
 
 Test(virtio_rng, request_without_writable_bytes_is_answered_empty)
 {
-	uint64_t ro = alloc_buf(16);
+	uint64_t ro = alloc_aa(16);
 	uint32_t id, len;
 	uint16_t h;
 
-	drv_start(0);
-	h = drv_add(&(struct seg){ ro, 16, false }, 1);
-	drv_kick();
-	cr_assert(drv_used(&id, &len));
+	drv_start(dev, 0);
+	h = drv_add(0, &(struct drv_seg){ ro, 16, false }, 1);
+	drv_kick(dev, 0);
+	cr_assert(drv_used(0, &id, &len));
 	cr_assert_eq(id, h);
 	cr_assert_eq(len, 0);
 	cr_assert(untouched(gpa_ptr(ro), 16));
-	cr_assert_not(rd(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET);
+	cr_assert_not(drv_rd(dev, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET);
 }
 
 Test(virtio_rng, huge_request_is_capped)
 {
-	uint64_t big = alloc_buf(RNG_CHAIN_MAX + 4096);
+	uint64_t big = alloc_aa(RNG_CHAIN_MAX + 4096);
 	uint32_t id, len;
 
-	drv_start(0);
-	drv_add(&(struct seg){ big, RNG_CHAIN_MAX + 4096, true }, 1);
-	drv_kick();
-	cr_assert(drv_used(&id, &len));
+	drv_start(dev, 0);
+	drv_add(0, &(struct drv_seg){ big, RNG_CHAIN_MAX + 4096, true }, 1);
+	drv_kick(dev, 0);
+	cr_assert(drv_used(0, &id, &len));
 	cr_assert_eq(len, RNG_CHAIN_MAX);
 	cr_assert(untouched(gpa_ptr(big + RNG_CHAIN_MAX), 4096));
 }
 
 Test(virtio_rng, malformed_ring_needs_reset_and_reset_recovers)
 {
-	uint64_t a = alloc_buf(64);
+	uint64_t a = alloc_aa(64);
 	uint32_t id, len;
 
-	drv_start(0);
-	dq.avail->ring[0] = htole16(QSIZE);	/* head out of range */
-	__atomic_store_n(&dq.avail->idx, htole16(1), __ATOMIC_RELEASE);
-	drv_kick();
-	cr_assert(rd(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET);
+	drv_start(dev, 0);
+	drv_offer(0, QSIZE);	/* head out of range */
+	drv_kick(dev, 0);
+	cr_assert(drv_rd(dev, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET);
 
-	wr(VIRTIO_MMIO_STATUS, 0);
-	drv_start(0);
-	drv_add(&(struct seg){ a, 64, true }, 1);
-	drv_kick();
-	cr_assert(drv_used(&id, &len));
+	drv_wr(dev, VIRTIO_MMIO_STATUS, 0);
+	drv_start(dev, 0);
+	drv_add(0, &(struct drv_seg){ a, 64, true }, 1);
+	drv_kick(dev, 0);
+	cr_assert(drv_used(0, &id, &len));
 	cr_assert_eq(len, 64);
 }
 
 Test(virtio_rng, no_work_before_driver_ok)
 {
-	uint64_t a = alloc_buf(64);
+	uint64_t a = alloc_aa(64);
 	uint32_t id, len;
 
-	drv_start(0);
-	wr(VIRTIO_MMIO_STATUS, 0);
-	drv_add(&(struct seg){ a, 64, true }, 1);
-	drv_kick();
-	cr_assert_not(drv_used(&id, &len));
+	drv_start(dev, 0);
+	drv_wr(dev, VIRTIO_MMIO_STATUS, 0);
+	drv_add(0, &(struct drv_seg){ a, 64, true }, 1);
+	drv_kick(dev, 0);
+	cr_assert_not(drv_used(0, &id, &len));
 	cr_assert(untouched(gpa_ptr(a), 64));
 }

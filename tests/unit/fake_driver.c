@@ -1,0 +1,260 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * The fake virtio driver of the device unit tests (see fake_driver.h): fake
+ * guest RAM and host, register accesses through the transport, and the
+ * driver's side of split rings.
+ */
+#include <criterion/criterion.h>
+#include <endian.h>
+#include <linux/virtio_config.h>
+#include <linux/virtio_mmio.h>
+#include <linux/virtio_ring.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fake_driver.h"
+#include "vmm/event_loop.h"
+#include "vmm/guest_mem.h"
+#include "vmm/util.h"
+
+#define RING_AREA	0x10000ULL	/* per queue, from FAKE_RING_GPA(q) */
+#define USED_OFF	0x8000ULL	/* the used ring's offset in it */
+
+/* The driver's view of one queue: its rings in guest memory and its indexes. */
+struct drv_vq {
+	struct vring_desc *desc;
+	struct vring_avail *avail;
+	struct vring_used *used;
+	uint16_t next_desc, avail_idx, used_seen;
+};
+
+struct virtio_host fake_host;
+
+static uint8_t *ram;
+static struct guest_mem mem;
+static struct event_loop loop;
+static bool loop_up;
+static uint16_t qsize;
+static uint64_t buf_next;
+static struct drv_vq vqs[VIRTIO_MMIO_MAX_QUEUES];
+
+static int fake_ioeventfd(struct virtio_host *h, uint64_t addr, uint32_t datamatch, int fd,
+			  bool assign)
+{
+	return 0;
+}
+
+static int fake_irqfd(struct virtio_host *h, uint32_t gsi, int fd, bool assign)
+{
+	return 0;
+}
+
+void fake_driver_init(uint16_t size)
+{
+	/* Descriptors and avail ring must fit below the used ring, the used ring in the area. */
+	cr_assert(size && !(size & (size - 1)), "queue size %u is not a power of two", size);
+	cr_assert_leq(16ULL * size + 6 + 2 * size, USED_OFF);
+	cr_assert_leq(USED_OFF + 6 + 8ULL * size, RING_AREA);
+	qsize = size;
+	ram = aligned_alloc(4096, FAKE_RAM_SIZE);
+	cr_assert_not_null(ram);
+	memset(ram, 0, FAKE_RAM_SIZE);
+	guest_mem_init_from_buffer(&mem, ram, 0, FAKE_RAM_SIZE);
+	cr_assert_eq(event_loop_init(&loop), 0);
+	loop_up = true;
+	fake_host = (struct virtio_host){
+		.mem = &mem, .loop = &loop, .ioeventfd = fake_ioeventfd, .irqfd = fake_irqfd,
+	};
+	buf_next = FAKE_BUF_GPA;
+	memset(vqs, 0, sizeof(vqs));
+}
+
+void fake_driver_fini(void)
+{
+	if (loop_up)
+		event_loop_destroy(&loop);
+	loop_up = false;
+	free(ram);
+	ram = NULL;
+}
+
+/* ---- Guest memory ---- */
+
+void *gpa_ptr(uint64_t gpa)
+{
+	cr_assert_lt(gpa, FAKE_RAM_SIZE, "gpa %#llx outside the fake RAM", (unsigned long long)gpa);
+	return ram + gpa;
+}
+
+uint64_t alloc_buf(size_t len)
+{
+	uint64_t gpa = buf_next;
+
+	buf_next += ALIGN_UP(len, 64);
+	cr_assert_leq(buf_next, FAKE_RAM_SIZE);
+	memset(ram + gpa, 0, len);
+	return gpa;
+}
+
+void free_bufs(void)
+{
+	buf_next = FAKE_BUF_GPA;
+}
+
+/* ---- Registers ---- */
+
+uint32_t drv_rd(struct virtio_mmio_dev *d, uint64_t off)
+{
+	uint32_t v = 0xdeadbeef;	/* shows a register the transport left unwritten */
+
+	virtio_mmio_io(d, off, (uint8_t *)&v, 4, false);
+	return le32toh(v);
+}
+
+void drv_wr(struct virtio_mmio_dev *d, uint64_t off, uint32_t v)
+{
+	v = htole32(v);
+	virtio_mmio_io(d, off, (uint8_t *)&v, 4, true);
+}
+
+uint64_t drv_device_features(struct virtio_mmio_dev *d)
+{
+	uint64_t f;
+
+	drv_wr(d, VIRTIO_MMIO_DEVICE_FEATURES_SEL, 0);
+	f = drv_rd(d, VIRTIO_MMIO_DEVICE_FEATURES);
+	drv_wr(d, VIRTIO_MMIO_DEVICE_FEATURES_SEL, 1);
+	return f | (uint64_t)drv_rd(d, VIRTIO_MMIO_DEVICE_FEATURES) << 32;
+}
+
+bool drv_negotiate(struct virtio_mmio_dev *d, uint64_t features)
+{
+	uint32_t s = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER;
+
+	drv_wr(d, VIRTIO_MMIO_STATUS, s);
+	drv_wr(d, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
+	drv_wr(d, VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)features);
+	drv_wr(d, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
+	drv_wr(d, VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)(features >> 32));
+	drv_wr(d, VIRTIO_MMIO_STATUS, s | VIRTIO_CONFIG_S_FEATURES_OK);
+	return drv_rd(d, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_FEATURES_OK;
+}
+
+void drv_queue_at(struct virtio_mmio_dev *d, unsigned int q, uint32_t size, uint64_t desc,
+		  uint64_t avail, uint64_t used)
+{
+	drv_wr(d, VIRTIO_MMIO_QUEUE_SEL, q);
+	drv_wr(d, VIRTIO_MMIO_QUEUE_NUM, size);
+	drv_wr(d, VIRTIO_MMIO_QUEUE_DESC_LOW, (uint32_t)desc);
+	drv_wr(d, VIRTIO_MMIO_QUEUE_DESC_HIGH, (uint32_t)(desc >> 32));
+	drv_wr(d, VIRTIO_MMIO_QUEUE_AVAIL_LOW, (uint32_t)avail);
+	drv_wr(d, VIRTIO_MMIO_QUEUE_AVAIL_HIGH, (uint32_t)(avail >> 32));
+	drv_wr(d, VIRTIO_MMIO_QUEUE_USED_LOW, (uint32_t)used);
+	drv_wr(d, VIRTIO_MMIO_QUEUE_USED_HIGH, (uint32_t)(used >> 32));
+	drv_wr(d, VIRTIO_MMIO_QUEUE_READY, 1);
+}
+
+/* The driver's state of queue q, which drv_setup_queue() set up. */
+static struct drv_vq *vq(unsigned int q)
+{
+	cr_assert_lt(q, VIRTIO_MMIO_MAX_QUEUES);
+	cr_assert_not_null(vqs[q].desc, "queue %u was not set up", q);
+	return &vqs[q];
+}
+
+void drv_setup_queue(struct virtio_mmio_dev *d, unsigned int q)
+{
+	uint64_t desc = FAKE_RING_GPA(q), avail = desc + 16 * qsize, used = desc + USED_OFF;
+	struct drv_vq *v;
+
+	cr_assert_leq(FAKE_RING_GPA(q + 1), FAKE_BUF_GPA, "no ring area for queue %u", q);
+	v = &vqs[q];
+	memset(gpa_ptr(desc), 0, RING_AREA);
+	*v = (struct drv_vq){
+		.desc = gpa_ptr(desc), .avail = gpa_ptr(avail), .used = gpa_ptr(used),
+	};
+	drv_wr(d, VIRTIO_MMIO_QUEUE_SEL, q);
+	cr_assert_geq(drv_rd(d, VIRTIO_MMIO_QUEUE_NUM_MAX), qsize, "queue %u is too small", q);
+	drv_queue_at(d, q, qsize, desc, avail, used);
+	cr_assert_eq(drv_rd(d, VIRTIO_MMIO_QUEUE_READY), 1, "queue %u refused", q);
+}
+
+void drv_start(struct virtio_mmio_dev *d, uint64_t features)
+{
+	features |= 1ULL << VIRTIO_F_VERSION_1;
+	cr_assert(drv_negotiate(d, features), "features refused");
+	for (unsigned int q = 0; q < d->ops->nqueues; q++)
+		drv_setup_queue(d, q);
+	drv_wr(d, VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+		  VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
+	cr_assert(virtio_mmio_is_active(d));
+}
+
+void drv_kick(struct virtio_mmio_dev *d, unsigned int q)
+{
+	drv_wr(d, VIRTIO_MMIO_QUEUE_NOTIFY, q);
+}
+
+/* ---- Rings ---- */
+
+void drv_set_desc(unsigned int q, uint16_t i, uint64_t gpa, uint32_t len, uint16_t flags,
+		  uint16_t next)
+{
+	struct vring_desc *desc;
+
+	cr_assert_lt(i, qsize, "descriptor %u of %u", i, qsize);
+	desc = &vq(q)->desc[i];
+	desc->addr = htole64(gpa);
+	desc->len = htole32(len);
+	desc->flags = htole16(flags);
+	desc->next = htole16(next);
+}
+
+void drv_offer(unsigned int q, uint16_t head)
+{
+	struct drv_vq *v = vq(q);
+
+	v->avail->ring[v->avail_idx % qsize] = htole16(head);
+	v->avail_idx++;
+	__atomic_store_n(&v->avail->idx, htole16(v->avail_idx), __ATOMIC_RELEASE);
+}
+
+uint16_t drv_add(unsigned int q, const struct drv_seg *segs, unsigned int nsegs)
+{
+	struct drv_vq *v = vq(q);
+	uint16_t head = v->next_desc;
+
+	for (unsigned int i = 0; i < nsegs; i++) {
+		uint16_t idx = (uint16_t)((head + i) % qsize);
+
+		drv_set_desc(q, idx, segs[i].gpa, segs[i].len,
+			     (segs[i].writable ? VRING_DESC_F_WRITE : 0) |
+			     (i + 1 < nsegs ? VRING_DESC_F_NEXT : 0),
+			     (uint16_t)((idx + 1) % qsize));
+	}
+	v->next_desc = (uint16_t)((head + nsegs) % qsize);
+	drv_offer(q, head);
+	return head;
+}
+
+bool drv_used(unsigned int q, uint32_t *id, uint32_t *len)
+{
+	struct drv_vq *v = vq(q);
+
+	if (le16toh(__atomic_load_n(&v->used->idx, __ATOMIC_ACQUIRE)) == v->used_seen)
+		return false;
+	*id = le32toh(v->used->ring[v->used_seen % qsize].id);
+	*len = le32toh(v->used->ring[v->used_seen % qsize].len);
+	v->used_seen++;
+	return true;
+}
+
+uint16_t drv_avail_idx(unsigned int q)
+{
+	return vq(q)->avail_idx;
+}
+
+uint16_t drv_avail_event(unsigned int q)
+{
+	return le16toh(*(uint16_t *)&vq(q)->used->ring[qsize]);
+}

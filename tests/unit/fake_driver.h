@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * A fake virtio driver for the virtio unit tests: fake guest RAM, a
+ * virtio_host whose KVM hooks accept everything, an event loop, and what a
+ * guest driver does to a device: register accesses through virtio_mmio_io(),
+ * feature negotiation, queue set-up and split rings in the fake RAM.
+ *
+ * One fake guest per test process (Criterion runs each test in its own), so
+ * the guest is global: fake_driver_init() in a fixture's set-up,
+ * fake_driver_fini() in its tear-down after the device is destroyed.
+ * Functions that touch registers take the device; functions that only touch
+ * the rings in guest memory take the queue index.
+ *
+ * Guest memory: queue q's rings live in the 64 KiB at FAKE_RING_GPA(q)
+ * (descriptors, avail ring right after them, used ring at +32 KiB), and
+ * alloc_buf() hands out buffers from FAKE_BUF_GPA up.
+ */
+#ifndef TESTS_UNIT_FAKE_DRIVER_H
+#define TESTS_UNIT_FAKE_DRIVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "virtio/mmio.h"
+
+#define FAKE_RAM_SIZE		(4 << 20)
+#define FAKE_RING_GPA(q)	(0x10000ULL + 0x10000ULL * (q))
+#define FAKE_BUF_GPA		0x100000ULL
+
+/* One descriptor of a chain: a guest buffer the device reads or (writable) writes. */
+struct drv_seg {
+	uint64_t gpa;
+	uint32_t len;
+	bool writable;
+};
+
+/* The host the device is created on; a test may replace .ioeventfd/.irqfd after init. */
+extern struct virtio_host fake_host;
+
+/* Zeroed guest RAM, the event loop and fake_host; the driver's rings get size entries. */
+void fake_driver_init(uint16_t size);
+void fake_driver_fini(void);
+
+/* ---- Guest memory ---- */
+
+void *gpa_ptr(uint64_t gpa);
+/* A zeroed guest buffer of len bytes, 64-byte aligned; returns its address. */
+uint64_t alloc_buf(size_t len);
+/* Makes every buffer from alloc_buf() free for reuse. */
+void free_bufs(void);
+
+/* ---- Registers ---- */
+
+uint32_t drv_rd(struct virtio_mmio_dev *d, uint64_t off);
+void drv_wr(struct virtio_mmio_dev *d, uint64_t off, uint32_t v);
+/* All 64 bits the device offers. */
+uint64_t drv_device_features(struct virtio_mmio_dev *d);
+/* ACKNOWLEDGE | DRIVER, writes features, sets FEATURES_OK; whether the device kept it. */
+bool drv_negotiate(struct virtio_mmio_dev *d, uint64_t features);
+/* The raw register writes that set up queue q at the given addresses and make it ready. */
+void drv_queue_at(struct virtio_mmio_dev *d, unsigned int q, uint32_t size, uint64_t desc,
+		  uint64_t avail, uint64_t used);
+/* Sets up queue q with fresh rings at FAKE_RING_GPA(q); checks it is ready. */
+void drv_setup_queue(struct virtio_mmio_dev *d, unsigned int q);
+/* Negotiates VERSION_1 plus features and brings every queue of d up to DRIVER_OK. */
+void drv_start(struct virtio_mmio_dev *d, uint64_t features);
+/* Notifies queue q through the QueueNotify register. */
+void drv_kick(struct virtio_mmio_dev *d, unsigned int q);
+
+/* ---- Rings ---- */
+
+/* Writes descriptor i of queue q as given. */
+void drv_set_desc(unsigned int q, uint16_t i, uint64_t gpa, uint32_t len, uint16_t flags,
+		  uint16_t next);
+/* Publishes head as the next avail entry of queue q (whatever the descriptors hold). */
+void drv_offer(unsigned int q, uint16_t head);
+/* Makes a chain of segs available on queue q, in the next free descriptors; returns its head. */
+uint16_t drv_add(unsigned int q, const struct drv_seg *segs, unsigned int nsegs);
+/* Takes the next used element of queue q; false if there is none. */
+bool drv_used(unsigned int q, uint32_t *id, uint32_t *len);
+/* The driver's avail index of queue q: how many chains it has offered. */
+uint16_t drv_avail_idx(unsigned int q);
+/* The device's avail_event of queue q (VIRTIO_RING_F_EVENT_IDX). */
+uint16_t drv_avail_event(unsigned int q);
+
+#endif
