@@ -143,14 +143,29 @@ else
 	result FAIL "/proc/cmdline has vmmtest=42 from --cmdline"
 fi
 
-run_vmm reboot_acpi "$BOOT_TIMEOUT" run --kernel "$KERNEL" --initrd "$WORK/reboot.initrd" \
+# check_reset_source NAME TEXT LABEL: vmm -v said which reset path the guest took.
+check_reset_source() {
+	if grep -q -F "$2" "$WORK/$1.err"; then
+		result OK "$3"
+	else
+		note "vmm -v did not log '$2'"
+		show "$WORK/$1.err" "vmm stderr"
+		result FAIL "$3"
+	fi
+}
+
+run_vmm reboot_acpi "$BOOT_TIMEOUT" run -v --kernel "$KERNEL" --initrd "$WORK/reboot.initrd" \
 	--cpus 1 --memory 256M --no-reboot --cmdline "$CMDLINE reboot=a"
 check_exit reboot_acpi 0 "reboot=a (ACPI reset register) with --no-reboot: vmm exits 0"
+check_reset_source reboot_acpi "through the ACPI reset register" \
+	"reboot=a: the reset came through the ACPI reset register"
 check_guest reboot_acpi 1 180 256 "boot --cpus 1 --memory 256M"
 
-run_vmm reboot_kbd "$BOOT_TIMEOUT" run --kernel "$KERNEL" --initrd "$WORK/reboot.initrd" \
+run_vmm reboot_kbd "$BOOT_TIMEOUT" run -v --kernel "$KERNEL" --initrd "$WORK/reboot.initrd" \
 	--cpus 4 --memory 1G --no-reboot --cmdline "$CMDLINE reboot=k"
 check_exit reboot_kbd 0 "reboot=k (i8042 keyboard controller reset) with --no-reboot: vmm exits 0"
+check_reset_source reboot_kbd "through the i8042 controller" \
+	"reboot=k: the reset came through the i8042 controller"
 check_guest reboot_kbd 4 900 1024 "boot --cpus 4 --memory 1G"
 
 # Without --no-reboot the guest boots again; stop vmm with SIGTERM after the second boot.
