@@ -258,3 +258,18 @@ uint16_t drv_avail_event(unsigned int q)
 {
 	return le16toh(*(uint16_t *)&vq(q)->used->ring[qsize]);
 }
+
+void host_chain(struct virtq_chain *c, const struct iovec *out, unsigned int nout,
+		const struct iovec *in, unsigned int nin)
+{
+	cr_assert_leq(nout + nin, VIRTQ_MAX_IOV);
+	memset(c, 0, sizeof(*c));
+	for (unsigned int i = 0; i < nout; i++) {
+		c->iov[c->nout++] = out[i];
+		c->out_len += (uint32_t)out[i].iov_len;
+	}
+	for (unsigned int i = 0; i < nin; i++) {
+		c->iov[c->nout + c->nin++] = in[i];
+		c->in_len += (uint32_t)in[i].iov_len;
+	}
+}

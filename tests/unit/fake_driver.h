@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "virtio/mmio.h"
 
@@ -83,5 +84,9 @@ bool drv_used(unsigned int q, uint32_t *id, uint32_t *len);
 uint16_t drv_avail_idx(unsigned int q);
 /* The device's avail_event of queue q (VIRTIO_RING_F_EVENT_IDX). */
 uint16_t drv_avail_event(unsigned int q);
+
+/* Fills c with a chain over host buffers: out[] readable, then in[] writable (no guest RAM). */
+void host_chain(struct virtq_chain *c, const struct iovec *out, unsigned int nout,
+		const struct iovec *in, unsigned int nin);
 
 #endif

@@ -25,19 +25,6 @@
 
 static struct virtq_chain hc;
 
-static void host_chain(struct iovec *out, unsigned int nout, struct iovec *in, unsigned int nin)
-{
-	memset(&hc, 0, sizeof(hc));
-	for (unsigned int i = 0; i < nout; i++) {
-		hc.iov[hc.nout++] = out[i];
-		hc.out_len += (uint32_t)out[i].iov_len;
-	}
-	for (unsigned int i = 0; i < nin; i++) {
-		hc.iov[hc.nout + hc.nin++] = in[i];
-		hc.in_len += (uint32_t)in[i].iov_len;
-	}
-}
-
 static void pattern(uint8_t *p, size_t len, size_t start)
 {
 	for (size_t i = 0; i < len; i++)
@@ -56,7 +43,7 @@ Test(console_helpers, rx_reads_into_writable_segments)
 
 	nonblocking_pipe(p);
 	cr_assert_eq(write(p[1], "hello", 5), 5);
-	host_chain((struct iovec[]){ { ro, sizeof(ro) } }, 1,
+	host_chain(&hc, (struct iovec[]){ { ro, sizeof(ro) } }, 1,
 		   (struct iovec[]){ { a, sizeof(a) }, { b, sizeof(b) } }, 2);
 	cr_assert_eq(console_rx_chain(p[0], &hc), 5);
 	cr_assert_arr_eq(a, "hel", 3);
@@ -75,12 +62,12 @@ Test(console_helpers, rx_reads_no_more_than_the_chain_holds)
 
 	nonblocking_pipe(p);
 	cr_assert_eq(write(p[1], "abcdefgh", 8), 8);
-	host_chain(NULL, 0, (struct iovec[]){ { a, sizeof(a) } }, 1);
+	host_chain(&hc, NULL, 0, (struct iovec[]){ { a, sizeof(a) } }, 1);
 	cr_assert_eq(console_rx_chain(p[0], &hc), 4);
 	cr_assert_arr_eq(a, "abcd", 4);
 	cr_assert_eq(console_rx_chain(p[0], &hc), 4, "the rest stays in the pipe for the next chain");
 	cr_assert_arr_eq(a, "efgh", 4);
-	host_chain(NULL, 0, NULL, 0);
+	host_chain(&hc, NULL, 0, NULL, 0);
 	cr_assert_eq(console_rx_chain(p[0], &hc), 0, "a chain without writable bytes");
 	close(p[0]);
 	close(p[1]);
@@ -93,7 +80,7 @@ Test(console_helpers, tx_writes_readable_segments_in_order)
 	int p[2];
 
 	nonblocking_pipe(p);
-	host_chain((struct iovec[]){ { "hello ", 6 }, { "", 0 }, { "world", 5 } }, 3,
+	host_chain(&hc, (struct iovec[]){ { "hello ", 6 }, { "", 0 }, { "world", 5 } }, 3,
 		   (struct iovec[]){ { w, sizeof(w) } }, 1);
 	cr_assert_eq(console_tx_chain(p[1], &hc, &done), 0);
 	cr_assert_eq(done, 11);
@@ -114,7 +101,7 @@ Test(console_helpers, tx_resumes_where_a_full_pipe_stopped_it)
 	cr_assert_eq(fcntl(p[1], F_SETPIPE_SZ, 4096), 4096);
 	pattern(a, sizeof(a), 0);
 	pattern(b, sizeof(b), sizeof(a));
-	host_chain((struct iovec[]){ { a, sizeof(a) }, { b, sizeof(b) } }, 2, NULL, 0);
+	host_chain(&hc, (struct iovec[]){ { a, sizeof(a) }, { b, sizeof(b) } }, 2, NULL, 0);
 	cr_assert_eq(console_tx_chain(p[1], &hc, &done), -EAGAIN);
 	cr_assert_gt(done, 0);
 	cr_assert_lt(done, 6000);
