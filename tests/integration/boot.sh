@@ -32,6 +32,7 @@ echo "VMMTEST-CPUINFO \$(grep -c '^processor' /proc/cpuinfo)"
 echo "VMMTEST-NPROC \$(nproc)"
 echo "VMMTEST-MEMTOTAL-KB \$(sed -n 's/^MemTotal: *\([0-9]*\) kB/\1/p' /proc/meminfo)"
 echo "VMMTEST-CMDLINE \$(cat /proc/cmdline)"
+echo "VMMTEST-CPUFLAGS \$(grep -m1 '^flags' /proc/cpuinfo | grep -o -w -e tsc_deadline_timer -e hypervisor -e x2apic | tr '\n' ' ')"
 echo "VMMTEST-ACTION $action"
 $action
 echo "VMMTEST-ACTION-RETURNED"
@@ -141,6 +142,13 @@ else
 	note "guest /proc/cmdline: '$(marker boot2 VMMTEST-CMDLINE)'"
 	note_run boot2
 	result FAIL "/proc/cmdline has vmmtest=42 from --cmdline"
+fi
+flags=" $(marker boot2 VMMTEST-CPUFLAGS) "
+if [[ $flags == *" tsc_deadline_timer "* && $flags == *" hypervisor "* ]]; then
+	result OK "the guest's CPU flags include hypervisor and tsc_deadline_timer"
+else
+	note "guest CPU flags (of hypervisor, tsc_deadline_timer, x2apic): '$flags'"
+	result FAIL "the guest's CPU flags include hypervisor and tsc_deadline_timer"
 fi
 
 # check_reset_source NAME TEXT LABEL: vmm -v said which reset path the guest took.
