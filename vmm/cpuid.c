@@ -5,7 +5,6 @@
 
 #define LEAF1_EDX_HTT		(1u << 28)
 #define LEAF1_ECX_HYPERVISOR	(1u << 31)
-#define LEAF1_ECX_TSC_DEADLINE	(1u << 24)
 #define TOPO_LEVEL_SMT		1
 #define TOPO_LEVEL_CORE		2
 
@@ -99,12 +98,4 @@ void cpuid_patch(struct kvm_cpuid2 *cpuid, unsigned int index, unsigned int ncpu
 			break;
 		}
 	}
-}
-
-void cpuid_set_tsc_deadline(struct kvm_cpuid2 *cpuid)
-{
-	struct kvm_cpuid_entry2 *e = cpuid_find(cpuid, 1, 0);
-
-	if (e)
-		e->ecx |= LEAF1_ECX_TSC_DEADLINE;
 }

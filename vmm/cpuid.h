@@ -20,9 +20,6 @@ unsigned int cpuid_topology_shift(unsigned int n);
  */
 void cpuid_patch(struct kvm_cpuid2 *cpuid, unsigned int index, unsigned int ncpus);
 
-/* Offers the TSC-deadline timer (leaf 1 ECX bit 24), once KVM says it emulates it. */
-void cpuid_set_tsc_deadline(struct kvm_cpuid2 *cpuid);
-
 /* Returns the entry for function/index, or NULL. */
 struct kvm_cpuid_entry2 *cpuid_find(struct kvm_cpuid2 *cpuid, uint32_t function, uint32_t index);
 

@@ -13,7 +13,6 @@
 #include "firmware/acpi.h"
 #include "firmware/x86_layout.h"
 #include "virtio/devices.h"
-#include "vmm/cpuid.h"
 #include "vmm/log.h"
 #include "vmm/util.h"
 #include "vmm/vcpu.h"
@@ -170,9 +169,6 @@ static int kvm_get_supported_cpuid(struct vm *vm)
 			return -ENOMEM;
 		c->nent = nent;
 		if (ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, c) == 0) {
-			/* KVM emulates the TSC-deadline timer but leaves its bit for the VMM to set. */
-			if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0)
-				cpuid_set_tsc_deadline(c);
 			vm->cpuid = c;
 			return 0;
 		}

@@ -342,33 +342,3 @@ Test(cpuid_patch, leaf4_core_ids_cover_all_cpus)
 		cr_assert_eq(sharing, n - 1);
 	}
 }
-
-Test(cpuid_tsc_deadline, sets_only_leaf1_ecx_bit24)
-{
-	struct kvm_cpuid2 *c = fabricate(0);
-	struct kvm_cpuid2 *before = table_alloc(32);
-	struct kvm_cpuid_entry2 *e;
-
-	e = cpuid_find(c, 1, 0);
-	cr_assert_not_null(e);
-	e->ecx &= ~(1u << 24);	/* as KVM reports it */
-	memcpy(before, c, sizeof(*c) + c->nent * sizeof(c->entries[0]));
-	cpuid_set_tsc_deadline(c);
-	cr_assert_eq(e->ecx, LEAF1_ECX | (1u << 24));
-	for (uint32_t i = 0; i < c->nent; i++) {
-		if (c->entries[i].function == 1)
-			continue;
-		cr_assert_eq(memcmp(&c->entries[i], &before->entries[i], sizeof(c->entries[i])), 0,
-			     "leaf %#x changed", c->entries[i].function);
-	}
-	/* Idempotent, and a table without leaf 1 is left alone. */
-	cpuid_set_tsc_deadline(c);
-	cr_assert_eq(e->ecx, LEAF1_ECX | (1u << 24));
-	free(c);
-	free(before);
-	c = table_alloc(1);
-	add(c, 0, 0, 0, 0xd, 1, 2, 3);
-	cpuid_set_tsc_deadline(c);
-	cr_assert_eq(c->entries[0].ecx, 2);
-	free(c);
-}
