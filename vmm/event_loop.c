@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "vmm/event_loop.h"
+#include "vmm/util.h"
 #include "vmm/log.h"
 
 #define MAX_EVENTS 16
@@ -80,10 +81,10 @@ static void *event_loop_thread(void *arg)
 
 int event_loop_start(struct event_loop *loop)
 {
-	int ret = pthread_create(&loop->thread, NULL, event_loop_thread, loop);
+	int ret = thread_start(&loop->thread, event_loop_thread, loop);
 
 	if (ret)
-		return -ret;
+		return ret;
 	pthread_setname_np(loop->thread, "vmm-events");
 	loop->started = true;
 	return 0;

@@ -70,3 +70,17 @@ const char *format_size(uint64_t bytes, char *buf, size_t len)
 	snprintf(buf, len, "%llu %s", (unsigned long long)bytes, units[u]);
 	return buf;
 }
+
+int thread_start(pthread_t *thread, void *(*fn)(void *), void *arg)
+{
+	pthread_attr_t attr;
+	int ret = pthread_attr_init(&attr);
+
+	if (ret)
+		return -ret;
+	ret = pthread_attr_setstacksize(&attr, VMM_THREAD_STACK);
+	if (!ret)
+		ret = pthread_create(thread, &attr, fn, arg);
+	pthread_attr_destroy(&attr);
+	return -ret;
+}

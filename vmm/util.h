@@ -3,6 +3,7 @@
 #ifndef VMM_UTIL_H
 #define VMM_UTIL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -40,5 +41,15 @@ int parse_uint(const char *s, unsigned long min, unsigned long max, unsigned lon
 
 /* Formats a byte count as "512 MiB" style into buf (always NUL-terminated); returns buf. */
 const char *format_size(uint64_t bytes, char *buf, size_t len);
+
+/*
+ * Stack size of every thread vmm starts. Small on purpose: glibc's default of
+ * 8 MiB can hold whole 2 MiB huge pages, which a host with THP "always" then
+ * backs with 2 MiB of RAM per thread for a few KiB of use.
+ */
+#define VMM_THREAD_STACK	(1 * MIB)
+
+/* pthread_create with a VMM_THREAD_STACK stack; 0 or -errno. */
+int thread_start(pthread_t *thread, void *(*fn)(void *), void *arg);
 
 #endif

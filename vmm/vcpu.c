@@ -10,6 +10,7 @@
 
 #include "vmm/cpuid.h"
 #include "vmm/log.h"
+#include "vmm/util.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
 #include "vmm/x86_boot.h"
@@ -186,9 +187,9 @@ int vcpu_start(struct vcpu *vcpu)
 
 	pthread_once(&once, vcpu_install_kick_handler);
 
-	ret = pthread_create(&vcpu->thread, NULL, vcpu_thread, vcpu);
+	ret = thread_start(&vcpu->thread, vcpu_thread, vcpu);
 	if (ret)
-		return -ret;
+		return ret;
 	snprintf(name, sizeof(name), "vmm-vcpu%u", vcpu->index);
 	pthread_setname_np(vcpu->thread, name);
 	vcpu->started = true;

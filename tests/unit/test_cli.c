@@ -744,3 +744,28 @@ Test(util, format_size_truncates)
 	format_size(512ULL << 20, buf, sizeof(buf));
 	cr_assert_str_eq(buf, "512 ");
 }
+
+/* ---- util.c: thread_start ---- */
+
+static void *report_stack(void *arg)
+{
+	pthread_attr_t attr;
+	size_t *size = arg;
+
+	cr_assert_eq(pthread_getattr_np(pthread_self(), &attr), 0);
+	cr_assert_eq(pthread_attr_getstacksize(&attr, size), 0);
+	pthread_attr_destroy(&attr);
+	return NULL;
+}
+
+Test(util, thread_start_uses_a_small_stack)
+{
+	pthread_t t;
+	size_t size = 0;
+
+	cr_assert_eq(thread_start(&t, report_stack, &size), 0);
+	cr_assert_eq(pthread_join(t, NULL), 0);
+	/* Too small to hold a 2 MiB huge page, big enough for vmm's frames. */
+	cr_assert_eq(size, VMM_THREAD_STACK);
+	cr_assert_lt(size, 2 * MIB);
+}
