@@ -66,6 +66,11 @@ static int wait_for_stop(struct vm *vm, int sig_fd)
 /* Runs the guest, rebooting it unless --no-reboot; returns the exit status. */
 static int run_guest(const struct vmm_config *cfg, const struct boot_image *img, int sig_fd)
 {
+	/* Once per process, not per boot: the host setting does not change between reboots. */
+	if (!cfg->hugepages && guest_mem_thp_status(GUEST_MEM_SHMEM_THP_SYSFS) == GUEST_MEM_THP_OFF)
+		log_info("guest RAM gets 4 KiB pages only: this host's shmem THP is off — for faster "
+			 "guests, echo advise > %s, or use --memory SIZE,hugepages=on",
+			 GUEST_MEM_SHMEM_THP_SYSFS);
 	for (unsigned int boot = 1;; boot++) {
 		struct vm vm;
 		int ret, sig;

@@ -233,11 +233,6 @@ static int vm_create_memory(struct vm *vm)
 			  vm->cfg->hugepages ? " or reserve more huge pages (/proc/sys/vm/nr_hugepages)" : "");
 		return VMM_EXIT_RESOURCE;
 	}
-	if (!vm->cfg->hugepages &&
-	    guest_mem_thp_status(GUEST_MEM_SHMEM_THP_SYSFS) == GUEST_MEM_THP_OFF)
-		log_info("guest RAM gets 4 KiB pages only: this host's shmem THP is off — for faster "
-			 "guests, echo advise > %s, or use --memory SIZE,hugepages=on",
-			 GUEST_MEM_SHMEM_THP_SYSFS);
 	for (unsigned int i = 0; i < vm->mem.nregions; i++) {
 		const struct guest_region *r = &vm->mem.regions[i];
 		struct kvm_userspace_memory_region slot = {

@@ -154,7 +154,7 @@ fi
 
 # check_reset_source NAME TEXT LABEL: vmm -v said which reset path the guest took.
 check_reset_source() {
-	if grep -q -F "$2" "$WORK/$1.err"; then
+	if file_has "$WORK/$1.err" "$2"; then
 		result OK "$3"
 	else
 		note "vmm -v did not log '$2'"
@@ -183,6 +183,13 @@ gone() {
 	state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1) || state=''
 	[[ -z $state || $state == Z ]]
 }
+# wait_gone PID SECONDS: polls until PID is gone (not `wait`: a process stuck in the kernel
+# would block it for ever); true if it went.
+wait_gone() {
+	local n=0
+	while ! gone "$1" && ((n < 2 * $2)); do sleep 0.5; n=$((n + 1)); done
+	gone "$1"
+}
 
 # Without --no-reboot the guest boots again; stop vmm with SIGTERM after the second boot.
 name=reboot_loop
@@ -210,14 +217,7 @@ if [[ -z $alive ]]; then
 else
 	t0=$SECONDS
 	kill -TERM "$pid" 2>/dev/null || true
-	# Poll rather than wait: a process stuck in the kernel would block `wait` for ever.
-	n=0
-	while ! gone "$pid" && ((n < 20)); do sleep 0.5; n=$((n + 1)); done
-	if ! gone "$pid"; then
-		kill -KILL "$pid" 2>/dev/null || true
-		n=0
-		while ! gone "$pid" && ((n < 40)); do sleep 0.5; n=$((n + 1)); done
-	fi
+	wait_gone "$pid" 10 || { kill -KILL "$pid" 2>/dev/null || true; wait_gone "$pid" 20 || true; }
 	elapsed=$((SECONDS - t0))
 	if gone "$pid"; then
 		RC=0

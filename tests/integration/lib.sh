@@ -170,7 +170,7 @@ note_run() {
 	note "vmm: $(describe_rc "$RC")"
 	show "$WORK/$name.out" "guest console (vmm stdout)"
 	show "$WORK/$name.err" "vmm stderr"
-	if grep -q 'triple-faulted' "$WORK/$name.err" 2>/dev/null; then
+	if file_has "$WORK/$name.err" 'triple-faulted'; then
 		note "the guest triple-faulted (no panic message: its CPU state broke). Under nested KVM on"
 		note "QEMU 7.2 TCG this was seen with bulk TCP in both directions at once (an SVM emulation"
 		note "fault, like the L1 oopses scripts/nested watches for); on real KVM it is a bug to report."
