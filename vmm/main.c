@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "vmm/cli.h"
+#include "vmm/kvm_host.h"
 #include "vmm/log.h"
 #include "vmm/term.h"
 #include "vmm/util.h"
@@ -66,7 +67,14 @@ static int wait_for_stop(struct vm *vm, int sig_fd)
 /* Runs the guest, rebooting it unless --no-reboot; returns the exit status. */
 static int run_guest(const struct vmm_config *cfg, const struct boot_image *img, int sig_fd)
 {
-	/* Once per process, not per boot: the host setting does not change between reboots. */
+	char backend[64];
+
+	/* Once per process, not per boot: the host settings do not change between reboots. */
+	if (kvm_host_backend(KVM_HOST_MODULE_DIR, backend, sizeof(backend)) == KVM_HOST_OTHER)
+		log_warn("/dev/kvm is served by %s, not by kvm_intel or kvm_amd: a stock Linux "
+			 "guest may hang early in its boot — run vmm on a host with hardware "
+			 "virtualization, or in a VM with nested virtualization (scripts/with-kvm)",
+			 backend);
 	if (!cfg->hugepages && guest_mem_thp_status(GUEST_MEM_SHMEM_THP_SYSFS) == GUEST_MEM_THP_OFF)
 		log_info("guest RAM gets 4 KiB pages only: this host's shmem THP is off — for faster "
 			 "guests, echo advise > %s, or use --memory SIZE,hugepages=on",

@@ -11,6 +11,8 @@
 #   WORK (fresh directory, removed at exit unless VMM_TEST_KEEP=1; at_exit CMD adds clean-up
 #     commands run before that), run_vmm, marker, count_marker, describe_rc, note_run,
 #     check_exit, expect_error.
+#   Processes without blocking for ever on one stuck in the kernel: nap (sleep without a
+#     process), gone, wait_gone, stop_proc, proc_threads.
 # Environment: VMM_TEST_TIMEOUT (seconds per vmm run that boots a guest; default 180, or
 #   the suite's DEFAULT_BOOT_TIMEOUT set before sourcing), VMM_TEST_KEEP=1 keeps the work
 #   directory (printed at the end).
@@ -100,19 +102,84 @@ lib_setup() {
 	fi
 	WORK=$(mktemp -d "${TMPDIR:-/tmp}/vmm-${PROG%.sh}.XXXXXX")
 	trap cleanup EXIT
+	mkfifo "$WORK/nap.fifo"
+	exec {NAP_FD}<>"$WORK/nap.fifo"
 }
 
 # ---- running vmm -----------------------------------------------------------------------------
 
+# nap SECONDS: sleep without starting a process (a read with a timeout on a private fifo).
+nap() { read -r -t "$1" -u "$NAP_FD" _ || true; }
+
+# gone PID: the process has exited (a zombie counts: it only waits to be reaped). Builtins only.
+gone() {
+	local stat=''
+	{ IFS= read -r stat <"/proc/$1/stat"; } 2>/dev/null || return 0
+	stat=${stat##*) }
+	[[ ${stat:0:1} == Z ]]
+}
+# wait_gone PID SECONDS: polls until PID is gone; true if it went. Not `wait`, and not
+# timeout(1)'s own wait: a process stuck in the kernel would block either of them for ever.
+wait_gone() {
+	local n=0
+	while ! gone "$1" && ((n < 4 * $2)); do
+		nap 0.25
+		n=$((n + 1))
+	done
+	gone "$1"
+}
+# proc_threads PID: one line per thread of PID: tid, state, wchan and kernel stack.
+proc_threads() {
+	local t st stack w
+	for t in /proc/"$1"/task/*; do
+		st='' w='' stack=''
+		{ IFS= read -r st <"$t/stat"; } 2>/dev/null || continue
+		st=${st##*) }
+		{ IFS= read -r w <"$t/wchan"; } 2>/dev/null || true
+		stack=$(tr '\n' ' ' <"$t/stack" 2>/dev/null | cut -c1-400) || true
+		echo "  thread ${t##*/}: state ${st:0:1} wchan=$w $stack"
+	done
+}
+# stop_proc PID: SIGTERM, SIGKILL after 10 s; sets STOPPED ("" if PID exited, or how it
+# ended: "killed" / "unkillable" with its threads' kernel stacks in STOP_NOTE).
+STOPPED='' STOP_NOTE=''
+stop_proc() {
+	STOPPED='' STOP_NOTE=''
+	kill -TERM "$1" 2>/dev/null || true
+	wait_gone "$1" 10 && return 0
+	STOPPED=killed
+	kill -KILL "$1" 2>/dev/null || true
+	wait_gone "$1" 20 && return 0
+	STOPPED=unkillable
+	STOP_NOTE="process $1 did not die within 20 s of SIGKILL (stuck in the kernel); its threads:"$'\n'$(proc_threads "$1")
+}
+
 # run_vmm NAME TIMEOUT ARGS...: runs vmm with stdin from /dev/null, output in NAME.out/.err,
-# exit status in RC (124: timed out; >128 otherwise: killed by signal RC-128).
+# exit status in RC (124: timed out and stopped, like timeout(1); >128 otherwise: killed by
+# signal RC-128; "unkillable": still stuck in the kernel 20 s after SIGKILL — the suite goes
+# on, STOP_NOTE says where its threads were, and note_run shows it).
 RC=0
 run_vmm() {
-	local name=$1 t=$2
+	local name=$1 t=$2 pid deadline
 	shift 2
 	echo "$VMM $*" >"$WORK/$name.cmd"
 	RC=0
-	timeout -k 5 "$t" "$VMM" "$@" </dev/null >"$WORK/$name.out" 2>"$WORK/$name.err" || RC=$?
+	STOPPED='' STOP_NOTE=''
+	"$VMM" "$@" </dev/null >"$WORK/$name.out" 2>"$WORK/$name.err" &
+	pid=$!
+	deadline=$((SECONDS + t))
+	while ! gone "$pid" && ((SECONDS < deadline)); do nap 0.25; done
+	if ! gone "$pid"; then
+		stop_proc "$pid"
+		if [[ $STOPPED == unkillable ]]; then
+			RC=unkillable
+			return 0
+		fi
+		wait "$pid" || true
+		RC=124
+		return 0
+	fi
+	wait "$pid" || RC=$?
 }
 
 # marker NAME KEY: value of the guest's "KEY value" line (first one).
@@ -157,6 +224,7 @@ file_has_line() {
 
 describe_rc() {
 	case $1 in
+	unkillable) echo "stuck in the kernel: not gone 20 s after SIGKILL" ;;
 	124) echo "timed out" ;;
 	12[5-9]) echo "exit status $1" ;;
 	*) if (($1 > 128)); then echo "killed by signal $(($1 - 128)) ($(kill -l $(($1 - 128)) 2>/dev/null || echo '?'))"; else echo "exit status $1"; fi ;;
@@ -170,6 +238,10 @@ note_run() {
 	note "vmm: $(describe_rc "$RC")"
 	show "$WORK/$name.out" "guest console (vmm stdout)"
 	show "$WORK/$name.err" "vmm stderr"
+	if [[ $RC == unkillable && -n $STOP_NOTE ]]; then
+		local l
+		while IFS= read -r l; do note "$l"; done <<<"$STOP_NOTE"
+	fi
 	if file_has "$WORK/$name.err" 'triple-faulted'; then
 		note "the guest triple-faulted (no panic message: its CPU state broke). Under nested KVM on"
 		note "QEMU 7.2 TCG this was seen with bulk TCP in both directions at once (an SVM emulation"

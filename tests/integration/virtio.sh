@@ -69,10 +69,6 @@ sha_of() {
 	read -r h _ < <(sha256sum "$1")
 	printf -v "$2" '%s' "$h"
 }
-# nap SECONDS: sleep without starting a process.
-mkfifo "$WORK/nap.fifo"
-exec {NAP_FD}<>"$WORK/nap.fifo"
-nap() { read -r -t "$1" -u "$NAP_FD" _ || true; }
 
 # note_run once per run: later failures of the same run refer to it.
 declare -A SHOWN=()
