@@ -34,46 +34,43 @@ static void remove_dir(void)
 
 TestSuite(kvm_host, .init = make_dir, .fini = remove_dir);
 
+/* The fake module directory names WANT's backend as WANT_NAME. */
+static void expect_backend(enum kvm_host_backend want, const char *want_name)
+{
+	char name[32] = "stale";
+
+	cr_assert_eq(kvm_host_backend(dir, name, sizeof(name)), want);
+	cr_assert_str_eq(name, want_name);
+}
+
 Test(kvm_host, hardware_backend_is_named)
 {
-	char name[32];
-
 	add_module("kvm");
 	add_module("kvm_amd");
 	add_module("vhost_net");
-	cr_assert_eq(kvm_host_backend(dir, name, sizeof(name)), KVM_HOST_HARDWARE);
-	cr_assert_str_eq(name, "kvm_amd");
+	expect_backend(KVM_HOST_HARDWARE, "kvm_amd");
 }
 
 Test(kvm_host, hardware_backend_wins_over_another_one)
 {
-	char name[32];
-
 	add_module("kvm_pvm");
 	add_module("kvm_intel");
-	cr_assert_eq(kvm_host_backend(dir, name, sizeof(name)), KVM_HOST_HARDWARE);
-	cr_assert_str_eq(name, "kvm_intel");
+	expect_backend(KVM_HOST_HARDWARE, "kvm_intel");
 }
 
 Test(kvm_host, only_another_backend_is_reported)
 {
-	char name[32];
-
 	add_module("kvm");
 	add_module("kvm_pvm");
-	cr_assert_eq(kvm_host_backend(dir, name, sizeof(name)), KVM_HOST_OTHER);
-	cr_assert_str_eq(name, "kvm_pvm");
+	expect_backend(KVM_HOST_OTHER, "kvm_pvm");
 }
 
 Test(kvm_host, no_backend_module_is_unknown)
 {
-	char name[32] = "stale";
-
 	add_module("kvm");
 	add_module("kvm_");
 	add_module("kvmgt_helper");
-	cr_assert_eq(kvm_host_backend(dir, name, sizeof(name)), KVM_HOST_UNKNOWN);
-	cr_assert_str_eq(name, "");
+	expect_backend(KVM_HOST_UNKNOWN, "");
 }
 
 Test(kvm_host, missing_directory_is_unknown)
