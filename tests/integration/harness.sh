@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Suite "harness" (TAP, no KVM needed): the integration suites' process helpers in lib.sh —
+# run_vmm's time limit, SIGTERM then SIGKILL, exit statuses, and gone/wait_gone — with
+# stand-in programs instead of vmm. (A process stuck in the kernel cannot be made on purpose;
+# that path is the same code with one more step, and it reports through proc_threads, which
+# is checked on a live process here.)
+# Usage: tests/integration/harness.sh (meson runs it in the unit suite's wake: scripts/test)
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+PROG=harness.sh
+# shellcheck source=tests/integration/lib.sh
+. "$HERE/lib.sh"
+lib_work
+
+# stand_in NAME BODY: a bash script $WORK/NAME running BODY, used as VMM.
+stand_in() {
+	printf '#!/bin/bash\n%s\n' "$2" >"$WORK/$1"
+	chmod +x "$WORK/$1"
+}
+
+# expect LABEL WANT_RC WANT_STOPPED MAX_SECONDS: checks the last run_vmm.
+expect() {
+	local label=$1 want=$2 stopped=$3 max=$4 ok=OK
+	[[ $RC == "$want" ]] || { ok=FAIL; note "RC '$RC', want '$want'"; }
+	[[ $STOPPED == "$stopped" ]] || { ok=FAIL; note "STOPPED '$STOPPED', want '$stopped'"; }
+	((SECONDS - t0 <= max)) || { ok=FAIL; note "took $((SECONDS - t0)) s, want at most $max"; }
+	result "$ok" "$label"
+}
+
+stand_in exits3 'echo out; echo err >&2; exit 3'
+t0=$SECONDS; VMM=$WORK/exits3 run_vmm exits3 10 run
+expect "an exit status comes back as RC" 3 '' 3
+if [[ $(<"$WORK/exits3.out") == out && $(<"$WORK/exits3.err") == err ]]; then
+	result OK "stdout and stderr land in NAME.out and NAME.err"
+else
+	result FAIL "stdout and stderr land in NAME.out and NAME.err"
+fi
+
+stand_in sleeper 'exec sleep 100'
+t0=$SECONDS; VMM=$WORK/sleeper run_vmm sleeper 1
+expect "past its limit a program is stopped with SIGTERM: RC 124" 124 '' 4
+
+stand_in stubborn "trap '' TERM; while :; do sleep 0.1; done"
+t0=$SECONDS; VMM=$WORK/stubborn run_vmm stubborn 1
+expect "one that ignores SIGTERM is killed 10 s later: RC 124, STOPPED=killed" 124 killed 15
+
+stand_in signalled 'kill -SEGV $$'
+t0=$SECONDS; VMM=$WORK/signalled run_vmm signalled 10
+expect "death by a signal is RC 128+N" $((128 + 11)) '' 3
+
+sleep 30 &
+pid=$!
+if gone "$pid"; then
+	result FAIL "a running process does not count as gone"
+else
+	result OK "a running process does not count as gone"
+fi
+kill "$pid"
+t0=$SECONDS
+if wait_gone "$pid" 5; then
+	result OK "wait_gone: a process that exits is gone within the limit"
+else
+	result FAIL "wait_gone: a process that exits is gone within the limit"
+fi
+wait "$pid" 2>/dev/null || true
+
+sleep 30 &
+pid=$!
+threads=$(proc_threads "$pid")
+kill "$pid"
+wait "$pid" 2>/dev/null || true
+if [[ $threads == "  thread $pid: state "[RSD]" wchan="* ]]; then
+	result OK "proc_threads lists a live process's thread with its state"
+else
+	note "got: $threads"
+	result FAIL "proc_threads lists a live process's thread with its state"
+fi
+
+finish
