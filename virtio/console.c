@@ -101,12 +101,8 @@ static void console_update_events(struct virtio_console *c)
 		if (c->tx_blocked)
 			want |= EPOLLOUT;
 	}
-	if (want == c->pty_events)
-		return;
-	ret = event_loop_modify(c->dev.host->loop, &c->pty_src, want);
-	if (ret == 0)
-		c->pty_events = want;
-	else
+	ret = event_loop_watch(c->dev.host->loop, &c->pty_src, want);
+	if (ret)
 		log_warn_ratelimited(&c->rl, "%s: cannot change the events watched on %s: %s",
 				     c->dev.name, c->pty_path, strerror(-ret));
 }
@@ -134,7 +130,6 @@ static void console_set_connected(struct virtio_console *c, bool connected)
 		console_arm_timer(c, false);
 		if (event_loop_add(c->dev.host->loop, &c->pty_src, 0) == 0) {
 			c->pty_watched = true;
-			c->pty_events = 0;
 			console_update_events(c);
 		} else {
 			log_warn_ratelimited(&c->rl, "%s: cannot watch %s: %s", c->dev.name,
@@ -144,7 +139,6 @@ static void console_set_connected(struct virtio_console *c, bool connected)
 		if (c->pty_watched)
 			event_loop_remove(c->dev.host->loop, &c->pty_src);
 		c->pty_watched = false;
-		c->pty_events = 0;
 		console_arm_timer(c, true);
 	}
 }

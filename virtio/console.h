@@ -42,7 +42,6 @@ struct virtio_console {
 	struct event_source timer_src;	/* timerfd: while nobody has it open, looks for a reader */
 	bool pty_watched, timer_watched;
 	bool connected;			/* someone has the pty open */
-	uint32_t pty_events;		/* what pty_src is watched for */
 	bool rx_waiting;		/* receiveq has no buffers: input waits in the pty */
 	bool tx_blocked;		/* the pty is full: waiting for EPOLLOUT */
 	/* Progress in the transmit chain at tx_head when the pty took only part of it. */

@@ -93,12 +93,8 @@ static void net_update_events(struct virtio_net *n)
 		if (n->tx_blocked)
 			want |= EPOLLOUT;
 	}
-	if (want == n->tap_events)
-		return;
-	ret = event_loop_modify(n->dev.host->loop, &n->tap_src, want);
-	if (ret == 0)
-		n->tap_events = want;
-	else
+	ret = event_loop_watch(n->dev.host->loop, &n->tap_src, want);
+	if (ret)
 		log_warn_ratelimited(&n->rl, "%s: cannot change the events watched on %s: %s",
 				     n->dev.name, n->ifname, strerror(-ret));
 }

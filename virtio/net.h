@@ -37,7 +37,6 @@ struct virtio_net {
 	char ifname[16];		/* IFNAMSIZ */
 	struct event_source tap_src;
 	bool tap_watched;		/* tap_src is in the event loop */
-	uint32_t tap_events;		/* what tap_src is watched for */
 	bool rx_waiting;		/* queue 0 ran out of buffers: tap not read until a kick */
 	bool tx_blocked;		/* the tap returned EAGAIN: waiting for EPOLLOUT */
 

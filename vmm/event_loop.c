@@ -37,7 +37,10 @@ static int event_loop_ctl(struct event_loop *loop, int op, struct event_source *
 {
 	struct epoll_event ev = { .events = events, .data.ptr = src };
 
-	return epoll_ctl(loop->epfd, op, src->fd, &ev) < 0 ? -errno : 0;
+	if (epoll_ctl(loop->epfd, op, src->fd, &ev) < 0)
+		return -errno;
+	src->events = op == EPOLL_CTL_DEL ? 0 : events;
+	return 0;
 }
 
 int event_loop_add(struct event_loop *loop, struct event_source *src, uint32_t events)
@@ -48,6 +51,11 @@ int event_loop_add(struct event_loop *loop, struct event_source *src, uint32_t e
 int event_loop_modify(struct event_loop *loop, struct event_source *src, uint32_t events)
 {
 	return event_loop_ctl(loop, EPOLL_CTL_MOD, src, events);
+}
+
+int event_loop_watch(struct event_loop *loop, struct event_source *src, uint32_t events)
+{
+	return src->events == events ? 0 : event_loop_modify(loop, src, events);
 }
 
 int event_loop_remove(struct event_loop *loop, struct event_source *src)

@@ -17,6 +17,7 @@ typedef void event_fn(struct event_source *src, uint32_t events);
 struct event_source {
 	int fd;
 	event_fn *fn;
+	uint32_t events;	/* what fd is watched for; kept by the functions below */
 };
 
 struct event_loop {
@@ -34,6 +35,9 @@ int event_loop_add(struct event_loop *loop, struct event_source *src, uint32_t e
 
 /* Changes the watched events (0 pauses the source); 0 or -errno. */
 int event_loop_modify(struct event_loop *loop, struct event_source *src, uint32_t events);
+
+/* Like event_loop_modify(), without a system call when src is watched for events already. */
+int event_loop_watch(struct event_loop *loop, struct event_source *src, uint32_t events);
 
 /* Stops watching src; 0 or -errno. */
 int event_loop_remove(struct event_loop *loop, struct event_source *src);

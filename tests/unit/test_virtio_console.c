@@ -403,7 +403,7 @@ Test(virtio_console_pty, input_reaches_the_guest)
 
 	user_connects();
 	drv_start(&con->dev, 0);
-	cr_assert(con->pty_events & EPOLLIN);
+	cr_assert(con->pty_src.events & EPOLLIN);
 	gpa = drv_add_rx(64, &head);
 	drv_kick(&con->dev, CONSOLE_RXQ);
 	cr_assert_not(drv_used(CONSOLE_RXQ, &id, &len), "no input yet");
@@ -429,7 +429,7 @@ Test(virtio_console_pty, input_waits_for_buffers_and_is_not_lost)
 	cr_assert_eq(write(slave, typed, sizeof(typed)), (ssize_t)sizeof(typed));
 	pty_event(EPOLLIN);
 	cr_assert(con->rx_waiting);
-	cr_assert_eq(con->pty_events & EPOLLIN, 0, "pty still read with no buffers");
+	cr_assert_eq(con->pty_src.events & EPOLLIN, 0, "pty still read with no buffers");
 
 	/* Small buffers: the input arrives in pieces, in order. */
 	for (int i = 0; i < 4; i++)
@@ -463,7 +463,7 @@ Test(virtio_console_pty, output_waits_for_a_slow_reader)
 		used++;
 	cr_assert_lt(used, QSIZE, "the pty never filled up");
 	cr_assert(con->tx_blocked);
-	cr_assert(con->pty_events & EPOLLOUT);
+	cr_assert(con->pty_src.events & EPOLLOUT);
 
 	for (int rounds = 0; rounds < 1000 && used < QSIZE; rounds++) {
 		total += user_reads(got + total, sizeof(got) - total);
@@ -506,5 +506,5 @@ Test(virtio_console_pty, reader_leaving_unblocks_the_guest)
 
 	/* A new reader is found again by the timer. */
 	user_connects();
-	cr_assert(con->pty_events & EPOLLIN);
+	cr_assert(con->pty_src.events & EPOLLIN);
 }

@@ -247,9 +247,9 @@ Test(virtio_net, identity_features_and_config)
 
 Test(virtio_net, tap_not_read_before_driver_ok)
 {
-	cr_assert_eq(n->tap_events, 0);
+	cr_assert_eq(n->tap_src.events, 0);
 	drv_start(&n->dev, 0);
-	cr_assert_eq(n->tap_events, EPOLLIN);
+	cr_assert_eq(n->tap_src.events, EPOLLIN);
 }
 
 Test(virtio_net, rx_one_frame_per_chain_without_mrg)
@@ -314,7 +314,7 @@ Test(virtio_net, rx_waits_for_buffers_without_losing_the_frame)
 	host_send(f2, 200, 4);
 	tap_event(EPOLLIN);
 	cr_assert(n->rx_waiting);
-	cr_assert_eq(n->tap_events & EPOLLIN, 0, "tap still read with no buffers");
+	cr_assert_eq(n->tap_src.events & EPOLLIN, 0, "tap still read with no buffers");
 	cr_assert_not(drv_used(NET_RXQ, &id, &len));
 
 	gpa = drv_add_rx(1526, NULL);
@@ -409,7 +409,7 @@ Test(virtio_net, rx_malformed_ring_needs_reset)
 	tap_event(EPOLLIN);
 	cr_assert(needs_reset());
 	tap_event(EPOLLIN);
-	cr_assert_eq(n->tap_events, 0, "a broken device stops reading the tap");
+	cr_assert_eq(n->tap_src.events, 0, "a broken device stops reading the tap");
 }
 
 Test(virtio_net, tx_frame_reaches_the_tap)
@@ -481,7 +481,7 @@ Test(virtio_net, tx_waits_when_the_tap_is_full)
 		used++;
 	cr_assert_lt(used, sent, "the socket never filled up");
 	cr_assert(n->tx_blocked);
-	cr_assert(n->tap_events & EPOLLOUT);
+	cr_assert(n->tap_src.events & EPOLLOUT);
 
 	/* The host network drains; each EPOLLOUT lets more out, and nothing is lost or repeated. */
 	for (int rounds = 0; rounds < 100 && used < sent; rounds++) {
@@ -496,7 +496,7 @@ Test(virtio_net, tx_waits_when_the_tap_is_full)
 	cr_assert_eq(used, sent);
 	cr_assert_eq(received, sent);
 	cr_assert_not(n->tx_blocked);
-	cr_assert_eq(n->tap_events & EPOLLOUT, 0);
+	cr_assert_eq(n->tap_src.events & EPOLLOUT, 0);
 }
 
 Test(virtio_net, reset_forgets_the_pending_frame)
@@ -511,7 +511,7 @@ Test(virtio_net, reset_forgets_the_pending_frame)
 	cr_assert_neq(n->rx_len, 0);
 	drv_wr(&n->dev, VIRTIO_MMIO_STATUS, 0);
 	cr_assert_eq(n->rx_len, 0);
-	cr_assert_eq(n->tap_events, 0);
+	cr_assert_eq(n->tap_src.events, 0);
 	drv_start(&n->dev, 0);
 	gpa = drv_add_rx(1526, NULL);
 	host_send(f2, 40, 14);
