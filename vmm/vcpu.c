@@ -139,6 +139,35 @@ int vcpu_create(struct vcpu *vcpu, struct vm *vm, unsigned int index)
 	return ret;
 }
 
+void vcpu_format_state(char *buf, size_t len, const struct kvm_regs *r, const struct kvm_sregs *s)
+{
+	snprintf(buf, len,
+		 "rip=%#llx rsp=%#llx rflags=%#llx cr0=%#llx cr2=%#llx cr3=%#llx cr4=%#llx "
+		 "efer=%#llx cs=%#x ss=%#x fs.base=%#llx gs.base=%#llx idt=%#llx/%#x gdt=%#llx/%#x",
+		 (unsigned long long)r->rip, (unsigned long long)r->rsp,
+		 (unsigned long long)r->rflags, (unsigned long long)s->cr0,
+		 (unsigned long long)s->cr2, (unsigned long long)s->cr3,
+		 (unsigned long long)s->cr4, (unsigned long long)s->efer, s->cs.selector,
+		 s->ss.selector, (unsigned long long)s->fs.base, (unsigned long long)s->gs.base,
+		 (unsigned long long)s->idt.base, s->idt.limit, (unsigned long long)s->gdt.base,
+		 s->gdt.limit);
+}
+
+/* After a triple fault or a failure: the vCPU's state, for the bug report (vmm -v). */
+static void vcpu_log_state(struct vcpu *vcpu)
+{
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	char line[512];
+
+	if (ioctl(vcpu->fd, KVM_GET_REGS, &regs) < 0 || ioctl(vcpu->fd, KVM_GET_SREGS, &sregs) < 0) {
+		log_info("vCPU %u: cannot read its registers: %s", vcpu->index, strerror(errno));
+		return;
+	}
+	vcpu_format_state(line, sizeof(line), &regs, &sregs);
+	log_info("vCPU %u: %s", vcpu->index, line);
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *vcpu = arg;
@@ -166,12 +195,15 @@ static void *vcpu_thread(void *arg)
 		case VCPU_EXIT_CONTINUE:
 			break;
 		case VCPU_EXIT_RESET:
+			if (vcpu->run->exit_reason == KVM_EXIT_SHUTDOWN)
+				vcpu_log_state(vcpu);
 			vm_request_stop(vm, VM_RESET);
 			break;
 		case VCPU_EXIT_POWEROFF:
 			vm_request_stop(vm, VM_POWEROFF);
 			break;
 		case VCPU_EXIT_FAIL:
+			vcpu_log_state(vcpu);
 			vm_request_stop(vm, VM_FAILED);
 			break;
 		}

@@ -10,6 +10,7 @@
 #include <linux/kvm.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "vmm/io_bus.h"
 
@@ -34,6 +35,14 @@ enum vcpu_exit_action {
 /* Decodes one exit and dispatches port and MMIO accesses; never touches the vCPU fd. */
 enum vcpu_exit_action vcpu_handle_exit(struct kvm_run *run, const struct io_bus *pio,
 				       const struct io_bus *mmio, unsigned int index);
+
+/*
+ * The CPU state that tells why a guest crashed (a triple fault): instruction
+ * and stack pointers, control registers, the segment bases (a broken GS base
+ * kills a kernel at its first per-CPU access) and the IDT. Writes one line.
+ */
+void vcpu_format_state(char *buf, size_t len, const struct kvm_regs *regs,
+		       const struct kvm_sregs *sregs);
 
 /* Creates vCPU `index` with its CPUID, LAPIC and (for the boot CPU) entry state; 0 or -errno. */
 int vcpu_create(struct vcpu *vcpu, struct vm *vm, unsigned int index);
