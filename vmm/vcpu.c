@@ -165,7 +165,11 @@ static void vcpu_log_state(struct vcpu *vcpu)
 		return;
 	}
 	vcpu_format_state(line, sizeof(line), &regs, &sregs);
-	log_info("vCPU %u: %s", vcpu->index, line);
+	/* KVM on AMD reinitializes the vCPU at a shutdown (its VMCB is undefined after one). */
+	log_info("vCPU %u: %s%s", vcpu->index, line,
+		 regs.rip == 0xfff0 && sregs.cs.selector == 0xf000 ?
+		 " (the reset state: KVM on AMD reinitializes the vCPU at a triple fault, so the "
+		 "state at the fault is lost)" : "");
 }
 
 static void *vcpu_thread(void *arg)

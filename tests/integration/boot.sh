@@ -185,6 +185,12 @@ check_reset_source reboot_kbd "through the i8042 controller" \
 	"reboot=k: the reset came through the i8042 controller"
 check_guest reboot_kbd 4 900 1024 "boot --cpus 4 --memory 1G"
 
+run_vmm reboot_triple "$BOOT_TIMEOUT" run -v --kernel "$KERNEL" --initrd "$WORK/reboot.initrd" \
+	--cpus 1 --memory 256M --no-reboot --cmdline "$CMDLINE reboot=t"
+check_exit reboot_triple 0 "reboot=t (triple fault on purpose) with --no-reboot: vmm exits 0"
+check_reset_source reboot_triple "the guest triple-faulted" "reboot=t: vmm -v says the guest triple-faulted"
+check_reset_source reboot_triple "rip=" "reboot=t: vmm -v logs the vCPU state (rip, control registers, segment bases)"
+
 # Without --no-reboot the guest boots again; stop vmm with SIGTERM after the second boot.
 name=reboot_loop
 echo "$VMM run --kernel $KERNEL --initrd $WORK/reboot.initrd --cpus 1 --memory 256M --cmdline '$CMDLINE'" >"$WORK/$name.cmd"

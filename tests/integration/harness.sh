@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Suite "harness" (TAP, no KVM needed): the integration suites' process helpers in lib.sh —
-# run_vmm's time limit, SIGTERM then SIGKILL, exit statuses, and gone/wait_gone — with
+# run_vmm's time limit, SIGTERM then SIGKILL, exit statuses, gone/wait_gone, and the report
+# of a guest triple fault to scripts/nested (VMM_NESTED_FAULT_REPORT) — with
 # stand-in programs instead of vmm. (A process stuck in the kernel cannot be made on purpose;
 # that path is the same code with one more step, and it reports through proc_threads, which
 # is checked on a live process here.)
@@ -48,6 +49,29 @@ expect "one that ignores SIGTERM is killed 10 s later: RC 124, STOPPED=killed" 1
 stand_in signalled 'kill -SEGV $$'
 t0=$SECONDS; VMM=$WORK/signalled run_vmm signalled 10
 expect "death by a signal is RC 128+N" $((128 + 11)) '' 3
+
+# A triple fault (vmm -v's lines) is reported to scripts/nested, with the vCPU state; one on
+# purpose (reboot=t) is not. Here the report goes to a file of ours.
+stand_in triple 'echo "[ 1.0] last words"; echo "vmm: vCPU 0: the guest triple-faulted; resetting it" >&2
+echo "vmm: vCPU 0: rip=0xffffffff81000000 rsp=0x0 gs.base=0x0" >&2'
+export VMM_NESTED_FAULT_REPORT=$WORK/fault-report
+VMM=$WORK/triple run_vmm triple 10 run --cmdline "console=ttyS0"
+report=''
+[[ -f $VMM_NESTED_FAULT_REPORT ]] && report=$(<"$VMM_NESTED_FAULT_REPORT")
+if [[ $report == *"the L2 guest triple-faulted"*"last words"*"rip=0xffffffff81000000"* ]]; then
+	result OK "a guest triple fault is reported as the nested machine's failure, with the vCPU state"
+else
+	note "report: '$report'"
+	result FAIL "a guest triple fault is reported as the nested machine's failure, with the vCPU state"
+fi
+rm -f "$VMM_NESTED_FAULT_REPORT"
+VMM=$WORK/triple run_vmm triple 10 run --cmdline "console=ttyS0 reboot=t"
+if [[ -e $VMM_NESTED_FAULT_REPORT ]]; then
+	result FAIL "a triple fault on purpose (reboot=t) is not reported"
+else
+	result OK "a triple fault on purpose (reboot=t) is not reported"
+fi
+unset VMM_NESTED_FAULT_REPORT
 
 sleep 30 &
 pid=$!
