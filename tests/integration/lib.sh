@@ -282,8 +282,8 @@ note_run() {
 	fi
 	if file_has "$WORK/$name.err" 'triple-faulted'; then
 		note "the guest triple-faulted (no panic message: its CPU state broke). Under nested KVM on"
-		note "QEMU 7.2 TCG this was seen with bulk TCP in both directions at once (an SVM emulation"
-		note "fault, like the L1 oopses scripts/nested watches for); on real KVM it is a bug to report."
+		note "QEMU 7.2 TCG this was seen under heavy virtio-net load (see check_triple_fault: there it"
+		note "is reported to scripts/nested and the suite rerun); on real KVM it is a bug to report."
 	fi
 }
 
