@@ -28,15 +28,46 @@ bool virtio_mmio_is_active(const struct virtio_mmio_dev *d)
 	return (d->status & VIRTIO_CONFIG_S_DRIVER_OK) && !(d->status & VIRTIO_CONFIG_S_NEEDS_RESET);
 }
 
-static void virtio_mmio_raise(struct virtio_mmio_dev *d, uint32_t bits)
+/* One edge on the irqfd: KVM injects the device's interrupt once. */
+static void virtio_mmio_pulse(struct virtio_mmio_dev *d)
 {
 	uint64_t one = 1;
 
-	d->isr |= bits;
 	d->interrupts++;
 	if (write(d->irq_fd, &one, sizeof(one)) != sizeof(one))
 		log_warn_ratelimited(&guest_error_rl, "%s: cannot raise the interrupt: %s", d->name,
 				     strerror(errno));
+}
+
+/*
+ * The interrupt follows InterruptStatus like a level-triggered line (as in
+ * QEMU): it is raised when InterruptStatus becomes non-zero, and a cause that
+ * arrives while the driver has not yet acknowledged only adds its bit — the
+ * driver's handler reads the status, acknowledges, and then looks at every
+ * queue, so it sees the new used buffers too. An acknowledgement that leaves
+ * bits set raises it again (virtio_mmio_ack). This spares the guest an
+ * interrupt, and two MMIO exits, per merged cause.
+ */
+static void virtio_mmio_raise(struct virtio_mmio_dev *d, uint32_t bits)
+{
+	bool pending = d->isr != 0;
+
+	d->isr |= bits;
+	if (pending) {
+		d->interrupts_merged++;
+		return;
+	}
+	virtio_mmio_pulse(d);
+}
+
+/* InterruptACK: clears the acknowledged bits; what is left still needs the driver's attention. */
+static void virtio_mmio_ack(struct virtio_mmio_dev *d, uint32_t bits)
+{
+	if (!(d->isr & bits))
+		return;
+	d->isr &= ~bits;
+	if (d->isr)
+		virtio_mmio_pulse(d);
 }
 
 void virtio_mmio_signal_used(struct virtio_mmio_dev *d, unsigned int q)
@@ -256,7 +287,7 @@ static void virtio_mmio_write_reg(struct virtio_mmio_dev *d, uint64_t offset, ui
 			virtio_mmio_notify_locked(d, v);
 		break;
 	case VIRTIO_MMIO_INTERRUPT_ACK:
-		d->isr &= ~v;
+		virtio_mmio_ack(d, v);
 		break;
 	case VIRTIO_MMIO_STATUS:
 		virtio_mmio_write_status(d, v);

@@ -89,7 +89,8 @@ struct virtio_mmio_dev {
 	/* Statistics. */
 	uint64_t mmio_notifies;		/* QueueNotify writes that took the MMIO exit path */
 	uint64_t eventfd_notifies;	/* kicks that arrived through ioeventfds */
-	uint64_t interrupts;
+	uint64_t interrupts;		/* edges sent on irq_fd */
+	uint64_t interrupts_merged;	/* causes folded into an interrupt the driver had not acknowledged */
 };
 
 /*
@@ -109,7 +110,12 @@ void virtio_mmio_destroy(struct virtio_mmio_dev *d);
 /* MMIO handler for the register window (an io_handler_fn; opaque is the virtio_mmio_dev). */
 void virtio_mmio_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write);
 
-/* After virtq_push(): raises the used-buffer interrupt if the driver wants one. d->lock held. */
+/*
+ * After virtq_push(): raises the used-buffer interrupt if the driver wants one.
+ * The interrupt acts as a level-triggered line driven by InterruptStatus: one
+ * edge when InterruptStatus becomes non-zero, none while the driver has not
+ * acknowledged, another when its acknowledgement leaves bits set. d->lock held.
+ */
 void virtio_mmio_signal_used(struct virtio_mmio_dev *d, unsigned int q);
 
 /* Announces a config space change (generation bump, config interrupt). d->lock held. */

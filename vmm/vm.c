@@ -535,9 +535,11 @@ void vm_destroy(struct vm *vm)
 		struct virtio_mmio_dev *d = vm->vdevs[i];
 		const struct virtio_dev_ops *ops = d->ops;
 
-		log_info("%s: %llu queue notifications by ioeventfd, %llu by MMIO exit, %llu interrupts",
+		log_info("%s: %llu queue notifications by ioeventfd, %llu by MMIO exit, %llu interrupts "
+			 "(%llu more causes merged into pending ones)",
 			 vm->vdev_names[i], (unsigned long long)d->eventfd_notifies,
-			 (unsigned long long)d->mmio_notifies, (unsigned long long)d->interrupts);
+			 (unsigned long long)d->mmio_notifies, (unsigned long long)d->interrupts,
+			 (unsigned long long)d->interrupts_merged);
 		virtio_mmio_destroy(d);
 		if (ops && ops->destroy)
 			ops->destroy(d);

@@ -540,7 +540,7 @@ else
 fi
 
 # 7. notifications: vmm -v's counters at exit, "vmm: DEV: N queue notifications by
-# ioeventfd, N by MMIO exit, N interrupts".
+# ioeventfd, N by MMIO exit, N interrupts (N more causes merged into pending ones)".
 # check_counters NAME DEVICES...: every device has its line with 0 by MMIO exit; blk and
 # net devices took notifications by ioeventfd.
 check_counters() {
@@ -554,9 +554,9 @@ check_counters() {
 	done <"$WORK/$name.err"
 	for dev in "$@"; do
 		line=${lines[$dev]-}
-		if [[ ! $line =~ ^vmm:\ $dev:\ ([0-9]+)\ queue\ notifications\ by\ ioeventfd,\ ([0-9]+)\ by\ MMIO\ exit,\ ([0-9]+)\ interrupts$ ]]; then
+		if [[ ! $line =~ ^vmm:\ $dev:\ ([0-9]+)\ queue\ notifications\ by\ ioeventfd,\ ([0-9]+)\ by\ MMIO\ exit,\ ([0-9]+)\ interrupts\ \(([0-9]+)\ more\ causes\ merged\ into\ pending\ ones\)$ ]]; then
 			ok=FAIL
-			note "$dev: no line 'vmm: $dev: N queue notifications by ioeventfd, N by MMIO exit, N interrupts' on vmm -v's stderr"
+			note "$dev: no line 'vmm: $dev: N queue notifications by ioeventfd, N by MMIO exit, N interrupts (N more causes merged into pending ones)' on vmm -v's stderr"
 			continue
 		fi
 		ioev=${BASH_REMATCH[1]}
