@@ -40,13 +40,11 @@ static void virtio_mmio_pulse(struct virtio_mmio_dev *d)
 }
 
 /*
- * The interrupt follows InterruptStatus like a level-triggered line (as in
- * QEMU): it is raised when InterruptStatus becomes non-zero, and a cause that
- * arrives while the driver has not yet acknowledged only adds its bit — the
- * driver's handler reads the status, acknowledges, and then looks at every
- * queue, so it sees the new used buffers too. An acknowledgement that leaves
- * bits set raises it again (virtio_mmio_ack). This spares the guest an
- * interrupt, and two MMIO exits, per merged cause.
+ * Level-triggered, as QEMU's (see mmio.h): a cause that arrives before the
+ * driver's acknowledgement only adds its bit — the driver's handler reads the
+ * status, acknowledges, then looks at every queue, so it sees the new used
+ * buffers too. This spares the guest an interrupt, and two MMIO exits, per
+ * merged cause.
  */
 static void virtio_mmio_raise(struct virtio_mmio_dev *d, uint32_t bits)
 {

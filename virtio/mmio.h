@@ -8,6 +8,11 @@
  * KVM ioeventfd (datamatch = queue index) watched by the event loop, and the
  * device's interrupt is an eventfd bound to its GSI with KVM irqfd.
  *
+ * The interrupt acts as a level-triggered line driven by InterruptStatus (for
+ * used-buffer, config and NEEDS_RESET causes alike): one irqfd edge when
+ * InterruptStatus becomes non-zero, none while the driver has not
+ * acknowledged, another when its acknowledgement leaves bits set.
+ *
  * Threads: register accesses come from vCPU threads; queue_notify runs on the
  * event loop thread. Both hold d->lock, so a reset never races with I/O.
  */
@@ -110,12 +115,7 @@ void virtio_mmio_destroy(struct virtio_mmio_dev *d);
 /* MMIO handler for the register window (an io_handler_fn; opaque is the virtio_mmio_dev). */
 void virtio_mmio_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write);
 
-/*
- * After virtq_push(): raises the used-buffer interrupt if the driver wants one.
- * The interrupt acts as a level-triggered line driven by InterruptStatus: one
- * edge when InterruptStatus becomes non-zero, none while the driver has not
- * acknowledged, another when its acknowledgement leaves bits set. d->lock held.
- */
+/* After virtq_push(): raises the used-buffer interrupt if the driver wants one. d->lock held. */
 void virtio_mmio_signal_used(struct virtio_mmio_dev *d, unsigned int q);
 
 /* Announces a config space change (generation bump, config interrupt). d->lock held. */
