@@ -2,7 +2,8 @@
 # Suite "harness" (TAP, no KVM needed): the integration suites' process helpers in lib.sh —
 # run_vmm's time limit, SIGTERM then SIGKILL, exit statuses, gone/wait_gone, and the report
 # of a guest triple fault to scripts/nested (VMM_NESTED_FAULT_REPORT) — with
-# stand-in programs instead of vmm. (A process stuck in the kernel cannot be made on purpose;
+# stand-in programs instead of vmm; and scripts/nested's own verdicts on an L1 that stops
+# (QEMU TCG, no KVM needed). (A process stuck in the kernel cannot be made on purpose;
 # that path is the same code with one more step, and it reports through proc_threads, which
 # is checked on a live process here.)
 # Usage: tests/integration/harness.sh (meson runs it in the unit suite's wake: scripts/test)
@@ -102,6 +103,42 @@ if [[ $threads == "  thread $pid: state "[RSD]" wchan="* ]]; then
 else
 	note "got: $threads"
 	result FAIL "proc_threads lists a live process's thread with its state"
+fi
+
+# scripts/nested itself, with a small L1 (~5-8 s per boot under TCG): CMD's exit status comes
+# back; a machine reset nobody in L1 asked for (here the i8042 reset line, pulsed through
+# /dev/port, as an emulator fault would) is an L1 failure, run once more, then given up with
+# 125; a reboot that CMD asked for is CMD's failure, not rerun.
+NESTED=$HERE/../../scripts/nested
+nested() {
+	local name=$1
+	shift
+	t0=$SECONDS
+	RC=0
+	"$NESTED" --memory 1024 --timeout 120 -- bash -c "$*" >"$WORK/$name.out" 2>"$WORK/$name.err" || RC=$?
+}
+nested exit7 'echo hello from L1; exit 7'
+if [[ $RC == 7 && $(<"$WORK/exit7.out") == "hello from L1" ]]; then
+	result OK "scripts/nested: CMD's output and exit status come back"
+else
+	note "RC $RC; stdout: $(<"$WORK/exit7.out"); stderr: $(tail -n 5 "$WORK/exit7.err")"
+	result FAIL "scripts/nested: CMD's output and exit status come back"
+fi
+nested reset 'sleep 1; printf "\xfe" | dd of=/dev/port bs=1 seek=100 count=1 conv=notrunc status=none; sleep 60'
+if [[ $RC == 125 && $(grep -c 'L1 FAILURE: the L1 VM reset itself.*i8042 reset line' "$WORK/reset.err") == 2 ]] &&
+	grep -q '^nested: RERUN' "$WORK/reset.err"; then
+	result OK "scripts/nested: an L1 machine reset nobody asked for is an L1 failure: said, rerun once, then exit 125"
+else
+	note "RC $RC; stderr: $(grep '^nested:' "$WORK/reset.err")"
+	result FAIL "scripts/nested: an L1 machine reset nobody asked for is an L1 failure: said, rerun once, then exit 125"
+fi
+nested reboot 'sleep 1; echo b >/proc/sysrq-trigger; sleep 60'
+if [[ $RC == 125 ]] && grep -q 'a process in L1 asked its kernel to reboot' "$WORK/reboot.err" &&
+	! grep -q '^nested: RERUN' "$WORK/reboot.err"; then
+	result OK "scripts/nested: a reboot that CMD asked for is said as such and not rerun"
+else
+	note "RC $RC; stderr: $(grep '^nested:' "$WORK/reboot.err")"
+	result FAIL "scripts/nested: a reboot that CMD asked for is said as such and not rerun"
 fi
 
 finish
