@@ -167,7 +167,7 @@ stop_proc() {
 }
 
 # report_nested_fault TEXT: inside scripts/nested's L1, tells it that the emulated machine
-# failed (it stops the L1 and reruns the suite in a fresh one, once); elsewhere nothing.
+# failed (it stops the L1 and reruns the suite in a fresh one, at most twice); elsewhere nothing.
 report_nested_fault() {
 	[[ -n ${VMM_NESTED_FAULT_REPORT:-} ]] || return 0
 	printf '%s: %s\n' "$PROG" "$1" >>"$VMM_NESTED_FAULT_REPORT" || true
@@ -206,10 +206,10 @@ run_vmm() {
 
 # check_triple_fault NAME: a guest of run NAME (vmm -v) that triple-faulted, with no panic
 # message, broke its CPU state. No test here makes a guest do that on purpose. Under nested
-# KVM on QEMU 7.2 TCG it was seen a few times, only under heavy virtio-net interrupt load,
-# next to L1 oopses in __svm_vcpu_run with a broken GS base right after VMRUN: the emulated
-# SVM, not vmm. So inside scripts/nested's L1 it is reported as the emulated machine's
-# failure (the suite is rerun once in a fresh L1); with the vCPU state vmm logged, so that
+# KVM on QEMU 7.2 TCG it was seen a few times, mostly under heavy virtio-net interrupt load
+# (once right after a virtio-blk read), next to L1 oopses in __svm_vcpu_run with a broken
+# GS base right after VMRUN: the emulated SVM, not vmm. So inside scripts/nested's L1 it is
+# reported as the emulated machine's failure (the suite is rerun in a fresh L1); with the vCPU state vmm logged, so that
 # a pattern would show. On real KVM it fails the run's checks like any other crash.
 check_triple_fault() {
 	local line state=''
