@@ -42,6 +42,12 @@ fi
 stand_in sleeper 'exec sleep 100'
 t0=$SECONDS; VMM=$WORK/sleeper run_vmm sleeper 1
 expect "past its limit a program is stopped with SIGTERM: RC 124" 124 '' 4
+if grep -q "^  thread [0-9]*: state" "$WORK/sleeper.threads" 2>/dev/null; then
+	result OK "what it was doing at the limit is kept (its threads' states and stacks)"
+else
+	note "sleeper.threads: $(head -c 300 "$WORK/sleeper.threads" 2>/dev/null)"
+	result FAIL "what it was doing at the limit is kept (its threads' states and stacks)"
+fi
 
 stand_in stubborn "trap '' TERM; while :; do sleep 0.1; done"
 t0=$SECONDS; VMM=$WORK/stubborn run_vmm stubborn 1

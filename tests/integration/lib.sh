@@ -149,6 +149,19 @@ proc_threads() {
 		echo "  thread ${t##*/}: state ${st:0:1} wchan=$w $stack"
 	done
 }
+# record_threads PID: what a process past its time limit is doing, before it is stopped:
+# each thread's state and kernel stack, and with gdb (if installed) their user-space
+# backtraces — a vCPU thread waiting on a lock, say, shows only there.
+record_threads() {
+	echo "threads at the time limit (state, wchan, kernel stack):"
+	proc_threads "$1"
+	if command -v gdb >/dev/null; then
+		echo "user-space backtraces (gdb):"
+		timeout -k 5 90 gdb -p "$1" -batch -nx -ex 'thread apply all bt 12' </dev/null 2>&1 |
+			grep -E '^(Thread |#[0-9])' | cut -c1-200 | head -n 150
+	fi
+}
+
 # stop_proc PID: SIGTERM, SIGKILL after 10 s; sets STOPPED ("" if PID exited, or how it
 # ended: "killed" / "unkillable" with its threads' kernel stacks in STOP_NOTE).
 STOPPED='' STOP_NOTE=''
@@ -182,6 +195,7 @@ run_vmm() {
 	local name=$1 t=$2 pid deadline
 	shift 2
 	echo "$VMM $*" >"$WORK/$name.cmd"
+	rm -f "$WORK/$name.threads"
 	RC=0
 	STOPPED='' STOP_NOTE=''
 	"$VMM" "$@" </dev/null >"$WORK/$name.out" 2>"$WORK/$name.err" &
@@ -189,6 +203,7 @@ run_vmm() {
 	deadline=$((SECONDS + t))
 	while ! gone "$pid" && ((SECONDS < deadline)); do nap 0.25; done
 	if ! gone "$pid"; then
+		record_threads "$pid" >"$WORK/$name.threads"
 		stop_proc "$pid"
 		if [[ $STOPPED == unkillable ]]; then
 			RC=unkillable
@@ -209,8 +224,8 @@ run_vmm() {
 # KVM on QEMU 7.2 TCG it was seen a few times, mostly under heavy virtio-net interrupt load
 # (once right after a virtio-blk read), next to L1 oopses in __svm_vcpu_run with a broken
 # GS base right after VMRUN: the emulated SVM, not vmm. So inside scripts/nested's L1 it is
-# reported as the emulated machine's failure (the suite is rerun in a fresh L1); with the vCPU state vmm logged, so that
-# a pattern would show. On real KVM it fails the run's checks like any other crash.
+# reported as the emulated machine's failure (the suite is rerun in a fresh L1); with the
+# vCPU state vmm logged, so that a pattern would show. On real KVM it fails the run's checks like any other crash.
 check_triple_fault() {
 	local line state=''
 	file_has "$WORK/$1.err" 'the guest triple-faulted' || return 0
@@ -276,9 +291,12 @@ note_run() {
 	note "vmm: $(describe_rc "$RC")"
 	show "$WORK/$name.out" "guest console (vmm stdout)"
 	show "$WORK/$name.err" "vmm stderr"
+	local l
 	if [[ $RC == unkillable && -n $STOP_NOTE ]]; then
-		local l
 		while IFS= read -r l; do note "$l"; done <<<"$STOP_NOTE"
+	fi
+	if [[ -s $WORK/$name.threads ]]; then
+		while IFS= read -r l; do note "$l"; done <"$WORK/$name.threads"
 	fi
 	if file_has "$WORK/$name.err" 'triple-faulted'; then
 		note "the guest triple-faulted (no panic message: its CPU state broke). Under nested KVM on"
