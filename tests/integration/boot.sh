@@ -198,8 +198,10 @@ check_reset_source reboot_triple "rip=" "reboot=t: vmm -v logs the vCPU state (r
 
 # Without --no-reboot the guest boots again; stop vmm with SIGTERM after the second boot.
 name=reboot_loop
-echo "$VMM run --kernel $KERNEL --initrd $WORK/reboot_loop.initrd --cpus 1 --memory 256M --cmdline '$CMDLINE'" >"$WORK/$name.cmd"
-"$VMM" run --kernel "$KERNEL" --initrd "$WORK/reboot_loop.initrd" --cpus 1 --memory 256M \
+# -v: vmm logs each boot and the reset between them (a second boot that never printed its
+# marker was seen a few times under nested KVM; the log shows how far vmm got).
+echo "$VMM run -v --kernel $KERNEL --initrd $WORK/reboot_loop.initrd --cpus 1 --memory 256M --cmdline '$CMDLINE'" >"$WORK/$name.cmd"
+"$VMM" run -v --kernel "$KERNEL" --initrd "$WORK/reboot_loop.initrd" --cpus 1 --memory 256M \
 	--cmdline "$CMDLINE" </dev/null >"$WORK/$name.out" 2>"$WORK/$name.err" &
 pid=$!
 deadline=$((SECONDS + 2 * BOOT_TIMEOUT))
