@@ -58,7 +58,10 @@ GUEST_MAC=52:54:00:12:34:56
 TX_PORT=5001 # guest -> L1
 RX_PORT=5002 # L1 -> guest
 TOKEN=vmmtest-$$-$RANDOM$RANDOM
-CMDLINE="console=ttyS0 quiet panic=-1"
+# loglevel=5 after quiet: the console also gets warnings, among them the stack traces of a
+# soft lockup or an RCU stall (seen in the "devices" run under nested KVM, where only their
+# first lines, KERN_ERR and worse, reached the console).
+CMDLINE="console=ttyS0 quiet loglevel=5 panic=-1"
 # ext4 and what it needs, dependencies first (checked against the modules' depends= below;
 # crc32c_generic is ext4's soft dependency "crypto-crc32c", which depends= does not list).
 EXT4_MODULES="crc16 mbcache jbd2 crc32c_generic ext4"
