@@ -225,7 +225,8 @@ run_vmm() {
 # (once right after a virtio-blk read), next to L1 oopses in __svm_vcpu_run with a broken
 # GS base right after VMRUN: the emulated SVM, not vmm. So inside scripts/nested's L1 it is
 # reported as the emulated machine's failure (the suite is rerun in a fresh L1); with the
-# vCPU state vmm logged, so that a pattern would show. On real KVM it fails the run's checks like any other crash.
+# vCPU state vmm logged, so that a pattern would show. On real KVM it fails the run's checks
+# like any other crash.
 check_triple_fault() {
 	local line state=''
 	file_has "$WORK/$1.err" 'the guest triple-faulted' || return 0
