@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Suite "harness" (TAP, no KVM needed): the integration suites' process helpers in lib.sh —
-# run_vmm's time limit, SIGTERM then SIGKILL, exit statuses, gone/wait_gone, and the report
-# of a guest triple fault to scripts/nested (VMM_NESTED_FAULT_REPORT) — with
-# stand-in programs instead of vmm; and scripts/nested's own verdicts on an L1 that stops
+# run_vmm's time limit, SIGTERM then SIGKILL, exit statuses, gone/wait_gone, the reports of a
+# guest triple fault and of a guest stall inside KVM_RUN to scripts/nested
+# (VMM_NESTED_FAULT_REPORT), KVM's counters — with stand-in programs and records instead of
+# vmm; and scripts/nested's own verdicts on an L1 that stops
 # (QEMU TCG, no KVM needed). (A process stuck in the kernel cannot be made on purpose;
 # that path is the same code with one more step, and it reports through proc_threads, which
 # is checked on a live process here.)
@@ -77,6 +78,65 @@ if [[ -e $VMM_NESTED_FAULT_REPORT ]]; then
 	result FAIL "a triple fault on purpose (reboot=t) is not reported"
 else
 	result OK "a triple fault on purpose (reboot=t) is not reported"
+fi
+
+# A guest stall past the time limit with every vCPU thread inside KVM_RUN is reported (with
+# the KVM counters); one with a vCPU thread elsewhere in vmm (a lock, say), or no stall
+# message, is not. Synthetic records, as run_vmm keeps them (gdb with and without libc's
+# debug symbols).
+stall_case() { # NAME FRAMES_OF_VCPU1 CONSOLE_LINE -> REPORT (empty: not reported)
+	rm -f "$VMM_NESTED_FAULT_REPORT"
+	printf '%s\n' "[ 40.0] VMMTEST-T ping done" "$3" >"$WORK/$1.out"
+	cat >"$WORK/$1.threads" <<-THREADS
+		threads at the time limit (state, wchan, kernel stack):
+		  thread 20: state R wchan=0
+		user-space backtraces (gdb):
+		Thread 3 (Thread 0x7f1 (LWP 21) "vmm-vcpu1"):
+		$2
+		Thread 2 (Thread 0x7f2 (LWP 20) "vmm-vcpu0"):
+		#0  __GI___ioctl (fd=37, request=request@entry=44672) at ../sysdeps/unix/sysv/linux/ioctl.c:36
+		#1  0x0000563 in vcpu_thread (arg=0x5632) at ../vmm/vcpu.c:188
+		Thread 1 (Thread 0x7f3 (LWP 19) "vmm-events"):
+		#0  0x00007f7 in epoll_wait (epfd=11) at ../sysdeps/unix/sysv/linux/epoll_wait.c:30
+		#1  0x0000563 in event_loop_thread (arg=0x7ffd) at ../vmm/event_loop.c:72
+		KVM counters of its VMs over 2 s (debugfs; +increase, total):
+		  exits +0 (81234)
+		  irq_injections +0 (4021)
+	THREADS
+	check_guest_stall "$1"
+	report=''
+	if [[ -f $VMM_NESTED_FAULT_REPORT ]]; then report=$(<"$VMM_NESTED_FAULT_REPORT"); fi
+}
+rcu='[ 90.1] rcu: rcu_preempt detected stalls on CPUs/tasks:'
+stall_case stall1 $'#0  0x00007f70 in ioctl () from /lib/x86_64-linux-gnu/libc.so.6\n#1  0x0000563 in vcpu_thread (arg=0x5631) at ../vmm/vcpu.c:188' "$rcu"
+if [[ $report == *'run "stall1": the L2 guest stalled'*"detected stalls"*"all 2 vCPU threads"*"KVM_RUN"*"exits +0 (81234)"* ]]; then
+	result OK "a guest stall with every vCPU thread in KVM_RUN is reported as the nested machine's failure"
+else
+	note "report: '$report'"
+	result FAIL "a guest stall with every vCPU thread in KVM_RUN is reported as the nested machine's failure"
+fi
+stall_case stall2 $'#0  __lll_lock_wait (futex=0x5632, private=0) at ./nptl/lowlevellock.c:49\n#1  0x00007f70 in __pthread_mutex_lock (mutex=0x5632) at ./nptl/pthread_mutex_lock.c:93' \
+	'[ 71.9] watchdog: BUG: soft lockup - CPU#1 stuck for 26s! [ksoftirqd/1:21]'
+stall2=$report
+stall_case stall3 $'#0  __GI___ioctl (fd=38, request=request@entry=44672) at ../sysdeps/unix/sysv/linux/ioctl.c:36\n#1  0x0000563 in vcpu_thread (arg=0x5631) at ../vmm/vcpu.c:188' '[ 50.0] some other hang'
+if [[ -z $stall2 && -z $report ]]; then
+	result OK "a stall with a vCPU thread held in vmm, or a hang with no stall message, is not reported"
+else
+	note "reports: '$stall2' / '$report'"
+	result FAIL "a stall with a vCPU thread held in vmm, or a hang with no stall message, is not reported"
+fi
+# KVM's debugfs counters (a stand-in tree): summed over VMs, their increase over 2 s shown.
+mkdir -p "$WORK/kvm/77-11" "$WORK/kvm/77-12" "$WORK/kvm/78-11"
+echo 5 >"$WORK/kvm/77-11/exits"; echo 7 >"$WORK/kvm/77-12/exits"; echo 100 >"$WORK/kvm/78-11/exits"
+echo 3 >"$WORK/kvm/77-11/irq_injections"
+( nap 1; echo 9 >"$WORK/kvm/77-12/exits" ) &
+activity=$(VMM_NESTED_FAULT_REPORT='' KVM_DEBUGFS=$WORK/kvm record_kvm_activity 77)
+wait
+if [[ $activity == *"  exits +2 (14)"*"  irq_injections +0 (3)"* && $activity != *100* ]]; then
+	result OK "record_kvm_activity: KVM's counters of the process's VMs, summed, with their increase"
+else
+	note "got: $activity"
+	result FAIL "record_kvm_activity: KVM's counters of the process's VMs, summed, with their increase"
 fi
 unset VMM_NESTED_FAULT_REPORT
 

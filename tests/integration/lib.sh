@@ -12,10 +12,13 @@
 #     commands run before that), run_vmm, marker, count_marker, describe_rc, note_run,
 #     check_exit, expect_error.
 #   Processes without blocking for ever on one stuck in the kernel: nap (sleep without a
-#     process), gone, wait_gone, stop_proc, proc_threads.
+#     process), gone, wait_gone, stop_proc, proc_threads; record_threads (with gdb's
+#     backtraces and KVM's counters: record_kvm_activity, kvm_stats) for a run past its limit.
+#   Failures of scripts/nested's emulated machine, reported to it (report_nested_fault):
+#     check_triple_fault, check_guest_stall; a vmm stuck in the kernel (stop_proc).
 # Environment: VMM_TEST_TIMEOUT (seconds per vmm run that boots a guest; default 180, or
 #   the suite's DEFAULT_BOOT_TIMEOUT set before sourcing), VMM_TEST_KEEP=1 keeps the work
-#   directory (printed at the end).
+#   directory (printed at the end), KVM_DEBUGFS (KVM's debugfs directory, for tests).
 # shellcheck shell=bash
 
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
@@ -151,7 +154,8 @@ proc_threads() {
 }
 # record_threads PID: what a process past its time limit is doing, before it is stopped:
 # each thread's state and kernel stack, and with gdb (if installed) their user-space
-# backtraces — a vCPU thread waiting on a lock, say, shows only there.
+# backtraces — a vCPU thread waiting on a lock, say, shows only there; then what KVM did
+# for its VMs meanwhile (record_kvm_activity).
 record_threads() {
 	echo "threads at the time limit (state, wchan, kernel stack):"
 	proc_threads "$1"
@@ -160,6 +164,61 @@ record_threads() {
 		timeout -k 5 90 gdb -p "$1" -batch -nx -ex 'thread apply all bt 12' </dev/null 2>&1 |
 			grep -E '^(Thread |#[0-9])' | cut -c1-200 | head -n 150
 	fi
+	record_kvm_activity "$1"
+}
+
+KVM_STATS=(exits irq_injections nmi_injections irq_window_exits nmi_window_exits halt_exits
+	halt_wakeup io_exits mmio_exits pf_taken pf_fixed insn_emulation signal_exits)
+# kvm_stats PID: "NAME VALUE" for each of KVM_STATS, summed over PID's VMs and vCPUs (KVM's
+# debugfs files, readable by root when debugfs is mounted; nothing otherwise). Builtins only.
+kvm_stats() {
+	local d f v
+	declare -A sum=()
+	for d in "${KVM_DEBUGFS:-/sys/kernel/debug/kvm}/$1"-*/; do
+		[[ -d $d ]] || continue
+		for f in "${KVM_STATS[@]}"; do
+			v=''
+			{ IFS= read -r v <"$d$f"; } 2>/dev/null || continue
+			[[ $v =~ ^[0-9]+$ ]] && sum[$f]=$((${sum[$f]:-0} + v))
+		done
+	done
+	for f in "${KVM_STATS[@]}"; do
+		[[ -n ${sum[$f]+x} ]] && echo "$f ${sum[$f]}"
+	done
+	return 0
+}
+# record_kvm_activity PID: how KVM's counters for PID's VMs moved over 2 s (a guest CPU that
+# makes no progress while KVM runs it shows here: no exits at all, or a loop of one kind —
+# or vmm's fault, an interrupt storm, say), and inside scripts/nested's L1 a sample of the
+# VM exits themselves (tracefs; the L1 is the suite's own, so its tracing is ours to use).
+record_kvm_activity() {
+	local before after line name t=/sys/kernel/tracing traced=''
+	before=$(kvm_stats "$1")
+	[[ -n $before ]] || return 0
+	if [[ -n ${VMM_NESTED_FAULT_REPORT:-} && -w $t/events/kvm/kvm_exit/enable ]] &&
+		{ echo 0 >"$t/tracing_on" && : >"$t/trace" && echo 1 >"$t/events/kvm/kvm_exit/enable" &&
+			echo 1 >"$t/events/kvm/kvm_inj_virq/enable" && echo 1 >"$t/tracing_on"; } 2>/dev/null; then
+		traced=1
+	fi
+	nap 2
+	[[ -n $traced ]] && { echo 0 >"$t/tracing_on"; } 2>/dev/null
+	after=$(kvm_stats "$1")
+	declare -A was=()
+	while read -r name line; do was[$name]=$line; done <<<"$before"
+	echo "KVM counters of its VMs over 2 s (debugfs; +increase, total):"
+	while read -r name line; do
+		echo "  $name +$((line - ${was[$name]:-0})) ($line)"
+	done <<<"$after"
+	if [[ -n $traced ]]; then
+		echo "VM exits and injected interrupts over those 2 s (tracefs, last 40 of them):"
+		grep -v '^#' "$t/trace" 2>/dev/null | tail -n 40 | cut -c1-200 | sed 's/^ */  /'
+		{
+			echo 0 >"$t/events/kvm/kvm_exit/enable"
+			echo 0 >"$t/events/kvm/kvm_inj_virq/enable"
+			: >"$t/trace"
+		} 2>/dev/null
+	fi
+	return 0
 }
 
 # stop_proc PID: SIGTERM, SIGKILL after 10 s; sets STOPPED ("" if PID exited, or how it
@@ -211,6 +270,7 @@ run_vmm() {
 		fi
 		wait "$pid" 2>/dev/null || true
 		RC=124
+		check_guest_stall "$name"
 		return 0
 	fi
 	# (bash's own "Killed"/"Segmentation fault" notice goes to /dev/null: RC says it)
@@ -234,6 +294,51 @@ check_triple_fault() {
 		[[ $line == *"rip="* ]] && state+=$'\n'"  $line"
 	done <"$WORK/$1.err"
 	report_nested_fault "run \"$1\": the L2 guest triple-faulted (no panic message); guest console's last line: '$(tail -n1 "$WORK/$1.out" | tr -d '\r')'; vCPU state:${state:- (not logged)}"
+}
+
+# check_guest_stall NAME: run NAME hit its time limit with its guest's kernel reporting a CPU
+# that made no progress (RCU stall, soft or hard lockup) while every vCPU thread of vmm was
+# inside KVM_RUN (gdb's record at the limit; an ioctl with request 44672 = 0xAE80): vmm held no
+# vCPU back, KVM ran them and a guest CPU still went nowhere. Under nested KVM on QEMU 7.2 TCG
+# that was seen after heavy virtio-net load, with the stalled CPU taking no timer tick and not
+# answering the NMI backtrace request for minutes — the emulated SVM, like the triple faults
+# of check_triple_fault: reported to scripts/nested (the suite is rerun in a fresh L1), with
+# the record. On real KVM it fails the run's checks like any other hang.
+check_guest_stall() {
+	local name=$1 line stall='' thread='' frame0='' vcpus=0 in_run=0 counting='' counters=''
+	[[ -f $WORK/$name.out && -f $WORK/$name.threads ]] || return 0
+	while IFS= read -r line; do
+		case $line in
+		*"detected stalls on CPUs"* | *"self-detected stall on CPU"* | *"soft lockup - CPU#"* | *"hard LOCKUP"*)
+			line=${line//$'\r'/}
+			stall=${line:0:160}
+			break
+			;;
+		esac
+	done <"$WORK/$name.out"
+	[[ -n $stall ]] || return 0
+	# gdb: 'Thread N (... "vmm-vcpuK"):', then '#0  __GI___ioctl (fd=.., request=...=44672)'
+	# with libc's debug symbols, '#0  0x... in ioctl () from ...libc.so.6' and
+	# '#1  0x... in vcpu_thread (...)' without (vcpu_thread's own ioctl is KVM_RUN).
+	while IFS= read -r line; do
+		case $line in
+		"Thread "*'"vmm-vcpu'*) thread=vcpu vcpus=$((vcpus + 1)) ;;
+		"Thread "*) thread='' ;;
+		"#0 "*) frame0=$line ;;
+		"#1 "*)
+			if [[ $thread == vcpu && $frame0 == *ioctl* ]] &&
+				[[ ($frame0 == *"request="* && $frame0 == *"=44672"[,\)]*) || ($frame0 != *"request="* && $line == *" vcpu_thread "*) ]]; then
+				in_run=$((in_run + 1))
+			fi
+			;;
+		"KVM counters"*) counting=1 ;;
+		"  exits "* | "  irq_injections "* | "  nmi_injections "* | "  halt_exits "*)
+			if [[ -n $counting ]]; then counters+=" ${line#  }"; fi
+			;;
+		esac
+	done <"$WORK/$name.threads"
+	((vcpus > 0 && in_run == vcpus)) || return 0
+	report_nested_fault "run \"$name\": the L2 guest stalled ('$stall') while all $vcpus vCPU threads of vmm were inside KVM_RUN${counters:+; KVM counters over 2 s:$counters}"
 }
 
 # marker NAME KEY: value of the guest's "KEY value" line (first one).
