@@ -50,6 +50,18 @@ else
 	result FAIL "what it was doing at the limit is kept (its threads' states and stacks)"
 fi
 
+# The record is a diagnosis: when it finds nothing (a process gone, no gdb output, no KVM
+# counters) it must not end the suite (set -e, pipefail), as it once did in a nested run.
+gone_pid=$(sh -c 'echo $$')
+record_threads "$gone_pid" >"$WORK/gone.threads" 2>&1
+record=$(<"$WORK/gone.threads")
+if [[ $record == "threads at the time limit"* ]]; then
+	result OK "recording a process with nothing to show does not end the suite"
+else
+	note "got: $record"
+	result FAIL "recording a process with nothing to show does not end the suite"
+fi
+
 stand_in stubborn "trap '' TERM; while :; do sleep 0.1; done"
 t0=$SECONDS; VMM=$WORK/stubborn run_vmm stubborn 1
 expect "one that ignores SIGTERM is killed 10 s later: RC 124, STOPPED=killed" 124 killed 15

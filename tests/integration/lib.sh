@@ -161,10 +161,10 @@ record_threads() {
 	proc_threads "$1"
 	if command -v gdb >/dev/null; then
 		echo "user-space backtraces (gdb):"
-		timeout -k 5 90 gdb -p "$1" -batch -nx -ex 'thread apply all bt 12' </dev/null 2>&1 |
-			grep -E '^(Thread |#[0-9])' | cut -c1-200 | head -n 150
+		{ timeout -k 5 90 gdb -p "$1" -batch -nx -ex 'thread apply all bt 12' </dev/null 2>&1 |
+			grep -E '^(Thread |#[0-9])' | cut -c1-200 | head -n 150; } || true
 	fi
-	record_kvm_activity "$1"
+	record_kvm_activity "$1" || true
 }
 
 KVM_STATS=(exits irq_injections nmi_injections irq_window_exits nmi_window_exits halt_exits
@@ -211,7 +211,7 @@ record_kvm_activity() {
 	done <<<"$after"
 	if [[ -n $traced ]]; then
 		echo "VM exits and injected interrupts over those 2 s (tracefs, last 40 of them):"
-		grep -v '^#' "$t/trace" 2>/dev/null | tail -n 40 | cut -c1-200 | sed 's/^ */  /'
+		{ grep -v '^#' "$t/trace" 2>/dev/null | tail -n 40 | cut -c1-200 | sed 's/^ */  /'; } || true
 		{
 			echo 0 >"$t/events/kvm/kvm_exit/enable"
 			echo 0 >"$t/events/kvm/kvm_inj_virq/enable"
@@ -262,7 +262,8 @@ run_vmm() {
 	deadline=$((SECONDS + t))
 	while ! gone "$pid" && ((SECONDS < deadline)); do nap 0.25; done
 	if ! gone "$pid"; then
-		record_threads "$pid" >"$WORK/$name.threads"
+		# (what it records is a diagnosis: nothing there may end the suite under set -e)
+		record_threads "$pid" >"$WORK/$name.threads" 2>&1 || true
 		stop_proc "$pid"
 		if [[ $STOPPED == unkillable ]]; then
 			RC=unkillable
