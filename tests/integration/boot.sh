@@ -222,7 +222,7 @@ if [[ -z $alive ]]; then
 	RC=0
 	wait "$pid" || RC=$?
 else
-	((boots >= 2)) || record_threads "$pid" >"$WORK/$name.threads" 2>&1 || true
+	((boots >= 2)) || record_threads "$pid" >"$WORK/$name.threads" 2>&1
 	t0=$SECONDS
 	stop_proc "$pid"
 	elapsed=$((SECONDS - t0))
