@@ -222,6 +222,14 @@ else
 	note "RC $RC after $((SECONDS - t0)) s; stderr: $(grep '^nested:' "$WORK/frozen.err")"
 	result FAIL "scripts/nested: a frozen L1 is stopped, in the rerun too, well within the budget"
 fi
+# ...saying what QEMU's threads did meanwhile (emulated CPUs spinning, or all asleep).
+if grep -q "QEMU's threads (pid [0-9]*) over 2 s" "$WORK/frozen.err" &&
+	grep -q -E "^ +[0-9]+ 'CPU 0/TCG' +[RSD] +[0-9]+% " "$WORK/frozen.err"; then
+	result OK "scripts/nested: a frozen L1's report shows QEMU's threads with their CPU use"
+else
+	note "stderr: $(grep -A8 'L1 VM froze' "$WORK/frozen.err" | head -n 20)"
+	result FAIL "scripts/nested: a frozen L1's report shows QEMU's threads with their CPU use"
+fi
 nested reboot 'sleep 1; echo b >/proc/sysrq-trigger; sleep 60'
 if [[ $RC == 125 ]] && grep -q 'a process in L1 asked its kernel to reboot' "$WORK/reboot.err" &&
 	! grep -q '^nested: RERUN' "$WORK/reboot.err"; then
