@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Suite "harness" (TAP, no KVM needed): the integration suites' process helpers in lib.sh —
 # run_vmm's time limit, SIGTERM then SIGKILL, exit statuses, gone/wait_gone, the reports of a
-# guest triple fault and of a guest stall inside KVM_RUN to scripts/nested
-# (VMM_NESTED_FAULT_REPORT), KVM's counters — with stand-in programs and records instead of
+# guest triple fault, of a guest stall inside KVM_RUN and of a run failed after the guest's
+# XSAVE consistency warning to scripts/nested (VMM_NESTED_FAULT_REPORT), KVM's counters — with stand-in programs and records instead of
 # vmm; and scripts/nested's own verdicts on an L1 that stops
 # (QEMU TCG, no KVM needed). (A process stuck in the kernel cannot be made on purpose;
 # that path is the same code with one more step, and it reports through proc_threads, which
@@ -90,6 +90,23 @@ if [[ -e $VMM_NESTED_FAULT_REPORT ]]; then
 	result FAIL "a triple fault on purpose (reboot=t) is not reported"
 else
 	result OK "a triple fault on purpose (reboot=t) is not reported"
+fi
+
+# A run that fails after the guest kernel's XSAVE consistency warning is reported; a run that
+# passes with it is not (only a failure makes the L1 suspect).
+stand_in xsave_fail 'echo "[ 0.1] XSAVE consistency problem, dumping leaves"; exit 1'
+stand_in xsave_pass 'echo "[ 0.1] XSAVE consistency problem, dumping leaves"; exit 0'
+rm -f "$VMM_NESTED_FAULT_REPORT"
+VMM=$WORK/xsave_pass run_vmm xsave_pass 10 run
+passed_report=$([[ -e $VMM_NESTED_FAULT_REPORT ]] && echo yes || true)
+VMM=$WORK/xsave_fail run_vmm xsave_fail 10 run
+report=''
+[[ -f $VMM_NESTED_FAULT_REPORT ]] && report=$(<"$VMM_NESTED_FAULT_REPORT")
+if [[ -z $passed_report && $report == *'run "xsave_fail"'*"XSAVE state inconsistent"*"(RC 1)"* ]]; then
+	result OK "a run that fails after the guest's XSAVE consistency warning is reported as the nested machine's failure"
+else
+	note "reported after the passing run: '${passed_report:-no}'; report: '$report'"
+	result FAIL "a run that fails after the guest's XSAVE consistency warning is reported as the nested machine's failure"
 fi
 
 # A guest stall past the time limit with every vCPU thread inside KVM_RUN is reported (with
