@@ -92,6 +92,21 @@ else
 	result OK "a triple fault on purpose (reboot=t) is not reported"
 fi
 
+# Inside scripts/nested's L1 a run's output so far is copied every 5 s to VMM_NESTED_LIVE_DIR
+# (the stand-in reads its own copy back after 6.5 s), and emptied once the run ended.
+export VMM_NESTED_LIVE_DIR=$WORK/live
+mkdir -p "$VMM_NESTED_LIVE_DIR"
+stand_in livecopy 'echo hello-live; sleep 6.5; cat "$VMM_NESTED_LIVE_DIR/livecopy.out" >&2'
+VMM=$WORK/livecopy run_vmm livecopy 20 run
+if [[ $(<"$WORK/livecopy.err") == hello-live && -f $VMM_NESTED_LIVE_DIR/livecopy.out &&
+	! -s $VMM_NESTED_LIVE_DIR/livecopy.out ]]; then
+	result OK "a run's output so far is copied for scripts/nested every 5 s, and emptied when it ends"
+else
+	note "the stand-in saw: '$(<"$WORK/livecopy.err")'; after the run: $(ls -l "$VMM_NESTED_LIVE_DIR")"
+	result FAIL "a run's output so far is copied for scripts/nested every 5 s, and emptied when it ends"
+fi
+unset VMM_NESTED_LIVE_DIR
+
 # A run that fails after the guest kernel's XSAVE consistency warning is reported; a run that
 # passes with it is not (only a failure makes the L1 suspect).
 stand_in xsave_fail 'echo "[ 0.1] XSAVE consistency problem, dumping leaves"; exit 1'
@@ -219,13 +234,21 @@ else
 	note "RC $RC; stdout: $(<"$WORK/exit7.out"); stderr: $(tail -n 5 "$WORK/exit7.err")"
 	result FAIL "scripts/nested: CMD's output and exit status come back"
 fi
-nested reset 'sleep 1; printf "\xfe" | dd of=/dev/port bs=1 seek=100 count=1 conv=notrunc status=none; sleep 60'
+nested reset 'echo "guest: last words" >"$VMM_NESTED_LIVE_DIR/run1.out"; sleep 1
+	printf "\xfe" | dd of=/dev/port bs=1 seek=100 count=1 conv=notrunc status=none; sleep 60'
 if [[ $RC == 125 && $(grep -c 'L1 FAILURE: the L1 VM reset itself.*i8042 reset line' "$WORK/reset.err") == 2 ]] &&
 	grep -q '^nested: RERUN' "$WORK/reset.err"; then
 	result OK "scripts/nested: an L1 machine reset nobody asked for is an L1 failure: said, rerun once, then exit 125"
 else
 	note "RC $RC; stderr: $(grep '^nested:' "$WORK/reset.err")"
 	result FAIL "scripts/nested: an L1 machine reset nobody asked for is an L1 failure: said, rerun once, then exit 125"
+fi
+if grep -q -A1 'a run in progress in L1, its output so far (run1.out' "$WORK/reset.err" &&
+	grep -q '^guest: last words' "$WORK/reset.err"; then
+	result OK "scripts/nested: when the L1 dies, the output of the runs in progress there is shown"
+else
+	note "stderr: $(grep -B2 -A3 'in progress' "$WORK/reset.err" | head -n 12)"
+	result FAIL "scripts/nested: when the L1 dies, the output of the runs in progress there is shown"
 fi
 # A frozen L1 (its heartbeat loop stopped here, as a hung emulator stops everything) is
 # stopped after VMM_NESTED_FROZEN_AFTER s, in the rerun too: a stale pid once left the rerun's

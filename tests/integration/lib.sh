@@ -261,7 +261,12 @@ run_vmm() {
 	"$VMM" "$@" </dev/null >"$WORK/$name.out" 2>"$WORK/$name.err" &
 	pid=$!
 	deadline=$((SECONDS + t))
-	while ! gone "$pid" && ((SECONDS < deadline)); do nap 0.25; done
+	local copied=$SECONDS
+	while ! gone "$pid" && ((SECONDS < deadline)); do
+		nap 0.25
+		((SECONDS - copied < 5)) || { live_copy "$name"; copied=$SECONDS; }
+	done
+	live_copy "$name" done
 	if ! gone "$pid"; then
 		record_threads "$pid" >"$WORK/$name.threads" 2>&1
 		stop_proc "$pid"
@@ -280,6 +285,25 @@ run_vmm() {
 	# reboot=t: the guest triple-faults on purpose to reboot
 	[[ " $* " == *" reboot=t"* ]] || check_triple_fault "$name"
 	((RC == 0)) || check_guest_xsave "$name"
+}
+
+# live_copy NAME [done]: inside scripts/nested's L1 (VMM_NESTED_LIVE_DIR set), a copy of run
+# NAME's output so far (guest console, vmm's log), which the host shows if the whole L1 dies
+# (a kernel crash there takes /tmp with it); every 5 s while it runs, gone once it ended.
+# Builtins only: a process costs ~0.4 s in the emulated L1.
+live_copy() {
+	local dir=${VMM_NESTED_LIVE_DIR:-} f content
+	[[ -n $dir && -d $dir ]] || return 0
+	for f in out err; do
+		if [[ ${2:-} == done ]]; then
+			: >"$dir/$1.$f" 2>/dev/null || true
+			continue
+		fi
+		content=''
+		{ IFS= read -r -d '' content <"$WORK/$1.$f"; } 2>/dev/null || true
+		((${#content} <= 8000)) || content=${content: -8000}
+		printf '%s' "$content" >"$dir/$1.$f" 2>/dev/null || true
+	done
 }
 
 # check_guest_xsave NAME: run NAME failed (or hit its limit) after its guest's kernel found
