@@ -2,11 +2,11 @@
 # Suite "harness" (TAP, no KVM needed): the integration suites' process helpers in lib.sh —
 # run_vmm's time limit, SIGTERM then SIGKILL, exit statuses, gone/wait_gone, the reports of a
 # guest triple fault, of a guest stall inside KVM_RUN and of a run failed after the guest's
-# XSAVE consistency warning to scripts/nested (VMM_NESTED_FAULT_REPORT), KVM's counters — with stand-in programs and records instead of
-# vmm; and scripts/nested's own verdicts on an L1 that stops
-# (QEMU TCG, no KVM needed). (A process stuck in the kernel cannot be made on purpose;
-# that path is the same code with one more step, and it reports through proc_threads, which
-# is checked on a live process here.)
+# XSAVE consistency warning to scripts/nested (VMM_NESTED_FAULT_REPORT), KVM's counters, the
+# live copy of a run's output — with stand-in programs and records instead of vmm; and
+# scripts/nested's own verdicts on an L1 that stops (QEMU TCG, no KVM needed). (A process stuck
+# in the kernel cannot be made on purpose; that path is the same code with one more step, and
+# it reports through proc_threads, which is checked on a live process here.)
 # Usage: tests/integration/harness.sh (meson runs it in the unit suite's wake: scripts/test)
 set -euo pipefail
 
