@@ -5,7 +5,7 @@
 
 #include "firmware/boot_params.h"
 #include "firmware/x86_layout.h"
-#include "vmm/util.h"
+#include "vmm/base/util.h"
 
 #define SETUP_HDR_OFFSET	0x1f1
 #define BOOT_FLAG_MAGIC		0xaa55

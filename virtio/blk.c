@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #include "virtio/blk.h"
-#include "vmm/util.h"
+#include "vmm/base/util.h"
 
 #define BLK_HDR_SIZE		sizeof(struct virtio_blk_outhdr)
 #define BLK_DWZ_SIZE		sizeof(struct virtio_blk_discard_write_zeroes)

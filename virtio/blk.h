@@ -19,7 +19,7 @@
 #include "virtio/devices.h"
 #include "virtio/mmio.h"
 #include "virtio/virtq.h"
-#include "vmm/log.h"
+#include "vmm/base/log.h"
 
 #define BLK_SECTOR_SIZE		512
 #define BLK_NUM_QUEUES		4		/* VIRTIO_BLK_F_MQ: num_queues */

@@ -24,7 +24,7 @@
 #include <unistd.h>
 
 #include "virtio/console.h"
-#include "vmm/util.h"
+#include "vmm/base/util.h"
 
 static struct virtio_console *to_console(struct virtio_mmio_dev *d)
 {

@@ -22,7 +22,7 @@
 
 #include "virtio/devices.h"
 #include "virtio/mmio.h"
-#include "vmm/log.h"
+#include "vmm/base/log.h"
 
 #define CONSOLE_RXQ		0
 #define CONSOLE_TXQ		1

@@ -9,8 +9,8 @@
 #include <unistd.h>
 
 #include "virtio/mmio.h"
-#include "vmm/log.h"
-#include "vmm/util.h"
+#include "vmm/base/log.h"
+#include "vmm/base/util.h"
 
 #define VIRTIO_MMIO_MAGIC	0x74726976	/* "virt" */
 #define VIRTIO_MMIO_VERSION_2	2

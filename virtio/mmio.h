@@ -24,8 +24,8 @@
 #include <stdint.h>
 
 #include "virtio/virtq.h"
-#include "vmm/event_loop.h"
-#include "vmm/guest_mem.h"
+#include "vmm/base/event_loop.h"
+#include "vmm/base/guest_mem.h"
 
 #define VIRTIO_MMIO_WINDOW	0x200	/* registers 0x000-0x0ff, config space from 0x100 */
 #define VIRTIO_MMIO_CONFIG	0x100

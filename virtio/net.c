@@ -24,7 +24,7 @@
 #include <unistd.h>
 
 #include "virtio/net.h"
-#include "vmm/util.h"
+#include "vmm/base/util.h"
 
 /* One byte more than the largest frame, so an oversized one shows. */
 #define NET_RX_BUF_SIZE		(NET_HDR_LEN + NET_FRAME_MAX + 1)

@@ -18,7 +18,7 @@
 
 #include "virtio/devices.h"
 #include "virtio/mmio.h"
-#include "vmm/log.h"
+#include "vmm/base/log.h"
 
 #define NET_RXQ			0
 #define NET_TXQ			1

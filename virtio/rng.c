@@ -15,8 +15,8 @@
 #include <unistd.h>
 
 #include "virtio/rng.h"
-#include "vmm/log.h"
-#include "vmm/util.h"
+#include "vmm/base/log.h"
+#include "vmm/base/util.h"
 
 static struct virtio_rng *to_rng(struct virtio_mmio_dev *d)
 {

@@ -24,7 +24,7 @@
 #include <linux/virtio_ring.h>
 
 #include "virtio/virtq.h"
-#include "vmm/log.h"
+#include "vmm/base/log.h"
 
 /* One budget for all queues: a guest that breaks queues in a loop cannot flood the log. */
 static struct log_ratelimit virtq_ratelimit = LOG_RATELIMIT_INIT;

@@ -25,7 +25,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-#include "vmm/guest_mem.h"
+#include "vmm/base/guest_mem.h"
 
 #define VIRTQ_MAX_SIZE		32768	/* largest queue size a split ring may have */
 #define VIRTQ_MAX_IOV		1024	/* segments in one chain after splitting at region ends */

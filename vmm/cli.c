@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "vmm/cli.h"
-#include "vmm/util.h"
+#include "vmm/base/util.h"
 
 enum {
 	OPT_KERNEL = 256,

@@ -10,9 +10,9 @@
 
 #include "vmm/cli.h"
 #include "vmm/kvm_host.h"
-#include "vmm/log.h"
+#include "vmm/base/log.h"
 #include "vmm/term.h"
-#include "vmm/util.h"
+#include "vmm/base/util.h"
 #include "vmm/vm.h"
 
 #ifndef VMM_VERSION

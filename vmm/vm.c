@@ -13,8 +13,8 @@
 #include "firmware/acpi.h"
 #include "firmware/x86_layout.h"
 #include "virtio/devices.h"
-#include "vmm/log.h"
-#include "vmm/util.h"
+#include "vmm/base/log.h"
+#include "vmm/base/util.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
 #include "vmm/x86_boot.h"
@@ -418,7 +418,7 @@ static int vm_create_devices(struct vm *vm)
 	int ret = event_loop_init(&vm->loop);
 
 	if (!ret)
-		ret = console_init(&vm->console, &vm->loop, STDIN_FILENO, STDOUT_FILENO,
+		ret = serial_console_init(&vm->console, &vm->loop, STDIN_FILENO, STDOUT_FILENO,
 				   isatty(STDIN_FILENO), vm_console_irq, vm_console_quit, vm);
 	if (!ret)
 		ret = io_bus_register(&vm->pio, X86_SERIAL_PORT, SERIAL_NREGS, serial_io,
@@ -548,7 +548,7 @@ void vm_destroy(struct vm *vm)
 	if (vm->loop.epfd >= 0)
 		event_loop_destroy(&vm->loop);
 	if (vm->console.space_src.fd >= 0)
-		console_destroy(&vm->console);
+		serial_console_destroy(&vm->console);
 	io_bus_destroy(&vm->pio);
 	io_bus_destroy(&vm->mmio);
 	guest_mem_destroy(&vm->mem);

@@ -16,9 +16,9 @@
 #include "firmware/boot_params.h"
 #include "virtio/mmio.h"
 #include "vmm/config.h"
-#include "vmm/console.h"
-#include "vmm/event_loop.h"
-#include "vmm/guest_mem.h"
+#include "vmm/serial_console.h"
+#include "vmm/base/event_loop.h"
+#include "vmm/base/guest_mem.h"
 #include "vmm/io_bus.h"
 
 /* virtio-mmio devices get GSIs 5..23 of the IOAPIC: 19 at most. */
@@ -46,7 +46,7 @@ struct vm {
 	struct vcpu *vcpus;
 	unsigned int ncpus, vcpus_created;
 	struct event_loop loop;
-	struct console console;
+	struct serial_console console;
 	struct virtio_host virtio_host;		/* what virtio devices get from the VM */
 	struct virtio_mmio_dev *vdevs[VM_MAX_VIRTIO_DEVICES];
 	char vdev_names[VM_MAX_VIRTIO_DEVICES][24];

@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "firmware/x86_layout.h"
-#include "vmm/util.h"
+#include "vmm/base/util.h"
 #include "vmm/vm.h"
 #include "vmm/x86_boot.h"
 

@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #include "firmware/boot_params.h"
-#include "vmm/guest_mem.h"
+#include "vmm/base/guest_mem.h"
 
 struct boot_image;
 

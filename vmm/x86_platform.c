@@ -2,7 +2,7 @@
 #include <string.h>
 
 #include "firmware/x86_layout.h"
-#include "vmm/log.h"
+#include "vmm/base/log.h"
 #include "vmm/x86_platform.h"
 
 enum vm_stop_reason x86_acpi_sleep_request(uint8_t value)

@@ -33,7 +33,7 @@
 #include <linux/virtio_ring.h>
 
 #include "virtio/virtq.h"
-#include "vmm/guest_mem.h"
+#include "vmm/base/guest_mem.h"
 
 #define GUEST_RAM	0x4000ULL	/* 16 KiB: rings of the largest size chosen (512) fit */
 #define GUEST_GPA	0x10000ULL	/* RAM starts above 0, so small addresses are not RAM */

@@ -13,9 +13,9 @@
 #include <string.h>
 
 #include "fake_driver.h"
-#include "vmm/event_loop.h"
-#include "vmm/guest_mem.h"
-#include "vmm/util.h"
+#include "vmm/base/event_loop.h"
+#include "vmm/base/guest_mem.h"
+#include "vmm/base/util.h"
 
 #define RING_AREA	0x10000ULL	/* per queue, from FAKE_RING_GPA(q) */
 #define USED_OFF	0x8000ULL	/* the used ring's offset in it */

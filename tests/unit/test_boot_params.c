@@ -16,7 +16,7 @@
 
 #include "firmware/boot_params.h"
 #include "firmware/x86_layout.h"
-#include "vmm/util.h"
+#include "vmm/base/util.h"
 
 #define SECTOR		512
 #define HDR_END_215	0x26c		/* end of the setup header of protocol 2.15 */

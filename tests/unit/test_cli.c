@@ -11,7 +11,7 @@
 
 #include "vmm/cli.h"
 #include "vmm/config.h"
-#include "vmm/util.h"
+#include "vmm/base/util.h"
 
 #define MAX_ARGS	160
 #define MAX_ARG_LEN	128

@@ -6,7 +6,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "vmm/event_loop.h"
+#include "vmm/base/event_loop.h"
 
 static struct event_loop loop;
 static struct event_source src;

@@ -25,7 +25,7 @@
 #include "fake_driver.h"
 #include "virtio/blk.h"
 #include "virtio/devices.h"
-#include "vmm/util.h"
+#include "vmm/base/util.h"
 
 #define SECTOR		512
 #define DISK_SECTORS	2048ULL			/* 1 MiB */

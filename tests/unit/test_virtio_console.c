@@ -19,7 +19,7 @@
 
 #include "fake_driver.h"
 #include "virtio/console.h"
-#include "vmm/util.h"
+#include "vmm/base/util.h"
 
 /* ---- helpers over host buffers ---- */
 

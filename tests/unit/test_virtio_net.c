@@ -26,7 +26,7 @@
 
 #include "fake_driver.h"
 #include "virtio/net.h"
-#include "vmm/util.h"
+#include "vmm/base/util.h"
 
 /* ---- helpers over host buffers ---- */
 

@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #include "virtio/virtq.h"
-#include "vmm/guest_mem.h"
+#include "vmm/base/guest_mem.h"
 
 /* The fake guest: RAM_SIZE bytes at RAM_GPA, laid out as below (offsets into RAM). */
 #define RAM_GPA		0x100000ULL

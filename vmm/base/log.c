@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <time.h>
 
-#include "vmm/log.h"
+#include "vmm/base/log.h"
 
 static bool verbose;
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;

@@ -5,17 +5,17 @@
  * to host stdout. On a terminal, Ctrl-A x asks the VMM to quit and Ctrl-A
  * Ctrl-A sends a literal Ctrl-A.
  */
-#ifndef VMM_CONSOLE_H
-#define VMM_CONSOLE_H
+#ifndef VMM_SERIAL_CONSOLE_H
+#define VMM_SERIAL_CONSOLE_H
 
 #include <stdbool.h>
 
-#include "vmm/event_loop.h"
+#include "vmm/base/event_loop.h"
 #include "vmm/serial.h"
 
-#define CONSOLE_ESCAPE 0x01	/* Ctrl-A */
+#define SERIAL_CONSOLE_ESCAPE 0x01	/* Ctrl-A */
 
-struct console {
+struct serial_console {
 	struct serial serial;
 	struct event_loop *loop;
 	struct event_source in_src;	/* stdin */
@@ -31,10 +31,10 @@ struct console {
  * Sets up the UART and connects it to in_fd/out_fd through loop. escapes
  * enables Ctrl-A handling. 0 or -errno.
  */
-int console_init(struct console *c, struct event_loop *loop, int in_fd, int out_fd, bool escapes,
+int serial_console_init(struct serial_console *c, struct event_loop *loop, int in_fd, int out_fd, bool escapes,
 		 void (*set_irq)(void *opaque, bool level), void (*quit)(void *opaque), void *opaque);
 
 /* Disconnects from the event loop and frees resources. */
-void console_destroy(struct console *c);
+void serial_console_destroy(struct serial_console *c);
 
 #endif

@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "vmm/util.h"
+#include "vmm/base/util.h"
 
 int parse_size(const char *s, uint64_t *out)
 {

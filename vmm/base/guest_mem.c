@@ -6,8 +6,8 @@
 #include <sys/sysinfo.h>
 #include <unistd.h>
 
-#include "vmm/guest_mem.h"
-#include "vmm/util.h"
+#include "vmm/base/guest_mem.h"
+#include "vmm/base/util.h"
 
 #define HUGEPAGE_SIZE (2ULL << 20)
 

@@ -6,13 +6,13 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "vmm/console.h"
-#include "vmm/log.h"
-#include "vmm/util.h"
+#include "vmm/serial_console.h"
+#include "vmm/base/log.h"
+#include "vmm/base/util.h"
 
-static void console_tx(void *opaque, uint8_t byte)
+static void serial_console_tx(void *opaque, uint8_t byte)
 {
-	struct console *c = opaque;
+	struct serial_console *c = opaque;
 
 	for (;;) {
 		ssize_t n = write(c->out_fd, &byte, 1);
@@ -22,17 +22,17 @@ static void console_tx(void *opaque, uint8_t byte)
 	}
 }
 
-static void console_set_irq(void *opaque, bool level)
+static void serial_console_set_irq(void *opaque, bool level)
 {
-	struct console *c = opaque;
+	struct serial_console *c = opaque;
 
 	c->set_irq(c->opaque, level);
 }
 
 /* Runs under the UART lock: only signal the event loop. */
-static void console_rx_space(void *opaque)
+static void serial_console_rx_space(void *opaque)
 {
-	struct console *c = opaque;
+	struct serial_console *c = opaque;
 	uint64_t one = 1;
 
 	if (write(c->space_src.fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
@@ -40,13 +40,13 @@ static void console_rx_space(void *opaque)
 }
 
 static const struct serial_ops console_serial_ops = {
-	.set_irq = console_set_irq,
-	.tx = console_tx,
-	.rx_space = console_rx_space,
+	.set_irq = serial_console_set_irq,
+	.tx = serial_console_tx,
+	.rx_space = serial_console_rx_space,
 };
 
 /* Applies Ctrl-A escapes in place; returns the bytes left for the guest. */
-static size_t console_filter_escapes(struct console *c, uint8_t *buf, size_t len)
+static size_t serial_console_filter_escapes(struct serial_console *c, uint8_t *buf, size_t len)
 {
 	size_t out = 0;
 
@@ -60,9 +60,9 @@ static size_t console_filter_escapes(struct console *c, uint8_t *buf, size_t len
 					c->quit(c->opaque);
 				continue;
 			}
-			if (b != CONSOLE_ESCAPE)
+			if (b != SERIAL_CONSOLE_ESCAPE)
 				continue;	/* unknown escape: swallowed */
-		} else if (b == CONSOLE_ESCAPE) {
+		} else if (b == SERIAL_CONSOLE_ESCAPE) {
 			c->escape_seen = true;
 			continue;
 		}
@@ -71,7 +71,7 @@ static size_t console_filter_escapes(struct console *c, uint8_t *buf, size_t len
 	return out;
 }
 
-static void console_pause_input(struct console *c, bool pause)
+static void serial_console_pause_input(struct serial_console *c, bool pause)
 {
 	if (c->in_closed || c->in_paused == pause)
 		return;
@@ -79,15 +79,15 @@ static void console_pause_input(struct console *c, bool pause)
 		c->in_paused = pause;
 }
 
-static void console_input(struct event_source *src, uint32_t events)
+static void serial_console_input(struct event_source *src, uint32_t events)
 {
-	struct console *c = container_of(src, struct console, in_src);
+	struct serial_console *c = container_of(src, struct serial_console, in_src);
 	uint8_t buf[SERIAL_RX_BUF];
 	size_t room = serial_rx_room(&c->serial);
 	ssize_t n;
 
 	if (!room) {
-		console_pause_input(c, true);
+		serial_console_pause_input(c, true);
 		return;
 	}
 	n = read(src->fd, buf, MIN(room, sizeof(buf)));
@@ -100,24 +100,24 @@ static void console_input(struct event_source *src, uint32_t events)
 		return;
 	}
 	if (c->escapes)
-		n = (ssize_t)console_filter_escapes(c, buf, (size_t)n);
+		n = (ssize_t)serial_console_filter_escapes(c, buf, (size_t)n);
 	/* room was measured before the read, and only this thread adds bytes: all fit. */
 	serial_receive(&c->serial, buf, (size_t)n);
 	if (!serial_rx_room(&c->serial))
-		console_pause_input(c, true);
+		serial_console_pause_input(c, true);
 }
 
-static void console_space(struct event_source *src, uint32_t events)
+static void serial_console_space(struct event_source *src, uint32_t events)
 {
-	struct console *c = container_of(src, struct console, space_src);
+	struct serial_console *c = container_of(src, struct serial_console, space_src);
 	uint64_t v;
 
 	if (read(src->fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		return;
-	console_pause_input(c, false);
+	serial_console_pause_input(c, false);
 }
 
-int console_init(struct console *c, struct event_loop *loop, int in_fd, int out_fd, bool escapes,
+int serial_console_init(struct serial_console *c, struct event_loop *loop, int in_fd, int out_fd, bool escapes,
 		 void (*set_irq)(void *opaque, bool level), void (*quit)(void *opaque), void *opaque)
 {
 	int ret;
@@ -132,7 +132,7 @@ int console_init(struct console *c, struct event_loop *loop, int in_fd, int out_
 	serial_init(&c->serial, &console_serial_ops, c);
 
 	c->space_src.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	c->space_src.fn = console_space;
+	c->space_src.fn = serial_console_space;
 	if (c->space_src.fd < 0)
 		return -errno;
 	ret = event_loop_add(loop, &c->space_src, EPOLLIN);
@@ -140,7 +140,7 @@ int console_init(struct console *c, struct event_loop *loop, int in_fd, int out_
 		return ret;
 
 	c->in_src.fd = in_fd;
-	c->in_src.fn = console_input;
+	c->in_src.fn = serial_console_input;
 	ret = event_loop_add(loop, &c->in_src, EPOLLIN);
 	if (ret == -EPERM) {
 		/* A regular file or /dev/null cannot be polled: there is no input to wait for. */
@@ -150,7 +150,7 @@ int console_init(struct console *c, struct event_loop *loop, int in_fd, int out_
 	return ret;
 }
 
-void console_destroy(struct console *c)
+void serial_console_destroy(struct serial_console *c)
 {
 	if (c->space_src.fd > 0)
 		close(c->space_src.fd);

@@ -6,9 +6,9 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "vmm/event_loop.h"
-#include "vmm/util.h"
-#include "vmm/log.h"
+#include "vmm/base/event_loop.h"
+#include "vmm/base/util.h"
+#include "vmm/base/log.h"
 
 #define MAX_EVENTS 16
 

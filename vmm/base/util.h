@@ -20,19 +20,6 @@
 #define GIB	(1ULL << 30)
 #define TIB	(1ULL << 40)
 
-/*
- * Process exit statuses, documented in `vmm --help` and README.md.
- * Setup functions return 0 or one of these after reporting the error.
- */
-enum vmm_exit {
-	VMM_EXIT_OK = 0,	/* guest powered off (or rebooted with --no-reboot) */
-	VMM_EXIT_RUNTIME = 1,	/* KVM or guest failure while running */
-	VMM_EXIT_USAGE = 2,	/* bad option or value */
-	VMM_EXIT_NO_KVM = 3,	/* /dev/kvm missing, no permission, or unusable */
-	VMM_EXIT_IMAGE = 4,	/* kernel/initrd missing, unreadable, invalid, or too big */
-	VMM_EXIT_RESOURCE = 5,	/* the host cannot provide what was asked */
-};
-
 /* Parses "512M", "1G", "4096" (binary suffixes K M G T, case-insensitive) into *out; 0 or -EINVAL/-ERANGE. */
 int parse_size(const char *s, uint64_t *out);
 
