@@ -86,20 +86,34 @@ static void *map_ring(const struct guest_mem *mem, uint64_t gpa, uint64_t len, u
 	return p;
 }
 
-int virtq_start(struct virtq *vq)
+/* Maps the three rings of a size-n queue at the given addresses; false if any is unusable. */
+static bool map_rings(const struct guest_mem *mem, uint64_t n, uint64_t desc_gpa,
+		      uint64_t avail_gpa, uint64_t used_gpa, void **desc, void **avail, void **used)
 {
-	uint64_t n = vq->size;
+	if (!mem || n == 0 || n > VIRTQ_MAX_SIZE || (n & (n - 1)))
+		return false;
+	/* Sizes as in VIRTIO 1.x §2.7: the event fields belong to the rings, negotiated or not. */
+	*desc = map_ring(mem, desc_gpa, 16 * n, VRING_DESC_ALIGN_SIZE);
+	*avail = map_ring(mem, avail_gpa, 6 + 2 * n, VRING_AVAIL_ALIGN_SIZE);
+	*used = map_ring(mem, used_gpa, 6 + 8 * n, VRING_USED_ALIGN_SIZE);
+	return *desc && *avail && *used;
+}
+
+int virtq_check_rings(const struct guest_mem *mem, const struct virtq_state *s)
+{
 	void *desc, *avail, *used;
 
-	if (!vq->mem || n == 0 || n > VIRTQ_MAX_SIZE || (n & (n - 1)))
-		return -EINVAL;
-	/* Sizes as in VIRTIO 1.x §2.7: the event fields belong to the rings, negotiated or not. */
-	desc = map_ring(vq->mem, vq->desc_gpa, 16 * n, VRING_DESC_ALIGN_SIZE);
-	avail = map_ring(vq->mem, vq->avail_gpa, 6 + 2 * n, VRING_AVAIL_ALIGN_SIZE);
-	used = map_ring(vq->mem, vq->used_gpa, 6 + 8 * n, VRING_USED_ALIGN_SIZE);
-	if (!desc || !avail || !used)
-		return -EINVAL;
+	return map_rings(mem, s->size, s->desc_gpa, s->avail_gpa, s->used_gpa, &desc, &avail,
+			 &used) ? 0 : -EINVAL;
+}
 
+int virtq_start(struct virtq *vq)
+{
+	void *desc, *avail, *used;
+
+	if (!map_rings(vq->mem, vq->size, vq->desc_gpa, vq->avail_gpa, vq->used_gpa, &desc, &avail,
+		       &used))
+		return -EINVAL;
 	vq->desc = desc;
 	vq->avail = avail;
 	vq->used = used;
@@ -110,6 +124,49 @@ int virtq_start(struct virtq *vq)
 	vq->signalled_used_valid = false;
 	vq->ready = true;
 	return 0;
+}
+
+int virtq_start_from(struct virtq *vq, const struct guest_mem *mem, const struct virtq_state *s)
+{
+	void *desc, *avail, *used;
+
+	virtq_reset(vq, mem);
+	if (!s->ready ||
+	    !map_rings(mem, s->size, s->desc_gpa, s->avail_gpa, s->used_gpa, &desc, &avail, &used))
+		return -EINVAL;
+	vq->size = s->size;
+	vq->desc_gpa = s->desc_gpa;
+	vq->avail_gpa = s->avail_gpa;
+	vq->used_gpa = s->used_gpa;
+	vq->event_idx = s->event_idx;
+	vq->indirect = s->indirect;
+	vq->desc = desc;
+	vq->avail = avail;
+	vq->used = used;
+	vq->last_avail_idx = s->last_avail_idx;
+	vq->used_idx = s->used_idx;
+	vq->used_pending = s->used_idx;
+	vq->signalled_used = s->signalled_used;
+	vq->signalled_used_valid = s->signalled_used_valid;
+	vq->ready = true;
+	return 0;
+}
+
+void virtq_save(const struct virtq *vq, struct virtq_state *s)
+{
+	*s = (struct virtq_state){
+		.size = vq->size,
+		.desc_gpa = vq->desc_gpa,
+		.avail_gpa = vq->avail_gpa,
+		.used_gpa = vq->used_gpa,
+		.ready = vq->ready,
+		.event_idx = vq->event_idx,
+		.indirect = vq->indirect,
+		.last_avail_idx = vq->last_avail_idx,
+		.used_idx = vq->used_idx,
+		.signalled_used = vq->signalled_used,
+		.signalled_used_valid = vq->signalled_used_valid,
+	};
 }
 
 /* Where the walker reads descriptors from: the ring's table or an indirect one. */

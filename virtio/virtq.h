@@ -31,6 +31,25 @@
 #define VIRTQ_MAX_IOV		1024	/* segments in one chain after splitting at region ends */
 #define VIRTQ_MAX_INDIRECT	VIRTQ_MAX_SIZE	/* entries in one indirect table (16 bytes each) */
 
+/*
+ * A queue as plain data: what the driver configured and how far the device
+ * got. The transport keeps one per queue (the driver's writes); a back-end
+ * takes a queue over from it and gives it back with its position on stop, and
+ * migration moves it between hosts. Published used elements only: a queue is
+ * saved between requests (a back-end publishes what it added before it stops).
+ */
+struct virtq_state {
+	uint16_t size;			/* power of two, 1..VIRTQ_MAX_SIZE */
+	uint64_t desc_gpa, avail_gpa, used_gpa;
+	bool ready;			/* the driver set QueueReady (rings checked) */
+	bool event_idx;			/* VIRTIO_RING_F_EVENT_IDX negotiated */
+	bool indirect;			/* VIRTIO_RING_F_INDIRECT_DESC negotiated */
+	uint16_t last_avail_idx;	/* next avail ring entry to pop */
+	uint16_t used_idx;		/* used->idx as last published */
+	uint16_t signalled_used;	/* used_idx at the last interrupt sent */
+	bool signalled_used_valid;	/* false: the next notification check says yes */
+};
+
 struct virtq {
 	/* Configured by the transport; the driver writes them while the queue is not ready. */
 	uint16_t size;			/* power of two, 1..VIRTQ_MAX_SIZE */
@@ -65,6 +84,9 @@ struct virtq_chain {
 /* Resets a queue to its just-created state (size 0, not ready, not broken), keeping mem. */
 void virtq_reset(struct virtq *vq, const struct guest_mem *mem);
 
+/* Whether s's size and ring addresses are usable in mem (as virtq_start checks them); 0 or -EINVAL. */
+int virtq_check_rings(const struct guest_mem *mem, const struct virtq_state *s);
+
 /*
  * Validates the ring addresses (alignment, inside guest RAM, size) and maps
  * the rings; called when the driver sets QueueReady. 0, or -EINVAL (nothing
@@ -74,6 +96,17 @@ void virtq_reset(struct virtq *vq, const struct guest_mem *mem);
  * the driver placed there, and later pops check whatever they find.
  */
 int virtq_start(struct virtq *vq);
+
+/*
+ * Starts vq from a saved state, keeping its indices (last_avail_idx,
+ * used_idx, signalled_used): the queue continues where the state left it, with
+ * no chain lost or repeated. Checks the rings as virtq_start(); s must be
+ * ready. 0, or -EINVAL with vq reset (not ready).
+ */
+int virtq_start_from(struct virtq *vq, const struct guest_mem *mem, const struct virtq_state *s);
+
+/* Saves vq's configuration and position into *s (unpublished used elements are not included). */
+void virtq_save(const struct virtq *vq, struct virtq_state *s);
 
 /*
  * Takes the next available chain. Returns 1 with *chain filled, 0 if none is

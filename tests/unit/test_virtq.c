@@ -557,6 +557,97 @@ Test(virtq, reset_then_start_again)
 	expect_pop(0, 1, 0, 4, 0);
 }
 
+/* ---- saved state: virtq_save / virtq_start_from ---- */
+
+Test(virtq, saved_mid_stream_restarts_where_it_stopped)
+{
+	struct virtq_state st;
+	struct virtq vq2;
+
+	start_queue(8, true, false);
+	for (unsigned int i = 0; i < 8; i++)
+		DESC(i, BUF_GPA + 16 * i, 16, W, 0);
+	/* 13 chains offered: 9 popped and pushed (indices past one lap of the ring), 4 waiting. */
+	for (uint16_t n = 0; n < 9; n++) {
+		avail_add(n % 8);
+		expect_pop(n % 8, 0, 1, 0, 16);
+		cr_assert_eq(virtq_push(&vq, n % 8, n), 0);
+	}
+	cr_assert(virtq_should_notify(&vq));
+	for (uint16_t n = 9; n < 13; n++)
+		avail_add(n % 8);
+	virtq_save(&vq, &st);
+	cr_assert(st.ready && st.event_idx && !st.indirect);
+	cr_assert_eq(st.size, 8);
+	cr_assert_eq(st.desc_gpa, DESC_GPA);
+	cr_assert_eq(st.last_avail_idx, 9);
+	cr_assert_eq(st.used_idx, 9);
+	cr_assert_eq(st.signalled_used, 9);
+	cr_assert(st.signalled_used_valid);
+
+	/* A fresh queue (another back-end, or another host) continues from the state. */
+	memset(&vq2, 0xa5, sizeof(vq2));
+	cr_assert_eq(virtq_start_from(&vq2, &mem, &st), 0);
+	cr_assert(vq2.ready);
+	cr_assert(virtq_has_work(&vq2));
+	for (uint16_t n = 9; n < 13; n++) {
+		cr_assert_eq(virtq_pop(&vq2, &chain), 1, "chain %u: %s", n, log_text());
+		cr_assert_eq(chain.head, n % 8, "chain %u is neither lost nor repeated", n);
+		cr_assert_eq(virtq_push(&vq2, chain.head, n), 0);
+	}
+	cr_assert_eq(virtq_pop(&vq2, &chain), 0, "nothing more than what the driver offered");
+	cr_assert_eq(le16toh(used()->idx), 13, "used index continues from 9");
+	for (uint16_t n = 9; n < 13; n++) {
+		cr_assert_eq(le32toh(used()->ring[n % 8].id), n % 8);
+		cr_assert_eq(le32toh(used()->ring[n % 8].len), n);
+	}
+	/* The notification history came along: used_event at 10 was crossed by 13. */
+	*used_event() = htole16(10);
+	cr_assert(virtq_should_notify(&vq2));
+}
+
+Test(virtq, start_from_keeps_signalled_used)
+{
+	struct virtq_state st;
+
+	start_queue(8, true, false);
+	DESC(0, BUF_GPA, 4, W, 0);
+	avail_add(0);
+	expect_pop(0, 0, 1, 0, 4);
+	cr_assert_eq(virtq_push(&vq, 0, 4), 0);
+	cr_assert(virtq_should_notify(&vq));	/* signalled_used = 1 */
+	virtq_save(&vq, &st);
+	cr_assert_eq(virtq_start_from(&vq, &mem, &st), 0);
+	/* The driver asked for an interrupt after used index 1: nothing new was pushed. */
+	*used_event() = htole16(1);
+	cr_assert_not(virtq_should_notify(&vq), "a restart does not invent an interrupt");
+}
+
+Test(virtq, start_from_refuses_what_start_refuses)
+{
+	struct virtq_state st = {
+		.size = 8, .desc_gpa = DESC_GPA, .avail_gpa = AVAIL_GPA, .used_gpa = USED_GPA,
+		.ready = true, .last_avail_idx = 5, .used_idx = 5,
+	};
+
+	cr_assert_eq(virtq_check_rings(&mem, &st), 0);
+	cr_assert_eq(virtq_start_from(&vq, &mem, &st), 0);
+	cr_assert_eq(vq.last_avail_idx, 5);
+	st.avail_gpa = AVAIL_GPA + 1;
+	cr_assert_eq(virtq_check_rings(&mem, &st), -EINVAL);
+	cr_assert_eq(virtq_start_from(&vq, &mem, &st), -EINVAL);
+	cr_assert_not(vq.ready);
+	st.avail_gpa = AVAIL_GPA;
+	st.size = 6;
+	cr_assert_eq(virtq_start_from(&vq, &mem, &st), -EINVAL);
+	st.size = 8;
+	st.used_gpa = RAM_END - 8;
+	cr_assert_eq(virtq_start_from(&vq, &mem, &st), -EINVAL);
+	st.used_gpa = USED_GPA;
+	st.ready = false;
+	cr_assert_eq(virtq_start_from(&vq, &mem, &st), -EINVAL, "a queue the driver did not enable");
+}
+
 /* ---- chain_read / chain_write ---- */
 
 Test(virtq, chain_read_and_write_across_segments)
