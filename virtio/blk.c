@@ -79,7 +79,7 @@ static void iov_advance(struct iovec **iov, unsigned int *n, size_t bytes)
 }
 
 /* Whether O_DIRECT can take this transfer as is: offset, length and every segment aligned. */
-static bool blk_dio_aligned(const struct blk_dev *b, const struct iovec *iov, unsigned int n,
+static bool blk_dio_aligned(const struct virtio_blk *b, const struct iovec *iov, unsigned int n,
 			    uint64_t off, uint64_t len)
 {
 	uint64_t mask = b->dio_align - 1;
@@ -93,7 +93,7 @@ static bool blk_dio_aligned(const struct blk_dev *b, const struct iovec *iov, un
 }
 
 /* preadv/pwritev of exactly len bytes at off, resuming after short transfers; 0 or -errno. */
-static int blk_rw_iov(struct blk_dev *b, bool write, struct iovec *iov, unsigned int n,
+static int blk_rw_iov(struct virtio_blk *b, bool write, struct iovec *iov, unsigned int n,
 		      uint64_t off, size_t len)
 {
 	while (len) {
@@ -119,7 +119,7 @@ static int blk_rw_iov(struct blk_dev *b, bool write, struct iovec *iov, unsigned
 }
 
 /* pread() until len bytes or the end of the file; the bytes read or -errno. */
-static ssize_t blk_pread_full(struct blk_dev *b, void *buf, size_t len, uint64_t off)
+static ssize_t blk_pread_full(struct virtio_blk *b, void *buf, size_t len, uint64_t off)
 {
 	size_t done = 0;
 
@@ -139,7 +139,7 @@ static ssize_t blk_pread_full(struct blk_dev *b, void *buf, size_t len, uint64_t
 }
 
 /* pwrite() of exactly len bytes; 0 or -errno. */
-static int blk_pwrite_full(struct blk_dev *b, const void *buf, size_t len, uint64_t off)
+static int blk_pwrite_full(struct virtio_blk *b, const void *buf, size_t len, uint64_t off)
 {
 	size_t done = 0;
 
@@ -166,7 +166,7 @@ static int blk_pwrite_full(struct blk_dev *b, const void *buf, size_t len, uint6
  * its readable segments from `data` (writes), or zeros (writes with c NULL).
  * The caller has checked the range against the disk size. 0 or -errno.
  */
-static int blk_bounce_io(struct blk_dev *b, bool write, const struct virtq_chain *c,
+static int blk_bounce_io(struct virtio_blk *b, bool write, const struct virtq_chain *c,
 			 size_t data, uint64_t off, uint64_t len)
 {
 	uint64_t end = off + len;
@@ -210,7 +210,7 @@ static int blk_bounce_io(struct blk_dev *b, bool write, const struct virtq_chain
  * Moves len bytes between disk offset off and the request's data: the
  * writable segments for reads, the readable ones after the header for writes.
  */
-static int blk_data_io(struct blk_dev *b, bool write, const struct virtq_chain *c,
+static int blk_data_io(struct virtio_blk *b, bool write, const struct virtq_chain *c,
 		       uint64_t off, size_t len)
 {
 	const struct iovec *src = write ? c->iov : c->iov + c->nout;
@@ -228,7 +228,7 @@ static int blk_data_io(struct blk_dev *b, bool write, const struct virtq_chain *
 	return blk_rw_iov(b, write, b->iov, n, off, len);
 }
 
-static int blk_discard(struct blk_dev *b, uint64_t off, uint64_t len)
+static int blk_discard(struct virtio_blk *b, uint64_t off, uint64_t len)
 {
 	int r;
 
@@ -251,7 +251,7 @@ static int blk_discard(struct blk_dev *b, uint64_t off, uint64_t len)
 }
 
 /* Zeroes [off, off + len): deallocating if unmap, else ZERO_RANGE, else by writing zeros. */
-static int blk_write_zeroes(struct blk_dev *b, uint64_t off, uint64_t len, bool unmap)
+static int blk_write_zeroes(struct virtio_blk *b, uint64_t off, uint64_t len, bool unmap)
 {
 	if (!len)
 		return 0;
@@ -272,7 +272,7 @@ static int blk_write_zeroes(struct blk_dev *b, uint64_t off, uint64_t len, bool 
 /* ---- Requests ---- */
 
 /* Disk byte offset of [sector, sector + len bytes) in *off if it lies on the disk (no overflow). */
-static bool blk_range_ok(const struct blk_dev *b, uint64_t sector, uint64_t len, uint64_t *off)
+static bool blk_range_ok(const struct virtio_blk *b, uint64_t sector, uint64_t len, uint64_t *off)
 {
 	uint64_t end;
 
@@ -300,7 +300,7 @@ static const char *blk_type_name(uint32_t type)
 }
 
 /* VIRTIO_BLK_T_IN / T_OUT. */
-static uint8_t blk_read_write(struct blk_dev *b, const struct virtq_chain *c, uint32_t type,
+static uint8_t blk_read_write(struct virtio_blk *b, const struct virtq_chain *c, uint32_t type,
 			      uint64_t sector, uint32_t *data_written)
 {
 	bool write = type == VIRTIO_BLK_T_OUT;
@@ -338,7 +338,7 @@ static uint8_t blk_read_write(struct blk_dev *b, const struct virtq_chain *c, ui
 }
 
 /* VIRTIO_BLK_T_DISCARD / T_WRITE_ZEROES: segments of struct virtio_blk_discard_write_zeroes. */
-static uint8_t blk_discard_write_zeroes(struct blk_dev *b, const struct virtq_chain *c,
+static uint8_t blk_discard_write_zeroes(struct virtio_blk *b, const struct virtq_chain *c,
 					uint32_t type)
 {
 	bool zeroes = type == VIRTIO_BLK_T_WRITE_ZEROES;
@@ -398,7 +398,7 @@ static uint8_t blk_discard_write_zeroes(struct blk_dev *b, const struct virtq_ch
 	return VIRTIO_BLK_S_OK;
 }
 
-static uint8_t blk_flush(struct blk_dev *b)
+static uint8_t blk_flush(struct virtio_blk *b)
 {
 	if (b->readonly)
 		return VIRTIO_BLK_S_OK;	/* nothing of ours to write back */
@@ -410,7 +410,7 @@ static uint8_t blk_flush(struct blk_dev *b)
 }
 
 /* The id string, NUL-padded to the 20 bytes the driver's buffer holds (or fewer if it is short). */
-static uint8_t blk_get_id(struct blk_dev *b, const struct virtq_chain *c, uint32_t *data_written)
+static uint8_t blk_get_id(struct virtio_blk *b, const struct virtq_chain *c, uint32_t *data_written)
 {
 	size_t n = MIN(sizeof(b->id), (size_t)c->in_len - 1);
 
@@ -420,7 +420,7 @@ static uint8_t blk_get_id(struct blk_dev *b, const struct virtq_chain *c, uint32
 	return VIRTIO_BLK_S_OK;
 }
 
-uint8_t blk_handle_chain(struct blk_dev *b, const struct virtq_chain *c, uint32_t *written)
+uint8_t blk_handle_chain(struct virtio_blk *b, const struct virtq_chain *c, uint32_t *written)
 {
 	struct virtio_blk_outhdr hdr;
 	uint32_t data_written = 0;
@@ -510,7 +510,7 @@ static uint32_t blk_file_dio_align(int fd)
 }
 
 /* Opens and checks the image; fills fd, size, is_bdev, blk_size, dio_align. */
-static int blk_open(struct blk_dev *b, const struct blk_options *o)
+static int blk_open(struct virtio_blk *b, const struct blk_options *o)
 {
 	int flags = (o->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NONBLOCK;
 	struct stat st;
@@ -604,7 +604,7 @@ static int blk_open(struct blk_dev *b, const struct blk_options *o)
 	return 0;
 }
 
-static void blk_setup_config(struct blk_dev *b)
+static void blk_setup_config(struct virtio_blk *b)
 {
 	struct virtio_blk_config *cfg = &b->config;
 
@@ -629,7 +629,7 @@ static void blk_setup_config(struct blk_dev *b)
 	cfg->write_zeroes_may_unmap = 1;
 }
 
-int blk_init(struct blk_dev *b, const struct blk_options *o, const char *name)
+int virtio_blk_init(struct virtio_blk *b, const struct blk_options *o, const char *name)
 {
 	const char *id;
 	size_t id_len;
@@ -680,11 +680,11 @@ int blk_init(struct blk_dev *b, const struct blk_options *o, const char *name)
 	return 0;
 
 fail:
-	blk_fini(b);
+	virtio_blk_fini(b);
 	return r;
 }
 
-void blk_fini(struct blk_dev *b)
+void virtio_blk_fini(struct virtio_blk *b)
 {
 	if (b->fd >= 0)
 		close(b->fd);
@@ -695,17 +695,20 @@ void blk_fini(struct blk_dev *b)
 	b->name = NULL;
 }
 
-/* ---- Transport glue ---- */
+/* ---- The userspace back-end and the transport ---- */
 
-static void blk_queue_notify(struct virtio_mmio_dev *d, unsigned int q)
+/*
+ * The queue handler: every available request, synchronously, on the event
+ * loop thread with the device lock held. An asynchronous I/O engine would
+ * take the popped chains here and push them as they complete.
+ */
+static void blk_queue_kick(struct userspace_backend *ub, unsigned int q)
 {
-	struct blk_dev *b = container_of(d, struct blk_dev, vdev);
-	struct virtq *vq = &d->queues[q];
+	struct virtio_blk *b = container_of(ub, struct virtio_blk, ub);
+	struct virtq *vq = userspace_backend_vq(ub, q);
 	unsigned int done = 0;
 	int r;
 
-	if (!vq->ready || vq->broken)
-		return;
 	do {
 		virtq_set_notify(vq, false);
 		while ((r = virtq_pop(vq, &b->chain)) > 0) {
@@ -713,70 +716,78 @@ static void blk_queue_notify(struct virtio_mmio_dev *d, unsigned int q)
 
 			blk_handle_chain(b, &b->chain, &written);
 			if (virtq_push(vq, b->chain.head, written) < 0) {
-				virtio_mmio_set_needs_reset(d, "cannot complete a request");
+				userspace_backend_error(ub, q, "cannot complete a request");
 				return;
 			}
 			/* Long batches: let the guest see completions as they come. */
 			if (++done % BLK_SIGNAL_BATCH == 0)
-				virtio_mmio_signal_used(d, q);
+				userspace_backend_signal(ub, q);
 		}
 		if (r < 0) {
-			virtio_mmio_set_needs_reset(d, "malformed descriptor chain");
+			userspace_backend_error(ub, q, "malformed descriptor chain");
 			return;
 		}
 		virtq_set_notify(vq, true);
 	} while (virtq_has_work(vq));
 	if (done % BLK_SIGNAL_BATCH)
-		virtio_mmio_signal_used(d, q);
+		userspace_backend_signal(ub, q);
 }
 
-/* Requests complete before queue_notify returns, so a reset has nothing in flight to drop. */
-static void blk_reset(struct virtio_mmio_dev *d)
+static const struct userspace_backend_ops blk_backend_ops = {
+	.queue_kick = blk_queue_kick,
+};
+
+void virtio_blk_destroy(struct virtio_blk *b)
 {
+	if (!b)
+		return;
+	virtio_mmio_destroy(&b->dev);
+	b->ub.be.ops->destroy(&b->ub.be);
+	virtio_blk_fini(b);
+	free(b);
 }
 
 static void blk_destroy(struct virtio_mmio_dev *d)
 {
-	struct blk_dev *b = container_of(d, struct blk_dev, vdev);
-
-	blk_fini(b);
-	free(b);
+	virtio_blk_destroy(container_of(d, struct virtio_blk, dev));
 }
 
+/* Requests complete before the handler returns, so a reset has nothing in flight to drop. */
 static const struct virtio_dev_ops blk_ops = {
 	.name = "virtio-blk",
 	.device_id = VIRTIO_ID_BLOCK,
 	.nqueues = BLK_NUM_QUEUES,
 	.queue_max_size = BLK_QUEUE_SIZE,
-	.queue_notify = blk_queue_notify,
-	.reset = blk_reset,
 	.destroy = blk_destroy,
 };
 
-struct virtio_mmio_dev *virtio_blk_create(struct virtio_host *host, const struct blk_options *o,
-					  const char *name, uint64_t base, uint32_t gsi)
+int virtio_blk_create(struct virtio_host *host, const struct blk_options *o, const char *name,
+		      uint64_t base, uint32_t gsi, struct virtio_blk **out)
 {
-	struct blk_dev *b = calloc(1, sizeof(*b));
+	struct virtio_blk *b = calloc(1, sizeof(*b));
 	int r;
 
+	*out = NULL;
 	if (!b) {
 		log_error("%s: out of memory — free some host memory",
 			  name ? name : "virtio-blk");
-		return NULL;
+		return -ENOMEM;
 	}
-	if (blk_init(b, o, name) < 0) {
+	r = virtio_blk_init(b, o, name);
+	if (r < 0) {
 		free(b);
-		return NULL;
+		return r;
 	}
-	r = virtio_mmio_init(&b->vdev, &blk_ops, host, b->name, base, gsi, b->features,
-			     &b->config, sizeof(b->config));
+	userspace_backend_init(&b->ub, &blk_backend_ops, host->mem, host->loop, &b->dev.lock,
+			       BLK_NUM_QUEUES, b->features);
+	r = virtio_mmio_init(&b->dev, &blk_ops, host, b->name, base, gsi, b->features,
+			     &b->config, sizeof(b->config), &b->ub.be);
 	if (r < 0) {
 		log_error("%s: cannot set up the virtio-mmio transport: %s — check that KVM "
 			  "supports ioeventfd and irqfd", b->name, strerror(-r));
-		virtio_mmio_destroy(&b->vdev);	/* what init set up before failing */
-		blk_fini(b);
-		free(b);
-		return NULL;
+		virtio_blk_destroy(b);	/* what init set up before failing */
+		return r;
 	}
-	return &b->vdev;
+	*out = b;
+	return 0;
 }

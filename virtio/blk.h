@@ -1,12 +1,16 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * virtio-blk internals (VIRTIO 1.x §5.2), visible so the request handling can
- * be unit-tested without KVM. Everything else uses virtio_blk_create() from
- * virtio/devices.h.
+ * be unit-tested without KVM. The VM creates disks through virtio/devices.h.
  *
+ * The device model (config space, features) and its userspace back-end (the
+ * data path of its queues, virtio/userspace.h) live in struct virtio_blk.
  * Requests are handled synchronously on the event loop thread with the
- * transport's lock held, so one scratch chain and iovec array per device are
- * enough, and there is never more than one request in flight.
+ * device lock held, so one scratch chain and iovec array per device are
+ * enough, and there is never more than one request in flight. An
+ * asynchronous I/O engine plugs in at the queue handler (blk_queue_kick in
+ * blk.c): it takes popped chains and completes them later with virtq_push()
+ * and userspace_backend_signal() under the device lock.
  */
 #ifndef VIRTIO_BLK_H
 #define VIRTIO_BLK_H
@@ -16,8 +20,9 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-#include "virtio/devices.h"
 #include "virtio/mmio.h"
+#include "virtio/options.h"
+#include "virtio/userspace.h"
 #include "virtio/virtq.h"
 #include "vmm/base/log.h"
 
@@ -31,8 +36,9 @@
 #define BLK_DISCARD_ALIGN	8		/* discard_sector_alignment hint: 4 KiB */
 #define BLK_BOUNCE_SIZE		(256u << 10)	/* aligned bounce buffer and zero-fill chunk */
 
-struct blk_dev {
-	struct virtio_mmio_dev vdev;
+struct virtio_blk {
+	struct virtio_mmio_dev dev;		/* transport: registers, config, features */
+	struct userspace_backend ub;		/* the queues' data path */
 	struct virtio_blk_config config;	/* little-endian, as the guest reads it */
 	uint64_t features;			/* VIRTIO_BLK_F_* offered */
 	char *name;				/* instance name for messages */
@@ -62,10 +68,10 @@ struct blk_dev {
  * features (everything but the transport). On failure logs the error (what
  * went wrong — what to do) and returns -errno with nothing left open.
  */
-int blk_init(struct blk_dev *b, const struct blk_options *o, const char *name);
+int virtio_blk_init(struct virtio_blk *b, const struct blk_options *o, const char *name);
 
-/* Closes the back-end and frees what blk_init allocated; safe after a failed blk_init. */
-void blk_fini(struct blk_dev *b);
+/* Closes the image and frees what virtio_blk_init allocated; safe after a failed init. */
+void virtio_blk_fini(struct virtio_blk *b);
 
 /*
  * Handles one request chain: header and data from its readable segments, data
@@ -74,6 +80,16 @@ void blk_fini(struct blk_dev *b);
  * sets *written to the bytes written into writable segments (0 if the chain
  * has no room for a status byte, otherwise data + 1).
  */
-uint8_t blk_handle_chain(struct blk_dev *b, const struct virtq_chain *c, uint32_t *written);
+uint8_t blk_handle_chain(struct virtio_blk *b, const struct virtq_chain *c, uint32_t *written);
+
+/*
+ * Creates a disk over o->path with its transport at base/gsi (see
+ * virtio/devices.h): 0 with *out set, or -errno after log_error().
+ */
+int virtio_blk_create(struct virtio_host *host, const struct blk_options *o, const char *name,
+		      uint64_t base, uint32_t gsi, struct virtio_blk **out);
+
+/* Tears down the transport and the back-end, closes the image and frees b; NULL is ignored. */
+void virtio_blk_destroy(struct virtio_blk *b);
 
 #endif

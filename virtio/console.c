@@ -95,12 +95,10 @@ static void console_update_events(struct virtio_console *c)
 
 	if (!c->pty_watched)
 		return;
-	if (virtio_mmio_is_active(&c->dev)) {
-		if (!c->rx_waiting)
-			want |= EPOLLIN;
-		if (c->tx_blocked)
-			want |= EPOLLOUT;
-	}
+	if (userspace_backend_running(&c->ub, CONSOLE_RXQ) && !c->rx_waiting)
+		want |= EPOLLIN;
+	if (userspace_backend_running(&c->ub, CONSOLE_TXQ) && c->tx_blocked)
+		want |= EPOLLOUT;
 	ret = event_loop_watch(c->dev.host->loop, &c->pty_src, want);
 	if (ret)
 		log_warn_ratelimited(&c->rl, "%s: cannot change the events watched on %s: %s",
@@ -155,7 +153,7 @@ static bool console_tx_should_wait(struct virtio_console *c)
 /* Moves pty input into the receive queue while both have some. d->lock held. */
 static void console_rx(struct virtio_console *c)
 {
-	struct virtq *vq = &c->dev.queues[CONSOLE_RXQ];
+	struct virtq *vq = userspace_backend_vq(&c->ub, CONSOLE_RXQ);
 	uint16_t used_before = vq->used_idx;
 
 	for (unsigned int i = 0; i < CONSOLE_RX_BURST; i++) {
@@ -163,7 +161,7 @@ static void console_rx(struct virtio_console *c)
 		int ret = virtq_pop(vq, c->chain);
 
 		if (ret < 0) {
-			virtio_mmio_set_needs_reset(&c->dev, "malformed receive queue");
+			userspace_backend_error(&c->ub, CONSOLE_RXQ, "malformed receive queue");
 			break;
 		}
 		if (ret == 0) {
@@ -182,20 +180,20 @@ static void console_rx(struct virtio_console *c)
 			break;
 		}
 		if (virtq_push(vq, c->chain->head, (uint32_t)n)) {
-			virtio_mmio_set_needs_reset(&c->dev, "malformed receive queue");
+			userspace_backend_error(&c->ub, CONSOLE_RXQ, "malformed receive queue");
 			break;
 		}
 		c->rx_bytes += (uint64_t)n;
 	}
 	if (vq->used_idx != used_before)
-		virtio_mmio_signal_used(&c->dev, CONSOLE_RXQ);
+		userspace_backend_signal(&c->ub, CONSOLE_RXQ);
 	console_update_events(c);
 }
 
 /* Writes the transmit queue out until it is empty or a reader's pty is full. d->lock held. */
 static void console_tx(struct virtio_console *c)
 {
-	struct virtq *vq = &c->dev.queues[CONSOLE_TXQ];
+	struct virtq *vq = userspace_backend_vq(&c->ub, CONSOLE_TXQ);
 	struct virtq_chain *ch = c->chain;
 	bool pushed = false;
 
@@ -205,7 +203,7 @@ static void console_tx(struct virtio_console *c)
 		int ret = virtq_pop(vq, ch);
 
 		if (ret < 0) {
-			virtio_mmio_set_needs_reset(&c->dev, "malformed transmit queue");
+			userspace_backend_error(&c->ub, CONSOLE_TXQ, "malformed transmit queue");
 			break;
 		}
 		if (ret == 0) {
@@ -235,19 +233,20 @@ static void console_tx(struct virtio_console *c)
 						     "dropped", c->dev.name, strerror(-ret));
 		}
 		if (virtq_push(vq, ch->head, 0)) {
-			virtio_mmio_set_needs_reset(&c->dev, "malformed transmit queue");
+			userspace_backend_error(&c->ub, CONSOLE_TXQ, "malformed transmit queue");
 			break;
 		}
 		pushed = true;
 	}
 	if (pushed)
-		virtio_mmio_signal_used(&c->dev, CONSOLE_TXQ);
+		userspace_backend_signal(&c->ub, CONSOLE_TXQ);
 	console_update_events(c);
 }
 
-static void console_queue_notify(struct virtio_mmio_dev *d, unsigned int q)
+/* The userspace back-end's queue handler: the driver added input buffers or output. */
+static void console_queue_kick(struct userspace_backend *ub, unsigned int q)
 {
-	struct virtio_console *c = to_console(d);
+	struct virtio_console *c = container_of(ub, struct virtio_console, ub);
 
 	if (q == CONSOLE_RXQ && c->backend == CONSOLE_BACKEND_PTY) {
 		c->rx_waiting = false;
@@ -260,18 +259,19 @@ static void console_queue_notify(struct virtio_mmio_dev *d, unsigned int q)
 static void console_pty_ready(struct event_source *src, uint32_t events)
 {
 	struct virtio_console *c = container_of(src, struct virtio_console, pty_src);
-	bool active;
+	bool rx_running, tx_running;
 
 	pthread_mutex_lock(&c->dev.lock);
-	active = virtio_mmio_is_active(&c->dev);
+	rx_running = userspace_backend_running(&c->ub, CONSOLE_RXQ);
+	tx_running = userspace_backend_running(&c->ub, CONSOLE_TXQ);
 	/* Input still in the pty after a hang-up is delivered too. */
-	if (active && (events & EPOLLIN) && !c->rx_waiting)
+	if (rx_running && (events & EPOLLIN) && !c->rx_waiting)
 		console_rx(c);
 	if (events & (EPOLLHUP | EPOLLERR)) {
 		console_set_connected(c, false);
-		if (active && c->tx_blocked)
+		if (tx_running && c->tx_blocked)
 			console_tx(c);	/* drops what waited for the reader that left */
-	} else if (active && (events & EPOLLOUT) && c->tx_blocked) {
+	} else if (tx_running && (events & EPOLLOUT) && c->tx_blocked) {
 		console_tx(c);
 	}
 	console_update_events(c);
@@ -314,13 +314,28 @@ static void console_reset(struct virtio_mmio_dev *d)
 	console_update_events(c);
 }
 
-static void console_free(struct virtio_console *c)
+/* The back-end started or stopped a queue: the pty is watched for what running queues need. */
+static void console_queue_state(struct userspace_backend *ub, unsigned int q, bool running)
 {
+	console_update_events(container_of(ub, struct virtio_console, ub));
+}
+
+static const struct userspace_backend_ops console_backend_ops = {
+	.queue_kick = console_queue_kick,
+	.queue_state = console_queue_state,
+};
+
+void virtio_console_destroy(struct virtio_console *c)
+{
+	if (!c)
+		return;
+	virtio_mmio_destroy(&c->dev);
+	if (c->ub.be.ops)
+		c->ub.be.ops->destroy(&c->ub.be);
 	if (c->pty_watched)
 		event_loop_remove(c->dev.host->loop, &c->pty_src);
 	if (c->timer_watched)
 		event_loop_remove(c->dev.host->loop, &c->timer_src);
-	virtio_mmio_destroy(&c->dev);
 	if (c->timer_src.fd >= 0)
 		close(c->timer_src.fd);
 	if (c->fd >= 0)
@@ -331,7 +346,7 @@ static void console_free(struct virtio_console *c)
 
 static void console_destroy(struct virtio_mmio_dev *d)
 {
-	console_free(to_console(d));
+	virtio_console_destroy(to_console(d));
 }
 
 static const struct virtio_dev_ops console_ops = {
@@ -339,7 +354,6 @@ static const struct virtio_dev_ops console_ops = {
 	.device_id = VIRTIO_ID_CONSOLE,
 	.nqueues = 2,
 	.queue_max_size = CONSOLE_QUEUE_SIZE,
-	.queue_notify = console_queue_notify,
 	.activate = console_activate,
 	.reset = console_reset,
 	.destroy = console_destroy,
@@ -387,18 +401,19 @@ static int console_open_pty(struct virtio_console *c, const char **what)
 	return 0;
 }
 
-struct virtio_mmio_dev *virtio_console_create(struct virtio_host *host,
-					      const struct console_options *o, const char *name,
-					      uint64_t base, uint32_t gsi)
+int virtio_console_create(struct virtio_host *host, const struct console_options *o,
+			  const char *name, uint64_t base, uint32_t gsi,
+			  struct virtio_console **out)
 {
 	struct virtio_console *c = calloc(1, sizeof(*c));
 	const char *what;
 	int ret;
 
+	*out = NULL;
 	if (!c || !(c->chain = malloc(sizeof(*c->chain)))) {
 		free(c);
 		log_error("%s: out of memory — free host memory or drop the device", name);
-		return NULL;
+		return -ENOMEM;
 	}
 	c->dev.host = host;
 	c->backend = o->backend;
@@ -419,22 +434,27 @@ struct virtio_mmio_dev *virtio_console_create(struct virtio_host *host,
 	case CONSOLE_BACKEND_FILE:
 		if (!o->path || !o->path[0]) {
 			log_error("%s: no output file given — name a file for the console log", name);
+			ret = -EINVAL;
 			goto fail;
 		}
 		c->fd = open(o->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
 		if (c->fd < 0) {
+			ret = -errno;
 			log_error("%s: cannot open %s: %s — check the path and its permissions", name,
-				  o->path, strerror(errno));
+				  o->path, strerror(-ret));
 			goto fail;
 		}
 		break;
 	default:
 		log_error("%s: unknown console back-end %d — use pty or a file", name, o->backend);
+		ret = -EINVAL;
 		goto fail;
 	}
 
+	userspace_backend_init(&c->ub, &console_backend_ops, host->mem, host->loop, &c->dev.lock, 2,
+			       0);
 	ret = virtio_mmio_init(&c->dev, &console_ops, host, name, base, gsi, 0, &c->config,
-			       sizeof(c->config));
+			       sizeof(c->config), &c->ub.be);
 	if (ret) {
 		log_error("%s: cannot set up the transport: %s — check file and memory limits", name,
 			  strerror(-ret));
@@ -442,9 +462,10 @@ struct virtio_mmio_dev *virtio_console_create(struct virtio_host *host,
 	}
 	if (o->backend == CONSOLE_BACKEND_PTY)
 		fprintf(stderr, "vmm: virtio-console: %s is on %s\n", name, c->pty_path);
-	return &c->dev;
+	*out = c;
+	return 0;
 
 fail:
-	console_free(c);
-	return NULL;
+	virtio_console_destroy(c);
+	return ret;
 }

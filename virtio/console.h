@@ -2,7 +2,8 @@
 /*
  * virtio-console with one port, hvc0 in the guest (VIRTIO 1.x §5.3, no
  * MULTIPORT). Private to virtio/console.c and its unit tests; the VM uses
- * virtio/devices.h.
+ * virtio/devices.h. The device model (config space) and its userspace
+ * back-end (the queues, virtio/userspace.h) share struct virtio_console.
  *
  * Queue 0 (receiveq) carries host input to the guest, queue 1 (transmitq)
  * the guest's output. With a pty, input is read only when the guest has
@@ -20,8 +21,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "virtio/devices.h"
 #include "virtio/mmio.h"
+#include "virtio/options.h"
+#include "virtio/userspace.h"
 #include "vmm/base/log.h"
 
 #define CONSOLE_RXQ		0
@@ -31,7 +33,8 @@
 #define CONSOLE_RECONNECT_MS	250	/* how often to look for a reader while nobody has the pty */
 
 struct virtio_console {
-	struct virtio_mmio_dev dev;
+	struct virtio_mmio_dev dev;	/* transport: registers, config */
+	struct userspace_backend ub;	/* the queues' data path */
 	struct virtio_console_config config;
 	enum console_backend backend;
 	int fd;				/* pty master, or the output file; owned */
@@ -71,5 +74,16 @@ int console_tx_chain(int fd, const struct virtq_chain *c, size_t *done);
 
 /* Whether someone has the pty whose master is fd open (the master reports a hang-up otherwise). */
 bool console_pty_has_reader(int fd);
+
+/*
+ * Creates the device over a pty or a file (see virtio/devices.h): 0 with *out
+ * set, or -errno after log_error().
+ */
+int virtio_console_create(struct virtio_host *host, const struct console_options *o,
+			  const char *name, uint64_t base, uint32_t gsi,
+			  struct virtio_console **out);
+
+/* Tears down the transport and the back-end, closes the pty or file, frees c; NULL is ignored. */
+void virtio_console_destroy(struct virtio_console *c);
 
 #endif

@@ -1,54 +1,49 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
- * Constructors of the userspace virtio devices. Each creates its state and its
- * virtio-mmio transport (virtio_mmio_init) at base/gsi and returns the
- * embedded transport, which the VM registers on its MMIO bus and announces in
- * the DSDT; ops->destroy frees it. On failure they report the error with
- * log_error() (what went wrong — what to do) and return NULL.
+ * The virtio devices the VM can have, created from one table (kind → create).
+ * Each constructor creates the device model, its userspace back-end and its
+ * virtio-mmio transport at base/gsi, and hands back the embedded transport,
+ * which the VM registers on its MMIO bus and announces to the guest;
+ * virtio_device_destroy() frees it. On failure a constructor reports the
+ * error with log_error() (what went wrong — what to do) and returns -errno:
+ * -ENOMEM when the host is short of memory, -EINVAL, -ENOENT, -EACCES, ...
+ * for an option value that cannot work, so the VMM can choose its exit status.
  */
 #ifndef VIRTIO_DEVICES_H
 #define VIRTIO_DEVICES_H
 
-#include <stdbool.h>
 #include <stdint.h>
 
 #include "virtio/mmio.h"
+#include "virtio/options.h"
 
-/* --disk path=FILE[,readonly=on][,direct=on][,id=SERIAL] */
-struct blk_options {
-	const char *path;	/* raw image file or block device */
-	bool readonly;
-	bool direct;		/* O_DIRECT */
-	const char *id;		/* VIRTIO_BLK_T_GET_ID answer (at most 20 bytes); NULL: derived from path */
+/* Where one device goes, what it is called and how the user configured it. */
+struct virtio_device_args {
+	struct virtio_host *host;
+	const char *name;	/* for messages, e.g. "virtio-blk0"; must outlive the device */
+	uint64_t base;		/* guest-physical address of its register window */
+	uint32_t gsi;
+	/* The kind's options: struct blk_options, net_options, console_options; NULL for rng. */
+	const void *options;
 };
 
-/* --net tap=NAME[,mac=52:54:00:12:34:56][,vhost=off] */
-struct net_options {
-	const char *tap;	/* existing or new tap interface name */
-	uint8_t mac[6];
-	bool mac_set;		/* false: a locally administered MAC is generated */
-	bool vhost;		/* kernel vhost-net offload (the vhost issue); false: userspace */
+struct virtio_device_kind {
+	const char *kind;	/* "blk", "net", "rng", "console" */
+	/* Creates a device of this kind: 0 with *out set, or -errno after log_error(). */
+	int (*create)(const struct virtio_device_args *a, struct virtio_mmio_dev **out);
 };
 
-/* --console pty|stdio|off : virtio-console (hvc0) */
-enum console_backend {
-	CONSOLE_BACKEND_PTY,	/* a host pseudo-terminal; its path is printed */
-	CONSOLE_BACKEND_FILE,	/* output appended to a file, no input (for tests and logs) */
-};
+/* The table of device kinds; *n gets its length. */
+const struct virtio_device_kind *virtio_device_kinds(unsigned int *n);
 
-struct console_options {
-	enum console_backend backend;
-	const char *path;	/* CONSOLE_BACKEND_FILE: the file */
-};
+/* The entry for `kind`, or NULL if there is no such kind. */
+const struct virtio_device_kind *virtio_device_kind_find(const char *kind);
 
-struct virtio_mmio_dev *virtio_blk_create(struct virtio_host *host, const struct blk_options *o,
-					  const char *name, uint64_t base, uint32_t gsi);
-struct virtio_mmio_dev *virtio_net_create(struct virtio_host *host, const struct net_options *o,
-					  const char *name, uint64_t base, uint32_t gsi);
-struct virtio_mmio_dev *virtio_rng_create(struct virtio_host *host, const char *name, uint64_t base,
-					  uint32_t gsi);
-struct virtio_mmio_dev *virtio_console_create(struct virtio_host *host,
-					      const struct console_options *o, const char *name,
-					      uint64_t base, uint32_t gsi);
+/* Creates a device of `kind`: 0 with *out set, -EINVAL for an unknown kind, or create's -errno. */
+int virtio_device_create(const char *kind, const struct virtio_device_args *a,
+			 struct virtio_mmio_dev **out);
+
+/* Tears a device down (transport, back-end, device model) and frees it; NULL is ignored. */
+void virtio_device_destroy(struct virtio_mmio_dev *d);
 
 #endif

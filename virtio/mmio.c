@@ -68,17 +68,25 @@ static void virtio_mmio_ack(struct virtio_mmio_dev *d, uint32_t bits)
 		virtio_mmio_pulse(d);
 }
 
-void virtio_mmio_signal_used(struct virtio_mmio_dev *d, unsigned int q)
-{
-	if (q < d->ops->nqueues && virtq_should_notify(&d->queues[q]))
-		virtio_mmio_raise(d, VIRTIO_MMIO_INT_VRING);
-}
-
 void virtio_mmio_signal_config(struct virtio_mmio_dev *d)
 {
 	d->config_generation++;
 	if (d->status & VIRTIO_CONFIG_S_DRIVER_OK)
 		virtio_mmio_raise(d, VIRTIO_MMIO_INT_CONFIG);
+}
+
+/* Takes every started queue back from the back-end, keeping its position in d->queues. */
+static void virtio_mmio_stop_queues(struct virtio_mmio_dev *d)
+{
+	if (!d->running)
+		return;
+	d->running = false;
+	for (unsigned int q = 0; q < d->ops->nqueues; q++) {
+		if (!d->q[q].started)
+			continue;
+		d->q[q].started = false;
+		d->backend->ops->stop(d->backend, q, &d->queues[q]);
+	}
 }
 
 void virtio_mmio_set_needs_reset(struct virtio_mmio_dev *d, const char *why)
@@ -90,10 +98,86 @@ void virtio_mmio_set_needs_reset(struct virtio_mmio_dev *d, const char *why)
 	d->status |= VIRTIO_CONFIG_S_NEEDS_RESET;
 	if (d->status & VIRTIO_CONFIG_S_DRIVER_OK)
 		virtio_mmio_raise(d, VIRTIO_MMIO_INT_CONFIG);
+	virtio_mmio_stop_queues(d);
+}
+
+/* The call's raise(): the back-end pushed used buffers the driver wants to hear about. */
+static void virtio_mmio_call_raise(struct virtio_call *call)
+{
+	struct virtio_mmio_queue *mq = container_of(call, struct virtio_mmio_queue, call);
+
+	virtio_mmio_raise(mq->dev, VIRTIO_MMIO_INT_VRING);
+}
+
+/* The call's error(): the back-end found the queue unusable. */
+static void virtio_mmio_call_error(struct virtio_call *call, const char *why)
+{
+	struct virtio_mmio_queue *mq = container_of(call, struct virtio_mmio_queue, call);
+
+	virtio_mmio_set_needs_reset(mq->dev, why);
+}
+
+/* One kick on queue q's eventfd: the back-end looks at the ring. */
+static void virtio_mmio_kick_queue(struct virtio_mmio_dev *d, unsigned int q)
+{
+	uint64_t one = 1;
+
+	if (write(d->q[q].kick_fd, &one, sizeof(one)) != sizeof(one))
+		log_warn_ratelimited(&guest_error_rl, "%s: cannot kick queue %u: %s", d->name, q,
+				     strerror(errno));
+}
+
+/*
+ * Hands queue q, if ready, to the back-end; 0 or -errno (then the device needs
+ * a reset). kick: the queue resumes from a saved position, so the back-end
+ * must look at the ring once (chains may have come while nobody watched).
+ * Otherwise any kick the driver sent is still counted in the eventfd.
+ */
+static int virtio_mmio_start_queue(struct virtio_mmio_dev *d, unsigned int q, bool kick)
+{
+	int ret;
+
+	if (!d->queues[q].ready || d->q[q].started)
+		return 0;
+	ret = d->backend->ops->start(d->backend, q, &d->queues[q], d->q[q].kick_fd, &d->q[q].call);
+	if (ret) {
+		log_warn("%s: the %s back-end cannot start queue %u: %s", d->name,
+			 d->backend->ops->name, q, strerror(-ret));
+		return ret;
+	}
+	d->q[q].started = true;
+	if (kick)
+		virtio_mmio_kick_queue(d, q);
+	return 0;
+}
+
+/* DRIVER_OK or a resume: gives the back-end the accepted features, then every ready queue. */
+static void virtio_mmio_start_queues(struct virtio_mmio_dev *d, bool resume)
+{
+	const struct virtio_backend_ops *be = d->backend->ops;
+	int ret;
+
+	if (be->set_features) {
+		ret = be->set_features(d->backend, d->driver_features);
+		if (ret) {
+			log_warn("%s: the %s back-end refuses features %#llx: %s", d->name,
+				 be->name, (unsigned long long)d->driver_features, strerror(-ret));
+			virtio_mmio_set_needs_reset(d, "the device could not start");
+			return;
+		}
+	}
+	d->running = true;
+	for (unsigned int q = 0; q < d->ops->nqueues; q++) {
+		if (virtio_mmio_start_queue(d, q, resume)) {
+			virtio_mmio_set_needs_reset(d, "the device could not start");
+			return;
+		}
+	}
 }
 
 static void virtio_mmio_reset_locked(struct virtio_mmio_dev *d)
 {
+	virtio_mmio_stop_queues(d);
 	d->status = 0;
 	d->isr = 0;
 	d->driver_features = 0;
@@ -101,36 +185,30 @@ static void virtio_mmio_reset_locked(struct virtio_mmio_dev *d)
 	d->driver_features_sel = 0;
 	d->queue_sel = 0;
 	for (unsigned int q = 0; q < d->ops->nqueues; q++)
-		virtq_reset(&d->queues[q], d->host->mem);
+		d->queues[q] = (struct virtq_state){ 0 };
 	if (d->ops->reset)
 		d->ops->reset(d);
 }
 
-/* Runs the device's queue handler if the queue may be used. d->lock held. */
-static void virtio_mmio_notify_locked(struct virtio_mmio_dev *d, unsigned int q)
+void virtio_mmio_pause(struct virtio_mmio_dev *d)
 {
-	struct virtq *vq = &d->queues[q];
-
-	if (!virtio_mmio_is_active(d) || !vq->ready || vq->broken)
-		return;
-	d->ops->queue_notify(d, q);
-	if (vq->broken)
-		virtio_mmio_set_needs_reset(d, "malformed virtqueue");
+	virtio_mmio_stop_queues(d);
 }
 
-static void virtio_mmio_kick(struct event_source *src, uint32_t events)
+void virtio_mmio_resume(struct virtio_mmio_dev *d)
 {
-	struct virtio_mmio_kick *k = container_of(src, struct virtio_mmio_kick, src);
-	struct virtio_mmio_dev *d = k->dev;
-	uint64_t v;
+	if (!d->running && virtio_mmio_is_active(d))
+		virtio_mmio_start_queues(d, true);
+}
 
-	(void)events;
-	if (read(src->fd, &v, sizeof(v)) < 0)
-		return;
-	pthread_mutex_lock(&d->lock);
-	d->eventfd_notifies++;
-	virtio_mmio_notify_locked(d, k->queue);
-	pthread_mutex_unlock(&d->lock);
+uint64_t virtio_mmio_eventfd_notifies(const struct virtio_mmio_dev *d)
+{
+	uint64_t n = 0;
+
+	for (unsigned int q = 0; q < VIRTIO_MMIO_MAX_QUEUES; q++)
+		if (d->q[q].kick_bound)
+			n += d->q[q].call.kicks;
+	return n;
 }
 
 /* The features word the driver reads through DeviceFeaturesSel. */
@@ -139,14 +217,14 @@ static uint32_t features_word(uint64_t features, uint32_t sel)
 	return sel < 2 ? (uint32_t)(features >> (32 * sel)) : 0;
 }
 
-static struct virtq *selected_queue(struct virtio_mmio_dev *d)
+static struct virtq_state *selected_queue(struct virtio_mmio_dev *d)
 {
 	return d->queue_sel < d->ops->nqueues ? &d->queues[d->queue_sel] : NULL;
 }
 
 static uint32_t virtio_mmio_read_reg(struct virtio_mmio_dev *d, uint64_t offset)
 {
-	struct virtq *vq = selected_queue(d);
+	struct virtq_state *vq = selected_queue(d);
 
 	switch (offset) {
 	case VIRTIO_MMIO_MAGIC_VALUE:
@@ -218,8 +296,14 @@ static void virtio_mmio_write_status(struct virtio_mmio_dev *d, uint32_t v)
 		virtio_mmio_set_needs_reset(d, "DRIVER_OK without FEATURES_OK");
 		return;
 	}
-	if ((added & VIRTIO_CONFIG_S_DRIVER_OK) && d->ops->activate && d->ops->activate(d))
+	if (!(added & VIRTIO_CONFIG_S_DRIVER_OK))
+		return;
+	if (d->ops->activate && d->ops->activate(d)) {
 		virtio_mmio_set_needs_reset(d, "the device could not start");
+		return;
+	}
+	if (!(d->status & VIRTIO_CONFIG_S_NEEDS_RESET))
+		virtio_mmio_start_queues(d, false);
 }
 
 static void set_low(uint64_t *addr, uint32_t v)
@@ -232,25 +316,39 @@ static void set_high(uint64_t *addr, uint32_t v)
 	*addr = (*addr & 0xffffffffULL) | (uint64_t)v << 32;
 }
 
-static void virtio_mmio_write_queue_ready(struct virtio_mmio_dev *d, struct virtq *vq, uint32_t v)
+static void virtio_mmio_write_queue_ready(struct virtio_mmio_dev *d, unsigned int q, uint32_t v)
 {
+	struct virtq_state *vq = &d->queues[q];
+
 	if (!v) {
+		if (d->q[q].started) {
+			d->q[q].started = false;
+			d->backend->ops->stop(d->backend, q, vq);
+		}
 		vq->ready = false;
 		return;
 	}
 	if (vq->ready)
 		return;
-	if (!(d->status & VIRTIO_CONFIG_S_FEATURES_OK) || virtq_start(vq)) {
+	if (!(d->status & VIRTIO_CONFIG_S_FEATURES_OK) || virtq_check_rings(d->host->mem, vq)) {
 		virtio_mmio_set_needs_reset(d, "queue enabled with an invalid size or ring address");
 		return;
 	}
+	/* A queue the driver enables starts at the beginning of its rings. */
+	vq->last_avail_idx = 0;
+	vq->used_idx = 0;
+	vq->signalled_used = 0;
+	vq->signalled_used_valid = false;
+	vq->ready = true;
+	if (d->running && virtio_mmio_start_queue(d, q, false))
+		virtio_mmio_set_needs_reset(d, "the device could not start");
 }
 
 static void virtio_mmio_write_reg(struct virtio_mmio_dev *d, uint64_t offset, uint32_t v)
 {
-	struct virtq *vq = selected_queue(d);
+	struct virtq_state *vq = selected_queue(d);
 	/* Queue registers may change only while the queue is not ready. */
-	struct virtq *cfg_vq = vq && !vq->ready ? vq : NULL;
+	struct virtq_state *cfg_vq = vq && !vq->ready ? vq : NULL;
 
 	switch (offset) {
 	case VIRTIO_MMIO_DEVICE_FEATURES_SEL:
@@ -276,13 +374,13 @@ static void virtio_mmio_write_reg(struct virtio_mmio_dev *d, uint64_t offset, ui
 		break;
 	case VIRTIO_MMIO_QUEUE_READY:
 		if (vq)
-			virtio_mmio_write_queue_ready(d, vq, v);
+			virtio_mmio_write_queue_ready(d, d->queue_sel, v);
 		break;
 	case VIRTIO_MMIO_QUEUE_NOTIFY:
-		/* The slow path: only taken when KVM could not bind an ioeventfd. */
+		/* The slow path (KVM could not bind an ioeventfd): onto the same eventfd. */
 		d->mmio_notifies++;
 		if (v < d->ops->nqueues)
-			virtio_mmio_notify_locked(d, v);
+			virtio_mmio_kick_queue(d, v);
 		break;
 	case VIRTIO_MMIO_INTERRUPT_ACK:
 		virtio_mmio_ack(d, v);
@@ -361,12 +459,14 @@ void virtio_mmio_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, 
 
 int virtio_mmio_init(struct virtio_mmio_dev *d, const struct virtio_dev_ops *ops,
 		     struct virtio_host *host, const char *name, uint64_t base, uint32_t gsi,
-		     uint64_t device_features, void *config, uint32_t config_size)
+		     uint64_t device_features, void *config, uint32_t config_size,
+		     struct virtio_backend *backend)
 {
 	int ret;
 
-	if (!ops->nqueues || ops->nqueues > VIRTIO_MMIO_MAX_QUEUES || !ops->queue_notify ||
-	    config_size > VIRTIO_MMIO_WINDOW - VIRTIO_MMIO_CONFIG)
+	if (!ops->nqueues || ops->nqueues > VIRTIO_MMIO_MAX_QUEUES ||
+	    config_size > VIRTIO_MMIO_WINDOW - VIRTIO_MMIO_CONFIG || !backend || !backend->ops ||
+	    !backend->ops->features || !backend->ops->start || !backend->ops->stop)
 		return -EINVAL;
 	d->ops = ops;
 	d->host = host;
@@ -375,13 +475,21 @@ int virtio_mmio_init(struct virtio_mmio_dev *d, const struct virtio_dev_ops *ops
 	d->gsi = gsi;
 	d->config = config;
 	d->config_size = config_size;
-	d->device_features = device_features | TRANSPORT_FEATURES;
+	d->backend = backend;
+	d->running = false;
+	d->device_features = (device_features | TRANSPORT_FEATURES) &
+			     backend->ops->features(backend);
 	d->irq_fd = -1;
-	for (unsigned int q = 0; q < VIRTIO_MMIO_MAX_QUEUES; q++)
-		d->kick[q].src.fd = -1;
+	for (unsigned int q = 0; q < VIRTIO_MMIO_MAX_QUEUES; q++) {
+		d->queues[q] = (struct virtq_state){ 0 };
+		d->q[q] = (struct virtio_mmio_queue){
+			.call = { .raise = virtio_mmio_call_raise, .error = virtio_mmio_call_error,
+				  .irq_fd = -1 },
+			.dev = d,
+			.kick_fd = -1,
+		};
+	}
 	pthread_mutex_init(&d->lock, NULL);
-	for (unsigned int q = 0; q < ops->nqueues; q++)
-		virtq_reset(&d->queues[q], host->mem);
 
 	d->irq_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (d->irq_fd < 0)
@@ -391,21 +499,17 @@ int virtio_mmio_init(struct virtio_mmio_dev *d, const struct virtio_dev_ops *ops
 		return ret;
 
 	for (unsigned int q = 0; q < ops->nqueues; q++) {
-		struct virtio_mmio_kick *k = &d->kick[q];
+		struct virtio_mmio_queue *mq = &d->q[q];
 
-		k->dev = d;
-		k->queue = q;
-		k->src.fn = virtio_mmio_kick;
-		k->src.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-		if (k->src.fd < 0)
+		mq->call.irq_fd = d->irq_fd;
+		mq->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (mq->kick_fd < 0)
 			return -errno;
-		k->bound = host->ioeventfd(host, base + VIRTIO_MMIO_QUEUE_NOTIFY, q, k->src.fd, true) == 0;
-		if (!k->bound)
+		mq->kick_bound = host->ioeventfd(host, base + VIRTIO_MMIO_QUEUE_NOTIFY, q,
+						 mq->kick_fd, true) == 0;
+		if (!mq->kick_bound)
 			log_warn("%s: KVM cannot deliver queue %u notifications by eventfd; "
 				 "they go through MMIO exits (slower)", name, q);
-		ret = event_loop_add(host->loop, &k->src, EPOLLIN);
-		if (ret)
-			return ret;
 	}
 	return 0;
 }
@@ -414,16 +518,19 @@ void virtio_mmio_destroy(struct virtio_mmio_dev *d)
 {
 	if (!d->ops)
 		return;
+	pthread_mutex_lock(&d->lock);
+	virtio_mmio_stop_queues(d);
+	pthread_mutex_unlock(&d->lock);
 	for (unsigned int q = 0; q < VIRTIO_MMIO_MAX_QUEUES; q++) {
-		struct virtio_mmio_kick *k = &d->kick[q];
+		struct virtio_mmio_queue *mq = &d->q[q];
 
-		if (k->src.fd < 0)
+		if (mq->kick_fd < 0)
 			continue;
-		event_loop_remove(d->host->loop, &k->src);
-		if (k->bound)
-			d->host->ioeventfd(d->host, d->base + VIRTIO_MMIO_QUEUE_NOTIFY, q, k->src.fd, false);
-		close(k->src.fd);
-		k->src.fd = -1;
+		if (mq->kick_bound)
+			d->host->ioeventfd(d->host, d->base + VIRTIO_MMIO_QUEUE_NOTIFY, q,
+					   mq->kick_fd, false);
+		close(mq->kick_fd);
+		mq->kick_fd = -1;
 	}
 	if (d->irq_fd >= 0) {
 		d->host->irqfd(d->host, d->gsi, d->irq_fd, false);

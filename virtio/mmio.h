@@ -1,11 +1,15 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * The virtio-mmio version 2 transport (VIRTIO 1.x §4.2), shared by every
- * device. A device embeds struct virtio_mmio_dev, supplies a const ops table
- * and its config space, and gets back to itself with container_of().
+ * device. A device model embeds struct virtio_mmio_dev, supplies a const ops
+ * table, its config space and a back-end for its queues' data path, and gets
+ * back to itself with container_of(). Who owns what between the transport
+ * and the back-end is in virtio/backend.h: the transport keeps each queue's
+ * configuration (struct virtq_state), starts the back-end's queues at
+ * DRIVER_OK and stops them on reset, DEVICE_NEEDS_RESET and teardown.
  *
  * Hot paths stay off the VMM's MMIO exit path: each queue's QueueNotify is a
- * KVM ioeventfd (datamatch = queue index) watched by the event loop, and the
+ * KVM ioeventfd (datamatch = queue index) that the back-end waits on, and the
  * device's interrupt is an eventfd bound to its GSI with KVM irqfd.
  *
  * The interrupt acts as a level-triggered line driven by InterruptStatus (for
@@ -13,8 +17,9 @@
  * InterruptStatus becomes non-zero, none while the driver has not
  * acknowledged, another when its acknowledgement leaves bits set.
  *
- * Threads: register accesses come from vCPU threads; queue_notify runs on the
- * event loop thread. Both hold d->lock, so a reset never races with I/O.
+ * Threads: register accesses come from vCPU threads; an in-process back-end's
+ * queue handlers run on the event loop thread. Both hold d->lock, so a reset
+ * never races with I/O.
  */
 #ifndef VIRTIO_MMIO_H
 #define VIRTIO_MMIO_H
@@ -23,13 +28,14 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "virtio/backend.h"
 #include "virtio/virtq.h"
 #include "vmm/base/event_loop.h"
 #include "vmm/base/guest_mem.h"
 
 #define VIRTIO_MMIO_WINDOW	0x200	/* registers 0x000-0x0ff, config space from 0x100 */
 #define VIRTIO_MMIO_CONFIG	0x100
-#define VIRTIO_MMIO_MAX_QUEUES	16
+#define VIRTIO_MMIO_MAX_QUEUES	VIRTIO_BACKEND_MAX_QUEUES
 
 /* What the transport needs from the VMM: guest RAM, the event loop and KVM's eventfd wiring. */
 struct virtio_host {
@@ -43,12 +49,13 @@ struct virtio_host {
 
 struct virtio_mmio_dev;
 
-/* A queue's notification eventfd (KVM ioeventfd) as an event loop source. */
-struct virtio_mmio_kick {
-	struct event_source src;
+/* The transport's side of one queue. */
+struct virtio_mmio_queue {
+	struct virtio_call call;	/* lent to the back-end while the queue is started */
 	struct virtio_mmio_dev *dev;
-	unsigned int queue;
-	bool bound;		/* KVM delivers QueueNotify writes to src.fd */
+	int kick_fd;			/* eventfd: KVM's QueueNotify ioeventfd, MMIO kicks */
+	bool kick_bound;		/* KVM delivers QueueNotify writes to kick_fd */
+	bool started;			/* the back-end has the queue */
 };
 
 struct virtio_dev_ops {
@@ -58,13 +65,14 @@ struct virtio_dev_ops {
 	uint16_t queue_max_size;	/* QueueNumMax, a power of two */
 	/* Optional: the driver wrote config space (offset/len are inside config_size). */
 	void (*config_write)(struct virtio_mmio_dev *d, uint32_t offset, const void *data, uint32_t len);
-	/* The driver kicked queue q; runs on the event loop with d->lock held. */
-	void (*queue_notify)(struct virtio_mmio_dev *d, unsigned int q);
-	/* Optional: DRIVER_OK was set (features final, queues ready); 0 or -errno (→ NEEDS_RESET). */
+	/*
+	 * Optional: DRIVER_OK was set (features final, queues ready), before the back-end
+	 * starts the queues; 0 or -errno (→ NEEDS_RESET). d->lock held.
+	 */
 	int (*activate)(struct virtio_mmio_dev *d);
-	/* Optional: the driver reset the device; drop in-flight state. d->lock held. */
+	/* Optional: the driver reset the device (queues already stopped). d->lock held. */
 	void (*reset)(struct virtio_mmio_dev *d);
-	/* Frees the device (after virtio_mmio_destroy of its transport); the VM calls it last. */
+	/* Tears down the transport (virtio_mmio_destroy) and frees the device and its back-end. */
 	void (*destroy)(struct virtio_mmio_dev *d);
 };
 
@@ -81,19 +89,21 @@ struct virtio_mmio_dev {
 	uint32_t config_size;
 	uint32_t config_generation;
 
-	uint64_t device_features;	/* offered: device bits | transport bits */
+	uint64_t device_features;	/* offered: (device bits | transport bits) & back-end's */
 	uint64_t driver_features;	/* accepted by the driver */
 	uint32_t device_features_sel, driver_features_sel, queue_sel;
 	uint32_t status;
 	uint32_t isr;			/* InterruptStatus: bit 0 used buffer, bit 1 config change */
 
-	struct virtq queues[VIRTIO_MMIO_MAX_QUEUES];
-	struct virtio_mmio_kick kick[VIRTIO_MMIO_MAX_QUEUES];
+	/* What the driver configured; while started, the back-end has the position. */
+	struct virtq_state queues[VIRTIO_MMIO_MAX_QUEUES];
+	struct virtio_mmio_queue q[VIRTIO_MMIO_MAX_QUEUES];
+	struct virtio_backend *backend;	/* the data path of the queues; owned by the device */
+	bool running;			/* the back-end's queues are started (live device) */
 	int irq_fd;			/* eventfd bound to gsi with irqfd */
 
-	/* Statistics. */
+	/* Statistics (kicks by ioeventfd: virtio_mmio_eventfd_notifies()). */
 	uint64_t mmio_notifies;		/* QueueNotify writes that took the MMIO exit path */
-	uint64_t eventfd_notifies;	/* kicks that arrived through ioeventfds */
 	uint64_t interrupts;		/* edges sent on irq_fd */
 	uint64_t interrupts_merged;	/* causes folded into an interrupt the driver had not acknowledged */
 };
@@ -101,27 +111,47 @@ struct virtio_mmio_dev {
 /*
  * Sets up the transport for a device at [base, base + VIRTIO_MMIO_WINDOW)
  * with interrupt gsi, offering device_features plus VERSION_1, INDIRECT_DESC
- * and EVENT_IDX. Creates the eventfds and binds them through host; if KVM
- * cannot bind an ioeventfd, notifications fall back to the MMIO exit path.
- * 0 or -errno.
+ * and EVENT_IDX, less what backend cannot do. Creates the eventfds and binds
+ * them through host; if KVM cannot bind an ioeventfd, notifications fall back
+ * to the MMIO exit path (onto the same eventfd). 0 or -errno.
  */
 int virtio_mmio_init(struct virtio_mmio_dev *d, const struct virtio_dev_ops *ops,
 		     struct virtio_host *host, const char *name, uint64_t base, uint32_t gsi,
-		     uint64_t device_features, void *config, uint32_t config_size);
+		     uint64_t device_features, void *config, uint32_t config_size,
+		     struct virtio_backend *backend);
 
-/* Unbinds and closes the eventfds. The event loop must be stopped or the sources removed first. */
+/* Stops the back-end's queues, unbinds and closes the eventfds; safe to call twice. */
 void virtio_mmio_destroy(struct virtio_mmio_dev *d);
 
 /* MMIO handler for the register window (an io_handler_fn; opaque is the virtio_mmio_dev). */
 void virtio_mmio_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write);
 
-/* After virtq_push(): raises the used-buffer interrupt if the driver wants one. d->lock held. */
-void virtio_mmio_signal_used(struct virtio_mmio_dev *d, unsigned int q);
+/*
+ * Statistics: kick wake-ups an in-process back-end handled on the queues KVM
+ * delivers QueueNotify to by ioeventfd (the transport's kick at each queue
+ * start included; MMIO-path kicks are in mmio_notifies).
+ */
+uint64_t virtio_mmio_eventfd_notifies(const struct virtio_mmio_dev *d);
 
 /* Announces a config space change (generation bump, config interrupt). d->lock held. */
 void virtio_mmio_signal_config(struct virtio_mmio_dev *d);
 
-/* Marks the device broken (DEVICE_NEEDS_RESET) after a guest error. d->lock held. */
+/*
+ * Takes the back-end's queues back, their positions kept in d->queues (for a
+ * migration's save, or to change the back-end); the driver sees no change.
+ * d->lock held.
+ */
+void virtio_mmio_pause(struct virtio_mmio_dev *d);
+
+/*
+ * Restarts a paused live device's queues from d->queues (their saved or
+ * migrated positions), each kicked once. Does nothing unless the device is
+ * live and paused. A queue the back-end cannot start sets DEVICE_NEEDS_RESET.
+ * d->lock held.
+ */
+void virtio_mmio_resume(struct virtio_mmio_dev *d);
+
+/* Marks the device broken (DEVICE_NEEDS_RESET) after a guest error, stops its queues. Lock held. */
 void virtio_mmio_set_needs_reset(struct virtio_mmio_dev *d, const char *why);
 
 /* Whether the driver accepted feature bit `bit`. */

@@ -87,12 +87,10 @@ static void net_update_events(struct virtio_net *n)
 
 	if (!n->tap_watched)
 		return;
-	if (virtio_mmio_is_active(&n->dev)) {
-		if (!n->rx_waiting)
-			want |= EPOLLIN;
-		if (n->tx_blocked)
-			want |= EPOLLOUT;
-	}
+	if (userspace_backend_running(&n->ub, NET_RXQ) && !n->rx_waiting)
+		want |= EPOLLIN;
+	if (userspace_backend_running(&n->ub, NET_TXQ) && n->tx_blocked)
+		want |= EPOLLOUT;
 	ret = event_loop_watch(n->dev.host->loop, &n->tap_src, want);
 	if (ret)
 		log_warn_ratelimited(&n->rl, "%s: cannot change the events watched on %s: %s",
@@ -117,8 +115,8 @@ static bool net_rx_recheck(struct virtq *vq)
  */
 static int net_rx_deliver(struct virtio_net *n)
 {
-	struct virtq *vq = &n->dev.queues[NET_RXQ];
-	bool mrg = virtio_has_feature(&n->dev, VIRTIO_NET_F_MRG_RXBUF);
+	struct virtq *vq = userspace_backend_vq(&n->ub, NET_RXQ);
+	bool mrg = userspace_backend_has_feature(&n->ub, VIRTIO_NET_F_MRG_RXBUF);
 	struct net_rx_frame f = { .data = n->rx_buf, .len = n->rx_len };
 	unsigned int count = 0;
 
@@ -202,7 +200,7 @@ static int net_rx_read(struct virtio_net *n)
 /* Moves frames from the tap to the guest until either runs dry or the burst ends. d->lock held. */
 static void net_rx(struct virtio_net *n)
 {
-	struct virtq *vq = &n->dev.queues[NET_RXQ];
+	struct virtq *vq = userspace_backend_vq(&n->ub, NET_RXQ);
 	uint16_t used_before = vq->used_idx;
 
 	for (unsigned int i = 0; i < NET_RX_BURST; i++) {
@@ -218,7 +216,7 @@ static void net_rx(struct virtio_net *n)
 		}
 		ret = net_rx_deliver(n);
 		if (ret < 0) {
-			virtio_mmio_set_needs_reset(&n->dev, "malformed receive queue");
+			userspace_backend_error(&n->ub, NET_RXQ, "malformed receive queue");
 			break;
 		}
 		if (ret == 0) {
@@ -228,14 +226,14 @@ static void net_rx(struct virtio_net *n)
 		n->rx_len = 0;
 	}
 	if (vq->used_idx != used_before)
-		virtio_mmio_signal_used(&n->dev, NET_RXQ);
+		userspace_backend_signal(&n->ub, NET_RXQ);
 	net_update_events(n);
 }
 
 /* Sends the transmit queue to the tap until it is empty or the tap is full. d->lock held. */
 static void net_tx(struct virtio_net *n)
 {
-	struct virtq *vq = &n->dev.queues[NET_TXQ];
+	struct virtq *vq = userspace_backend_vq(&n->ub, NET_TXQ);
 	struct virtq_chain *c = n->tx_chain;
 	bool pushed = false;
 
@@ -246,7 +244,7 @@ static void net_tx(struct virtio_net *n)
 		int ret = virtq_pop(vq, c);
 
 		if (ret < 0) {
-			virtio_mmio_set_needs_reset(&n->dev, "malformed transmit queue");
+			userspace_backend_error(&n->ub, NET_TXQ, "malformed transmit queue");
 			break;
 		}
 		if (ret == 0) {
@@ -279,19 +277,20 @@ static void net_tx(struct virtio_net *n)
 			}
 		}
 		if (virtq_push(vq, c->head, 0)) {
-			virtio_mmio_set_needs_reset(&n->dev, "malformed transmit queue");
+			userspace_backend_error(&n->ub, NET_TXQ, "malformed transmit queue");
 			break;
 		}
 		pushed = true;
 	}
 	if (pushed)
-		virtio_mmio_signal_used(&n->dev, NET_TXQ);
+		userspace_backend_signal(&n->ub, NET_TXQ);
 	net_update_events(n);
 }
 
-static void net_queue_notify(struct virtio_mmio_dev *d, unsigned int q)
+/* The userspace back-end's queue handler: the driver added receive buffers or frames to send. */
+static void net_queue_kick(struct userspace_backend *ub, unsigned int q)
 {
-	struct virtio_net *n = to_net(d);
+	struct virtio_net *n = container_of(ub, struct virtio_net, ub);
 
 	if (q == NET_RXQ) {
 		n->rx_waiting = false;
@@ -322,10 +321,12 @@ static void net_tap_ready(struct event_source *src, uint32_t events)
 	pthread_mutex_lock(&n->dev.lock);
 	if (events & (EPOLLERR | EPOLLHUP)) {
 		net_tap_gone(n);
-	} else if (virtio_mmio_is_active(&n->dev)) {
-		if ((events & EPOLLOUT) && n->tx_blocked)
+	} else {
+		if ((events & EPOLLOUT) && n->tx_blocked &&
+		    userspace_backend_running(&n->ub, NET_TXQ))
 			net_tx(n);
-		if ((events & EPOLLIN) && !n->rx_waiting)
+		if ((events & EPOLLIN) && !n->rx_waiting &&
+		    userspace_backend_running(&n->ub, NET_RXQ))
 			net_rx(n);
 	}
 	net_update_events(n);
@@ -394,11 +395,26 @@ static void net_reset(struct virtio_mmio_dev *d)
 	net_update_events(n);
 }
 
-static void net_free(struct virtio_net *n)
+/* The back-end started or stopped a queue: the tap is watched for what running queues need. */
+static void net_queue_state(struct userspace_backend *ub, unsigned int q, bool running)
 {
+	net_update_events(container_of(ub, struct virtio_net, ub));
+}
+
+static const struct userspace_backend_ops net_backend_ops = {
+	.queue_kick = net_queue_kick,
+	.queue_state = net_queue_state,
+};
+
+void virtio_net_destroy(struct virtio_net *n)
+{
+	if (!n)
+		return;
+	virtio_mmio_destroy(&n->dev);
+	if (n->ub.be.ops)
+		n->ub.be.ops->destroy(&n->ub.be);
 	if (n->tap_watched)
 		event_loop_remove(n->dev.host->loop, &n->tap_src);
-	virtio_mmio_destroy(&n->dev);
 	if (n->tap_fd >= 0)
 		close(n->tap_fd);
 	free(n->rx_chain[0]);
@@ -410,7 +426,7 @@ static void net_free(struct virtio_net *n)
 
 static void net_destroy(struct virtio_mmio_dev *d)
 {
-	net_free(to_net(d));
+	virtio_net_destroy(to_net(d));
 }
 
 static const struct virtio_dev_ops net_ops = {
@@ -418,7 +434,6 @@ static const struct virtio_dev_ops net_ops = {
 	.device_id = VIRTIO_ID_NET,
 	.nqueues = 2,
 	.queue_max_size = NET_QUEUE_SIZE,
-	.queue_notify = net_queue_notify,
 	.activate = net_activate,
 	.reset = net_reset,
 	.destroy = net_destroy,
@@ -440,23 +455,22 @@ static void net_random_mac(uint8_t mac[6])
 	memcpy(mac + 3, r, sizeof(r));
 }
 
-struct virtio_net *virtio_net_create_fd(struct virtio_host *host, const struct net_options *o,
-					const char *name, uint64_t base, uint32_t gsi, int fd,
-					bool is_tap)
+int virtio_net_create_fd(struct virtio_host *host, const struct net_options *o, const char *name,
+			 uint64_t base, uint32_t gsi, int fd, bool is_tap, struct virtio_net **out)
 {
 	struct virtio_net *n = calloc(1, sizeof(*n));
 	int ret = -ENOMEM;
 
+	*out = NULL;
 	if (!n) {
 		close(fd);
-		errno = ENOMEM;
-		return NULL;
+		return -ENOMEM;
 	}
 	n->tap_fd = fd;
 	n->is_tap = is_tap;
 	snprintf(n->ifname, sizeof(n->ifname), "%s", o->tap ? o->tap : "tap");
 	n->rl = (struct log_ratelimit)LOG_RATELIMIT_INIT;
-	n->dev.host = host;	/* net_free() needs the loop even before virtio_mmio_init() */
+	n->dev.host = host;	/* virtio_net_destroy() needs the loop before virtio_mmio_init() */
 	n->rx_buf = malloc(NET_RX_BUF_SIZE);
 	n->rx_chain[0] = malloc(sizeof(struct virtq_chain));
 	n->rx_chain[1] = malloc(sizeof(struct virtq_chain));
@@ -478,16 +492,18 @@ struct virtio_net *virtio_net_create_fd(struct virtio_host *host, const struct n
 		goto fail;
 	n->tap_watched = true;
 
+	userspace_backend_init(&n->ub, &net_backend_ops, host->mem, host->loop, &n->dev.lock, 2,
+			       net_features);
 	ret = virtio_mmio_init(&n->dev, &net_ops, host, name, base, gsi, net_features, &n->config,
-			       sizeof(n->config));
+			       sizeof(n->config), &n->ub.be);
 	if (ret)
 		goto fail;
-	return n;
+	*out = n;
+	return 0;
 
 fail:
-	net_free(n);
-	errno = -ret;
-	return NULL;
+	virtio_net_destroy(n);
+	return ret;
 }
 
 int net_tap_open(const char *ifname)
@@ -535,32 +551,32 @@ static const char *net_tap_hint(int err)
 	}
 }
 
-struct virtio_mmio_dev *virtio_net_create(struct virtio_host *host, const struct net_options *o,
-					  const char *name, uint64_t base, uint32_t gsi)
+int virtio_net_create(struct virtio_host *host, const struct net_options *o, const char *name,
+		      uint64_t base, uint32_t gsi, struct virtio_net **out)
 {
-	struct virtio_net *n;
-	int fd;
+	int fd, ret;
 
+	*out = NULL;
 	if (o->vhost) {
 		log_error("%s: vhost=on is not available yet — use vhost=off (the userspace data path)",
 			  name);
-		return NULL;
+		return -EOPNOTSUPP;
 	}
 	if (!o->tap || !o->tap[0]) {
 		log_error("%s: no tap interface given — use --net tap=NAME", name);
-		return NULL;
+		return -EINVAL;
 	}
 	fd = net_tap_open(o->tap);
 	if (fd < 0) {
 		log_error("%s: cannot open tap %s: %s — %s", name, o->tap, strerror(-fd),
 			  net_tap_hint(fd));
-		return NULL;
+		return fd;
 	}
-	n = virtio_net_create_fd(host, o, name, base, gsi, fd, true);
-	if (!n) {
+	ret = virtio_net_create_fd(host, o, name, base, gsi, fd, true, out);
+	if (ret) {
 		log_error("%s: cannot set up the device on tap %s: %s — check memory and file limits",
-			  name, o->tap, strerror(errno));
-		return NULL;
+			  name, o->tap, strerror(-ret));
+		return ret;
 	}
-	return &n->dev;
+	return 0;
 }

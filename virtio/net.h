@@ -2,6 +2,9 @@
 /*
  * virtio-net over a tap interface (VIRTIO 1.x §5.1), userspace data path.
  * Private to virtio/net.c and its unit tests; the VM uses virtio/devices.h.
+ * The device model (config space, features, the tap's offloads) and its
+ * userspace back-end (the queues, virtio/userspace.h) share struct
+ * virtio_net; the tap is watched only while the queue that needs it runs.
  *
  * Queue 0 receives (tap → guest), queue 1 transmits (guest → tap). Every
  * frame starts with the 12-byte struct virtio_net_hdr_mrg_rxbuf, which is
@@ -16,8 +19,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "virtio/devices.h"
 #include "virtio/mmio.h"
+#include "virtio/options.h"
+#include "virtio/userspace.h"
 #include "vmm/base/log.h"
 
 #define NET_RXQ			0
@@ -30,7 +34,8 @@
 #define NET_RX_BURST		64	/* frames per tap wake-up, then other sources get a turn */
 
 struct virtio_net {
-	struct virtio_mmio_dev dev;
+	struct virtio_mmio_dev dev;	/* transport: registers, config, features */
+	struct userspace_backend ub;	/* the queues' data path */
 	struct virtio_net_config config;
 	int tap_fd;			/* owned */
 	bool is_tap;			/* false in tests: a socket stands in for the tap */
@@ -80,11 +85,21 @@ ssize_t net_tx_write(int fd, const struct virtq_chain *c);
 /*
  * Creates the device over an open, non-blocking fd that speaks the tap's
  * framing (a tap, or in tests one end of a SOCK_DGRAM socketpair); is_tap
- * enables TUNSETOFFLOAD. Takes ownership of fd, even on failure.
+ * enables TUNSETOFFLOAD. Takes ownership of fd, even on failure. 0 with *out
+ * set, or -errno (not logged: the caller knows what the fd is).
  */
-struct virtio_net *virtio_net_create_fd(struct virtio_host *host, const struct net_options *o,
-					const char *name, uint64_t base, uint32_t gsi, int fd,
-					bool is_tap);
+int virtio_net_create_fd(struct virtio_host *host, const struct net_options *o, const char *name,
+			 uint64_t base, uint32_t gsi, int fd, bool is_tap, struct virtio_net **out);
+
+/*
+ * Creates the device over tap o->tap (see virtio/devices.h): 0 with *out set,
+ * or -errno after log_error().
+ */
+int virtio_net_create(struct virtio_host *host, const struct net_options *o, const char *name,
+		      uint64_t base, uint32_t gsi, struct virtio_net **out);
+
+/* Tears down the transport and the back-end, closes the tap and frees n; NULL is ignored. */
+void virtio_net_destroy(struct virtio_net *n);
 
 /* Opens (or creates) tap interface `ifname` for the device: non-blocking fd or -errno. */
 int net_tap_open(const char *ifname);

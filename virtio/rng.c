@@ -60,7 +60,7 @@ static void rng_wait_for_pool(struct virtio_rng *r, bool wait)
 /* Answers every waiting request. d->lock held. */
 static void rng_process(struct virtio_rng *r)
 {
-	struct virtq *vq = &r->dev.queues[0];
+	struct virtq *vq = userspace_backend_vq(&r->ub, 0);
 	bool pushed = false;
 
 	rng_wait_for_pool(r, false);
@@ -69,7 +69,7 @@ static void rng_process(struct virtio_rng *r)
 		int ret = virtq_pop(vq, r->chain);
 
 		if (ret < 0) {
-			virtio_mmio_set_needs_reset(&r->dev, "malformed request queue");
+			userspace_backend_error(&r->ub, 0, "malformed request queue");
 			break;
 		}
 		if (ret == 0) {
@@ -90,19 +90,20 @@ static void rng_process(struct virtio_rng *r)
 			n = 0;
 		}
 		if (virtq_push(vq, r->chain->head, (uint32_t)n)) {
-			virtio_mmio_set_needs_reset(&r->dev, "malformed request queue");
+			userspace_backend_error(&r->ub, 0, "malformed request queue");
 			break;
 		}
 		r->bytes += (uint64_t)n;
 		pushed = true;
 	}
 	if (pushed)
-		virtio_mmio_signal_used(&r->dev, 0);
+		userspace_backend_signal(&r->ub, 0);
 }
 
-static void rng_queue_notify(struct virtio_mmio_dev *d, unsigned int q)
+/* The userspace back-end's queue handler: the driver added requests. */
+static void rng_queue_kick(struct userspace_backend *ub, unsigned int q)
 {
-	struct virtio_rng *r = to_rng(d);
+	struct virtio_rng *r = container_of(ub, struct virtio_rng, ub);
 
 	if (q == 0 && !r->waiting)
 		rng_process(r);
@@ -113,7 +114,7 @@ static void rng_pool_ready(struct event_source *src, uint32_t events)
 	struct virtio_rng *r = container_of(src, struct virtio_rng, random_src);
 
 	pthread_mutex_lock(&r->dev.lock);
-	if (virtio_mmio_is_active(&r->dev) && r->dev.queues[0].ready)
+	if (userspace_backend_running(&r->ub, 0))
 		rng_process(r);
 	else
 		rng_wait_for_pool(r, false);
@@ -125,11 +126,27 @@ static void rng_reset(struct virtio_mmio_dev *d)
 	rng_wait_for_pool(to_rng(d), false);
 }
 
-static void rng_free(struct virtio_rng *r)
+/* A stopped queue has no request waiting for the pool. */
+static void rng_queue_state(struct userspace_backend *ub, unsigned int q, bool running)
 {
+	if (!running)
+		rng_wait_for_pool(container_of(ub, struct virtio_rng, ub), false);
+}
+
+static const struct userspace_backend_ops rng_backend_ops = {
+	.queue_kick = rng_queue_kick,
+	.queue_state = rng_queue_state,
+};
+
+void virtio_rng_destroy(struct virtio_rng *r)
+{
+	if (!r)
+		return;
+	virtio_mmio_destroy(&r->dev);
+	if (r->ub.be.ops)
+		r->ub.be.ops->destroy(&r->ub.be);
 	if (r->random_watched)
 		event_loop_remove(r->dev.host->loop, &r->random_src);
-	virtio_mmio_destroy(&r->dev);
 	if (r->random_src.fd >= 0)
 		close(r->random_src.fd);
 	free(r->chain);
@@ -138,7 +155,7 @@ static void rng_free(struct virtio_rng *r)
 
 static void rng_destroy(struct virtio_mmio_dev *d)
 {
-	rng_free(to_rng(d));
+	virtio_rng_destroy(to_rng(d));
 }
 
 static const struct virtio_dev_ops rng_ops = {
@@ -146,21 +163,21 @@ static const struct virtio_dev_ops rng_ops = {
 	.device_id = VIRTIO_ID_RNG,
 	.nqueues = 1,
 	.queue_max_size = RNG_QUEUE_SIZE,
-	.queue_notify = rng_queue_notify,
 	.reset = rng_reset,
 	.destroy = rng_destroy,
 };
 
-struct virtio_mmio_dev *virtio_rng_create(struct virtio_host *host, const char *name, uint64_t base,
-					  uint32_t gsi)
+int virtio_rng_create(struct virtio_host *host, const char *name, uint64_t base, uint32_t gsi,
+		      struct virtio_rng **out)
 {
 	struct virtio_rng *r = calloc(1, sizeof(*r));
 	int ret;
 
+	*out = NULL;
 	if (!r || !(r->chain = malloc(sizeof(*r->chain)))) {
 		free(r);
 		log_error("%s: out of memory — free host memory or drop the device", name);
-		return NULL;
+		return -ENOMEM;
 	}
 	r->dev.host = host;
 	r->random_src.fn = rng_pool_ready;
@@ -171,12 +188,14 @@ struct virtio_mmio_dev *virtio_rng_create(struct virtio_host *host, const char *
 		log_warn("%s: cannot watch /dev/random (%s); if the host's pool is not ready, "
 			 "requests wait for the guest's next one", name, strerror(errno));
 
-	ret = virtio_mmio_init(&r->dev, &rng_ops, host, name, base, gsi, 0, NULL, 0);
+	userspace_backend_init(&r->ub, &rng_backend_ops, host->mem, host->loop, &r->dev.lock, 1, 0);
+	ret = virtio_mmio_init(&r->dev, &rng_ops, host, name, base, gsi, 0, NULL, 0, &r->ub.be);
 	if (ret) {
 		log_error("%s: cannot set up the transport: %s — check file and memory limits", name,
 			  strerror(-ret));
-		rng_free(r);
-		return NULL;
+		virtio_rng_destroy(r);
+		return ret;
 	}
-	return &r->dev;
+	*out = r;
+	return 0;
 }

@@ -328,6 +328,32 @@ static int vm_irqfd(struct virtio_host *h, uint32_t gsi, int fd, bool assign)
 	return ioctl(host_to_vm(h)->vm_fd, KVM_IRQFD, &irq) < 0 ? -errno : 0;
 }
 
+/* The exit status for a device constructor's -errno: the host is short, a bad value, or ours. */
+static int vm_virtio_exit_status(int err)
+{
+	switch (-err) {
+	case ENOMEM:
+	case EMFILE:
+	case ENFILE:
+		return VMM_EXIT_RESOURCE;
+	case EINVAL:
+	case ENOENT:
+	case ENOTDIR:
+	case EISDIR:
+	case EACCES:
+	case EPERM:
+	case EROFS:
+	case EBUSY:
+	case ELOOP:
+	case ENXIO:
+	case ENAMETOOLONG:
+	case EOPNOTSUPP:
+		return VMM_EXIT_USAGE;
+	default:
+		return VMM_EXIT_RUNTIME;
+	}
+}
+
 /* Creates the virtio devices in a fixed order (disks, nets, rng, console), slot by slot. */
 static int vm_create_virtio_devices(struct vm *vm)
 {
@@ -349,25 +375,33 @@ static int vm_create_virtio_devices(struct vm *vm)
 		uint64_t base = X86_VIRTIO_MMIO_GPA + i * X86_VIRTIO_MMIO_SIZE;
 		uint32_t gsi = X86_VIRTIO_FIRST_GSI + i;
 		char *name = vm->vdev_names[i];
+		struct virtio_device_args args = {
+			.host = &vm->virtio_host, .name = name, .base = base, .gsi = gsi,
+		};
 		struct virtio_mmio_dev *d;
+		const char *kind;
 		unsigned int k = i;
 		int ret;
 
 		if (k < cfg->ndisks) {
+			kind = "blk";
+			args.options = &cfg->disks[k];
 			snprintf(name, sizeof(vm->vdev_names[i]), "virtio-blk%u", k);
-			d = virtio_blk_create(&vm->virtio_host, &cfg->disks[k], name, base, gsi);
 		} else if ((k -= cfg->ndisks) < cfg->nnets) {
+			kind = "net";
+			args.options = &cfg->nets[k];
 			snprintf(name, sizeof(vm->vdev_names[i]), "virtio-net%u", k);
-			d = virtio_net_create(&vm->virtio_host, &cfg->nets[k], name, base, gsi);
 		} else if ((k -= cfg->nnets) < (unsigned int)cfg->rng) {
+			kind = "rng";
 			snprintf(name, sizeof(vm->vdev_names[i]), "virtio-rng0");
-			d = virtio_rng_create(&vm->virtio_host, name, base, gsi);
 		} else {
+			kind = "console";
+			args.options = &cfg->console;
 			snprintf(name, sizeof(vm->vdev_names[i]), "virtio-console0");
-			d = virtio_console_create(&vm->virtio_host, &cfg->console, name, base, gsi);
 		}
-		if (!d)
-			return VMM_EXIT_USAGE;
+		ret = virtio_device_create(kind, &args, &d);
+		if (ret)
+			return vm_virtio_exit_status(ret);
 		vm->vdevs[vm->nvdevs++] = d;
 		ret = io_bus_register(&vm->mmio, base, VIRTIO_MMIO_WINDOW, virtio_mmio_io, d, name);
 		if (ret) {
@@ -533,16 +567,13 @@ void vm_destroy(struct vm *vm)
 	event_loop_stop(&vm->loop);
 	for (unsigned int i = 0; i < vm->nvdevs; i++) {
 		struct virtio_mmio_dev *d = vm->vdevs[i];
-		const struct virtio_dev_ops *ops = d->ops;
 
 		log_info("%s: %llu queue notifications by ioeventfd, %llu by MMIO exit, %llu interrupts "
 			 "(%llu more causes merged into pending ones)",
-			 vm->vdev_names[i], (unsigned long long)d->eventfd_notifies,
+			 vm->vdev_names[i], (unsigned long long)virtio_mmio_eventfd_notifies(d),
 			 (unsigned long long)d->mmio_notifies, (unsigned long long)d->interrupts,
 			 (unsigned long long)d->interrupts_merged);
-		virtio_mmio_destroy(d);
-		if (ops && ops->destroy)
-			ops->destroy(d);
+		virtio_device_destroy(d);
 	}
 	vm->nvdevs = 0;
 	if (vm->loop.epfd >= 0)

@@ -64,10 +64,16 @@ void drv_queue_at(struct virtio_mmio_dev *d, unsigned int q, uint32_t size, uint
 		  uint64_t avail, uint64_t used);
 /* Sets up queue q with fresh rings at FAKE_RING_GPA(q); checks it is ready. */
 void drv_setup_queue(struct virtio_mmio_dev *d, unsigned int q);
-/* Negotiates VERSION_1 plus features and brings every queue of d up to DRIVER_OK. */
+/* Negotiates VERSION_1 plus features, brings every queue of d up to DRIVER_OK, runs the kicks. */
 void drv_start(struct virtio_mmio_dev *d, uint64_t features);
-/* Notifies queue q through the QueueNotify register. */
+/* Notifies queue q through the QueueNotify register, then runs the kicks (drv_run_kicks). */
 void drv_kick(struct virtio_mmio_dev *d, unsigned int q);
+/*
+ * Does what the event loop thread would do with d's kick eventfds: runs the
+ * handlers of those that are readable, until none is. Other sources (a tap, a
+ * pty) are left for the test to run by hand.
+ */
+void drv_run_kicks(struct virtio_mmio_dev *d);
 
 /* ---- Rings ---- */
 

@@ -32,7 +32,7 @@
 #define DISK_SIZE	(DISK_SECTORS * SECTOR)
 
 static char path[64];
-static struct blk_dev *b;
+static struct virtio_blk *b;
 static struct virtq_chain ch;
 static struct virtio_blk_outhdr hdr;
 static uint8_t status;
@@ -83,7 +83,7 @@ static int open_dev(bool readonly, bool direct, const char *id)
 
 	b = calloc(1, sizeof(*b));
 	cr_assert_not_null(b);
-	r = blk_init(b, &o, "vblk-test");
+	r = virtio_blk_init(b, &o, "vblk-test");
 	if (r < 0) {
 		free(b);
 		b = NULL;
@@ -106,7 +106,7 @@ static void setup_ro(void)
 static void teardown(void)
 {
 	if (b) {
-		blk_fini(b);
+		virtio_blk_fini(b);
 		free(b);
 		b = NULL;
 	}
@@ -467,7 +467,7 @@ Test(blk, get_id_given_and_short_buffer)
 	char id[VIRTIO_BLK_ID_BYTES];
 	uint32_t written;
 
-	blk_fini(b);
+	virtio_blk_fini(b);
 	free(b);
 	cr_assert_eq(open_dev(false, false, "serial-0123"), 0);
 
@@ -496,7 +496,7 @@ Test(blk, id_of_exactly_20_bytes_has_no_terminator)
 {
 	char id[VIRTIO_BLK_ID_BYTES];
 
-	blk_fini(b);
+	virtio_blk_fini(b);
 	free(b);
 	cr_assert_eq(open_dev(false, false, "ABCDEFGHIJKLMNOPQRST"), 0);
 	chain_begin();
@@ -509,7 +509,7 @@ Test(blk, id_of_exactly_20_bytes_has_no_terminator)
 
 Test(blk, id_longer_than_20_bytes_is_refused)
 {
-	blk_fini(b);
+	virtio_blk_fini(b);
 	free(b);
 	cr_assert_eq(open_dev(false, false, "ABCDEFGHIJKLMNOPQRSTU"), -EINVAL);
 }
@@ -829,7 +829,7 @@ Test(blk_bdev, loop_device, .fini = teardown)
 	o.path = dev;
 	b = calloc(1, sizeof(*b));
 	cr_assert_not_null(b);
-	cr_assert_eq(blk_init(b, &o, "vblk-loop"), 0);
+	cr_assert_eq(virtio_blk_init(b, &o, "vblk-loop"), 0);
 	close(lfd);
 	cr_assert(b->is_bdev);
 	cr_assert_eq(le64toh(b->config.capacity), DISK_SECTORS);
@@ -856,35 +856,40 @@ Test(blk_bdev, loop_device, .fini = teardown)
 
 TestSuite(blk_setup, .fini = teardown);
 
-static struct virtio_mmio_dev *create(const char *p, bool readonly)
+/* virtio_blk_create's -errno; *out stays NULL on failure. */
+static int create(const char *p, bool readonly)
 {
 	struct blk_options o = { .path = p, .readonly = readonly };
+	struct virtio_blk *out = (struct virtio_blk *)&o;	/* must be overwritten */
+	int r;
 
 	/* These fail before the transport is touched: no host needed. */
-	return virtio_blk_create(NULL, &o, "vblk-test", 0xd0000000, 5);
+	r = virtio_blk_create(NULL, &o, "vblk-test", 0xd0000000, 5, &out);
+	cr_assert_null(out);
+	return r;
 }
 
 Test(blk_setup, missing_file)
 {
-	cr_assert_null(create("/nonexistent/disk.img", false));
-	cr_assert_null(create("/nonexistent/disk.img", true));
+	cr_assert_eq(create("/nonexistent/disk.img", false), -ENOENT);
+	cr_assert_eq(create("/nonexistent/disk.img", true), -ENOENT);
 }
 
 Test(blk_setup, directory)
 {
-	cr_assert_null(create("/tmp", false));
-	cr_assert_null(create("/tmp", true));
+	cr_assert_eq(create("/tmp", false), -EISDIR);
+	cr_assert_eq(create("/tmp", true), -EISDIR);
 }
 
 Test(blk_setup, not_a_file_or_block_device)
 {
-	cr_assert_null(create("/dev/null", false));
+	cr_assert_eq(create("/dev/null", false), -EINVAL);
 }
 
 Test(blk_setup, size_not_a_multiple_of_512)
 {
 	make_image(1000, false);
-	cr_assert_null(create(path, false));
+	cr_assert_eq(create(path, false), -EINVAL);
 	cr_assert_eq(open_dev(true, false, NULL), -EINVAL);
 }
 
@@ -896,33 +901,33 @@ Test(blk_setup, empty_image)
 
 Test(blk_setup, no_path)
 {
-	cr_assert_null(create(NULL, false));
-	cr_assert_null(create("", false));
+	cr_assert_eq(create(NULL, false), -EINVAL);
+	cr_assert_eq(create("", false), -EINVAL);
 }
 
 Test(blk_setup, second_writer_is_locked_out)
 {
-	struct blk_dev *first;
+	struct virtio_blk *first;
 
 	make_image(DISK_SIZE, false);
 	cr_assert_eq(open_dev(false, false, NULL), 0);
 	first = b;
 	cr_assert_eq(open_dev(true, false, NULL), -EBUSY);
 	cr_assert_eq(open_dev(false, false, NULL), -EBUSY);
-	blk_fini(first);
+	virtio_blk_fini(first);
 	free(first);
 	cr_assert_eq(open_dev(false, false, NULL), 0);
 }
 
 Test(blk_setup, readers_share)
 {
-	struct blk_dev *first;
+	struct virtio_blk *first;
 
 	make_image(DISK_SIZE, false);
 	cr_assert_eq(open_dev(true, false, NULL), 0);
 	first = b;
 	cr_assert_eq(open_dev(true, false, NULL), 0);
-	blk_fini(first);
+	virtio_blk_fini(first);
 	free(first);
 }
 
@@ -930,6 +935,7 @@ Test(blk_setup, readers_share)
 
 #define RING_SIZE	8
 
+static struct virtio_blk *blk;
 static struct virtio_mmio_dev *vdev;
 
 static void setup_e2e(void)
@@ -938,17 +944,15 @@ static void setup_e2e(void)
 
 	make_image(DISK_SIZE, true);
 	fake_driver_init(RING_SIZE);
-	vdev = virtio_blk_create(&fake_host, &o, "vblk0", 0xd0000000, 5);
-	cr_assert_not_null(vdev);
+	cr_assert_eq(virtio_blk_create(&fake_host, &o, "vblk0", 0xd0000000, 5, &blk), 0);
+	vdev = &blk->dev;
 }
 
 static void teardown_e2e(void)
 {
-	if (vdev) {
-		const struct virtio_dev_ops *ops = vdev->ops;
-
-		virtio_mmio_destroy(vdev);
-		ops->destroy(vdev);
+	if (blk) {
+		virtio_blk_destroy(blk);
+		blk = NULL;
 		vdev = NULL;
 	}
 	fake_driver_fini();

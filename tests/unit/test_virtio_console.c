@@ -175,18 +175,14 @@ static void base_setup(void)
 static void create(enum console_backend backend, const char *file)
 {
 	struct console_options o = { .backend = backend, .path = file };
-	struct virtio_mmio_dev *d;
 
-	d = virtio_console_create(&fake_host, &o, "virtio-console0", BASE, GSI);
-
-	cr_assert_not_null(d);
-	con = container_of(d, struct virtio_console, dev);
+	cr_assert_eq(virtio_console_create(&fake_host, &o, "virtio-console0", BASE, GSI, &con), 0);
 }
 
 static void base_teardown(void)
 {
-	if (con)
-		con->dev.ops->destroy(&con->dev);
+	virtio_console_destroy(con);
+	con = NULL;
 	fake_driver_fini();
 }
 
@@ -288,9 +284,17 @@ Test(virtio_console_create, bad_file_is_refused)
 {
 	struct console_options o = { .backend = CONSOLE_BACKEND_FILE, .path = "/nonexistent/dir/log" };
 
-	cr_assert_null(virtio_console_create(&fake_host, &o, "virtio-console0", BASE, GSI));
+	struct virtio_console *c;
+
+	cr_assert_eq(virtio_console_create(&fake_host, &o, "virtio-console0", BASE, GSI, &c),
+		     -ENOENT);
+	cr_assert_null(c);
 	o.path = NULL;
-	cr_assert_null(virtio_console_create(&fake_host, &o, "virtio-console0", BASE, GSI));
+	cr_assert_eq(virtio_console_create(&fake_host, &o, "virtio-console0", BASE, GSI, &c),
+		     -EINVAL);
+	o.path = "/tmp";
+	cr_assert_eq(virtio_console_create(&fake_host, &o, "virtio-console0", BASE, GSI, &c),
+		     -EISDIR);
 }
 
 Test(virtio_console_create, write_errors_drop_output)

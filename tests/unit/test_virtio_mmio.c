@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * The virtio-mmio transport's register semantics, against a test device in
- * the fake guest of fake_driver.c, whose host records what it is asked.
+ * the fake guest of fake_driver.c, whose host records what it is asked, and
+ * whose back-end only records what the transport hands it (the seam's own
+ * tests are in test_virtio_backend.c).
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -30,10 +32,14 @@ struct host_calls {
 
 struct test_dev {
 	struct virtio_mmio_dev vdev;
+	struct virtio_backend be;
 	uint8_t config[8];
-	int notified[VIRTIO_MMIO_MAX_QUEUES];
 	int resets, activations, config_writes;
 	int activate_ret;
+	/* What the back-end was handed. */
+	int starts[VIRTIO_MMIO_MAX_QUEUES], stops[VIRTIO_MMIO_MAX_QUEUES];
+	int kick_fd[VIRTIO_MMIO_MAX_QUEUES];
+	struct virtio_call *call[VIRTIO_MMIO_MAX_QUEUES];
 };
 
 static struct host_calls fh;
@@ -57,9 +63,48 @@ static int fake_irqfd(struct virtio_host *h, uint32_t gsi, int fd, bool assign)
 	return 0;
 }
 
-static void t_notify(struct virtio_mmio_dev *d, unsigned int q)
+static uint64_t t_features(struct virtio_backend *be)
 {
-	((struct test_dev *)d)->notified[q]++;
+	return ~0ULL;
+}
+
+static int t_start(struct virtio_backend *be, unsigned int q, const struct virtq_state *state,
+		   int kick_fd, struct virtio_call *call)
+{
+	dev.starts[q]++;
+	dev.kick_fd[q] = kick_fd;
+	dev.call[q] = call;
+	return 0;
+}
+
+static void t_stop(struct virtio_backend *be, unsigned int q, struct virtq_state *state)
+{
+	dev.stops[q]++;
+	dev.call[q] = NULL;
+}
+
+static const struct virtio_backend_ops test_backend_ops = {
+	.name = "test",
+	.features = t_features,
+	.start = t_start,
+	.stop = t_stop,
+};
+
+/* Kicks waiting on queue q's eventfd (reading clears them). */
+static uint64_t kicks(unsigned int q)
+{
+	uint64_t v = 0;
+
+	if (read(dev.vdev.q[q].kick_fd, &v, sizeof(v)) != sizeof(v))
+		return 0;
+	return v;
+}
+
+/* What an in-process back-end does after pushing used buffers the driver wants to hear about. */
+static void raise_used(unsigned int q)
+{
+	cr_assert_not_null(dev.call[q], "queue %u is not started", q);
+	dev.call[q]->raise(dev.call[q]);
 }
 
 static void t_reset(struct virtio_mmio_dev *d)
@@ -88,7 +133,6 @@ static const struct virtio_dev_ops test_ops = {
 	.device_id = TEST_DEVICE_ID,
 	.nqueues = 2,
 	.queue_max_size = 64,
-	.queue_notify = t_notify,
 	.reset = t_reset,
 	.activate = t_activate,
 	.config_write = t_config_write,
@@ -112,13 +156,15 @@ static void setup(void)
 	fake_host.irqfd = fake_irqfd;
 	memset(&fh, 0, sizeof(fh));
 	memset(&dev, 0, sizeof(dev));
+	dev.be.ops = &test_backend_ops;
 	memcpy(dev.config, "ABCDEFGH", 8);
 }
 
 static void init_dev(void)
 {
 	cr_assert_eq(virtio_mmio_init(&dev.vdev, &test_ops, &fake_host, "virtio-test0", BASE, GSI,
-				      1ULL << DEV_FEATURE, dev.config, sizeof(dev.config)), 0);
+				      1ULL << DEV_FEATURE, dev.config, sizeof(dev.config), &dev.be),
+		     0);
 }
 
 static void teardown(void)
@@ -168,7 +214,7 @@ Test(virtio_mmio, ioeventfd_per_queue_with_datamatch)
 	cr_assert_eq(fh.last_addr, BASE + VIRTIO_MMIO_QUEUE_NOTIFY);
 	cr_assert_eq(fh.datamatch[0], 0);
 	cr_assert_eq(fh.datamatch[1], 1);
-	cr_assert(dev.vdev.kick[0].bound && dev.vdev.kick[1].bound);
+	cr_assert(dev.vdev.q[0].kick_bound && dev.vdev.q[1].kick_bound);
 }
 
 Test(virtio_mmio, device_features_include_transport_bits)
@@ -335,51 +381,63 @@ Test(virtio_mmio, reset_clears_state)
 	cr_assert_eq(dev.resets, 1);
 }
 
-Test(virtio_mmio, mmio_queue_notify_fallback)
+Test(virtio_mmio, mmio_queue_notify_lands_on_the_kick_eventfd)
 {
 	init_dev();
 	wr(VIRTIO_MMIO_QUEUE_NOTIFY, 1);
-	cr_assert_eq(dev.notified[1], 0, "not before DRIVER_OK");
+	cr_assert_eq(dev.starts[1], 0, "no back-end runs the queue before DRIVER_OK");
 	go_live();
+	cr_assert_eq(kicks(1), 1, "a kick before DRIVER_OK waits in the eventfd");
+	wr(VIRTIO_MMIO_QUEUE_NOTIFY, 1);
 	wr(VIRTIO_MMIO_QUEUE_NOTIFY, 1);
 	wr(VIRTIO_MMIO_QUEUE_NOTIFY, 7);	/* no such queue: ignored */
-	cr_assert_eq(dev.notified[1], 1);
-	cr_assert_eq(dev.vdev.mmio_notifies, 3);
+	cr_assert_eq(kicks(1), 2, "one path: the same eventfd as KVM's ioeventfd");
+	cr_assert_eq(kicks(0), 0);
+	cr_assert_eq(dev.vdev.mmio_notifies, 4);
 }
 
-Test(virtio_mmio, ioeventfd_kick_runs_queue_handler)
+Test(virtio_mmio, back_end_gets_each_ready_queue_at_driver_ok)
 {
-	uint64_t one = 1;
-
 	init_dev();
-	go_live();
-	cr_assert_eq(write(dev.vdev.kick[0].src.fd, &one, sizeof(one)), sizeof(one));
-	dev.vdev.kick[0].src.fn(&dev.vdev.kick[0].src, 0);
-	cr_assert_eq(dev.notified[0], 1);
-	cr_assert_eq(dev.vdev.eventfd_notifies, 1);
-	cr_assert_eq(dev.vdev.mmio_notifies, 0);
+	negotiate();
+	setup_queue(0, 64, 0x1000, 0x2000, 0x3000);
+	cr_assert_eq(dev.starts[0], 0, "not before DRIVER_OK");
+	wr(VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+			       VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
+	cr_assert_eq(dev.starts[0], 1);
+	cr_assert_eq(dev.starts[1], 0, "queue 1 is not ready");
+	cr_assert_eq(dev.kick_fd[0], dev.vdev.q[0].kick_fd, "the queue's ioeventfd is the kick fd");
+	cr_assert_eq(dev.call[0]->irq_fd, dev.vdev.irq_fd);
+	/* A queue enabled after DRIVER_OK starts then. */
+	setup_queue(1, 64, 0x4000, 0x5000, 0x6000);
+	cr_assert_eq(dev.starts[1], 1);
+	wr(VIRTIO_MMIO_QUEUE_SEL, 1);
+	wr(VIRTIO_MMIO_QUEUE_READY, 0);
+	cr_assert_eq(dev.stops[1], 1, "disabling a queue takes it back");
+	wr(VIRTIO_MMIO_STATUS, 0);
+	cr_assert_eq(dev.stops[0], 1, "a reset takes every started queue back");
+	cr_assert_eq(dev.stops[1], 1);
 }
 
-Test(virtio_mmio, kick_ignored_on_broken_device)
+Test(virtio_mmio, needs_reset_stops_the_queues)
 {
-	uint64_t one = 1;
-
 	init_dev();
 	go_live();
 	virtio_mmio_set_needs_reset(&dev.vdev, "test");
-	cr_assert_eq(write(dev.vdev.kick[0].src.fd, &one, sizeof(one)), sizeof(one));
-	dev.vdev.kick[0].src.fn(&dev.vdev.kick[0].src, 0);
-	cr_assert_eq(dev.notified[0], 0);
+	cr_assert_eq(dev.stops[0], 1);
+	cr_assert_eq(dev.stops[1], 1);
+	wr(VIRTIO_MMIO_STATUS, 0);
+	cr_assert_eq(dev.stops[0], 1, "stopped once");
 }
 
 Test(virtio_mmio, ioeventfd_failure_falls_back_to_mmio)
 {
 	fh.ioeventfd_fail = 1;
 	init_dev();
-	cr_assert_not(dev.vdev.kick[0].bound);
+	cr_assert_not(dev.vdev.q[0].kick_bound);
 	go_live();
 	wr(VIRTIO_MMIO_QUEUE_NOTIFY, 0);
-	cr_assert_eq(dev.notified[0], 1);
+	cr_assert_eq(kicks(0), 1);
 }
 
 /* How many edges the irqfd got since the last call (0 when none). */
@@ -408,7 +466,7 @@ Test(virtio_mmio, causes_before_ack_share_one_interrupt)
 	init_dev();
 	go_live();
 	virtio_mmio_signal_config(&dev.vdev);
-	virtio_mmio_signal_used(&dev.vdev, 0);	/* first check with EVENT_IDX always notifies */
+	raise_used(0);
 	virtio_mmio_signal_config(&dev.vdev);
 	cr_assert_eq(irq_edges(), 1, "one edge while the driver has not acknowledged");
 	cr_assert_eq(dev.vdev.interrupts, 1);
@@ -434,7 +492,7 @@ Test(virtio_mmio, partial_ack_raises_again_for_the_rest)
 {
 	init_dev();
 	go_live();
-	virtio_mmio_signal_used(&dev.vdev, 0);
+	raise_used(0);
 	cr_assert_eq(irq_edges(), 1);
 	/* The driver read VRING only; a config change arrives before its acknowledgement. */
 	virtio_mmio_signal_config(&dev.vdev);
@@ -519,10 +577,12 @@ Test(virtio_mmio, init_rejects_bad_ops)
 	struct virtio_dev_ops bad = test_ops;
 
 	bad.nqueues = 0;
-	cr_assert_eq(virtio_mmio_init(&dev.vdev, &bad, &fake_host, "bad", BASE, GSI, 0, NULL, 0),
-		     -EINVAL);
+	cr_assert_eq(virtio_mmio_init(&dev.vdev, &bad, &fake_host, "bad", BASE, GSI, 0, NULL, 0,
+				      &dev.be), -EINVAL);
 	bad.nqueues = VIRTIO_MMIO_MAX_QUEUES + 1;
-	cr_assert_eq(virtio_mmio_init(&dev.vdev, &bad, &fake_host, "bad", BASE, GSI, 0, NULL, 0),
-		     -EINVAL);
+	cr_assert_eq(virtio_mmio_init(&dev.vdev, &bad, &fake_host, "bad", BASE, GSI, 0, NULL, 0,
+				      &dev.be), -EINVAL);
+	cr_assert_eq(virtio_mmio_init(&dev.vdev, &test_ops, &fake_host, "bad", BASE, GSI, 0, NULL,
+				      0, NULL), -EINVAL, "no back-end");
 	memset(&dev.vdev, 0, sizeof(dev.vdev));
 }

@@ -177,14 +177,14 @@ static void setup(void)
 	memcpy(o.mac, test_mac, sizeof(o.mac));
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
 	peer = sv[1];
-	n = virtio_net_create_fd(&fake_host, &o, "virtio-net0", BASE, GSI, sv[0], false);
-	cr_assert_not_null(n);
+	cr_assert_eq(virtio_net_create_fd(&fake_host, &o, "virtio-net0", BASE, GSI, sv[0], false,
+					  &n), 0);
 }
 
 static void teardown(void)
 {
-	if (n)
-		n->dev.ops->destroy(&n->dev);
+	virtio_net_destroy(n);
+	n = NULL;
 	if (peer >= 0)
 		close(peer);
 	fake_driver_fini();
@@ -544,23 +544,30 @@ TestSuite(virtio_net_create, .init = plain_setup, .fini = fake_driver_fini);
 Test(virtio_net_create, vhost_on_is_refused)
 {
 	struct net_options o = { .tap = "vmmt0", .vhost = true };
+	struct virtio_net *vn;
 
-	cr_assert_null(virtio_net_create(&fake_host, &o, "virtio-net0", BASE, GSI));
+	cr_assert_eq(virtio_net_create(&fake_host, &o, "virtio-net0", BASE, GSI, &vn),
+		     -EOPNOTSUPP);
+	cr_assert_null(vn);
 }
 
 Test(virtio_net_create, bad_tap_names_are_refused)
 {
 	struct net_options o = { .tap = "a-name-much-too-long-for-linux" };
+	struct virtio_net *vn;
 
-	cr_assert_null(virtio_net_create(&fake_host, &o, "virtio-net0", BASE, GSI));
+	cr_assert_eq(virtio_net_create(&fake_host, &o, "virtio-net0", BASE, GSI, &vn),
+		     -ENAMETOOLONG);
 	o.tap = "";
-	cr_assert_null(virtio_net_create(&fake_host, &o, "virtio-net0", BASE, GSI));
+	cr_assert_eq(virtio_net_create(&fake_host, &o, "virtio-net0", BASE, GSI, &vn), -EINVAL);
+	cr_assert_null(vn);
 	cr_assert_eq(net_tap_open("a-name-much-too-long-for-linux"), -ENAMETOOLONG);
 }
 
 Test(virtio_net_create, real_tap)
 {
 	struct net_options o = { 0 };
+	struct virtio_net *vn;
 	struct virtio_mmio_dev *d;
 	struct ifreq ifr = { 0 };
 	char name[IFNAMSIZ];
@@ -584,11 +591,9 @@ Test(virtio_net_create, real_tap)
 
 	o.tap = name;
 	o.mac_set = false;
-	d = virtio_net_create(&fake_host, &o, "virtio-net0", BASE, GSI);
-	cr_assert_not_null(d);
+	cr_assert_eq(virtio_net_create(&fake_host, &o, "virtio-net0", BASE, GSI, &vn), 0);
+	d = &vn->dev;
 	{
-		struct virtio_net *vn = container_of(d, struct virtio_net, dev);
-
 		cr_assert_eq(vn->config.mac[0], 0x52, "generated MAC in 52:54:00");
 		cr_assert_eq(vn->config.mac[1], 0x54);
 		cr_assert_eq(vn->config.mac[2], 0x00);
@@ -597,7 +602,7 @@ Test(virtio_net_create, real_tap)
 				     1ULL << VIRTIO_NET_F_GUEST_TSO6;
 		cr_assert_eq(ioctl(vn->tap_fd, TUNSETOFFLOAD, net_tap_offloads(d)), 0);
 	}
-	d->ops->destroy(d);
+	virtio_net_destroy(vn);
 }
 
 /* ---- traffic through a real tap ---- */
@@ -608,7 +613,6 @@ static void tap_setup(void)
 {
 	struct net_options o = { .tap = tap_name, .mac_set = true };
 	struct ifreq ifr = { 0 };
-	struct virtio_mmio_dev *d;
 	int fd;
 
 	fake_driver_init(QSIZE);
@@ -622,9 +626,7 @@ static void tap_setup(void)
 	cr_assert_geq(fd, 0);
 	close(fd);
 	memcpy(o.mac, test_mac, sizeof(o.mac));
-	d = virtio_net_create(&fake_host, &o, "virtio-net0", BASE, GSI);
-	cr_assert_not_null(d);
-	n = container_of(d, struct virtio_net, dev);
+	cr_assert_eq(virtio_net_create(&fake_host, &o, "virtio-net0", BASE, GSI, &n), 0);
 
 	/* ip link set NAME up */
 	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -638,8 +640,7 @@ static void tap_setup(void)
 
 static void tap_teardown(void)
 {
-	if (n)
-		n->dev.ops->destroy(&n->dev);
+	virtio_net_destroy(n);
 	n = NULL;
 	fake_driver_fini();
 }

@@ -99,6 +99,7 @@ Test(rng_fill, stops_at_max)
 #define GSI		6
 #define QSIZE		64
 
+static struct virtio_rng *rng;
 static struct virtio_mmio_dev *dev;
 
 /* A guest buffer filled with 0xaa, for filled() and untouched(). */
@@ -113,13 +114,14 @@ static uint64_t alloc_aa(size_t len)
 static void setup(void)
 {
 	fake_driver_init(QSIZE);
-	dev = virtio_rng_create(&fake_host, "virtio-rng0", BASE, GSI);
-	cr_assert_not_null(dev);
+	cr_assert_eq(virtio_rng_create(&fake_host, "virtio-rng0", BASE, GSI, &rng), 0);
+	dev = &rng->dev;
 }
 
 static void teardown(void)
 {
-	dev->ops->destroy(dev);
+	virtio_rng_destroy(rng);
+	rng = NULL;
 	fake_driver_fini();
 }
 

@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The device back-end seam: who owns what in a virtio device.
+ *
+ * The DEVICE MODEL (virtio/blk.c, net.c, ...) with its TRANSPORT
+ * (virtio/mmio.c) owns the device as the driver sees it: config space, the
+ * device features, the status and feature negotiation, InterruptStatus, and
+ * each queue's configuration as the driver wrote it (a struct virtq_state:
+ * size, ring addresses, ready). The transport checks the ring addresses when
+ * the driver sets QueueReady, so guest errors are reported there.
+ *
+ * A BACK-END owns the data path of the device's queues: it pops chains,
+ * does the I/O and pushes used elements. The transport hands it each ready
+ * queue when the driver sets DRIVER_OK (start) and takes it back, with the
+ * position the back-end reached, on a reset, on DEVICE_NEEDS_RESET and at
+ * teardown (stop). A started queue is the back-end's alone: the transport
+ * does not touch its rings until it stops it.
+ *
+ * Kicks: each queue has one kick eventfd, owned by the transport: KVM's
+ * ioeventfd for QueueNotify, onto which the transport also writes the
+ * QueueNotify writes that take the MMIO exit path, so there is one path. A
+ * back-end waits on it: the in-process one on the event loop
+ * (virtio/userspace.h), kernel vhost and vhost-user as their kick fd. Kicks
+ * sent while no back-end watches stay counted in the eventfd; when queues
+ * resume from saved positions (virtio_mmio_resume) the transport kicks each
+ * once more, so chains the previous back-end left are not stranded.
+ *
+ * Calls: the back-end tells the driver about used buffers through the queue's
+ * struct virtio_call, after applying the driver's suppression itself
+ * (EVENT_IDX / VRING_AVAIL_F_NO_INTERRUPT), as vhost does. An in-process
+ * back-end calls raise(), which goes through the transport's level-triggered
+ * InterruptStatus logic. irq_fd is the device's KVM irqfd, for vhost: a write
+ * to it injects the interrupt without setting InterruptStatus, which the
+ * Linux driver then ignores (../shared/docs/vhost-reference.md D.2), so a
+ * vhost back-end needs the transport's vhost interrupt mode (the vhost issue)
+ * before it may be given irq_fd.
+ *
+ * Features: the transport offers the device model's features (plus its own
+ * ring bits) intersected with what the back-end says it can do.
+ *
+ * Threads: the transport calls start/stop/set_features from vCPU threads
+ * (register writes) or the VM's thread (teardown) with the device lock held;
+ * raise() and error() expect the device lock held too. An in-process
+ * back-end runs its queue handlers on the event loop thread under the same
+ * lock, so a stop never races with a handler. stop() may be called from
+ * inside the back-end's own handler (error() sets DEVICE_NEEDS_RESET, which
+ * stops every queue): after error() a handler must return without touching
+ * the queue again.
+ */
+#ifndef VIRTIO_BACKEND_H
+#define VIRTIO_BACKEND_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "virtio/virtq.h"
+
+#define VIRTIO_BACKEND_MAX_QUEUES	16
+
+/* How a back-end gets the driver's attention for one queue; owned by the transport. */
+struct virtio_call {
+	/* The driver wants a used-buffer interrupt now. Device lock held. */
+	void (*raise)(struct virtio_call *call);
+	/* The queue is unusable (a guest error; why says what): DEVICE_NEEDS_RESET. Lock held. */
+	void (*error)(struct virtio_call *call, const char *why);
+	int irq_fd;		/* the device's interrupt eventfd (KVM irqfd); see above */
+	uint64_t kicks;		/* statistics: kick wake-ups an in-process back-end handled */
+};
+
+struct virtio_backend;
+
+struct virtio_backend_ops {
+	const char *name;	/* e.g. "userspace", "vhost-net" */
+	/* Every feature bit (device, ring, VERSION_1) the back-end can serve. */
+	uint64_t (*features)(struct virtio_backend *be);
+	/* Optional: the features the driver accepted, at DRIVER_OK before a start; 0 or -errno. */
+	int (*set_features)(struct virtio_backend *be, uint64_t features);
+	/*
+	 * Takes over queue q from *state (ring addresses, negotiated ring features, indices):
+	 * watches kick_fd, signals through call. 0 or -errno (the device then needs a reset).
+	 */
+	int (*start)(struct virtio_backend *be, unsigned int q, const struct virtq_state *state,
+		     int kick_fd, struct virtio_call *call);
+	/* Stops queue q (no more ring access, kicks or calls); saves its position into *state. */
+	void (*stop)(struct virtio_backend *be, unsigned int q, struct virtq_state *state);
+	/* Frees the back-end; its queues are stopped. Called by the device that created it. */
+	void (*destroy)(struct virtio_backend *be);
+};
+
+/* A back-end: embedded in its implementation's struct, which gets back with container_of(). */
+struct virtio_backend {
+	const struct virtio_backend_ops *ops;
+};
+
+#endif

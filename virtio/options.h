@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * What the user chose for each kind of virtio device, as the command line
+ * parses it (vmm/cli.c) and the device constructors take it. Plain data.
+ */
+#ifndef VIRTIO_OPTIONS_H
+#define VIRTIO_OPTIONS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* --disk path=FILE[,readonly=on][,direct=on][,id=SERIAL] */
+struct blk_options {
+	const char *path;	/* raw image file or block device */
+	bool readonly;
+	bool direct;		/* O_DIRECT */
+	const char *id;		/* GET_ID answer (at most 20 bytes); NULL: derived from path */
+};
+
+/* --net tap=NAME[,mac=52:54:00:12:34:56][,vhost=off] */
+struct net_options {
+	const char *tap;	/* existing or new tap interface name */
+	uint8_t mac[6];
+	bool mac_set;		/* false: a locally administered MAC is generated */
+	bool vhost;		/* kernel vhost-net offload (the vhost issue); false: userspace */
+};
+
+/* --console pty|stdio|off : virtio-console (hvc0) */
+enum console_backend {
+	CONSOLE_BACKEND_PTY,	/* a host pseudo-terminal; its path is printed */
+	CONSOLE_BACKEND_FILE,	/* output appended to a file, no input (for tests and logs) */
+};
+
+struct console_options {
+	enum console_backend backend;
+	const char *path;	/* CONSOLE_BACKEND_FILE: the file */
+};
+
+#endif
