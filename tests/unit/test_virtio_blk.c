@@ -2,7 +2,7 @@
 /*
  * virtio-blk: request handling (blk_handle_chain) over chains built from
  * plain host buffers and a temporary image file, the back-end checks of
- * blk_init/virtio_blk_create, and one request end to end through the
+ * virtio_blk_init/virtio_blk_create, and one request end to end through the
  * virtio-mmio transport and a split ring in fake guest memory.
  */
 #include <criterion/criterion.h>
