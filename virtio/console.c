@@ -31,7 +31,7 @@ static struct virtio_console *to_console(struct virtio_mmio_dev *d)
 	return container_of(d, struct virtio_console, dev);
 }
 
-ssize_t console_rx_chain(int fd, const struct virtq_chain *c)
+ssize_t virtio_console_rx_chain(int fd, const struct virtq_chain *c)
 {
 	if (!c->in_len)
 		return 0;
@@ -48,7 +48,7 @@ ssize_t console_rx_chain(int fd, const struct virtq_chain *c)
 	}
 }
 
-int console_tx_chain(int fd, const struct virtq_chain *c, size_t *done)
+int virtio_console_tx_chain(int fd, const struct virtq_chain *c, size_t *done)
 {
 	size_t skip = *done;
 
@@ -80,7 +80,7 @@ int console_tx_chain(int fd, const struct virtq_chain *c, size_t *done)
 	return 0;
 }
 
-bool console_pty_has_reader(int fd)
+bool virtio_console_pty_has_reader(int fd)
 {
 	struct pollfd p = { .fd = fd, .events = 0 };
 
@@ -144,7 +144,7 @@ static void console_set_connected(struct virtio_console *c, bool connected)
 /* Whether a transmit the output cannot take now should wait (true) or be dropped (false). */
 static bool console_tx_should_wait(struct virtio_console *c)
 {
-	if (c->backend != CONSOLE_BACKEND_PTY || !console_pty_has_reader(c->fd))
+	if (c->backend != CONSOLE_BACKEND_PTY || !virtio_console_pty_has_reader(c->fd))
 		return false;
 	console_set_connected(c, true);
 	return true;
@@ -171,7 +171,7 @@ static void console_rx(struct virtio_console *c)
 			c->rx_waiting = true;
 			break;
 		}
-		n = console_rx_chain(c->fd, c->chain);
+		n = virtio_console_rx_chain(c->fd, c->chain);
 		if (n < 0) {
 			virtq_unpop(vq);
 			if (n != -EAGAIN)
@@ -217,7 +217,7 @@ static void console_tx(struct virtio_console *c)
 			c->tx_done = 0;
 		c->tx_partial = false;
 		before = c->tx_done;
-		ret = console_tx_chain(c->fd, ch, &c->tx_done);
+		ret = virtio_console_tx_chain(c->fd, ch, &c->tx_done);
 		c->tx_bytes += c->tx_done - before;
 		if (ret == -EAGAIN && console_tx_should_wait(c)) {
 			c->tx_partial = true;
@@ -288,7 +288,7 @@ static void console_reconnect_tick(struct event_source *src, uint32_t events)
 		log_warn_ratelimited(&c->rl, "%s: cannot read the reconnect timer: %s", c->dev.name,
 				     strerror(errno));
 	pthread_mutex_lock(&c->dev.lock);
-	if (!c->connected && console_pty_has_reader(c->fd))
+	if (!c->connected && virtio_console_pty_has_reader(c->fd))
 		console_set_connected(c, true);
 	pthread_mutex_unlock(&c->dev.lock);
 }

@@ -63,17 +63,17 @@ struct virtio_console {
  * (also for a pty nobody has open, which reads as EIO, or end of file), or
  * another -errno.
  */
-ssize_t console_rx_chain(int fd, const struct virtq_chain *c);
+ssize_t virtio_console_rx_chain(int fd, const struct virtq_chain *c);
 
 /*
  * Writes c's readable segments to fd from byte *done on, advancing *done.
  * Returns 0 once everything is written, -EAGAIN when fd is full (*done says
  * how far it got), or another -errno.
  */
-int console_tx_chain(int fd, const struct virtq_chain *c, size_t *done);
+int virtio_console_tx_chain(int fd, const struct virtq_chain *c, size_t *done);
 
 /* Whether someone has the pty whose master is fd open (the master reports a hang-up otherwise). */
-bool console_pty_has_reader(int fd);
+bool virtio_console_pty_has_reader(int fd);
 
 /*
  * Creates the device over a pty or a file (see virtio/devices.h): 0 with *out

@@ -128,8 +128,8 @@ void virtio_mmio_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, 
 
 /*
  * Statistics: kick wake-ups an in-process back-end handled on the queues KVM
- * delivers QueueNotify to by ioeventfd (the transport's kick at each queue
- * start included; MMIO-path kicks are in mmio_notifies).
+ * delivers QueueNotify to by ioeventfd (with the transport's own kick at each
+ * resume; MMIO-path kicks are counted in mmio_notifies).
  */
 uint64_t virtio_mmio_eventfd_notifies(const struct virtio_mmio_dev *d);
 

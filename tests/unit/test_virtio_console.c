@@ -45,13 +45,13 @@ Test(console_helpers, rx_reads_into_writable_segments)
 	cr_assert_eq(write(p[1], "hello", 5), 5);
 	host_chain(&hc, (struct iovec[]){ { ro, sizeof(ro) } }, 1,
 		   (struct iovec[]){ { a, sizeof(a) }, { b, sizeof(b) } }, 2);
-	cr_assert_eq(console_rx_chain(p[0], &hc), 5);
+	cr_assert_eq(virtio_console_rx_chain(p[0], &hc), 5);
 	cr_assert_arr_eq(a, "hel", 3);
 	cr_assert_arr_eq(b, "lo", 2);
 	cr_assert_arr_eq(ro, "xxxx", 4, "readable segment written");
-	cr_assert_eq(console_rx_chain(p[0], &hc), -EAGAIN, "nothing to read");
+	cr_assert_eq(virtio_console_rx_chain(p[0], &hc), -EAGAIN, "nothing to read");
 	close(p[1]);
-	cr_assert_eq(console_rx_chain(p[0], &hc), -EAGAIN, "end of file reads as no input");
+	cr_assert_eq(virtio_console_rx_chain(p[0], &hc), -EAGAIN, "end of file reads as no input");
 	close(p[0]);
 }
 
@@ -63,12 +63,13 @@ Test(console_helpers, rx_reads_no_more_than_the_chain_holds)
 	nonblocking_pipe(p);
 	cr_assert_eq(write(p[1], "abcdefgh", 8), 8);
 	host_chain(&hc, NULL, 0, (struct iovec[]){ { a, sizeof(a) } }, 1);
-	cr_assert_eq(console_rx_chain(p[0], &hc), 4);
+	cr_assert_eq(virtio_console_rx_chain(p[0], &hc), 4);
 	cr_assert_arr_eq(a, "abcd", 4);
-	cr_assert_eq(console_rx_chain(p[0], &hc), 4, "the rest stays in the pipe for the next chain");
+	cr_assert_eq(virtio_console_rx_chain(p[0], &hc), 4,
+		     "the rest stays in the pipe for the next chain");
 	cr_assert_arr_eq(a, "efgh", 4);
 	host_chain(&hc, NULL, 0, NULL, 0);
-	cr_assert_eq(console_rx_chain(p[0], &hc), 0, "a chain without writable bytes");
+	cr_assert_eq(virtio_console_rx_chain(p[0], &hc), 0, "a chain without writable bytes");
 	close(p[0]);
 	close(p[1]);
 }
@@ -82,7 +83,7 @@ Test(console_helpers, tx_writes_readable_segments_in_order)
 	nonblocking_pipe(p);
 	host_chain(&hc, (struct iovec[]){ { "hello ", 6 }, { "", 0 }, { "world", 5 } }, 3,
 		   (struct iovec[]){ { w, sizeof(w) } }, 1);
-	cr_assert_eq(console_tx_chain(p[1], &hc, &done), 0);
+	cr_assert_eq(virtio_console_tx_chain(p[1], &hc, &done), 0);
 	cr_assert_eq(done, 11);
 	cr_assert_eq(read(p[0], got, sizeof(got)), 11);
 	cr_assert_arr_eq(got, "hello world", 11);
@@ -102,13 +103,13 @@ Test(console_helpers, tx_resumes_where_a_full_pipe_stopped_it)
 	pattern(a, sizeof(a), 0);
 	pattern(b, sizeof(b), sizeof(a));
 	host_chain(&hc, (struct iovec[]){ { a, sizeof(a) }, { b, sizeof(b) } }, 2, NULL, 0);
-	cr_assert_eq(console_tx_chain(p[1], &hc, &done), -EAGAIN);
+	cr_assert_eq(virtio_console_tx_chain(p[1], &hc, &done), -EAGAIN);
 	cr_assert_gt(done, 0);
 	cr_assert_lt(done, 6000);
 	while ((r = read(p[0], got + total, sizeof(got) - total)) > 0)
 		total += (size_t)r;
 	cr_assert_eq(total, done);
-	cr_assert_eq(console_tx_chain(p[1], &hc, &done), 0);
+	cr_assert_eq(virtio_console_tx_chain(p[1], &hc, &done), 0);
 	cr_assert_eq(done, 6000);
 	while ((r = read(p[0], got + total, sizeof(got) - total)) > 0)
 		total += (size_t)r;
@@ -128,11 +129,11 @@ Test(console_helpers, pty_reader_detection)
 	cr_assert_eq(unlockpt(m), 0);
 	s = open(ptsname(m), O_RDWR | O_NOCTTY);
 	cr_assert_geq(s, 0);
-	cr_assert(console_pty_has_reader(m));
+	cr_assert(virtio_console_pty_has_reader(m));
 	close(s);
-	cr_assert_not(console_pty_has_reader(m));
+	cr_assert_not(virtio_console_pty_has_reader(m));
 	s = open(ptsname(m), O_RDWR | O_NOCTTY);
-	cr_assert(console_pty_has_reader(m), "a new reader is seen");
+	cr_assert(virtio_console_pty_has_reader(m), "a new reader is seen");
 	close(s);
 	close(m);
 }
