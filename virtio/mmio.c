@@ -141,8 +141,8 @@ static int virtio_mmio_start_queue(struct virtio_mmio_dev *d, unsigned int q, bo
 		return 0;
 	ret = d->backend->ops->start(d->backend, q, &d->queues[q], d->q[q].kick_fd, &d->q[q].call);
 	if (ret) {
-		log_warn("%s: the %s back-end cannot start queue %u: %s", d->name,
-			 d->backend->ops->name, q, strerror(-ret));
+		log_warn_ratelimited(&guest_error_rl, "%s: the %s back-end cannot start queue "
+				     "%u: %s", d->name, d->backend->ops->name, q, strerror(-ret));
 		return ret;
 	}
 	d->q[q].started = true;
@@ -160,8 +160,11 @@ static void virtio_mmio_start_queues(struct virtio_mmio_dev *d, bool resume)
 	if (be->set_features) {
 		ret = be->set_features(d->backend, d->driver_features);
 		if (ret) {
-			log_warn("%s: the %s back-end refuses features %#llx: %s", d->name,
-				 be->name, (unsigned long long)d->driver_features, strerror(-ret));
+			log_warn_ratelimited(&guest_error_rl,
+					     "%s: the %s back-end refuses features %#llx: %s",
+					     d->name, be->name,
+					     (unsigned long long)d->driver_features,
+					     strerror(-ret));
 			virtio_mmio_set_needs_reset(d, "the device could not start");
 			return;
 		}
