@@ -84,7 +84,7 @@ struct virtq_chain {
 /* Resets a queue to its just-created state (size 0, not ready, not broken), keeping mem. */
 void virtq_reset(struct virtq *vq, const struct guest_mem *mem);
 
-/* Whether s's size and ring addresses are usable in mem (as virtq_start checks them); 0 or -EINVAL. */
+/* Whether s's size and ring addresses are usable in mem, as virtq_start checks; 0 or -EINVAL. */
 int virtq_check_rings(const struct guest_mem *mem, const struct virtq_state *s);
 
 /*

@@ -645,7 +645,8 @@ Test(virtq, start_from_refuses_what_start_refuses)
 	cr_assert_eq(virtq_start_from(&vq, &mem, &st), -EINVAL);
 	st.used_gpa = USED_GPA;
 	st.ready = false;
-	cr_assert_eq(virtq_start_from(&vq, &mem, &st), -EINVAL, "a queue the driver did not enable");
+	cr_assert_eq(virtq_start_from(&vq, &mem, &st), -EINVAL,
+		     "a queue the driver did not enable");
 }
 
 /* ---- chain_read / chain_write ---- */
