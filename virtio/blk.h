@@ -10,7 +10,9 @@
  * enough, and there is never more than one request in flight. An
  * asynchronous I/O engine plugs in at the queue handler (blk_queue_kick in
  * blk.c): it takes popped chains and completes them later with virtq_push()
- * and userspace_backend_signal() under the device lock.
+ * and userspace_backend_signal() under the device lock (ub.lock), and
+ * finishes what is in flight when a queue stops (a queue_state hook), since a
+ * saved queue state (struct virtq_state) holds no request in flight.
  */
 #ifndef VIRTIO_BLK_H
 #define VIRTIO_BLK_H
