@@ -10,9 +10,11 @@
  * enough, and there is never more than one request in flight. An
  * asynchronous I/O engine plugs in at the queue handler (blk_queue_kick in
  * blk.c): it takes popped chains and completes them later with virtq_push()
- * and userspace_backend_signal() under the device lock (ub.lock), and
- * finishes what is in flight when a queue stops (a queue_state hook), since a
- * saved queue state (struct virtq_state) holds no request in flight.
+ * and userspace_backend_signal() under the device lock (ub.lock), and must
+ * finish what is in flight before a stopping queue's position is saved (a
+ * saved struct virtq_state holds no request in flight): that needs a drain
+ * step in userspace_stop() before virtq_save(), which today's synchronous
+ * handler does not need.
  */
 #ifndef VIRTIO_BLK_H
 #define VIRTIO_BLK_H
