@@ -68,6 +68,12 @@ int bzimage_parse(const void *image, size_t size, struct bzimage_info *info, con
 		*why = "the setup header claims more sectors than the file has";
 		return -EINVAL;
 	}
+	/* syssize counts the protected-mode kernel in 16-byte units; a signature may follow it. */
+	if (info->setup_size + get_le32(b + HDR_OFF(syssize)) * 16ULL > size) {
+		*why = "the file is shorter than its setup header says (setup sectors and syssize): "
+		       "a truncated or partly copied kernel";
+		return -EINVAL;
+	}
 	info->kernel_size = size - info->setup_size;
 	info->pref_address = get_le64(b + HDR_OFF(pref_address));
 	info->init_size = get_le32(b + HDR_OFF(init_size));

@@ -33,8 +33,10 @@ struct bzimage_info {
 
 /*
  * Validates a bzImage (boot signature, "HdrS", protocol >= 2.12, loaded high,
- * 64-bit entry point) and fills *info. 0, or -EINVAL with *why set to a
- * static reason.
+ * 64-bit entry point, a file at least as long as (setup_sects + 1) * 512 +
+ * syssize * 16) and fills *info. image holds the file's first bytes (at least
+ * the setup header), size is the whole file's. 0, or -EINVAL with *why set to
+ * a static reason.
  */
 int bzimage_parse(const void *image, size_t size, struct bzimage_info *info, const char **why);
 

@@ -37,6 +37,7 @@ static void fake_bzimage(struct fake_image *img, size_t size, uint8_t setup_sect
 {
 	size_t hdr_end = MIN(size, (size_t)HDR_END_215);
 	struct boot_params bp;
+	size_t setup;
 
 	img->buf = malloc(size ? size : 1);
 	cr_assert_not_null(img->buf);
@@ -58,6 +59,9 @@ static void fake_bzimage(struct fake_image *img, size_t size, uint8_t setup_sect
 	bp.hdr.initrd_addr_max = 0x7fffffff;
 	bp.hdr.pref_address = 0x1000000;
 	bp.hdr.init_size = 0x2000000;
+	/* As the kernel's build does: the protected-mode kernel's size in 16-byte units. */
+	setup = ((setup_sects ? setup_sects : 4) + 1u) * SECTOR;
+	bp.hdr.syssize = size > setup ? (uint32_t)((size - setup) / 16) : 0;
 	/* Only the header part: the setup code before it keeps its pattern. */
 	if (hdr_end > 0x1f1)
 		memcpy(img->buf + 0x1f1, (uint8_t *)&bp + 0x1f1, hdr_end - 0x1f1);
@@ -262,6 +266,52 @@ Test(bzimage_parse, setup_sects_beyond_file)
 	fake_free(&img);
 }
 
+/* The file ends before (setup_sects + 1) * 512 + syssize * 16 bytes: refused. */
+Test(bzimage_parse, truncated_kernel)
+{
+	struct fake_image img;
+	struct bzimage_info info;
+	const char *why;
+
+	fake_bzimage(&img, 5 * SECTOR + 8192, 4);
+	img.size--;	/* one byte missing */
+	cr_assert_eq(parse(&img, &info, &why), -EINVAL);
+	cr_assert_not_null(why);
+	cr_assert(strstr(why, "shorter than its setup header says"), "%s", why);
+	img.size = 5 * SECTOR + 16;	/* most of the kernel missing */
+	cr_assert_eq(parse(&img, &info, &why), -EINVAL);
+	fake_free(&img);
+}
+
+/* setup_sects 0 means 4 in the expected size too. */
+Test(bzimage_parse, truncated_kernel_setup_sects_zero)
+{
+	struct fake_image img;
+	struct bzimage_info info;
+	const char *why;
+
+	fake_bzimage(&img, 8192, 0);
+	hdr_of(&img)->hdr.syssize = (8192 - 5 * SECTOR) / 16 + 1;
+	cr_assert_eq(parse(&img, &info, &why), -EINVAL);
+	hdr_of(&img)->hdr.syssize = (8192 - 5 * SECTOR) / 16;
+	cr_assert_eq(parse(&img, &info, &why), 0, "%s", why ? why : "");
+	fake_free(&img);
+}
+
+/* Bytes after syssize (a signed kernel's signature) are allowed and loaded with the kernel. */
+Test(bzimage_parse, bytes_after_syssize)
+{
+	struct fake_image img;
+	struct bzimage_info info;
+	const char *why;
+
+	fake_bzimage(&img, 5 * SECTOR + 8192, 4);
+	hdr_of(&img)->hdr.syssize = 4096 / 16;
+	cr_assert_eq(parse(&img, &info, &why), 0, "%s", why ? why : "");
+	cr_assert_eq(info.kernel_size, 8192);
+	fake_free(&img);
+}
+
 /* ---- the real Debian kernel ---- */
 
 static char found_kernel[4096];
@@ -360,6 +410,27 @@ Test(bzimage_parse, real_debian_kernel)
 	cr_assert_eq(bp->hdr.init_size, info.init_size);
 	cr_assert_eq(bp->e820_entries, 3);
 	free(bp);
+	free(image);
+}
+
+/* The first 100,000 bytes of the real kernel (issue 8): refused, not booted into a hang. */
+Test(bzimage_parse, real_debian_kernel_truncated)
+{
+	const char *path = find_real_kernel();
+	struct bzimage_info info;
+	const char *why = NULL;
+	size_t size;
+	void *image;
+
+	if (!path) {
+		cr_skip_test("no Debian kernel found (run scripts/fetch-kernel)");
+		return;
+	}
+	image = read_file(path, &size);
+	cr_assert_not_null(image, "cannot read %s", path);
+	cr_assert_gt(size, 100000);
+	cr_assert_eq(bzimage_parse(image, 100000, &info, &why), -EINVAL);
+	cr_assert(why && strstr(why, "truncated"), "%s", why ? why : "(no reason)");
 	free(image);
 }
 
