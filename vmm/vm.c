@@ -222,8 +222,8 @@ static int vm_create_memory(struct vm *vm)
 
 	if (vm->cfg->memory > limit) {
 		log_error("--memory %s is more than this host has (%s of RAM and swap) — ask for less",
-			  format_size(vm->cfg->memory, want, sizeof(want)),
-			  format_size(limit, have, sizeof(have)));
+			  format_size_round(vm->cfg->memory, want, sizeof(want)),
+			  format_size_round(limit, have, sizeof(have)));
 		return VMM_EXIT_RESOURCE;
 	}
 	ret = guest_mem_init(&vm->mem, ranges, n, vm->cfg->hugepages);
