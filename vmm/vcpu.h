@@ -12,7 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "vmm/io_bus.h"
+#include "vmm/base/io_bus.h"
 
 struct vm;
 

@@ -19,7 +19,7 @@
 #include "vmm/serial_console.h"
 #include "vmm/base/event_loop.h"
 #include "vmm/base/guest_mem.h"
-#include "vmm/io_bus.h"
+#include "vmm/base/io_bus.h"
 
 /* virtio-mmio devices get GSIs 5..23 of the IOAPIC: 19 at most. */
 #define VM_MAX_VIRTIO_DEVICES 19

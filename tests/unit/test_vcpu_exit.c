@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "vmm/io_bus.h"
+#include "vmm/base/io_bus.h"
 #include "vmm/vcpu.h"
 
 #define RUN_SIZE	8192
