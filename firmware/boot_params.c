@@ -70,8 +70,8 @@ int bzimage_parse(const void *image, size_t size, struct bzimage_info *info, con
 	}
 	/* syssize counts the protected-mode kernel in 16-byte units; a signature may follow it. */
 	if (info->setup_size + get_le32(b + HDR_OFF(syssize)) * 16ULL > size) {
-		*why = "the file is shorter than its setup header says (setup sectors and syssize): "
-		       "a truncated or partly copied kernel";
+		*why = "the file is shorter than its setup header says (setup sectors and "
+		       "syssize): a truncated or partly copied kernel";
 		return -EINVAL;
 	}
 	info->kernel_size = size - info->setup_size;
