@@ -70,7 +70,7 @@ enum arch_stop {
 /* Called from a vCPU thread when the guest powers off or resets through a platform device. */
 typedef void arch_stop_fn(void *opaque, enum arch_stop why);
 
-/* Registers the platform devices (x86: ACPI PM and reset registers, i8042) on the buses; 0 or -errno. */
+/* Registers the platform devices (x86: ACPI PM/reset registers, i8042); 0 or -errno. */
 int arch_platform_init(struct arch_vm *avm, struct io_bus *pio, struct io_bus *mmio,
 		       arch_stop_fn *stop, void *opaque);
 
@@ -114,7 +114,7 @@ int arch_describe_platform(struct arch_vm *avm, const struct guest_mem *mem, uns
 /* Sets up vCPU index on vcpu_fd (x86: CPUID, LAPIC; the boot CPU's entry state); 0 or -errno. */
 int arch_vcpu_init(struct arch_vm *avm, int vcpu_fd, unsigned int index);
 
-/* Writes one line of the vCPU's state for a crash report (registers, why it may be lost); 0 or -errno. */
+/* Writes one line of the vCPU's state for a crash report into buf; 0 or -errno. */
 int arch_vcpu_dump(int vcpu_fd, char *buf, size_t len);
 
 /* ---- Saved state (migration): opaque blobs, versioned, for the same arch and build ---- */
@@ -125,7 +125,7 @@ size_t arch_vcpu_state_size(const struct arch_vm *avm);
 /* Saves a stopped vCPU's arch state into buf; returns the bytes written or -errno (-ENOSPC). */
 ssize_t arch_vcpu_save(const struct arch_vm *avm, int vcpu_fd, void *buf, size_t len);
 
-/* Restores arch_vcpu_save()'s blob into a vCPU set up by arch_vcpu_init(); 0 or -errno (-EINVAL: not ours). */
+/* Restores arch_vcpu_save()'s blob into a vCPU set up by arch_vcpu_init(); 0 or -errno. */
 int arch_vcpu_restore(const struct arch_vm *avm, int vcpu_fd, const void *buf, size_t len);
 
 /* Bytes the VM's arch state takes (x86: PIC, IOAPIC, PIT, kvmclock). */

@@ -49,7 +49,7 @@ struct vcpu {
 enum vcpu_exit_action vcpu_handle_exit(struct kvm_run *run, const struct io_bus *pio,
 				       const struct io_bus *mmio, unsigned int index);
 
-/* Creates vCPU `index` of ctx's VM, set up by arch_vcpu_init(); 0 or -errno. ctx must outlive it. */
+/* Creates vCPU `index` of ctx's VM, set up by arch_vcpu_init(); 0 or -errno. ctx outlives it. */
 int vcpu_create(struct vcpu *vcpu, const struct vcpu_ctx *ctx, unsigned int index);
 
 /* Starts the vCPU thread; 0 or -errno. */

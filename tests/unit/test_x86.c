@@ -157,7 +157,8 @@ Test(x86_platform, other_sleep_requests_do_nothing, .init = platform_setup,
      .fini = platform_teardown)
 {
 	outb(X86_ACPI_SLEEP_CTL_PORT, 3 << X86_ACPI_SLP_TYP_SHIFT | X86_ACPI_SLP_EN);	/* S3 */
-	outb(X86_ACPI_SLEEP_CTL_PORT, X86_ACPI_S5_SLP_TYP << X86_ACPI_SLP_TYP_SHIFT);	/* no SLP_EN */
+	/* S5 without SLP_EN */
+	outb(X86_ACPI_SLEEP_CTL_PORT, X86_ACPI_S5_SLP_TYP << X86_ACPI_SLP_TYP_SHIFT);
 	cr_assert_eq(stops.n, 0);
 	cr_assert_eq(x86_acpi_sleep_request(X86_ACPI_S5_SLP_TYP << X86_ACPI_SLP_TYP_SHIFT |
 					    X86_ACPI_SLP_EN), ARCH_STOP_POWEROFF);
@@ -204,8 +205,9 @@ Test(x86_describe, acpi_tables_from_the_device_list)
 
 Test(x86_describe, bad_device_lists_are_refused)
 {
-	struct arch_device dev = { .kind = ARCH_DEVICE_VIRTIO_MMIO, .mmio_base = X86_VIRTIO_MMIO_GPA,
-				   .mmio_size = 0x200, .gsi = X86_SERIAL_GSI };
+	struct arch_device dev = { .kind = ARCH_DEVICE_VIRTIO_MMIO,
+				   .mmio_base = X86_VIRTIO_MMIO_GPA, .mmio_size = 0x200,
+				   .gsi = X86_SERIAL_GSI };
 	struct guest_mem mem;
 
 	guest_mem_init_from_buffer(&mem, low_ram, 0, sizeof(low_ram));

@@ -114,7 +114,8 @@ int arch_describe_platform(struct arch_vm *avm, const struct guest_mem *mem, uns
 	(void)avm;
 	/* The DSDT is generated from the device list, so it always matches the devices. */
 	for (size_t i = 0; i < ndevs && i < ACPI_MAX_DEVICES; i++) {
-		if ((unsigned int)devs[i].kind >= ARRAY_SIZE(device_hid) || devs[i].mmio_size > UINT32_MAX)
+		if ((unsigned int)devs[i].kind >= ARRAY_SIZE(device_hid) ||
+		    devs[i].mmio_size > UINT32_MAX)
 			goto fail;
 		desc[i] = (struct acpi_device_desc){
 			.hid = device_hid[devs[i].kind],

@@ -214,8 +214,9 @@ static int access_msrs(int fd, struct kvm_msr_entry *entries, unsigned int n, bo
 		done += (unsigned int)r;
 		if (done < n) {
 			if (!get)
-				log_warn("KVM refused the saved value %#llx of MSR %#x; left as it was",
-					 (unsigned long long)entries[done].data, entries[done].index);
+				log_warn("KVM refused the saved value %#llx of MSR %#x; left as "
+					 "it was", (unsigned long long)entries[done].data,
+					 entries[done].index);
 			done++;	/* skip the one KVM refused */
 		}
 	}

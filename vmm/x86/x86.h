@@ -25,7 +25,7 @@ struct arch_vm {
 	struct kvm_cpuid2 *cpuid;	/* KVM_GET_SUPPORTED_CPUID */
 	uint32_t *msrs;			/* the MSRs a vCPU's saved state holds: ours that KVM has */
 	unsigned int nmsrs;
-	size_t xsave_size;		/* bytes of KVM_GET_XSAVE(2) state; 0: no XSAVE, use the FPU */
+	size_t xsave_size;		/* bytes of KVM_GET_XSAVE(2) state; 0: KVM_GET_FPU */
 	arch_stop_fn *stop;		/* platform devices stop the machine through this */
 	void *stop_opaque;
 };
