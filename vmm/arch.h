@@ -117,7 +117,11 @@ int arch_vcpu_init(struct arch_vm *avm, int vcpu_fd, unsigned int index);
 /* Writes one line of the vCPU's state for a crash report into buf; 0 or -errno. */
 int arch_vcpu_dump(int vcpu_fd, char *buf, size_t len);
 
-/* ---- Saved state (migration): opaque blobs, versioned, for the same arch and build ---- */
+/*
+ * ---- Saved state (migration): opaque blobs, versioned, for the same arch and build ----
+ * Save only a stopped vCPU: one that re-entered KVM_RUN with immediate_exit set after its
+ * last exit, so that KVM has completed the exit's port or MMIO access (as vcpu_kick() does).
+ */
 
 /* Bytes a vCPU's arch state takes (the same for every vCPU of the VM). */
 size_t arch_vcpu_state_size(const struct arch_vm *avm);
