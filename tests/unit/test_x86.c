@@ -40,6 +40,21 @@ Test(x86_vcpu_state, the_crash_line_names_what_a_triple_fault_report_needs)
 	cr_assert(strstr(line, "efer=0xd01 "), "%s", line);
 }
 
+Test(x86_vcpu_state, the_reset_state_says_the_fault_state_is_lost)
+{
+	struct kvm_regs r = { .rip = 0xfff0, .rflags = 2 };
+	struct kvm_sregs s = { .cs = { .selector = 0xf000, .base = 0xffff0000 } };
+	char line[512];
+
+	x86_vcpu_format_state(line, sizeof(line), &r, &s);
+	cr_assert(strstr(line, "rip=0xfff0 "), "%s", line);
+	cr_assert(strstr(line, "(the reset state: KVM on AMD reinitializes the vCPU at a triple "
+			       "fault, so the state at the fault is lost)"), "%s", line);
+	r.rip = 0xfff1;
+	x86_vcpu_format_state(line, sizeof(line), &r, &s);
+	cr_assert_null(strstr(line, "reset state"), "%s", line);
+}
+
 Test(x86_vcpu_state, a_short_buffer_is_cut_not_overrun)
 {
 	struct kvm_regs r = { .rip = 1 };

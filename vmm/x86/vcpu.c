@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-only
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,32 +125,30 @@ int arch_vcpu_init(struct arch_vm *avm, int vcpu_fd, unsigned int index)
 void x86_vcpu_format_state(char *buf, size_t len, const struct kvm_regs *r,
 			   const struct kvm_sregs *s)
 {
+	/* KVM on AMD reinitializes the vCPU at a shutdown (its VMCB is undefined after one). */
+	bool reset_state = r->rip == 0xfff0 && s->cs.selector == 0xf000;
+
 	snprintf(buf, len,
 		 "rip=%#llx rsp=%#llx rflags=%#llx cr0=%#llx cr2=%#llx cr3=%#llx cr4=%#llx "
-		 "efer=%#llx cs=%#x ss=%#x fs.base=%#llx gs.base=%#llx idt=%#llx/%#x gdt=%#llx/%#x",
+		 "efer=%#llx cs=%#x ss=%#x fs.base=%#llx gs.base=%#llx idt=%#llx/%#x gdt=%#llx/%#x%s",
 		 (unsigned long long)r->rip, (unsigned long long)r->rsp,
 		 (unsigned long long)r->rflags, (unsigned long long)s->cr0,
 		 (unsigned long long)s->cr2, (unsigned long long)s->cr3,
 		 (unsigned long long)s->cr4, (unsigned long long)s->efer, s->cs.selector,
 		 s->ss.selector, (unsigned long long)s->fs.base, (unsigned long long)s->gs.base,
 		 (unsigned long long)s->idt.base, s->idt.limit, (unsigned long long)s->gdt.base,
-		 s->gdt.limit);
+		 s->gdt.limit, reset_state ? " (the reset state: KVM on AMD reinitializes the vCPU "
+		 "at a triple fault, so the state at the fault is lost)" : "");
 }
 
 int arch_vcpu_dump(int vcpu_fd, char *buf, size_t len)
 {
 	struct kvm_regs regs;
 	struct kvm_sregs sregs;
-	size_t used;
 
 	if (ioctl(vcpu_fd, KVM_GET_REGS, &regs) < 0 || ioctl(vcpu_fd, KVM_GET_SREGS, &sregs) < 0)
 		return -errno;
 	x86_vcpu_format_state(buf, len, &regs, &sregs);
-	used = strnlen(buf, len);
-	/* KVM on AMD reinitializes the vCPU at a shutdown (its VMCB is undefined after one). */
-	if (regs.rip == 0xfff0 && sregs.cs.selector == 0xf000 && used < len)
-		snprintf(buf + used, len - used, " (the reset state: KVM on AMD reinitializes the "
-			 "vCPU at a triple fault, so the state at the fault is lost)");
 	return 0;
 }
 

@@ -15,7 +15,8 @@
 /*
  * The CPU state that tells why a guest crashed (a triple fault): instruction
  * and stack pointers, control registers, the segment bases (a broken GS base
- * kills a kernel at its first per-CPU access) and the IDT. Writes one line.
+ * kills a kernel at its first per-CPU access) and the IDT, and whether it is
+ * the reset state (KVM on AMD loses the state at a triple fault). Writes one line.
  */
 void x86_vcpu_format_state(char *buf, size_t len, const struct kvm_regs *regs,
 			   const struct kvm_sregs *sregs);
