@@ -253,15 +253,59 @@ static void compare(struct machine *a, struct machine *b, uint64_t tsc_a, uint64
 	      "IOAPIC routes (pin 0 %#x)", (uint32_t)ib.chip.ioapic.redirtbl[0].bits);
 }
 
+/* Saves a's state, restores it into a second machine, compares, and runs both on. */
+static void save_and_restore(struct machine *a)
+{
+	void *vcpu_blob = malloc(arch_vcpu_state_size(a->arch));
+	void *vm_blob = malloc(arch_vm_state_size(a->arch));
+	struct kvm_clock_data clock_a;
+	ssize_t vcpu_len, vm_len;
+	struct machine b;
+	uint64_t tsc_a;
+
+	if (!vcpu_blob || !vm_blob)
+		die("malloc");
+	vm_len = arch_vm_save(a->arch, vm_blob, arch_vm_state_size(a->arch));
+	vcpu_len = arch_vcpu_save(a->arch, a->vcpu_fd, vcpu_blob, arch_vcpu_state_size(a->arch));
+	check(vm_len > 0 && vcpu_len > 0, "saved: VM %zd bytes, vCPU %zd bytes", vm_len, vcpu_len);
+	if (vm_len <= 0 || vcpu_len <= 0)
+		goto out;
+	tsc_a = get_msr(a->vcpu_fd, MSR_IA32_TSC);
+	if (ioctl(a->vm_fd, KVM_GET_CLOCK, &clock_a) < 0)
+		die("KVM_GET_CLOCK");
+
+	/* The second VM: a copy of the RAM (as migration sends it), then the arch state. */
+	machine_create(&b);
+	memcpy(b.mem.base, a->mem.base, a->mem.size);
+	check(arch_vcpu_restore(b.arch, b.vcpu_fd, vcpu_blob, 16) == -EINVAL,
+	      "a cut vCPU blob is refused");
+	check(arch_vm_restore(b.arch, vm_blob, (size_t)vm_len) == 0, "VM state restored");
+	check(arch_vcpu_restore(b.arch, b.vcpu_fd, vcpu_blob, (size_t)vcpu_len) == 0,
+	      "vCPU state restored");
+	compare(a, &b, tsc_a, clock_a.clock);
+
+	/* Both run on from the same point and must compute the same. */
+	if (!run_to_exit(a, "the first VM") && !run_to_exit(&b, "the restored VM")) {
+		struct kvm_regs ra, rb;
+
+		if (ioctl(a->vcpu_fd, KVM_GET_REGS, &ra) < 0 ||
+		    ioctl(b.vcpu_fd, KVM_GET_REGS, &rb) < 0)
+			die("KVM_GET_REGS");
+		check(rb.rax == RAX_VALUE + RBX_VALUE && ra.rax == rb.rax && ra.rip == rb.rip,
+		      "run on, the restored vCPU computes what the first one does (rax %#llx)",
+		      (unsigned long long)rb.rax);
+	}
+	machine_destroy(&b);
+out:
+	free(vcpu_blob);
+	free(vm_blob);
+}
+
 int main(void)
 {
-	struct machine a, b;
+	struct machine a;
 	struct kvm_sregs sregs;
 	struct kvm_xsave xsave;
-	struct kvm_clock_data clock_a;
-	void *vcpu_blob, *vm_blob;
-	ssize_t vcpu_len, vm_len;
-	uint64_t tsc_a;
 	int ret;
 
 	kvm_fd = open(getenv("VMM_KVM_DEVICE") ? getenv("VMM_KVM_DEVICE") : "/dev/kvm",
@@ -295,47 +339,9 @@ int main(void)
 	((uint8_t *)xsave.region)[XSAVE_XSTATE_BV] |= XFEATURE_SSE;
 	if (ioctl(a.vcpu_fd, KVM_SET_XSAVE, &xsave) < 0)
 		die("KVM_SET_XSAVE");
-	if (run_to_exit(&a, "the first VM"))
-		return 1;
-
-	vcpu_blob = malloc(arch_vcpu_state_size(a.arch));
-	vm_blob = malloc(arch_vm_state_size(a.arch));
-	if (!vcpu_blob || !vm_blob)
-		die("malloc");
-	vm_len = arch_vm_save(a.arch, vm_blob, arch_vm_state_size(a.arch));
-	vcpu_len = arch_vcpu_save(a.arch, a.vcpu_fd, vcpu_blob, arch_vcpu_state_size(a.arch));
-	check(vm_len > 0 && vcpu_len > 0, "saved: VM %zd bytes, vCPU %zd bytes", vm_len, vcpu_len);
-	if (vm_len <= 0 || vcpu_len <= 0)
-		return 1;
-	tsc_a = get_msr(a.vcpu_fd, MSR_IA32_TSC);
-	if (ioctl(a.vm_fd, KVM_GET_CLOCK, &clock_a) < 0)
-		die("KVM_GET_CLOCK");
-
-	/* The second VM: a copy of the RAM (as migration sends it), then the arch state. */
-	machine_create(&b);
-	memcpy(b.mem.base, a.mem.base, a.mem.size);
-	check(arch_vcpu_restore(b.arch, b.vcpu_fd, vcpu_blob, 16) == -EINVAL,
-	      "a cut vCPU blob is refused");
-	check(arch_vm_restore(b.arch, vm_blob, (size_t)vm_len) == 0, "VM state restored");
-	check(arch_vcpu_restore(b.arch, b.vcpu_fd, vcpu_blob, (size_t)vcpu_len) == 0,
-	      "vCPU state restored");
-	compare(&a, &b, tsc_a, clock_a.clock);
-
-	/* Both run on from the same point and must compute the same. */
-	if (!run_to_exit(&a, "the first VM") && !run_to_exit(&b, "the restored VM")) {
-		struct kvm_regs ra, rb;
-
-		if (ioctl(a.vcpu_fd, KVM_GET_REGS, &ra) < 0 ||
-		    ioctl(b.vcpu_fd, KVM_GET_REGS, &rb) < 0)
-			die("KVM_GET_REGS");
-		check(rb.rax == RAX_VALUE + RBX_VALUE && ra.rax == rb.rax && ra.rip == rb.rip,
-		      "run on, the restored vCPU computes what the first one does (rax %#llx)",
-		      (unsigned long long)rb.rax);
-	}
+	if (!run_to_exit(&a, "the first VM"))
+		save_and_restore(&a);
 	machine_destroy(&a);
-	machine_destroy(&b);
-	free(vcpu_blob);
-	free(vm_blob);
 	close(kvm_fd);
 	printf("%s\n", failures ? "arch_state: FAILED" : "arch_state: passed");
 	return failures ? 1 : 0;
