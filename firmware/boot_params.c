@@ -86,17 +86,6 @@ int bzimage_parse(const void *image, size_t size, struct bzimage_info *info, con
 	return 0;
 }
 
-unsigned int x86_ram_ranges(uint64_t mem_size, struct guest_mem_range out[2])
-{
-	uint64_t low_max = X86_MMIO_HOLE_GPA;
-
-	out[0] = (struct guest_mem_range){ 0, MIN(mem_size, low_max) };
-	if (mem_size <= low_max)
-		return 1;
-	out[1] = (struct guest_mem_range){ X86_HIGH_RAM_GPA, mem_size - low_max };
-	return 2;
-}
-
 int boot_layout_plan(const struct bzimage_info *info, const struct guest_mem_range *ram,
 		     unsigned int nram, uint64_t initrd_size, struct boot_layout *layout,
 		     uint64_t *needed)

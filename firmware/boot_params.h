@@ -59,9 +59,6 @@ int boot_layout_plan(const struct bzimage_info *info, const struct guest_mem_ran
 		     unsigned int nram, uint64_t initrd_size, struct boot_layout *layout,
 		     uint64_t *needed);
 
-/* The RAM ranges for mem_size bytes of guest RAM in the x86 map; returns how many (1 or 2). */
-unsigned int x86_ram_ranges(uint64_t mem_size, struct guest_mem_range out[2]);
-
 /*
  * Fills the e820 table: RAM from `ram`, the EBDA/BIOS area below 1 MiB reserved.
  * Returns the number of entries, or -ENOSPC if max is too small.

@@ -2,8 +2,7 @@
 /*
  * Unit tests for the Linux x86 boot protocol code (firmware/boot_params.c):
  * bzImage header parsing on synthetic images and the real Debian kernel,
- * the RAM ranges of the x86 map, the e820 table, kernel/initrd placement and
- * the zero page.
+ * the e820 table, kernel/initrd placement and the zero page.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -20,6 +19,19 @@
 
 #define SECTOR		512
 #define HDR_END_215	0x26c		/* end of the setup header of protocol 2.15 */
+
+/*
+ * The x86 RAM map vmm uses (vmm/x86: arch_ram_ranges, tested in test_x86.c):
+ * RAM up to the MMIO hole at 3 GiB, the rest from 4 GiB.
+ */
+static unsigned int x86_ram(uint64_t mem_size, struct guest_mem_range out[2])
+{
+	out[0] = (struct guest_mem_range){ 0, MIN(mem_size, X86_MMIO_HOLE_GPA) };
+	if (mem_size <= X86_MMIO_HOLE_GPA)
+		return 1;
+	out[1] = (struct guest_mem_range){ X86_HIGH_RAM_GPA, mem_size - X86_MMIO_HOLE_GPA };
+	return 2;
+}
 
 /* ---- synthetic bzImages ---- */
 
@@ -397,7 +409,7 @@ Test(bzimage_parse, real_debian_kernel)
 	cr_assert_geq(info.initrd_addr_max, 0x37ffffff);
 
 	/* It fits in the default 512 MiB with a 32 MiB initrd, and the zero page is sane. */
-	nram = x86_ram_ranges(512 * MIB, ram);
+	nram = x86_ram(512 * MIB, ram);
 	cr_assert_eq(boot_layout_plan(&info, ram, nram, 32 * MIB, &layout, &needed), 0);
 	cr_assert_geq(layout.initrd_gpa, layout.kernel_end);
 	bp = malloc(sizeof(*bp));
@@ -434,45 +446,6 @@ Test(bzimage_parse, real_debian_kernel_truncated)
 	free(image);
 }
 
-/* ---- x86_ram_ranges ---- */
-
-Test(x86_ram_ranges, below_3g)
-{
-	struct guest_mem_range r[2];
-
-	cr_assert_eq(x86_ram_ranges(512 * MIB, r), 1);
-	cr_assert_eq(r[0].gpa, 0);
-	cr_assert_eq(r[0].size, 512 * MIB);
-	cr_assert_eq(x86_ram_ranges(16 * MIB, r), 1);
-	cr_assert_eq(r[0].size, 16 * MIB);
-}
-
-Test(x86_ram_ranges, exactly_3g)
-{
-	struct guest_mem_range r[2];
-
-	cr_assert_eq(x86_ram_ranges(3 * GIB, r), 1);
-	cr_assert_eq(r[0].gpa, 0);
-	cr_assert_eq(r[0].size, 3 * GIB);
-}
-
-Test(x86_ram_ranges, above_3g)
-{
-	struct guest_mem_range r[2];
-
-	cr_assert_eq(x86_ram_ranges(3 * GIB + 4096, r), 2);
-	cr_assert_eq(r[0].gpa, 0);
-	cr_assert_eq(r[0].size, X86_MMIO_HOLE_GPA);
-	cr_assert_eq(r[1].gpa, 4 * GIB);
-	cr_assert_eq(r[1].size, 4096);
-
-	cr_assert_eq(x86_ram_ranges(8 * GIB, r), 2);
-	cr_assert_eq(r[0].size, 3 * GIB);
-	cr_assert_eq(r[1].gpa, X86_HIGH_RAM_GPA);
-	cr_assert_eq(r[1].size, 5 * GIB);
-	cr_assert_eq(r[0].size + r[1].size, 8 * GIB);
-}
-
 /* ---- e820_build ---- */
 
 static void expect_e820(const struct boot_e820_entry *e, uint64_t addr, uint64_t size, uint32_t type)
@@ -500,7 +473,7 @@ Test(e820_build, ram_above_4g)
 {
 	struct guest_mem_range ram[2];
 	struct boot_e820_entry t[8];
-	unsigned int n = x86_ram_ranges(6 * GIB, ram);
+	unsigned int n = x86_ram(6 * GIB, ram);
 
 	cr_assert_eq(e820_build(t, 8, ram, n), 4);
 	expect_e820(&t[0], 0, 0x9fc00, E820_TYPE_RAM);
@@ -513,7 +486,7 @@ Test(e820_build, nothing_overlaps_and_sorted)
 {
 	struct guest_mem_range ram[2];
 	struct boot_e820_entry t[8];
-	unsigned int n = x86_ram_ranges(5 * GIB, ram);
+	unsigned int n = x86_ram(5 * GIB, ram);
 	int cnt = e820_build(t, 8, ram, n);
 
 	cr_assert_gt(cnt, 0);
@@ -590,7 +563,7 @@ Test(e820_build, no_space)
 {
 	struct guest_mem_range ram[2];
 	struct boot_e820_entry t[8];
-	unsigned int n = x86_ram_ranges(6 * GIB, ram);
+	unsigned int n = x86_ram(6 * GIB, ram);
 
 	cr_assert_eq(e820_build(t, 0, ram, n), -ENOSPC);
 	cr_assert_eq(e820_build(t, 1, ram, n), -ENOSPC);
@@ -715,7 +688,7 @@ Test(boot_layout_plan, initrd_stays_below_4g_with_high_ram)
 {
 	struct bzimage_info info = typical_info();
 	struct guest_mem_range ram[2];
-	unsigned int n = x86_ram_ranges(8 * GIB, ram);
+	unsigned int n = x86_ram(8 * GIB, ram);
 	struct boot_layout l;
 	uint64_t needed;
 
@@ -799,7 +772,7 @@ static void build(struct built *b, uint64_t mem, uint64_t initrd_size)
 
 	fake_bzimage(&b->img, 5 * SECTOR + 4 * MIB, 4);
 	cr_assert_eq(parse(&b->img, &b->info, &why), 0);
-	b->nram = x86_ram_ranges(mem, b->ram);
+	b->nram = x86_ram(mem, b->ram);
 	cr_assert_eq(boot_layout_plan(&b->info, b->ram, b->nram, initrd_size, &b->layout, &needed), 0);
 	b->bp = malloc(sizeof(*b->bp));
 	cr_assert_not_null(b->bp);

@@ -111,16 +111,42 @@ Test(x86_place, uart_is_com1)
 	cr_assert_eq(u.irq, 4);
 }
 
-Test(x86_place, ram_ranges_skip_the_mmio_hole)
+/* ---- the RAM ranges ---- */
+
+Test(x86_ram_ranges, below_3g)
 {
 	struct guest_mem_range r[GUEST_MEM_MAX_REGIONS];
 
 	cr_assert_eq(arch_ram_ranges(512 * MIB, r), 1);
 	cr_assert_eq(r[0].gpa, 0);
 	cr_assert_eq(r[0].size, 512 * MIB);
-	cr_assert_eq(arch_ram_ranges(8 * GIB, r), 2);
+	cr_assert_eq(arch_ram_ranges(16 * MIB, r), 1);
+	cr_assert_eq(r[0].size, 16 * MIB);
+}
+
+Test(x86_ram_ranges, exactly_3g)
+{
+	struct guest_mem_range r[GUEST_MEM_MAX_REGIONS];
+
+	cr_assert_eq(arch_ram_ranges(3 * GIB, r), 1);
+	cr_assert_eq(r[0].gpa, 0);
+	cr_assert_eq(r[0].size, 3 * GIB);
+}
+
+Test(x86_ram_ranges, above_3g_skips_the_mmio_hole)
+{
+	struct guest_mem_range r[GUEST_MEM_MAX_REGIONS];
+
+	cr_assert_eq(arch_ram_ranges(3 * GIB + 4096, r), 2);
+	cr_assert_eq(r[0].gpa, 0);
 	cr_assert_eq(r[0].size, X86_MMIO_HOLE_GPA);
+	cr_assert_eq(r[1].gpa, 4 * GIB);
+	cr_assert_eq(r[1].size, 4096);
+
+	cr_assert_eq(arch_ram_ranges(8 * GIB, r), 2);
+	cr_assert_eq(r[0].size, 3 * GIB);
 	cr_assert_eq(r[1].gpa, X86_HIGH_RAM_GPA);
+	cr_assert_eq(r[1].size, 5 * GIB);
 	cr_assert_eq(r[0].size + r[1].size, 8 * GIB);
 }
 

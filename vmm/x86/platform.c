@@ -14,9 +14,16 @@ static const char *const device_hid[] = {
 	[ARCH_DEVICE_VIRTIO_MMIO] = "LNRO0005",
 };
 
+/* RAM up to the MMIO hole at 3 GiB, the rest from 4 GiB. */
 unsigned int arch_ram_ranges(uint64_t mem_size, struct guest_mem_range out[GUEST_MEM_MAX_REGIONS])
 {
-	return x86_ram_ranges(mem_size, out);
+	uint64_t low_max = X86_MMIO_HOLE_GPA;
+
+	out[0] = (struct guest_mem_range){ 0, MIN(mem_size, low_max) };
+	if (mem_size <= low_max)
+		return 1;
+	out[1] = (struct guest_mem_range){ X86_HIGH_RAM_GPA, mem_size - low_max };
+	return 2;
 }
 
 int x86_acpi_sleep_request(uint8_t value)
