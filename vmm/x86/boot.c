@@ -85,8 +85,8 @@ static int boot_open(struct arch_boot *img, const char *kernel, const char *init
 		return -EINVAL;
 	}
 	if (strlen(cmdline) > arch_boot_cmdline_max(img)) {
-		log_error("the kernel command line is %zu bytes; this kernel accepts at most %u — shorten --cmdline",
-			  strlen(cmdline), img->info.cmdline_size);
+		log_error("the kernel command line is %zu bytes; this kernel accepts at most %zu — shorten --cmdline",
+			  strlen(cmdline), arch_boot_cmdline_max(img));
 		return -E2BIG;
 	}
 	if (!initrd)
