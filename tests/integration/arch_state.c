@@ -73,7 +73,7 @@ static int kvm_fd = -1;
 static size_t run_size;
 static int failures;
 
-static void check(int ok, const char *fmt, ...)
+static void __attribute__((format(printf, 2, 3))) check(int ok, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -185,14 +185,18 @@ static int run_to_exit(struct machine *m, const char *who)
 
 static uint64_t get_msr(int fd, uint32_t index)
 {
-	struct {
-		struct kvm_msrs hdr;
-		struct kvm_msr_entry e;
-	} m = { .hdr.nmsrs = 1, .e.index = index };
+	struct kvm_msrs *m = calloc(1, sizeof(*m) + sizeof(m->entries[0]));
+	uint64_t data;
 
-	if (ioctl(fd, KVM_GET_MSRS, &m) != 1)
+	if (!m)
+		die("malloc");
+	m->nmsrs = 1;
+	m->entries[0].index = index;
+	if (ioctl(fd, KVM_GET_MSRS, m) != 1)
 		die("KVM_GET_MSRS");
-	return m.e.data;
+	data = m->entries[0].data;
+	free(m);
+	return data;
 }
 
 /* Reads both vCPUs and VMs through KVM and compares what the guest set. */
