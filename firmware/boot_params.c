@@ -68,6 +68,12 @@ int bzimage_parse(const void *image, size_t size, struct bzimage_info *info, con
 		*why = "the setup header claims more sectors than the file has";
 		return -EINVAL;
 	}
+	/* syssize counts the protected-mode kernel in 16-byte units; a signature may follow it. */
+	if (info->setup_size + get_le32(b + HDR_OFF(syssize)) * 16ULL > size) {
+		*why = "the file is shorter than its setup header says (setup sectors and "
+		       "syssize): a truncated or partly copied kernel";
+		return -EINVAL;
+	}
 	info->kernel_size = size - info->setup_size;
 	info->pref_address = get_le64(b + HDR_OFF(pref_address));
 	info->init_size = get_le32(b + HDR_OFF(init_size));
@@ -78,17 +84,6 @@ int bzimage_parse(const void *image, size_t size, struct bzimage_info *info, con
 	if (info->init_size < info->kernel_size)
 		info->init_size = (uint32_t)MIN(info->kernel_size, UINT32_MAX);
 	return 0;
-}
-
-unsigned int x86_ram_ranges(uint64_t mem_size, struct guest_mem_range out[2])
-{
-	uint64_t low_max = X86_MMIO_HOLE_GPA;
-
-	out[0] = (struct guest_mem_range){ 0, MIN(mem_size, low_max) };
-	if (mem_size <= low_max)
-		return 1;
-	out[1] = (struct guest_mem_range){ X86_HIGH_RAM_GPA, mem_size - low_max };
-	return 2;
 }
 
 int boot_layout_plan(const struct bzimage_info *info, const struct guest_mem_range *ram,

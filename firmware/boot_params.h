@@ -33,8 +33,10 @@ struct bzimage_info {
 
 /*
  * Validates a bzImage (boot signature, "HdrS", protocol >= 2.12, loaded high,
- * 64-bit entry point) and fills *info. 0, or -EINVAL with *why set to a
- * static reason.
+ * 64-bit entry point, a file at least as long as (setup_sects + 1) * 512 +
+ * syssize * 16) and fills *info. image holds the file's first bytes (at least
+ * the setup header), size is the whole file's. 0, or -EINVAL with *why set to
+ * a static reason.
  */
 int bzimage_parse(const void *image, size_t size, struct bzimage_info *info, const char **why);
 
@@ -56,9 +58,6 @@ struct boot_layout {
 int boot_layout_plan(const struct bzimage_info *info, const struct guest_mem_range *ram,
 		     unsigned int nram, uint64_t initrd_size, struct boot_layout *layout,
 		     uint64_t *needed);
-
-/* The RAM ranges for mem_size bytes of guest RAM in the x86 map; returns how many (1 or 2). */
-unsigned int x86_ram_ranges(uint64_t mem_size, struct guest_mem_range out[2]);
 
 /*
  * Fills the e820 table: RAM from `ram`, the EBDA/BIOS area below 1 MiB reserved.

@@ -8,6 +8,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "vmm/arch.h"
 #include "vmm/cli.h"
 #include "vmm/kvm_host.h"
 #include "vmm/base/log.h"
@@ -65,7 +66,7 @@ static int wait_for_stop(struct vm *vm, int sig_fd)
 }
 
 /* Runs the guest, rebooting it unless --no-reboot; returns the exit status. */
-static int run_guest(const struct vmm_config *cfg, const struct boot_image *img, int sig_fd)
+static int run_guest(const struct vmm_config *cfg, const struct arch_boot *img, int sig_fd)
 {
 	char backend[64];
 
@@ -121,7 +122,7 @@ static int run_guest(const struct vmm_config *cfg, const struct boot_image *img,
 int main(int argc, char **argv)
 {
 	struct vmm_config cfg;
-	struct boot_image img;
+	struct arch_boot *img;
 	enum cli_command cmd;
 	char err[512];
 	int ret, sig_fd;
@@ -154,13 +155,17 @@ int main(int argc, char **argv)
 		log_error("cannot set up signal handling: %s", strerror(errno));
 		return VMM_EXIT_RESOURCE;
 	}
-	ret = boot_image_load(&img, &cfg);
-	if (!ret) {
+	/* Opened and checked once; every boot loads the guest from it. */
+	ret = arch_boot_open(&img, cfg.kernel, cfg.initrd, cfg.cmdline);
+	if (ret) {
+		ret = ret == -E2BIG ? VMM_EXIT_USAGE : ret == -ENOMEM ? VMM_EXIT_RESOURCE :
+		      VMM_EXIT_IMAGE;
+	} else {
 		term_raw_enable();
-		ret = run_guest(&cfg, &img, sig_fd);
+		ret = run_guest(&cfg, img, sig_fd);
 		term_restore();
 	}
-	boot_image_free(&img);
+	arch_boot_free(img);
 	cli_config_free(&cfg);
 	close(sig_fd);
 	return ret;

@@ -8,12 +8,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "vmm/cpuid.h"
+#include "vmm/arch.h"
 #include "vmm/base/log.h"
 #include "vmm/base/util.h"
 #include "vmm/vcpu.h"
-#include "vmm/vm.h"
-#include "vmm/x86_boot.h"
 
 #define VCPU_KICK_SIGNAL SIGUSR1
 
@@ -104,85 +102,45 @@ static void vcpu_install_kick_handler(void)
 	sigaction(VCPU_KICK_SIGNAL, &sa, NULL);
 }
 
-int vcpu_create(struct vcpu *vcpu, struct vm *vm, unsigned int index)
+int vcpu_create(struct vcpu *vcpu, const struct vcpu_ctx *ctx, unsigned int index)
 {
-	struct kvm_cpuid2 *cpuid;
-	size_t cpuid_bytes;
-	int ret;
-
 	memset(vcpu, 0, sizeof(*vcpu));
-	vcpu->vm = vm;
+	vcpu->ctx = ctx;
 	vcpu->index = index;
-	vcpu->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, (unsigned long)index);
+	vcpu->fd = ioctl(ctx->vm_fd, KVM_CREATE_VCPU, (unsigned long)index);
 	if (vcpu->fd < 0)
 		return -errno;
-	vcpu->run = mmap(NULL, vm->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu->fd, 0);
+	vcpu->run = mmap(NULL, ctx->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu->fd, 0);
 	if (vcpu->run == MAP_FAILED) {
 		vcpu->run = NULL;
 		return -errno;
 	}
-
-	cpuid_bytes = sizeof(*cpuid) + vm->cpuid->nent * sizeof(cpuid->entries[0]);
-	cpuid = malloc(cpuid_bytes);
-	if (!cpuid)
-		return -ENOMEM;
-	memcpy(cpuid, vm->cpuid, cpuid_bytes);
-	cpuid_patch(cpuid, index, vm->ncpus);
-	ret = ioctl(vcpu->fd, KVM_SET_CPUID2, cpuid) < 0 ? -errno : 0;
-	free(cpuid);
-	if (ret)
-		return ret;
-
-	ret = x86_vcpu_init_lapic(vcpu->fd);
-	if (!ret && index == 0)
-		ret = x86_vcpu_init_boot_state(vcpu->fd);
-	return ret;
-}
-
-void vcpu_format_state(char *buf, size_t len, const struct kvm_regs *r, const struct kvm_sregs *s)
-{
-	snprintf(buf, len,
-		 "rip=%#llx rsp=%#llx rflags=%#llx cr0=%#llx cr2=%#llx cr3=%#llx cr4=%#llx "
-		 "efer=%#llx cs=%#x ss=%#x fs.base=%#llx gs.base=%#llx idt=%#llx/%#x gdt=%#llx/%#x",
-		 (unsigned long long)r->rip, (unsigned long long)r->rsp,
-		 (unsigned long long)r->rflags, (unsigned long long)s->cr0,
-		 (unsigned long long)s->cr2, (unsigned long long)s->cr3,
-		 (unsigned long long)s->cr4, (unsigned long long)s->efer, s->cs.selector,
-		 s->ss.selector, (unsigned long long)s->fs.base, (unsigned long long)s->gs.base,
-		 (unsigned long long)s->idt.base, s->idt.limit, (unsigned long long)s->gdt.base,
-		 s->gdt.limit);
+	return arch_vcpu_init(ctx->arch, vcpu->fd, index);
 }
 
 /* After a triple fault or a failure: the vCPU's state, for the bug report (vmm -v). */
 static void vcpu_log_state(struct vcpu *vcpu)
 {
-	struct kvm_regs regs;
-	struct kvm_sregs sregs;
 	char line[512];
+	int ret = arch_vcpu_dump(vcpu->fd, line, sizeof(line));
 
-	if (ioctl(vcpu->fd, KVM_GET_REGS, &regs) < 0 || ioctl(vcpu->fd, KVM_GET_SREGS, &sregs) < 0) {
-		log_info("vCPU %u: cannot read its registers: %s", vcpu->index, strerror(errno));
-		return;
-	}
-	vcpu_format_state(line, sizeof(line), &regs, &sregs);
-	/* KVM on AMD reinitializes the vCPU at a shutdown (its VMCB is undefined after one). */
-	log_info("vCPU %u: %s%s", vcpu->index, line,
-		 regs.rip == 0xfff0 && sregs.cs.selector == 0xf000 ?
-		 " (the reset state: KVM on AMD reinitializes the vCPU at a triple fault, so the "
-		 "state at the fault is lost)" : "");
+	if (ret)
+		log_info("vCPU %u: cannot read its registers: %s", vcpu->index, strerror(-ret));
+	else
+		log_info("vCPU %u: %s", vcpu->index, line);
 }
 
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *vcpu = arg;
-	struct vm *vm = vcpu->vm;
+	const struct vcpu_ctx *ctx = vcpu->ctx;
 	sigset_t set;
 
 	sigemptyset(&set);
 	sigaddset(&set, VCPU_KICK_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 
-	while (atomic_load(&vm->stop_reason) == VM_RUNNING) {
+	while (!atomic_load(ctx->stopping)) {
 		enum vcpu_exit_action action;
 
 		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
@@ -191,24 +149,24 @@ static void *vcpu_thread(void *arg)
 				continue;
 			}
 			log_error("vCPU %u: KVM_RUN failed: %s", vcpu->index, strerror(errno));
-			vm_request_stop(vm, VM_FAILED);
+			ctx->stop(ctx->opaque, VCPU_EXIT_FAIL);
 			break;
 		}
-		action = vcpu_handle_exit(vcpu->run, &vm->pio, &vm->mmio, vcpu->index);
+		action = vcpu_handle_exit(vcpu->run, ctx->pio, ctx->mmio, vcpu->index);
 		switch (action) {
 		case VCPU_EXIT_CONTINUE:
 			break;
 		case VCPU_EXIT_RESET:
 			if (vcpu->run->exit_reason == KVM_EXIT_SHUTDOWN)
 				vcpu_log_state(vcpu);
-			vm_request_stop(vm, VM_RESET);
+			ctx->stop(ctx->opaque, action);
 			break;
 		case VCPU_EXIT_POWEROFF:
-			vm_request_stop(vm, VM_POWEROFF);
+			ctx->stop(ctx->opaque, action);
 			break;
 		case VCPU_EXIT_FAIL:
 			vcpu_log_state(vcpu);
-			vm_request_stop(vm, VM_FAILED);
+			ctx->stop(ctx->opaque, action);
 			break;
 		}
 	}
@@ -248,7 +206,7 @@ void vcpu_destroy(struct vcpu *vcpu)
 		vcpu->started = false;
 	}
 	if (vcpu->run)
-		munmap(vcpu->run, vcpu->vm->run_size);
+		munmap(vcpu->run, vcpu->ctx->run_size);
 	if (vcpu->fd > 0)
 		close(vcpu->fd);
 	vcpu->run = NULL;

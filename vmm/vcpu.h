@@ -9,21 +9,13 @@
 
 #include <linux/kvm.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "vmm/io_bus.h"
+#include "vmm/base/io_bus.h"
 
-struct vm;
-
-struct vcpu {
-	struct vm *vm;
-	unsigned int index;	/* also the APIC ID */
-	int fd;
-	struct kvm_run *run;
-	pthread_t thread;
-	bool started;
-};
+struct arch_vm;
 
 enum vcpu_exit_action {
 	VCPU_EXIT_CONTINUE,	/* handled; enter the guest again */
@@ -32,25 +24,38 @@ enum vcpu_exit_action {
 	VCPU_EXIT_FAIL,		/* KVM or the guest failed; reported */
 };
 
+/* What the vCPUs get from their VM, as plain data; shared by all of them. */
+struct vcpu_ctx {
+	int vm_fd;
+	size_t run_size;			/* mmap size of struct kvm_run */
+	const struct io_bus *pio, *mmio;
+	struct arch_vm *arch;			/* for the arch_vcpu_* hooks */
+	const _Atomic int *stopping;		/* non-zero: every vCPU leaves its run loop */
+	/* A vCPU saw the guest reset, power off or fail (a non-CONTINUE action); any thread. */
+	void (*stop)(void *opaque, enum vcpu_exit_action why);
+	void *opaque;
+};
+
+struct vcpu {
+	const struct vcpu_ctx *ctx;
+	unsigned int index;	/* also the APIC ID */
+	int fd;
+	struct kvm_run *run;
+	pthread_t thread;
+	bool started;
+};
+
 /* Decodes one exit and dispatches port and MMIO accesses; never touches the vCPU fd. */
 enum vcpu_exit_action vcpu_handle_exit(struct kvm_run *run, const struct io_bus *pio,
 				       const struct io_bus *mmio, unsigned int index);
 
-/*
- * The CPU state that tells why a guest crashed (a triple fault): instruction
- * and stack pointers, control registers, the segment bases (a broken GS base
- * kills a kernel at its first per-CPU access) and the IDT. Writes one line.
- */
-void vcpu_format_state(char *buf, size_t len, const struct kvm_regs *regs,
-		       const struct kvm_sregs *sregs);
-
-/* Creates vCPU `index` with its CPUID, LAPIC and (for the boot CPU) entry state; 0 or -errno. */
-int vcpu_create(struct vcpu *vcpu, struct vm *vm, unsigned int index);
+/* Creates vCPU `index` of ctx's VM, set up by arch_vcpu_init(); 0 or -errno. ctx outlives it. */
+int vcpu_create(struct vcpu *vcpu, const struct vcpu_ctx *ctx, unsigned int index);
 
 /* Starts the vCPU thread; 0 or -errno. */
 int vcpu_start(struct vcpu *vcpu);
 
-/* Makes a running vCPU leave KVM_RUN soon (the thread then checks the VM's stop reason). */
+/* Makes a running vCPU leave KVM_RUN soon (the thread then checks ctx->stopping). */
 void vcpu_kick(struct vcpu *vcpu);
 
 /* Joins the thread if started and releases the vCPU. */

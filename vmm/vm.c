@@ -7,93 +7,17 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#include "firmware/acpi.h"
-#include "firmware/x86_layout.h"
 #include "virtio/devices.h"
+#include "vmm/arch.h"
 #include "vmm/base/log.h"
 #include "vmm/base/util.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
-#include "vmm/x86_boot.h"
-#include "vmm/x86_platform.h"
 
 #define KVM_DEFAULT_DEVICE "/dev/kvm"
 #define KVM_EXPECTED_API 12
-
-/* The setup code is at most 1 + 255 sectors; the header fits in the first of them. */
-#define BZIMAGE_SETUP_MAX (256 * 512)
-
-static int open_boot_file(const char *what, const char *path, int *fd, uint64_t *size)
-{
-	struct stat st;
-
-	*fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (*fd < 0) {
-		log_error("cannot open the %s %s: %s — check the path and its permissions",
-			  what, path, strerror(errno));
-		return VMM_EXIT_IMAGE;
-	}
-	if (fstat(*fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		log_error("the %s %s is not a regular file — give the path of %s", what, path,
-			  strcmp(what, "kernel") ? "an initramfs image" : "a bzImage file");
-		return VMM_EXIT_IMAGE;
-	}
-	*size = (uint64_t)st.st_size;
-	return 0;
-}
-
-int boot_image_load(struct boot_image *img, const struct vmm_config *cfg)
-{
-	uint64_t kernel_size;
-	const char *why;
-	ssize_t n;
-	int ret;
-
-	memset(img, 0, sizeof(*img));
-	img->kernel_fd = img->initrd_fd = -1;
-	ret = open_boot_file("kernel", cfg->kernel, &img->kernel_fd, &kernel_size);
-	if (ret)
-		return ret;
-	img->setup_len = (size_t)MIN(kernel_size, BZIMAGE_SETUP_MAX);
-	img->setup = malloc(img->setup_len ? img->setup_len : 1);
-	if (!img->setup) {
-		log_error("cannot allocate memory for the kernel header");
-		return VMM_EXIT_RESOURCE;
-	}
-	n = pread(img->kernel_fd, img->setup, img->setup_len, 0);
-	if (n != (ssize_t)img->setup_len) {
-		log_error("cannot read the kernel %s: %s", cfg->kernel,
-			  n < 0 ? strerror(errno) : "short read");
-		return VMM_EXIT_IMAGE;
-	}
-	if (bzimage_parse(img->setup, kernel_size, &img->info, &why)) {
-		log_error("the kernel %s cannot be booted: %s — give a bzImage such as /boot/vmlinuz-*",
-			  cfg->kernel, why);
-		return VMM_EXIT_IMAGE;
-	}
-	if (strlen(cfg->cmdline) > MIN((uint64_t)img->info.cmdline_size, X86_CMDLINE_MAX - 1)) {
-		log_error("the kernel command line is %zu bytes; this kernel accepts at most %u — shorten --cmdline",
-			  strlen(cfg->cmdline), img->info.cmdline_size);
-		return VMM_EXIT_USAGE;
-	}
-	if (!cfg->initrd)
-		return 0;
-	return open_boot_file("initrd", cfg->initrd, &img->initrd_fd, &img->initrd_size);
-}
-
-void boot_image_free(struct boot_image *img)
-{
-	free(img->setup);
-	if (img->kernel_fd >= 0)
-		close(img->kernel_fd);
-	if (img->initrd_fd >= 0)
-		close(img->initrd_fd);
-	memset(img, 0, sizeof(*img));
-	img->kernel_fd = img->initrd_fd = -1;
-}
 
 static int kvm_open(struct vm *vm)
 {
@@ -130,15 +54,12 @@ static int kvm_open(struct vm *vm)
 
 static int kvm_check_caps(struct vm *vm)
 {
+	/* What every architecture needs; arch_vm_create() checks the arch's own. */
 	static const struct { int cap; const char *name; } required[] = {
-		{ KVM_CAP_IRQCHIP, "an in-kernel irqchip" },
-		{ KVM_CAP_PIT2, "an in-kernel PIT" },
 		{ KVM_CAP_USER_MEMORY, "user memory slots" },
-		{ KVM_CAP_EXT_CPUID, "KVM_GET_SUPPORTED_CPUID" },
 		{ KVM_CAP_IOEVENTFD, "ioeventfd" },
 		{ KVM_CAP_IRQFD, "irqfd" },
 		{ KVM_CAP_IMMEDIATE_EXIT, "immediate_exit" },
-		{ KVM_CAP_SET_TSS_ADDR, "KVM_SET_TSS_ADDR" },
 	};
 	int max_vcpus;
 
@@ -160,29 +81,8 @@ static int kvm_check_caps(struct vm *vm)
 	return 0;
 }
 
-static int kvm_get_supported_cpuid(struct vm *vm)
-{
-	for (unsigned int nent = 128; nent <= 4096; nent *= 2) {
-		struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + nent * sizeof(c->entries[0]));
-
-		if (!c)
-			return -ENOMEM;
-		c->nent = nent;
-		if (ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, c) == 0) {
-			vm->cpuid = c;
-			return 0;
-		}
-		free(c);
-		if (errno != E2BIG)
-			return -errno;
-	}
-	return -E2BIG;
-}
-
 static int vm_create_kvm_vm(struct vm *vm)
 {
-	struct kvm_pit_config pit = { .flags = 0 };
-	uint64_t identity_map = X86_IDENTITY_MAP_GPA;
 	int ret;
 
 	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
@@ -197,33 +97,24 @@ static int vm_create_kvm_vm(struct vm *vm)
 		return VMM_EXIT_NO_KVM;
 	}
 	vm->run_size = (size_t)ret;
-	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)X86_TSS_GPA) < 0 ||
-	    ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &identity_map) < 0 ||
-	    ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0 ||
-	    ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
-		log_error("cannot set up the VM's interrupt controllers and timers: %s", strerror(errno));
-		return VMM_EXIT_NO_KVM;
-	}
-	ret = kvm_get_supported_cpuid(vm);
-	if (ret) {
-		log_error("cannot read KVM's supported CPUID: %s", strerror(-ret));
-		return VMM_EXIT_NO_KVM;
-	}
+	ret = arch_vm_create(&vm->arch, vm->kvm_fd, vm->vm_fd, vm->ncpus);
+	if (ret)
+		return ret == -ENOMEM ? VMM_EXIT_RESOURCE : VMM_EXIT_NO_KVM;
 	return 0;
 }
 
 static int vm_create_memory(struct vm *vm)
 {
-	struct guest_mem_range ranges[2];
-	unsigned int n = x86_ram_ranges(vm->cfg->memory, ranges);
+	struct guest_mem_range ranges[GUEST_MEM_MAX_REGIONS];
+	unsigned int n = arch_ram_ranges(vm->cfg->memory, ranges);
 	uint64_t limit = guest_mem_host_limit();
 	char want[32], have[32];
 	int ret;
 
 	if (vm->cfg->memory > limit) {
 		log_error("--memory %s is more than this host has (%s of RAM and swap) — ask for less",
-			  format_size(vm->cfg->memory, want, sizeof(want)),
-			  format_size(limit, have, sizeof(have)));
+			  format_size_round(vm->cfg->memory, want, sizeof(want)),
+			  format_size_round(limit, have, sizeof(have)));
 		return VMM_EXIT_RESOURCE;
 	}
 	ret = guest_mem_init(&vm->mem, ranges, n, vm->cfg->hugepages);
@@ -250,52 +141,27 @@ static int vm_create_memory(struct vm *vm)
 	return 0;
 }
 
-static int vm_load_guest(struct vm *vm, const struct boot_image *img)
+static int vm_load_guest(struct vm *vm, const struct arch_boot *img)
 {
-	struct guest_mem_range ram[GUEST_MEM_MAX_REGIONS];
-	struct boot_layout layout;
-	uint64_t needed;
-	char have[32], need[32];
-	int ret;
+	int ret = arch_load_guest(img, &vm->mem, vm->cmdline);
 
-	for (unsigned int i = 0; i < vm->mem.nregions; i++)
-		ram[i] = (struct guest_mem_range){ vm->mem.regions[i].gpa, vm->mem.regions[i].size };
-	if (boot_layout_plan(&img->info, ram, vm->mem.nregions, img->initrd_size, &layout, &needed)) {
-		log_error("the kernel and initrd do not fit in %s of guest memory (about %s needed "
-			  "below 3 GiB) — give more --memory or a smaller initrd",
-			  format_size(vm->cfg->memory, have, sizeof(have)),
-			  format_size(ALIGN_UP(needed, MIB), need, sizeof(need)));
-		return VMM_EXIT_IMAGE;
-	}
-	ret = x86_boot_load(&vm->mem, img, &img->info, &layout, vm->cmdline);
-	if (ret) {
-		log_error("cannot load the kernel and initrd into guest memory: %s", strerror(-ret));
-		return VMM_EXIT_IMAGE;
-	}
-	return 0;
+	return !ret ? 0 : ret == -ENOMEM ? VMM_EXIT_RESOURCE : VMM_EXIT_IMAGE;
 }
 
-static int vm_build_acpi(struct vm *vm)
+/* Tells the guest about the machine (x86: ACPI) from the device list, so the two agree. */
+static int vm_describe_platform(struct vm *vm)
 {
-	struct acpi_device_desc devs[VM_MAX_VIRTIO_DEVICES];
-	struct acpi_platform platform = { .ncpus = vm->ncpus, .devices = devs, .ndevices = vm->nvdevs };
-	uint64_t size = X86_ACPI_END - X86_ACPI_GPA;
-	void *buf = guest_mem_ptr(&vm->mem, X86_ACPI_GPA, size);
-	ssize_t n;
+	struct arch_device devs[VM_MAX_VIRTIO_DEVICES];
 
-	/* The DSDT is generated from the device list, so it always matches the devices. */
 	for (unsigned int i = 0; i < vm->nvdevs; i++)
-		devs[i] = (struct acpi_device_desc){
-			.hid = "LNRO0005",
+		devs[i] = (struct arch_device){
+			.kind = ARCH_DEVICE_VIRTIO_MMIO,
 			.mmio_base = vm->vdevs[i]->base,
 			.mmio_size = VIRTIO_MMIO_WINDOW,
 			.gsi = vm->vdevs[i]->gsi,
 		};
-	n = buf ? acpi_build_tables(&platform, buf, size, X86_ACPI_GPA) : -EFAULT;
-	if (n < 0) {
-		log_error("cannot build the ACPI tables: %s", strerror((int)-n));
+	if (arch_describe_platform(vm->arch, &vm->mem, vm->ncpus, devs, vm->nvdevs))
 		return VMM_EXIT_RUNTIME;
-	}
 	return 0;
 }
 
@@ -366,14 +232,14 @@ static int vm_create_virtio_devices(struct vm *vm)
 		.ioeventfd = vm_ioeventfd,
 		.irqfd = vm_irqfd,
 	};
-	if (total > VM_MAX_VIRTIO_DEVICES) {
-		log_error("%u virtio devices asked for; at most %d fit — give fewer devices", total,
-			  VM_MAX_VIRTIO_DEVICES);
+	if (total > MIN(arch_virtio_max(), VM_MAX_VIRTIO_DEVICES)) {
+		log_error("%u virtio devices asked for; at most %u fit — give fewer devices", total,
+			  MIN(arch_virtio_max(), VM_MAX_VIRTIO_DEVICES));
 		return VMM_EXIT_USAGE;
 	}
 	for (unsigned int i = 0; i < total; i++) {
-		uint64_t base = X86_VIRTIO_MMIO_GPA + i * X86_VIRTIO_MMIO_SIZE;
-		uint32_t gsi = X86_VIRTIO_FIRST_GSI + i;
+		uint64_t base;
+		uint32_t gsi;
 		char *name = vm->vdev_names[i];
 		struct virtio_device_args args = {
 			.host = &vm->virtio_host, .name = name, .base = base, .gsi = gsi,
@@ -383,6 +249,7 @@ static int vm_create_virtio_devices(struct vm *vm)
 		unsigned int k = i;
 		int ret;
 
+		arch_virtio_place(i, &base, &gsi);
 		if (k < cfg->ndisks) {
 			kind = "blk";
 			args.options = &cfg->disks[k];
@@ -413,9 +280,9 @@ static int vm_create_virtio_devices(struct vm *vm)
 }
 
 /* The guest's command line: the user's, plus virtio_mmio.device= entries if asked. */
-static int vm_build_cmdline(struct vm *vm, const struct boot_image *img)
+static int vm_build_cmdline(struct vm *vm, const struct arch_boot *img)
 {
-	size_t max = MIN((size_t)img->info.cmdline_size, (size_t)X86_CMDLINE_MAX - 1);
+	size_t max = arch_boot_cmdline_max(img);
 	size_t len = strlen(vm->cfg->cmdline), cap = len + 1 + vm->nvdevs * 64;
 	char *p;
 
@@ -439,12 +306,27 @@ static int vm_build_cmdline(struct vm *vm, const struct boot_image *img)
 
 static void vm_console_irq(void *opaque, bool level)
 {
-	vm_set_irq_line(opaque, X86_SERIAL_GSI, level);
+	struct vm *vm = opaque;
+
+	vm_set_irq_line(vm, vm->uart.irq, level);
 }
 
 static void vm_console_quit(void *opaque)
 {
 	vm_request_stop(opaque, VM_QUIT);
+}
+
+/* A platform device (ACPI, i8042 ...) powered the machine off or reset it. */
+static void vm_platform_stop(void *opaque, enum arch_stop why)
+{
+	vm_request_stop(opaque, why == ARCH_STOP_POWEROFF ? VM_POWEROFF : VM_RESET);
+}
+
+/* A vCPU saw the guest reset, power off or fail. */
+static void vm_vcpu_stop(void *opaque, enum vcpu_exit_action why)
+{
+	vm_request_stop(opaque, why == VCPU_EXIT_RESET ? VM_RESET :
+				why == VCPU_EXIT_POWEROFF ? VM_POWEROFF : VM_FAILED);
 }
 
 static int vm_create_devices(struct vm *vm)
@@ -454,11 +336,12 @@ static int vm_create_devices(struct vm *vm)
 	if (!ret)
 		ret = serial_console_init(&vm->console, &vm->loop, STDIN_FILENO, STDOUT_FILENO,
 				   isatty(STDIN_FILENO), vm_console_irq, vm_console_quit, vm);
+	vm->uart = arch_uart_place();
 	if (!ret)
-		ret = io_bus_register(&vm->pio, X86_SERIAL_PORT, SERIAL_NREGS, serial_io,
-				      &vm->console.serial, "serial");
+		ret = io_bus_register(vm->uart.pio ? &vm->pio : &vm->mmio, vm->uart.base,
+				      SERIAL_NREGS, serial_io, &vm->console.serial, "serial");
 	if (!ret)
-		ret = x86_platform_init(vm);
+		ret = arch_platform_init(vm->arch, &vm->pio, &vm->mmio, vm_platform_stop, vm);
 	if (ret) {
 		log_error("cannot set up the devices: %s", strerror(-ret));
 		return VMM_EXIT_RUNTIME;
@@ -468,13 +351,23 @@ static int vm_create_devices(struct vm *vm)
 
 static int vm_create_vcpus(struct vm *vm)
 {
+	vm->vcpu_ctx = (struct vcpu_ctx){
+		.vm_fd = vm->vm_fd,
+		.run_size = vm->run_size,
+		.pio = &vm->pio,
+		.mmio = &vm->mmio,
+		.arch = vm->arch,
+		.stopping = &vm->stop_reason,
+		.stop = vm_vcpu_stop,
+		.opaque = vm,
+	};
 	vm->vcpus = calloc(vm->ncpus, sizeof(*vm->vcpus));
 	if (!vm->vcpus) {
 		log_error("cannot allocate %u vCPUs", vm->ncpus);
 		return VMM_EXIT_RESOURCE;
 	}
 	for (unsigned int i = 0; i < vm->ncpus; i++) {
-		int ret = vcpu_create(&vm->vcpus[i], vm, i);
+		int ret = vcpu_create(&vm->vcpus[i], &vm->vcpu_ctx, i);
 
 		vm->vcpus_created = i + 1;	/* how many need destroying */
 		if (ret) {
@@ -485,7 +378,7 @@ static int vm_create_vcpus(struct vm *vm)
 	return 0;
 }
 
-int vm_create(struct vm *vm, const struct vmm_config *cfg, const struct boot_image *img)
+int vm_create(struct vm *vm, const struct vmm_config *cfg, const struct arch_boot *img)
 {
 	int ret;
 
@@ -517,7 +410,7 @@ int vm_create(struct vm *vm, const struct vmm_config *cfg, const struct boot_ima
 	if (!ret)
 		ret = vm_load_guest(vm, img);
 	if (!ret)
-		ret = vm_build_acpi(vm);
+		ret = vm_describe_platform(vm);
 	if (!ret)
 		ret = vm_create_vcpus(vm);
 	return ret;
@@ -583,8 +476,8 @@ void vm_destroy(struct vm *vm)
 	io_bus_destroy(&vm->pio);
 	io_bus_destroy(&vm->mmio);
 	guest_mem_destroy(&vm->mem);
-	free(vm->cpuid);
-	vm->cpuid = NULL;
+	arch_vm_destroy(vm->arch);
+	vm->arch = NULL;
 	free(vm->cmdline);
 	vm->cmdline = NULL;
 	if (vm->vm_fd >= 0)

@@ -13,19 +13,17 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "firmware/boot_params.h"
 #include "virtio/mmio.h"
+#include "vmm/arch.h"
 #include "vmm/config.h"
 #include "vmm/serial_console.h"
 #include "vmm/base/event_loop.h"
 #include "vmm/base/guest_mem.h"
-#include "vmm/io_bus.h"
+#include "vmm/base/io_bus.h"
+#include "vmm/vcpu.h"
 
-/* virtio-mmio devices get GSIs 5..23 of the IOAPIC: 19 at most. */
-#define VM_MAX_VIRTIO_DEVICES 19
-
-struct vcpu;
-struct kvm_cpuid2;
+/* Room for virtio devices in struct vm; the arch may have fewer slots (arch_virtio_max()). */
+#define VM_MAX_VIRTIO_DEVICES 32
 
 /* Why the VM stopped; the first request wins. */
 enum vm_stop_reason {
@@ -40,9 +38,11 @@ struct vm {
 	const struct vmm_config *cfg;
 	int kvm_fd, vm_fd;
 	size_t run_size;			/* mmap size of struct kvm_run */
-	struct kvm_cpuid2 *cpuid;		/* KVM_GET_SUPPORTED_CPUID */
+	struct arch_vm *arch;			/* the arch's part (vmm/arch.h) */
 	struct guest_mem mem;
 	struct io_bus pio, mmio;
+	struct arch_uart uart;			/* where the serial console's 16550 lives */
+	struct vcpu_ctx vcpu_ctx;		/* what the vCPUs get from the VM */
 	struct vcpu *vcpus;
 	unsigned int ncpus, vcpus_created;
 	struct event_loop loop;
@@ -57,25 +57,11 @@ struct vm {
 };
 
 /*
- * A kernel (and initrd) opened and validated once, loaded into guest RAM
- * straight from the files at every boot (nothing large stays in VMM memory).
+ * Builds the whole machine ready to run, loading the guest from img (opened
+ * once with arch_boot_open(), loaded at every boot); 0 or a VMM_EXIT_* status
+ * after reporting.
  */
-struct boot_image {
-	struct bzimage_info info;
-	uint8_t *setup;		/* the bzImage's first bytes: boot sector and setup header */
-	size_t setup_len;
-	int kernel_fd;
-	int initrd_fd;		/* -1 without initrd */
-	uint64_t initrd_size;
-};
-
-/* Reads and validates the boot files; 0 or VMM_EXIT_IMAGE after reporting. */
-int boot_image_load(struct boot_image *img, const struct vmm_config *cfg);
-/* Frees what boot_image_load() took. */
-void boot_image_free(struct boot_image *img);
-
-/* Builds the whole machine ready to run; 0 or a VMM_EXIT_* status after reporting. */
-int vm_create(struct vm *vm, const struct vmm_config *cfg, const struct boot_image *img);
+int vm_create(struct vm *vm, const struct vmm_config *cfg, const struct arch_boot *img);
 
 /* Starts the vCPUs and the event loop; 0 or VMM_EXIT_RUNTIME after reporting. */
 int vm_start(struct vm *vm);

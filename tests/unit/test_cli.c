@@ -736,6 +736,40 @@ Test(util, format_size_units)
 	cr_assert_eq(format_size(1, buf, sizeof(buf)), buf);
 }
 
+Test(util, format_size_round_units)
+{
+	char buf[32];
+
+	cr_assert_str_eq(format_size_round(0, buf, sizeof(buf)), "0 bytes");
+	cr_assert_str_eq(format_size_round(1023, buf, sizeof(buf)), "1023 bytes");
+	cr_assert_str_eq(format_size_round(1536, buf, sizeof(buf)), "1.5 KiB");
+	cr_assert_str_eq(format_size_round(512ULL << 20, buf, sizeof(buf)), "512 MiB");
+	cr_assert_str_eq(format_size_round(1ULL << 40, buf, sizeof(buf)), "1 TiB");
+	cr_assert_str_eq(format_size_round(1ULL << 50, buf, sizeof(buf)), "1024 TiB");
+	cr_assert_str_eq(format_size_round(UINT64_MAX, buf, sizeof(buf)), "16777216.0 TiB");
+	/* Rounds to the nearest tenth, carrying into the whole part. */
+	cr_assert_str_eq(format_size_round((2ULL << 30) - 1, buf, sizeof(buf)), "2.0 GiB");
+	cr_assert_str_eq(format_size_round((1ULL << 30) + (1ULL << 29), buf, sizeof(buf)),
+			 "1.5 GiB");
+}
+
+/* Issue 8: `--memory 1T` on a host with 24683584 KiB of RAM and swap compared sizes in KiB. */
+Test(util, format_size_round_host_limit)
+{
+	char want[32], have[32];
+
+	cr_assert_str_eq(format_size_round(1ULL << 40, want, sizeof(want)), "1 TiB");
+	cr_assert_str_eq(format_size_round(24683584ULL * 1024, have, sizeof(have)), "23.5 GiB");
+}
+
+Test(util, format_size_round_truncates)
+{
+	char buf[4];
+
+	cr_assert_eq(format_size_round(1536, buf, sizeof(buf)), buf);
+	cr_assert_str_eq(buf, "1.5");
+}
+
 Test(util, format_size_truncates)
 {
 	char buf[5];

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * Unit tests for the per-vCPU CPUID patching (vmm/cpuid.c) on a fabricated
+ * Unit tests for the per-vCPU CPUID patching (vmm/x86/cpuid.c) on a fabricated
  * KVM_GET_SUPPORTED_CPUID table.
  */
 #include <criterion/criterion.h>
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "vmm/cpuid.h"
+#include "vmm/x86/cpuid.h"
 
 #define SIG	KVM_CPUID_FLAG_SIGNIFCANT_INDEX
 

@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "vmm/io_bus.h"
+#include "vmm/base/io_bus.h"
 
 /* What a handler saw. */
 struct rec {

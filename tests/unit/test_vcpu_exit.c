@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "vmm/io_bus.h"
+#include "vmm/base/io_bus.h"
 #include "vmm/vcpu.h"
 
 #define RUN_SIZE	8192
@@ -401,34 +401,4 @@ Test(vcpu_exit, index_only_used_for_messages)
 	set_io(KVM_EXIT_IO_OUT, 0x3f8, 1, 1);
 	cr_assert_eq(vcpu_handle_exit(run, &pio, &mmio, 7), VCPU_EXIT_CONTINUE);
 	cr_assert_eq(serial_rec.a[0].data[0], 'z');
-}
-
-Test(vcpu_state, the_crash_line_names_what_a_triple_fault_report_needs)
-{
-	struct kvm_regs r = { .rip = 0xffffffff81000000ull, .rsp = 0xffffc90000003f00ull,
-			      .rflags = 0x10046 };
-	struct kvm_sregs s = { .cr0 = 0x80050033, .cr3 = 0x1000, .cr4 = 0x3706f0, .efer = 0xd01,
-			       .cs = { .selector = 0x10 }, .gs = { .base = 0xdeadbeef00000000ull },
-			       .idt = { .base = 0xfffffe0000000000ull, .limit = 0xfff } };
-	char line[512];
-
-	vcpu_format_state(line, sizeof(line), &r, &s);
-	cr_assert(strstr(line, "rip=0xffffffff81000000 "), "%s", line);
-	cr_assert(strstr(line, "rsp=0xffffc90000003f00 "), "%s", line);
-	cr_assert(strstr(line, "cr3=0x1000 "), "%s", line);
-	cr_assert(strstr(line, "cs=0x10 "), "%s", line);
-	cr_assert(strstr(line, "gs.base=0xdeadbeef00000000 "), "%s", line);
-	cr_assert(strstr(line, "idt=0xfffffe0000000000/0xfff "), "%s", line);
-}
-
-Test(vcpu_state, a_short_buffer_is_cut_not_overrun)
-{
-	struct kvm_regs r = { .rip = 1 };
-	struct kvm_sregs s = { 0 };
-	char line[16];
-
-	memset(line, 'x', sizeof(line));
-	vcpu_format_state(line, 12, &r, &s);
-	cr_assert_eq(strlen(line), 11);
-	cr_assert_eq(line[12], 'x');
 }

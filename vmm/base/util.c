@@ -71,6 +71,30 @@ const char *format_size(uint64_t bytes, char *buf, size_t len)
 	return buf;
 }
 
+const char *format_size_round(uint64_t bytes, char *buf, size_t len)
+{
+	static const char *const units[] = { "bytes", "KiB", "MiB", "GiB", "TiB" };
+	unsigned int u = 0, tenths;
+	uint64_t unit = 1, whole;
+
+	while (u + 1 < ARRAY_SIZE(units) && bytes >= unit * 1024) {
+		unit *= 1024;
+		u++;
+	}
+	whole = bytes / unit;
+	/* bytes % unit < 2^40, so the product cannot overflow. */
+	tenths = (unsigned int)(((bytes % unit) * 10 + unit / 2) / unit);
+	if (tenths == 10) {
+		whole++;
+		tenths = 0;
+	}
+	if (bytes % unit == 0)
+		snprintf(buf, len, "%llu %s", (unsigned long long)whole, units[u]);
+	else
+		snprintf(buf, len, "%llu.%u %s", (unsigned long long)whole, tenths, units[u]);
+	return buf;
+}
+
 int thread_start(pthread_t *thread, void *(*fn)(void *), void *arg)
 {
 	pthread_attr_t attr;

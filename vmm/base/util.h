@@ -30,6 +30,13 @@ int parse_uint(const char *s, unsigned long min, unsigned long max, unsigned lon
 const char *format_size(uint64_t bytes, char *buf, size_t len);
 
 /*
+ * Formats a byte count in the largest binary unit it reaches, with one decimal
+ * unless exact ("23.5 GiB", "1 TiB", "1023 bytes"), for sizes the user did not
+ * type (the host's RAM); always NUL-terminated; returns buf.
+ */
+const char *format_size_round(uint64_t bytes, char *buf, size_t len);
+
+/*
  * Stack size of every thread vmm starts. Small on purpose: glibc's default of
  * 8 MiB can hold whole 2 MiB huge pages, which a host with THP "always" then
  * backs with 2 MiB of RAM per thread for a few KiB of use.

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "vmm/io_bus.h"
+#include "vmm/base/io_bus.h"
 
 int io_bus_register(struct io_bus *bus, uint64_t base, uint64_t size, io_handler_fn *handler,
 		    void *opaque, const char *name)

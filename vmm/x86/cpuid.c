@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 #include <stddef.h>
 
-#include "vmm/cpuid.h"
+#include "vmm/x86/cpuid.h"
 
 #define LEAF1_EDX_HTT		(1u << 28)
 #define LEAF1_ECX_HYPERVISOR	(1u << 31)

@@ -1,15 +1,20 @@
 // SPDX-License-Identifier: GPL-2.0-only
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/kvm.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "firmware/x86_layout.h"
+#include "vmm/base/log.h"
 #include "vmm/base/util.h"
-#include "vmm/vm.h"
-#include "vmm/x86_boot.h"
+#include "vmm/x86/boot.h"
+
+/* The setup code is at most 1 + 255 sectors; the header fits in the first of them. */
+#define BZIMAGE_SETUP_MAX (256 * 512)
 
 /* Segment selectors the boot protocol asks for: __BOOT_CS and __BOOT_DS. */
 #define BOOT_CS		0x10
@@ -30,10 +35,102 @@
 #define MSR_IA32_MISC_ENABLE		0x1a0
 #define MSR_IA32_MISC_ENABLE_FAST_STRING 1ULL
 
-#define APIC_LVT0	0x350
-#define APIC_LVT1	0x360
-#define APIC_MODE_NMI	0x4
-#define APIC_MODE_EXTINT 0x7
+static int open_boot_file(const char *what, const char *path, int *fd, uint64_t *size)
+{
+	struct stat st;
+
+	*fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (*fd < 0) {
+		int err = errno;
+
+		log_error("cannot open the %s %s: %s — check the path and its permissions",
+			  what, path, strerror(err));
+		return -err;
+	}
+	if (fstat(*fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		log_error("the %s %s is not a regular file — give the path of %s", what, path,
+			  strcmp(what, "kernel") ? "an initramfs image" : "a bzImage file");
+		return -EINVAL;
+	}
+	*size = (uint64_t)st.st_size;
+	return 0;
+}
+
+static int boot_open(struct arch_boot *img, const char *kernel, const char *initrd,
+		     const char *cmdline)
+{
+	uint64_t kernel_size;
+	const char *why;
+	ssize_t n;
+	int ret;
+
+	ret = open_boot_file("kernel", kernel, &img->kernel_fd, &kernel_size);
+	if (ret)
+		return ret;
+	img->setup_len = (size_t)MIN(kernel_size, BZIMAGE_SETUP_MAX);
+	img->setup = malloc(img->setup_len ? img->setup_len : 1);
+	if (!img->setup) {
+		log_error("cannot allocate memory for the kernel header");
+		return -ENOMEM;
+	}
+	n = pread(img->kernel_fd, img->setup, img->setup_len, 0);
+	if (n != (ssize_t)img->setup_len) {
+		log_error("cannot read the kernel %s: %s", kernel,
+			  n < 0 ? strerror(errno) : "short read");
+		return -EIO;
+	}
+	if (bzimage_parse(img->setup, kernel_size, &img->info, &why)) {
+		log_error("the kernel %s cannot be booted: %s — give a bzImage such as /boot/vmlinuz-*",
+			  kernel, why);
+		return -EINVAL;
+	}
+	if (strlen(cmdline) > arch_boot_cmdline_max(img)) {
+		log_error("the kernel command line is %zu bytes; this kernel accepts at most %zu — shorten --cmdline",
+			  strlen(cmdline), arch_boot_cmdline_max(img));
+		return -E2BIG;
+	}
+	if (!initrd)
+		return 0;
+	return open_boot_file("initrd", initrd, &img->initrd_fd, &img->initrd_size);
+}
+
+int arch_boot_open(struct arch_boot **out, const char *kernel, const char *initrd,
+		   const char *cmdline)
+{
+	struct arch_boot *img = calloc(1, sizeof(*img));
+	int ret;
+
+	*out = NULL;
+	if (!img) {
+		log_error("cannot allocate memory for the boot image");
+		return -ENOMEM;
+	}
+	img->kernel_fd = img->initrd_fd = -1;
+	ret = boot_open(img, kernel, initrd, cmdline);
+	if (ret) {
+		arch_boot_free(img);
+		return ret;
+	}
+	*out = img;
+	return 0;
+}
+
+void arch_boot_free(struct arch_boot *img)
+{
+	if (!img)
+		return;
+	free(img->setup);
+	if (img->kernel_fd >= 0)
+		close(img->kernel_fd);
+	if (img->initrd_fd >= 0)
+		close(img->initrd_fd);
+	free(img);
+}
+
+size_t arch_boot_cmdline_max(const struct arch_boot *img)
+{
+	return MIN((size_t)img->info.cmdline_size, (size_t)X86_CMDLINE_MAX - 1);
+}
 
 /* A GDT entry from flags (access byte | flags nibble << 12), base and limit. */
 static uint64_t gdt_entry(uint16_t flags, uint32_t base, uint32_t limit)
@@ -110,10 +207,10 @@ static int read_file_to_guest(const struct guest_mem *mem, int fd, uint64_t off,
 	return 0;
 }
 
-int x86_boot_load(const struct guest_mem *mem, const struct boot_image *img,
-		  const struct bzimage_info *info, const struct boot_layout *layout,
-		  const char *cmdline)
+int x86_boot_load(const struct guest_mem *mem, const struct arch_boot *img,
+		  const struct boot_layout *layout, const char *cmdline)
 {
+	const struct bzimage_info *info = &img->info;
 	struct boot_params *bp;
 	unsigned int nram = mem->nregions;
 	struct guest_mem_range ram[GUEST_MEM_MAX_REGIONS];
@@ -141,6 +238,31 @@ int x86_boot_load(const struct guest_mem *mem, const struct boot_image *img,
 	if (!bp)
 		return -EFAULT;
 	return boot_params_build(bp, img->setup, info, layout, ram, nram);
+}
+
+int arch_load_guest(const struct arch_boot *img, const struct guest_mem *mem, const char *cmdline)
+{
+	struct guest_mem_range ram[GUEST_MEM_MAX_REGIONS];
+	struct boot_layout layout;
+	uint64_t needed;
+	char have[32], need[32];
+	int ret;
+
+	for (unsigned int i = 0; i < mem->nregions; i++)
+		ram[i] = (struct guest_mem_range){ mem->regions[i].gpa, mem->regions[i].size };
+	if (boot_layout_plan(&img->info, ram, mem->nregions, img->initrd_size, &layout, &needed)) {
+		log_error("the kernel and initrd do not fit in %s of guest memory (about %s needed "
+			  "below 3 GiB) — give more --memory or a smaller initrd",
+			  format_size(mem->size, have, sizeof(have)),
+			  format_size(ALIGN_UP(needed, MIB), need, sizeof(need)));
+		return -ENOSPC;
+	}
+	ret = x86_boot_load(mem, img, &layout, cmdline);
+	if (ret) {
+		log_error("cannot load the kernel and initrd into guest memory: %s", strerror(-ret));
+		return ret;
+	}
+	return 0;
 }
 
 static void set_segment(struct kvm_segment *seg, uint16_t selector, uint8_t type, bool code)
@@ -211,24 +333,4 @@ int x86_vcpu_init_boot_state(int fd)
 	if (ioctl(fd, KVM_SET_MSRS, &msrs) < 0)
 		return -errno;
 	return 0;
-}
-
-static void lapic_set_lvt_mode(struct kvm_lapic_state *lapic, unsigned int reg, uint32_t mode)
-{
-	uint32_t v;
-
-	memcpy(&v, &lapic->regs[reg], sizeof(v));
-	v = (v & ~0x700u) | (mode << 8);
-	memcpy(&lapic->regs[reg], &v, sizeof(v));
-}
-
-int x86_vcpu_init_lapic(int fd)
-{
-	struct kvm_lapic_state lapic;
-
-	if (ioctl(fd, KVM_GET_LAPIC, &lapic) < 0)
-		return -errno;
-	lapic_set_lvt_mode(&lapic, APIC_LVT0, APIC_MODE_EXTINT);
-	lapic_set_lvt_mode(&lapic, APIC_LVT1, APIC_MODE_NMI);
-	return ioctl(fd, KVM_SET_LAPIC, &lapic) < 0 ? -errno : 0;
 }

@@ -3,8 +3,8 @@
  * Per-vCPU CPUID: KVM's supported table patched with this vCPU's APIC ID and
  * the topology of N vCPUs as cores of one socket, one thread per core.
  */
-#ifndef VMM_CPUID_H
-#define VMM_CPUID_H
+#ifndef VMM_X86_CPUID_H
+#define VMM_X86_CPUID_H
 
 #include <linux/kvm.h>
 #include <stdint.h>
