@@ -10,6 +10,7 @@
 
 #include "vmm/arch.h"
 #include "vmm/cli.h"
+#include "vmm/exit_status.h"
 #include "vmm/kvm_host.h"
 #include "vmm/base/log.h"
 #include "vmm/term.h"
@@ -158,8 +159,7 @@ int main(int argc, char **argv)
 	/* Opened and checked once; every boot loads the guest from it. */
 	ret = arch_boot_open(&img, cfg.kernel, cfg.initrd, cfg.cmdline);
 	if (ret) {
-		ret = ret == -E2BIG ? VMM_EXIT_USAGE : ret == -ENOMEM ? VMM_EXIT_RESOURCE :
-		      VMM_EXIT_IMAGE;
+		ret = exit_status_for(EXIT_STEP_BOOT_IMAGE, ret);
 	} else {
 		term_raw_enable();
 		ret = run_guest(&cfg, img, sig_fd);

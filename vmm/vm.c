@@ -13,6 +13,7 @@
 #include "vmm/arch.h"
 #include "vmm/base/log.h"
 #include "vmm/base/util.h"
+#include "vmm/exit_status.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
 
@@ -99,7 +100,7 @@ static int vm_create_kvm_vm(struct vm *vm)
 	vm->run_size = (size_t)ret;
 	ret = arch_vm_create(&vm->arch, vm->kvm_fd, vm->vm_fd, vm->ncpus);
 	if (ret)
-		return ret == -ENOMEM ? VMM_EXIT_RESOURCE : VMM_EXIT_NO_KVM;
+		return exit_status_for(EXIT_STEP_ARCH_VM, ret);
 	return 0;
 }
 
@@ -145,7 +146,7 @@ static int vm_load_guest(struct vm *vm, const struct arch_boot *img)
 {
 	int ret = arch_load_guest(img, &vm->mem, vm->cmdline);
 
-	return !ret ? 0 : ret == -ENOMEM ? VMM_EXIT_RESOURCE : VMM_EXIT_IMAGE;
+	return exit_status_for(EXIT_STEP_LOAD_GUEST, ret);
 }
 
 /* Tells the guest about the machine (x86: ACPI) from the device list, so the two agree. */
@@ -192,32 +193,6 @@ static int vm_irqfd(struct virtio_host *h, uint32_t gsi, int fd, bool assign)
 	};
 
 	return ioctl(host_to_vm(h)->vm_fd, KVM_IRQFD, &irq) < 0 ? -errno : 0;
-}
-
-/* The exit status for a device constructor's -errno: the host is short, a bad value, or ours. */
-static int vm_virtio_exit_status(int err)
-{
-	switch (-err) {
-	case ENOMEM:
-	case EMFILE:
-	case ENFILE:
-		return VMM_EXIT_RESOURCE;
-	case EINVAL:
-	case ENOENT:
-	case ENOTDIR:
-	case EISDIR:
-	case EACCES:
-	case EPERM:
-	case EROFS:
-	case EBUSY:
-	case ELOOP:
-	case ENXIO:
-	case ENAMETOOLONG:
-	case EOPNOTSUPP:
-		return VMM_EXIT_USAGE;
-	default:
-		return VMM_EXIT_RUNTIME;
-	}
 }
 
 /* Creates the virtio devices in a fixed order (disks, nets, rng, console), slot by slot. */
@@ -268,7 +243,7 @@ static int vm_create_virtio_devices(struct vm *vm)
 		}
 		ret = virtio_device_create(kind, &args, &d);
 		if (ret)
-			return vm_virtio_exit_status(ret);
+			return exit_status_for(EXIT_STEP_DEVICE, ret);
 		vm->vdevs[vm->nvdevs++] = d;
 		ret = io_bus_register(&vm->mmio, base, VIRTIO_MMIO_WINDOW, virtio_mmio_io, d, name);
 		if (ret) {
@@ -372,7 +347,7 @@ static int vm_create_vcpus(struct vm *vm)
 		vm->vcpus_created = i + 1;	/* how many need destroying */
 		if (ret) {
 			log_error("cannot create vCPU %u: %s", i, strerror(-ret));
-			return ret == -ENOMEM ? VMM_EXIT_RESOURCE : VMM_EXIT_RUNTIME;
+			return exit_status_for(EXIT_STEP_VCPU, ret);
 		}
 	}
 	return 0;
