@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Suite "harness" (TAP, no KVM needed): the integration suites' process helpers in lib.sh —
-# run_vmm's time limit, SIGTERM then SIGKILL, exit statuses, gone/wait_gone, the reports of a
+# run_vmm's time limit, SIGTERM then SIGKILL, exit statuses, its stop at a marker (--stop-at),
+# run_guest's verdict on a run, gone/wait_gone, the reports of a
 # guest triple fault, of a guest stall inside KVM_RUN and of a run failed after the guest's
 # XSAVE consistency warning to scripts/nested (VMM_NESTED_FAULT_REPORT), KVM's counters, the
 # live copy of a run's output — with stand-in programs and records instead of vmm; and
@@ -69,6 +70,31 @@ expect "one that ignores SIGTERM is killed 10 s later: RC 124, STOPPED=killed" 1
 stand_in signalled 'kill -SEGV $$'
 t0=$SECONDS; VMM=$WORK/signalled run_vmm signalled 10
 expect "death by a signal is RC 128+N" $((128 + 11)) '' 3
+
+# --stop-at: stopped with SIGTERM once the guest printed the marker COUNT times (the boot suite's
+# reboot loop); how it took the SIGTERM is kept.
+stand_in twice 'trap "exit 143" TERM; echo VMMTEST-BOOT-START; sleep 0.5; echo VMMTEST-BOOT-START; while :; do sleep 0.1; done'
+t0=$SECONDS; VMM=$WORK/twice run_vmm --stop-at VMMTEST-BOOT-START 2 twice 20 run
+if [[ $REACHED == 1 && $TERM_RC == 143 && $RC == 143 && $TERM_SECS -le 2 && $STOPPED == '' ]] && ((SECONDS - t0 <= 5)); then
+	result OK "run_vmm --stop-at: stopped with SIGTERM once the marker came twice, its exit status kept"
+else
+	note "REACHED '$REACHED' RC '$RC' TERM_RC '$TERM_RC' TERM_SECS '$TERM_SECS' STOPPED '$STOPPED' after $((SECONDS - t0)) s"
+	result FAIL "run_vmm --stop-at: stopped with SIGTERM once the marker came twice, its exit status kept"
+fi
+
+# run_guest: one TAP point for the run's end (status, markers, no panic), here checked by
+# capturing what it prints for a run that passes and one that fails.
+stand_in guest_ok 'echo "VMMTEST-ACTION poweroff -f"; exit 0'
+stand_in guest_panic 'echo "Kernel panic - not syncing: VFS"; exit 0'
+tap=$(VMM=$WORK/guest_ok run_guest g1 --limit 10 --expect-status 0 --expect VMMTEST-ACTION --label L -- run
+	VMM=$WORK/guest_ok run_guest g2 --limit 10 --expect-status 3 --expect VMMTEST-ACTION --label L -- run
+	VMM=$WORK/guest_panic run_guest g3 --limit 10 --expect-status 0 --expect VMMTEST-ACTION --label L -- run)
+if [[ $tap == "ok $((N + 1)) - L"$'\n'"not ok $((N + 2)) - L"$'\n'*"expected exit status 3"*"not ok $((N + 3)) - L"$'\n'*"did not print VMMTEST-ACTION"*"kernel panicked"* ]]; then
+	result OK "run_guest: a run passes with its status and markers, fails on another status, a missing marker or a panic"
+else
+	note "run_guest printed: $tap"
+	result FAIL "run_guest: a run passes with its status and markers, fails on another status, a missing marker or a panic"
+fi
 
 # A triple fault (vmm -v's lines) is reported to scripts/nested, with the vCPU state; one on
 # purpose (reboot=t) is not. Here the report goes to a file of ours.
