@@ -10,6 +10,7 @@
 #   Needs /dev/kvm (scripts/with-kvm provides one) and both kernels (scripts/test fetches them).
 # Environment: VMM_TEST_TIMEOUT (seconds per vmm run that boots a guest, default 180),
 #   VMM_TEST_KEEP=1 keeps the work directory (printed at the end).
+# shellcheck disable=SC2016 # check's conditions are single-quoted: lib.sh evaluates them
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)

@@ -22,6 +22,7 @@
 #   VMM_TEST_KEEP=1 keeps the work directory (printed at the end).
 # Every process started here costs ~0.4 s in scripts/nested's emulated L1, so the checks use
 # bash builtins where they can.
+# shellcheck disable=SC2016 # check's conditions are single-quoted: lib.sh evaluates them
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)

@@ -1,7 +1,7 @@
 # scripts/nested, booting the L1: its writable shares, the run directory, CMD's script, the
 # L1's initramfs (scripts/lib/nested/l1-init.sh as /init), and starting and stopping QEMU.
 # Sourced by scripts/nested, which sets memory, cpus, shares, extra_env, vmlinux, l1_base.
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2154 # memory, cpus, shares, extra_env, vmlinux, l1_base, run: the driver's
 
 # ---- writable shares ------------------------------------------------------------------------
 # The repository and the cache are writable in L1; so is every --share DIR. A share inside

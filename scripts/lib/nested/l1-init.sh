@@ -5,7 +5,9 @@
 # files over 9p, checks /dev/kvm, starts the heartbeat and the hang report, runs CMD
 # (/run/nested/cmd.sh, chrooted into the host's /) and powers off. It only ever powers off:
 # scripts/lib/nested/l1-judge.sh counts any other stop as a reset (docs/testing.md).
+# shellcheck disable=SC2154 # msize and token come from /etc/nested.conf
 export PATH=/sbin:/bin:/usr/sbin:/usr/bin
+# shellcheck disable=SC1091 # msize, token: written by scripts/lib/nested/l1-boot.sh
 . /etc/nested.conf
 say() { echo "nested-l1: $*"; }
 fail() {

@@ -1,7 +1,7 @@
 # scripts/nested, judging its failures: which ways an L1 can end count as a failure of the
 # emulated machine (rerun in a fresh L1) and which as CMD's own. The rule and the evidence for
 # each kind: docs/testing.md ("Whose failure is it"). Sourced by scripts/nested; needs $run.
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034,SC2154 # reset_log_re is used by l1-watch.sh; run is the driver's
 
 # Kernel messages that mean the L1 is stuck or has crashed (a task blocked in the kernel for
 # minutes included: no user program can make itself unkillable).

@@ -3,7 +3,7 @@
 # deadlines; and what is shown when it fails: the console, the live copies of the runs in
 # progress, the hang report, QEMU's reset events and, for a frozen L1, QEMU's threads. Why
 # each counts as whose failure: docs/testing.md. Sourced by scripts/nested.
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2154 # run, deadline, timeout, attempt...: the driver's (scripts/nested)
 
 now() { printf '%s\n' "${EPOCHREALTIME/./}"; } # microseconds
 secs() { printf '%d.%d' $(($1 / 1000000)) $(($1 % 1000000 / 100000)); }
