@@ -16,7 +16,8 @@
 #     guest_timeline; MARK[KEY] holds the guest's "VMMTEST-KEY value" lines.
 #   TAP: result, note, show, bail, finish (plan printed last: "1..N").
 #   Preconditions (failures, never skips: a skipped integration test proves nothing): vmm
-#     binary, kernel from scripts/fetch-kernel, usable /dev/kvm.
+#     binary, kernel from scripts/fetch-kernel, usable /dev/kvm; lib_kernel2: the second guest
+#     kernel (KERNEL2, 6.12) and its base initramfs (BASE2).
 #   WORK (fresh directory, removed at exit unless VMM_TEST_KEEP=1; at_exit CMD adds clean-up
 #     commands run before that), run_vmm, marker, count_marker, load_markers, describe_rc,
 #     note_run, note_run_once.
@@ -302,6 +303,10 @@ run_vmm() {
 		((SECONDS - copied < 5)) || { live_copy "$name"; copied=$SECONDS; }
 	done
 	live_copy "$name" done
+	# (a vmm that ended by itself may still have shown the marker COUNT times)
+	if [[ -n $stop_marker && -z $REACHED ]] && (($(count_lines "$WORK/$name.out" "$stop_marker") >= stop_count)); then
+		REACHED=1
+	fi
 	if ! gone "$pid"; then
 		[[ -n $REACHED ]] || record_threads "$pid" >"$WORK/$name.threads" 2>&1
 		t0=$SECONDS
