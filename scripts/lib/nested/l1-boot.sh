@@ -38,7 +38,8 @@ make_run_dir() {
 	if [[ -z ${VMM_NESTED_KEEP:-} ]]; then
 		mapfile -t old < <(find "$VMM_CACHE/nested" -maxdepth 1 -type d -name 'run.*' -printf '%T@ %p\n' | sort -rn | tail -n +4 | cut -d' ' -f2-)
 		for d in "${old[@]}"; do
-			if [[ -f $d/.lock ]] && flock -n "$d/.lock" true 2>/dev/null; then rm -rf "$d"; fi
+			# (best effort: another scripts/nested sharing the cache may be removing it too)
+			if [[ -f $d/.lock ]] && flock -n "$d/.lock" true 2>/dev/null; then rm -rf "$d" 2>/dev/null || true; fi
 		done
 	fi
 	run=$(mktemp -d "$VMM_CACHE/nested/run.XXXXXX")
