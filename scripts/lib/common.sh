@@ -4,6 +4,8 @@
 # Provides: REPO (repository root), VMM_CACHE (cache dir, default $REPO/.cache, gitignored),
 # VMM_KERNEL_VERSION / VMM_KERNEL_PACKAGE (the stock Debian kernel used for L1 and guests),
 # kernel_root / kernel_vmlinuz / kernel_modules_dir (where scripts/fetch-kernel unpacks it),
+# VMM_KERNEL2_VERSION and with_kernel2 / kernel2_fetched / fetch_kernel2 (the integration
+# tests' second guest kernel, 6.12 from bookworm-backports),
 # info / warn / die (messages on stderr, prefixed with the calling script's name).
 set -euo pipefail
 
@@ -29,6 +31,46 @@ export VMM_CACHE
 VMM_KERNEL_VERSION=${VMM_KERNEL_VERSION:-6.1.0-56-amd64}
 # shellcheck disable=SC2034 # used by the scripts that source this file
 VMM_KERNEL_PACKAGE=linux-image-$VMM_KERNEL_VERSION
+
+# The second guest kernel of the integration tests (the L1 keeps the one above): Linux 6.12
+# from bookworm-backports. It lives in a cache of its own ($VMM_CACHE/kernel2/VERSION, used as
+# VMM_CACHE by the scripts that handle it: with_kernel2), so that its package and initramfs
+# archives never replace the default kernel's.
+VMM_KERNEL2_VERSION=${VMM_KERNEL2_VERSION:-6.12.95+deb12-amd64}
+VMM_KERNEL2_SUITE=${VMM_KERNEL2_SUITE:-bookworm-backports}
+kernel2_cache() { printf '%s\n' "$VMM_CACHE/kernel2/$VMM_KERNEL2_VERSION"; }
+# with_kernel2 CMD...: runs CMD (one of scripts/, or a kernel_* helper) for the second kernel.
+with_kernel2() {
+	(
+		VMM_CACHE=$(kernel2_cache)
+		VMM_KERNEL_VERSION=$VMM_KERNEL2_VERSION
+		VMM_KERNEL_PACKAGE=linux-image-$VMM_KERNEL2_VERSION
+		mkdir -p "$VMM_CACHE"
+		export VMM_CACHE VMM_KERNEL_VERSION
+		"$@"
+	)
+}
+kernel2_fetched() { with_kernel2 kernel_fetched; }
+# fetch_kernel2 [--quiet]: scripts/fetch-kernel for the second kernel. apt reads
+# $VMM_KERNEL2_SUITE from a sources list and package lists of its own in the cache
+# (APT_CONFIG, set in this subshell only): the host's apt configuration is left as it is.
+fetch_kernel2() (
+	dir=$VMM_CACHE/apt-$VMM_KERNEL2_SUITE
+	mkdir -p "$dir/lists/partial" "$dir/cache/archives/partial" "$dir/sources.list.d"
+	printf 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] %s %s main\n' \
+		"${VMM_DEBIAN_MIRROR:-http://deb.debian.org/debian}" "$VMM_KERNEL2_SUITE" >"$dir/sources.list"
+	cat >"$dir/apt.conf" <<-EOF
+		Dir::Etc::SourceList "$dir/sources.list";
+		Dir::Etc::SourceParts "$dir/sources.list.d";
+		Dir::State::Lists "$dir/lists";
+		Dir::Cache "$dir/cache";
+	EOF
+	export APT_CONFIG=$dir/apt.conf
+	if ! kernel2_fetched && [[ -z $(find "$dir/lists" -maxdepth 1 -name '*_Packages*' -print -quit) ]]; then
+		apt-get update -qq >/dev/null || die "apt-get update of $VMM_KERNEL2_SUITE (for linux-image-$VMM_KERNEL2_VERSION) failed"
+	fi
+	with_kernel2 "$REPO/scripts/fetch-kernel" "$@"
+)
 
 info() { printf '%s: %s\n' "$PROG" "$*" >&2; }
 warn() { printf '%s: warning: %s\n' "$PROG" "$*" >&2; }

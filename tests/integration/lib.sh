@@ -1,24 +1,37 @@
-# Shared helpers for the integration suites (tests/integration/*.sh). Source it, do not run it:
+# The integration suites' library (tests/integration/*.sh): a test says what it runs and what
+# it expects — guest, time limit, exit status, markers — and this file does the rest: TAP
+# output, running vmm without ever blocking on a stuck process, what a failed run shows, and
+# the reports of a failure of scripts/nested's emulated machine (whose failure is whose:
+# docs/testing.md). Source it, do not run it:
 #   PROG=NAME.sh                  # the suite's name in messages (set before sourcing)
 #   . "$HERE/lib.sh"              # also sources scripts/lib/common.sh (REPO, VMM_CACHE, ...)
 #   lib_setup "$@"                # preconditions, $VMM, $KERNEL, $WORK, exit trap
-#   ... result OK|FAIL "description" ...
+#   run_guest NAME --limit 120 --expect-status 0 --expect VMMTEST-ACTION -- run --kernel ...
+#   check "what must hold" '[[ ${MARK[VMMTEST-X]-} == 42 ]]' "diagnostic if not"
 #   finish                        # prints the TAP plan and exits 1 if anything failed
 # Provides:
+#   Tests: run_guest (a vmm run that boots a guest, one TAP point for its end), run_cli (a vmm
+#     run with no guest), expect_error (a vmm run that must fail with a status and a message),
+#     then about the last run_guest: check, expect_mark, expect_log, check_sigterm_stop,
+#     guest_timeline; MARK[KEY] holds the guest's "VMMTEST-KEY value" lines.
 #   TAP: result, note, show, bail, finish (plan printed last: "1..N").
 #   Preconditions (failures, never skips: a skipped integration test proves nothing): vmm
-#     binary, kernel from scripts/fetch-kernel, usable /dev/kvm.
+#     binary, kernel from scripts/fetch-kernel, usable /dev/kvm; lib_kernel2: the second guest
+#     kernel (KERNEL2, 6.12) and its base initramfs (BASE2).
 #   WORK (fresh directory, removed at exit unless VMM_TEST_KEEP=1; at_exit CMD adds clean-up
-#     commands run before that), run_vmm, marker, count_marker, describe_rc, note_run,
-#     check_exit, expect_error.
+#     commands run before that), run_vmm, marker, count_marker, load_markers, describe_rc,
+#     note_run, note_run_once.
 #   Processes without blocking for ever on one stuck in the kernel: nap (sleep without a
 #     process), gone, wait_gone, stop_proc, proc_threads; record_threads (with gdb's
 #     backtraces and KVM's counters: record_kvm_activity, kvm_stats) for a run past its limit.
 #   Failures of scripts/nested's emulated machine, reported to it (report_nested_fault):
-#     check_triple_fault, check_guest_stall; a vmm stuck in the kernel (stop_proc).
+#     check_triple_fault, check_guest_xsave; a vmm stuck in the kernel (stop_proc). And
+#     check_guest_stall, a diagnosis of a stalled guest shown with the run (not reported).
 # Environment: VMM_TEST_TIMEOUT (seconds per vmm run that boots a guest; default 180, or
 #   the suite's DEFAULT_BOOT_TIMEOUT set before sourcing), VMM_TEST_KEEP=1 keeps the work
 #   directory (printed at the end), KVM_DEBUGFS (KVM's debugfs directory, for tests).
+# Every process started costs ~0.4 s in scripts/nested's emulated L1, so what runs after each
+# poll or per line uses bash builtins.
 # shellcheck shell=bash
 
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
@@ -112,6 +125,16 @@ lib_setup() {
 		bail "no usable KVM: $why — run the integration tests through scripts/with-kvm (e.g. scripts/with-kvm meson test -C build --suite integration, as scripts/test does); it boots a nested L1 VM with KVM when the host has none"
 	fi
 	lib_work
+}
+
+# lib_kernel2: KERNEL2 and BASE2, the second guest kernel (VMM_KERNEL2_VERSION, 6.12 from
+# bookworm-backports: scripts/lib/common.sh) and its base initramfs.
+lib_kernel2() {
+	kernel2_fetched || bail "kernel $VMM_KERNEL2_VERSION is not in $(kernel2_cache) — scripts/test fetches it (by hand: bash -c '. scripts/lib/common.sh && fetch_kernel2')"
+	# shellcheck disable=SC2034 # used by the suites
+	KERNEL2=$(with_kernel2 kernel_vmlinuz)
+	# shellcheck disable=SC2034 # used by the suites
+	BASE2=$(with_kernel2 "$REPO/scripts/mkinitramfs" guest-base) || bail "scripts/mkinitramfs guest-base failed for kernel $VMM_KERNEL2_VERSION"
 }
 
 # ---- running vmm -----------------------------------------------------------------------------
@@ -234,57 +257,79 @@ stop_proc() {
 	wait_gone "$1" 20 && return 0
 	STOPPED=unkillable
 	STOP_NOTE="process $1 did not die within 20 s of SIGKILL (stuck in the kernel); its threads:"$'\n'$(proc_threads "$1")
-	# In scripts/nested's L1 that is the (emulated) L1 kernel's failure: say so, and the L1 is
-	# stopped and the suite rerun in a fresh one. On a real KVM host it is a failure like any.
+	# The emulated machine's failure inside scripts/nested's L1 (docs/testing.md).
 	report_nested_fault "$(tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline")"$'\n'"$STOP_NOTE"
 }
 
 # report_nested_fault TEXT: inside scripts/nested's L1, tells it that the emulated machine
-# failed (it stops the L1 and reruns the suite in a fresh one, at most twice); elsewhere nothing.
+# failed (it stops the L1 and reruns the suite in a fresh one); elsewhere nothing. Only the
+# kinds docs/testing.md lists are reported.
 report_nested_fault() {
 	[[ -n ${VMM_NESTED_FAULT_REPORT:-} ]] || return 0
 	printf '%s: %s\n' "$PROG" "$1" >>"$VMM_NESTED_FAULT_REPORT" || true
 }
 
-# run_vmm NAME TIMEOUT ARGS...: runs vmm with stdin from /dev/null, output in NAME.out/.err,
-# exit status in RC (124: timed out and stopped, like timeout(1); >128 otherwise: killed by
-# signal RC-128; "unkillable": still stuck in the kernel 20 s after SIGKILL — the suite goes
-# on, STOP_NOTE says where its threads were, and note_run shows it).
-RC=0
+# run_vmm [--stop-at MARKER COUNT] NAME TIMEOUT ARGS...: runs vmm with stdin from /dev/null,
+# output in NAME.out/.err, exit status in RC (124: timed out and stopped, like timeout(1); >128
+# otherwise: killed by signal RC-128; "unkillable": still stuck in the kernel 20 s after
+# SIGKILL — the suite goes on, STOP_NOTE says where its threads were, and note_run shows it).
+# With --stop-at, vmm is stopped with SIGTERM once the guest printed COUNT lines starting with
+# MARKER (REACHED=1). Whenever it was stopped: TERM_RC is the status it exited with and
+# TERM_SECS how long it took after SIGTERM. Past the limit, what its threads were doing is
+# kept in NAME.threads. Then the failures of the emulated machine are looked for (below).
+RC=0 REACHED='' TERM_RC='' TERM_SECS=''
 run_vmm() {
-	local name=$1 t=$2 pid deadline
+	local stop_marker='' stop_count=0
+	if [[ $1 == --stop-at ]]; then
+		stop_marker=$2 stop_count=$3
+		shift 3
+	fi
+	local name=$1 t=$2 pid deadline copied t0
 	shift 2
 	echo "$VMM $*" >"$WORK/$name.cmd"
-	rm -f "$WORK/$name.threads"
-	RC=0
+	rm -f "$WORK/$name.threads" "$WORK/$name.diagnosis"
+	RC=0 REACHED='' TERM_RC='' TERM_SECS=''
 	STOPPED='' STOP_NOTE=''
 	"$VMM" "$@" </dev/null >"$WORK/$name.out" 2>"$WORK/$name.err" &
 	pid=$!
 	deadline=$((SECONDS + t))
-	local copied=$SECONDS
+	copied=$SECONDS
 	while ! gone "$pid" && ((SECONDS < deadline)); do
+		if [[ -n $stop_marker ]] && (($(count_lines "$WORK/$name.out" "$stop_marker") >= stop_count)); then
+			REACHED=1
+			break
+		fi
 		nap 0.25
 		((SECONDS - copied < 5)) || { live_copy "$name"; copied=$SECONDS; }
 	done
 	live_copy "$name" done
+	# (a vmm that ended by itself may still have shown the marker COUNT times)
+	if [[ -n $stop_marker && -z $REACHED ]] && (($(count_lines "$WORK/$name.out" "$stop_marker") >= stop_count)); then
+		REACHED=1
+	fi
 	if ! gone "$pid"; then
-		record_threads "$pid" >"$WORK/$name.threads" 2>&1
+		[[ -n $REACHED ]] || record_threads "$pid" >"$WORK/$name.threads" 2>&1
+		t0=$SECONDS
 		stop_proc "$pid"
+		TERM_SECS=$((SECONDS - t0))
 		if [[ $STOPPED == unkillable ]]; then
 			RC=unkillable
 			return 0
 		fi
-		wait "$pid" 2>/dev/null || true
-		RC=124
-		check_guest_stall "$name"
-		check_guest_xsave "$name"
-		return 0
+		TERM_RC=0
+		{ wait "$pid" || TERM_RC=$?; } 2>/dev/null
+		RC=$TERM_RC
+		if [[ -z $REACHED ]]; then
+			RC=124
+			check_guest_stall "$name"
+		fi
+	else
+		# (bash's own "Killed"/"Segmentation fault" notice goes to /dev/null: RC says it)
+		{ wait "$pid" || RC=$?; } 2>/dev/null
 	fi
-	# (bash's own "Killed"/"Segmentation fault" notice goes to /dev/null: RC says it)
-	{ wait "$pid" || RC=$?; } 2>/dev/null
 	# reboot=t: the guest triple-faults on purpose to reboot
 	[[ " $* " == *" reboot=t"* ]] || check_triple_fault "$name"
-	((RC == 0)) || check_guest_xsave "$name"
+	[[ $RC == 0 || -n $REACHED ]] || check_guest_xsave "$name"
 }
 
 # live_copy NAME [done]: inside scripts/nested's L1 (VMM_NESTED_LIVE_DIR set), a copy of run
@@ -307,28 +352,16 @@ live_copy() {
 }
 
 # check_guest_xsave NAME: run NAME failed (or hit its limit) after its guest's kernel found
-# its CPU's XSAVE state inconsistent at boot ("XSAVE consistency problem, dumping leaves": the
-# sizes in CPUID leaf 0xD disagree with each other for the XCR0 the kernel set). vmm passes
-# KVM's leaf 0xD unchanged and KVM computes its sizes from the guest's XCR0, so on a working
-# CPU the same kernel, vmm and options get the same answer every boot; under nested KVM on
-# QEMU 7.2 TCG the warning came now and then (and on every boot with single-threaded TCG),
-# each time followed by a guest that stalled — once with a vCPU looping on nested page faults
-# for an address 4 GiB above its RAM while delivering a page fault. The emulated CPU, so
-# inside scripts/nested's L1 it is reported as its failure (the suite is rerun in a fresh L1).
-# On real KVM it fails the run's checks like any other failure.
+# its CPU's XSAVE state inconsistent at boot ("XSAVE consistency problem, dumping leaves"):
+# inside scripts/nested's L1, the emulated machine's failure (docs/testing.md).
 check_guest_xsave() {
 	file_has "$WORK/$1.out" 'XSAVE consistency problem' || return 0
 	report_nested_fault "run \"$1\": the L2 guest's kernel found its CPU's XSAVE state inconsistent at boot ('XSAVE consistency problem', CPUID leaf 0xD), and the run then failed (RC $RC)"
 }
 
 # check_triple_fault NAME: a guest of run NAME (vmm -v) that triple-faulted, with no panic
-# message, broke its CPU state. No test here makes a guest do that on purpose. Under nested
-# KVM on QEMU 7.2 TCG it was seen a few times, mostly under heavy virtio-net interrupt load
-# (once right after a virtio-blk read), next to L1 oopses in __svm_vcpu_run with a broken
-# GS base right after VMRUN: the emulated SVM, not vmm. So inside scripts/nested's L1 it is
-# reported as the emulated machine's failure (the suite is rerun in a fresh L1); with the
-# vCPU state vmm logged, so that a pattern would show. On real KVM it fails the run's checks
-# like any other crash.
+# message (none does here on purpose but with reboot=t): inside scripts/nested's L1, the
+# emulated machine's failure (docs/testing.md), reported with the vCPU state vmm logged.
 check_triple_fault() {
 	local line state=''
 	file_has "$WORK/$1.err" 'the guest triple-faulted' || return 0
@@ -340,12 +373,9 @@ check_triple_fault() {
 
 # check_guest_stall NAME: run NAME hit its time limit with its guest's kernel reporting a CPU
 # that made no progress (RCU stall, soft or hard lockup) while every vCPU thread of vmm was
-# inside KVM_RUN (gdb's record at the limit; an ioctl with request 44672 = 0xAE80): vmm held no
-# vCPU back, KVM ran them and a guest CPU still went nowhere. Under nested KVM on QEMU 7.2 TCG
-# that was seen after heavy virtio-net load, with the stalled CPU taking no timer tick and not
-# answering the NMI backtrace request for minutes — the emulated SVM, like the triple faults
-# of check_triple_fault: reported to scripts/nested (the suite is rerun in a fresh L1), with
-# the record. On real KVM it fails the run's checks like any other hang.
+# inside KVM_RUN (gdb's record at the limit; an ioctl with request 44672 = 0xAE80): vmm held
+# no vCPU back. A diagnosis, written to NAME.diagnosis and shown with the failed run; not
+# reported to scripts/nested: never seen with QEMU as the L2's VMM, so ours (docs/testing.md).
 check_guest_stall() {
 	local name=$1 line stall='' thread='' frame0='' vcpus=0 in_run=0 counting='' counters=''
 	[[ -f $WORK/$name.out && -f $WORK/$name.threads ]] || return 0
@@ -380,12 +410,22 @@ check_guest_stall() {
 		esac
 	done <"$WORK/$name.threads"
 	((vcpus > 0 && in_run == vcpus)) || return 0
-	report_nested_fault "run \"$name\": the L2 guest stalled ('$stall') while all $vcpus vCPU threads of vmm were inside KVM_RUN${counters:+; KVM counters over 2 s:$counters}"
+	echo "run \"$name\": the L2 guest stalled ('$stall') while all $vcpus vCPU threads of vmm were inside KVM_RUN${counters:+; KVM counters over 2 s:$counters}" >"$WORK/$name.diagnosis"
 }
 
 # marker NAME KEY: value of the guest's "KEY value" line (first one).
 marker() { tr -d '\r' <"$WORK/$1.out" | sed -n "s/^$2 //p" | head -n1; }
-count_marker() { tr -d '\r' <"$WORK/$1.out" | grep -c "^$2" || true; }
+count_marker() { count_lines "$WORK/$1.out" "$2"; }
+# count_lines FILE PREFIX: how many lines of FILE start with PREFIX (CRs ignored). Builtins only.
+count_lines() {
+	local line n=0
+	[[ -f $1 ]] || { echo 0; return 0; }
+	while IFS= read -r line || [[ -n $line ]]; do
+		line=${line//$'\r'/}
+		[[ $line == "$2"* ]] && n=$((n + 1))
+	done <"$1"
+	echo "$n"
+}
 
 # load_markers NAME: parses the guest's output once, with bash builtins only (every process
 # costs ~0.4 s in scripts/nested's emulated L1): MARK[KEY] is the value of the first
@@ -446,27 +486,165 @@ note_run() {
 	if [[ -s $WORK/$name.threads ]]; then
 		while IFS= read -r l; do note "$l"; done <"$WORK/$name.threads"
 	fi
+	if [[ -s $WORK/$name.diagnosis ]]; then
+		while IFS= read -r l; do note "diagnosis: $l"; done <"$WORK/$name.diagnosis"
+	fi
 	if file_has "$WORK/$name.err" 'triple-faulted'; then
-		note "the guest triple-faulted (no panic message: its CPU state broke). Under nested KVM on"
-		note "QEMU 7.2 TCG this was seen under heavy virtio-net load (see check_triple_fault: there it"
-		note "is reported to scripts/nested and the suite rerun); on real KVM it is a bug to report."
+		note "the guest triple-faulted (no panic message: its CPU state broke); inside scripts/nested's"
+		note "L1 that is reported as the emulated machine's failure (docs/testing.md), on real KVM it is a bug."
+	fi
+}
+# note_run_once NAME: note_run the first time a run's check fails; later failures of the same
+# run refer to it.
+declare -A SHOWN=()
+note_run_once() {
+	if [[ -n ${SHOWN[$1]+x} ]]; then
+		note "(guest console and vmm stderr of run \"$1\": see test ${SHOWN[$1]} above)"
+	else
+		SHOWN[$1]=$((N + 1))
+		note_run "$1"
 	fi
 }
 
-# check_exit NAME WANT LABEL: vmm exited with WANT, the guest reached its final action
-# (printed "VMMTEST-ACTION ...") and did not panic.
-check_exit() {
-	local name=$1 want=$2 label=$3 ok=OK
-	[[ $RC == "$want" ]] || { ok=FAIL; note "expected exit status $want"; }
-	if [[ -z $(marker "$name" VMMTEST-ACTION) ]]; then
-		ok=FAIL
-		note "the guest's init did not reach its final action"
+# ---- tests, as a suite writes them ------------------------------------------------------------
+# run_guest NAME [--limit SEC] [--expect-status N] [--expect MARKER]... [--stop-at MARKER COUNT]
+#           [--label TEXT] -- VMM_ARGS...
+# A vmm run that boots a guest, and one TAP point for how it ended: vmm exited with N (default
+# 0) within SEC (default BOOT_TIMEOUT), the guest printed each MARKER (a VMMTEST-... line)
+# and its kernel did not panic. With --stop-at, vmm is stopped with SIGTERM once the guest
+# printed COUNT lines starting with MARKER, and the point is that it did (how vmm took the
+# SIGTERM: check_sigterm_stop). Then RUN is NAME and MARK/MARK_LINES hold its markers, for
+# the checks below; a failed check shows the run's command, status, console and log once.
+RUN=''
+run_guest() {
+	local name=$1 limit=$BOOT_TIMEOUT want=0 label='' ok=OK m l
+	local -a expect=() stop=()
+	shift
+	while (($#)); do
+		case $1 in
+		--limit) limit=$2; shift ;;
+		--expect-status) want=$2; shift ;;
+		--expect) expect+=("$2"); shift ;;
+		--stop-at) stop=(--stop-at "$2" "$3"); shift 2 ;;
+		--label) label=$2; shift ;;
+		--) shift; break ;;
+		*) bail "run_guest $name: unknown option '$1'" ;;
+		esac
+		shift
+	done
+	RUN=$name
+	run_vmm "${stop[@]}" "$name" "$limit" "$@"
+	load_markers "$name"
+	if ((${#stop[@]})); then
+		[[ -n $label ]] || label="run \"$name\": the guest prints ${stop[1]} ${stop[2]} times"
+		if [[ -z $REACHED ]]; then
+			ok=FAIL
+			if [[ -z $TERM_SECS && $RC != unkillable ]]; then
+				note "vmm ended by itself before the guest printed ${stop[1]} ${stop[2]} times"
+			else
+				note "the guest printed ${stop[1]} $(count_marker "$name" "${stop[1]}") time(s) within $limit s (then vmm got SIGTERM)"
+			fi
+		fi
+	else
+		[[ -n $label ]] || label="run \"$name\": vmm exits $want"
+		[[ $RC == "$want" ]] || { ok=FAIL; note "expected exit status $want"; }
 	fi
-	if tr -d '\r' <"$WORK/$name.out" | grep -q 'Kernel panic'; then
+	for m in "${expect[@]}"; do
+		local seen=''
+		for l in "${MARK_LINES[@]}"; do [[ $l == "$m" || $l == "$m "* ]] && { seen=1; break; }; done
+		[[ -n $seen ]] || { ok=FAIL; note "the guest did not print $m"; }
+	done
+	if file_has "$WORK/$name.out" 'Kernel panic'; then
 		ok=FAIL
 		note "the guest kernel panicked"
 	fi
-	[[ $ok == OK ]] || note_run "$name"
+	[[ $ok == OK ]] || note_run_once "$name"
+	result "$ok" "$label"
+}
+
+# check LABEL CONDITION [DIAGNOSTIC...]: one TAP point about the last run_guest: CONDITION (a
+# bash expression, eval'ed) holds; if not, the diagnostics and (once) the run's output.
+check() {
+	local check_label=$1 check_cond=$2
+	shift 2
+	if eval "$check_cond"; then
+		result OK "$check_label"
+	else
+		(($#)) && note "$@"
+		note_run_once "$RUN"
+		result FAIL "$check_label"
+	fi
+}
+# expect_mark KEY WANT LABEL: the guest's "KEY value" line says WANT.
+expect_mark() {
+	local key=$1 want=$2
+	check "$3" '[[ ${MARK[$key]-} == "$want" ]]' "$key: '${MARK[$key]-}', want '$want'"
+}
+# expect_log TEXT LABEL: vmm's stderr (its log) says TEXT.
+expect_log() {
+	if file_has "$WORK/$RUN.err" "$1"; then
+		result OK "$2"
+	else
+		note "vmm's stderr does not say '$1'"
+		show "$WORK/$RUN.err" "vmm stderr"
+		result FAIL "$2"
+	fi
+}
+# check_sigterm_stop LABEL: the last run_guest --stop-at: vmm was still running when it got
+# SIGTERM and exited within 10 s of it (143, or a status of its own), not by another signal.
+check_sigterm_stop() {
+	local why=''
+	if [[ -z $TERM_SECS && $RC != unkillable ]]; then
+		result FAIL "$1 (vmm was not running any more)"
+		return 0
+	elif [[ $RC == unkillable ]]; then
+		why="vmm was stuck in the kernel after SIGKILL (its threads are listed below)"
+	elif [[ $STOPPED == killed ]]; then
+		why="vmm did not exit within 10 s of SIGTERM; killed it"
+	elif ((TERM_RC > 128 && TERM_RC != 128 + 15)); then
+		why="vmm crashed after SIGTERM"
+	fi
+	if [[ -n $why ]]; then
+		note "$why"
+		note_run_once "$RUN"
+		result FAIL "$1"
+	else
+		result OK "$1 ($(describe_rc "$TERM_RC") after $TERM_SECS s)"
+	fi
+}
+# guest_timeline: the guest's "VMMTEST-T UPTIME STEP" lines as TAP comments.
+guest_timeline() {
+	local l
+	for l in "${MARK_LINES[@]}"; do
+		[[ $l == "VMMTEST-T "* ]] && echo "#   guest ${l#VMMTEST-T }"
+	done
+	return 0
+}
+
+# run_cli NAME [--expect-status N] [--stdout-has TEXT]... [--stdout-nonempty] --label LABEL
+#         -- VMM_ARGS...: a vmm run with no guest (help, version): one TAP point.
+run_cli() {
+	local name=$1 want=0 label='' ok=OK nonempty='' s
+	local -a has=()
+	shift
+	while (($#)); do
+		case $1 in
+		--expect-status) want=$2; shift ;;
+		--stdout-has) has+=("$2"); shift ;;
+		--stdout-nonempty) nonempty=1 ;;
+		--label) label=$2; shift ;;
+		--) shift; break ;;
+		*) bail "run_cli $name: unknown option '$1'" ;;
+		esac
+		shift
+	done
+	run_vmm "$name" "$ERR_TIMEOUT" "$@"
+	[[ $RC == "$want" ]] || { ok=FAIL; note "expected exit status $want, got $(describe_rc "$RC")"; }
+	for s in "${has[@]}"; do
+		file_has "$WORK/$name.out" "$s" || { ok=FAIL; note "stdout does not mention $s"; }
+	done
+	[[ -z $nonempty || -s $WORK/$name.out ]] || { ok=FAIL; note "stdout is empty"; }
+	[[ $ok == OK ]] || { show "$WORK/$name.out" "stdout"; show "$WORK/$name.err" "stderr"; }
 	result "$ok" "$label"
 }
 

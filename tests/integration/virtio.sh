@@ -22,6 +22,7 @@
 #   VMM_TEST_KEEP=1 keeps the work directory (printed at the end).
 # Every process started here costs ~0.4 s in scripts/nested's emulated L1, so the checks use
 # bash builtins where they can.
+# shellcheck disable=SC2016 # check's conditions are single-quoted: lib.sh evaluates them
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
@@ -71,37 +72,6 @@ sha_of() {
 	local h _
 	read -r h _ < <(sha256sum "$1")
 	printf -v "$2" '%s' "$h"
-}
-
-# note_run once per run: later failures of the same run refer to it.
-declare -A SHOWN=()
-note_run_once() {
-	if [[ -n ${SHOWN[$1]+x} ]]; then
-		note "(guest console and vmm stderr of run \"$1\": see test ${SHOWN[$1]} above)"
-	else
-		SHOWN[$1]=$((N + 1))
-		note_run "$1"
-	fi
-}
-# check NAME LABEL CONDITION_RC DIAGNOSTIC...: one TAP result for run NAME.
-check() {
-	local name=$1 label=$2 rc=$3
-	shift 3
-	if ((rc == 0)); then
-		result OK "$label"
-	else
-		(($#)) && note "$@"
-		note_run_once "$name"
-		result FAIL "$label"
-	fi
-}
-# guest_timeline: the guest's "VMMTEST-T UPTIME STEP" lines as TAP comments.
-guest_timeline() {
-	local l
-	for l in "${MARK_LINES[@]}"; do
-		[[ $l == "VMMTEST-T "* ]] && echo "#   guest ${l#VMMTEST-T }"
-	done
-	return 0
 }
 
 # ---- guest files ----------------------------------------------------------------------------
@@ -424,11 +394,13 @@ tx_pid=$!
 # Nested SVM: with 64 MiB going both ways at once, the guest triple-faulted in most runs
 # under nested KVM on QEMU 7.2 TCG (and once the L1 kernel itself oopsed in __svm_vcpu_run);
 # one direction at a time passed every run. So the guest sends first, then receives.
-run_vmm devices "$BOOT_TIMEOUT" run -v --no-reboot --kernel "$KERNEL" --initrd "$WORK/initrd" \
-	--cpus 2 --memory 768M --cmdline "$CMDLINE" \
+run_guest devices --limit "$BOOT_TIMEOUT" --expect-status 0 --expect VMMTEST-ACTION \
+	--label 'run "devices": the guest powers off, vmm exits 0' -- \
+	run -v --no-reboot --kernel "$KERNEL" --initrd "$WORK/initrd" --cpus 2 --memory 768M --cmdline "$CMDLINE" \
 	--disk path="$WORK/data.img" --disk path="$WORK/ro.img",readonly=on \
 	--net tap="$TAP",mac="$GUEST_MAC" --rng --console file="$WORK/hvc.log"
 phase 'run "devices" done'
+guest_timeline
 # reap_job PID VAR: VAR := the helper's exit status (killed if still running 10 s after vmm).
 reap_job() {
 	local pid=$1 n=0 st=0
@@ -444,43 +416,28 @@ rx_rc='' tx_rc=''
 reap_job "$rx_pid" rx_rc
 reap_job "$tx_pid" tx_rc
 
-load_markers devices
-guest_timeline
-f=$NFAIL
-check_exit devices 0 'run "devices": the guest powers off, vmm exits 0'
-((NFAIL == f)) || SHOWN[devices]=$N
-
 # 1. every device is found
 want="0x0001:virtio_net 0x0002:virtio_blk 0x0002:virtio_blk 0x0003:virtio_console 0x0004:virtio_rng "
-got=${MARK[VMMTEST-VIRTIO-DEVICES]-}
-c=0; [[ $got == "$want" ]] || c=1
-check devices "/sys/bus/virtio: 2 blk, net, console, rng, each bound to its driver" $c \
-	"expected '$want'" "got      '$got'  (device id:driver)"
-got=${MARK[VMMTEST-DEVNODES]-}
-c=0; [[ $got == "vda vdb hwrng hvc0" ]] || c=1
-check devices "/dev/vda, /dev/vdb, /dev/hwrng and /dev/hvc0 exist" $c "present: '$got'"
+expect_mark VMMTEST-VIRTIO-DEVICES "$want" "/sys/bus/virtio: 2 blk, net, console, rng, each bound to its driver (device id:driver)"
+expect_mark VMMTEST-DEVNODES "vda vdb hwrng hvc0" "/dev/vda, /dev/vdb, /dev/hwrng and /dev/hvc0 exist"
 va=${MARK[VMMTEST-VDA-BYTES]-} vb=${MARK[VMMTEST-VDB-BYTES]-}
-c=0; [[ $va == "$DATA_BYTES" && $vb == "$RO_BYTES" ]] || c=1
-check devices "the guest's disk sizes match the images ($DATA_BYTES and $RO_BYTES bytes)" $c \
-	"vda: '$va' bytes, want $DATA_BYTES; vdb: '$vb', want $RO_BYTES"
+check "the guest's disk sizes match the images ($DATA_BYTES and $RO_BYTES bytes)" \
+	'[[ $va == "$DATA_BYTES" && $vb == "$RO_BYTES" ]]' "vda: '$va' bytes, want $DATA_BYTES; vdb: '$vb', want $RO_BYTES"
 
 # read-only disk
 now=''
 sha_of "$WORK/ro.img" now
 w=${MARK[VMMTEST-VDB-WRITE]-}
-c=0; [[ ${MARK[VMMTEST-VDB-RO]-} == 1 && $w == failed* && $now == "$RO_SHA" ]] || c=1
-check devices "readonly=on: vdb is read-only in the guest (ro=1; a write ${w:0:60}), the image is unchanged" $c \
+check "readonly=on: vdb is read-only in the guest (ro=1; a write ${w:0:60}), the image is unchanged" \
+	'[[ ${MARK[VMMTEST-VDB-RO]-} == 1 && $w == failed* && $now == "$RO_SHA" ]]' \
 	"/sys/block/vdb/ro: '${MARK[VMMTEST-VDB-RO]-}' (want 1); writing to /dev/vdb: '$w' (want failed...)" \
 	"ro.img's sha256 before the run: $RO_SHA, after: $now"
-got=${MARK[VMMTEST-VDB-SHA]-}
-c=0; [[ $got == "$RO_SHA" ]] || c=1
-check devices "the guest reads the read-only disk's 8 MiB intact (sha256 matches the image)" $c \
-	"guest sha256 of /dev/vdb: '$got'" "image: $RO_SHA"
+expect_mark VMMTEST-VDB-SHA "$RO_SHA" "the guest reads the read-only disk's 8 MiB intact (sha256 matches the image)"
 
 # 5. rng
 hex=${MARK[VMMTEST-RNG-HEX]-}
-c=0; [[ ${MARK[VMMTEST-RNG-BYTES]-} == 64 && $hex =~ ^[0-9a-f]{128}$ && ! $hex =~ ^0+$ ]] || c=1
-check devices "/dev/hwrng (${MARK[VMMTEST-RNG-CURRENT]-?}) gives 64 bytes, not all zero" $c \
+check "/dev/hwrng (${MARK[VMMTEST-RNG-CURRENT]-?}) gives 64 bytes, not all zero" \
+	'[[ ${MARK[VMMTEST-RNG-BYTES]-} == 64 && $hex =~ ^[0-9a-f]{128}$ && ! $hex =~ ^0+$ ]]' \
 	"bytes read: '${MARK[VMMTEST-RNG-BYTES]-}', hex: '$hex', rng_current: '${MARK[VMMTEST-RNG-CURRENT]-}'"
 
 # 6. console
@@ -496,12 +453,11 @@ fi
 # 2. disk data
 P=${MARK[VMMTEST-PATTERN-SHA]-}
 rb=${MARK[VMMTEST-VDA-READBACK-SHA]-}
-c=0; [[ $P =~ ^[0-9a-f]{64}$ && ${MARK[VMMTEST-VDA-WRITE]-} == ok && $rb == "$P" ]] || c=1
-check devices "64 MiB written to /dev/vda with O_DIRECT read back intact in the guest" $c \
+check "64 MiB written to /dev/vda with O_DIRECT read back intact in the guest" \
+	'[[ $P =~ ^[0-9a-f]{64}$ && ${MARK[VMMTEST-VDA-WRITE]-} == ok && $rb == "$P" ]]' \
 	"pattern sha256: '$P'; write: '${MARK[VMMTEST-VDA-WRITE]-}'; read back: '$rb'"
 read -r host_sha _ < <(head -c "$PATTERN_BYTES" "$WORK/data.img" | sha256sum)
-c=0; [[ -n $P && $host_sha == "$P" ]] || c=1
-check devices "the host's image holds the guest's 64 MiB pattern (sha256 of its first 64 MiB)" $c \
+check "the host's image holds the guest's 64 MiB pattern (sha256 of its first 64 MiB)" '[[ -n $P && $host_sha == "$P" ]]' \
 	"image's first 64 MiB: $host_sha; guest's pattern: '$P'"
 if tail -c +$((PATTERN_BYTES + 1)) "$WORK/data.img" | cmp -s -n $((DATA_BYTES - PATTERN_BYTES)) - /dev/zero; then
 	result OK "the image's last 16 MiB, past the pattern, are still zero"
@@ -512,12 +468,11 @@ fi
 
 # 4. network
 iface=${MARK[VMMTEST-NET-IFACE]-}
-c=0; [[ $iface == eth* ]] || c=1
-check devices "the guest has a network interface with --net's mac $GUEST_MAC (${iface%% *})" $c \
+check "the guest has a network interface with --net's mac $GUEST_MAC (${iface%% *})" '[[ $iface == eth* ]]' \
 	"interface with $GUEST_MAC, then all interfaces: '$iface'"
 ping=${MARK[VMMTEST-PING]-}
-c=0; [[ $ping == "3 packets transmitted, 3 packets received"* ]] || c=1
-check devices "the guest pings $HOST_IP on the tap: 3 of 3 answered" $c "ping summary: '$ping'"
+check "the guest pings $HOST_IP on the tap: 3 of 3 answered" '[[ $ping == "3 packets transmitted, 3 packets received"* ]]' \
+	"ping summary: '$ping'"
 got=''
 [[ -f $WORK/l1-received ]] && sha_of "$WORK/l1-received" got
 if [[ -n $P && $got == "$P" && ${MARK[VMMTEST-NET-TX-EXIT]-} == 0 ]]; then
@@ -579,21 +534,17 @@ check_counters() {
 check_counters devices virtio-blk0 virtio-blk1 virtio-net0 virtio-rng0 virtio-console0
 
 # ---- run "ext4-root" ---------------------------------------------------------------------------
-run_vmm ext4-root "$BOOT_TIMEOUT" run -v --no-reboot --kernel "$KERNEL" --initrd "$WORK/initrd" \
-	--cpus 2 --memory 512M --cmdline "$CMDLINE vmmtest=ext4" \
+run_guest ext4-root --limit "$BOOT_TIMEOUT" --expect-status 0 --expect VMMTEST-ACTION \
+	--label 'run "ext4-root": the guest powers off, vmm exits 0' -- \
+	run -v --no-reboot --kernel "$KERNEL" --initrd "$WORK/initrd" --cpus 2 --memory 512M --cmdline "$CMDLINE vmmtest=ext4" \
 	--disk path="$WORK/root.ext4" --disk path="$WORK/data.img",readonly=on
 phase 'run "ext4-root" done'
-load_markers ext4-root
 guest_timeline
-f=$NFAIL
-check_exit ext4-root 0 'run "ext4-root": the guest powers off, vmm exits 0'
-((NFAIL == f)) || SHOWN[ext4-root]=$N
-c=0; [[ ${MARK[VMMTEST-EXT4-MOUNT]-} == ok && ${MARK[VMMTEST-EXT4-INIT]-} == "$TOKEN" ]] || c=1
-check ext4-root "the initramfs mounts the ext4 /dev/vda and switch_root runs its /sbin/init" $c \
+check "the initramfs mounts the ext4 /dev/vda and switch_root runs its /sbin/init" \
+	'[[ ${MARK[VMMTEST-EXT4-MOUNT]-} == ok && ${MARK[VMMTEST-EXT4-INIT]-} == "$TOKEN" ]]' \
 	"mount in the initramfs: '${MARK[VMMTEST-EXT4-MOUNT]-}'; the ext4 root's init printed: '${MARK[VMMTEST-EXT4-INIT]-}' (want $TOKEN)"
 got=${MARK[VMMTEST-ROOT-MOUNT]-}
-c=0; [[ $got == "/dev/vda on / type ext4 "* ]] || c=1
-check ext4-root "mount shows /dev/vda as ext4 on /: ${got%;}" $c "mount's line for /: '$got'"
+check "mount shows /dev/vda as ext4 on /: ${got%;}" '[[ $got == "/dev/vda on / type ext4 "* ]]' "mount's line for /: '$got'"
 ok=OK
 [[ ${MARK[VMMTEST-EXT4-WRITE]-} == ok && ${MARK[VMMTEST-REMOUNT-RO]-} == ok ]] ||
 	{ ok=FAIL; note "write: '${MARK[VMMTEST-EXT4-WRITE]-}', remount read-only: '${MARK[VMMTEST-REMOUNT-RO]-}'"; }
@@ -607,8 +558,7 @@ fi
 [[ $ok == OK ]] || note_run_once ext4-root
 result $ok "a file the guest wrote on the ext4 root is on the image (debugfs), and e2fsck finds it clean"
 got=${MARK[VMMTEST-VDB-PATTERN-SHA]-}
-c=0; [[ -n $P && $got == "$P" ]] || c=1
-check ext4-root "a fresh vmm reads the 64 MiB pattern back intact from the first run's disk (now read-only vdb)" $c \
+check "a fresh vmm reads the 64 MiB pattern back intact from the first run's disk (now read-only vdb)" '[[ -n $P && $got == "$P" ]]' \
 	"sha256 of vdb's first 64 MiB in the guest: '$got'; pattern: '$P'"
 check_counters ext4-root virtio-blk0 virtio-blk1
 
