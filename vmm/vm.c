@@ -213,18 +213,14 @@ static int vm_create_virtio_devices(struct vm *vm)
 		return VMM_EXIT_USAGE;
 	}
 	for (unsigned int i = 0; i < total; i++) {
-		uint64_t base;
-		uint32_t gsi;
 		char *name = vm->vdev_names[i];
-		struct virtio_device_args args = {
-			.host = &vm->virtio_host, .name = name, .base = base, .gsi = gsi,
-		};
+		struct virtio_device_args args = { .host = &vm->virtio_host, .name = name };
 		struct virtio_mmio_dev *d;
 		const char *kind;
 		unsigned int k = i;
 		int ret;
 
-		arch_virtio_place(i, &base, &gsi);
+		arch_virtio_place(i, &args.base, &args.gsi);
 		if (k < cfg->ndisks) {
 			kind = "blk";
 			args.options = &cfg->disks[k];
@@ -245,7 +241,7 @@ static int vm_create_virtio_devices(struct vm *vm)
 		if (ret)
 			return exit_status_for(EXIT_STEP_DEVICE, ret);
 		vm->vdevs[vm->nvdevs++] = d;
-		ret = io_bus_register(&vm->mmio, base, VIRTIO_MMIO_WINDOW, virtio_mmio_io, d, name);
+		ret = io_bus_register(&vm->mmio, args.base, VIRTIO_MMIO_WINDOW, virtio_mmio_io, d, name);
 		if (ret) {
 			log_error("%s: cannot register its MMIO window: %s", name, strerror(-ret));
 			return VMM_EXIT_RUNTIME;
