@@ -346,7 +346,11 @@ static void blk_io_finish(struct blk_io *e, struct blk_io_req *req, ssize_t resu
 	e->batch[e->nbatch++] = req;
 }
 
-/* Hands the finished requests to the owner in one call. */
+/*
+ * Hands the finished requests to the owner in one call, then asks next()
+ * again: the owner may have left guest notifications off while they were in
+ * flight (see blk_io.h).
+ */
 static void blk_io_report(struct blk_io *e)
 {
 	if (!e->nbatch)
@@ -354,6 +358,7 @@ static void blk_io_report(struct blk_io *e)
 	e->ops->complete(e->opaque, e->batch, e->nbatch);
 	e->inflight -= e->nbatch;
 	e->nbatch = 0;
+	e->want_pull = true;
 }
 
 static void blk_io_take_kick(struct blk_io *e)
@@ -410,13 +415,13 @@ static void blk_io_sync_worker(struct blk_io *e)
 		if (atomic_load(&e->stopping))
 			break;
 		if (!e->want_pull) {
-			blk_io_report(e);
 			blk_io_sync_wait(e);
 			continue;
 		}
 		req = e->ops->next(e->opaque);
 		if (!req) {
 			e->want_pull = false;
+			blk_io_report(e);	/* if it reports, next() is asked again */
 			continue;
 		}
 		e->inflight++;

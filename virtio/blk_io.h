@@ -14,10 +14,14 @@
  *   preadv/pwritev/fdatasync/fallocate, one at a time, still off the loop.
  *
  * The engine pulls requests from its owner, which keeps the virtqueue:
- * ops->next() runs on the worker whenever the engine has a free slot and the
- * queue may have work (after a kick, or after completions freed a slot), and
- * ops->complete() hands back a batch of finished requests at once, so the
- * owner pushes every used element and raises one interrupt per batch.
+ * ops->next() runs on the worker while the engine has a free slot, after
+ * start, after each kick and after each batch of completions, until it
+ * returns NULL; ops->complete() hands back a batch of finished requests at
+ * once, so the owner pushes every used element and raises one interrupt per
+ * batch. Because next() is asked again after every batch, an owner whose
+ * ring is empty while requests are in flight may leave guest notifications
+ * off (a VM exit saved per request at depth > 1); with none in flight it must
+ * turn them on and look at the ring once more before returning NULL.
  *
  * Threads:
  * - blk_io_create/start/stop/destroy: the owner's control thread (the
@@ -52,14 +56,21 @@
  *   start(queue, state, kick, call): virtq set up from state, then
  *            blk_io_start(q->io, kick, &blk_io_ops, q) (the transport no
  *            longer watches kick);
- *   next():  pop a chain, check it as blk_handle_chain() does, fill a per-slot
- *            request (op, offset, iov sliced as blk_data_io() does); answer
- *            GET_ID, bad and unsupported requests with BLK_IO_NOP and their
- *            status kept in the slot; on an empty ring re-enable notification
- *            and re-check before returning NULL;
- *   complete(reqs, n): for each, write the status byte (-errno → IOERR) and
- *            virtq_push(); then one signal on call;
- *   stop(queue): blk_io_stop(q->io), then return vq->last_avail_idx.
+ *   next():  virtq_pop() a chain into a free per-request slot of the queue's
+ *            (chain, iovec array, status), check it as blk_handle_chain()
+ *            does, fill the slot's blk_io_req (op, offset, iov sliced as
+ *            blk_data_io() does, len for discard / write-zeroes segments);
+ *            answer GET_ID, bad and unsupported requests with BLK_IO_NOP and
+ *            their status kept in the slot; a malformed ring: needs-reset,
+ *            return NULL. Empty ring: see notifications above;
+ *   complete(reqs, n): for each, write the status byte (result < 0: IOERR,
+ *            logged rate-limited) and virtq_add_used() (written = data + 1),
+ *            free the slot; then virtq_publish_used() once and, if
+ *            virtq_should_notify(), one write to call;
+ *   stop(queue): blk_io_stop(q->io), then return vq->last_avail_idx;
+ *   destroy: blk_io_destroy() per queue, then close the fd.
+ * The worker needs no device lock for the ring while the queue is started (the
+ * back-end owns it); config space and features stay with the transport.
  */
 #ifndef VIRTIO_BLK_IO_H
 #define VIRTIO_BLK_IO_H
