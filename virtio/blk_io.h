@@ -30,6 +30,8 @@
  * - blk_io_kick: any thread, any time.
  * - ops->next and ops->complete: only on the worker, never both at once,
  *   between blk_io_start() and the return of blk_io_stop().
+ * - kick_fd: while started, read by the worker alone (the event loop must not
+ *   watch it too); it stays the caller's to close, after blk_io_stop().
  *
  * Stop: blk_io_stop() stops pulling, waits until every request that next()
  * returned has completed and been passed to complete(), then returns with the
@@ -138,7 +140,7 @@ int blk_io_create(struct blk_io **out, const struct blk_io_config *cfg);
 /* The kind the engine runs: BLK_IO_URING or BLK_IO_SYNC. */
 enum blk_io_kind blk_io_kind(const struct blk_io *e);
 
-/* Starts the worker: kicks on kick_fd (an eventfd, or -1 for blk_io_kick only); 0 or -errno. */
+/* Starts the worker, kicked by kick_fd (an eventfd; -1: blk_io_kick only); 0, -EBUSY or -errno. */
 int blk_io_start(struct blk_io *e, int kick_fd, const struct blk_io_ops *ops, void *opaque);
 
 /* Makes the worker ask next() again, as a write to kick_fd would; any thread. */
