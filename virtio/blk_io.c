@@ -53,6 +53,7 @@ struct blk_io {
 	uint64_t size;
 	unsigned int depth;
 	atomic_int kind;		/* BLK_IO_URING or BLK_IO_SYNC */
+	int uring_err;			/* why AUTO chose sync (-errno), or 0 */
 
 	/* Set by blk_io_start(), read by the worker. */
 	const struct blk_io_ops *ops;
@@ -723,6 +724,8 @@ int blk_io_create(struct blk_io **out, const struct blk_io_config *cfg)
 	e->dio_align = MAX(cfg->dio_align, 1u);
 	e->size = cfg->size;
 	e->depth = cfg->depth;
+	e->no_fallocate = cfg->no_fallocate;
+	e->no_discard = cfg->no_discard;
 	e->rl = (struct log_ratelimit)LOG_RATELIMIT_INIT;
 	e->stream = lseek(cfg->fd, 0, SEEK_CUR) < 0 && errno == ESPIPE;
 	if (e->stream)
@@ -748,14 +751,7 @@ int blk_io_create(struct blk_io **out, const struct blk_io_config *cfg)
 		kind = r < 0 ? BLK_IO_SYNC : BLK_IO_URING;
 	}
 	atomic_init(&e->kind, kind);
-	if (kind == BLK_IO_URING)
-		log_info("%s: disk I/O on io_uring, up to %u requests in flight", e->name,
-			 e->depth);
-	else if (r < 0)
-		log_info("%s: disk I/O on a synchronous worker thread (io_uring: %s)", e->name,
-			 strerror(-r));
-	else
-		log_info("%s: disk I/O on a synchronous worker thread", e->name);
+	e->uring_err = r < 0 ? r : 0;
 	*out = e;
 	return 0;
 
@@ -767,6 +763,18 @@ fail:
 enum blk_io_kind blk_io_kind(const struct blk_io *e)
 {
 	return atomic_load(&((struct blk_io *)e)->kind);
+}
+
+int blk_io_uring_error(const struct blk_io *e)
+{
+	return e->uring_err;
+}
+
+ssize_t blk_io_run(struct blk_io *e, struct blk_io_req *req)
+{
+	if (e->started)
+		return req->result = -EBUSY;
+	return req->result = blk_io_sync_exec(e, req);
 }
 
 int blk_io_start(struct blk_io *e, int kick_fd, const struct blk_io_ops *ops, void *opaque)

@@ -4,7 +4,7 @@
  * worker thread, so a slow disk stalls only its own queue and never the event
  * loop, another device or a vCPU.
  *
- * Two kinds, chosen once per engine and logged at info level:
+ * Two kinds, chosen once per engine (its owner logs which, see blk_io_kind()):
  * - io_uring (liburing): the worker submits reads, writes, flushes and
  *   fallocates for every request it holds, and waits in the same ring for
  *   their completions and for the queue's kick eventfd (a read kept armed on
@@ -130,6 +130,8 @@ struct blk_io_config {
 	uint64_t size;			/* disk bytes: bounce writes never extend the file */
 	unsigned int depth;		/* requests in flight at most, 1..BLK_IO_MAX_DEPTH */
 	enum blk_io_kind kind;
+	bool no_fallocate;		/* write zeros by hand, as where fallocate() fails (tests) */
+	bool no_discard;		/* discard is a no-op, as where the host cannot (tests) */
 };
 
 struct blk_io;
@@ -139,6 +141,15 @@ int blk_io_create(struct blk_io **out, const struct blk_io_config *cfg);
 
 /* The kind the engine runs: BLK_IO_URING or BLK_IO_SYNC. */
 enum blk_io_kind blk_io_kind(const struct blk_io *e);
+
+/* Why an AUTO engine runs sync: io_uring's -errno at create; 0 if it was not tried or works. */
+int blk_io_uring_error(const struct blk_io *e);
+
+/*
+ * Does req now on the calling thread, as the sync kind's worker would, and
+ * sets req->result, which it returns; the engine must be stopped (-EBUSY).
+ */
+ssize_t blk_io_run(struct blk_io *e, struct blk_io_req *req);
 
 /* Starts the worker, kicked by kick_fd (an eventfd; -1: blk_io_kick only); 0, -EBUSY or -errno. */
 int blk_io_start(struct blk_io *e, int kick_fd, const struct blk_io_ops *ops, void *opaque);

@@ -980,6 +980,30 @@ static void driver_init(unsigned int q)
 	       VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
 }
 
+#define WAIT_MS		5000	/* for completions on the queue's worker thread */
+
+/* Waits for InterruptStatus bit `bit` (raised by a worker after it publishes). */
+static bool wait_isr(struct virtio_mmio_dev *d, uint32_t bit)
+{
+	for (int i = 0; i < WAIT_MS * 10; i++) {
+		if (drv_rd(d, VIRTIO_MMIO_INTERRUPT_STATUS) & bit)
+			return true;
+		usleep(100);
+	}
+	return false;
+}
+
+/* Runs the event loop (where workers report broken rings) until d's status has `bit`. */
+static bool wait_status(struct virtio_mmio_dev *d, uint32_t bit)
+{
+	for (int i = 0; i < WAIT_MS / 10; i++) {
+		if (drv_rd(d, VIRTIO_MMIO_STATUS) & bit)
+			return true;
+		drv_run_loop(10);
+	}
+	return drv_rd(d, VIRTIO_MMIO_STATUS) & bit;
+}
+
 /* A read or write request: header, data, status byte, in fresh guest buffers. */
 struct e2e_req {
 	uint64_t hdr, data, status;
@@ -1025,7 +1049,7 @@ static void e2e_read_request(unsigned int q)
 	r = e2e_req(VIRTIO_BLK_T_IN, 4, 1024);
 	head = e2e_submit(q, &r, 1024);
 
-	cr_assert(drv_used(q, &id, &len));
+	cr_assert(drv_wait_used(q, &id, &len, WAIT_MS));
 	cr_assert_not(drv_used(q, &id, &len), "one request, one used element");
 	cr_assert_eq(id, head);
 	cr_assert_eq(len, 1025);
@@ -1033,7 +1057,7 @@ static void e2e_read_request(unsigned int q)
 	data = gpa_ptr(r.data);
 	for (size_t i = 0; i < 1024; i++)
 		cr_assert_eq(data[i], pattern(4 * SECTOR + i), "byte %zu", i);
-	cr_assert(drv_rd(vdev, VIRTIO_MMIO_INTERRUPT_STATUS) & VIRTIO_MMIO_INT_VRING);
+	cr_assert(wait_isr(vdev, VIRTIO_MMIO_INT_VRING));
 }
 
 Test(blk_e2e, read_through_queue_0, .init = setup_e2e, .fini = teardown_e2e)
@@ -1056,7 +1080,7 @@ Test(blk_e2e, malformed_chain_needs_reset, .init = setup_e2e, .fini = teardown_e
 	drv_set_desc(0, 1, buf + 16, 16, VRING_DESC_F_NEXT, 0);
 	drv_offer(0, 0);
 	drv_kick(vdev, 0);
-	cr_assert(drv_rd(vdev, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET);
+	cr_assert(wait_status(vdev, VIRTIO_CONFIG_S_NEEDS_RESET));
 }
 
 Test(blk_e2e, bad_request_completes_with_an_error, .init = setup_e2e, .fini = teardown_e2e)
@@ -1067,7 +1091,7 @@ Test(blk_e2e, bad_request_completes_with_an_error, .init = setup_e2e, .fini = te
 	driver_init(0);
 	r = e2e_req(VIRTIO_BLK_T_IN, DISK_SECTORS, 512);
 	e2e_submit(0, &r, 512);
-	cr_assert(drv_used(0, &id, &len));
+	cr_assert(drv_wait_used(0, &id, &len, WAIT_MS));
 	cr_assert_not(drv_used(0, &id, &len));
 	cr_assert_eq(len, 1);
 	cr_assert_eq(*(uint8_t *)gpa_ptr(r.status), VIRTIO_BLK_S_IOERR);
