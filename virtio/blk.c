@@ -867,7 +867,7 @@ static int blk_backend_init(struct virtio_blk *b, struct virtio_host *host)
 		struct blk_io_config cfg = {
 			.name = name, .fd = b->fd, .is_bdev = b->is_bdev,
 			.dio_align = b->direct ? b->dio_align : 0, .size = b->size,
-			.depth = BLK_QUEUE_SIZE, .kind = BLK_IO_AUTO,
+			.depth = BLK_QUEUE_SIZE, .kind = b->io_kind,
 			.no_fallocate = b->no_fallocate, .no_discard = b->no_discard,
 		};
 

@@ -93,6 +93,7 @@ struct virtio_blk {
 	uint32_t blk_size;			/* logical block size offered to the guest */
 	uint32_t dio_align;			/* O_DIRECT offset/length/buffer alignment */
 	char id[VIRTIO_BLK_ID_BYTES];		/* GET_ID answer, zero-padded */
+	enum blk_io_kind io_kind;		/* the queues' engines (AUTO unless a test says) */
 	struct blk_io *sync_io;			/* blk_handle_chain's engine, made when first used */
 
 	struct log_ratelimit rl;		/* guest-triggered warnings */
