@@ -650,6 +650,16 @@ static void blk_queue_raise(struct blk_queue *bq)
 	pthread_mutex_unlock(lock);
 }
 
+/* Adds the kicks the engine took since the last time to the transport's statistics. */
+static void blk_queue_count_kicks(struct blk_queue *bq)
+{
+	uint64_t k = blk_io_kicks(bq->io);
+
+	if (k != bq->kicks_counted)
+		__atomic_fetch_add(&bq->call->kicks, k - bq->kicks_counted, __ATOMIC_RELAXED);
+	bq->kicks_counted = k;
+}
+
 /*
  * The engine's next(), on the worker: pops a chain into a free slot and
  * checks it. Guest kicks stay off while requests are in flight (the engine
@@ -663,6 +673,7 @@ static struct blk_io_req *blk_queue_next(void *opaque)
 	struct blk_req *r;
 	int ret;
 
+	blk_queue_count_kicks(bq);
 	if (vq->broken || !bq->nfree)
 		return NULL;
 	r = bq->free_reqs[bq->nfree - 1];
@@ -758,6 +769,7 @@ static int blk_be_start(struct virtio_backend *be, unsigned int q,
 	atomic_store(&bq->raise_owed, false);
 	atomic_store(&bq->failed, NULL);
 	bq->call = call;
+	bq->kicks_counted = blk_io_kicks(bq->io);
 	ret = blk_io_start(bq->io, kick_fd, &blk_queue_io_ops, bq);
 	if (ret) {
 		bq->call = NULL;
@@ -779,6 +791,7 @@ static void blk_be_stop(struct virtio_backend *be, unsigned int q, struct virtq_
 	/* Every request pulled completes (the worker leaves its interrupt to us), then it ends. */
 	atomic_store(&bq->stopping, true);
 	blk_io_stop(bq->io);
+	blk_queue_count_kicks(bq);
 	if (atomic_exchange(&bq->raise_owed, false))
 		bq->call->raise(bq->call);
 	atomic_store(&bq->failed, NULL);

@@ -10,6 +10,11 @@
  * queue's kick eventfd itself, pulls requests from the ring, does their I/O and
  * hands them back in batches. So a slow disk stalls only its own queues: not
  * the event loop, other devices, nor a vCPU reading this device's registers.
+ * Each batch is pushed as used elements published at once, with at most one
+ * interrupt (the driver's EVENT_IDX / NO_INTERRUPT applied). Guest kicks are
+ * off while a queue has requests in flight (the engine asks for more after
+ * every batch) and turned back on, the ring looked at once more, when it has
+ * none. The engine's kind is logged once per disk (vmm -v).
  *
  * Threads and locks:
  * - the transport (vCPU threads, the VM's thread at teardown) starts and stops
@@ -34,9 +39,9 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "virtio/blk_io.h"
 #include "virtio/mmio.h"
 #include "virtio/options.h"
-#include "virtio/blk_io.h"
 #include "virtio/virtq.h"
 #include "vmm/base/log.h"
 
@@ -69,6 +74,7 @@ struct blk_queue {
 	struct blk_req **free_reqs;
 	unsigned int nfree;
 	bool notify;			/* guest kicks enabled */
+	uint64_t kicks_counted;		/* the engine's kicks added to call->kicks */
 };
 
 struct virtio_blk {
@@ -113,9 +119,10 @@ void virtio_blk_fini(struct virtio_blk *b);
  * Handles one request chain synchronously on the calling thread (tests; the
  * queues use the same checks and completion through their engines): header
  * and data from its readable segments, data and the status byte (the last
- * writable byte) into its writable ones. Never trusts the chain's contents. Returns the VIRTIO_BLK_S_* status it wrote and
- * sets *written to the bytes written into writable segments (0 if the chain
- * has no room for a status byte, otherwise data + 1).
+ * writable byte) into its writable ones. Never trusts the chain's contents.
+ * Returns the VIRTIO_BLK_S_* status it wrote and sets *written to the bytes
+ * written into writable segments (0 if the chain has no room for a status
+ * byte, otherwise data + 1).
  */
 uint8_t blk_handle_chain(struct virtio_blk *b, const struct virtq_chain *c, uint32_t *written);
 

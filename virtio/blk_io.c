@@ -69,6 +69,7 @@ struct blk_io {
 	bool no_discard;		/* the host cannot discard: a no-op */
 	bool no_fallocate;		/* the host cannot fallocate: zeros are written */
 	unsigned int inflight;		/* pulled and not yet reported */
+	uint64_t kicks;			/* wake-ups by the kick fd (statistics) */
 	struct blk_io_slot *slots;
 	unsigned int *free_slots, nfree;
 	struct blk_io_req **batch;	/* finished, to report */
@@ -398,6 +399,7 @@ static void blk_io_sync_wait(struct blk_io *e)
 		return;
 	if (p[1].revents & POLLIN) {
 		blk_io_drain_eventfd(e->kick_fd);
+		e->kicks++;
 		e->want_pull = true;
 	} else if (p[1].revents & (POLLERR | POLLNVAL)) {
 		log_warn("%s: the queue's kick eventfd failed; only blk_io_kick() wakes it now",
@@ -554,6 +556,7 @@ static void blk_io_uring_complete(struct blk_io *e, const struct io_uring_cqe *c
 			return;	/* not re-armed: blk_io_kick() and the other fd still work */
 		}
 		if (kick) {
+			e->kicks++;
 			e->want_pull = true;
 			blk_io_arm_eventfd(e, e->kick_fd, &e->kick_buf, tag);
 		} else {
@@ -763,6 +766,11 @@ fail:
 enum blk_io_kind blk_io_kind(const struct blk_io *e)
 {
 	return atomic_load(&((struct blk_io *)e)->kind);
+}
+
+uint64_t blk_io_kicks(const struct blk_io *e)
+{
+	return e->kicks;
 }
 
 int blk_io_uring_error(const struct blk_io *e)

@@ -142,6 +142,12 @@ int blk_io_create(struct blk_io **out, const struct blk_io_config *cfg);
 /* The kind the engine runs: BLK_IO_URING or BLK_IO_SYNC. */
 enum blk_io_kind blk_io_kind(const struct blk_io *e);
 
+/*
+ * Statistics: how many times the worker woke up for the kick fd, since the
+ * engine was created. From ops->next/complete, or while the engine is stopped.
+ */
+uint64_t blk_io_kicks(const struct blk_io *e);
+
 /* Why an AUTO engine runs sync: io_uring's -errno at create; 0 if it was not tried or works. */
 int blk_io_uring_error(const struct blk_io *e);
 

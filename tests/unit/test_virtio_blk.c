@@ -1064,6 +1064,9 @@ static void e2e_read_request(unsigned int q)
 	for (size_t i = 0; i < 1024; i++)
 		cr_assert_eq(data[i], pattern(4 * SECTOR + i), "byte %zu", i);
 	cr_assert(wait_isr(vdev, VIRTIO_MMIO_INT_VRING));
+	/* The worker took the kick from the eventfd, and counted it for vmm -v. */
+	cr_assert_geq(virtio_mmio_eventfd_notifies(vdev), 1);
+	cr_assert_eq(vdev->mmio_notifies, 1, "the fake driver's QueueNotify write");
 }
 
 Test(blk_e2e, read_through_queue_0, .init = setup_e2e, .fini = teardown_e2e)
