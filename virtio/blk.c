@@ -297,11 +297,12 @@ static uint8_t blk_finish(struct virtio_blk *b, struct blk_req *r, uint32_t *wri
 	*written = 0;
 	if (!r->status)
 		return VIRTIO_BLK_S_IOERR;
-	if (r->io.op != BLK_IO_NOP && res < 0) {
-		bool range = r->io.op != BLK_IO_FLUSH;
-
+	if (r->io.op == BLK_IO_FLUSH && res < 0) {
+		log_warn_ratelimited(&b->rl, "%s: flush failed: %s", b->name, strerror((int)-res));
+		st = VIRTIO_BLK_S_IOERR;
+	} else if (r->io.op != BLK_IO_NOP && res < 0) {
 		log_warn_ratelimited(&b->rl, "%s: %s of %u %s at sector %llu failed: %s%s",
-				     b->name, blk_type_name(r->type), range ? r->len : 0,
+				     b->name, blk_type_name(r->type), r->len,
 				     r->io.op == BLK_IO_READ || r->io.op == BLK_IO_WRITE ?
 				     "bytes" : "sectors", (unsigned long long)r->sector,
 				     strerror((int)-res),
