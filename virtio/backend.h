@@ -40,12 +40,17 @@
  *
  * Threads: the transport calls start/stop/set_features from vCPU threads
  * (register writes) or the VM's thread (teardown) with the device lock held;
- * raise() and error() expect the device lock held too. An in-process
- * back-end runs its queue handlers on the event loop thread under the same
- * lock, so a stop never races with a handler. stop() may be called from
- * inside the back-end's own handler (error() sets DEVICE_NEEDS_RESET, which
- * stops every queue): after error() a handler must return without touching
- * the queue again.
+ * raise() and error() expect the device lock held too (InterruptStatus and
+ * the status are the transport's, shared with vCPU register accesses). The
+ * userspace back-end runs its queue handlers on the event loop thread under
+ * the same lock, so a stop never races with a handler. stop() may be called
+ * from inside the back-end's own handler (error() sets DEVICE_NEEDS_RESET,
+ * which stops every queue): after error() a handler must return without
+ * touching the queue again. A back-end with worker threads (virtio-blk's)
+ * must not do I/O under the lock: its workers take it only around raise(),
+ * must not wait for it while a stop (which holds it) waits for them, and
+ * report error() from a thread that stop() does not wait for (see
+ * virtio/blk.h).
  */
 #ifndef VIRTIO_BACKEND_H
 #define VIRTIO_BACKEND_H
@@ -64,7 +69,8 @@ struct virtio_call {
 	/* The queue is unusable (a guest error; why says what): DEVICE_NEEDS_RESET. Lock held. */
 	void (*error)(struct virtio_call *call, const char *why);
 	int irq_fd;		/* the device's interrupt eventfd (KVM irqfd); see above */
-	uint64_t kicks;		/* statistics: kick wake-ups an in-process back-end handled */
+	/* Statistics: kick wake-ups an in-process back-end handled (a worker adds atomically). */
+	uint64_t kicks;
 };
 
 struct virtio_backend;

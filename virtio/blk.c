@@ -2,24 +2,29 @@
 /*
  * virtio-blk (VIRTIO 1.x §5.2): a raw image file or a host block device.
  *
- * Requests run synchronously on the event loop thread: preadv/pwritev go
- * straight between the image and guest RAM. With direct=on (O_DIRECT) a
- * request whose offset, length or guest buffers are not aligned for direct
- * I/O goes through an aligned bounce buffer instead, reading first where it
- * covers a block only in part. Every request field comes from the guest and
- * is checked before use.
+ * Every request field comes from the guest and is checked when the request
+ * is popped (blk_prepare); the I/O itself runs on the queue's disk-I/O engine
+ * (virtio/blk_io.h), straight between the image and guest RAM, through an
+ * aligned bounce buffer where O_DIRECT needs it. Threads and locks: blk.h.
  */
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/fs.h>
+#include <linux/virtio_config.h>
 #include <linux/virtio_ids.h>
+#include <linux/virtio_ring.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "virtio/blk.h"
@@ -27,18 +32,29 @@
 
 #define BLK_HDR_SIZE		sizeof(struct virtio_blk_outhdr)
 #define BLK_DWZ_SIZE		sizeof(struct virtio_blk_discard_write_zeroes)
-#define BLK_SIGNAL_BATCH	32	/* completions between interrupts while draining */
 
-#ifndef IOV_MAX
-#define IOV_MAX			1024
-#endif
+/* ---- Requests ---- */
 
-/* ---- Back-end I/O ---- */
+/*
+ * One request of a queue, from the pop to the used element: the chain, what
+ * the engine does with it, and what its completion writes.
+ */
+struct blk_req {
+	struct blk_io_req io;	/* BLK_IO_NOP: answered without I/O, status in st */
+	uint8_t *status;	/* the chain's status byte in guest memory; NULL: no room */
+	uint8_t st;		/* VIRTIO_BLK_S_* if the I/O (if any) succeeds */
+	uint32_t type;		/* VIRTIO_BLK_T_*, for messages */
+	uint64_t sector;
+	uint32_t len;		/* data bytes moved (read/write) or covered (discard/zeroes) */
+	uint32_t data_written;	/* bytes a success writes before the status byte */
+	struct virtq_chain chain;	/* after blk_prepare its iov array is the engine's */
+};
 
 /*
  * Fills dst with the byte range [off, off + len) of the n segments at src,
- * skipping empty ones. Returns the number of segments, or -EINVAL if the
- * segments end before the range does.
+ * skipping empty ones; dst may be src itself (it never gets ahead of it).
+ * Returns the number of segments, or -EINVAL if the segments end before the
+ * range does.
  */
 static int iov_slice(const struct iovec *src, unsigned int n, size_t off, size_t len,
 		     struct iovec *dst, unsigned int max)
@@ -46,230 +62,33 @@ static int iov_slice(const struct iovec *src, unsigned int n, size_t off, size_t
 	unsigned int cnt = 0;
 
 	for (unsigned int i = 0; i < n && len; i++) {
-		size_t seg = src[i].iov_len;
+		struct iovec s = src[i];
 
-		if (off >= seg) {
-			off -= seg;
+		if (off >= s.iov_len) {
+			off -= s.iov_len;
 			continue;
 		}
-		seg = MIN(seg - off, len);
 		if (cnt == max)
 			return -EINVAL;
-		dst[cnt].iov_base = (uint8_t *)src[i].iov_base + off;
-		dst[cnt].iov_len = seg;
-		cnt++;
-		len -= seg;
+		s.iov_base = (uint8_t *)s.iov_base + off;
+		s.iov_len = MIN(s.iov_len - off, len);
+		dst[cnt++] = s;
+		len -= s.iov_len;
 		off = 0;
 	}
 	return len ? -EINVAL : (int)cnt;
 }
 
-/* Drops the first `bytes` bytes from the segment array *iov of *n entries. */
-static void iov_advance(struct iovec **iov, unsigned int *n, size_t bytes)
+/* The host address of writable byte `off` of the chain, or NULL past its end. */
+static uint8_t *chain_in_byte(const struct virtq_chain *c, size_t off)
 {
-	while (*n && bytes >= (*iov)->iov_len) {
-		bytes -= (*iov)->iov_len;
-		(*iov)++;
-		(*n)--;
+	for (unsigned int i = c->nout; i < c->nout + c->nin; i++) {
+		if (off < c->iov[i].iov_len)
+			return (uint8_t *)c->iov[i].iov_base + off;
+		off -= c->iov[i].iov_len;
 	}
-	if (*n && bytes) {
-		(*iov)->iov_base = (uint8_t *)(*iov)->iov_base + bytes;
-		(*iov)->iov_len -= bytes;
-	}
+	return NULL;
 }
-
-/* Whether O_DIRECT can take this transfer as is: offset, length and every segment aligned. */
-static bool blk_dio_aligned(const struct virtio_blk *b, const struct iovec *iov, unsigned int n,
-			    uint64_t off, uint64_t len)
-{
-	uint64_t mask = b->dio_align - 1;
-
-	if ((off | len) & mask)
-		return false;
-	for (unsigned int i = 0; i < n; i++)
-		if (((uintptr_t)iov[i].iov_base | iov[i].iov_len) & mask)
-			return false;
-	return true;
-}
-
-/* preadv/pwritev of exactly len bytes at off, resuming after short transfers; 0 or -errno. */
-static int blk_rw_iov(struct virtio_blk *b, bool write, struct iovec *iov, unsigned int n,
-		      uint64_t off, size_t len)
-{
-	while (len) {
-		int cnt = MIN(n, IOV_MAX);
-		ssize_t r;
-
-		if (write)
-			r = pwritev(b->fd, iov, cnt, (off_t)off);
-		else
-			r = preadv(b->fd, iov, cnt, (off_t)off);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (r == 0)
-			return -EIO;	/* end of file: the image shrank under us */
-		off += r;
-		len -= MIN((size_t)r, len);
-		iov_advance(&iov, &n, r);
-	}
-	return 0;
-}
-
-/* pread() until len bytes or the end of the file; the bytes read or -errno. */
-static ssize_t blk_pread_full(struct virtio_blk *b, void *buf, size_t len, uint64_t off)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t r = pread(b->fd, (uint8_t *)buf + done, len - done, (off_t)(off + done));
-
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (r == 0)
-			break;
-		done += r;
-	}
-	return done;
-}
-
-/* pwrite() of exactly len bytes; 0 or -errno. */
-static int blk_pwrite_full(struct virtio_blk *b, const void *buf, size_t len, uint64_t off)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t r = pwrite(b->fd, (const uint8_t *)buf + done, len - done,
-				   (off_t)(off + done));
-
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (r == 0)
-			return -EIO;
-		done += r;
-	}
-	return 0;
-}
-
-/*
- * Transfers disk bytes [off, off + len) through the bounce buffer in whole
- * dio_align blocks, reading a block first when the transfer covers it only in
- * part. The guest side is the chain's writable segments from offset 0 (reads),
- * its readable segments from `data` (writes), or zeros (writes with c NULL).
- * The caller has checked the range against the disk size. 0 or -errno.
- */
-static int blk_bounce_io(struct virtio_blk *b, bool write, const struct virtq_chain *c,
-			 size_t data, uint64_t off, uint64_t len)
-{
-	uint64_t end = off + len;
-	uint64_t aend = ALIGN_UP(end, (uint64_t)b->dio_align);
-
-	for (uint64_t cs = ALIGN_DOWN(off, (uint64_t)b->dio_align); cs < aend;
-	     cs += BLK_BOUNCE_SIZE) {
-		uint64_t ce = MIN(cs + BLK_BOUNCE_SIZE, aend);
-		uint64_t ds = MAX(cs, off), de = MIN(ce, end);
-		size_t clen = ce - cs, dlen = de - ds;
-		uint8_t *p = b->bounce + (ds - cs);
-		int r;
-
-		if (!write || ds > cs || de < ce) {
-			ssize_t got = blk_pread_full(b, b->bounce, clen, cs);
-
-			if (got < 0)
-				return got;
-			memset(b->bounce + got, 0, clen - got);	/* past the end of the file */
-		}
-		if (!write) {
-			if (virtq_chain_write(c, ds - off, p, dlen) != dlen)
-				return -EFAULT;
-			continue;
-		}
-		/* A last block that sticks out of an unaligned file cannot be written whole. */
-		if (ce > b->size)
-			return -EINVAL;
-		if (!c)
-			memset(p, 0, dlen);
-		else if (virtq_chain_read(c, data + (ds - off), p, dlen) != dlen)
-			return -EFAULT;
-		r = blk_pwrite_full(b, b->bounce, clen, cs);
-		if (r < 0)
-			return r;
-	}
-	return 0;
-}
-
-/*
- * Moves len bytes between disk offset off and the request's data: the
- * writable segments for reads, the readable ones after the header for writes.
- */
-static int blk_data_io(struct virtio_blk *b, bool write, const struct virtq_chain *c,
-		       uint64_t off, size_t len)
-{
-	const struct iovec *src = write ? c->iov : c->iov + c->nout;
-	unsigned int nsrc = write ? c->nout : c->nin;
-	size_t data = write ? BLK_HDR_SIZE : 0;
-	int n;
-
-	if (!len)
-		return 0;
-	n = iov_slice(src, nsrc, data, len, b->iov, ARRAY_SIZE(b->iov));
-	if (n < 0)
-		return n;
-	if (b->direct && !blk_dio_aligned(b, b->iov, n, off, len))
-		return blk_bounce_io(b, write, c, data, off, len);
-	return blk_rw_iov(b, write, b->iov, n, off, len);
-}
-
-static int blk_discard(struct virtio_blk *b, uint64_t off, uint64_t len)
-{
-	int r;
-
-	if (b->no_discard || !len)
-		return 0;
-	if (b->is_bdev) {
-		uint64_t range[2] = { off, len };
-
-		r = ioctl(b->fd, BLKDISCARD, range) < 0 ? -errno : 0;
-	} else {
-		r = fallocate(b->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
-			      (off_t)len) < 0 ? -errno : 0;
-	}
-	/* Discard is a hint: where the host cannot do it, it is a no-op. */
-	if (r == -EOPNOTSUPP || r == -ENOTTY || r == -ENOSYS) {
-		b->no_discard = true;
-		return 0;
-	}
-	return r;
-}
-
-/* Zeroes [off, off + len): deallocating if unmap, else ZERO_RANGE, else by writing zeros. */
-static int blk_write_zeroes(struct virtio_blk *b, uint64_t off, uint64_t len, bool unmap)
-{
-	if (!len)
-		return 0;
-	if (!b->no_fallocate) {
-		if (unmap && fallocate(b->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-				       (off_t)off, (off_t)len) == 0)
-			return 0;
-		if (fallocate(b->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, (off_t)off,
-			      (off_t)len) == 0)
-			return 0;
-		if (errno != EOPNOTSUPP && errno != ENOSYS && errno != EINVAL)
-			return -errno;
-		b->no_fallocate = true;
-	}
-	return blk_bounce_io(b, true, NULL, 0, off, len);
-}
-
-/* ---- Requests ---- */
 
 /* Disk byte offset of [sector, sector + len bytes) in *off if it lies on the disk (no overflow). */
 static bool blk_range_ok(const struct virtio_blk *b, uint64_t sector, uint64_t len, uint64_t *off)
@@ -290,6 +109,8 @@ static const char *blk_type_name(uint32_t type)
 		return "read";
 	case VIRTIO_BLK_T_OUT:
 		return "write";
+	case VIRTIO_BLK_T_FLUSH:
+		return "flush";
 	case VIRTIO_BLK_T_DISCARD:
 		return "discard";
 	case VIRTIO_BLK_T_WRITE_ZEROES:
@@ -299,14 +120,14 @@ static const char *blk_type_name(uint32_t type)
 	}
 }
 
-/* VIRTIO_BLK_T_IN / T_OUT. */
-static uint8_t blk_read_write(struct virtio_blk *b, const struct virtq_chain *c, uint32_t type,
-			      uint64_t sector, uint32_t *data_written)
+/* VIRTIO_BLK_T_IN / T_OUT: the data segments become the engine's iovecs. */
+static uint8_t blk_prepare_rw(struct virtio_blk *b, struct blk_req *r)
 {
-	bool write = type == VIRTIO_BLK_T_OUT;
+	struct virtq_chain *c = &r->chain;
+	bool write = r->type == VIRTIO_BLK_T_OUT;
 	size_t len = write ? c->out_len - BLK_HDR_SIZE : c->in_len - 1;
 	uint64_t off;
-	int r;
+	int n;
 
 	if (write && b->readonly) {
 		log_warn_ratelimited(&b->rl, "%s: write to a read-only disk refused", b->name);
@@ -314,157 +135,224 @@ static uint8_t blk_read_write(struct virtio_blk *b, const struct virtq_chain *c,
 	}
 	if (len % BLK_SECTOR_SIZE) {
 		log_warn_ratelimited(&b->rl, "%s: %s of %zu bytes is not a multiple of %d bytes",
-				     b->name, blk_type_name(type), len, BLK_SECTOR_SIZE);
+				     b->name, blk_type_name(r->type), len, BLK_SECTOR_SIZE);
 		return VIRTIO_BLK_S_IOERR;
 	}
-	if (!blk_range_ok(b, sector, len, &off)) {
+	if (!blk_range_ok(b, r->sector, len, &off)) {
 		log_warn_ratelimited(&b->rl, "%s: %s of %zu bytes at sector %llu is beyond the "
 				     "end of the disk (%llu sectors)", b->name,
-				     blk_type_name(type), len, (unsigned long long)sector,
+				     blk_type_name(r->type), len, (unsigned long long)r->sector,
 				     (unsigned long long)(b->size / BLK_SECTOR_SIZE));
 		return VIRTIO_BLK_S_IOERR;
 	}
-	r = blk_data_io(b, write, c, off, len);
-	if (r < 0) {
-		log_warn_ratelimited(&b->rl, "%s: %s of %zu bytes at sector %llu failed: %s%s",
-				     b->name, blk_type_name(type), len,
-				     (unsigned long long)sector, strerror(-r),
-				     r == -EINVAL && b->direct ? " (try direct=off)" : "");
+	if (!len)
+		return VIRTIO_BLK_S_OK;	/* nothing to move: a NOP */
+	/* In place: the chain's segments are not needed once the status byte is found. */
+	if (write)
+		n = iov_slice(c->iov, c->nout, BLK_HDR_SIZE, len, c->iov, VIRTQ_MAX_IOV);
+	else
+		n = iov_slice(c->iov + c->nout, c->nin, 0, len, c->iov, VIRTQ_MAX_IOV);
+	if (n < 0)
 		return VIRTIO_BLK_S_IOERR;
-	}
-	if (!write)
-		*data_written = len;
+	r->io.op = write ? BLK_IO_WRITE : BLK_IO_READ;
+	r->io.offset = off;
+	r->io.iov = c->iov;
+	r->io.niov = n;
+	r->len = len;
+	r->data_written = write ? 0 : len;
 	return VIRTIO_BLK_S_OK;
 }
 
-/* VIRTIO_BLK_T_DISCARD / T_WRITE_ZEROES: segments of struct virtio_blk_discard_write_zeroes. */
-static uint8_t blk_discard_write_zeroes(struct virtio_blk *b, const struct virtq_chain *c,
-					uint32_t type)
+/* VIRTIO_BLK_T_DISCARD / T_WRITE_ZEROES: one struct virtio_blk_discard_write_zeroes. */
+static uint8_t blk_prepare_dwz(struct virtio_blk *b, struct blk_req *r)
 {
-	bool zeroes = type == VIRTIO_BLK_T_WRITE_ZEROES;
+	const struct virtq_chain *c = &r->chain;
+	bool zeroes = r->type == VIRTIO_BLK_T_WRITE_ZEROES;
 	uint32_t allowed_flags = zeroes ? VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP : 0;
 	uint32_t max_sectors = zeroes ? BLK_MAX_ZEROES_SECTORS : BLK_MAX_DISCARD_SECTORS;
 	size_t len = c->out_len - BLK_HDR_SIZE;
+	struct virtio_blk_discard_write_zeroes seg;
+	uint64_t sector, off, bytes;
+	uint32_t nsectors, flags;
 
+	_Static_assert(BLK_MAX_DWZ_SEG == 1, "one segment per discard / write-zeroes request");
 	if (b->readonly)
 		return VIRTIO_BLK_S_UNSUPP;	/* not offered on read-only disks */
 	if (!len || len % BLK_DWZ_SIZE) {
 		log_warn_ratelimited(&b->rl, "%s: %s payload of %zu bytes is not a whole number "
-				     "of %zu-byte segments", b->name, blk_type_name(type), len,
+				     "of %zu-byte segments", b->name, blk_type_name(r->type), len,
 				     BLK_DWZ_SIZE);
 		return VIRTIO_BLK_S_IOERR;
 	}
 	if (len / BLK_DWZ_SIZE > BLK_MAX_DWZ_SEG) {
 		log_warn_ratelimited(&b->rl, "%s: %s with %zu segments (at most %d)", b->name,
-				     blk_type_name(type), len / BLK_DWZ_SIZE, BLK_MAX_DWZ_SEG);
+				     blk_type_name(r->type), len / BLK_DWZ_SIZE, BLK_MAX_DWZ_SEG);
 		return VIRTIO_BLK_S_UNSUPP;
 	}
-	for (size_t pos = BLK_HDR_SIZE; pos < c->out_len; pos += BLK_DWZ_SIZE) {
-		struct virtio_blk_discard_write_zeroes seg;
-		uint64_t sector, off, bytes;
-		uint32_t nsectors, flags;
-		int r;
-
-		if (virtq_chain_read(c, pos, &seg, sizeof(seg)) != sizeof(seg))
-			return VIRTIO_BLK_S_IOERR;
-		sector = le64toh(seg.sector);
-		nsectors = le32toh(seg.num_sectors);
-		flags = le32toh(seg.flags);
-		bytes = (uint64_t)nsectors * BLK_SECTOR_SIZE;
-		if (flags & ~allowed_flags) {
-			log_warn_ratelimited(&b->rl, "%s: %s with unsupported flags %#x", b->name,
-					     blk_type_name(type), flags);
-			return VIRTIO_BLK_S_UNSUPP;
-		}
-		if (nsectors > max_sectors || !blk_range_ok(b, sector, bytes, &off)) {
-			log_warn_ratelimited(&b->rl, "%s: %s of %u sectors at sector %llu is too "
-					     "big or beyond the end of the disk", b->name,
-					     blk_type_name(type), nsectors,
-					     (unsigned long long)sector);
-			return VIRTIO_BLK_S_IOERR;
-		}
-		if (zeroes)
-			r = blk_write_zeroes(b, off, bytes,
-					     flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP);
-		else
-			r = blk_discard(b, off, bytes);
-		if (r < 0) {
-			log_warn_ratelimited(&b->rl, "%s: %s of %u sectors at sector %llu "
-					     "failed: %s", b->name, blk_type_name(type),
-					     nsectors, (unsigned long long)sector, strerror(-r));
-			return VIRTIO_BLK_S_IOERR;
-		}
+	if (virtq_chain_read(c, BLK_HDR_SIZE, &seg, sizeof(seg)) != sizeof(seg))
+		return VIRTIO_BLK_S_IOERR;
+	sector = le64toh(seg.sector);
+	nsectors = le32toh(seg.num_sectors);
+	flags = le32toh(seg.flags);
+	bytes = (uint64_t)nsectors * BLK_SECTOR_SIZE;
+	if (flags & ~allowed_flags) {
+		log_warn_ratelimited(&b->rl, "%s: %s with unsupported flags %#x", b->name,
+				     blk_type_name(r->type), flags);
+		return VIRTIO_BLK_S_UNSUPP;
 	}
-	return VIRTIO_BLK_S_OK;
-}
-
-static uint8_t blk_flush(struct virtio_blk *b)
-{
-	if (b->readonly)
-		return VIRTIO_BLK_S_OK;	/* nothing of ours to write back */
-	if (fdatasync(b->fd) < 0) {
-		log_warn_ratelimited(&b->rl, "%s: flush failed: %s", b->name, strerror(errno));
+	if (nsectors > max_sectors || !blk_range_ok(b, sector, bytes, &off)) {
+		log_warn_ratelimited(&b->rl, "%s: %s of %u sectors at sector %llu is too big or "
+				     "beyond the end of the disk", b->name, blk_type_name(r->type),
+				     nsectors, (unsigned long long)sector);
 		return VIRTIO_BLK_S_IOERR;
 	}
+	r->io.op = zeroes ? BLK_IO_WRITE_ZEROES : BLK_IO_DISCARD;
+	r->io.flags = flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP ? BLK_IO_F_UNMAP : 0;
+	r->io.offset = off;
+	r->io.len = bytes;
+	r->sector = sector;
+	r->len = nsectors;
 	return VIRTIO_BLK_S_OK;
 }
 
 /* The id string, NUL-padded to the 20 bytes the driver's buffer holds (or fewer if it is short). */
-static uint8_t blk_get_id(struct virtio_blk *b, const struct virtq_chain *c, uint32_t *data_written)
+static uint8_t blk_get_id(struct virtio_blk *b, struct blk_req *r)
 {
+	const struct virtq_chain *c = &r->chain;
 	size_t n = MIN(sizeof(b->id), (size_t)c->in_len - 1);
 
 	if (virtq_chain_write(c, 0, b->id, n) != n)
 		return VIRTIO_BLK_S_IOERR;
-	*data_written = n;
+	r->data_written = n;
 	return VIRTIO_BLK_S_OK;
 }
 
-uint8_t blk_handle_chain(struct virtio_blk *b, const struct virtq_chain *c, uint32_t *written)
+/*
+ * Checks the popped chain in r->chain and says what to do: r->io is the I/O
+ * for the engine, or BLK_IO_NOP with the answer in r->st (GET_ID, guest
+ * errors, unsupported requests). Reads the guest's header and segments once.
+ */
+static void blk_prepare(struct virtio_blk *b, struct blk_req *r)
 {
+	const struct virtq_chain *c = &r->chain;
 	struct virtio_blk_outhdr hdr;
-	uint32_t data_written = 0;
-	uint8_t status;
 
-	*written = 0;
+	r->io = (struct blk_io_req){ .op = BLK_IO_NOP };
+	r->status = NULL;
+	r->st = VIRTIO_BLK_S_IOERR;
+	r->type = 0;
+	r->sector = 0;
+	r->len = 0;
+	r->data_written = 0;
 	if (c->in_len < 1) {
 		log_warn_ratelimited(&b->rl, "%s: request without a writable status byte", b->name);
-		return VIRTIO_BLK_S_IOERR;
+		return;
 	}
+	r->status = chain_in_byte(c, c->in_len - 1);
+	if (!r->status)
+		return;
 	if (c->out_len < BLK_HDR_SIZE ||
 	    virtq_chain_read(c, 0, &hdr, sizeof(hdr)) != sizeof(hdr)) {
 		log_warn_ratelimited(&b->rl, "%s: request with a %u-byte header (want %zu)",
 				     b->name, c->out_len, BLK_HDR_SIZE);
-		status = VIRTIO_BLK_S_IOERR;
-	} else {
-		uint32_t type = le32toh(hdr.type);
-
-		switch (type) {
-		case VIRTIO_BLK_T_IN:
-		case VIRTIO_BLK_T_OUT:
-			status = blk_read_write(b, c, type, le64toh(hdr.sector), &data_written);
-			break;
-		case VIRTIO_BLK_T_FLUSH:
-			status = blk_flush(b);
-			break;
-		case VIRTIO_BLK_T_GET_ID:
-			status = blk_get_id(b, c, &data_written);
-			break;
-		case VIRTIO_BLK_T_DISCARD:
-		case VIRTIO_BLK_T_WRITE_ZEROES:
-			status = blk_discard_write_zeroes(b, c, type);
-			break;
-		default:
-			status = VIRTIO_BLK_S_UNSUPP;
-			break;
-		}
+		return;
 	}
-	if (status != VIRTIO_BLK_S_OK)
-		data_written = 0;
-	if (virtq_chain_write(c, c->in_len - 1, &status, 1) != 1)
+	r->type = le32toh(hdr.type);
+	r->sector = le64toh(hdr.sector);
+	switch (r->type) {
+	case VIRTIO_BLK_T_IN:
+	case VIRTIO_BLK_T_OUT:
+		r->st = blk_prepare_rw(b, r);
+		break;
+	case VIRTIO_BLK_T_FLUSH:
+		r->st = VIRTIO_BLK_S_OK;
+		if (!b->readonly)	/* else nothing of ours to write back */
+			r->io.op = BLK_IO_FLUSH;
+		break;
+	case VIRTIO_BLK_T_GET_ID:
+		r->st = blk_get_id(b, r);
+		break;
+	case VIRTIO_BLK_T_DISCARD:
+	case VIRTIO_BLK_T_WRITE_ZEROES:
+		r->st = blk_prepare_dwz(b, r);
+		break;
+	default:
+		r->st = VIRTIO_BLK_S_UNSUPP;
+		break;
+	}
+	if (r->st != VIRTIO_BLK_S_OK)
+		r->io.op = BLK_IO_NOP;
+}
+
+/*
+ * After the engine did r->io (result set): writes the status byte. Returns the
+ * status and sets *written to the bytes written into the writable segments (0
+ * without a status byte, otherwise data + 1).
+ */
+static uint8_t blk_finish(struct virtio_blk *b, struct blk_req *r, uint32_t *written)
+{
+	uint8_t st = r->st;
+	ssize_t res = r->io.result;
+
+	*written = 0;
+	if (!r->status)
 		return VIRTIO_BLK_S_IOERR;
-	*written = data_written + 1;
-	return status;
+	if (r->io.op == BLK_IO_FLUSH && res < 0) {
+		log_warn_ratelimited(&b->rl, "%s: flush failed: %s", b->name, strerror((int)-res));
+		st = VIRTIO_BLK_S_IOERR;
+	} else if (r->io.op != BLK_IO_NOP && res < 0) {
+		log_warn_ratelimited(&b->rl, "%s: %s of %u %s at sector %llu failed: %s%s",
+				     b->name, blk_type_name(r->type), r->len,
+				     r->io.op == BLK_IO_READ || r->io.op == BLK_IO_WRITE ?
+				     "bytes" : "sectors", (unsigned long long)r->sector,
+				     strerror((int)-res),
+				     res == -EINVAL && b->direct ? " (try direct=off)" : "");
+		st = VIRTIO_BLK_S_IOERR;
+	}
+	*r->status = st;
+	*written = (st == VIRTIO_BLK_S_OK ? r->data_written : 0) + 1;
+	return st;
+}
+
+/* The engine blk_handle_chain() runs requests on: synchronous, on the caller's thread. */
+static int blk_sync_io(struct virtio_blk *b, struct blk_io **out)
+{
+	struct blk_io_config cfg = {
+		.name = b->name, .fd = b->fd, .is_bdev = b->is_bdev,
+		.dio_align = b->direct ? b->dio_align : 0, .size = b->size, .depth = 1,
+		.kind = BLK_IO_SYNC, .no_fallocate = b->no_fallocate, .no_discard = b->no_discard,
+	};
+
+	if (!b->sync_io) {
+		int r = blk_io_create(&b->sync_io, &cfg);
+
+		if (r < 0)
+			return r;
+	}
+	*out = b->sync_io;
+	return 0;
+}
+
+uint8_t blk_handle_chain(struct virtio_blk *b, const struct virtq_chain *c, uint32_t *written)
+{
+	struct blk_req *r = malloc(sizeof(*r));
+	struct blk_io *e;
+	uint8_t st;
+
+	*written = 0;
+	if (!r)
+		return VIRTIO_BLK_S_IOERR;
+	r->chain = *c;
+	blk_prepare(b, r);
+	if (r->io.op == BLK_IO_NOP)
+		r->io.result = 0;
+	else if (blk_sync_io(b, &e) < 0)
+		r->io.result = -ENOMEM;
+	else
+		blk_io_run(e, &r->io);
+	st = blk_finish(b, r, written);
+	free(r);
+	return st;
 }
 
 /* ---- Set-up ---- */
@@ -571,7 +459,7 @@ static int blk_open(struct virtio_blk *b, const struct blk_options *o)
 		if (o->direct)
 			b->dio_align = blk_file_dio_align(b->fd);
 	}
-	if (b->dio_align & (b->dio_align - 1) || b->dio_align > BLK_BOUNCE_SIZE) {
+	if (b->dio_align & (b->dio_align - 1) || b->dio_align > BLK_IO_BOUNCE_SIZE) {
 		log_error("%s: disk image %s needs an unusual direct I/O alignment of %u bytes — "
 			  "use direct=off", b->name, o->path, b->dio_align);
 		return -EINVAL;
@@ -636,6 +524,7 @@ int virtio_blk_init(struct virtio_blk *b, const struct blk_options *o, const cha
 	int r;
 
 	b->fd = -1;
+	b->error_src.fd = -1;
 	b->rl = (struct log_ratelimit)LOG_RATELIMIT_INIT;
 	b->readonly = o->readonly;
 	b->direct = o->direct;
@@ -669,13 +558,6 @@ int virtio_blk_init(struct virtio_blk *b, const struct blk_options *o, const cha
 	r = blk_open(b, o);
 	if (r < 0)
 		goto fail;
-	b->bounce = aligned_alloc(MAX(b->dio_align, 4096u), BLK_BOUNCE_SIZE);
-	if (!b->bounce) {
-		log_error("%s: out of memory for the I/O buffer — free some host memory",
-			  b->name);
-		r = -ENOMEM;
-		goto fail;
-	}
 	blk_setup_config(b);
 	return 0;
 
@@ -689,60 +571,342 @@ void virtio_blk_fini(struct virtio_blk *b)
 	if (b->fd >= 0)
 		close(b->fd);
 	b->fd = -1;
-	free(b->bounce);
-	b->bounce = NULL;
+	blk_io_destroy(b->sync_io);
+	b->sync_io = NULL;
 	free(b->name);
 	b->name = NULL;
 }
 
-/* ---- The userspace back-end and the transport ---- */
+/* ---- The back-end: one disk-I/O engine per queue ---- */
 
-/*
- * The queue handler: every available request, synchronously, on the event
- * loop thread with the device lock held. An asynchronous I/O engine would
- * take the popped chains here and push them as they complete.
- */
-static void blk_queue_kick(struct userspace_backend *ub, unsigned int q)
+/* What the back-end serves on top of the device's bits: ring layouts and VERSION_1. */
+#define BLK_RING_FEATURES \
+	((1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_RING_F_INDIRECT_DESC) | \
+	 (1ULL << VIRTIO_RING_F_EVENT_IDX))
+
+static struct virtio_blk *be_to_blk(struct virtio_backend *be)
 {
-	struct virtio_blk *b = container_of(ub, struct virtio_blk, ub);
-	struct virtq *vq = userspace_backend_vq(ub, q);
-	unsigned int done = 0;
-	int r;
-
-	do {
-		virtq_set_notify(vq, false);
-		while ((r = virtq_pop(vq, &b->chain)) > 0) {
-			uint32_t written;
-
-			blk_handle_chain(b, &b->chain, &written);
-			if (virtq_push(vq, b->chain.head, written) < 0) {
-				userspace_backend_error(ub, q, "cannot complete a request");
-				return;
-			}
-			/* Long batches: let the guest see completions as they come. */
-			if (++done % BLK_SIGNAL_BATCH == 0)
-				userspace_backend_signal(ub, q);
-		}
-		if (r < 0) {
-			userspace_backend_error(ub, q, "malformed descriptor chain");
-			return;
-		}
-		virtq_set_notify(vq, true);
-	} while (virtq_has_work(vq));
-	if (done % BLK_SIGNAL_BATCH)
-		userspace_backend_signal(ub, q);
+	return container_of(be, struct virtio_blk, be);
 }
 
-static const struct userspace_backend_ops blk_backend_ops = {
-	.queue_kick = blk_queue_kick,
+/* A worker found queue bq unusable: the event loop tells the transport (see blk.h). */
+static void blk_queue_fail(struct blk_queue *bq, const char *why)
+{
+	uint64_t one = 1;
+	const char *none = NULL;
+
+	if (!atomic_compare_exchange_strong(&bq->failed, &none, why))
+		return;
+	if (write(bq->b->error_src.fd, &one, sizeof(one)) != sizeof(one))
+		log_warn("%s: cannot report a broken queue: %s", bq->b->name, strerror(errno));
+}
+
+/* The event loop: reports the queues their workers found broken (DEVICE_NEEDS_RESET). */
+static void blk_error_event(struct event_source *src, uint32_t events)
+{
+	struct virtio_blk *b = container_of(src, struct virtio_blk, error_src);
+	uint64_t v;
+
+	(void)events;
+	if (read(src->fd, &v, sizeof(v)) < 0)
+		return;
+	pthread_mutex_lock(&b->dev.lock);
+	for (unsigned int q = 0; q < BLK_NUM_QUEUES; q++) {
+		struct blk_queue *bq = &b->queues[q];
+		const char *why = atomic_exchange(&bq->failed, NULL);
+
+		/* A queue stopped since (a reset) has nothing to report any more. */
+		if (why && bq->started)
+			bq->call->error(bq->call, why);
+	}
+	pthread_mutex_unlock(&b->dev.lock);
+}
+
+/*
+ * The used-buffer interrupt from the worker: InterruptStatus is the
+ * transport's, so under the device lock, taken only for this. A stop holds
+ * the lock while it waits for the worker: then the interrupt is stop()'s.
+ */
+static void blk_queue_raise(struct blk_queue *bq)
+{
+	pthread_mutex_t *lock = &bq->b->dev.lock;
+
+	for (;;) {
+		struct timespec until;
+
+		if (atomic_load(&bq->stopping)) {
+			atomic_store(&bq->raise_owed, true);
+			return;
+		}
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += 1000000;	/* 1 ms, then look at stopping again */
+		if (until.tv_nsec >= 1000000000) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000;
+		}
+		if (pthread_mutex_timedlock(lock, &until) == 0)
+			break;
+	}
+	bq->call->raise(bq->call);
+	pthread_mutex_unlock(lock);
+}
+
+/* Adds the kicks the engine took since the last time to the transport's statistics. */
+static void blk_queue_count_kicks(struct blk_queue *bq)
+{
+	uint64_t k = blk_io_kicks(bq->io);
+
+	if (k != bq->kicks_counted)
+		__atomic_fetch_add(&bq->call->kicks, k - bq->kicks_counted, __ATOMIC_RELAXED);
+	bq->kicks_counted = k;
+}
+
+/*
+ * The engine's next(), on the worker: pops a chain into a free slot and
+ * checks it. Guest kicks stay off while requests are in flight (the engine
+ * asks again after each batch); with none in flight they are turned on and the
+ * ring looked at once more before saying there is nothing.
+ */
+static struct blk_io_req *blk_queue_next(void *opaque)
+{
+	struct blk_queue *bq = opaque;
+	struct virtq *vq = &bq->vq;
+	struct blk_req *r;
+	int ret;
+
+	blk_queue_count_kicks(bq);
+	if (vq->broken || !bq->nfree)
+		return NULL;
+	r = bq->free_reqs[bq->nfree - 1];
+	for (;;) {
+		ret = virtq_pop(vq, &r->chain);
+		if (ret > 0)
+			break;
+		if (ret < 0) {
+			blk_queue_fail(bq, "malformed descriptor chain");
+			return NULL;
+		}
+		if (bq->nfree < BLK_QUEUE_SIZE) {
+			/* In flight: their completion asks again, no kick needed. */
+			if (bq->notify) {
+				virtq_set_notify(vq, false);
+				bq->notify = false;
+			}
+			return NULL;
+		}
+		if (bq->notify)
+			return NULL;
+		virtq_set_notify(vq, true);
+		bq->notify = true;
+		if (!virtq_has_work(vq))
+			return NULL;
+	}
+	if (bq->notify) {
+		virtq_set_notify(vq, false);
+		bq->notify = false;
+	}
+	bq->nfree--;
+	blk_prepare(bq->b, r);
+	return &r->io;
+}
+
+/* The engine's complete(), on the worker: status bytes, used elements, at most one interrupt. */
+static void blk_queue_complete(void *opaque, struct blk_io_req **reqs, unsigned int n)
+{
+	struct blk_queue *bq = opaque;
+	struct virtq *vq = &bq->vq;
+	bool failed = false;
+
+	for (unsigned int i = 0; i < n; i++) {
+		struct blk_req *r = container_of(reqs[i], struct blk_req, io);
+		uint32_t written;
+
+		blk_finish(bq->b, r, &written);
+		if (!failed && virtq_add_used(vq, r->chain.head, written) < 0)
+			failed = true;
+		bq->free_reqs[bq->nfree++] = r;
+	}
+	if (failed) {
+		blk_queue_fail(bq, "cannot complete a request");
+		return;
+	}
+	virtq_publish_used(vq);
+	if (virtq_should_notify(vq))
+		blk_queue_raise(bq);
+}
+
+static const struct blk_io_ops blk_queue_io_ops = {
+	.next = blk_queue_next,
+	.complete = blk_queue_complete,
 };
+
+static uint64_t blk_be_features(struct virtio_backend *be)
+{
+	return be_to_blk(be)->features | BLK_RING_FEATURES;
+}
+
+static int blk_be_start(struct virtio_backend *be, unsigned int q,
+			const struct virtq_state *state, int kick_fd, struct virtio_call *call)
+{
+	struct virtio_blk *b = be_to_blk(be);
+	struct blk_queue *bq;
+	int ret;
+
+	if (q >= BLK_NUM_QUEUES)
+		return -EINVAL;
+	bq = &b->queues[q];
+	if (bq->started)
+		return -EBUSY;
+	ret = virtq_start_from(&bq->vq, b->mem, state);
+	if (ret)
+		return ret;
+	/* A previous run may have left kicks off; the engine looks at the ring first. */
+	virtq_set_notify(&bq->vq, true);
+	bq->notify = true;
+	bq->nfree = BLK_QUEUE_SIZE;
+	for (unsigned int i = 0; i < BLK_QUEUE_SIZE; i++)
+		bq->free_reqs[i] = &bq->reqs[BLK_QUEUE_SIZE - 1 - i];
+	atomic_store(&bq->stopping, false);
+	atomic_store(&bq->raise_owed, false);
+	atomic_store(&bq->failed, NULL);
+	bq->call = call;
+	bq->kicks_counted = blk_io_kicks(bq->io);
+	ret = blk_io_start(bq->io, kick_fd, &blk_queue_io_ops, bq);
+	if (ret) {
+		bq->call = NULL;
+		virtq_reset(&bq->vq, b->mem);
+		return ret;
+	}
+	bq->started = true;
+	return 0;
+}
+
+static void blk_be_stop(struct virtio_backend *be, unsigned int q, struct virtq_state *state)
+{
+	struct virtio_blk *b = be_to_blk(be);
+	struct blk_queue *bq;
+
+	if (q >= BLK_NUM_QUEUES || !b->queues[q].started)
+		return;
+	bq = &b->queues[q];
+	/* Every request pulled completes (the worker leaves its interrupt to us), then it ends. */
+	atomic_store(&bq->stopping, true);
+	blk_io_stop(bq->io);
+	blk_queue_count_kicks(bq);
+	if (atomic_exchange(&bq->raise_owed, false))
+		bq->call->raise(bq->call);
+	atomic_store(&bq->failed, NULL);
+	/* The next owner of the ring gets kicks; complete() published every used element. */
+	virtq_set_notify(&bq->vq, true);
+	virtq_publish_used(&bq->vq);
+	virtq_save(&bq->vq, state);
+	virtq_reset(&bq->vq, b->mem);
+	bq->started = false;
+	bq->call = NULL;
+}
+
+/* The queues are stopped (the transport is gone): engines, slots and the error eventfd. */
+static void blk_be_destroy(struct virtio_backend *be)
+{
+	struct virtio_blk *b = be_to_blk(be);
+
+	for (unsigned int q = 0; q < BLK_NUM_QUEUES; q++) {
+		struct blk_queue *bq = &b->queues[q];
+
+		blk_io_destroy(bq->io);
+		bq->io = NULL;
+		free(bq->reqs);
+		bq->reqs = NULL;
+		free(bq->free_reqs);
+		bq->free_reqs = NULL;
+	}
+	if (b->error_src.fd >= 0) {
+		if (b->loop)
+			event_loop_remove(b->loop, &b->error_src);
+		close(b->error_src.fd);
+		b->error_src.fd = -1;
+	}
+}
+
+static const struct virtio_backend_ops blk_backend_ops = {
+	.name = "blk-io",
+	.features = blk_be_features,
+	.start = blk_be_start,
+	.stop = blk_be_stop,
+	.destroy = blk_be_destroy,
+};
+
+/* Logs once per disk which engine its queues use (all are made alike). */
+static void blk_log_engine(const struct virtio_blk *b)
+{
+	const struct blk_io *e = b->queues[0].io;
+
+	if (blk_io_kind(e) == BLK_IO_URING)
+		log_info("%s: disk I/O on io_uring, %d queues of up to %d requests in flight",
+			 b->name, BLK_NUM_QUEUES, BLK_QUEUE_SIZE);
+	else if (blk_io_uring_error(e))
+		log_info("%s: disk I/O on a synchronous worker thread per queue (io_uring: %s)",
+			 b->name, strerror(-blk_io_uring_error(e)));
+	else
+		log_info("%s: disk I/O on a synchronous worker thread per queue", b->name);
+}
+
+/* Sets up the back-end over the open disk: an engine and request slots per queue; 0 or -errno. */
+static int blk_backend_init(struct virtio_blk *b, struct virtio_host *host)
+{
+	int r;
+
+	b->be.ops = &blk_backend_ops;
+	b->mem = host->mem;
+	b->loop = host->loop;
+	b->error_src = (struct event_source){ .fd = -1, .fn = blk_error_event };
+	for (unsigned int q = 0; q < BLK_NUM_QUEUES; q++) {
+		struct blk_queue *bq = &b->queues[q];
+
+		*bq = (struct blk_queue){ .b = b, .index = q };
+		virtq_reset(&bq->vq, b->mem);
+	}
+	b->error_src.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (b->error_src.fd < 0)
+		return -errno;
+	r = event_loop_add(b->loop, &b->error_src, EPOLLIN);
+	if (r < 0) {
+		close(b->error_src.fd);
+		b->error_src.fd = -1;
+		return r;
+	}
+	for (unsigned int q = 0; q < BLK_NUM_QUEUES; q++) {
+		struct blk_queue *bq = &b->queues[q];
+		char name[64];
+		struct blk_io_config cfg = {
+			.name = name, .fd = b->fd, .is_bdev = b->is_bdev,
+			.dio_align = b->direct ? b->dio_align : 0, .size = b->size,
+			.depth = BLK_QUEUE_SIZE, .kind = b->io_kind,
+			.no_fallocate = b->no_fallocate, .no_discard = b->no_discard,
+		};
+
+		snprintf(name, sizeof(name), "%s queue %u", b->name, q);
+		bq->reqs = calloc(BLK_QUEUE_SIZE, sizeof(*bq->reqs));
+		bq->free_reqs = calloc(BLK_QUEUE_SIZE, sizeof(*bq->free_reqs));
+		if (!bq->reqs || !bq->free_reqs)
+			return -ENOMEM;
+		r = blk_io_create(&bq->io, &cfg);
+		if (r < 0)
+			return r;
+	}
+	blk_log_engine(b);
+	return 0;
+}
+
+/* ---- The transport ---- */
 
 void virtio_blk_destroy(struct virtio_blk *b)
 {
 	if (!b)
 		return;
 	virtio_mmio_destroy(&b->dev);
-	b->ub.be.ops->destroy(&b->ub.be);
+	if (b->be.ops)
+		b->be.ops->destroy(&b->be);
 	virtio_blk_fini(b);
 	free(b);
 }
@@ -752,7 +916,7 @@ static void blk_destroy(struct virtio_mmio_dev *d)
 	virtio_blk_destroy(container_of(d, struct virtio_blk, dev));
 }
 
-/* Requests complete before the handler returns, so a reset has nothing in flight to drop. */
+/* A reset stops the queues first, and a stop drains what is in flight (blk_be_stop). */
 static const struct virtio_dev_ops blk_ops = {
 	.name = "virtio-blk",
 	.device_id = VIRTIO_ID_BLOCK,
@@ -760,6 +924,26 @@ static const struct virtio_dev_ops blk_ops = {
 	.queue_max_size = BLK_QUEUE_SIZE,
 	.destroy = blk_destroy,
 };
+
+int virtio_blk_attach(struct virtio_blk *b, struct virtio_host *host, uint64_t base,
+		      uint32_t gsi)
+{
+	int r = blk_backend_init(b, host);
+
+	if (r < 0) {
+		log_error("%s: cannot set up the disk I/O engines: %s — free some host memory "
+			  "or raise the open files limit", b->name, strerror(-r));
+		return r;
+	}
+	r = virtio_mmio_init(&b->dev, &blk_ops, host, b->name, base, gsi, b->features,
+			     &b->config, sizeof(b->config), &b->be);
+	if (r < 0) {
+		log_error("%s: cannot set up the virtio-mmio transport: %s — check that KVM "
+			  "supports ioeventfd and irqfd", b->name, strerror(-r));
+		return r;
+	}
+	return 0;
+}
 
 int virtio_blk_create(struct virtio_host *host, const struct blk_options *o, const char *name,
 		      uint64_t base, uint32_t gsi, struct virtio_blk **out)
@@ -778,14 +962,9 @@ int virtio_blk_create(struct virtio_host *host, const struct blk_options *o, con
 		free(b);
 		return r;
 	}
-	userspace_backend_init(&b->ub, &blk_backend_ops, host->mem, host->loop, &b->dev.lock,
-			       BLK_NUM_QUEUES, b->features);
-	r = virtio_mmio_init(&b->dev, &blk_ops, host, b->name, base, gsi, b->features,
-			     &b->config, sizeof(b->config), &b->ub.be);
+	r = virtio_blk_attach(b, host, base, gsi);
 	if (r < 0) {
-		log_error("%s: cannot set up the virtio-mmio transport: %s — check that KVM "
-			  "supports ioeventfd and irqfd", b->name, strerror(-r));
-		virtio_blk_destroy(b);	/* what init set up before failing */
+		virtio_blk_destroy(b);	/* what init and attach set up before failing */
 		return r;
 	}
 	*out = b;

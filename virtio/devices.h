@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * The virtio devices the VM can have, created from one table (kind → create).
- * Each constructor creates the device model, its userspace back-end and its
+ * Each constructor creates the device model, its back-end (the userspace one
+ * on the event loop; blk's own, with a disk-I/O engine per queue) and its
  * virtio-mmio transport at base/gsi, and hands back the embedded transport,
  * which the VM registers on its MMIO bus and announces to the guest;
  * virtio_device_destroy() frees it. On failure a constructor reports the

@@ -210,7 +210,7 @@ uint64_t virtio_mmio_eventfd_notifies(const struct virtio_mmio_dev *d)
 
 	for (unsigned int q = 0; q < VIRTIO_MMIO_MAX_QUEUES; q++)
 		if (d->q[q].kick_bound)
-			n += d->q[q].call.kicks;
+			n += __atomic_load_n(&d->q[q].call.kicks, __ATOMIC_RELAXED);
 	return n;
 }
 

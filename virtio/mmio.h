@@ -17,9 +17,11 @@
  * InterruptStatus becomes non-zero, none while the driver has not
  * acknowledged, another when its acknowledgement leaves bits set.
  *
- * Threads: register accesses come from vCPU threads; an in-process back-end's
+ * Threads: register accesses come from vCPU threads; the userspace back-end's
  * queue handlers run on the event loop thread. Both hold d->lock, so a reset
- * never races with I/O.
+ * never races with I/O. A back-end with threads of its own (virtio-blk's disk
+ * workers) does its I/O without d->lock, takes it only around call->raise(),
+ * and finishes its I/O in stop(), which the transport calls with d->lock held.
  */
 #ifndef VIRTIO_MMIO_H
 #define VIRTIO_MMIO_H

@@ -6,12 +6,14 @@
  */
 #include <criterion/criterion.h>
 #include <endian.h>
+#include <errno.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_mmio.h>
 #include <linux/virtio_ring.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <time.h>
 
 #include "fake_driver.h"
 #include "vmm/base/event_loop.h"
@@ -230,6 +232,31 @@ void drv_run_kicks(struct virtio_mmio_dev *d)
 	cr_assert_fail("the kick handlers of %s keep finding kicks", d->name);
 }
 
+int drv_run_loop(int ms)
+{
+	struct epoll_event evs[32];
+	int n = epoll_wait(loop.epfd, evs, 32, ms);
+
+	cr_assert(n >= 0 || errno == EINTR);
+	for (int i = 0; i < n; i++) {
+		struct event_source *src = evs[i].data.ptr;
+
+		if (src)
+			src->fn(src, evs[i].events);
+	}
+	return n < 0 ? 0 : n;
+}
+
+void drv_loop_start(void)
+{
+	cr_assert_eq(event_loop_start(&loop), 0);
+}
+
+void drv_loop_stop(void)
+{
+	event_loop_stop(&loop);
+}
+
 /* ---- Rings ---- */
 
 void drv_set_desc(unsigned int q, uint16_t i, uint64_t gpa, uint32_t len, uint16_t flags,
@@ -282,6 +309,21 @@ bool drv_used(unsigned int q, uint32_t *id, uint32_t *len)
 	*len = le32toh(v->used->ring[v->used_seen % qsize].len);
 	v->used_seen++;
 	return true;
+}
+
+bool drv_wait_used(unsigned int q, uint32_t *id, uint32_t *len, int ms)
+{
+	struct timespec start, now;
+
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (;;) {
+		if (drv_used(q, id, len))
+			return true;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000 >= ms)
+			return drv_used(q, id, len);
+		nanosleep(&(struct timespec){ .tv_nsec = 100000 }, NULL);
+	}
 }
 
 uint16_t drv_avail_idx(unsigned int q)

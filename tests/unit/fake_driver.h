@@ -74,6 +74,14 @@ void drv_kick(struct virtio_mmio_dev *d, unsigned int q);
  * pty) are left for the test to run by hand.
  */
 void drv_run_kicks(struct virtio_mmio_dev *d);
+/* Runs the event loop's ready sources once, waiting up to ms for one; how many ran. */
+int drv_run_loop(int ms);
+/*
+ * Runs the event loop on its own thread, as the VMM does (devices served on
+ * it need no drv_run_kicks), until drv_loop_stop(); fake_driver_fini stops it.
+ */
+void drv_loop_start(void);
+void drv_loop_stop(void);
 
 /* ---- Rings ---- */
 
@@ -86,6 +94,11 @@ void drv_offer(unsigned int q, uint16_t head);
 uint16_t drv_add(unsigned int q, const struct drv_seg *segs, unsigned int nsegs);
 /* Takes the next used element of queue q; false if there is none. */
 bool drv_used(unsigned int q, uint32_t *id, uint32_t *len);
+/*
+ * Waits up to ms for the next used element of queue q, for back-ends that
+ * complete on their own threads; false if none came in time.
+ */
+bool drv_wait_used(unsigned int q, uint32_t *id, uint32_t *len, int ms);
 /* The driver's avail index of queue q: how many chains it has offered. */
 uint16_t drv_avail_idx(unsigned int q);
 /* The device's avail_event of queue q (VIRTIO_RING_F_EVENT_IDX). */

@@ -2,8 +2,11 @@
 /*
  * virtio-blk: request handling (blk_handle_chain) over chains built from
  * plain host buffers and a temporary image file, the back-end checks of
- * virtio_blk_init/virtio_blk_create, and one request end to end through the
- * virtio-mmio transport and a split ring in fake guest memory.
+ * virtio_blk_init/virtio_blk_create, and requests end to end through the
+ * virtio-mmio transport and split rings in fake guest memory, completed by
+ * the queues' disk-I/O engines on their own threads: many in flight at once,
+ * a disk that blocks (a pipe) next to a device on the event loop, and a stop
+ * that drains what is in flight before the queue's position is saved.
  */
 #include <criterion/criterion.h>
 #include <endian.h>
@@ -14,6 +17,8 @@
 #include <linux/virtio_ids.h>
 #include <linux/virtio_mmio.h>
 #include <linux/virtio_ring.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +30,7 @@
 #include "fake_driver.h"
 #include "virtio/blk.h"
 #include "virtio/devices.h"
+#include "virtio/rng.h"
 #include "vmm/base/util.h"
 
 #define SECTOR		512
@@ -980,6 +986,30 @@ static void driver_init(unsigned int q)
 	       VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
 }
 
+#define WAIT_MS		5000	/* for completions on the queue's worker thread */
+
+/* Waits for InterruptStatus bit `bit` (raised by a worker after it publishes). */
+static bool wait_isr(struct virtio_mmio_dev *d, uint32_t bit)
+{
+	for (int i = 0; i < WAIT_MS * 10; i++) {
+		if (drv_rd(d, VIRTIO_MMIO_INTERRUPT_STATUS) & bit)
+			return true;
+		usleep(100);
+	}
+	return false;
+}
+
+/* Runs the event loop (where workers report broken rings) until d's status has `bit`. */
+static bool wait_status(struct virtio_mmio_dev *d, uint32_t bit)
+{
+	for (int i = 0; i < WAIT_MS / 10; i++) {
+		if (drv_rd(d, VIRTIO_MMIO_STATUS) & bit)
+			return true;
+		drv_run_loop(10);
+	}
+	return drv_rd(d, VIRTIO_MMIO_STATUS) & bit;
+}
+
 /* A read or write request: header, data, status byte, in fresh guest buffers. */
 struct e2e_req {
 	uint64_t hdr, data, status;
@@ -1025,7 +1055,7 @@ static void e2e_read_request(unsigned int q)
 	r = e2e_req(VIRTIO_BLK_T_IN, 4, 1024);
 	head = e2e_submit(q, &r, 1024);
 
-	cr_assert(drv_used(q, &id, &len));
+	cr_assert(drv_wait_used(q, &id, &len, WAIT_MS));
 	cr_assert_not(drv_used(q, &id, &len), "one request, one used element");
 	cr_assert_eq(id, head);
 	cr_assert_eq(len, 1025);
@@ -1033,7 +1063,10 @@ static void e2e_read_request(unsigned int q)
 	data = gpa_ptr(r.data);
 	for (size_t i = 0; i < 1024; i++)
 		cr_assert_eq(data[i], pattern(4 * SECTOR + i), "byte %zu", i);
-	cr_assert(drv_rd(vdev, VIRTIO_MMIO_INTERRUPT_STATUS) & VIRTIO_MMIO_INT_VRING);
+	cr_assert(wait_isr(vdev, VIRTIO_MMIO_INT_VRING));
+	/* The worker took the kick from the eventfd, and counted it for vmm -v. */
+	cr_assert_geq(virtio_mmio_eventfd_notifies(vdev), 1);
+	cr_assert_eq(vdev->mmio_notifies, 1, "the fake driver's QueueNotify write");
 }
 
 Test(blk_e2e, read_through_queue_0, .init = setup_e2e, .fini = teardown_e2e)
@@ -1056,7 +1089,7 @@ Test(blk_e2e, malformed_chain_needs_reset, .init = setup_e2e, .fini = teardown_e
 	drv_set_desc(0, 1, buf + 16, 16, VRING_DESC_F_NEXT, 0);
 	drv_offer(0, 0);
 	drv_kick(vdev, 0);
-	cr_assert(drv_rd(vdev, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET);
+	cr_assert(wait_status(vdev, VIRTIO_CONFIG_S_NEEDS_RESET));
 }
 
 Test(blk_e2e, bad_request_completes_with_an_error, .init = setup_e2e, .fini = teardown_e2e)
@@ -1067,9 +1100,251 @@ Test(blk_e2e, bad_request_completes_with_an_error, .init = setup_e2e, .fini = te
 	driver_init(0);
 	r = e2e_req(VIRTIO_BLK_T_IN, DISK_SECTORS, 512);
 	e2e_submit(0, &r, 512);
-	cr_assert(drv_used(0, &id, &len));
+	cr_assert(drv_wait_used(0, &id, &len, WAIT_MS));
 	cr_assert_not(drv_used(0, &id, &len));
 	cr_assert_eq(len, 1);
 	cr_assert_eq(*(uint8_t *)gpa_ptr(r.status), VIRTIO_BLK_S_IOERR);
 	cr_assert_not(drv_rd(vdev, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET);
 }
+
+/* ---- Asynchronous completion: many in flight, a blocked disk, a draining stop ---- */
+
+#define BIG_RING	BLK_QUEUE_SIZE	/* fake_driver_init(BLK_QUEUE_SIZE): 64 chains of 3 */
+#define NREQ		64
+#define REQ_LEN		4096
+
+/*
+ * A disk on an engine of the given kind (io_uring tests are skipped where the
+ * kernel refuses it), the fake driver's rings of ring entries. With pipe, its
+ * reads block until the test writes to a pipe: the pipe's read end is put in
+ * place of the image's descriptor before the engines are made (an engine
+ * reads a pipe in order).
+ */
+static int pipe_fds[2] = { -1, -1 };
+
+static void setup_disk(enum blk_io_kind kind, uint16_t ring, bool pipe_disk)
+{
+	struct blk_options o = { .path = path };
+
+	make_image(DISK_SIZE, true);
+	fake_driver_init(ring);
+	blk = calloc(1, sizeof(*blk));
+	cr_assert_not_null(blk);
+	cr_assert_eq(virtio_blk_init(blk, &o, "vblk0"), 0);
+	blk->io_kind = kind;
+	if (pipe_disk) {
+		cr_assert_eq(pipe(pipe_fds), 0);
+		cr_assert_geq(dup2(pipe_fds[0], blk->fd), 0);
+	}
+	if (virtio_blk_attach(blk, &fake_host, 0xd0000000, 5) < 0 && kind == BLK_IO_URING)
+		cr_skip_test("no io_uring here");
+	vdev = &blk->dev;
+	cr_assert_not_null(vdev->ops, "the transport is not set up");
+}
+
+static void setup_big_uring(void) { setup_disk(BLK_IO_URING, BLK_QUEUE_SIZE, false); }
+static void setup_big_sync(void) { setup_disk(BLK_IO_SYNC, BLK_QUEUE_SIZE, false); }
+static void setup_pipe_uring(void) { setup_disk(BLK_IO_URING, RING_SIZE, true); }
+static void setup_pipe_sync(void) { setup_disk(BLK_IO_SYNC, RING_SIZE, true); }
+
+/* Offers r on queue q as e2e_submit does, without kicking; returns its head. */
+static uint16_t e2e_offer(unsigned int q, const struct e2e_req *r, uint32_t type, uint32_t len)
+{
+	bool write = type == VIRTIO_BLK_T_OUT;
+
+	return drv_add(q, (struct drv_seg[]){
+		{ r->hdr, sizeof(struct virtio_blk_outhdr), false },
+		{ r->data, len, !write },
+		{ r->status, 1, true },
+	}, 3);
+}
+
+static uint8_t req_byte(unsigned int i, size_t j)
+{
+	return (uint8_t)(i * 7 + j * 13 + 5);
+}
+
+static void many_in_flight(void)
+{
+	static struct e2e_req r[NREQ];
+	static int by_head[BIG_RING];
+	unsigned int seen[NREQ] = { 0 };
+	uint32_t id, len;
+
+	driver_init(0);
+	for (unsigned int i = 0; i < BIG_RING; i++)
+		by_head[i] = -1;
+	/* Every other request writes its own 4 KiB; the others read theirs; one kick for all. */
+	for (unsigned int i = 0; i < NREQ; i++) {
+		uint32_t type = i % 2 ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN;
+		uint8_t *data;
+
+		r[i] = e2e_req(type, 8ULL * i, REQ_LEN);
+		data = gpa_ptr(r[i].data);
+		for (size_t j = 0; type == VIRTIO_BLK_T_OUT && j < REQ_LEN; j++)
+			data[j] = req_byte(i, j);
+		by_head[e2e_offer(0, &r[i], type, REQ_LEN)] = (int)i;
+	}
+	drv_wr(vdev, VIRTIO_MMIO_QUEUE_NOTIFY, 0);
+
+	for (unsigned int n = 0; n < NREQ; n++) {
+		unsigned int i;
+		uint8_t *data;
+
+		cr_assert(drv_wait_used(0, &id, &len, WAIT_MS), "%u of %d requests completed", n,
+			  NREQ);
+		cr_assert_lt(id, BIG_RING);
+		cr_assert_geq(by_head[id], 0, "used element for head %u, never offered", id);
+		i = (unsigned int)by_head[id];
+		cr_assert_eq(seen[i]++, 0, "request %u completed twice", i);
+		cr_assert_eq(*(uint8_t *)gpa_ptr(r[i].status), VIRTIO_BLK_S_OK, "request %u", i);
+		cr_assert_eq(len, i % 2 ? 1 : REQ_LEN + 1, "request %u", i);
+		data = gpa_ptr(r[i].data);
+		for (size_t j = 0; i % 2 == 0 && j < REQ_LEN; j++)
+			cr_assert_eq(data[j], pattern(8ULL * i * SECTOR + j), "request %u byte %zu",
+				     i, j);
+	}
+	cr_assert_not(drv_wait_used(0, &id, &len, 50), "more used elements than requests");
+	/* Idle again: kicks are back on (EVENT_IDX: at the next chain the driver offers). */
+	for (int t = 0; t < WAIT_MS && drv_avail_event(0) != NREQ; t++)
+		usleep(1000);
+	cr_assert_eq(drv_avail_event(0), NREQ);
+	for (unsigned int i = 1; i < NREQ; i += 2) {
+		uint8_t want[REQ_LEN];
+
+		for (size_t j = 0; j < REQ_LEN; j++)
+			want[j] = req_byte(i, j);
+		expect_image_bytes(8ULL * i * SECTOR, want, REQ_LEN);
+	}
+	cr_assert(wait_isr(vdev, VIRTIO_MMIO_INT_VRING));
+}
+
+Test(blk_e2e, uring_many_requests_in_flight_complete_once, .init = setup_big_uring,
+     .fini = teardown_e2e, .timeout = 30) { many_in_flight(); }
+Test(blk_e2e, sync_many_requests_in_flight_complete_once, .init = setup_big_sync,
+     .fini = teardown_e2e, .timeout = 30) { many_in_flight(); }
+
+static void teardown_pipe_disk(void)
+{
+	drv_loop_stop();
+	teardown_e2e();
+	for (int i = 0; i < 2; i++)
+		if (pipe_fds[i] >= 0)
+			close(pipe_fds[i]);
+	pipe_fds[0] = pipe_fds[1] = -1;
+}
+
+static void feed_pipe(size_t len)
+{
+	uint8_t buf[SECTOR];
+
+	cr_assert_leq(len, sizeof(buf));
+	fill_pattern(buf, 0, len);
+	cr_assert_eq(write(pipe_fds[1], buf, len), (ssize_t)len);
+}
+
+static void blocked_disk(void)
+{
+	struct virtio_rng *rng;
+	struct e2e_req r;
+	uint32_t id, len;
+	uint16_t head;
+
+	/* blk on queue 1 (ring area 1), rng on its queue 0 (ring area 0), one event loop. */
+	driver_init(1);
+	cr_assert_eq(virtio_rng_create(&fake_host, "virtio-rng0", 0xd0001000, 6, &rng), 0);
+	drv_start(&rng->dev, 0);
+	drv_loop_start();
+
+	r = e2e_req(VIRTIO_BLK_T_IN, 0, SECTOR);
+	head = e2e_offer(1, &r, VIRTIO_BLK_T_IN, SECTOR);
+	drv_wr(vdev, VIRTIO_MMIO_QUEUE_NOTIFY, 1);
+	cr_assert_not(drv_wait_used(1, &id, &len, 100), "a read of an empty pipe completed");
+
+	/* The loop serves rng, and blk's registers answer, while blk's read is stuck. */
+	for (int i = 0; i < 3; i++) {
+		uint64_t buf = alloc_buf(64);
+
+		drv_add(0, &(struct drv_seg){ buf, 64, true }, 1);
+		drv_wr(&rng->dev, VIRTIO_MMIO_QUEUE_NOTIFY, 0);
+		cr_assert(drv_wait_used(0, &id, &len, WAIT_MS), "rng request %d is stuck", i);
+		cr_assert_eq(len, 64);
+		cr_assert(drv_rd(vdev, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_DRIVER_OK);
+	}
+	cr_assert_not(drv_used(1, &id, &len));
+
+	feed_pipe(SECTOR);
+	cr_assert(drv_wait_used(1, &id, &len, WAIT_MS));
+	cr_assert_eq(id, head);
+	cr_assert_eq(len, SECTOR + 1);
+	cr_assert_eq(*(uint8_t *)gpa_ptr(r.status), VIRTIO_BLK_S_OK);
+	for (size_t i = 0; i < SECTOR; i++)
+		cr_assert_eq(((uint8_t *)gpa_ptr(r.data))[i], pattern(i), "byte %zu", i);
+
+	drv_loop_stop();
+	virtio_rng_destroy(rng);
+}
+
+Test(blk_e2e, uring_blocked_disk_blocks_no_other_device, .init = setup_pipe_uring,
+     .fini = teardown_pipe_disk, .timeout = 30) { blocked_disk(); }
+Test(blk_e2e, sync_blocked_disk_blocks_no_other_device, .init = setup_pipe_sync,
+     .fini = teardown_pipe_disk, .timeout = 30) { blocked_disk(); }
+
+static atomic_bool paused;
+
+static void *pause_fn(void *arg)
+{
+	struct virtio_mmio_dev *d = arg;
+
+	pthread_mutex_lock(&d->lock);
+	virtio_mmio_pause(d);
+	pthread_mutex_unlock(&d->lock);
+	atomic_store(&paused, true);
+	return NULL;
+}
+
+static void stop_drains(void)
+{
+	struct e2e_req r1, r2;
+	pthread_t t;
+	uint32_t id, len;
+	uint16_t h1, h2;
+
+	driver_init(0);
+	r1 = e2e_req(VIRTIO_BLK_T_IN, 0, SECTOR);
+	h1 = e2e_offer(0, &r1, VIRTIO_BLK_T_IN, SECTOR);
+	drv_wr(vdev, VIRTIO_MMIO_QUEUE_NOTIFY, 0);
+	cr_assert_not(drv_wait_used(0, &id, &len, 100));
+
+	/* The pause waits for the read in flight. */
+	atomic_store(&paused, false);
+	cr_assert_eq(pthread_create(&t, NULL, pause_fn, vdev), 0);
+	usleep(100 * 1000);
+	cr_assert_not(atomic_load(&paused), "the pause did not wait for the request in flight");
+	feed_pipe(SECTOR);
+	pthread_join(t, NULL);
+	cr_assert(drv_used(0, &id, &len), "the request in flight completed before the pause");
+	cr_assert_eq(id, h1);
+	cr_assert_eq(len, SECTOR + 1);
+	cr_assert_eq(vdev->queues[0].last_avail_idx, 1);
+	cr_assert_eq(vdev->queues[0].used_idx, 1);
+
+	/* Offered and kicked while paused: nobody serves it until the resume. */
+	r2 = e2e_req(VIRTIO_BLK_T_IN, 1, SECTOR);
+	h2 = e2e_offer(0, &r2, VIRTIO_BLK_T_IN, SECTOR);
+	drv_wr(vdev, VIRTIO_MMIO_QUEUE_NOTIFY, 0);
+	feed_pipe(SECTOR);
+	cr_assert_not(drv_wait_used(0, &id, &len, 100));
+	pthread_mutex_lock(&vdev->lock);
+	virtio_mmio_resume(vdev);
+	pthread_mutex_unlock(&vdev->lock);
+	cr_assert(drv_wait_used(0, &id, &len, WAIT_MS));
+	cr_assert_eq(id, h2);
+	cr_assert_eq(*(uint8_t *)gpa_ptr(r2.status), VIRTIO_BLK_S_OK);
+	cr_assert_not(drv_wait_used(0, &id, &len, 50), "a request was repeated");
+}
+
+Test(blk_e2e, uring_stop_drains_then_resumes_from_the_saved_position, .init = setup_pipe_uring,
+     .fini = teardown_pipe_disk, .timeout = 30) { stop_drains(); }
+Test(blk_e2e, sync_stop_drains_then_resumes_from_the_saved_position, .init = setup_pipe_sync,
+     .fini = teardown_pipe_disk, .timeout = 30) { stop_drains(); }
