@@ -808,6 +808,7 @@ int blk_io_start(struct blk_io *e, int kick_fd, const struct blk_io_ops *ops, vo
 	r = thread_start(&e->thread, blk_io_thread, e);
 	if (r < 0)
 		return r;
+	pthread_setname_np(e->thread, "vmm-blk-io");	/* in ps, top and gdb */
 	e->started = true;
 	return 0;
 }
