@@ -138,7 +138,11 @@ size_t arch_vm_state_size(const struct arch_vm *avm);
 /* Saves the VM's arch state (its vCPUs stopped) into buf; returns the bytes written or -errno. */
 ssize_t arch_vm_save(const struct arch_vm *avm, void *buf, size_t len);
 
-/* Restores arch_vm_save()'s blob before the vCPUs run; 0 or -errno (-EINVAL: not ours). */
+/*
+ * Restores arch_vm_save()'s blob after every vCPU's arch_vcpu_restore() and before the vCPUs
+ * run (x86: writing a TSC moves KVM's master clock, so kvmclock is set last, as QEMU does);
+ * 0 or -errno (-EINVAL: not ours).
+ */
 int arch_vm_restore(struct arch_vm *avm, const void *buf, size_t len);
 
 #endif

@@ -269,23 +269,25 @@ static void save_and_restore(struct machine *a)
 
 	if (!vcpu_blob || !vm_blob)
 		die("malloc");
+	/* Read before the save: lower bounds of what the blobs hold (the clocks run on). */
+	tsc_a = get_msr(a->vcpu_fd, MSR_IA32_TSC);
+	if (ioctl(a->vm_fd, KVM_GET_CLOCK, &clock_a) < 0)
+		die("KVM_GET_CLOCK");
 	vm_len = arch_vm_save(a->arch, vm_blob, arch_vm_state_size(a->arch));
 	vcpu_len = arch_vcpu_save(a->arch, a->vcpu_fd, vcpu_blob, arch_vcpu_state_size(a->arch));
 	check(vm_len > 0 && vcpu_len > 0, "saved: VM %zd bytes, vCPU %zd bytes", vm_len, vcpu_len);
 	if (vm_len <= 0 || vcpu_len <= 0)
 		goto out;
-	tsc_a = get_msr(a->vcpu_fd, MSR_IA32_TSC);
-	if (ioctl(a->vm_fd, KVM_GET_CLOCK, &clock_a) < 0)
-		die("KVM_GET_CLOCK");
 
 	/* The second VM: a copy of the RAM (as migration sends it), then the arch state. */
 	machine_create(&b);
 	memcpy(b.mem.base, a->mem.base, a->mem.size);
 	check(arch_vcpu_restore(b.arch, b.vcpu_fd, vcpu_blob, 16) == -EINVAL,
 	      "a cut vCPU blob is refused");
-	check(arch_vm_restore(b.arch, vm_blob, (size_t)vm_len) == 0, "VM state restored");
+	/* vCPUs first: the VM's kvmclock is set after their TSCs (see vmm/arch.h). */
 	check(arch_vcpu_restore(b.arch, b.vcpu_fd, vcpu_blob, (size_t)vcpu_len) == 0,
 	      "vCPU state restored");
+	check(arch_vm_restore(b.arch, vm_blob, (size_t)vm_len) == 0, "VM state restored");
 	compare(a, &b, tsc_a, clock_a.clock);
 
 	/* Both run on from the same point and must compute the same. */
