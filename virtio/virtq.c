@@ -107,32 +107,16 @@ int virtq_check_rings(const struct guest_mem *mem, const struct virtq_state *s)
 			 &used) ? 0 : -EINVAL;
 }
 
-int virtq_start(struct virtq *vq)
+/*
+ * Maps the rings *s describes and makes vq run from its configuration and indices; 0, or
+ * -EINVAL with vq unchanged. The broken flag is left as it is.
+ */
+static int virtq_run_from(struct virtq *vq, const struct virtq_state *s)
 {
 	void *desc, *avail, *used;
 
-	if (!map_rings(vq->mem, vq->size, vq->desc_gpa, vq->avail_gpa, vq->used_gpa, &desc, &avail,
+	if (!map_rings(vq->mem, s->size, s->desc_gpa, s->avail_gpa, s->used_gpa, &desc, &avail,
 		       &used))
-		return -EINVAL;
-	vq->desc = desc;
-	vq->avail = avail;
-	vq->used = used;
-	vq->last_avail_idx = 0;
-	vq->used_idx = 0;
-	vq->used_pending = 0;
-	vq->signalled_used = 0;
-	vq->signalled_used_valid = false;
-	vq->ready = true;
-	return 0;
-}
-
-int virtq_start_from(struct virtq *vq, const struct guest_mem *mem, const struct virtq_state *s)
-{
-	void *desc, *avail, *used;
-
-	virtq_reset(vq, mem);
-	if (!s->ready ||
-	    !map_rings(mem, s->size, s->desc_gpa, s->avail_gpa, s->used_gpa, &desc, &avail, &used))
 		return -EINVAL;
 	vq->size = s->size;
 	vq->desc_gpa = s->desc_gpa;
@@ -150,6 +134,25 @@ int virtq_start_from(struct virtq *vq, const struct guest_mem *mem, const struct
 	vq->signalled_used_valid = s->signalled_used_valid;
 	vq->ready = true;
 	return 0;
+}
+
+int virtq_start(struct virtq *vq)
+{
+	struct virtq_state s;
+
+	/* The configuration the driver wrote, from indices 0. */
+	virtq_save(vq, &s);
+	s.last_avail_idx = s.used_idx = s.signalled_used = 0;
+	s.signalled_used_valid = false;
+	return virtq_run_from(vq, &s);
+}
+
+int virtq_start_from(struct virtq *vq, const struct guest_mem *mem, const struct virtq_state *s)
+{
+	virtq_reset(vq, mem);
+	if (!s->ready)
+		return -EINVAL;
+	return virtq_run_from(vq, s);
 }
 
 void virtq_save(const struct virtq *vq, struct virtq_state *s)
