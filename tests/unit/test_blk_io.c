@@ -762,3 +762,114 @@ Test(blk_io, auto_picks_a_working_kind, .timeout = 20)
 	close(fd);
 	free(f);
 }
+
+/* A coalescing io_uring engine reading a pipe (a disk whose completions the test times). */
+static struct blk_io *coalescing_engine(int fd, unsigned int coalesce_us)
+{
+	struct blk_io_config cfg = {
+		.name = "test", .fd = fd, .depth = 8, .kind = BLK_IO_URING,
+		.coalesce_us = coalesce_us,
+	};
+	struct blk_io *e;
+	int r = blk_io_create(&e, &cfg);
+
+	if (r < 0)
+		cr_skip_test("io_uring is not available here: %s", strerror(-r));
+	return e;
+}
+
+/*
+ * With a window far longer than the test, completions that finish while
+ * others are in flight wait for company: four reads whose data comes in two
+ * writes 50 ms apart are reported in one batch, after the window gave the
+ * first one company.
+ */
+Test(blk_io, uring_completions_with_company_are_coalesced, .timeout = 20)
+{
+	enum { N = 4, LEN = 8 };
+	struct fake *f = fake_new();
+	static struct blk_io_req req[N];
+	static struct iovec iov[N];
+	static uint8_t buf[N][LEN];
+	uint8_t data[N * LEN];
+	struct blk_io *e;
+	int pfd[2];
+
+	cr_assert_eq(pipe(pfd), 0);
+	e = coalescing_engine(pfd[0], 3000000);
+	for (unsigned int i = 0; i < N; i++) {
+		iov[i] = (struct iovec){ buf[i], LEN };
+		req[i] = (struct blk_io_req){ .op = BLK_IO_READ, .iov = &iov[i], .niov = 1 };
+		fake_add(f, &req[i], i);
+	}
+	cr_assert_eq(blk_io_start(e, -1, &fake_ops, f), 0);
+	blk_io_kick(e);
+	cr_assert(fake_wait_pulled(f, N, WAIT_MS));
+	for (unsigned int i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)i;
+	cr_assert_eq(write(pfd[1], data, LEN), LEN);		/* the first read's */
+	usleep(50000);
+	cr_assert_eq(f->reported, 0, "a completion with three in flight waited for company");
+	cr_assert_eq(write(pfd[1], data + LEN, (N - 1) * LEN), (N - 1) * LEN);
+	cr_assert(fake_wait(f, &f->reported, N, WAIT_MS), "%u of %u done", f->reported, N);
+	cr_assert_eq(f->batches, 1, "%u batches", f->batches);
+	/* Reads outstanding on one pipe may take its chunks in any order: each got one whole. */
+	for (unsigned int i = 0, seen = 0; i < N; i++) {
+		unsigned int k = buf[i][0] / LEN;
+
+		cr_assert_lt(k, N);
+		cr_assert_arr_eq(buf[i], data + k * LEN, LEN, "read %u", i);
+		cr_assert_eq(seen & (1u << k), 0, "chunk %u read twice", k);
+		seen |= 1u << k;
+	}
+	cr_assert_eq(blk_io_coalesced_waits(e), 1);
+	cr_assert_eq(blk_io_coalesced_completions(e), N - 1);
+	blk_io_destroy(e);
+	close(pfd[0]);
+	close(pfd[1]);
+	free(f);
+}
+
+/*
+ * A request alone in flight (queue depth 1) is reported at once, even with a
+ * window far longer than the test's wait: coalescing only delays completions
+ * that have company.
+ */
+Test(blk_io, uring_a_lone_completion_is_not_held_back, .timeout = 20)
+{
+	enum { LEN = 8 };
+	struct fake *f = fake_new();
+	static struct blk_io_req req;
+	static struct iovec iov;
+	static uint8_t buf[LEN];
+	uint8_t data[LEN] = "lonely!";
+	struct blk_io *e;
+	int pfd[2];
+
+	cr_assert_eq(pipe(pfd), 0);
+	e = coalescing_engine(pfd[0], 10000000);
+	iov = (struct iovec){ buf, LEN };
+	req = (struct blk_io_req){ .op = BLK_IO_READ, .iov = &iov, .niov = 1 };
+	fake_add(f, &req, 0);
+	cr_assert_eq(blk_io_start(e, -1, &fake_ops, f), 0);
+	blk_io_kick(e);
+	cr_assert(fake_wait_pulled(f, 1, WAIT_MS));
+	cr_assert_eq(write(pfd[1], data, LEN), LEN);
+	cr_assert(fake_wait(f, &f->reported, 1, WAIT_MS), "held back with nothing else in flight");
+	cr_assert_arr_eq(buf, data, LEN);
+	cr_assert_eq(blk_io_coalesced_waits(e), 0);
+	blk_io_destroy(e);
+	close(pfd[0]);
+	close(pfd[1]);
+	free(f);
+}
+
+Test(blk_io, a_coalescing_window_over_the_limit_is_refused)
+{
+	struct blk_io_config cfg = { .fd = 0, .depth = 4, .kind = BLK_IO_SYNC,
+				     .coalesce_us = BLK_IO_COALESCE_MAX_US + 1 };
+	struct blk_io *e = NULL;
+
+	cr_assert_eq(blk_io_create(&e, &cfg), -EINVAL);
+	cr_assert_null(e);
+}
