@@ -813,11 +813,6 @@ static void blk_be_destroy(struct virtio_backend *be)
 	for (unsigned int q = 0; q < BLK_NUM_QUEUES; q++) {
 		struct blk_queue *bq = &b->queues[q];
 
-		if (bq->io && blk_io_coalesced_waits(bq->io))
-			log_info("%s queue %u: %llu completion batches waited for company, "
-				 "%llu completions joined them", b->name, q,
-				 (unsigned long long)blk_io_coalesced_waits(bq->io),
-				 (unsigned long long)blk_io_coalesced_completions(bq->io));
 		blk_io_destroy(bq->io);
 		bq->io = NULL;
 		free(bq->reqs);
@@ -888,7 +883,6 @@ static int blk_backend_init(struct virtio_blk *b, struct virtio_host *host)
 			.dio_align = b->direct ? b->dio_align : 0, .size = b->size,
 			.depth = BLK_QUEUE_SIZE, .kind = b->io_kind,
 			.no_fallocate = b->no_fallocate, .no_discard = b->no_discard,
-			.coalesce_us = BLK_COALESCE_US,
 		};
 
 		snprintf(name, sizeof(name), "%s queue %u", b->name, q);

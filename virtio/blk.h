@@ -48,8 +48,6 @@
 #define BLK_SECTOR_SIZE		512
 #define BLK_NUM_QUEUES		4		/* VIRTIO_BLK_F_MQ: num_queues */
 #define BLK_QUEUE_SIZE		256		/* QueueNumMax */
-/* Completion coalescing window of each queue's engine (blk_io_config.coalesce_us). */
-#define BLK_COALESCE_US		50
 #define BLK_SEG_MAX		(BLK_QUEUE_SIZE - 2)	/* ring minus header and status */
 #define BLK_MAX_DISCARD_SECTORS	(1u << 22)	/* 2 GiB per discard segment */
 #define BLK_MAX_ZEROES_SECTORS	(1u << 16)	/* 32 MiB per write-zeroes segment */

@@ -70,9 +70,6 @@ struct blk_io {
 	bool no_fallocate;		/* the host cannot fallocate: zeros are written */
 	unsigned int inflight;		/* pulled and not yet reported */
 	uint64_t kicks;			/* wake-ups by the kick fd (statistics) */
-	unsigned int coalesce_us;	/* see blk_io_config */
-	uint64_t coalesce_waits;	/* batches held back (statistics) */
-	uint64_t coalesce_added;	/* completions those waits gathered (statistics) */
 	struct blk_io_slot *slots;
 	unsigned int *free_slots, nfree;
 	struct blk_io_req **batch;	/* finished, to report */
@@ -624,37 +621,6 @@ static int blk_io_uring_init(struct blk_io *e)
 	return 0;
 }
 
-/*
- * Before reporting a batch that finished while others are still in flight,
- * waits once, at most coalesce_us, for more to join it: one interrupt for
- * several completions instead of one each (see blk_io_config). Never waits
- * when the batch is empty, when too few requests remain in flight, or while
- * stopping.
- */
-static void blk_io_uring_coalesce(struct blk_io *e)
-{
-	unsigned int left = e->inflight - e->nbatch, want, head, seen = 0, before;
-	struct __kernel_timespec ts;
-	struct io_uring_cqe *cqe;
-
-	if (!e->coalesce_us || !e->nbatch || left < BLK_IO_COALESCE_MIN_LEFT ||
-	    e->nbatch >= BLK_IO_COALESCE_BATCH || atomic_load(&e->stopping))
-		return;
-	want = MIN(left, BLK_IO_COALESCE_BATCH - e->nbatch);
-	ts.tv_sec = 0;
-	ts.tv_nsec = (long long)e->coalesce_us * 1000;
-	before = e->nbatch;
-	/* -ETIME after the timeout is the normal end: what came is reaped below. */
-	(void)io_uring_submit_and_wait_timeout(&e->ring, &cqe, want, &ts, NULL);
-	io_uring_for_each_cqe(&e->ring, head, cqe) {
-		blk_io_uring_complete(e, cqe);
-		seen++;
-	}
-	io_uring_cq_advance(&e->ring, seen);
-	e->coalesce_waits++;
-	e->coalesce_added += e->nbatch - before;
-}
-
 static void blk_io_uring_worker(struct blk_io *e)
 {
 	blk_io_arm_eventfd(e, e->wake_fd, &e->wake_buf, BLK_IO_TAG_WAKE);
@@ -691,7 +657,6 @@ static void blk_io_uring_worker(struct blk_io *e)
 			seen++;
 		}
 		io_uring_cq_advance(&e->ring, seen);
-		blk_io_uring_coalesce(e);
 		blk_io_report(e);
 	}
 }
@@ -748,7 +713,7 @@ int blk_io_create(struct blk_io **out, const struct blk_io_config *cfg)
 	int r = 0;
 
 	*out = NULL;
-	if (!cfg->depth || cfg->depth > BLK_IO_MAX_DEPTH || cfg->coalesce_us > BLK_IO_COALESCE_MAX_US ||
+	if (!cfg->depth || cfg->depth > BLK_IO_MAX_DEPTH ||
 	    cfg->dio_align & (cfg->dio_align - 1) || cfg->dio_align > BLK_IO_BOUNCE_SIZE ||
 	    kind > BLK_IO_SYNC)
 		return -EINVAL;
@@ -764,7 +729,6 @@ int blk_io_create(struct blk_io **out, const struct blk_io_config *cfg)
 	e->depth = cfg->depth;
 	e->no_fallocate = cfg->no_fallocate;
 	e->no_discard = cfg->no_discard;
-	e->coalesce_us = cfg->coalesce_us;
 	e->rl = (struct log_ratelimit)LOG_RATELIMIT_INIT;
 	e->stream = lseek(cfg->fd, 0, SEEK_CUR) < 0 && errno == ESPIPE;
 	if (e->stream)
@@ -807,16 +771,6 @@ enum blk_io_kind blk_io_kind(const struct blk_io *e)
 uint64_t blk_io_kicks(const struct blk_io *e)
 {
 	return e->kicks;
-}
-
-uint64_t blk_io_coalesced_waits(const struct blk_io *e)
-{
-	return e->coalesce_waits;
-}
-
-uint64_t blk_io_coalesced_completions(const struct blk_io *e)
-{
-	return e->coalesce_added;
 }
 
 int blk_io_uring_error(const struct blk_io *e)

@@ -84,9 +84,6 @@
 
 #define BLK_IO_BOUNCE_SIZE	(256u << 10)	/* aligned bounce buffer and zero-fill chunk */
 #define BLK_IO_MAX_DEPTH	4096		/* requests in flight per engine, at most */
-#define BLK_IO_COALESCE_MIN_LEFT 2		/* in flight after a batch, for coalescing */
-#define BLK_IO_COALESCE_BATCH	8		/* completions a coalesced batch waits for */
-#define BLK_IO_COALESCE_MAX_US	10000000	/* the longest window blk_io_create() accepts (10 s: tests) */
 
 enum blk_io_op {
 	BLK_IO_READ,		/* disk [offset, +iov total) into iov */
@@ -135,15 +132,6 @@ struct blk_io_config {
 	enum blk_io_kind kind;
 	bool no_fallocate;		/* write zeros by hand, as where fallocate() fails (tests) */
 	bool no_discard;		/* discard is a no-op, as where the host cannot (tests) */
-	/*
-	 * Completion coalescing (io_uring kind): when a batch finishes while at
-	 * least BLK_IO_COALESCE_MIN_LEFT other requests are still in flight, the
-	 * worker waits up to coalesce_us once for up to BLK_IO_COALESCE_BATCH
-	 * completions in all before reporting, so the guest takes one interrupt
-	 * for several. A request alone in flight (queue depth 1) is reported at
-	 * once: coalescing only delays completions that have company. 0: off.
-	 */
-	unsigned int coalesce_us;
 };
 
 struct blk_io;
@@ -159,13 +147,6 @@ enum blk_io_kind blk_io_kind(const struct blk_io *e);
  * engine was created. From ops->next/complete, or while the engine is stopped.
  */
 uint64_t blk_io_kicks(const struct blk_io *e);
-
-/*
- * Statistics: batches the worker held back for company (see coalesce_us), and
- * the completions those waits added. Same rules as blk_io_kicks().
- */
-uint64_t blk_io_coalesced_waits(const struct blk_io *e);
-uint64_t blk_io_coalesced_completions(const struct blk_io *e);
 
 /* Why an AUTO engine runs sync: io_uring's -errno at create; 0 if it was not tried or works. */
 int blk_io_uring_error(const struct blk_io *e);
