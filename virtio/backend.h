@@ -60,6 +60,7 @@
 #define VIRTIO_BACKEND_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "virtio/virtq.h"
@@ -105,6 +106,19 @@ struct virtio_backend_ops {
 /* A back-end: embedded in its implementation's struct, which gets back with container_of(). */
 struct virtio_backend {
 	const struct virtio_backend_ops *ops;
+};
+
+/*
+ * Data paths the VMM does not run itself (kernel vhost, vhost-user) for the
+ * device models to ask for. The VM assembly supplies one (vhost/offload.h):
+ * virtio/ cannot include vhost/. A constructor returns 0 with *out, a
+ * back-end the device then owns (it calls its destroy), or -errno with a
+ * one-line reason in why (-ENOENT, -EACCES, -EOPNOTSUPP: not usable here).
+ */
+struct virtio_offload {
+	/* Kernel vhost-net for a virtio-net device over tap_fd (not owned; attached while running). */
+	int (*net)(const struct virtio_offload *o, const struct guest_mem *mem, const char *name,
+		   int tap_fd, struct virtio_backend **out, char *why, size_t whylen);
 };
 
 #endif

@@ -79,6 +79,8 @@ struct virtio_host {
 	int (*ioeventfd)(struct virtio_host *h, uint64_t addr, uint32_t datamatch, int fd, bool assign);
 	/* Binds fd to interrupt gsi (KVM_IRQFD); 0 or -errno. */
 	int (*irqfd)(struct virtio_host *h, uint32_t gsi, int fd, bool assign);
+	/* Data paths outside the VMM (kernel vhost ...) devices may use; NULL: none. */
+	const struct virtio_offload *offload;
 };
 
 struct virtio_mmio_dev;

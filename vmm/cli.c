@@ -85,8 +85,10 @@ void cli_print_run_help(FILE *out)
 	      "                    virtio-blk disk on a raw image or block device (repeatable, up to 8);\n"
 	      "                    direct=on opens it with O_DIRECT; id is what the guest reads as serial\n"
 	      "  --net tap=NAME[,mac=52:54:00:12:34:56][,vhost=on|off]\n"
-	      "                    virtio-net on a tap interface (repeatable, up to 4); vhost=off (the\n"
-	      "                    default) keeps the data path in vmm\n"
+	      "                    virtio-net on a tap interface (repeatable, up to 4). Its data path\n"
+	      "                    runs in the host kernel (vhost-net) when /dev/vhost-net is usable,\n"
+	      "                    else in vmm (with a note); vhost=on requires vhost-net, vhost=off\n"
+	      "                    keeps the data path in vmm\n"
 	      "  --rng             virtio-rng entropy device fed from getrandom()\n"
 	      "  --console pty|file=PATH\n"
 	      "                    virtio-console (hvc0) on a new pseudo-terminal (its path is printed)\n"
@@ -242,8 +244,11 @@ static int net_kv(struct vmm_config *cfg, void *obj, const char *key, char *val,
 					   "52:54:00:12:34:56", val);
 		n->mac_set = true;
 	} else if (!strcmp(key, "vhost")) {
-		if (cli_parse_bool(val, &n->vhost))
+		bool on;
+
+		if (cli_parse_bool(val, &on))
 			return usage_error(err, errlen, "--net: vhost='%s' — use on or off", val);
+		n->vhost = on ? NET_VHOST_ON : NET_VHOST_OFF;
 	} else {
 		return usage_error(err, errlen, "--net: unknown key '%s' — use tap, mac or vhost", key);
 	}

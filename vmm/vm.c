@@ -9,6 +9,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "vhost/offload.h"
 #include "virtio/devices.h"
 #include "vmm/arch.h"
 #include "vmm/base/log.h"
@@ -206,6 +207,7 @@ static int vm_create_virtio_devices(struct vm *vm)
 		.loop = &vm->loop,
 		.ioeventfd = vm_ioeventfd,
 		.irqfd = vm_irqfd,
+		.offload = &vhost_offload,
 	};
 	if (total > MIN(arch_virtio_max(), VM_MAX_VIRTIO_DEVICES)) {
 		log_error("%u virtio devices asked for; at most %u fit — give fewer devices", total,

@@ -415,10 +415,10 @@ Test(cli, net_all_keys)
 	cr_assert_str_eq(cfg.nets[0].tap, "tap0");
 	cr_assert(cfg.nets[0].mac_set);
 	cr_assert_arr_eq(cfg.nets[0].mac, mac, 6);
-	cr_assert(cfg.nets[0].vhost);
+	cr_assert_eq(cfg.nets[0].vhost, NET_VHOST_ON);
 	cr_assert_str_eq(cfg.nets[1].tap, "tap1");
 	cr_assert_not(cfg.nets[1].mac_set);
-	cr_assert_not(cfg.nets[1].vhost);
+	cr_assert_eq(cfg.nets[1].vhost, NET_VHOST_OFF);
 }
 
 Test(cli, net_errors)
@@ -433,6 +433,7 @@ Test(cli, net_errors)
 	expect_usage_error(PARSE("run", "--kernel", "k", "--net", "tap=t,vhost=auto"), "auto");
 	expect_usage_error(PARSE("run", "--kernel", "k", "--net", "tap=t,queues=2"), "queues");
 	cr_assert_eq(PARSE("run", "--kernel", "k", "--net", "tap=0123456789abcde"), 0, "%s", err);
+	cr_assert_eq(cfg.nets[0].vhost, NET_VHOST_AUTO, "no vhost= key: vhost-net when usable");
 }
 
 Test(cli, net_limit)

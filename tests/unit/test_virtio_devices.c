@@ -154,8 +154,8 @@ Test(virtio_devices, constructor_errors_are_errnos)
 	net.tap = "a-name-much-too-long-for-linux";
 	cr_assert_eq(create("net", &net, &d), -ENAMETOOLONG);
 	net.tap = "vmmt0";
-	net.vhost = true;
-	cr_assert_eq(create("net", &net, &d), -EOPNOTSUPP, "vhost=on is not there yet");
+	net.vhost = NET_VHOST_ON;
+	cr_assert_eq(create("net", &net, &d), -EOPNOTSUPP, "vhost=on on a host without an offload");
 }
 
 Test(virtio_devices, second_writer_of_a_disk_is_refused)
