@@ -119,6 +119,13 @@ struct virtio_offload {
 	/* Kernel vhost-net for a virtio-net device over tap_fd (not owned; attached while running). */
 	int (*net)(const struct virtio_offload *o, const struct guest_mem *mem, const char *name,
 		   int tap_fd, struct virtio_backend **out, char *why, size_t whylen);
+	/*
+	 * Kernel vhost-vsock for a virtio-vsock device with guest context id cid: its
+	 * receive (0) and transmit (1) queues; the event queue (2) stays with the VMM.
+	 * -EADDRINUSE: another VM has the cid.
+	 */
+	int (*vsock)(const struct virtio_offload *o, const struct guest_mem *mem, const char *name,
+		     uint64_t cid, struct virtio_backend **out, char *why, size_t whylen);
 };
 
 #endif

@@ -32,6 +32,11 @@ struct net_options {
 	enum net_vhost vhost;	/* default (zero) auto */
 };
 
+/* --vsock cid=N : virtio-vsock, its data path in kernel vhost-vsock */
+struct vsock_options {
+	uint64_t cid;		/* the guest's context id: 3 .. 0xfffffffe */
+};
+
 /* --console pty|stdio|off : virtio-console (hvc0) */
 enum console_backend {
 	CONSOLE_BACKEND_PTY,	/* a host pseudo-terminal; its path is printed */

@@ -19,6 +19,7 @@ enum {
 	OPT_NET,
 	OPT_RNG,
 	OPT_CONSOLE,
+	OPT_VSOCK,
 	OPT_VIRTIO_CMDLINE,
 };
 
@@ -33,6 +34,7 @@ static const struct option run_options[] = {
 	{ "net", required_argument, NULL, OPT_NET },
 	{ "rng", no_argument, NULL, OPT_RNG },
 	{ "console", required_argument, NULL, OPT_CONSOLE },
+	{ "vsock", required_argument, NULL, OPT_VSOCK },
 	{ "virtio-cmdline", no_argument, NULL, OPT_VIRTIO_CMDLINE },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
@@ -93,6 +95,8 @@ void cli_print_run_help(FILE *out)
 	      "  --console pty|file=PATH\n"
 	      "                    virtio-console (hvc0) on a new pseudo-terminal (its path is printed)\n"
 	      "                    or appended to a file\n"
+	      "  --vsock cid=N     virtio-vsock with guest context id N (3-4294967294), served by the\n"
+	      "                    host kernel (vhost-vsock): host programs reach the guest with AF_VSOCK\n"
 	      "  --virtio-cmdline  also announce the devices on the kernel command line\n"
 	      "                    (virtio_mmio.device=, for kernels without ACPI)\n"
 	      "  -v, --verbose     report progress on stderr\n"
@@ -273,6 +277,25 @@ static int console_kv(struct vmm_config *cfg, void *obj, const char *key, char *
 	return 0;
 }
 
+static int vsock_kv(struct vmm_config *cfg, void *obj, const char *key, char *val, char *err,
+		    size_t errlen)
+{
+	struct vsock_options *v = obj;
+	char *end;
+	unsigned long long cid;
+
+	(void)cfg;
+	if (strcmp(key, "cid"))
+		return usage_error(err, errlen, "--vsock: unknown key '%s' — use cid=N", key);
+	errno = 0;
+	cid = strtoull(val, &end, 10);
+	if (!*val || *end || errno || *val == '-' || cid < 3 || cid > 0xfffffffeULL)
+		return usage_error(err, errlen, "--vsock: cid '%s' is not a guest context id — use a "
+				   "number from 3 to 4294967294", val);
+	v->cid = cid;
+	return 0;
+}
+
 static int memory_kv(struct vmm_config *cfg, void *obj, const char *key, char *val, char *err,
 		     size_t errlen)
 {
@@ -368,6 +391,15 @@ static int parse_run_option(int opt, const char *arg, struct vmm_config *cfg, ch
 			return usage_error(err, errlen, "--console given twice");
 		ret = parse_kv_list(cfg, "--console", arg, "backend", console_kv, &cfg->console, err, errlen);
 		cfg->console_set = !ret;
+		return ret;
+	case OPT_VSOCK:
+		if (cfg->vsock_set)
+			return usage_error(err, errlen, "--vsock given twice");
+		memset(&cfg->vsock, 0, sizeof(cfg->vsock));
+		ret = parse_kv_list(cfg, "--vsock", arg, NULL, vsock_kv, &cfg->vsock, err, errlen);
+		if (!ret && !cfg->vsock.cid)
+			return usage_error(err, errlen, "--vsock needs cid=N");
+		cfg->vsock_set = !ret;
 		return ret;
 	case OPT_VIRTIO_CMDLINE:
 		cfg->virtio_cmdline = true;

@@ -5,7 +5,10 @@
 # checked by sha256:
 #   run "vhost-net": --net tap=... (no vhost= key: the default, vhost-net when
 #     /dev/vhost-net is usable, as it is in scripts/nested's L1). vmm -v says the data path
-#     is in kernel vhost-net, and handled no queue notification itself.
+#     is in kernel vhost-net, and handled no queue notification itself. With --vsock
+#     cid=VSOCK_CID (kernel vhost-vsock) too: then 32 MiB from a guest AF_VSOCK client to a
+#     server in this machine, and 32 MiB from a client here to a server in the guest
+#     (connecting to the guest's cid), sha256-checked, with vmm's threads off that path too.
 #   run "fallback": the same, with VMM_VHOST_NET_DEVICE naming a missing device: vmm warns
 #     and runs the userspace data path (vhost=off's), which moves the same data.
 # The proof that vmm is off the data path: the context switches of vmm's threads other than
@@ -16,7 +19,7 @@
 # the device (/proc/irq/N/spurious): the direct interrupt mode (virtio/mmio.h) must leave
 # most interrupts handled, and no "nobody cared" (an IRQ disabled as spurious).
 # Plus the error paths of vhost=: on with no usable vhost-net (exit 2, a clear message), a
-# bad value.
+# bad value; --vsock without a usable vhost-vsock, and with the host's cid.
 # Usage: tests/integration/vhost.sh PATH/TO/vmm (meson passes it)
 #   Needs /dev/kvm (scripts/with-kvm), /dev/vhost-net (scripts/nested loads vhost_net), root
 #   (the tap), iproute2, socat, busybox-static (scripts/install-deps).
@@ -52,6 +55,12 @@ GUEST_IP=169.254.11.2
 GUEST_MAC=52:54:00:12:34:57
 TX_PORT=5011 # guest -> L1
 RX_PORT=5012 # L1 -> guest
+VSOCK_CID=$((1000 + $$ % 50000)) # one VM per cid in this machine
+VSOCK_BYTES=$((32 * MIB))
+VSOCK_TX_PORT=6011 # guest client -> server here
+VSOCK_RX_PORT=6012 # client here -> server in the guest
+# The guest's AF_VSOCK transport (virtio), dependencies first; loaded by /sbin/load-modules.
+VSOCK_MODULES="vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport"
 # Context switches of vmm's non-vCPU threads allowed per 64 MiB transfer with vhost-net. On
 # that path no vmm thread has anything to do: kicks go from KVM's ioeventfd to the kernel's
 # vhost worker, interrupts from vhost to KVM's irqfd, the tap is not watched. What may still
@@ -79,6 +88,9 @@ HOST_IP=$HOST_IP
 GUEST_IP=$GUEST_IP
 TX_PORT=$TX_PORT
 RX_PORT=$RX_PORT
+VSOCK_BYTES=$VSOCK_BYTES
+VSOCK_TX_PORT=$VSOCK_TX_PORT
+VSOCK_RX_PORT=$VSOCK_RX_PORT
 EOF
 cat >"$WORK/init" <<'EOF'
 #!/bin/sh
@@ -130,6 +142,25 @@ echo "VMMTEST-NET-LISTENING $RX_PORT"
 wait $rxpid
 t received from L1
 echo "VMMTEST-NET-RX-SHA $(sha256sum </tmp/rx | cut -d' ' -f1) $(wc -c </tmp/rx)"
+# vsock, if the VM has a virtio-vsock device (id 19)
+if grep -qx 0x0013 /sys/bus/virtio/devices/*/device 2>/dev/null; then
+	head -c "$VSOCK_BYTES" /dev/urandom >/tmp/vpattern
+	echo "VMMTEST-VSOCK-PATTERN-SHA $(sha256sum </tmp/vpattern | cut -d' ' -f1)"
+	echo "VMMTEST-VSOCK-TX-START"
+	timeout 200 socat -u FILE:/tmp/vpattern "VSOCK-CONNECT:2:$VSOCK_TX_PORT"
+	rc=$?
+	sleep 2
+	echo "VMMTEST-VSOCK-TX-EXIT $rc"
+	rm -f /tmp/vpattern
+	( timeout 200 socat -u "VSOCK-LISTEN:$VSOCK_RX_PORT" CREATE:/tmp/vrx
+	  echo "VMMTEST-VSOCK-RX-EXIT $?" ) &
+	rxpid=$!
+	sleep 1
+	echo "VMMTEST-VSOCK-LISTENING $VSOCK_RX_PORT"
+	wait $rxpid
+	echo "VMMTEST-VSOCK-RX-SHA $(sha256sum </tmp/vrx | cut -d' ' -f1) $(wc -c </tmp/vrx)"
+	t vsock done
+fi
 if [ -n "$irq" ]; then
 	echo "VMMTEST-IRQ-COUNT $(grep "^ *$irq:" /proc/interrupts | awk '{ s = 0; for (i = 2; i <= NF; i++) if ($i ~ /^[0-9]+$/) s += $i; print s }')"
 	echo "VMMTEST-IRQ-SPURIOUS $(tr '\n' ' ' </proc/irq/$irq/spurious)"
@@ -139,12 +170,14 @@ poweroff -f
 sleep 5
 EOF
 
-BASE=$("$REPO/scripts/mkinitramfs" guest-base) || bail "scripts/mkinitramfs guest-base failed"
+BASE=$("$REPO/scripts/mkinitramfs" guest-base --add-modules "$VSOCK_MODULES") || bail "scripts/mkinitramfs guest-base --add-modules '$VSOCK_MODULES' failed"
 "$REPO/scripts/mkinitramfs" overlay "$WORK/overlay.cpio" --init "$WORK/init" \
 	--file "$OV/vmmtest:/vmmtest" --binary /usr/bin/socat || bail "scripts/mkinitramfs overlay failed"
 cat "$BASE" "$WORK/overlay.cpio" >"$WORK/initrd"
 head -c "$BYTES" /dev/urandom >"$WORK/l1-data"
 sha_of "$WORK/l1-data" RX_SHA
+head -c "$VSOCK_BYTES" /dev/urandom >"$WORK/l1-vdata"
+sha_of "$WORK/l1-vdata" VRX_SHA
 phase "guest files ready"
 
 # ---- error paths (no boot) --------------------------------------------------------------------
@@ -160,6 +193,10 @@ else
 fi
 expect_error "--net vhost=maybe: exit 2 naming the value" 2 "maybe" -- \
 	"${B[@]}" --net tap=vmmvtapx,vhost=maybe
+VMM_VHOST_VSOCK_DEVICE=$WORK/no-vhost-vsock expect_error \
+	"--vsock with no usable vhost-vsock: exit 2 naming the device" 2 "$WORK/no-vhost-vsock" -- \
+	"${B[@]}" --vsock cid="$VSOCK_CID"
+expect_error "--vsock cid=2 (the host's): exit 2 naming it" 2 "cid '2'" -- "${B[@]}" --vsock cid=2
 if [[ -e /sys/class/net/vmmvtapx ]]; then
 	$IP link del vmmvtapx 2>/dev/null || true
 	result FAIL "failed --net runs leave no tap interface behind"
@@ -209,7 +246,7 @@ vmm_pid() {
 # context switches when each transfer starts and ends (into NAME.ctxt: "tx-start N", ...),
 # and starts the L1 -> guest sender when the guest listens.
 follow() {
-	local name=$1 fd buf='' chunk line pid='' v v_threads tx='' deadline=$((SECONDS + BOOT_TIMEOUT))
+	local name=$1 fd buf='' chunk line pid='' v v_threads tx='' vtx='' deadline=$((SECONDS + BOOT_TIMEOUT))
 	exec {fd}<"$WORK/$name.out"
 	while ((SECONDS < deadline)); do
 		if IFS= read -r -u "$fd" chunk; then
@@ -238,6 +275,25 @@ follow() {
 				ctxt_sample "$pid" v
 				echo "rx-end $v $v_threads"
 				;;
+			VMMTEST-VSOCK-TX-START*)
+				ctxt_sample "$pid" v
+				echo "vtx-start $v $v_threads"
+				;;
+			VMMTEST-VSOCK-TX-EXIT*)
+				ctxt_sample "$pid" v
+				echo "vtx-end $v $v_threads"
+				;;
+			VMMTEST-VSOCK-LISTENING*)
+				ctxt_sample "$pid" v
+				echo "vrx-start $v $v_threads"
+				timeout 200 socat -u "FILE:$WORK/l1-vdata" "VSOCK-CONNECT:$VSOCK_CID:$VSOCK_RX_PORT" \
+					>"$WORK/$name.vsock-tx.log" 2>&1 &
+				vtx=$!
+				;;
+			VMMTEST-VSOCK-RX-EXIT*)
+				ctxt_sample "$pid" v
+				echo "vrx-end $v $v_threads"
+				;;
 			VMMTEST-ACTION*) break ;;
 			esac
 		else
@@ -246,6 +302,7 @@ follow() {
 		fi
 	done >"$WORK/$name.ctxt"
 	[[ -z $tx ]] || wait "$tx" || echo "L1 sender exit status $?" >>"$WORK/$name.socat-tx.log"
+	[[ -z $vtx ]] || wait "$vtx" || echo "vsock client exit status $?" >>"$WORK/$name.vsock-tx.log"
 }
 
 # transfer_run NAME LABEL VMM_ARGS...: a boot that moves the data both ways; the TAP points
@@ -290,7 +347,8 @@ transfer_run() {
 		at[$k]=$n
 		th[$k]=$rest
 	done <"$WORK/$name.ctxt"
-	for d in tx rx; do
+	for d in tx rx vtx vrx; do
+		[[ -n ${at[$d-start]+x} ]] || continue
 		s=${at[$d-start]-} e=${at[$d-end]-}
 		if [[ $s =~ ^[0-9]+$ && $e =~ ^[0-9]+$ ]]; then
 			CTXT[$name-$d]=$((e - s))
@@ -326,17 +384,40 @@ net_counters() {
 VM=(run -v --no-reboot --kernel "$KERNEL" --initrd "$WORK/initrd" --cpus 2 --memory 512M --cmdline "$CMDLINE")
 
 # ---- run "vhost-net" ----------------------------------------------------------------------------
-transfer_run vhost-net "default vhost: kernel vhost-net" "${VM[@]}" --net tap="$TAP",mac="$GUEST_MAC"
+# the vsock server in this machine, listening before the boot
+timeout "$BOOT_TIMEOUT" socat -u "VSOCK-LISTEN:$VSOCK_TX_PORT" "CREATE:$WORK/vsock.received" \
+	>"$WORK/vsock-rx.log" 2>&1 &
+vrx_pid=$!
+transfer_run vhost-net "default vhost: kernel vhost-net, and vhost-vsock" "${VM[@]}" \
+	--net tap="$TAP",mac="$GUEST_MAC" --vsock cid="$VSOCK_CID"
+wait_gone "$vrx_pid" 10 || kill "$vrx_pid" 2>/dev/null || true
+wait "$vrx_pid" 2>/dev/null || true
+VP=${MARK[VMMTEST-VSOCK-PATTERN-SHA]-}
+got=''
+[[ -f $WORK/vsock.received ]] && sha_of "$WORK/vsock.received" got
+check "run \"vhost-net\": vsock, a guest client sends 32 MiB to a server here (cid 2) intact (sha256)" \
+	'[[ $VP =~ ^[0-9a-f]{64}$ && $got == "$VP" && ${MARK[VMMTEST-VSOCK-TX-EXIT]-} == 0 ]]' \
+	"guest's socat: '${MARK[VMMTEST-VSOCK-TX-EXIT]-}'; received $(stat -c %s "$WORK/vsock.received" 2>/dev/null || echo no) bytes, sha256 '$got'; guest's '$VP'" \
+	"server here: $(tr '\n' ' ' <"$WORK/vsock-rx.log")"
+got=${MARK[VMMTEST-VSOCK-RX-SHA]-}
+check "run \"vhost-net\": vsock, a client here sends 32 MiB to a server in the guest (cid $VSOCK_CID) intact (sha256)" \
+	'[[ $got == "$VRX_SHA $VSOCK_BYTES" ]]' \
+	"guest's sha256 and size: '$got'; sent $VRX_SHA $VSOCK_BYTES; guest's listener: '${MARK[VMMTEST-VSOCK-RX-EXIT]-}'" \
+	"client here: $(tr '\n' ' ' <"$WORK/vhost-net.vsock-tx.log" 2>/dev/null)"
 expect_log "virtio-net0: data path in kernel vhost-net" "run \"vhost-net\": vmm -v says the data path is in kernel vhost-net"
 ioev='' mmio=''
 net_counters vhost-net ioev mmio
 check "run \"vhost-net\": vmm handled no queue notification itself (ioeventfd: $ioev, MMIO exit: $mmio)" \
 	'[[ $ioev == 0 && $mmio == 0 ]]' "vmm -v's line for virtio-net0 says ioeventfd '$ioev', MMIO '$mmio' (want 0 and 0)"
-for d in tx rx; do
-	v=${CTXT[vhost-net-$d]}
-	dir="guest -> L1"
-	[[ $d == rx ]] && dir="L1 -> guest"
-	check "run \"vhost-net\": $dir, vmm's non-vCPU threads took $v context switches for 64 MiB (at most $CTXT_BOUND: off the data path)" \
+for d in tx rx vtx vrx; do
+	v=${CTXT[vhost-net-$d]-}
+	case $d in
+	tx) dir="guest -> L1" ;;
+	rx) dir="L1 -> guest" ;;
+	vtx) dir="vsock guest -> here" ;;
+	vrx) dir="vsock here -> guest" ;;
+	esac
+	check "run \"vhost-net\": $dir, vmm's non-vCPU threads took $v context switches for the transfer (at most $CTXT_BOUND: off the data path)" \
 		'[[ $v =~ ^[0-9]+$ ]] && ((v <= CTXT_BOUND))' \
 		"samples: $(tr '\n' ';' <"$WORK/vhost-net.ctxt")"
 done
@@ -349,7 +430,7 @@ net_counters fallback ioev mmio
 check "run \"fallback\": the userspace data path took the queue notifications (ioeventfd: $ioev, MMIO exit: $mmio)" \
 	'[[ $ioev =~ ^[0-9]+$ && $mmio == 0 ]] && ((ioev > 0))' "vmm -v's line for virtio-net0: ioeventfd '$ioev', MMIO '$mmio'"
 for d in tx rx; do
-	v=${CTXT[fallback-$d]}
+	v=${CTXT[fallback-$d]-}
 	dir="guest -> L1"
 	[[ $d == rx ]] && dir="L1 -> guest"
 	check "run \"fallback\": $dir on the userspace path, vmm's non-vCPU threads took $v context switches (at least $CTXT_USERSPACE_MIN: the probe sees them)" \

@@ -25,6 +25,7 @@
 #include "vhost/net.h"
 #include "vhost/vhost.h"
 #include "virtio/net.h"
+#include "virtio/vsock.h"
 
 #define BASE	0xd0000000ULL
 #define GSI	5
@@ -460,5 +461,53 @@ Test(vhost, config_hooks_reach_the_back_end_kind)
 	cr_assert_eq(notified, 1);
 	dev.be.ops->destroy(&dev.be);
 	cr_assert_eq(fk_destroyed, 1);
+	cr_assert(fk.cleaned);
+}
+
+/* ---- virtio-vsock: rings 0 and 1 on vhost, the event queue in the VMM ---- */
+
+static int fk_vsock_destroyed;
+
+static void fk_vsock_destroy(struct vhost_dev *dev)
+{
+	fk_vsock_destroyed++;
+	free(dev);
+}
+
+static const struct vhost_device_ops fk_vsock_ops = { .name = "fake-vsock", .destroy = fk_vsock_destroy };
+
+Test(vhost, vsock_routes_rx_and_tx_to_vhost_and_keeps_the_event_queue)
+{
+	struct vhost_dev *vd = calloc(1, sizeof(*vd));
+	struct virtio_vsock *v;
+	uint32_t lo, hi;
+
+	fake_driver_fini();
+	fake_driver_init(VSOCK_QUEUE_SIZE);
+	fk.offer = vhost_net_offer;
+	cr_assert_eq(vhost_dev_init(vd, &fk_ops, NULL, &fk_vsock_ops, fake_host.mem, "vsock", 2), 0);
+	cr_assert_eq(virtio_vsock_create_with(&fake_host, &(struct vsock_options){ .cid = 0x123456789ULL },
+					      "virtio-vsock0", BASE, GSI, &vd->be, &v), 0);
+	d = &v->dev;
+	cr_assert_eq(drv_rd(d, VIRTIO_MMIO_DEVICE_ID), 19);
+	lo = drv_rd(d, 0x100);
+	hi = drv_rd(d, 0x104);
+	cr_assert_eq(((uint64_t)hi << 32) | lo, 0x123456789ULL, "config: guest_cid");
+	cr_assert(d->irq_direct);
+	log_reset();
+	drv_start(d, BIT(VIRTIO_RING_F_EVENT_IDX));
+	cr_assert_str_eq(fk.log,
+			 "SET_FEATURES;MEM_TABLE 1;"
+			 "NUM 0 128;BASE 0 0;ADDR 0;KICK 0 fd;CALL 0 fd;"
+			 "NUM 1 128;BASE 1 0;ADDR 1;KICK 1 fd;CALL 1 fd;");
+	cr_assert(userspace_backend_running(&v->ub, VSOCK_EVENTQ), "the event queue is the VMM's");
+	cr_assert_not(userspace_backend_running(&v->ub, VSOCK_RXQ));
+	cr_assert_eq(fk.features, BIT(VIRTIO_F_VERSION_1) | BIT(VIRTIO_RING_F_EVENT_IDX));
+	log_reset();
+	drv_wr(d, VIRTIO_MMIO_STATUS, 0);
+	cr_assert_str_eq(fk.log, "GET_BASE 0;KICK 0 -1;CALL 0 -1;GET_BASE 1;KICK 1 -1;CALL 1 -1;");
+	cr_assert_not(userspace_backend_running(&v->ub, VSOCK_EVENTQ));
+	virtio_vsock_destroy(v);
+	cr_assert_eq(fk_vsock_destroyed, 1);
 	cr_assert(fk.cleaned);
 }
