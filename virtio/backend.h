@@ -29,11 +29,15 @@
  * struct virtio_call, after applying the driver's suppression itself
  * (EVENT_IDX / VRING_AVAIL_F_NO_INTERRUPT), as vhost does. An in-process
  * back-end calls raise(), which goes through the transport's level-triggered
- * InterruptStatus logic. irq_fd is the device's KVM irqfd, for vhost: a write
- * to it injects the interrupt without setting InterruptStatus, which the
- * Linux driver then ignores (../shared/docs/vhost-reference.md D.2), so a
- * vhost back-end needs the transport's vhost interrupt mode (the vhost issue)
- * before it may be given irq_fd.
+ * InterruptStatus logic. irq_fd is the device's KVM irqfd: a write to it
+ * injects the interrupt without the VMM seeing it. Only a back-end whose ops
+ * set signals_irqfd may write it (vhost hands it to the kernel or a vhost-user
+ * process as the rings' call fd); for such a device the transport runs in its
+ * direct interrupt mode, in which InterruptStatus reports a used buffer
+ * whenever the device is live, so the Linux driver, which processes nothing
+ * when it reads 0 (../shared/docs/vhost-reference.md D.2), looks at its
+ * queues on every interrupt (virtio/mmio.h explains the mode). raise() stays
+ * usable in that mode, e.g. for a queue the VMM keeps (vsock's event queue).
  *
  * Features: the transport offers the device model's features (plus its own
  * ring bits) intersected with what the back-end says it can do.
@@ -56,6 +60,7 @@
 #define VIRTIO_BACKEND_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "virtio/virtq.h"
@@ -68,7 +73,7 @@ struct virtio_call {
 	void (*raise)(struct virtio_call *call);
 	/* The queue is unusable (a guest error; why says what): DEVICE_NEEDS_RESET. Lock held. */
 	void (*error)(struct virtio_call *call, const char *why);
-	int irq_fd;		/* the device's interrupt eventfd (KVM irqfd); see above */
+	int irq_fd;		/* the device's KVM irqfd; only for ops->signals_irqfd (above) */
 	/* Statistics: kick wake-ups an in-process back-end handled (a worker adds atomically). */
 	uint64_t kicks;
 };
@@ -77,6 +82,11 @@ struct virtio_backend;
 
 struct virtio_backend_ops {
 	const char *name;	/* e.g. "userspace", "vhost-net" */
+	/*
+	 * The back-end signals the device's irqfd (virtio_call.irq_fd) itself, without
+	 * raise(): the transport then uses its direct interrupt mode (virtio/mmio.h).
+	 */
+	bool signals_irqfd;
 	/* Every feature bit (device, ring, VERSION_1) the back-end can serve. */
 	uint64_t (*features)(struct virtio_backend *be);
 	/* Optional: the features the driver accepted, at DRIVER_OK before a start; 0 or -errno. */
@@ -96,6 +106,26 @@ struct virtio_backend_ops {
 /* A back-end: embedded in its implementation's struct, which gets back with container_of(). */
 struct virtio_backend {
 	const struct virtio_backend_ops *ops;
+};
+
+/*
+ * Data paths the VMM does not run itself (kernel vhost, vhost-user) for the
+ * device models to ask for. The VM assembly supplies one (vhost/offload.h):
+ * virtio/ cannot include vhost/. A constructor returns 0 with *out, a
+ * back-end the device then owns (it calls its destroy), or -errno with a
+ * one-line reason in why (-ENOENT, -EACCES, -EOPNOTSUPP: not usable here).
+ */
+struct virtio_offload {
+	/* Kernel vhost-net for a virtio-net device over tap_fd (not owned; attached while running). */
+	int (*net)(const struct virtio_offload *o, const struct guest_mem *mem, const char *name,
+		   int tap_fd, struct virtio_backend **out, char *why, size_t whylen);
+	/*
+	 * Kernel vhost-vsock for a virtio-vsock device with guest context id cid: its
+	 * receive (0) and transmit (1) queues; the event queue (2) stays with the VMM.
+	 * -EADDRINUSE: another VM has the cid.
+	 */
+	int (*vsock)(const struct virtio_offload *o, const struct guest_mem *mem, const char *name,
+		     uint64_t cid, struct virtio_backend **out, char *why, size_t whylen);
 };
 
 #endif

@@ -12,6 +12,7 @@
 #include "virtio/devices.h"
 #include "virtio/net.h"
 #include "virtio/rng.h"
+#include "virtio/vsock.h"
 #include "vmm/base/log.h"
 #include "vmm/base/util.h"
 
@@ -51,11 +52,21 @@ static int create_console(const struct virtio_device_args *a, struct virtio_mmio
 	return ret;
 }
 
+static int create_vsock(const struct virtio_device_args *a, struct virtio_mmio_dev **out)
+{
+	struct virtio_vsock *v;
+	int ret = virtio_vsock_create(a->host, a->options, a->name, a->base, a->gsi, &v);
+
+	*out = ret ? NULL : &v->dev;
+	return ret;
+}
+
 static const struct virtio_device_kind kinds[] = {
 	{ "blk", create_blk },
 	{ "net", create_net },
 	{ "rng", create_rng },
 	{ "console", create_console },
+	{ "vsock", create_vsock },
 };
 
 const struct virtio_device_kind *virtio_device_kinds(unsigned int *n)
@@ -79,7 +90,7 @@ int virtio_device_create(const char *kind, const struct virtio_device_args *a,
 
 	*out = NULL;
 	if (!k) {
-		log_error("%s: no virtio device of kind '%s' — use blk, net, rng or console",
+		log_error("%s: no virtio device of kind '%s' — use blk, net, rng, console or vsock",
 			  a->name ? a->name : "virtio", kind ? kind : "(none)");
 		return -EINVAL;
 	}

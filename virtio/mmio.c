@@ -58,6 +58,18 @@ static void virtio_mmio_raise(struct virtio_mmio_dev *d, uint32_t bits)
 	virtio_mmio_pulse(d);
 }
 
+/*
+ * What the driver reads in InterruptStatus: the causes the transport keeps,
+ * plus, in direct interrupt mode, a used buffer whenever the device is live
+ * (the back-end's irqfd writes are invisible here; see mmio.h).
+ */
+static uint32_t virtio_mmio_interrupt_status(const struct virtio_mmio_dev *d)
+{
+	if (d->irq_direct && virtio_mmio_is_active(d))
+		return d->isr | VIRTIO_MMIO_INT_VRING;
+	return d->isr;
+}
+
 /* InterruptACK: clears the acknowledged bits; what is left still needs the driver's attention. */
 static void virtio_mmio_ack(struct virtio_mmio_dev *d, uint32_t bits)
 {
@@ -245,7 +257,7 @@ static uint32_t virtio_mmio_read_reg(struct virtio_mmio_dev *d, uint64_t offset)
 	case VIRTIO_MMIO_QUEUE_READY:
 		return vq ? vq->ready : 0;
 	case VIRTIO_MMIO_INTERRUPT_STATUS:
-		return d->isr;
+		return virtio_mmio_interrupt_status(d);
 	case VIRTIO_MMIO_STATUS:
 		return d->status;
 	case VIRTIO_MMIO_SHM_LEN_LOW:
@@ -480,6 +492,7 @@ int virtio_mmio_init(struct virtio_mmio_dev *d, const struct virtio_dev_ops *ops
 	d->config_size = config_size;
 	d->backend = backend;
 	d->running = false;
+	d->irq_direct = backend->ops->signals_irqfd;
 	d->device_features = (device_features | TRANSPORT_FEATURES) &
 			     backend->ops->features(backend);
 	d->irq_fd = -1;
@@ -504,7 +517,7 @@ int virtio_mmio_init(struct virtio_mmio_dev *d, const struct virtio_dev_ops *ops
 	for (unsigned int q = 0; q < ops->nqueues; q++) {
 		struct virtio_mmio_queue *mq = &d->q[q];
 
-		mq->call.irq_fd = d->irq_fd;
+		mq->call.irq_fd = d->irq_direct ? d->irq_fd : -1;
 		mq->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		if (mq->kick_fd < 0)
 			return -errno;

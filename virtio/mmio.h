@@ -17,6 +17,38 @@
  * InterruptStatus becomes non-zero, none while the driver has not
  * acknowledged, another when its acknowledgement leaves bits set.
  *
+ * Direct interrupt mode, for back-ends that signal the irqfd themselves
+ * (ops->signals_irqfd: kernel vhost and vhost-user, whose call fd for every
+ * ring is the device's irqfd, so no interrupt wakes the VMM):
+ *   - InterruptStatus reads VIRTIO_MMIO_INT_VRING whenever the device is live
+ *     (DRIVER_OK without NEEDS_RESET), or'ed with the bits the transport keeps
+ *     (CONFIG, and VRING from a raise()). The transport cannot know when the
+ *     back-end wrote the irqfd, and Linux's vm_interrupt() looks at its
+ *     queues only if it reads VRING: reading 0 it would return IRQ_NONE and
+ *     drop the used buffers on the floor until some later interrupt.
+ *   - So every interrupt makes the driver run vring_interrupt() on each queue;
+ *     a queue with nothing new costs one check of its used index. No
+ *     interrupt is lost: the back-end publishes used->idx before it writes
+ *     the irqfd, and an edge that arrives while the handler runs is latched
+ *     by the (edge-triggered, see the DSDT) interrupt controller and runs the
+ *     handler again.
+ *   - Spurious interrupts stay rare: vhost writes the call fd only after it
+ *     published used buffers the driver asked to hear about, so nearly every
+ *     interrupt finds work (an edge latched behind one whose handler already
+ *     reaped everything finds none). Linux disables an IRQ only when about
+ *     99.9% of 100000 interrupts go unhandled (kernel/irq/spurious.c); an IRQ
+ *     of its own per device (no sharing) keeps other devices out of the count.
+ *   - Config changes and NEEDS_RESET work as in the level mode: the CONFIG bit
+ *     is set, the irqfd written if nothing was pending, and the driver's
+ *     acknowledgement clears it. The VRING bit reported for the back-end's
+ *     interrupts is not stored: acknowledging it changes nothing.
+ *   - VRING is reported while the device is live even if its queues are paused
+ *     (migration), so an interrupt the back-end sent just before the pause is
+ *     still handled when the guest gets to it.
+ * This is Firecracker's choice for its vhost-user devices; QEMU's and
+ * kvmtool's virtio-mmio instead service every call fd in the VMM, which puts
+ * a VMM wake-up on every interrupt.
+ *
  * Threads: register accesses come from vCPU threads; the userspace back-end's
  * queue handlers run on the event loop thread. Both hold d->lock, so a reset
  * never races with I/O. A back-end with threads of its own (virtio-blk's disk
@@ -47,6 +79,8 @@ struct virtio_host {
 	int (*ioeventfd)(struct virtio_host *h, uint64_t addr, uint32_t datamatch, int fd, bool assign);
 	/* Binds fd to interrupt gsi (KVM_IRQFD); 0 or -errno. */
 	int (*irqfd)(struct virtio_host *h, uint32_t gsi, int fd, bool assign);
+	/* Data paths outside the VMM (kernel vhost ...) devices may use; NULL: none. */
+	const struct virtio_offload *offload;
 };
 
 struct virtio_mmio_dev;
@@ -102,11 +136,12 @@ struct virtio_mmio_dev {
 	struct virtio_mmio_queue q[VIRTIO_MMIO_MAX_QUEUES];
 	struct virtio_backend *backend;	/* the data path of the queues; owned by the device */
 	bool running;			/* the back-end's queues are started (live device) */
+	bool irq_direct;		/* direct interrupt mode (above): backend->ops->signals_irqfd */
 	int irq_fd;			/* eventfd bound to gsi with irqfd */
 
 	/* Statistics (kicks by ioeventfd: virtio_mmio_eventfd_notifies()). */
 	uint64_t mmio_notifies;		/* QueueNotify writes that took the MMIO exit path */
-	uint64_t interrupts;		/* edges sent on irq_fd */
+	uint64_t interrupts;		/* edges the transport sent on irq_fd (not a back-end's own) */
 	uint64_t interrupts_merged;	/* causes folded into an interrupt the driver had not acknowledged */
 };
 

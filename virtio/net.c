@@ -413,6 +413,8 @@ void virtio_net_destroy(struct virtio_net *n)
 	virtio_mmio_destroy(&n->dev);
 	if (n->ub.be.ops)
 		n->ub.be.ops->destroy(&n->ub.be);
+	if (n->offload)
+		n->offload->ops->destroy(n->offload);
 	if (n->tap_watched)
 		event_loop_remove(n->dev.host->loop, &n->tap_src);
 	if (n->tap_fd >= 0)
@@ -456,18 +458,23 @@ static void net_random_mac(uint8_t mac[6])
 }
 
 int virtio_net_create_fd(struct virtio_host *host, const struct net_options *o, const char *name,
-			 uint64_t base, uint32_t gsi, int fd, bool is_tap, struct virtio_net **out)
+			 uint64_t base, uint32_t gsi, int fd, bool is_tap,
+			 struct virtio_backend *offload, struct virtio_net **out)
 {
 	struct virtio_net *n = calloc(1, sizeof(*n));
+	uint64_t features = net_features;
 	int ret = -ENOMEM;
 
 	*out = NULL;
 	if (!n) {
 		close(fd);
+		if (offload)
+			offload->ops->destroy(offload);
 		return -ENOMEM;
 	}
 	n->tap_fd = fd;
 	n->is_tap = is_tap;
+	n->offload = offload;
 	snprintf(n->ifname, sizeof(n->ifname), "%s", o->tap ? o->tap : "tap");
 	n->rl = (struct log_ratelimit)LOG_RATELIMIT_INIT;
 	n->dev.host = host;	/* virtio_net_destroy() needs the loop before virtio_mmio_init() */
@@ -485,6 +492,19 @@ int virtio_net_create_fd(struct virtio_host *host, const struct net_options *o, 
 	n->config.status = htole16(VIRTIO_NET_S_LINK_UP);
 	n->config.max_virtqueue_pairs = htole16(1);
 
+	/* The guest may take only the offloads the tap can hand it (either data path). */
+	if (is_tap)
+		features &= ~net_tap_refused_features(fd);
+
+	if (offload) {
+		/* The back-end reads and writes the tap itself; the VMM never watches it. */
+		ret = virtio_mmio_init(&n->dev, &net_ops, host, name, base, gsi, features,
+				       &n->config, sizeof(n->config), offload);
+		if (ret)
+			goto fail;
+		*out = n;
+		return 0;
+	}
 	n->tap_src.fd = fd;
 	n->tap_src.fn = net_tap_ready;
 	ret = event_loop_add(host->loop, &n->tap_src, 0);
@@ -493,8 +513,8 @@ int virtio_net_create_fd(struct virtio_host *host, const struct net_options *o, 
 	n->tap_watched = true;
 
 	userspace_backend_init(&n->ub, &net_backend_ops, host->mem, host->loop, &n->dev.lock, 2,
-			       net_features);
-	ret = virtio_mmio_init(&n->dev, &net_ops, host, name, base, gsi, net_features, &n->config,
+			       features);
+	ret = virtio_mmio_init(&n->dev, &net_ops, host, name, base, gsi, features, &n->config,
 			       sizeof(n->config), &n->ub.be);
 	if (ret)
 		goto fail;
@@ -529,6 +549,55 @@ fail:
 	return err;
 }
 
+uint64_t net_tap_refused_features(int tap_fd)
+{
+	static const struct {
+		unsigned int offloads;
+		uint64_t features;
+	} probes[] = {
+		{ TUN_F_CSUM, 1ULL << VIRTIO_NET_F_GUEST_CSUM | 1ULL << VIRTIO_NET_F_GUEST_TSO4 |
+			      1ULL << VIRTIO_NET_F_GUEST_TSO6 },
+		{ TUN_F_CSUM | TUN_F_TSO4, 1ULL << VIRTIO_NET_F_GUEST_TSO4 },
+		{ TUN_F_CSUM | TUN_F_TSO6, 1ULL << VIRTIO_NET_F_GUEST_TSO6 },
+	};
+	uint64_t refused = 0;
+
+	for (size_t i = 0; i < ARRAY_SIZE(probes); i++)
+		if (ioctl(tap_fd, TUNSETOFFLOAD, probes[i].offloads) < 0)
+			refused |= probes[i].features;
+	/* Until the driver says what it takes, the tap sends plain frames. */
+	if (ioctl(tap_fd, TUNSETOFFLOAD, 0) < 0)
+		refused |= probes[0].features;
+	return refused;
+}
+
+/* Why the vhost-net offload cannot be used, for the user (the offload filled `why`). */
+static int net_create_offload(struct virtio_host *host, const struct net_options *o,
+			      const char *name, int fd, struct virtio_backend **be)
+{
+	char why[160] = "";
+	int ret;
+
+	*be = NULL;
+	if (o->vhost == NET_VHOST_OFF)
+		return 0;
+	if (!host->offload || !host->offload->net) {
+		ret = -EOPNOTSUPP;
+		snprintf(why, sizeof(why), "this VMM has no vhost support");
+	} else {
+		ret = host->offload->net(host->offload, host->mem, name, fd, be, why, sizeof(why));
+	}
+	if (!ret)
+		return 0;
+	if (o->vhost == NET_VHOST_ON) {
+		log_error("%s: vhost=on, but kernel vhost-net is not usable: %s — load it (modprobe "
+			  "vhost_net), give access to /dev/vhost-net, or use vhost=off", name, why);
+		return ret;
+	}
+	log_warn("%s: kernel vhost-net is not usable (%s); the data path runs in vmm", name, why);
+	return 0;
+}
+
 /* What to suggest when the tap cannot be opened. */
 static const char *net_tap_hint(int err)
 {
@@ -554,12 +623,12 @@ static const char *net_tap_hint(int err)
 int virtio_net_create(struct virtio_host *host, const struct net_options *o, const char *name,
 		      uint64_t base, uint32_t gsi, struct virtio_net **out)
 {
+	struct virtio_backend *be;
 	int fd, ret;
 
 	*out = NULL;
-	if (o->vhost) {
-		log_error("%s: vhost=on is not available yet — use vhost=off (the userspace data path)",
-			  name);
+	if (o->vhost == NET_VHOST_ON && (!host->offload || !host->offload->net)) {
+		log_error("%s: vhost=on, but this VMM has no vhost support here — use vhost=off", name);
 		return -EOPNOTSUPP;
 	}
 	if (!o->tap || !o->tap[0]) {
@@ -572,7 +641,14 @@ int virtio_net_create(struct virtio_host *host, const struct net_options *o, con
 			  net_tap_hint(fd));
 		return fd;
 	}
-	ret = virtio_net_create_fd(host, o, name, base, gsi, fd, true, out);
+	ret = net_create_offload(host, o, name, fd, &be);
+	if (ret) {
+		close(fd);
+		return ret;
+	}
+	if (be)
+		log_info("%s: data path in kernel vhost-net on tap %s", name, o->tap);
+	ret = virtio_net_create_fd(host, o, name, base, gsi, fd, true, be, out);
 	if (ret) {
 		log_error("%s: cannot set up the device on tap %s: %s — check memory and file limits",
 			  name, o->tap, strerror(-ret));

@@ -35,7 +35,8 @@
 
 struct virtio_net {
 	struct virtio_mmio_dev dev;	/* transport: registers, config, features */
-	struct userspace_backend ub;	/* the queues' data path */
+	struct userspace_backend ub;	/* the queues' data path, unless offloaded */
+	struct virtio_backend *offload;	/* kernel vhost-net's data path instead, or NULL; owned */
 	struct virtio_net_config config;
 	int tap_fd;			/* owned */
 	bool is_tap;			/* false in tests: a socket stands in for the tap */
@@ -85,15 +86,20 @@ ssize_t net_tx_write(int fd, const struct virtq_chain *c);
 /*
  * Creates the device over an open, non-blocking fd that speaks the tap's
  * framing (a tap, or in tests one end of a SOCK_DGRAM socketpair); is_tap
- * enables TUNSETOFFLOAD. Takes ownership of fd, even on failure. 0 with *out
- * set, or -errno (not logged: the caller knows what the fd is).
+ * enables TUNSETOFFLOAD. offload: a back-end that runs the queues instead of
+ * the VMM (kernel vhost-net over the same fd), or NULL for the userspace data
+ * path. Takes ownership of fd and offload, even on failure. 0 with *out set,
+ * or -errno (not logged: the caller knows what the fd is).
  */
 int virtio_net_create_fd(struct virtio_host *host, const struct net_options *o, const char *name,
-			 uint64_t base, uint32_t gsi, int fd, bool is_tap, struct virtio_net **out);
+			 uint64_t base, uint32_t gsi, int fd, bool is_tap,
+			 struct virtio_backend *offload, struct virtio_net **out);
 
 /*
  * Creates the device over tap o->tap (see virtio/devices.h): 0 with *out set,
- * or -errno after log_error().
+ * or -errno after log_error(). Its data path: host->offload's vhost-net when
+ * o->vhost is auto or on and it is usable (auto falls back to the userspace
+ * one with a warning; on fails), the userspace one for off.
  */
 int virtio_net_create(struct virtio_host *host, const struct net_options *o, const char *name,
 		      uint64_t base, uint32_t gsi, struct virtio_net **out);
@@ -103,6 +109,9 @@ void virtio_net_destroy(struct virtio_net *n);
 
 /* Opens (or creates) tap interface `ifname` for the device: non-blocking fd or -errno. */
 int net_tap_open(const char *ifname);
+
+/* The guest offload features (GUEST_CSUM, GUEST_TSO4/6) the tap cannot give; leaves it at none. */
+uint64_t net_tap_refused_features(int tap_fd);
 
 /* TUN_F_* offloads for the guest features negotiated on d. */
 unsigned int net_tap_offloads(const struct virtio_mmio_dev *d);

@@ -17,12 +17,24 @@ struct blk_options {
 	const char *id;		/* GET_ID answer (at most 20 bytes); NULL: derived from path */
 };
 
-/* --net tap=NAME[,mac=52:54:00:12:34:56][,vhost=off] */
+/* Who runs a virtio-net device's data path. */
+enum net_vhost {
+	NET_VHOST_AUTO,		/* kernel vhost-net when usable, else userspace (with a note) */
+	NET_VHOST_ON,		/* kernel vhost-net or an error */
+	NET_VHOST_OFF,		/* the VMM's userspace data path */
+};
+
+/* --net tap=NAME[,mac=52:54:00:12:34:56][,vhost=on|off] */
 struct net_options {
 	const char *tap;	/* existing or new tap interface name */
 	uint8_t mac[6];
 	bool mac_set;		/* false: a locally administered MAC is generated */
-	bool vhost;		/* kernel vhost-net offload (the vhost issue); false: userspace */
+	enum net_vhost vhost;	/* default (zero) auto */
+};
+
+/* --vsock cid=N : virtio-vsock, its data path in kernel vhost-vsock */
+struct vsock_options {
+	uint64_t cid;		/* the guest's context id: 3 .. 0xfffffffe */
 };
 
 /* --console pty|stdio|off : virtio-console (hvc0) */

@@ -19,6 +19,7 @@ enum {
 	OPT_NET,
 	OPT_RNG,
 	OPT_CONSOLE,
+	OPT_VSOCK,
 	OPT_VIRTIO_CMDLINE,
 };
 
@@ -33,6 +34,7 @@ static const struct option run_options[] = {
 	{ "net", required_argument, NULL, OPT_NET },
 	{ "rng", no_argument, NULL, OPT_RNG },
 	{ "console", required_argument, NULL, OPT_CONSOLE },
+	{ "vsock", required_argument, NULL, OPT_VSOCK },
 	{ "virtio-cmdline", no_argument, NULL, OPT_VIRTIO_CMDLINE },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
@@ -85,12 +87,16 @@ void cli_print_run_help(FILE *out)
 	      "                    virtio-blk disk on a raw image or block device (repeatable, up to 8);\n"
 	      "                    direct=on opens it with O_DIRECT; id is what the guest reads as serial\n"
 	      "  --net tap=NAME[,mac=52:54:00:12:34:56][,vhost=on|off]\n"
-	      "                    virtio-net on a tap interface (repeatable, up to 4); vhost=off (the\n"
-	      "                    default) keeps the data path in vmm\n"
+	      "                    virtio-net on a tap interface (repeatable, up to 4). Its data path\n"
+	      "                    runs in the host kernel (vhost-net) when /dev/vhost-net is usable,\n"
+	      "                    else in vmm (with a note); vhost=on requires vhost-net, vhost=off\n"
+	      "                    keeps the data path in vmm\n"
 	      "  --rng             virtio-rng entropy device fed from getrandom()\n"
 	      "  --console pty|file=PATH\n"
 	      "                    virtio-console (hvc0) on a new pseudo-terminal (its path is printed)\n"
 	      "                    or appended to a file\n"
+	      "  --vsock cid=N     virtio-vsock with guest context id N (3-4294967294), served by the\n"
+	      "                    host kernel (vhost-vsock): host programs reach the guest with AF_VSOCK\n"
 	      "  --virtio-cmdline  also announce the devices on the kernel command line\n"
 	      "                    (virtio_mmio.device=, for kernels without ACPI)\n"
 	      "  -v, --verbose     report progress on stderr\n"
@@ -242,8 +248,11 @@ static int net_kv(struct vmm_config *cfg, void *obj, const char *key, char *val,
 					   "52:54:00:12:34:56", val);
 		n->mac_set = true;
 	} else if (!strcmp(key, "vhost")) {
-		if (cli_parse_bool(val, &n->vhost))
+		bool on;
+
+		if (cli_parse_bool(val, &on))
 			return usage_error(err, errlen, "--net: vhost='%s' — use on or off", val);
+		n->vhost = on ? NET_VHOST_ON : NET_VHOST_OFF;
 	} else {
 		return usage_error(err, errlen, "--net: unknown key '%s' — use tap, mac or vhost", key);
 	}
@@ -265,6 +274,25 @@ static int console_kv(struct vmm_config *cfg, void *obj, const char *key, char *
 		return usage_error(err, errlen, "--console: '%s%s%s' — use pty or file=PATH",
 				   strcmp(key, "backend") ? key : "", strcmp(key, "backend") ? "=" : "", val);
 	}
+	return 0;
+}
+
+static int vsock_kv(struct vmm_config *cfg, void *obj, const char *key, char *val, char *err,
+		    size_t errlen)
+{
+	struct vsock_options *v = obj;
+	char *end;
+	unsigned long long cid;
+
+	(void)cfg;
+	if (strcmp(key, "cid"))
+		return usage_error(err, errlen, "--vsock: unknown key '%s' — use cid=N", key);
+	errno = 0;
+	cid = strtoull(val, &end, 10);
+	if (!*val || *end || errno || *val == '-' || cid < 3 || cid > 0xfffffffeULL)
+		return usage_error(err, errlen, "--vsock: cid '%s' is not a guest context id — use a "
+				   "number from 3 to 4294967294", val);
+	v->cid = cid;
 	return 0;
 }
 
@@ -363,6 +391,15 @@ static int parse_run_option(int opt, const char *arg, struct vmm_config *cfg, ch
 			return usage_error(err, errlen, "--console given twice");
 		ret = parse_kv_list(cfg, "--console", arg, "backend", console_kv, &cfg->console, err, errlen);
 		cfg->console_set = !ret;
+		return ret;
+	case OPT_VSOCK:
+		if (cfg->vsock_set)
+			return usage_error(err, errlen, "--vsock given twice");
+		memset(&cfg->vsock, 0, sizeof(cfg->vsock));
+		ret = parse_kv_list(cfg, "--vsock", arg, NULL, vsock_kv, &cfg->vsock, err, errlen);
+		if (!ret && !cfg->vsock.cid)
+			return usage_error(err, errlen, "--vsock needs cid=N");
+		cfg->vsock_set = !ret;
 		return ret;
 	case OPT_VIRTIO_CMDLINE:
 		cfg->virtio_cmdline = true;

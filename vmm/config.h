@@ -46,6 +46,8 @@ struct vmm_config {
 	bool rng;
 	bool console_set;
 	struct console_options console;
+	bool vsock_set;
+	struct vsock_options vsock;
 	bool virtio_cmdline;	/* also announce devices with virtio_mmio.device= */
 
 	/* Strings split out of option values; freed by cli_config_free(). */

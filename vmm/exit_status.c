@@ -26,6 +26,7 @@ static int bad_device_option(int err)
 	case ENXIO:
 	case ENAMETOOLONG:
 	case EOPNOTSUPP:
+	case EADDRINUSE:	/* a vsock cid another VM has */
 		return 1;
 	default:
 		return 0;

@@ -9,6 +9,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "vhost/offload.h"
 #include "virtio/devices.h"
 #include "vmm/arch.h"
 #include "vmm/base/log.h"
@@ -195,17 +196,18 @@ static int vm_irqfd(struct virtio_host *h, uint32_t gsi, int fd, bool assign)
 	return ioctl(host_to_vm(h)->vm_fd, KVM_IRQFD, &irq) < 0 ? -errno : 0;
 }
 
-/* Creates the virtio devices in a fixed order (disks, nets, rng, console), slot by slot. */
+/* Creates the virtio devices in a fixed order (disks, nets, rng, console, vsock), slot by slot. */
 static int vm_create_virtio_devices(struct vm *vm)
 {
 	const struct vmm_config *cfg = vm->cfg;
-	unsigned int total = cfg->ndisks + cfg->nnets + cfg->rng + cfg->console_set;
+	unsigned int total = cfg->ndisks + cfg->nnets + cfg->rng + cfg->console_set + cfg->vsock_set;
 
 	vm->virtio_host = (struct virtio_host){
 		.mem = &vm->mem,
 		.loop = &vm->loop,
 		.ioeventfd = vm_ioeventfd,
 		.irqfd = vm_irqfd,
+		.offload = &vhost_offload,
 	};
 	if (total > MIN(arch_virtio_max(), VM_MAX_VIRTIO_DEVICES)) {
 		log_error("%u virtio devices asked for; at most %u fit — give fewer devices", total,
@@ -232,10 +234,14 @@ static int vm_create_virtio_devices(struct vm *vm)
 		} else if ((k -= cfg->nnets) < (unsigned int)cfg->rng) {
 			kind = "rng";
 			snprintf(name, sizeof(vm->vdev_names[i]), "virtio-rng0");
-		} else {
+		} else if ((k -= (unsigned int)cfg->rng) < (unsigned int)cfg->console_set) {
 			kind = "console";
 			args.options = &cfg->console;
 			snprintf(name, sizeof(vm->vdev_names[i]), "virtio-console0");
+		} else {
+			kind = "vsock";
+			args.options = &cfg->vsock;
+			snprintf(name, sizeof(vm->vdev_names[i]), "virtio-vsock0");
 		}
 		ret = virtio_device_create(kind, &args, &d);
 		if (ret)

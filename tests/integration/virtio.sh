@@ -2,7 +2,8 @@
 # Integration suite "virtio" (TAP): boots Debian's stock kernel under vmm on real KVM with
 # virtio-mmio devices and checks, from markers the guest's /init prints, that the stock
 # drivers find every device and that data moves through them intact. Two boots:
-#   run "devices": two disks (vdb readonly=on), net on a tap in this machine, rng, console
+#   run "devices": two disks (vdb readonly=on), net on a tap in this machine (vhost=off: the
+#     userspace data path; vhost.sh tests kernel vhost-net), rng, console
 #     in a file, vmm -v. Device ids and drivers in /sys/bus/virtio, /dev nodes and sizes;
 #     vdb's ro flag, a failing write, its contents; 64 bytes from /dev/hwrng; a line through
 #     /dev/hvc0 into the --console file; a 64 MiB random pattern written to /dev/vda with
@@ -333,8 +334,8 @@ expect_error "--net with a multicast mac: exit 2 naming it" 2 "01:00:5e:00:00:01
 	"${B[@]}" --net tap=vmmtapx,mac=01:00:5e:00:00:01
 expect_error "--net with a 16-character tap name: exit 2" 2 "vmmtap0123456789" -- \
 	"${B[@]}" --net tap=vmmtap0123456789
-expect_error "--net tap=...,vhost=on (not available yet): exit 2 with a clear message" 2 "vhost" -- \
-	"${B[@]}" --net tap=vmmtapx,vhost=on
+expect_error "--net tap=...,vhost=auto (only on or off): exit 2 naming the value" 2 "auto" -- \
+	"${B[@]}" --net tap=vmmtapx,vhost=auto
 expect_error "--console with neither pty nor file=: exit 2" 2 "" -- \
 	"${B[@]}" --console bogus
 nine=()
@@ -398,7 +399,7 @@ run_guest devices --limit "$BOOT_TIMEOUT" --expect-status 0 --expect VMMTEST-ACT
 	--label 'run "devices": the guest powers off, vmm exits 0' -- \
 	run -v --no-reboot --kernel "$KERNEL" --initrd "$WORK/initrd" --cpus 2 --memory 768M --cmdline "$CMDLINE" \
 	--disk path="$WORK/data.img" --disk path="$WORK/ro.img",readonly=on \
-	--net tap="$TAP",mac="$GUEST_MAC" --rng --console file="$WORK/hvc.log"
+	--net tap="$TAP",mac="$GUEST_MAC",vhost=off --rng --console file="$WORK/hvc.log"
 phase 'run "devices" done'
 guest_timeline
 # reap_job PID VAR: VAR := the helper's exit status (killed if still running 10 s after vmm).

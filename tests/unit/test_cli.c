@@ -403,6 +403,31 @@ Test(cli, disk_limit)
 				 "--disk", "8", "--disk", "9"), "8");
 }
 
+/* ---- --vsock ---- */
+
+Test(cli, vsock)
+{
+	cr_assert_eq(PARSE("run", "--kernel", "k", "--vsock", "cid=3"), 0, "%s", err);
+	cr_assert(cfg.vsock_set);
+	cr_assert_eq(cfg.vsock.cid, 3);
+	cr_assert_eq(PARSE("run", "--kernel", "k", "--vsock", "cid=4294967294"), 0, "%s", err);
+	cr_assert_eq(cfg.vsock.cid, 4294967294ULL);
+	cr_assert_eq(PARSE("run", "--kernel", "k"), 0, "%s", err);
+	cr_assert_not(cfg.vsock_set);
+}
+
+Test(cli, vsock_errors)
+{
+	expect_usage_error(PARSE("run", "--kernel", "k", "--vsock", "cid=2"), "2");
+	expect_usage_error(PARSE("run", "--kernel", "k", "--vsock", "cid=4294967295"), "4294967295");
+	expect_usage_error(PARSE("run", "--kernel", "k", "--vsock", "cid=-5"), "-5");
+	expect_usage_error(PARSE("run", "--kernel", "k", "--vsock", "cid=3x"), "3x");
+	expect_usage_error(PARSE("run", "--kernel", "k", "--vsock", "cid="), "cid");
+	expect_usage_error(PARSE("run", "--kernel", "k", "--vsock", "port=3"), "port");
+	expect_usage_error(PARSE("run", "--kernel", "k", "--vsock", "cid=3", "--vsock", "cid=4"),
+			   "twice");
+}
+
 /* ---- --net ---- */
 
 Test(cli, net_all_keys)
@@ -415,10 +440,10 @@ Test(cli, net_all_keys)
 	cr_assert_str_eq(cfg.nets[0].tap, "tap0");
 	cr_assert(cfg.nets[0].mac_set);
 	cr_assert_arr_eq(cfg.nets[0].mac, mac, 6);
-	cr_assert(cfg.nets[0].vhost);
+	cr_assert_eq(cfg.nets[0].vhost, NET_VHOST_ON);
 	cr_assert_str_eq(cfg.nets[1].tap, "tap1");
 	cr_assert_not(cfg.nets[1].mac_set);
-	cr_assert_not(cfg.nets[1].vhost);
+	cr_assert_eq(cfg.nets[1].vhost, NET_VHOST_OFF);
 }
 
 Test(cli, net_errors)
@@ -433,6 +458,7 @@ Test(cli, net_errors)
 	expect_usage_error(PARSE("run", "--kernel", "k", "--net", "tap=t,vhost=auto"), "auto");
 	expect_usage_error(PARSE("run", "--kernel", "k", "--net", "tap=t,queues=2"), "queues");
 	cr_assert_eq(PARSE("run", "--kernel", "k", "--net", "tap=0123456789abcde"), 0, "%s", err);
+	cr_assert_eq(cfg.nets[0].vhost, NET_VHOST_AUTO, "no vhost= key: vhost-net when usable");
 }
 
 Test(cli, net_limit)

@@ -356,6 +356,152 @@ Test(backend_seam, bad_ring_is_still_reported_at_queue_ready)
 	cr_assert_eq(fb->q[0].starts, 0);
 }
 
+/* ---- direct interrupt mode: a back-end that writes the irqfd itself (vhost) ---- */
+
+static const struct virtio_backend_ops fb_direct_ops = {
+	.name = "fake-vhost",
+	.signals_irqfd = true,
+	.features = fb_features,
+	.set_features = fb_set_features,
+	.start = fb_start,
+	.stop = fb_stop,
+};
+
+static void direct_setup(void)
+{
+	fake_driver_init(QSIZE);
+	memset(&fd_, 0, sizeof(fd_));
+	fb->be.ops = &fb_direct_ops;
+	fb->features = ~0ULL;
+	cr_assert_eq(virtio_mmio_init(d, &fake_dev_ops, &fake_host, "virtio-fake0", BASE, GSI, 0,
+				      NULL, 0, &fb->be), 0);
+}
+
+/* What vhost does after publishing used buffers: one write to the call fd (the irqfd). */
+static void backend_signals(unsigned int q)
+{
+	uint64_t one = 1;
+
+	cr_assert_geq(fb->q[q].call->irq_fd, 0, "the back-end was given the irqfd");
+	cr_assert_eq(write(fb->q[q].call->irq_fd, &one, sizeof(one)), sizeof(one));
+}
+
+static uint32_t isr_read(void)
+{
+	return drv_rd(d, VIRTIO_MMIO_INTERRUPT_STATUS);
+}
+
+TestSuite(irq_direct, .init = direct_setup, .fini = teardown);
+
+Test(irq_direct, only_a_back_end_that_signals_the_irqfd_gets_it)
+{
+	cr_assert(d->irq_direct);
+	drv_start(d, 0);
+	for (unsigned int q = 0; q < 2; q++)
+		cr_assert_eq(fb->q[q].call->irq_fd, d->irq_fd);
+	teardown();
+	setup();	/* the level mode's fake back-end */
+	cr_assert_not(d->irq_direct);
+	drv_start(d, 0);
+	cr_assert_eq(fb->q[0].call->irq_fd, -1, "a raise() back-end never sees the irqfd");
+}
+
+Test(irq_direct, status_reads_vring_only_while_the_device_is_live)
+{
+	cr_assert_eq(isr_read(), 0, "before DRIVER_OK");
+	drv_negotiate(d, 1ULL << VIRTIO_F_VERSION_1);
+	drv_setup_queue(d, 0);
+	drv_setup_queue(d, 1);
+	cr_assert_eq(isr_read(), 0, "FEATURES_OK, not yet DRIVER_OK");
+	drv_wr(d, VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+	       VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
+	cr_assert_eq(isr_read(), VIRTIO_MMIO_INT_VRING, "live: the driver always looks at its queues");
+	pause_device();
+	cr_assert_eq(isr_read(), VIRTIO_MMIO_INT_VRING,
+		     "paused (migration): an interrupt sent before the pause is still handled");
+	resume_device();
+	drv_wr(d, VIRTIO_MMIO_STATUS, 0);
+	cr_assert_eq(isr_read(), 0, "after a reset");
+}
+
+Test(irq_direct, back_end_interrupts_never_wake_the_transport)
+{
+	drv_start(d, 0);
+	irq_edges();
+	for (int i = 0; i < 1000; i++) {
+		backend_signals(i & 1);
+		/* The guest's vm_interrupt(): read, acknowledge what it read, reap every queue. */
+		uint32_t st = isr_read();
+
+		cr_assert_eq(st, VIRTIO_MMIO_INT_VRING, "interrupt %d: the driver reads a used buffer", i);
+		drv_wr(d, VIRTIO_MMIO_INTERRUPT_ACK, st);
+	}
+	cr_assert_eq(irq_edges(), 1000, "the back-end's writes only: the acks added none");
+	cr_assert_eq(d->interrupts, 0, "the transport sent no interrupt of its own");
+	cr_assert_eq(d->isr, 0, "the reported VRING bit is not stored");
+}
+
+Test(irq_direct, config_change_still_interrupts_and_is_acknowledged)
+{
+	drv_start(d, 0);
+	irq_edges();
+	pthread_mutex_lock(&d->lock);
+	virtio_mmio_signal_config(d);
+	pthread_mutex_unlock(&d->lock);
+	cr_assert_eq(irq_edges(), 1, "the config change writes the irqfd");
+	cr_assert_eq(isr_read(), VIRTIO_MMIO_INT_VRING | VIRTIO_MMIO_INT_CONFIG,
+		     "CONFIG, and VRING so a vring interrupt merged with it is not hidden");
+	/* A second change and a back-end interrupt before the acknowledgement. */
+	pthread_mutex_lock(&d->lock);
+	virtio_mmio_signal_config(d);
+	pthread_mutex_unlock(&d->lock);
+	cr_assert_eq(irq_edges(), 0, "merged into the pending config interrupt");
+	backend_signals(0);
+	cr_assert_eq(irq_edges(), 1);
+	drv_wr(d, VIRTIO_MMIO_INTERRUPT_ACK, VIRTIO_MMIO_INT_VRING | VIRTIO_MMIO_INT_CONFIG);
+	cr_assert_eq(isr_read(), VIRTIO_MMIO_INT_VRING, "CONFIG acknowledged");
+	cr_assert_eq(irq_edges(), 0, "nothing left pending: no new edge");
+	cr_assert_eq(d->config_generation, 2);
+}
+
+Test(irq_direct, config_acknowledged_alone_leaves_nothing_behind)
+{
+	drv_start(d, 0);
+	irq_edges();
+	pthread_mutex_lock(&d->lock);
+	virtio_mmio_signal_config(d);
+	pthread_mutex_unlock(&d->lock);
+	drv_wr(d, VIRTIO_MMIO_INTERRUPT_ACK, VIRTIO_MMIO_INT_CONFIG);
+	cr_assert_eq(isr_read(), VIRTIO_MMIO_INT_VRING);
+	cr_assert_eq(irq_edges(), 1, "one edge for the change, none for the acknowledgement");
+}
+
+Test(irq_direct, raise_from_a_queue_the_vmm_keeps_works_too)
+{
+	drv_start(d, 0);
+	irq_edges();
+	offer(0, 2);
+	drv_kick(d, 0);
+	fb_kicks(0);
+	cr_assert_eq(fb_run(0, 16), 2, "raise() as an in-process queue does");
+	cr_assert_eq(irq_edges(), 1);
+	cr_assert_eq(isr_read(), VIRTIO_MMIO_INT_VRING);
+	drv_wr(d, VIRTIO_MMIO_INTERRUPT_ACK, VIRTIO_MMIO_INT_VRING);
+	cr_assert_eq(d->isr, 0);
+	cr_assert_eq(irq_edges(), 0);
+}
+
+Test(irq_direct, needs_reset_reports_config_not_vring)
+{
+	drv_start(d, 0);
+	irq_edges();
+	fb->q[0].call->error(fb->q[0].call, "test");
+	cr_assert_eq(irq_edges(), 1);
+	cr_assert_eq(isr_read(), VIRTIO_MMIO_INT_CONFIG,
+		     "the queues are gone: only the config change (NEEDS_RESET) is reported");
+	cr_assert(drv_rd(d, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET);
+}
+
 /* ---- the userspace back-end, through a real device ---- */
 
 static struct virtio_rng *rng;

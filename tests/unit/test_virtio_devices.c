@@ -68,18 +68,18 @@ TestSuite(virtio_devices, .init = setup, .fini = teardown);
 
 Test(virtio_devices, table_lists_every_kind)
 {
-	static const char *const want[] = { "blk", "net", "rng", "console" };
+	static const char *const want[] = { "blk", "net", "rng", "console", "vsock" };
 	const struct virtio_device_kind *k;
 	unsigned int n;
 
 	k = virtio_device_kinds(&n);
-	cr_assert_eq(n, 4);
+	cr_assert_eq(n, 5);
 	for (unsigned int i = 0; i < n; i++) {
 		cr_assert_str_eq(k[i].kind, want[i]);
 		cr_assert_not_null(k[i].create);
 		cr_assert_eq(virtio_device_kind_find(want[i]), &k[i]);
 	}
-	cr_assert_null(virtio_device_kind_find("vsock"));
+	cr_assert_null(virtio_device_kind_find("fs"));
 	cr_assert_null(virtio_device_kind_find(NULL));
 }
 
@@ -154,8 +154,12 @@ Test(virtio_devices, constructor_errors_are_errnos)
 	net.tap = "a-name-much-too-long-for-linux";
 	cr_assert_eq(create("net", &net, &d), -ENAMETOOLONG);
 	net.tap = "vmmt0";
-	net.vhost = true;
-	cr_assert_eq(create("net", &net, &d), -EOPNOTSUPP, "vhost=on is not there yet");
+	net.vhost = NET_VHOST_ON;
+	cr_assert_eq(create("net", &net, &d), -EOPNOTSUPP, "vhost=on on a host without an offload");
+	cr_assert_eq(create("vsock", &(struct vsock_options){ .cid = 3 }, &d), -EOPNOTSUPP,
+		     "vsock has no data path without vhost");
+	cr_assert_eq(create("vsock", &(struct vsock_options){ .cid = 2 }, &d), -EINVAL, "the host's cid");
+	cr_assert_eq(create("vsock", &(struct vsock_options){ .cid = 0xffffffffULL }, &d), -EINVAL);
 }
 
 Test(virtio_devices, second_writer_of_a_disk_is_refused)

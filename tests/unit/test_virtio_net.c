@@ -178,7 +178,7 @@ static void setup(void)
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
 	peer = sv[1];
 	cr_assert_eq(virtio_net_create_fd(&fake_host, &o, "virtio-net0", BASE, GSI, sv[0], false,
-					  &n), 0);
+					  NULL, &n), 0);
 }
 
 static void teardown(void)
@@ -541,9 +541,9 @@ static void plain_setup(void)
 
 TestSuite(virtio_net_create, .init = plain_setup, .fini = fake_driver_fini);
 
-Test(virtio_net_create, vhost_on_is_refused)
+Test(virtio_net_create, vhost_on_without_an_offload_is_refused)
 {
-	struct net_options o = { .tap = "vmmt0", .vhost = true };
+	struct net_options o = { .tap = "vmmt0", .vhost = NET_VHOST_ON };
 	struct virtio_net *vn;
 
 	cr_assert_eq(virtio_net_create(&fake_host, &o, "virtio-net0", BASE, GSI, &vn),

@@ -1,0 +1,288 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/* One vhost device over a back-end kind's vhost_ops (see vhost/vhost.h). */
+#include <endian.h>
+#include <errno.h>
+#include <string.h>
+
+#include "vhost/vhost.h"
+#include "vmm/base/log.h"
+#include "vmm/base/util.h"
+
+static struct log_ratelimit vhost_rl = LOG_RATELIMIT_INIT;
+
+static struct vhost_dev *to_vhost(struct virtio_backend *be)
+{
+	return container_of(be, struct vhost_dev, be);
+}
+
+/* The bits the back-end is in charge of. */
+static uint64_t vhost_backend_bits(const struct vhost_dev *dev)
+{
+	return (dev->dev_ops->backend_bits | VHOST_RING_FEATURES) & ~VHOST_PRIVATE_FEATURES;
+}
+
+uint64_t vhost_dev_features(const struct vhost_dev *dev)
+{
+	uint64_t charge = vhost_backend_bits(dev);
+
+	return ((~charge) | (charge & dev->backend_features)) & ~VHOST_PRIVATE_FEATURES;
+}
+
+uint64_t vhost_dev_backend_ack(const struct vhost_dev *dev, uint64_t acked)
+{
+	return acked & vhost_backend_bits(dev) & dev->backend_features;
+}
+
+int vhost_mem_table_build(const struct guest_mem *mem, struct vhost_mem_table *table)
+{
+	if (mem->nregions > ARRAY_SIZE(table->regions))
+		return -E2BIG;
+	table->nregions = mem->nregions;
+	for (unsigned int i = 0; i < mem->nregions; i++) {
+		const struct guest_region *r = &mem->regions[i];
+
+		table->regions[i] = (struct vhost_mem_region){
+			.gpa = r->gpa,
+			.size = r->size,
+			.hva = (uint64_t)(uintptr_t)r->hva,
+			.fd = mem->fd,
+			.fd_offset = r->fd_offset,
+		};
+	}
+	return 0;
+}
+
+/* ---- the device back-end seam ---- */
+
+static uint64_t vhost_be_features(struct virtio_backend *be)
+{
+	return vhost_dev_features(to_vhost(be));
+}
+
+/* DRIVER_OK (or a resume): the negotiated features and the memory table. */
+static int vhost_be_set_features(struct virtio_backend *be, uint64_t acked)
+{
+	struct vhost_dev *dev = to_vhost(be);
+	struct vhost_mem_table table;
+	uint64_t f = vhost_dev_backend_ack(dev, acked);
+	int ret;
+
+	ret = dev->ops->set_features(dev, f);
+	if (ret) {
+		log_warn_ratelimited(&vhost_rl, "%s: %s back-end refuses features %#llx: %s",
+				     dev->name, dev->dev_ops->name, (unsigned long long)f,
+				     strerror(-ret));
+		return ret;
+	}
+	dev->acked_features = f;
+	ret = vhost_mem_table_build(dev->mem, &table);
+	if (!ret)
+		ret = dev->ops->set_mem_table(dev, &table);
+	if (ret)
+		log_warn_ratelimited(&vhost_rl, "%s: %s back-end refuses the memory table (%u "
+				     "regions): %s", dev->name, dev->dev_ops->name,
+				     dev->mem->nregions, strerror(-ret));
+	return ret;
+}
+
+/* The ring's addresses in the VMM's mappings; -EINVAL if a ring is not inside one RAM region. */
+static int vhost_ring_addrs(const struct guest_mem *mem, const struct virtq_state *s,
+			    struct vhost_ring_addrs *a)
+{
+	/* The split ring's sizes with EVENT_IDX's trailing fields (VIRTIO 1.x §2.7). */
+	void *desc = guest_mem_ptr(mem, s->desc_gpa, 16ULL * s->size);
+	void *avail = guest_mem_ptr(mem, s->avail_gpa, 6 + 2ULL * s->size);
+	void *used = guest_mem_ptr(mem, s->used_gpa, 6 + 8ULL * s->size);
+
+	if (!desc || !avail || !used)
+		return -EINVAL;
+	*a = (struct vhost_ring_addrs){
+		.desc = (uint64_t)(uintptr_t)desc,
+		.avail = (uint64_t)(uintptr_t)avail,
+		.used = (uint64_t)(uintptr_t)used,
+		.used_gpa = s->used_gpa,
+	};
+	return 0;
+}
+
+/* Unbinds ring q's kick and call (best effort: the ring is stopped or never ran). */
+static void vhost_unbind(struct vhost_dev *dev, unsigned int q)
+{
+	dev->ops->set_vring_kick(dev, q, -1);
+	dev->ops->set_vring_call(dev, q, -1);
+}
+
+static int vhost_be_start(struct virtio_backend *be, unsigned int q, const struct virtq_state *s,
+			  int kick_fd, struct virtio_call *call)
+{
+	struct vhost_dev *dev = to_vhost(be);
+	struct vhost_ring_addrs addrs;
+	const char *step;
+	int ret;
+
+	if (q >= dev->nrings || dev->rings[q].started)
+		return -EINVAL;
+	/* The back-end writes the irqfd itself: the transport must be in direct mode. */
+	if (call->irq_fd < 0)
+		return -EINVAL;
+	step = "its ring addresses are not in guest RAM";
+	ret = vhost_ring_addrs(dev->mem, s, &addrs);
+	if (!ret) {
+		step = "SET_VRING_NUM";
+		ret = dev->ops->set_vring_num(dev, q, s->size);
+	}
+	if (!ret) {
+		step = "SET_VRING_BASE";
+		ret = dev->ops->set_vring_base(dev, q, s->last_avail_idx);
+	}
+	if (!ret) {
+		step = "SET_VRING_ADDR";
+		ret = dev->ops->set_vring_addr(dev, q, &addrs);
+	}
+	if (!ret) {
+		step = "SET_VRING_KICK";
+		ret = dev->ops->set_vring_kick(dev, q, kick_fd);
+	}
+	if (!ret) {
+		step = "SET_VRING_CALL";
+		ret = dev->ops->set_vring_call(dev, q, call->irq_fd);
+	}
+	if (!ret && dev->ops->set_vring_enable) {
+		step = "SET_VRING_ENABLE";
+		ret = dev->ops->set_vring_enable(dev, q, true);
+	}
+	if (!ret && dev->dev_ops->queue_started) {
+		step = "attaching the ring";
+		ret = dev->dev_ops->queue_started(dev, q);
+	}
+	if (ret) {
+		log_warn_ratelimited(&vhost_rl, "%s: %s back-end cannot start ring %u (%s): %s",
+				     dev->name, dev->dev_ops->name, q, step, strerror(-ret));
+		if (dev->ops->set_vring_enable)
+			dev->ops->set_vring_enable(dev, q, false);
+		vhost_unbind(dev, q);
+		return ret;
+	}
+	dev->rings[q].started = true;
+	dev->rings[q].used_gpa = s->used_gpa;
+	dev->rings[q].size = s->size;
+	return 0;
+}
+
+static void vhost_be_stop(struct virtio_backend *be, unsigned int q, struct virtq_state *s)
+{
+	struct vhost_dev *dev = to_vhost(be);
+	uint16_t base = s->last_avail_idx, used;
+	int ret;
+
+	if (q >= dev->nrings || !dev->rings[q].started)
+		return;
+	dev->rings[q].started = false;
+	if (dev->dev_ops->queue_stopping)
+		dev->dev_ops->queue_stopping(dev, q);
+	if (dev->ops->set_vring_enable)
+		dev->ops->set_vring_enable(dev, q, false);
+	ret = dev->ops->get_vring_base(dev, q, &base);
+	if (ret)
+		log_warn_ratelimited(&vhost_rl, "%s: %s back-end did not say where ring %u stopped "
+				     "(%s); it continues from where it started", dev->name,
+				     dev->dev_ops->name, q, strerror(-ret));
+	else
+		s->last_avail_idx = base;
+	/* The back-end published its used elements there (it reads it back on a start, too). */
+	if (guest_mem_read(dev->mem, dev->rings[q].used_gpa + 2, &used, sizeof(used)) == 0)
+		s->used_idx = le16toh(used);
+	/* Whether the driver heard about the last used elements is unknown: the next check says yes. */
+	s->signalled_used = s->used_idx;
+	s->signalled_used_valid = false;
+	vhost_unbind(dev, q);
+}
+
+static void vhost_be_destroy(struct virtio_backend *be)
+{
+	struct vhost_dev *dev = to_vhost(be);
+
+	vhost_dev_fini(dev);
+	dev->dev_ops->destroy(dev);
+}
+
+static const struct virtio_backend_ops vhost_backend_ops = {
+	.name = "vhost",
+	.signals_irqfd = true,
+	.features = vhost_be_features,
+	.set_features = vhost_be_set_features,
+	.start = vhost_be_start,
+	.stop = vhost_be_stop,
+	.destroy = vhost_be_destroy,
+};
+
+/* ---- set-up, config ---- */
+
+int vhost_dev_init(struct vhost_dev *dev, const struct vhost_ops *ops, void *conn,
+		   const struct vhost_device_ops *dev_ops, const struct guest_mem *mem,
+		   const char *name, unsigned int nrings)
+{
+	int ret;
+
+	if (!nrings || nrings > VHOST_MAX_RINGS || !dev_ops->destroy)
+		return -EINVAL;
+	memset(dev, 0, sizeof(*dev));
+	dev->ops = ops;
+	dev->conn = conn;
+	dev->dev_ops = dev_ops;
+	dev->mem = mem;
+	dev->name = name;
+	dev->nrings = nrings;
+	ret = ops->set_owner(dev);
+	if (!ret)
+		ret = ops->get_features(dev, &dev->backend_features);
+	if (!ret && !(dev->backend_features & (1ULL << 32)))
+		ret = -EOPNOTSUPP;	/* no VERSION_1: the transport is modern only */
+	if (ret) {
+		dev->ops = NULL;
+		dev->conn = NULL;
+		return ret;
+	}
+	dev->be.ops = &vhost_backend_ops;
+	return 0;
+}
+
+void vhost_dev_fini(struct vhost_dev *dev)
+{
+	if (!dev->ops)
+		return;
+	for (unsigned int q = 0; q < dev->nrings; q++) {
+		struct virtq_state s = { 0 };
+
+		if (dev->rings[q].started)
+			vhost_be_stop(&dev->be, q, &s);
+	}
+	if (dev->ops->cleanup)
+		dev->ops->cleanup(dev);
+	dev->ops = NULL;
+	dev->conn = NULL;
+}
+
+int vhost_dev_get_config(struct vhost_dev *dev, uint32_t offset, void *buf, uint32_t len)
+{
+	return dev->ops && dev->ops->get_config ? dev->ops->get_config(dev, offset, buf, len)
+						: -EOPNOTSUPP;
+}
+
+int vhost_dev_set_config(struct vhost_dev *dev, uint32_t offset, const void *buf, uint32_t len)
+{
+	return dev->ops && dev->ops->set_config ? dev->ops->set_config(dev, offset, buf, len)
+						: -EOPNOTSUPP;
+}
+
+void vhost_dev_set_config_notifier(struct vhost_dev *dev, void (*fn)(void *opaque), void *opaque)
+{
+	dev->config_notify = fn;
+	dev->config_opaque = opaque;
+}
+
+void vhost_dev_config_changed(struct vhost_dev *dev)
+{
+	if (dev->config_notify)
+		dev->config_notify(dev->config_opaque);
+}
