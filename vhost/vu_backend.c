@@ -440,16 +440,17 @@ static int inflight_recover(struct vu_dev *dev, struct vu_queue *q, uint16_t use
 static void inflight_attach(struct vu_dev *dev, struct vu_queue *q)
 {
 	q->shm = NULL;
-	if (!dev->inflight || q->index >= dev->inflight_nq)
+	if (!dev->inflight || q->index >= dev->inflight_nq || !q->num)
 		return;
-	if (dev->inflight_qsize < q->num) {
-		log_warn("%s: queue %u: the in-flight area holds %u entries for a ring of %u; "
-			 "in-flight requests of this queue are not kept across reconnects",
-			 dev->name, q->index, dev->inflight_qsize, q->num);
+	if (dev->inflight_stride < vu_inflight_queue_size(q->num)) {
+		log_warn("%s: queue %u: the in-flight area has room for %" PRIu64 " entries, the "
+			 "ring has %u; in-flight requests of this queue are not kept across "
+			 "reconnects", dev->name, q->index,
+			 (dev->inflight_stride - sizeof(struct vu_inflight_queue)) /
+			 sizeof(struct vu_inflight_desc), q->num);
 		return;
 	}
-	q->shm = (struct vu_inflight_queue *)(dev->inflight +
-					       q->index * vu_inflight_queue_size(dev->inflight_qsize));
+	q->shm = (struct vu_inflight_queue *)(dev->inflight + q->index * dev->inflight_stride);
 }
 
 /*
@@ -550,7 +551,7 @@ static int queue_start(struct vu_dev *dev, struct vu_queue *q)
 		if (n < 0) {
 			log_warn("%s: queue %u: its in-flight area is inconsistent; it is reset and "
 				 "requests in flight (if any) are not resubmitted", dev->name, q->index);
-			memset(q->shm, 0, vu_inflight_queue_size(dev->inflight_qsize));
+			memset(q->shm, 0, dev->inflight_stride);
 			q->shm->version = 1;
 			q->shm->desc_num = q->num;
 			q->shm->used_idx = used_idx;
@@ -1476,7 +1477,7 @@ static int h_get_inflight(struct vu_dev *dev, struct vhost_user_msg *msg)
 	struct vhost_user_inflight *in = &msg->p.inflight;
 	uint16_t nq = in->num_queues, qs = in->queue_size;
 	bool was[VU_MAX_QUEUES];
-	uint64_t size;
+	uint64_t size, stride;
 	void *map;
 	size_t map_len;
 	uint8_t *p;
@@ -1487,7 +1488,14 @@ static int h_get_inflight(struct vu_dev *dev, struct vhost_user_msg *msg)
 		in->mmap_size = 0;
 		return reply(dev, msg, sizeof(*in), NULL, 0) ? -EIO : VU_DONE;
 	}
-	size = nq * vu_inflight_queue_size(qs);
+	/*
+	 * Room for the largest ring we accept, whatever queue size the front-end
+	 * names: a virtio-mmio driver may pick a larger ring than the front-end's
+	 * own queue size (QEMU's mmio offers QueueNumMax 1024 to a 128-entry
+	 * vhost-user-blk). The stride is mmap_size / num_queues when it comes back.
+	 */
+	stride = vu_inflight_queue_size(MAX(qs, dev->max_queue_size));
+	size = nq * stride;
 	fd = memfd_create("vmm-vu-inflight", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (fd < 0 || ftruncate(fd, (off_t)size) < 0 ||
 	    (ret = map_fd(fd, 0, size, &map, &map_len, &p)) != 0) {
@@ -1499,12 +1507,7 @@ static int h_get_inflight(struct vu_dev *dev, struct vhost_user_msg *msg)
 	}
 	/* The front-end keeps it across our restarts; it must not be able to shrink it. */
 	fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW);
-	for (unsigned int i = 0; i < nq; i++) {
-		struct vu_inflight_queue *s = (void *)(p + i * vu_inflight_queue_size(qs));
-
-		s->version = 1;
-		s->desc_num = qs;
-	}
+	/* Zeroed: version 0, initialised by each queue's first start. */
 	halt_all(dev, was);
 	if (dev->inflight_map)
 		munmap(dev->inflight_map, dev->inflight_map_len);
@@ -1512,13 +1515,14 @@ static int h_get_inflight(struct vu_dev *dev, struct vhost_user_msg *msg)
 	dev->inflight_map_len = map_len;
 	dev->inflight = p;
 	dev->inflight_nq = nq;
-	dev->inflight_qsize = qs;
+	dev->inflight_stride = stride;
 	for (unsigned int i = 0; i < dev->nqueues; i++) {
 		struct vu_queue *q = &dev->queues[i];
 
 		inflight_attach(dev, q);
 		/* A fresh area mirrors what is in flight now. */
 		if (q->shm && q->track) {
+			q->shm->version = 1;
 			q->shm->desc_num = q->num;
 			q->shm->used_idx = q->pos.used_idx;
 			for (unsigned int h = 0; h < q->num; h++) {
@@ -1546,7 +1550,8 @@ static int h_set_inflight(struct vu_dev *dev, struct vhost_user_msg *msg)
 	int ret;
 
 	if (nq == 0 || nq > dev->nqueues || qs == 0 || qs > VIRTQ_MAX_SIZE ||
-	    in->mmap_size < nq * vu_inflight_queue_size(qs)) {
+	    in->mmap_size < nq * vu_inflight_queue_size(qs) ||
+	    (in->mmap_size / nq) % 64) {
 		log_error("%s: SET_INFLIGHT_FD: %u queues of %u in 0x%" PRIx64 " bytes do not fit",
 			  dev->name, nq, qs, in->mmap_size);
 		return VU_FAILED;
@@ -1563,7 +1568,7 @@ static int h_set_inflight(struct vu_dev *dev, struct vhost_user_msg *msg)
 	dev->inflight_map_len = map_len;
 	dev->inflight = p;
 	dev->inflight_nq = nq;
-	dev->inflight_qsize = qs;
+	dev->inflight_stride = in->mmap_size / nq;
 	for (unsigned int i = 0; i < dev->nqueues; i++)
 		inflight_attach(dev, &dev->queues[i]);
 	resume_all(dev, was);

@@ -219,7 +219,8 @@ struct vu_dev {
 	void *inflight_map;		/* INFLIGHT_SHMFD mapping */
 	size_t inflight_map_len;
 	uint8_t *inflight;		/* start of the queue regions */
-	uint16_t inflight_nq, inflight_qsize;
+	uint16_t inflight_nq;
+	uint64_t inflight_stride;	/* bytes per queue region */
 
 	int backend_fd;			/* back-end request channel, or -1 */
 	struct vu_transfer xfer;
