@@ -379,6 +379,24 @@ int virtq_pop(struct virtq *vq, struct virtq_chain *chain)
 	return 1;
 }
 
+int virtq_pop_head(struct virtq *vq, uint16_t head, struct virtq_chain *chain)
+{
+	struct walk w = { .vq = vq, .c = chain };
+	int ret;
+
+	if (vq->broken)
+		return -EIO;
+	if (!vq->ready)
+		return 0;
+	if (head >= vq->size)
+		return virtq_fail(vq, "resubmitted head %u (queue size %u)", head, vq->size);
+	chain->head = head;
+	chain->nout = chain->nin = 0;
+	chain->out_len = chain->in_len = 0;
+	ret = walk_chain(&w, head);
+	return ret ? ret : 1;
+}
+
 void virtq_unpop(struct virtq *vq)
 {
 	if (vq->ready && !vq->broken)

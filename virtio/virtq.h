@@ -115,6 +115,15 @@ void virtq_save(const struct virtq *vq, struct virtq_state *s);
  */
 int virtq_pop(struct virtq *vq, struct virtq_chain *chain);
 
+/*
+ * Walks the chain that starts at head without reading or advancing the
+ * avail ring, with virtq_pop()'s checks: for a request taken from the ring
+ * earlier and resubmitted (a vhost-user back-end after a reconnect or a
+ * state load). 1 with *chain filled, -EIO if head is out of range or the
+ * chain is malformed (the queue is then broken), 0 if the queue is not ready.
+ */
+int virtq_pop_head(struct virtq *vq, uint16_t head, struct virtq_chain *chain);
+
 /* Returns an unused chain to the front of the queue (e.g. no room to process it yet). */
 void virtq_unpop(struct virtq *vq);
 

@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * vmm-vhost-user-blk's device: virtio-blk (VIRTIO 1.x §5.2) over a raw image
+ * or a host block device, served to one vhost-user front-end at a time
+ * through the back-end library (vhost/vu_backend.h). The program's main
+ * (vhost/vhost_user_blk.c) owns the socket and the event loop; this file is
+ * the device, so unit tests can drive it over a socketpair.
+ *
+ * Each running queue has a disk-I/O engine of virtio/blk_io.h (io_uring, or a
+ * synchronous worker thread where io_uring is unavailable) that waits on the
+ * queue's kick eventfd itself and pulls requests through vu_queue_pop():
+ * every request field is checked when popped (header, data lengths in whole
+ * sectors, sector ranges against the current capacity, discard and
+ * write-zeroes segments and flags, read-only), the I/O runs on the engine,
+ * and completions are pushed and published in batches with at most one call
+ * per batch. queue_stop drains the engine, so a stopped queue has nothing in
+ * flight and GET_VRING_BASE returns a position with every request done.
+ *
+ * Capacity changes (vu_blk_resize, on SIGHUP) update the config space and
+ * tell the front-end with CONFIG_CHANGE_MSG.
+ */
+#ifndef VHOST_VU_BLK_H
+#define VHOST_VU_BLK_H
+
+#include <linux/virtio_blk.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vhost/vu_backend.h"
+#include "virtio/blk_io.h"
+#include "vmm/base/log.h"
+
+#define VU_BLK_MAX_QUEUES	16
+#define VU_BLK_QUEUE_SIZE	1024	/* largest ring the front-end may set */
+#define VU_BLK_SECTOR		512
+#define VU_BLK_MAX_DISCARD	(1u << 22)	/* sectors per discard segment */
+#define VU_BLK_MAX_ZEROES	(1u << 16)	/* sectors per write-zeroes segment */
+
+struct vu_blk_options {
+	const char *image;
+	bool readonly;
+	unsigned int nqueues;		/* 1..VU_BLK_MAX_QUEUES */
+	enum blk_io_kind io_kind;	/* BLK_IO_AUTO unless a test says */
+};
+
+struct vu_blk;
+struct vu_blk_req;
+
+struct vu_blk_queue {
+	struct vu_blk *b;
+	unsigned int index;
+	struct blk_io *io;		/* while running */
+	struct vu_blk_req *reqs;	/* one slot per ring entry */
+	struct vu_blk_req **free_reqs;
+	unsigned int nslots, nfree;
+	bool notify;			/* guest kicks enabled */
+};
+
+struct vu_blk {
+	struct vu_dev dev;		/* the library's part; container_of from callbacks */
+	bool connected;
+	char *path;
+	int fd;
+	bool readonly;
+	bool is_bdev;
+	_Atomic uint64_t size;		/* bytes, whole sectors */
+	unsigned int nqueues;
+	enum blk_io_kind io_kind;
+	uint64_t features;
+	char id[VIRTIO_BLK_ID_BYTES];
+	struct vu_blk_queue queues[VU_BLK_MAX_QUEUES];
+	struct log_ratelimit rl;
+};
+
+/*
+ * Opens o->image (read-write unless o->readonly) and sizes it. 0, or -errno
+ * after log_error (what failed — what to do); nothing is left open.
+ */
+int vu_blk_open(struct vu_blk *b, const struct vu_blk_options *o);
+
+/* Closes the image; after vu_blk_disconnect. Safe on a failed open. */
+void vu_blk_close(struct vu_blk *b);
+
+/*
+ * Serves a new front-end on the connected socket sock (the caller's): the
+ * library is set up with ops as the event loop. 0 or -errno.
+ */
+int vu_blk_connect(struct vu_blk *b, int sock, const struct vu_ops *ops);
+
+/* Ends the connection's state: stops every queue (drains its I/O) and frees the library's part. */
+void vu_blk_disconnect(struct vu_blk *b);
+
+/*
+ * Reads the image's size again. 1 if it changed (the config space shows it
+ * and, when connected with a back-end channel, the front-end is told), 0 if
+ * not, -errno if it could not be read.
+ */
+int vu_blk_resize(struct vu_blk *b);
+
+/* Fills the config space (little-endian) as the front-end reads it. */
+void vu_blk_config(const struct vu_blk *b, struct virtio_blk_config *cfg);
+
+#endif
