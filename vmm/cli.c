@@ -77,9 +77,12 @@ void cli_print_run_help(FILE *out)
 	      "  --initrd PATH     initramfs / initrd image\n"
 	      "  --cmdline STR     kernel command line (default \"" VMM_DEFAULT_CMDLINE "\")\n"
 	      "  --cpus N          number of vCPUs, 1-255 (default 1)\n"
-	      "  --memory SIZE[,hugepages=on]\n"
-	      "                    guest RAM with a K, M, G or T suffix, at least 16M (default 512M);\n"
-	      "                    hugepages=on backs it with 2 MiB huge pages (hugetlbfs)\n"
+	      "  --memory SIZE[,shared=on][,hugepages=on]\n"
+	      "                    guest RAM with a K, M, G or T suffix, at least 16M (default 512M):\n"
+	      "                    private memory given transparent huge pages where the host allows;\n"
+	      "                    shared=on puts it in a memfd other processes can map (vhost-user\n"
+	      "                    back-ends need it); hugepages=on backs it with reserved 2 MiB huge\n"
+	      "                    pages (hugetlbfs, shareable too)\n"
 	      "  --no-reboot       exit with status 0 when the guest reboots, instead of rebooting it\n"
 	      "\n"
 	      "Devices (virtio-mmio, announced to the guest in the ACPI DSDT):\n"
@@ -316,8 +319,12 @@ static int memory_kv(struct vmm_config *cfg, void *obj, const char *key, char *v
 	} else if (!strcmp(key, "hugepages")) {
 		if (cli_parse_bool(val, &cfg->hugepages))
 			return usage_error(err, errlen, "--memory: hugepages='%s' — use on or off", val);
+	} else if (!strcmp(key, "shared")) {
+		if (cli_parse_bool(val, &cfg->mem_shared))
+			return usage_error(err, errlen, "--memory: shared='%s' — use on or off", val);
 	} else {
-		return usage_error(err, errlen, "--memory: unknown key '%s' — use SIZE[,hugepages=on]", key);
+		return usage_error(err, errlen, "--memory: unknown key '%s' — use "
+				   "SIZE[,shared=on][,hugepages=on]", key);
 	}
 	return 0;
 }

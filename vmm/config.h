@@ -35,7 +35,8 @@ struct vmm_config {
 	const char *cmdline;
 	unsigned int ncpus;
 	uint64_t memory;		/* bytes */
-	bool hugepages;
+	bool hugepages;			/* --memory hugepages=on: hugetlbfs memfd */
+	bool mem_shared;		/* --memory shared=on: a memfd other processes can map */
 	bool no_reboot;
 	bool verbose;
 

@@ -66,6 +66,36 @@ static int wait_for_stop(struct vm *vm, int sig_fd)
 	}
 }
 
+/*
+ * Says (with -v, like every log_info) when guest RAM will get 4 KiB pages only
+ * because the host's THP setting for its backing (anonymous memory, or shmem
+ * for shared=on) is off, and otherwise what backs it.
+ */
+static void log_thp(const struct vmm_config *cfg)
+{
+	enum guest_mem_backing backing = guest_mem_backing_for(cfg->mem_shared, cfg->hugepages);
+	const char *knob = guest_mem_thp_sysfs(backing);
+	enum guest_mem_thp thp;
+
+	if (!knob) {
+		log_info("guest RAM: reserved 2 MiB huge pages (hugetlbfs memfd, shareable)");
+		return;
+	}
+	thp = guest_mem_thp_status(knob);
+	if (thp == GUEST_MEM_THP_OFF && backing == GUEST_MEM_ANON)
+		log_info("guest RAM gets 4 KiB pages only: this host's transparent huge pages are "
+			 "off — for faster guests, echo madvise > %s, or use --memory "
+			 "SIZE,hugepages=on", knob);
+	else if (thp == GUEST_MEM_THP_OFF)
+		log_info("shared guest RAM (--memory shared=on) gets 4 KiB pages only: this host's "
+			 "shmem transparent huge pages are off — for faster guests, echo advise > %s, "
+			 "or use --memory SIZE,shared=on,hugepages=on", knob);
+	else
+		log_info("guest RAM: %s, advised for transparent huge pages (%s: %s)",
+			 backing == GUEST_MEM_ANON ? "anonymous private memory" : "shared memfd",
+			 knob, thp == GUEST_MEM_THP_ON ? "on" : "unknown");
+}
+
 /* Runs the guest, rebooting it unless --no-reboot; returns the exit status. */
 static int run_guest(const struct vmm_config *cfg, const struct arch_boot *img, int sig_fd)
 {
@@ -77,10 +107,7 @@ static int run_guest(const struct vmm_config *cfg, const struct arch_boot *img, 
 			 "guest may hang early in its boot — run vmm on a host with hardware "
 			 "virtualization, or in a VM with nested virtualization (scripts/with-kvm)",
 			 backend);
-	if (!cfg->hugepages && guest_mem_thp_status(GUEST_MEM_SHMEM_THP_SYSFS) == GUEST_MEM_THP_OFF)
-		log_info("guest RAM gets 4 KiB pages only: this host's shmem THP is off — for faster "
-			 "guests, echo advise > %s, or use --memory SIZE,hugepages=on",
-			 GUEST_MEM_SHMEM_THP_SYSFS);
+	log_thp(cfg);
 	for (unsigned int boot = 1;; boot++) {
 		struct vm vm;
 		int ret, sig;

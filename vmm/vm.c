@@ -119,7 +119,8 @@ static int vm_create_memory(struct vm *vm)
 			  format_size_round(limit, have, sizeof(have)));
 		return VMM_EXIT_RESOURCE;
 	}
-	ret = guest_mem_init(&vm->mem, ranges, n, vm->cfg->hugepages);
+	ret = guest_mem_init(&vm->mem, ranges, n,
+			     guest_mem_backing_for(vm->cfg->mem_shared, vm->cfg->hugepages));
 	if (ret) {
 		log_error("cannot allocate %s of guest memory: %s — ask for less memory%s",
 			  format_size(vm->cfg->memory, want, sizeof(want)), strerror(-ret),

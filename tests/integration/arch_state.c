@@ -118,7 +118,7 @@ static void machine_create(struct machine *m)
 		die("KVM_CREATE_VM");
 	if (arch_vm_create(&m->arch, kvm_fd, m->vm_fd, 1))
 		die("arch_vm_create");
-	if (guest_mem_init(&m->mem, ranges, n, false))
+	if (guest_mem_init(&m->mem, ranges, n, GUEST_MEM_ANON))
 		die("guest_mem_init");
 	for (unsigned int i = 0; i < m->mem.nregions; i++) {
 		struct kvm_userspace_memory_region slot = {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Integration suite "boot" (TAP): boots Debian's stock kernel (6.1) with a busybox initramfs
 # under vmm on real KVM and checks what the guest sees (CPUs, memory, command line), poweroff,
+# shared (memfd) guest RAM split around the 32-bit hole,
 # reboot with --no-reboot through the ACPI reset register (reboot=a), the keyboard controller
 # (reboot=k) and a triple fault (reboot=t), the reboot loop without --no-reboot plus SIGTERM,
 # the second guest kernel (6.12 from bookworm-backports: 2 vCPUs, a virtio disk read), and the
@@ -151,6 +152,14 @@ run_guest reboot_kbd --limit "$BOOT_TIMEOUT" --expect-status 0 --expect VMMTEST-
 	run -v --kernel "$KERNEL" --initrd "$WORK/reboot.initrd" --cpus 4 --memory 1G --no-reboot --cmdline "$CMDLINE reboot=k"
 expect_log "through the i8042 controller" "reboot=k: the reset came through the i8042 controller"
 check_sees 4 900 1024 "boot --cpus 4 --memory 1G"
+
+# Shared guest RAM (a memfd, as vhost-user needs) larger than 3 GiB: split around the 32-bit
+# MMIO hole into two KVM memslots that are slices of one memfd; the guest uses both.
+run_guest shared_split --limit "$BOOT_TIMEOUT" --expect-status 0 --expect VMMTEST-ACTION \
+	--label "--memory 3328M,shared=on (memfd RAM split around the 32-bit hole): the guest powers off" -- \
+	run -v --kernel "$KERNEL" --initrd "$WORK/poweroff.initrd" --cpus 1 --memory 3328M,shared=on --cmdline "$CMDLINE"
+check_sees 1 3000 3328 "boot --memory 3328M,shared=on"
+expect_log "guest RAM: shared memfd" "shared=on: vmm -v says guest RAM is a shared memfd"
 
 run_guest reboot_triple --limit "$BOOT_TIMEOUT" --expect-status 0 --expect VMMTEST-ACTION \
 	--label "reboot=t (triple fault on purpose) with --no-reboot: vmm exits 0" -- \

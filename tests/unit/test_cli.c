@@ -74,6 +74,7 @@ static void expect_defaults_except_kernel(void)
 	cr_assert_not(cfg.no_reboot);
 	cr_assert_not(cfg.verbose);
 	cr_assert_not(cfg.hugepages);
+	cr_assert_not(cfg.mem_shared);
 	cr_assert_eq(cfg.ndisks, 0);
 	cr_assert_eq(cfg.nnets, 0);
 	cr_assert_not(cfg.rng);
@@ -305,7 +306,7 @@ Test(cli, error_message_truncated_safely)
 	cr_assert_eq(strnlen(small, sizeof(small)), sizeof(small) - 1);
 }
 
-/* ---- --memory SIZE[,hugepages=on] ---- */
+/* ---- --memory SIZE[,shared=on][,hugepages=on] ---- */
 
 Test(cli, memory_hugepages)
 {
@@ -320,6 +321,22 @@ Test(cli, memory_hugepages)
 	cr_assert_eq(PARSE("run", "--kernel", "k", "--memory", "hugepages=on"), 0, "%s", err);
 	cr_assert_eq(cfg.memory, 512ULL << 20);
 	cr_assert(cfg.hugepages);
+}
+
+Test(cli, memory_shared)
+{
+	cr_assert_eq(PARSE("run", "--kernel", "k", "--memory", "1G,shared=on"), 0, "%s", err);
+	cr_assert_eq(cfg.memory, 1ULL << 30);
+	cr_assert(cfg.mem_shared);
+	cr_assert_not(cfg.hugepages);
+	cr_assert_eq(PARSE("run", "--kernel", "k", "--memory", "size=64M,shared=off"), 0, "%s", err);
+	cr_assert_not(cfg.mem_shared);
+	cr_assert_eq(PARSE("run", "--kernel", "k", "--memory", "64M,shared=on,hugepages=on"), 0,
+		     "%s", err);
+	cr_assert(cfg.mem_shared);
+	cr_assert(cfg.hugepages);
+	expect_usage_error(PARSE("run", "--kernel", "k", "--memory", "64M,shared=maybe"),
+			   "maybe");
 }
 
 Test(cli, memory_hugepages_errors)
@@ -647,6 +664,7 @@ Test(cli, help_texts)
 	cr_assert(strstr(h, "--console"));
 	cr_assert(strstr(h, "--virtio-cmdline"));
 	cr_assert(strstr(h, "hugepages"));
+	cr_assert(strstr(h, "shared=on"));
 	cr_assert(strstr(h, VMM_DEFAULT_CMDLINE));
 }
 

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * Unit tests for guest RAM (vmm/guest_mem.c): the memfd-backed regions,
+ * Unit tests for guest RAM (vmm/base/guest_mem.c): private and shared (memfd) regions,
  * range validation, the checked translators and the cross-region copies.
  * Sizes are tiny (16 MiB, MAP_NORESERVE) so the tests are cheap.
  */
@@ -10,7 +10,10 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "vmm/base/guest_mem.h"
@@ -34,28 +37,74 @@ static const struct guest_mem_range two[] = { { 0, 16 * MIB }, { 4 * GIB, 16 * M
 
 static void init_two(void)
 {
-	cr_assert_eq(guest_mem_init(&mem, two, 2, false), 0);
+	cr_assert_eq(guest_mem_init(&mem, two, 2, GUEST_MEM_ANON), 0);
 }
 
 /* ---- init ---- */
 
-Test(guest_mem, init_one_range)
+/*
+ * The VmFlags line of the /proc/self/smaps entry that starts at addr, in buf;
+ * false if there is no mapping starting there.
+ */
+static bool vm_flags(const void *addr, char *buf, size_t len)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	char line[512];
+	bool in = false, found = false;
+
+	cr_assert_not_null(f);
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo;
+		char *end;
+
+		lo = strtoul(line, &end, 16);
+		if (end != line && *end == '-') {
+			in = lo == (uintptr_t)addr;
+			continue;
+		}
+		if (in && !strncmp(line, "VmFlags:", 8)) {
+			snprintf(buf, len, "%s", line + 8);
+			found = true;
+			break;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+/* Whether the smaps VmFlags of the mapping at addr has the two-letter flag. */
+static bool has_vm_flag(const void *addr, const char *flag)
+{
+	char flags[512], *tok, *save;
+
+	cr_assert(vm_flags(addr, flags, sizeof(flags)), "no mapping at %p in smaps", addr);
+	for (tok = strtok_r(flags, " \n", &save); tok; tok = strtok_r(NULL, " \n", &save))
+		if (!strcmp(tok, flag))
+			return true;
+	return false;
+}
+
+/* The default: anonymous private memory, advised for THP, no fd. */
+Test(guest_mem, private_is_anonymous_and_advised)
 {
 	struct guest_mem_range r = { 0, 16 * MIB };
-	struct stat st;
 
-	cr_assert_eq(guest_mem_init(&mem, &r, 1, false), 0);
+	cr_assert_eq(guest_mem_init(&mem, &r, 1, GUEST_MEM_ANON), 0);
 	cr_assert_eq(mem.nregions, 1);
 	cr_assert_eq(mem.size, 16 * MIB);
-	cr_assert_not(mem.hugepages);
-	cr_assert_geq(mem.fd, 0);
+	cr_assert_eq(mem.backing, GUEST_MEM_ANON);
+	cr_assert_eq(mem.fd, -1);
+	cr_assert_not(mem.shared);
 	cr_assert_not_null(mem.base);
 	cr_assert_eq(mem.regions[0].gpa, 0);
 	cr_assert_eq(mem.regions[0].size, 16 * MIB);
 	cr_assert_eq(mem.regions[0].hva, mem.base);
 	cr_assert_eq(mem.regions[0].fd_offset, 0);
-	cr_assert_eq(fstat(mem.fd, &st), 0);
-	cr_assert_eq((uint64_t)st.st_size, 16 * MIB);
+	/* madvise(MADV_HUGEPAGE) reached the kernel ("hg"), and so did MADV_DONTDUMP ("dd"). */
+	cr_assert(mem.thp_advised);
+	cr_assert(has_vm_flag(mem.base, "hg"), "guest RAM not advised for huge pages");
+	cr_assert(has_vm_flag(mem.base, "dd"), "guest RAM would be in core dumps");
+	cr_assert_not(has_vm_flag(mem.base, "sh"), "private guest RAM is mapped shared");
 	/* Fresh RAM reads as zeros and is writable at both ends. */
 	cr_assert_eq(mem.base[0], 0);
 	cr_assert_eq(mem.base[16 * MIB - 1], 0);
@@ -63,45 +112,144 @@ Test(guest_mem, init_one_range)
 	mem.base[16 * MIB - 1] = 2;
 }
 
-Test(guest_mem, init_two_ranges)
+Test(guest_mem, private_two_ranges)
 {
-	struct stat st;
-
 	init_two();
 	cr_assert_eq(mem.nregions, 2);
 	cr_assert_eq(mem.size, 32 * MIB);
+	cr_assert_eq(mem.fd, -1);
 	cr_assert_eq(mem.regions[0].gpa, 0);
-	cr_assert_eq(mem.regions[0].fd_offset, 0);
+	cr_assert_eq(mem.regions[0].hva, mem.base);
 	cr_assert_eq(mem.regions[1].gpa, 4 * GIB);
 	cr_assert_eq(mem.regions[1].size, 16 * MIB);
+	cr_assert_eq(mem.regions[1].hva, mem.base + 16 * MIB);
+	*(uint8_t *)guest_mem_ptr(&mem, 4 * GIB + 7, 1) = 0x3c;
+	cr_assert_eq(mem.base[16 * MIB + 7], 0x3c);
+}
+
+/* The memory of a forked child is a copy: private RAM is not shared with anyone. */
+Test(guest_mem, private_is_not_shared_with_a_child)
+{
+	int st;
+	pid_t pid;
+
+	init_two();
+	mem.base[5] = 1;
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		mem.base[5] = 2;
+		_exit(0);
+	}
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert_eq(mem.base[5], 1);
+}
+
+static void init_shared_two(void)
+{
+	cr_assert_eq(guest_mem_init(&mem, two, 2, GUEST_MEM_MEMFD), 0);
+}
+
+Test(guest_mem, shared_is_a_memfd)
+{
+	char link[64], target[256];
+	struct stat st;
+	ssize_t n;
+
+	init_shared_two();
+	cr_assert_eq(mem.backing, GUEST_MEM_MEMFD);
+	cr_assert(mem.shared);
+	cr_assert_geq(mem.fd, 0);
+	cr_assert_eq(mem.regions[0].fd_offset, 0);
 	cr_assert_eq(mem.regions[1].fd_offset, 16 * MIB);
 	cr_assert_eq(mem.regions[1].hva, mem.base + 16 * MIB);
 	cr_assert_eq(fstat(mem.fd, &st), 0);
 	cr_assert_eq((uint64_t)st.st_size, 32 * MIB, "memfd size %lld, want the total",
 		     (long long)st.st_size);
-}
-
-Test(guest_mem, fd_is_a_shared_memfd)
-{
-	char link[64], target[256];
-	uint8_t byte = 0;
-	ssize_t n;
-
-	init_two();
 	snprintf(link, sizeof(link), "/proc/self/fd/%d", mem.fd);
 	n = readlink(link, target, sizeof(target) - 1);
 	cr_assert_gt(n, 0);
 	target[n] = '\0';
-	cr_assert(strstr(target, "memfd:"), "fd is %s, not a memfd", target);
+	cr_assert(strstr(target, "memfd:vmm-guest-ram"), "fd is %s, not the RAM memfd", target);
 	cr_assert(fcntl(mem.fd, F_GETFD) & FD_CLOEXEC, "memfd not close-on-exec");
+	cr_assert(mem.thp_advised);
+	cr_assert(has_vm_flag(mem.base, "hg"));
+	cr_assert(has_vm_flag(mem.base, "sh"), "shared guest RAM is not mapped shared");
+}
 
-	/* A guest write is what a vhost back-end mapping the fd sees, at fd_offset. */
-	*(uint8_t *)guest_mem_ptr(&mem, 4 * GIB + 0x1234, 1) = 0x5c;
-	cr_assert_eq(pread(mem.fd, &byte, 1, (off_t)(mem.regions[1].fd_offset + 0x1234)), 1);
-	cr_assert_eq(byte, 0x5c);
-	byte = 0xe7;
-	cr_assert_eq(pwrite(mem.fd, &byte, 1, 0x42), 1);
-	cr_assert_eq(*(uint8_t *)guest_mem_ptr(&mem, 0x42, 1), 0xe7);
+/*
+ * What a vhost-user back-end does: map each region's slice of the fd (at its
+ * fd_offset) in another mapping, and see the guest's bytes, both ways. The
+ * regions sit on either side of the 32-bit hole; the second one's offset is the
+ * first one's size, not its guest address.
+ */
+Test(guest_mem, shared_fd_maps_the_same_bytes)
+{
+	uint8_t *peer[2];
+
+	init_shared_two();
+	for (unsigned int i = 0; i < 2; i++) {
+		peer[i] = mmap(NULL, mem.regions[i].size, PROT_READ | PROT_WRITE, MAP_SHARED,
+			       mem.fd, (off_t)mem.regions[i].fd_offset);
+		cr_assert_neq(peer[i], MAP_FAILED);
+	}
+	*(uint8_t *)guest_mem_ptr(&mem, 0x1234, 1) = 0x5c;
+	*(uint8_t *)guest_mem_ptr(&mem, 4 * GIB + 0x1234, 1) = 0xa7;
+	cr_assert_eq(peer[0][0x1234], 0x5c);
+	cr_assert_eq(peer[1][0x1234], 0xa7);
+	peer[1][16 * MIB - 1] = 0xe7;
+	peer[0][0] = 0x11;
+	cr_assert_eq(*(uint8_t *)guest_mem_ptr(&mem, 4 * GIB + 16 * MIB - 1, 1), 0xe7);
+	cr_assert_eq(*(uint8_t *)guest_mem_ptr(&mem, 0, 1), 0x11);
+	for (unsigned int i = 0; i < 2; i++)
+		munmap(peer[i], mem.regions[i].size);
+}
+
+/* Another process (a back-end) that gets the fd sees the guest's writes. */
+Test(guest_mem, shared_fd_works_in_another_process)
+{
+	int st;
+	pid_t pid;
+
+	init_shared_two();
+	*(uint8_t *)guest_mem_ptr(&mem, 4 * GIB + 99, 1) = 0x42;
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		/* A fresh mapping of the fd, as a back-end that received it would make. */
+		uint8_t *p = mmap(NULL, mem.regions[1].size, PROT_READ | PROT_WRITE, MAP_SHARED,
+				  mem.fd, (off_t)mem.regions[1].fd_offset);
+
+		if (p == MAP_FAILED || p[99] != 0x42)
+			_exit(1);
+		p[100] = 0x43;
+		_exit(0);
+	}
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the child did not see the guest's byte");
+	cr_assert_eq(*(uint8_t *)guest_mem_ptr(&mem, 4 * GIB + 100, 1), 0x43);
+}
+
+Test(guest_mem, backing_for_the_options)
+{
+	cr_assert_eq(guest_mem_backing_for(false, false), GUEST_MEM_ANON);
+	cr_assert_eq(guest_mem_backing_for(true, false), GUEST_MEM_MEMFD);
+	cr_assert_eq(guest_mem_backing_for(false, true), GUEST_MEM_HUGETLB);
+	cr_assert_eq(guest_mem_backing_for(true, true), GUEST_MEM_HUGETLB);
+	cr_assert_str_eq(guest_mem_thp_sysfs(GUEST_MEM_ANON),
+			 "/sys/kernel/mm/transparent_hugepage/enabled");
+	cr_assert_str_eq(guest_mem_thp_sysfs(GUEST_MEM_MEMFD),
+			 "/sys/kernel/mm/transparent_hugepage/shmem_enabled");
+	cr_assert_null(guest_mem_thp_sysfs(GUEST_MEM_HUGETLB));
+}
+
+Test(guest_mem, bad_backing)
+{
+	struct guest_mem_range r = { 0, MIB };
+
+	cr_assert_eq(guest_mem_init(&mem, &r, 1, (enum guest_mem_backing)7), -EINVAL);
+	cr_assert_eq(mem.fd, -1);
+	cr_assert_null(mem.base);
 }
 
 Test(guest_mem, eight_ranges_allowed)
@@ -110,16 +258,17 @@ Test(guest_mem, eight_ranges_allowed)
 
 	for (unsigned int i = 0; i < GUEST_MEM_MAX_REGIONS; i++)
 		r[i] = (struct guest_mem_range){ i * 0x100000ULL, PAGE * (i + 1) };
-	cr_assert_eq(guest_mem_init(&mem, r, GUEST_MEM_MAX_REGIONS, false), 0);
+	cr_assert_eq(guest_mem_init(&mem, r, GUEST_MEM_MAX_REGIONS, GUEST_MEM_ANON), 0);
 	cr_assert_eq(mem.nregions, GUEST_MEM_MAX_REGIONS);
 	cr_assert_eq(mem.regions[7].fd_offset, PAGE * (1 + 2 + 3 + 4 + 5 + 6 + 7));
 	cr_assert_not_null(guest_mem_ptr(&mem, 7 * 0x100000ULL, 8 * PAGE));
 	cr_assert_null(guest_mem_ptr(&mem, 7 * 0x100000ULL, 8 * PAGE + 1));
 }
 
-static void expect_bad(const struct guest_mem_range *r, unsigned int n, bool huge)
+static void expect_bad(const struct guest_mem_range *r, unsigned int n,
+		       enum guest_mem_backing backing)
 {
-	int ret = guest_mem_init(&mem, r, n, huge);
+	int ret = guest_mem_init(&mem, r, n, backing);
 
 	cr_assert_eq(ret, -EINVAL, "got %d", ret);
 	cr_assert_eq(mem.fd, -1, "fd left after a failed init");
@@ -134,31 +283,31 @@ Test(guest_mem, bad_ranges)
 	for (unsigned int i = 0; i < GUEST_MEM_MAX_REGIONS + 1; i++)
 		nine[i] = (struct guest_mem_range){ i * MIB, PAGE };
 
-	expect_bad(two, 0, false);
-	expect_bad(nine, GUEST_MEM_MAX_REGIONS + 1, false);
+	expect_bad(two, 0, GUEST_MEM_ANON);
+	expect_bad(nine, GUEST_MEM_MAX_REGIONS + 1, GUEST_MEM_ANON);
 	/* zero size */
-	expect_bad((struct guest_mem_range[]){ { 0, 0 } }, 1, false);
-	expect_bad((struct guest_mem_range[]){ { 0, MIB }, { 2 * MIB, 0 } }, 2, false);
+	expect_bad((struct guest_mem_range[]){ { 0, 0 } }, 1, GUEST_MEM_ANON);
+	expect_bad((struct guest_mem_range[]){ { 0, MIB }, { 2 * MIB, 0 } }, 2, GUEST_MEM_ANON);
 	/* unaligned start or size */
-	expect_bad((struct guest_mem_range[]){ { 0x800, MIB } }, 1, false);
-	expect_bad((struct guest_mem_range[]){ { 0, MIB + 1 } }, 1, false);
-	expect_bad((struct guest_mem_range[]){ { 0, MIB }, { 2 * MIB + 0x10, PAGE } }, 2, false);
+	expect_bad((struct guest_mem_range[]){ { 0x800, MIB } }, 1, GUEST_MEM_ANON);
+	expect_bad((struct guest_mem_range[]){ { 0, MIB + 1 } }, 1, GUEST_MEM_ANON);
+	expect_bad((struct guest_mem_range[]){ { 0, MIB }, { 2 * MIB + 0x10, PAGE } }, 2, GUEST_MEM_ANON);
 	/* overlapping, identical, unsorted */
-	expect_bad((struct guest_mem_range[]){ { 0, 16 * MIB }, { 8 * MIB, 16 * MIB } }, 2, false);
-	expect_bad((struct guest_mem_range[]){ { 0, MIB }, { 0, MIB } }, 2, false);
-	expect_bad((struct guest_mem_range[]){ { 4 * GIB, MIB }, { 0, MIB } }, 2, false);
+	expect_bad((struct guest_mem_range[]){ { 0, 16 * MIB }, { 8 * MIB, 16 * MIB } }, 2, GUEST_MEM_ANON);
+	expect_bad((struct guest_mem_range[]){ { 0, MIB }, { 0, MIB } }, 2, GUEST_MEM_ANON);
+	expect_bad((struct guest_mem_range[]){ { 4 * GIB, MIB }, { 0, MIB } }, 2, GUEST_MEM_ANON);
 	/* end beyond 2^64 */
-	expect_bad((struct guest_mem_range[]){ { 0xfffffffffffff000ULL, 2 * PAGE } }, 1, false);
+	expect_bad((struct guest_mem_range[]){ { 0xfffffffffffff000ULL, 2 * PAGE } }, 1, GUEST_MEM_ANON);
 	/* with hugepages, 2 MiB alignment is required (checked before any hugetlbfs use) */
-	expect_bad((struct guest_mem_range[]){ { 0, MIB } }, 1, true);
-	expect_bad((struct guest_mem_range[]){ { PAGE, 2 * MIB } }, 1, true);
+	expect_bad((struct guest_mem_range[]){ { 0, MIB } }, 1, GUEST_MEM_HUGETLB);
+	expect_bad((struct guest_mem_range[]){ { PAGE, 2 * MIB } }, 1, GUEST_MEM_HUGETLB);
 }
 
 Test(guest_mem, adjacent_ranges_allowed)
 {
 	const struct guest_mem_range r[] = { { 0, MIB }, { MIB, MIB } };
 
-	cr_assert_eq(guest_mem_init(&mem, r, 2, false), 0);
+	cr_assert_eq(guest_mem_init(&mem, r, 2, GUEST_MEM_ANON), 0);
 	cr_assert_eq(mem.nregions, 2);
 }
 
@@ -167,7 +316,7 @@ Test(guest_mem, range_ending_at_top)
 	const struct guest_mem_range r[] = { { 0xfffffffffff00000ULL, MIB } };
 
 	/* gpa + size == 2^64 wraps to 0: rejected, as an end cannot be represented. */
-	cr_assert_eq(guest_mem_init(&mem, r, 1, false), -EINVAL);
+	cr_assert_eq(guest_mem_init(&mem, r, 1, GUEST_MEM_ANON), -EINVAL);
 }
 
 /* ---- translation ---- */
@@ -215,7 +364,7 @@ Test(guest_mem, ptr_straddling_adjacent_regions)
 {
 	const struct guest_mem_range r[] = { { 0, MIB }, { MIB, MIB } };
 
-	cr_assert_eq(guest_mem_init(&mem, r, 2, false), 0);
+	cr_assert_eq(guest_mem_init(&mem, r, 2, GUEST_MEM_ANON), 0);
 	cr_assert_not_null(guest_mem_ptr(&mem, MIB - 4, 4));
 	cr_assert_not_null(guest_mem_ptr(&mem, MIB, 4));
 	cr_assert_null(guest_mem_ptr(&mem, MIB - 4, 8), "one pointer for two regions");
@@ -264,7 +413,7 @@ Test(guest_mem_copy, across_adjacent_regions)
 	const struct guest_mem_range r[] = { { 0, MIB }, { MIB, MIB } };
 	uint8_t out[64], in[64];
 
-	cr_assert_eq(guest_mem_init(&mem, r, 2, false), 0);
+	cr_assert_eq(guest_mem_init(&mem, r, 2, GUEST_MEM_ANON), 0);
 	for (unsigned int i = 0; i < sizeof(out); i++)
 		out[i] = (uint8_t)(0x80 + i);
 	cr_assert_eq(guest_mem_write(&mem, MIB - 20, out, sizeof(out)), 0);
@@ -368,7 +517,7 @@ Test(guest_mem, destroy_twice)
 	struct guest_mem_range r = { 0, MIB };
 	int fd;
 
-	cr_assert_eq(guest_mem_init(&mem, &r, 1, false), 0);
+	cr_assert_eq(guest_mem_init(&mem, &r, 1, GUEST_MEM_MEMFD), 0);
 	fd = mem.fd;
 	guest_mem_destroy(&mem);
 	cr_assert_eq(mem.fd, -1);
@@ -407,10 +556,10 @@ Test(guest_mem, host_limit)
 /* KVM maps a 2 MiB nested page only when the host mapping is 2 MiB-aligned too. */
 Test(guest_mem, mapping_is_2mib_aligned)
 {
-	for (int i = 0; i < 4; i++) {
-		struct guest_mem_range r = { 0, (uint64_t)(i + 1) * 2 * MIB };
+	for (int i = 0; i < 8; i++) {
+		struct guest_mem_range r = { 0, (uint64_t)(i / 2 + 1) * 2 * MIB };
 
-		cr_assert_eq(guest_mem_init(&mem, &r, 1, false), 0);
+		cr_assert_eq(guest_mem_init(&mem, &r, 1, i % 2 ? GUEST_MEM_MEMFD : GUEST_MEM_ANON), 0);
 		cr_assert_eq((uintptr_t)mem.base % (2 * MIB), 0, "base %p", (void *)mem.base);
 		mem.base[r.size - 1] = 1;
 		guest_mem_destroy(&mem);
@@ -435,11 +584,11 @@ Test(guest_mem, alignment_slack_is_not_leaked)
 	struct guest_mem_range r = { 0, 6 * MIB };
 	int before;
 
-	cr_assert_eq(guest_mem_init(&mem, &r, 1, false), 0);
+	cr_assert_eq(guest_mem_init(&mem, &r, 1, GUEST_MEM_ANON), 0);
 	guest_mem_destroy(&mem);
 	before = count_mappings();
 	for (int i = 0; i < 32; i++) {
-		cr_assert_eq(guest_mem_init(&mem, &r, 1, false), 0);
+		cr_assert_eq(guest_mem_init(&mem, &r, 1, i % 2 ? GUEST_MEM_MEMFD : GUEST_MEM_ANON), 0);
 		guest_mem_destroy(&mem);
 	}
 	cr_assert_eq(count_mappings(), before);
@@ -467,6 +616,10 @@ Test(guest_mem, thp_status_parses_the_selected_mode)
 	cr_assert_eq(thp_from("[always] within_size advise never deny force\n"), GUEST_MEM_THP_ON);
 	cr_assert_eq(thp_from("always [within_size] advise never deny force\n"), GUEST_MEM_THP_ON);
 	cr_assert_eq(thp_from("always within_size advise never deny [force]\n"), GUEST_MEM_THP_ON);
+	/* /sys/kernel/mm/transparent_hugepage/enabled, for anonymous memory */
+	cr_assert_eq(thp_from("[always] madvise never\n"), GUEST_MEM_THP_ON);
+	cr_assert_eq(thp_from("always [madvise] never\n"), GUEST_MEM_THP_ON);
+	cr_assert_eq(thp_from("always madvise [never]\n"), GUEST_MEM_THP_OFF);
 	/* Unreadable, empty or unexpected contents are "unknown", never a crash. */
 	cr_assert_eq(thp_from(""), GUEST_MEM_THP_UNKNOWN);
 	cr_assert_eq(thp_from("always advise never"), GUEST_MEM_THP_UNKNOWN);

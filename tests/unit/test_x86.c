@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "firmware/x86_layout.h"
 #include "vmm/arch.h"
@@ -148,6 +149,55 @@ Test(x86_ram_ranges, above_3g_skips_the_mmio_hole)
 	cr_assert_eq(r[1].gpa, X86_HIGH_RAM_GPA);
 	cr_assert_eq(r[1].size, 5 * GIB);
 	cr_assert_eq(r[0].size + r[1].size, 8 * GIB);
+}
+
+/*
+ * RAM split around the 32-bit hole, as vm.c creates it: with shared=on each
+ * region is its own slice of the memfd, so a vhost-user back-end mapping
+ * region 1 at its fd_offset (3 GiB, not its guest address 4 GiB) sees what the
+ * guest wrote there. Private RAM has the same layout and no fd. The memfd is
+ * sparse: only the pages touched here are allocated.
+ */
+Test(x86_ram_ranges, split_ram_keeps_fd_offsets)
+{
+	static const enum guest_mem_backing kinds[] = { GUEST_MEM_MEMFD, GUEST_MEM_ANON };
+	struct guest_mem_range r[GUEST_MEM_MAX_REGIONS];
+	unsigned int n = arch_ram_ranges(3 * GIB + 2 * MIB, r);
+
+	cr_assert_eq(n, 2);
+	for (unsigned int k = 0; k < 2; k++) {
+		struct guest_mem mem;
+		uint8_t *peer;
+
+		cr_assert_eq(guest_mem_init(&mem, r, n, kinds[k]), 0);
+		cr_assert_eq(mem.regions[0].fd_offset, 0);
+		cr_assert_eq(mem.regions[1].gpa, X86_HIGH_RAM_GPA);
+		cr_assert_eq(mem.regions[1].fd_offset, 3 * GIB);
+		cr_assert_eq(mem.regions[1].hva, mem.base + 3 * GIB);
+		/* hva and gpa agree modulo 2 MiB, so KVM can use 2 MiB pages in both regions. */
+		for (unsigned int i = 0; i < n; i++)
+			cr_assert_eq(((uintptr_t)mem.regions[i].hva - mem.regions[i].gpa) % (2 * MIB), 0);
+		*(uint8_t *)guest_mem_ptr(&mem, X86_HIGH_RAM_GPA + 0x10, 1) = 0x77;
+		*(uint8_t *)guest_mem_ptr(&mem, X86_MMIO_HOLE_GPA - 1, 1) = 0x66;
+		cr_assert_null(guest_mem_ptr(&mem, X86_MMIO_HOLE_GPA, 1));
+		if (kinds[k] == GUEST_MEM_ANON) {
+			cr_assert_eq(mem.fd, -1);
+			guest_mem_destroy(&mem);
+			continue;
+		}
+		cr_assert(mem.shared);
+		peer = mmap(NULL, 2 * MIB, PROT_READ, MAP_SHARED, mem.fd,
+			    (off_t)mem.regions[1].fd_offset);
+		cr_assert_neq(peer, MAP_FAILED);
+		cr_assert_eq(peer[0x10], 0x77);
+		munmap(peer, 2 * MIB);
+		peer = mmap(NULL, 4096, PROT_READ, MAP_SHARED, mem.fd,
+			    (off_t)(mem.regions[0].fd_offset + mem.regions[0].size - 4096));
+		cr_assert_neq(peer, MAP_FAILED);
+		cr_assert_eq(peer[4095], 0x66);
+		munmap(peer, 4096);
+		guest_mem_destroy(&mem);
+	}
 }
 
 /* ---- the platform ports ---- */

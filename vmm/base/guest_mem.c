@@ -30,21 +30,23 @@ static int check_ranges(const struct guest_mem_range *r, unsigned int n, uint64_
 }
 
 /*
- * Maps the whole memfd at a 2 MiB-aligned address, so that huge pages of the
- * file line up with huge pages of the host mapping (KVM needs both aligned
- * alike to use a 2 MiB nested page). Returns NULL with errno set on failure.
+ * Maps size bytes at a 2 MiB-aligned address: of fd shared, or anonymous
+ * private memory when fd is -1. Aligned so that huge pages of the memory line
+ * up with huge pages of the host mapping (KVM needs both aligned alike to use
+ * a 2 MiB nested page, and THP needs an aligned 2 MiB of the mapping). Returns
+ * NULL with errno set on failure.
  */
 static uint8_t *map_aligned(int fd, uint64_t size)
 {
 	uint64_t span = size + HUGEPAGE_SIZE;
 	uint8_t *resv, *base, *end;
+	int flags = fd >= 0 ? MAP_SHARED | MAP_NORESERVE : MAP_PRIVATE | MAP_ANONYMOUS;
 
 	resv = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (resv == MAP_FAILED)
 		return NULL;
 	base = (uint8_t *)ALIGN_UP((uintptr_t)resv, HUGEPAGE_SIZE);
-	if (mmap(base, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE | MAP_FIXED, fd, 0) ==
-	    MAP_FAILED) {
+	if (mmap(base, size, PROT_READ | PROT_WRITE, flags | MAP_FIXED, fd, 0) == MAP_FAILED) {
 		int err = errno;
 
 		munmap(resv, span);
@@ -59,45 +61,78 @@ static uint8_t *map_aligned(int fd, uint64_t size)
 	return base;
 }
 
-int guest_mem_init(struct guest_mem *m, const struct guest_mem_range *ranges,
-		   unsigned int nranges, bool hugepages)
+enum guest_mem_backing guest_mem_backing_for(bool shared, bool hugepages)
 {
-	uint64_t align = hugepages ? HUGEPAGE_SIZE : (uint64_t)sysconf(_SC_PAGESIZE);
+	if (hugepages)
+		return GUEST_MEM_HUGETLB;
+	return shared ? GUEST_MEM_MEMFD : GUEST_MEM_ANON;
+}
+
+/* Creates and sizes the memfd of a shared backing; the fd or -errno. */
+static int create_memfd(enum guest_mem_backing backing, uint64_t size)
+{
+	int fd = memfd_create("vmm-guest-ram",
+			      MFD_CLOEXEC | (backing == GUEST_MEM_HUGETLB ? MFD_HUGETLB : 0));
+
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, (off_t)size) < 0) {
+		int ret = -errno;
+
+		close(fd);
+		return ret;
+	}
+	return fd;
+}
+
+int guest_mem_init(struct guest_mem *m, const struct guest_mem_range *ranges,
+		   unsigned int nranges, enum guest_mem_backing backing)
+{
+	bool huge = backing == GUEST_MEM_HUGETLB;
+	uint64_t align = huge ? HUGEPAGE_SIZE : (uint64_t)sysconf(_SC_PAGESIZE);
 	uint64_t total = 0, off = 0;
 	int ret;
 
 	memset(m, 0, sizeof(*m));
 	m->fd = -1;
+	if (backing != GUEST_MEM_ANON && backing != GUEST_MEM_MEMFD && !huge)
+		return -EINVAL;
 	ret = check_ranges(ranges, nranges, align);
 	if (ret)
 		return ret;
 	for (unsigned int i = 0; i < nranges; i++)
 		if (__builtin_add_overflow(total, ranges[i].size, &total))
 			return -EINVAL;
+	/* The mapping spans total plus 2 MiB of alignment slack. */
+	if (total > SIZE_MAX - HUGEPAGE_SIZE)
+		return -ENOMEM;
 
-	m->fd = memfd_create("vmm-guest-ram", MFD_CLOEXEC | (hugepages ? MFD_HUGETLB : 0));
-	if (m->fd < 0)
-		return -errno;
 	m->owned = true;
 	m->size = total;
-	if (ftruncate(m->fd, (off_t)total) < 0) {
-		ret = -errno;
-		goto fail;
+	m->backing = backing;
+	if (backing != GUEST_MEM_ANON) {
+		m->fd = create_memfd(backing, total);
+		if (m->fd < 0) {
+			ret = m->fd;
+			m->fd = -1;
+			goto fail;
+		}
 	}
 	m->base = map_aligned(m->fd, total);
 	if (!m->base) {
 		ret = -errno;
 		goto fail;
 	}
+	m->shared = m->fd >= 0;
 	/* Guest RAM is never part of a core dump; it may be gigabytes and holds guest secrets. */
 	madvise(m->base, total, MADV_DONTDUMP);
 	/*
 	 * Ask for transparent huge pages: KVM then maps guest RAM with 2 MiB
-	 * nested pages, which saves most of the page faults of a boot. The host
-	 * grants them only if shmem THP is enabled (see guest_mem_thp_status()).
+	 * nested pages, which saves most of the page faults of a boot. Whether the
+	 * host grants them depends on guest_mem_thp_sysfs(backing).
 	 */
-	if (!hugepages)
-		madvise(m->base, total, MADV_HUGEPAGE);
+	if (!huge)
+		m->thp_advised = madvise(m->base, total, MADV_HUGEPAGE) == 0;
 
 	for (unsigned int i = 0; i < nranges; i++) {
 		m->regions[i] = (struct guest_region){
@@ -109,7 +144,6 @@ int guest_mem_init(struct guest_mem *m, const struct guest_mem_range *ranges,
 		off += ranges[i].size;
 	}
 	m->nregions = nranges;
-	m->hugepages = hugepages;
 	return 0;
 fail:
 	guest_mem_destroy(m);
@@ -221,6 +255,18 @@ uint64_t guest_mem_host_limit(void)
 	return ((uint64_t)si.totalram + si.totalswap) * si.mem_unit;
 }
 
+const char *guest_mem_thp_sysfs(enum guest_mem_backing backing)
+{
+	switch (backing) {
+	case GUEST_MEM_ANON:
+		return GUEST_MEM_ANON_THP_SYSFS;
+	case GUEST_MEM_MEMFD:
+		return GUEST_MEM_SHMEM_THP_SYSFS;
+	default:
+		return NULL;
+	}
+}
+
 enum guest_mem_thp guest_mem_thp_status(const char *sysfs_path)
 {
 	char buf[128];
@@ -235,7 +281,11 @@ enum guest_mem_thp guest_mem_thp_status(const char *sysfs_path)
 	if (n <= 0)
 		return GUEST_MEM_THP_UNKNOWN;
 	buf[n] = '\0';
-	/* The file lists every mode and brackets the selected one: "always [never] advise". */
+	/*
+	 * The file lists every mode and brackets the selected one: "always [madvise]
+	 * never" (anonymous memory), "always within_size [advise] never deny force"
+	 * (shmem). Guest RAM is advised, so madvise/advise count as on.
+	 */
 	sel = strchr(buf, '[');
 	if (!sel)
 		return GUEST_MEM_THP_UNKNOWN;
@@ -243,7 +293,8 @@ enum guest_mem_thp guest_mem_thp_status(const char *sysfs_path)
 	if (!strncmp(sel, "never]", 6) || !strncmp(sel, "deny]", 5))
 		return GUEST_MEM_THP_OFF;
 	if (!strncmp(sel, "always]", 7) || !strncmp(sel, "within_size]", 12) ||
-	    !strncmp(sel, "advise]", 7) || !strncmp(sel, "force]", 6))
+	    !strncmp(sel, "advise]", 7) || !strncmp(sel, "madvise]", 8) ||
+	    !strncmp(sel, "force]", 6))
 		return GUEST_MEM_THP_ON;
 	return GUEST_MEM_THP_UNKNOWN;
 }

@@ -92,54 +92,153 @@ def proc_cpu(pid):
     return (int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK, int(fields[40]) / CLK_TCK)
 
 
+def proc_alive(pid):
+    """Whether PID is still a running process (not gone, not a zombie whose memory and
+    KVM VM are already torn down)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def proc_threads(pid):
+    """Per thread of PID: {tid: {"cpu": run time in s (schedstat, ns precision), "gtime":
+    guest time in s (tick-sampled), "ctxsw": voluntary + involuntary context switches}}."""
+    out = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        d = f"/proc/{pid}/task/{tid}"
+        try:
+            with open(f"{d}/schedstat") as f:
+                cpu = int(f.read().split()[0]) / 1e9
+            with open(f"{d}/stat") as f:
+                gtime = int(f.read().rsplit(")", 1)[1].split()[40]) / CLK_TCK
+            ctxsw = 0
+            with open(f"{d}/status") as f:
+                for line in f:
+                    if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
+                        ctxsw += int(line.split()[1])
+        except (OSError, ValueError, IndexError):
+            continue  # the thread ended meanwhile
+        out[int(tid)] = {"cpu": cpu, "gtime": gtime, "ctxsw": ctxsw}
+    return out
+
+
+def parse_smaps(text):
+    """The mappings of an smaps text: a list of dicts with size (bytes), name, rss,
+    anon_huge and shmem_pmd (KiB), and flags (the VmFlags)."""
+    maps = []
+    for line in text.splitlines():
+        head = line.split(None, 5)
+        if not head:
+            continue
+        if "-" in head[0] and not head[0].endswith(":"):
+            try:
+                lo, hi = (int(x, 16) for x in head[0].split("-"))
+            except ValueError:
+                continue
+            maps.append({"size": hi - lo, "name": head[5].strip() if len(head) > 5 else "",
+                         "rss": 0, "anon_huge": 0, "shmem_pmd": 0, "flags": set()})
+        elif maps and head[0] == "Rss:":
+            maps[-1]["rss"] = int(head[1])
+        elif maps and head[0] == "AnonHugePages:":
+            maps[-1]["anon_huge"] = int(head[1])
+        elif maps and head[0] == "ShmemPmdMapped:":
+            maps[-1]["shmem_pmd"] = int(head[1])
+        elif maps and head[0] == "VmFlags:":
+            maps[-1]["flags"] = set(line.split()[1:])
+    return maps
+
+
+def split_rss(maps, ram_bytes):
+    """Resident memory split into guest RAM and the rest, in KiB. Guest RAM: vmm's memfd
+    mapping ("/memfd:vmm-guest-ram (deleted)", --memory shared=on or hugepages=on), or the
+    anonymous mapping of exactly the guest RAM size (vmm's default private RAM, QEMU's RAM;
+    preferring one advised for huge pages), or failing that the largest anonymous one at
+    least that big. Returns the figures and ram_mapping (how it was found); when there is
+    nothing to measure (no mappings: the process was gone) or the RAM mapping is not
+    found, the figures are None and "unmeasured" says why."""
+    if not maps:
+        return {"rss_total_kib": None, "rss_guest_ram_kib": None, "rss_outside_kib": None,
+                "ram_huge_kib": None, "ram_mapping": "none",
+                "unmeasured": "RSS: /proc/PID/smaps was empty (the process had exited)"}
+    total = sum(m["rss"] for m in maps)
+    ram = [m for m in maps if "vmm-guest-ram" in m["name"]]
+    how = "memfd vmm-guest-ram"
+    if not ram:
+        exact = [m for m in maps if m["name"] == "" and m["size"] == ram_bytes]
+        advised = [m for m in exact if "hg" in m["flags"]]
+        ram = (advised or exact)[:1]
+        how = "anonymous mapping of the RAM size"
+    if not ram:
+        big = [m for m in maps if m["name"] == "" and m["size"] >= ram_bytes]
+        ram = [max(big, key=lambda m: m["size"])] if big else []
+        how = "largest anonymous mapping"
+    if not ram:
+        return {"rss_total_kib": total, "rss_guest_ram_kib": None, "rss_outside_kib": None,
+                "ram_huge_kib": None, "ram_mapping": "not found",
+                "unmeasured": f"RSS outside guest RAM: no mapping of the guest RAM "
+                              f"({ram_bytes >> 20} MiB) in /proc/PID/smaps"}
+    guest = sum(m["rss"] for m in ram)
+    return {"rss_total_kib": total, "rss_guest_ram_kib": guest, "rss_outside_kib": total - guest,
+            "ram_huge_kib": sum(m["anon_huge"] + m["shmem_pmd"] for m in ram), "ram_mapping": how}
+
+
 def proc_rss(pid, ram_bytes):
-    """Resident memory split into guest RAM and the rest, in KiB, from /proc/PID/smaps.
-    Guest RAM: vmm's memfd mapping "/memfd:vmm-guest-ram (deleted)"; QEMU's anonymous
-    mapping of exactly the guest RAM size (or, failing that, the largest anonymous one
-    at least that big)."""
+    """split_rss of /proc/PID/smaps."""
     try:
         with open(f"/proc/{pid}/smaps") as f:
             text = f.read()
-    except OSError:
-        return None
-    maps = []  # [size, name, rss]
-    for line in text.splitlines():
-        head = line.split(None, 5)
-        if head and "-" in head[0] and not head[0].endswith(":"):
-            lo, hi = (int(x, 16) for x in head[0].split("-"))
-            maps.append([hi - lo, head[5] if len(head) > 5 else "", 0])
-        elif head and head[0] == "Rss:" and maps:
-            maps[-1][2] = int(head[1])
-    total = sum(m[2] for m in maps)
-    ram = [m for m in maps if "vmm-guest-ram" in m[1]]
-    how = "memfd vmm-guest-ram"
-    if not ram:
-        ram = [m for m in maps if m[1] == "" and m[0] == ram_bytes]
-        how = "anonymous mapping of the RAM size"
-    if not ram:
-        big = [m for m in maps if m[1] == "" and m[0] >= ram_bytes]
-        ram = [max(big, key=lambda m: m[0])] if big else []
-        how = "largest anonymous mapping"
-    guest = sum(m[2] for m in ram)
-    return {"rss_total_kib": total, "rss_guest_ram_kib": guest,
-            "rss_outside_kib": total - guest, "ram_mapping": how if ram else "not found"}
+    except OSError as e:
+        r = split_rss([], ram_bytes)
+        r["unmeasured"] = f"RSS: /proc/PID/smaps unreadable ({e.strerror})"
+        return r
+    return split_rss(parse_smaps(text), ram_bytes)
 
 
 class Snapshot(dict):
     pass
 
 
-def snapshot(pid, t, ram_bytes=None):
+def add_unmeasured(d, why):
+    """Appends a reason to d["unmeasured"] ("; "-separated)."""
+    d["unmeasured"] = "; ".join(x for x in (d.get("unmeasured"), why) if x)
+
+
+def snapshot(pid, t, ram_bytes=None, threads=False):
+    """KVM statistics, CPU times (and per-thread CPU when threads, smaps when ram_bytes) of
+    the VMM process PID. What could not be read is None and said in s["unmeasured"]: in
+    particular everything, when the process had exited by the end of the snapshot (a VM
+    torn down while being read gives partial statistics otherwise)."""
     s = Snapshot(t=t)
     d = kvm_vm_dir(pid)
     for k in KVM_STATS:
         s[k] = read_int(f"{d}/{k}") if d else None
     cpu = proc_cpu(pid)
     s["utime"], s["stime"], s["guest_time"] = cpu if cpu else (None, None, None)
+    if threads:
+        s["threads"] = proc_threads(pid)
     if ram_bytes:
-        r = proc_rss(pid, ram_bytes)
-        if r:
-            s.update(r)
+        s.update(proc_rss(pid, ram_bytes))
+    if not proc_alive(pid) or (d and not os.path.isdir(d)):
+        for k in KVM_STATS + ("utime", "stime", "guest_time", "rss_total_kib",
+                              "rss_guest_ram_kib", "rss_outside_kib", "ram_huge_kib"):
+            s[k] = None
+        s.pop("threads", None)
+        s["unmeasured"] = "the VMM had exited (or torn its VM down) before it could be measured"
+        return s
+    if d is None:
+        add_unmeasured(s, f"KVM statistics: no {KVM_DEBUGFS}/{pid}-* directory")
+    elif any(s[k] is None for k in KVM_STATS):
+        missing = [k for k in KVM_STATS if s[k] is None]
+        add_unmeasured(s, f"KVM statistics unreadable: {', '.join(missing)}")
+    if cpu is None:
+        add_unmeasured(s, "CPU time: /proc/PID/stat unreadable")
     return s
 
 
@@ -155,9 +254,10 @@ class VMMRun:
     """A VMM process whose stdout is the guest's serial console. Lines are read as they
     arrive and timestamped with the monotonic clock; t=0 is just before the fork."""
 
-    def __init__(self, argv, log_path):
+    def __init__(self, argv, log_path, stdin_pipe=False):
         self.argv = argv
         self.log_path = log_path
+        self.stdin_pipe = stdin_pipe  # the guest's console input (see send())
         self.buf = b""
         self.rc = None
         self.deadline = 0
@@ -167,11 +267,22 @@ class VMMRun:
         self.console.write(("# " + " ".join(self.argv) + "\n").encode())
         self.errfile = open(self.log_path + ".stderr", "w+b")
         self.t0 = time.monotonic()
-        self.p = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        self.p = subprocess.Popen(self.argv,
+                                  stdin=subprocess.PIPE if self.stdin_pipe else subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE,
                                   stderr=self.errfile, start_new_session=True, close_fds=True)
         self.pid = self.p.pid
         self.fd = self.p.stdout.fileno()
         os.set_blocking(self.fd, False)
+
+    def send(self, data):
+        """Types data on the guest's console (the VMM's stdin); False if it cannot."""
+        try:
+            self.p.stdin.write(data)
+            self.p.stdin.flush()
+            return True
+        except (OSError, ValueError, AttributeError):
+            return False
 
     def now(self):
         return time.monotonic() - self.t0
@@ -240,6 +351,11 @@ class VMMRun:
 
     def close(self):
         self.kill()
+        if self.p.stdin:
+            try:
+                self.p.stdin.close()
+            except OSError:
+                pass
         self.console.close()
         self.errfile.close()
 
@@ -267,7 +383,8 @@ def vmm_argv(kind, w, initrd, cpus, mem_mib, cmdline, disk=None, tools=None, tap
     image with the guest's tools (page cache, default caching of both VMMs)."""
     if kind == "vmm":
         argv = [w.vmm, "run", "--kernel", w.kernel, "--initrd", initrd, "--cpus", str(cpus),
-                "--memory", f"{mem_mib}M", "--cmdline", cmdline]
+                "--memory", f"{mem_mib}M" + (f",{w.mem_opts}" if w.mem_opts else ""),
+                "--cmdline", cmdline]
         if disk:
             argv += ["--disk", f"path={disk},direct=on"]
         if tools:
@@ -331,17 +448,22 @@ BOOT_COLUMNS = ["run", "vmm", "status", "error", "time_to_marker_s", "exits",
                 "io_exits", "mmio_exits", "halt_exits", "irq_exits", "irq_window_exits",
                 "irq_injections", "insn_emulation", "signal_exits", "pf_taken", "pf_fixed",
                 "pf_emulate", "hypercalls", "rss_total_kib", "rss_guest_ram_kib", "rss_outside_kib",
-                "ram_mapping", "cpu_s", "time_to_exit_s", "exit_status"]
+                "ram_huge_kib", "ram_mapping", "cpu_s", "poweroff_to_exit_s", "exit_status",
+                "unmeasured"]
 
 IO_COLUMNS = ["run", "vmm", "job", "status", "error", "bytes", "seconds", "iops", "mb_per_s",
-              "mbit_per_s", "window_s", "cpu_s", "guest_cpu_s", "host_cpu_s", "exits",
+              "mbit_per_s", "window_s", "cpu_s", "guest_cpu_s", "host_cpu_s", "vcpu_cpu_s",
+              "other_cpu_s", "other_ctxsw", "exits",
               "io_exits", "mmio_exits", "halt_exits", "irq_exits", "irq_window_exits",
               "irq_injections", "insn_emulation", "signal_exits", "pf_taken", "pf_fixed",
               "pf_emulate", "hypercalls", "exits_per_gib", "cpu_s_per_gib", "host_cpu_s_per_gib",
-              "exit_status"]
+              "other_cpu_s_per_gib", "other_ctxsw_per_gib", "exit_status", "unmeasured", "note"]
 
 
 def boot_suite(w, runs, out):
+    """The guest prints the marker and then waits for a line on its console before it
+    powers off: the harness measures first and then sends that line, so the VMM is still
+    running (its memory and its KVM VM intact) while it is measured."""
     ram = 256
     csvf = CSVOut(os.path.join(out, "boot.csv"), BOOT_COLUMNS)
     failures = 0
@@ -350,7 +472,7 @@ def boot_suite(w, runs, out):
             name = common.VMM_NAMES[kind]
             row = {"run": run, "vmm": kind, "status": "fail"}
             r = VMMRun(vmm_argv(kind, w, w.initrd("boot"), 1, ram, BOOT_CMDLINE),
-                       os.path.join(out, "logs", f"boot-{run}-{kind}.log"))
+                       os.path.join(out, "logs", f"boot-{run}-{kind}.log"), stdin_pipe=True)
             try:
                 r.start()
                 snap = None
@@ -366,19 +488,30 @@ def boot_suite(w, runs, out):
                 if snap is None:
                     raise StepFailed(f"{name} exited (status {r.p.wait()}) before the marker: "
                                      f"{r.stderr_tail() or r.console_tail()}")
-                row.update(status="ok", time_to_marker_s=snap["t"],
-                           cpu_s=(snap["utime"] or 0) + (snap["stime"] or 0))
-                row.update({k: snap.get(k) for k in BOOT_COLUMNS if k in snap and k != "t"})
+                t_go = r.now()
+                if not r.send(b"go\n"):
+                    add_unmeasured(row, "could not send the guest its go line")
+                cpu = None
+                if snap["utime"] is not None and snap["stime"] is not None:
+                    cpu = snap["utime"] + snap["stime"]
+                row.update(status="ok", time_to_marker_s=snap["t"], cpu_s=cpu)
+                row.update({k: snap.get(k) for k in BOOT_COLUMNS
+                            if k in snap and k not in ("t", "unmeasured")})
+                if snap.get("unmeasured"):
+                    add_unmeasured(row, snap["unmeasured"])
                 rc, t_exit = r.wait_exit(EXIT_LIMIT)
-                row.update(exit_status=rc, time_to_exit_s=t_exit)
+                row.update(exit_status=rc,
+                           poweroff_to_exit_s=None if t_exit is None else t_exit - t_go)
                 if rc is None:
                     row["error"] = f"did not exit within {EXIT_LIMIT} s of the marker (killed)"
                 elif rc != 0:
                     row["error"] = f"exit status {rc} after poweroff"
                 log(f"boot run {run}/{runs} {name:>4}: marker after {snap['t']:.2f} s, "
                     f"{common.fmt_int(snap['exits'])} exits, "
-                    f"{common.fmt_mib(row.get('rss_outside_kib'))} MiB RSS outside guest RAM"
-                    + (f" ({row['error']})" if row.get("error") else ""))
+                    f"{common.fmt_mib(row.get('rss_outside_kib'))} MiB RSS outside guest RAM, "
+                    f"{common.fmt_mib(row.get('ram_huge_kib'))} MiB of guest RAM in huge pages"
+                    + (f" ({row['error']})" if row.get("error") else "")
+                    + (f" [not measured: {row['unmeasured']}]" if row.get("unmeasured") else ""))
             except StepFailed as e:
                 failures += 1
                 row["error"] = str(e)
@@ -413,16 +546,16 @@ def io_vm_run(kind, w, suite, run, runs, out, argv, jobs, job_limit, parse_resul
                 parts = rest.split()
                 job = parts[0] if parts else ""
                 if what in ("BEGIN", "START") and job in rows:
-                    begin[job] = snapshot(r.pid, t)
+                    begin[job] = snapshot(r.pid, t, threads=True)
                     stop.pop(job, None)
                     current = job
                     r.deadline = t + job_limit
                 elif what == "STOP" and job in begin:
-                    stop[job] = snapshot(r.pid, t)
+                    stop[job] = snapshot(r.pid, t, threads=True)
                     current = None
                     r.deadline = t + JOB_SLACK  # the next job's START, or the END lines
                 elif what == "END" and job in begin:
-                    fill_window(rows[job], begin[job], stop.get(job) or snapshot(r.pid, t))
+                    fill_window(rows[job], begin[job], stop.get(job) or snapshot(r.pid, t, threads=True))
                     grc = parts[1] if len(parts) > 1 else "?"
                     rows[job]["_grc"] = grc
                     if grc != "0":
@@ -477,15 +610,73 @@ def io_vm_run(kind, w, suite, run, runs, out, argv, jobs, job_limit, parse_resul
     return nfail
 
 
+def split_cpu(a, b):
+    """CPU over the window a..b (two snapshots taken with threads=True), split by thread
+    role. vCPU threads are those with guest time. Returns a dict:
+      cpu_s          utime+stime of the whole process (all threads, also ones that ended)
+      guest_cpu_s    guest time of the process (KVM's tick-sampled guest mode)
+      vcpu_cpu_s     run time of the vCPU threads (schedstat, exact)
+      other_cpu_s    cpu_s - vcpu_cpu_s: the VMM's non-vCPU threads (event loop, I/O
+                     workers...), exact up to /proc/PID/stat's 10 ms resolution
+      other_ctxsw    context switches (wakeups) of the non-vCPU threads alive at b
+      host_cpu_s     other_cpu_s + each vCPU thread's run time minus its guest time: the
+                     VMM's CPU outside guest mode
+      note           set when a part that cannot be negative came out negative and was
+                     counted as 0: guest time is sampled at the timer tick, run time is
+                     exact, and under nested emulation a vCPU that mostly sleeps is often
+                     running exactly at the tick (its own timer interrupt woke it), so its
+                     sampled guest time can exceed its run time.
+    Values are None when a snapshot lacks them."""
+    r = {k: None for k in ("cpu_s", "guest_cpu_s", "vcpu_cpu_s", "other_cpu_s", "other_ctxsw",
+                           "host_cpu_s", "note")}
+    ut, st, gt = diff(a, b, "utime"), diff(a, b, "stime"), diff(a, b, "guest_time")
+    if ut is None or st is None:
+        return r
+    r["cpu_s"], r["guest_cpu_s"] = ut + st, gt
+    ta, tb = a.get("threads"), b.get("threads")
+    if not ta or not tb:
+        return r
+    vcpu_cpu = vcpu_host = clamped = 0.0
+    other_ctxsw = 0
+    for tid, x in tb.items():
+        y = ta.get(tid, {"cpu": 0.0, "gtime": 0.0, "ctxsw": 0})
+        if x["gtime"] > 0:
+            d_cpu, d_g = x["cpu"] - y["cpu"], x["gtime"] - y["gtime"]
+            vcpu_cpu += d_cpu
+            if d_cpu - d_g < 0:
+                clamped += d_g - d_cpu
+            else:
+                vcpu_host += d_cpu - d_g
+        else:
+            other_ctxsw += x["ctxsw"] - y["ctxsw"]
+    other = r["cpu_s"] - vcpu_cpu
+    notes = []
+    if other < 0:
+        # /proc/PID/stat counts in 10 ms ticks, schedstat in ns: rounding only.
+        if other < -0.05:
+            notes.append(f"non-vCPU CPU came out {other:.2f} s (process total below the "
+                         "vCPU threads' sum); counted as 0")
+        other = 0.0
+    if clamped > 0.005:
+        notes.append(f"the vCPU threads' tick-sampled guest time exceeded their run time by "
+                     f"{clamped:.2f} s; that vCPU time outside guest mode counted as 0")
+    r.update(vcpu_cpu_s=vcpu_cpu, other_cpu_s=other, other_ctxsw=other_ctxsw,
+             host_cpu_s=other + vcpu_host, note="; ".join(notes) or None)
+    return r
+
+
 def fill_window(row, a, b):
     row["window_s"] = b["t"] - a["t"]
-    ut, st, gt = diff(a, b, "utime"), diff(a, b, "stime"), diff(a, b, "guest_time")
-    if ut is not None:
-        row["cpu_s"] = ut + st
-        row["guest_cpu_s"] = gt
-        row["host_cpu_s"] = ut + st - gt
+    c = split_cpu(a, b)
+    for k in ("cpu_s", "guest_cpu_s", "vcpu_cpu_s", "other_cpu_s", "other_ctxsw", "host_cpu_s"):
+        row[k] = c[k]
+    if c["note"]:
+        row["note"] = c["note"]
     for k in KVM_STATS:
         row[k] = diff(a, b, k)
+    for snap in (a, b):
+        if snap.get("unmeasured"):
+            add_unmeasured(row, snap["unmeasured"])
 
 
 def per_gib(row):
@@ -493,7 +684,8 @@ def per_gib(row):
     if gib <= 0:
         return
     for k, out in (("exits", "exits_per_gib"), ("cpu_s", "cpu_s_per_gib"),
-                   ("host_cpu_s", "host_cpu_s_per_gib")):
+                   ("host_cpu_s", "host_cpu_s_per_gib"), ("other_cpu_s", "other_cpu_s_per_gib"),
+                   ("other_ctxsw", "other_ctxsw_per_gib")):
         if row.get(k) is not None:
             row[out] = row[k] / gib
 
@@ -694,6 +886,7 @@ class Work:
         self.work = work
         self.qemu = shutil.which("qemu-system-x86_64") or "qemu-system-x86_64"
         self.meta = {}
+        self.mem_opts = ""  # appended to vmm's --memory SIZE (--vmm-memory)
 
     def file(self, name):
         """A prepared file, copied to local storage on first use."""
@@ -732,6 +925,47 @@ def ensure_debugfs():
     subprocess.run(["mount", "-t", "debugfs", "debugfs", "/sys/kernel/debug"],
                    stdin=subprocess.DEVNULL, capture_output=True)
     return os.path.isdir(KVM_DEBUGFS)
+
+
+THP_DIR = "/sys/kernel/mm/transparent_hugepage"
+THP_FILES = ("enabled", "shmem_enabled", "defrag")
+# Debian 12's kernel (6.1) defaults: CONFIG_TRANSPARENT_HUGEPAGE_ALWAYS=y (anonymous memory
+# gets huge pages), shmem (memfd) none, defrag only where advised.
+THP_DEBIAN = {"enabled": "always", "shmem_enabled": "never", "defrag": "madvise"}
+
+
+def thp_read():
+    """The selected mode of each THP setting ("?" when unreadable)."""
+    out = {}
+    for name in THP_FILES:
+        try:
+            with open(f"{THP_DIR}/{name}") as f:
+                m = re.search(r"\[([^\]]+)\]", f.read())
+            out[name] = m.group(1) if m else "?"
+        except OSError:
+            out[name] = "?"
+    return out
+
+
+def thp_parse(spec):
+    """--thp: "keep" (None), "debian", or "ENABLED,SHMEM_ENABLED" (e.g. madvise,advise)."""
+    if spec == "keep":
+        return None
+    if spec == "debian":
+        return dict(THP_DEBIAN)
+    parts = spec.split(",")
+    if len(parts) != 2 or not all(parts):
+        raise SystemExit(f"--thp '{spec}': use keep, debian or ENABLED,SHMEM_ENABLED")
+    return {"enabled": parts[0], "shmem_enabled": parts[1]}
+
+
+def thp_write(settings):
+    for name, mode in settings.items():
+        try:
+            with open(f"{THP_DIR}/{name}", "w") as f:
+                f.write(mode)
+        except OSError as e:
+            raise SystemExit(f"cannot set {THP_DIR}/{name} to {mode}: {e.strerror}")
 
 
 def environment(w, args):
@@ -775,17 +1009,30 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--fio-runtime", type=int, default=10)
     ap.add_argument("--iperf-time", type=int, default=10)
+    ap.add_argument("--vmm-memory", default="")
+    ap.add_argument("--thp", default="keep")
     ap.add_argument("suites", nargs="+")
     args = ap.parse_args()
 
     os.makedirs(os.path.join(args.out, "logs"), exist_ok=True)
     scratch = tempfile.mkdtemp(prefix="vmm-bench.", dir=os.environ.get("TMPDIR", "/tmp"))
     failures = 0
+    thp_want = thp_parse(args.thp)
+    thp_saved = thp_read()
     try:
+        if thp_want:
+            thp_write(thp_want)
         w = Work(args.work, scratch)
+        w.mem_opts = args.vmm_memory
         if not ensure_debugfs():
             log(f"warning: {KVM_DEBUGFS} is missing (debugfs not mounted?): no exit counts")
         meta = environment(w, args)
+        meta["thp"] = thp_read()
+        meta["thp_requested"] = args.thp
+        meta["vmm_memory"] = args.vmm_memory
+        log(f"transparent huge pages here: " + ", ".join(f"{k}={v}" for k, v in meta["thp"].items())
+            + (f" (set by --thp {args.thp})" if thp_want else "")
+            + (f"; vmm --memory SIZE,{args.vmm_memory}" if args.vmm_memory else ""))
         log(f"measuring {', '.join(args.suites)} ({args.runs} run(s) each for vmm and QEMU), "
             f"{meta['where']}, {meta['cpus']} CPUs, load {meta['loadavg_start']}")
         warm_qemu(w.qemu)
@@ -814,6 +1061,12 @@ def main():
             json.dump(meta, fh, indent=2)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        if thp_want:
+            # Put the host's settings back (inside a nested L1 it is thrown away anyway).
+            try:
+                thp_write({k: v for k, v in thp_saved.items() if k in thp_want and v != "?"})
+            except SystemExit as e:
+                log(f"warning: {e}")
     return 1 if failures else 0
 
 

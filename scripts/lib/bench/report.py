@@ -73,11 +73,17 @@ class SuiteData:
                 out.append(("fail", None))
             else:
                 v = num(r.get(metric.key))
-                out.append(("ok", None if v is None else v * metric.scale))
+                # A run that went fine but could not measure this figure: "unmeasured".
+                out.append(("ok", v * metric.scale) if v is not None else ("unmeasured", None))
         return out
 
     def medians(self, metric):
+        """Median per VMM over the runs that measured the metric (None: none did)."""
         return {k: median([v for s, v in self.runs_of(metric, k) if s == "ok"]) for k in ("vmm", "qemu")}
+
+    def unmeasured(self, metric, kind):
+        """Whether some successful run of kind could not measure the metric."""
+        return any(s == "unmeasured" for s, _ in self.runs_of(metric, kind))
 
     def failures(self):
         """(run, vmm, job, error) of each failed or missing measurement, and notes of
@@ -92,8 +98,11 @@ class SuiteData:
                         fails.append((run, kind, j, "not measured (the measurement stopped before it)"))
                     elif r["status"] != "ok":
                         fails.append((run, kind, j, r.get("error") or "failed"))
-                    elif r.get("error"):
-                        notes.append((run, kind, j, r["error"]))
+                    else:
+                        for k in ("error", "unmeasured", "note"):
+                            if r.get(k):
+                                notes.append((run, kind, j, ("not measured: " if k == "unmeasured"
+                                                             else "") + r[k]))
         return fails, notes
 
 
@@ -104,8 +113,17 @@ def fmt(metric, v):
 def run_cells(metric, values):
     cells = []
     for s, v in values:
-        cells.append("FAIL" if s == "fail" else "—" if s == "missing" else fmt(metric, v))
+        cells.append("FAIL" if s == "fail" else "—" if s == "missing" else
+                     "n/a" if s == "unmeasured" else fmt(metric, v))
     return " / ".join(cells)
+
+
+def median_cell(sd, metric, kind, v):
+    """A median, or why there is none: "n/a — not measured" when runs went fine but none
+    could measure it (the notes below the table say why)."""
+    if v is not None:
+        return fmt(metric, v)
+    return "n/a — not measured (see notes)" if sd.unmeasured(metric, kind) else "—"
 
 
 def met_text(m):
@@ -123,8 +141,9 @@ def suite_markdown(sd, meta, plots):
         med = sd.medians(m)
         ratio = med["vmm"] / med["qemu"] if med["vmm"] is not None and med["qemu"] else None
         met = m.met(med["vmm"], med["qemu"])
-        lines.append(f"| {m.title} | {run_cells(m, sd.runs_of(m, 'vmm'))} | {fmt(m, med['vmm'])} | "
-                     f"{run_cells(m, sd.runs_of(m, 'qemu'))} | {fmt(m, med['qemu'])} | "
+        lines.append(f"| {m.title} | {run_cells(m, sd.runs_of(m, 'vmm'))} | "
+                     f"{median_cell(sd, m, 'vmm', med['vmm'])} | "
+                     f"{run_cells(m, sd.runs_of(m, 'qemu'))} | {median_cell(sd, m, 'qemu', med['qemu'])} | "
                      f"{'—' if ratio is None else f'{ratio:.2f}'} | {m.target_text()} | "
                      f"{met_text(met) if m.target else '—'} |")
         summary.append({"suite": s, "job": m.job or "", "metric": m.key, "label": m.title,
@@ -139,6 +158,11 @@ def suite_markdown(sd, meta, plots):
         lines.append("")
         for run, kind, job, err in fails:
             lines.append(f"- run {run}, {common.VMM_NAMES[kind]}{', ' + job if job else ''}: {err}")
+        lines.append("")
+    if any(sd.unmeasured(m, k) for m in sd.metrics for k in ("vmm", "qemu")):
+        lines.append("n/a: that run went fine but the figure could not be measured (why: in "
+                     "the notes); medians are over the runs that measured it, and a figure "
+                     "nobody measured never counts as a target met.")
         lines.append("")
     if notes:
         lines.append("Notes:")
@@ -185,12 +209,23 @@ def breakdown_markdown(sd):
 
 def suite_conditions(s, meta):
     q = " ".join(common.QEMU_BASE_ARGS)
+    mem = meta.get("vmm_memory")
+    thp = meta.get("thp")
+    where = ("" if not thp else " Transparent huge pages where the guests ran: "
+             + ", ".join(f"{k}=[{v}]" for k, v in thp.items())
+             + (f" (`--thp {meta['thp_requested']}`)" if meta.get("thp_requested", "keep") != "keep"
+                else "") + ".")
+    if "vmm_memory" in meta:
+        where += (f" vmm's guest RAM: `--memory SIZE,{mem}`." if mem else
+                  " vmm's guest RAM: the default (anonymous private memory).")
     if s == "boot":
         return ("Guest: 1 vCPU, 256 MiB, command line `console=ttyS0 quiet panic=-1`, initramfs "
-                "whose /init echoes `BENCH-BOOT-MARKER` and runs `poweroff -f`. Time: from just "
+                "whose /init echoes `BENCH-BOOT-MARKER`, waits for the harness's go line on the "
+                "console and runs `poweroff -f`. Time: from just "
                 "before the VMM process is forked to the marker line on its stdout; exits (KVM "
                 "debugfs, summed over vCPUs) and RSS (/proc/PID/smaps, total Rss minus the guest "
-                f"RAM mapping) read when the marker arrives. QEMU: `qemu-system-x86_64 {q}`.")
+                "RAM mapping) read when the marker arrives, before the go line is sent. "
+                f"QEMU: `qemu-system-x86_64 {q}`." + where)
     info = meta.get("suites", {}).get(s, {})
     if s == "blk":
         return (f"Guest: 1 vCPU, {common.IO_GUEST_MIB} MiB. Disk: "
@@ -201,12 +236,13 @@ def suite_conditions(s, meta):
                 "io_uring fails); fio itself comes from a second, read-only virtio-blk disk. "
                 "CPU = utime+stime of the VMM process over the job's I/O loop (guest time of its "
                 "vCPU thread included), exits = KVM exits over the same window; both per GiB "
-                "that fio moved.")
+                "that fio moved. Outside guest mode: the non-vCPU threads' CPU plus each vCPU "
+                "thread's run time minus its (tick-sampled) guest time." + where)
     return (f"Guest: 1 vCPU, {common.IO_GUEST_MIB} MiB. Network: "
             f"{info.get('net_link', 'tap with link-local addresses')}; vmm `--net tap=…,vhost=off`, "
             "QEMU `-netdev tap,…,vhost=off -device virtio-net-device`. iperf3 "
             f"{meta.get('iperf_time_s', '?')} s per direction, one TCP stream; throughput from the "
-            "receiver's byte count. CPU and exits as for blk, per GiB received.")
+            "receiver's byte count. CPU and exits as for blk, per GiB received." + where)
 
 
 # ---- plots ----------------------------------------------------------------------------------
