@@ -109,6 +109,18 @@ struct virtio_backend {
 };
 
 /*
+ * What a device model asks of a vhost-user back-end (struct virtio_offload's
+ * vhost_user): the device it serves and which of its feature bits are the
+ * back-end's (vhost/vhost.h's backend_bits; the ring bits always are).
+ */
+struct virtio_user_spec {
+	const char *socket;	/* the back-end's listening unix socket; the VMM connects */
+	uint32_t device_id;	/* VIRTIO_ID_*: virtio-fs 26, virtio-net 1, ... */
+	unsigned int nqueues;	/* the back-end serves queues 0 .. nqueues-1 */
+	uint64_t backend_bits;	/* device feature bits the back-end is in charge of */
+};
+
+/*
  * Data paths the VMM does not run itself (kernel vhost, vhost-user) for the
  * device models to ask for. The VM assembly supplies one (vhost/offload.h):
  * virtio/ cannot include vhost/. A constructor returns 0 with *out, a
@@ -126,6 +138,15 @@ struct virtio_offload {
 	 */
 	int (*vsock)(const struct virtio_offload *o, const struct guest_mem *mem, const char *name,
 		     uint64_t cid, struct virtio_backend **out, char *why, size_t whylen);
+	/*
+	 * A vhost-user back-end listening on spec->socket serves the device's queues
+	 * (guest RAM must be shared: mem->shared). -ECONNREFUSED/-ENOENT: nothing
+	 * listens there; -EPROTO: the back-end misbehaved; -EOPNOTSUPP: it lacks
+	 * what the device needs (VERSION_1, enough queues).
+	 */
+	int (*vhost_user)(const struct virtio_offload *o, const struct guest_mem *mem,
+			  const char *name, const struct virtio_user_spec *spec,
+			  struct virtio_backend **out, char *why, size_t whylen);
 };
 
 #endif

@@ -10,6 +10,7 @@
 #include "virtio/blk.h"
 #include "virtio/console.h"
 #include "virtio/devices.h"
+#include "virtio/fs.h"
 #include "virtio/net.h"
 #include "virtio/rng.h"
 #include "virtio/vsock.h"
@@ -61,12 +62,22 @@ static int create_vsock(const struct virtio_device_args *a, struct virtio_mmio_d
 	return ret;
 }
 
+static int create_fs(const struct virtio_device_args *a, struct virtio_mmio_dev **out)
+{
+	struct virtio_fs *f;
+	int ret = virtio_fs_create(a->host, a->options, a->name, a->base, a->gsi, &f);
+
+	*out = ret ? NULL : &f->dev;
+	return ret;
+}
+
 static const struct virtio_device_kind kinds[] = {
 	{ "blk", create_blk },
 	{ "net", create_net },
 	{ "rng", create_rng },
 	{ "console", create_console },
 	{ "vsock", create_vsock },
+	{ "fs", create_fs },
 };
 
 const struct virtio_device_kind *virtio_device_kinds(unsigned int *n)
@@ -90,7 +101,7 @@ int virtio_device_create(const char *kind, const struct virtio_device_args *a,
 
 	*out = NULL;
 	if (!k) {
-		log_error("%s: no virtio device of kind '%s' — use blk, net, rng, console or vsock",
+		log_error("%s: no virtio device of kind '%s' — use blk, net, rng, console, vsock or fs",
 			  a->name ? a->name : "virtio", kind ? kind : "(none)");
 		return -EINVAL;
 	}

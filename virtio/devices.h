@@ -24,12 +24,13 @@ struct virtio_device_args {
 	const char *name;	/* for messages, e.g. "virtio-blk0"; must outlive the device */
 	uint64_t base;		/* guest-physical address of its register window */
 	uint32_t gsi;
-	/* The kind's options: struct blk_options, net_options, console_options, vsock_options; NULL for rng. */
+	/* The kind's options: struct blk_options, net_options, console_options, vsock_options,
+	 * fs_options; NULL for rng. */
 	const void *options;
 };
 
 struct virtio_device_kind {
-	const char *kind;	/* "blk", "net", "rng", "console", "vsock" */
+	const char *kind;	/* "blk", "net", "rng", "console", "vsock", "fs" */
 	/* Creates a device of this kind: 0 with *out set, or -errno after log_error(). */
 	int (*create)(const struct virtio_device_args *a, struct virtio_mmio_dev **out);
 };

@@ -476,6 +476,10 @@ int virtio_net_create_fd(struct virtio_host *host, const struct net_options *o, 
 	n->is_tap = is_tap;
 	n->offload = offload;
 	snprintf(n->ifname, sizeof(n->ifname), "%s", o->tap ? o->tap : "tap");
+	if (fd < 0 && !offload) {
+		free(n);
+		return -EINVAL;	/* without a tap only a back-end of its own can move frames */
+	}
 	n->rl = (struct log_ratelimit)LOG_RATELIMIT_INIT;
 	n->dev.host = host;	/* virtio_net_destroy() needs the loop before virtio_mmio_init() */
 	n->rx_buf = malloc(NET_RX_BUF_SIZE);
@@ -620,6 +624,48 @@ static const char *net_tap_hint(int err)
 	}
 }
 
+/*
+ * virtio-net on a vhost-user back-end: no tap, the back-end moves every frame;
+ * the device model keeps the config (mac, status) and its config feature bits.
+ */
+static int net_create_vhost_user(struct virtio_host *host, const struct net_options *o,
+				 const char *name, uint64_t base, uint32_t gsi,
+				 struct virtio_net **out)
+{
+	struct virtio_user_spec spec = {
+		.socket = o->vhost_user,
+		.device_id = VIRTIO_ID_NET,
+		.nqueues = 2,
+		.backend_bits = NET_VHOST_USER_BACKEND_BITS,
+	};
+	struct virtio_backend *be = NULL;
+	char why[200] = "this VMM has no vhost-user support";
+	int ret;
+
+	if (!host->mem->shared) {
+		log_error("%s: a vhost-user back-end must map guest RAM, which is private — add "
+			  "shared=on to --memory (e.g. --memory 1G,shared=on)", name);
+		return -EINVAL;
+	}
+	ret = -EOPNOTSUPP;
+	if (host->offload && host->offload->vhost_user)
+		ret = host->offload->vhost_user(host->offload, host->mem, name, &spec, &be, why,
+						sizeof(why));
+	if (ret) {
+		log_error("%s: cannot use the vhost-user back-end at %s: %s — start it first and "
+			  "check the socket path", name, o->vhost_user, why);
+		return ret;
+	}
+	ret = virtio_net_create_fd(host, o, name, base, gsi, -1, false, be, out);
+	if (ret) {
+		log_error("%s: cannot set up the device: %s — check memory and file limits", name,
+			  strerror(-ret));
+		return ret;
+	}
+	log_info("%s: data path in the vhost-user back-end at %s", name, o->vhost_user);
+	return 0;
+}
+
 int virtio_net_create(struct virtio_host *host, const struct net_options *o, const char *name,
 		      uint64_t base, uint32_t gsi, struct virtio_net **out)
 {
@@ -627,6 +673,13 @@ int virtio_net_create(struct virtio_host *host, const struct net_options *o, con
 	int fd, ret;
 
 	*out = NULL;
+	if (o->vhost_user) {
+		if (o->tap) {
+			log_error("%s: both tap= and vhost-user= given — choose one", name);
+			return -EINVAL;
+		}
+		return net_create_vhost_user(host, o, name, base, gsi, out);
+	}
 	if (o->vhost == NET_VHOST_ON && (!host->offload || !host->offload->net)) {
 		log_error("%s: vhost=on, but this VMM has no vhost support here — use vhost=off", name);
 		return -EOPNOTSUPP;

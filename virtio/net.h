@@ -33,6 +33,18 @@
 #define NET_FRAME_MAX		(65536 + 14 + 4)
 #define NET_RX_BURST		64	/* frames per tap wake-up, then other sources get a turn */
 
+/*
+ * The device feature bits a vhost-user-net back-end is in charge of (it builds
+ * and parses the frames' headers): checksum and segmentation offloads and
+ * mergeable receive buffers. MAC and STATUS stay the device model's (its config
+ * space). The device offers these only where the back-end offered them.
+ */
+#define NET_VHOST_USER_BACKEND_BITS \
+	((1ULL << VIRTIO_NET_F_CSUM) | (1ULL << VIRTIO_NET_F_GUEST_CSUM) | \
+	 (1ULL << VIRTIO_NET_F_GUEST_TSO4) | (1ULL << VIRTIO_NET_F_GUEST_TSO6) | \
+	 (1ULL << VIRTIO_NET_F_HOST_TSO4) | (1ULL << VIRTIO_NET_F_HOST_TSO6) | \
+	 (1ULL << VIRTIO_NET_F_MRG_RXBUF))
+
 struct virtio_net {
 	struct virtio_mmio_dev dev;	/* transport: registers, config, features */
 	struct userspace_backend ub;	/* the queues' data path, unless offloaded */
@@ -87,8 +99,8 @@ ssize_t net_tx_write(int fd, const struct virtq_chain *c);
  * Creates the device over an open, non-blocking fd that speaks the tap's
  * framing (a tap, or in tests one end of a SOCK_DGRAM socketpair); is_tap
  * enables TUNSETOFFLOAD. offload: a back-end that runs the queues instead of
- * the VMM (kernel vhost-net over the same fd), or NULL for the userspace data
- * path. Takes ownership of fd and offload, even on failure. 0 with *out set,
+ * the VMM (kernel vhost-net over the same fd, or a vhost-user back-end with
+ * fd -1), or NULL for the userspace data path (fd required). Takes ownership of fd and offload, even on failure. 0 with *out set,
  * or -errno (not logged: the caller knows what the fd is).
  */
 int virtio_net_create_fd(struct virtio_host *host, const struct net_options *o, const char *name,
@@ -99,7 +111,9 @@ int virtio_net_create_fd(struct virtio_host *host, const struct net_options *o, 
  * Creates the device over tap o->tap (see virtio/devices.h): 0 with *out set,
  * or -errno after log_error(). Its data path: host->offload's vhost-net when
  * o->vhost is auto or on and it is usable (auto falls back to the userspace
- * one with a warning; on fails), the userspace one for off.
+ * one with a warning; on fails), the userspace one for off. With
+ * o->vhost_user instead of a tap: host->offload's vhost-user back-end at that
+ * socket (guest RAM must be shared), or an error.
  */
 int virtio_net_create(struct virtio_host *host, const struct net_options *o, const char *name,
 		      uint64_t base, uint32_t gsi, struct virtio_net **out);

@@ -24,9 +24,13 @@ enum net_vhost {
 	NET_VHOST_OFF,		/* the VMM's userspace data path */
 };
 
-/* --net tap=NAME[,mac=52:54:00:12:34:56][,vhost=on|off] */
+/*
+ * --net tap=NAME[,mac=52:54:00:12:34:56][,vhost=on|off]
+ * --net vhost-user=SOCKET[,mac=...]: the queues served by a vhost-user back-end
+ */
 struct net_options {
-	const char *tap;	/* existing or new tap interface name */
+	const char *tap;	/* existing or new tap interface name; NULL with vhost_user */
+	const char *vhost_user;	/* the vhost-user back-end's socket, or NULL (tap) */
 	uint8_t mac[6];
 	bool mac_set;		/* false: a locally administered MAC is generated */
 	enum net_vhost vhost;	/* default (zero) auto */
@@ -35,6 +39,16 @@ struct net_options {
 /* --vsock cid=N : virtio-vsock, its data path in kernel vhost-vsock */
 struct vsock_options {
 	uint64_t cid;		/* the guest's context id: 3 .. 0xfffffffe */
+};
+
+/* --fs vhost-user=SOCKET,tag=TAG[,queues=N] : virtio-fs, served by a vhost-user back-end */
+#define FS_TAG_MAX		36	/* bytes, struct virtio_fs_config.tag */
+#define FS_REQUEST_QUEUES_MAX	8
+
+struct fs_options {
+	const char *vhost_user;	/* the back-end's socket (virtiofsd --socket-path) */
+	const char *tag;	/* what the guest mounts: 1..FS_TAG_MAX bytes */
+	unsigned int queues;	/* request queues, 1..FS_REQUEST_QUEUES_MAX; 0 means 1 */
 };
 
 /* --console pty|stdio|off : virtio-console (hvc0) */

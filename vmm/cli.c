@@ -20,6 +20,7 @@ enum {
 	OPT_RNG,
 	OPT_CONSOLE,
 	OPT_VSOCK,
+	OPT_FS,
 	OPT_VIRTIO_CMDLINE,
 };
 
@@ -35,6 +36,7 @@ static const struct option run_options[] = {
 	{ "rng", no_argument, NULL, OPT_RNG },
 	{ "console", required_argument, NULL, OPT_CONSOLE },
 	{ "vsock", required_argument, NULL, OPT_VSOCK },
+	{ "fs", required_argument, NULL, OPT_FS },
 	{ "virtio-cmdline", no_argument, NULL, OPT_VIRTIO_CMDLINE },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
@@ -94,12 +96,20 @@ void cli_print_run_help(FILE *out)
 	      "                    runs in the host kernel (vhost-net) when /dev/vhost-net is usable,\n"
 	      "                    else in vmm (with a note); vhost=on requires vhost-net, vhost=off\n"
 	      "                    keeps the data path in vmm\n"
+	      "  --net vhost-user=SOCKET[,mac=52:54:00:12:34:56]\n"
+	      "                    virtio-net whose frames a vhost-user back-end listening on SOCKET\n"
+	      "                    moves (e.g. DPDK's vhost PMD); needs --memory ...,shared=on\n"
 	      "  --rng             virtio-rng entropy device fed from getrandom()\n"
 	      "  --console pty|file=PATH\n"
 	      "                    virtio-console (hvc0) on a new pseudo-terminal (its path is printed)\n"
 	      "                    or appended to a file\n"
 	      "  --vsock cid=N     virtio-vsock with guest context id N (3-4294967294), served by the\n"
 	      "                    host kernel (vhost-vsock): host programs reach the guest with AF_VSOCK\n"
+	      "  --fs vhost-user=SOCKET,tag=TAG[,queues=N]\n"
+	      "                    virtio-fs served by a vhost-user back-end listening on SOCKET (e.g.\n"
+	      "                    virtiofsd --socket-path=SOCKET --shared-dir=DIR); the guest mounts it\n"
+	      "                    with mount -t virtiofs TAG /mnt. TAG: 1-36 bytes; N request queues,\n"
+	      "                    1-8 (default 1); repeatable, up to 4; needs --memory ...,shared=on\n"
 	      "  --virtio-cmdline  also announce the devices on the kernel command line\n"
 	      "                    (virtio_mmio.device=, for kernels without ACPI)\n"
 	      "  -v, --verbose     report progress on stderr\n"
@@ -245,6 +255,10 @@ static int net_kv(struct vmm_config *cfg, void *obj, const char *key, char *val,
 		if (!*val || strlen(val) >= 16)
 			return usage_error(err, errlen, "--net: tap name '%s' must be 1 to 15 characters", val);
 		n->tap = val;
+	} else if (!strcmp(key, "vhost-user")) {
+		if (!*val)
+			return usage_error(err, errlen, "--net: vhost-user needs the back-end's socket path");
+		n->vhost_user = val;
 	} else if (!strcmp(key, "mac")) {
 		if (cli_parse_mac(val, n->mac))
 			return usage_error(err, errlen, "--net: mac '%s' is not a unicast MAC address like "
@@ -257,7 +271,35 @@ static int net_kv(struct vmm_config *cfg, void *obj, const char *key, char *val,
 			return usage_error(err, errlen, "--net: vhost='%s' — use on or off", val);
 		n->vhost = on ? NET_VHOST_ON : NET_VHOST_OFF;
 	} else {
-		return usage_error(err, errlen, "--net: unknown key '%s' — use tap, mac or vhost", key);
+		return usage_error(err, errlen, "--net: unknown key '%s' — use tap, vhost-user, mac or vhost", key);
+	}
+	return 0;
+}
+
+static int fs_kv(struct vmm_config *cfg, void *obj, const char *key, char *val, char *err,
+		 size_t errlen)
+{
+	struct fs_options *f = obj;
+	unsigned long n;
+
+	(void)cfg;
+	if (!strcmp(key, "vhost-user")) {
+		if (!*val)
+			return usage_error(err, errlen, "--fs: vhost-user needs the back-end's socket path");
+		f->vhost_user = val;
+	} else if (!strcmp(key, "tag")) {
+		if (!*val || strlen(val) > FS_TAG_MAX)
+			return usage_error(err, errlen, "--fs: tag '%s' must be 1 to %d bytes", val,
+					   FS_TAG_MAX);
+		f->tag = val;
+	} else if (!strcmp(key, "queues")) {
+		if (parse_uint(val, 1, FS_REQUEST_QUEUES_MAX, &n))
+			return usage_error(err, errlen, "--fs: queues '%s' is not a number from 1 to %d",
+					   val, FS_REQUEST_QUEUES_MAX);
+		f->queues = (unsigned int)n;
+	} else {
+		return usage_error(err, errlen, "--fs: unknown key '%s' — use vhost-user, tag or queues",
+				   key);
 	}
 	return 0;
 }
@@ -384,8 +426,14 @@ static int parse_run_option(int opt, const char *arg, struct vmm_config *cfg, ch
 			return usage_error(err, errlen, "more than %d --net options", VMM_MAX_NETS);
 		memset(net, 0, sizeof(*net));
 		ret = parse_kv_list(cfg, "--net", arg, NULL, net_kv, net, err, errlen);
-		if (!ret && !net->tap)
-			return usage_error(err, errlen, "--net needs tap=NAME");
+		if (!ret && !net->tap && !net->vhost_user)
+			return usage_error(err, errlen, "--net needs tap=NAME or vhost-user=SOCKET");
+		if (!ret && net->tap && net->vhost_user)
+			return usage_error(err, errlen, "--net: tap and vhost-user exclude each other — "
+					   "give one");
+		if (!ret && net->vhost_user && net->vhost != NET_VHOST_AUTO)
+			return usage_error(err, errlen, "--net: vhost=on|off is for tap; a vhost-user "
+					   "device is always served by its back-end");
 		if (!ret)
 			cfg->nnets++;
 		return ret;
@@ -408,6 +456,26 @@ static int parse_run_option(int opt, const char *arg, struct vmm_config *cfg, ch
 			return usage_error(err, errlen, "--vsock needs cid=N");
 		cfg->vsock_set = !ret;
 		return ret;
+	case OPT_FS: {
+		struct fs_options *f = &cfg->fs[cfg->nfs];
+
+		if (cfg->nfs == VMM_MAX_FS)
+			return usage_error(err, errlen, "more than %d --fs options", VMM_MAX_FS);
+		memset(f, 0, sizeof(*f));
+		ret = parse_kv_list(cfg, "--fs", arg, NULL, fs_kv, f, err, errlen);
+		if (!ret && !f->vhost_user)
+			return usage_error(err, errlen, "--fs needs vhost-user=SOCKET (virtio-fs has no "
+					   "back-end in vmm)");
+		if (!ret && !f->tag)
+			return usage_error(err, errlen, "--fs needs tag=TAG (the name the guest mounts)");
+		for (unsigned int i = 0; !ret && i < cfg->nfs; i++)
+			if (!strcmp(cfg->fs[i].tag, f->tag))
+				return usage_error(err, errlen, "--fs: tag '%s' given twice — give each "
+						   "share its own tag", f->tag);
+		if (!ret)
+			cfg->nfs++;
+		return ret;
+	}
 	case OPT_VIRTIO_CMDLINE:
 		cfg->virtio_cmdline = true;
 		return 0;
@@ -465,6 +533,13 @@ int cli_parse(int argc, char **argv, struct vmm_config *cfg, enum cli_command *c
 	if (optind < argc)
 		return usage_error(err, errlen, "unexpected argument '%s' — see `vmm run --help`",
 				   argv[optind]);
+	for (unsigned int i = 0; i < cfg->nnets + cfg->nfs && !cfg->mem_shared; i++)
+		if (i >= cfg->nnets || cfg->nets[i].vhost_user)
+			return usage_error(err, errlen, "%s vhost-user=%s: a vhost-user back-end must map "
+					   "guest RAM — add shared=on to --memory (e.g. --memory "
+					   "1G,shared=on)", i < cfg->nnets ? "--net" : "--fs",
+					   i < cfg->nnets ? cfg->nets[i].vhost_user :
+					   cfg->fs[i - cfg->nnets].vhost_user);
 	if (!cfg->kernel)
 		return usage_error(err, errlen, "no kernel given — add --kernel PATH (a bzImage such "
 				   "as /boot/vmlinuz-$(uname -r))");

@@ -27,6 +27,7 @@ enum vmm_exit {
 #define VMM_DEFAULT_CMDLINE	"console=ttyS0"
 #define VMM_MAX_DISKS		8
 #define VMM_MAX_NETS		4
+#define VMM_MAX_FS		4
 #define VMM_MAX_OWNED		64
 
 struct vmm_config {
@@ -49,6 +50,8 @@ struct vmm_config {
 	struct console_options console;
 	bool vsock_set;
 	struct vsock_options vsock;
+	struct fs_options fs[VMM_MAX_FS];
+	unsigned int nfs;
 	bool virtio_cmdline;	/* also announce devices with virtio_mmio.device= */
 
 	/* Strings split out of option values; freed by cli_config_free(). */

@@ -197,11 +197,12 @@ static int vm_irqfd(struct virtio_host *h, uint32_t gsi, int fd, bool assign)
 	return ioctl(host_to_vm(h)->vm_fd, KVM_IRQFD, &irq) < 0 ? -errno : 0;
 }
 
-/* Creates the virtio devices in a fixed order (disks, nets, rng, console, vsock), slot by slot. */
+/* Creates the virtio devices in a fixed order (disks, nets, rng, console, vsock, fs), slot by slot. */
 static int vm_create_virtio_devices(struct vm *vm)
 {
 	const struct vmm_config *cfg = vm->cfg;
-	unsigned int total = cfg->ndisks + cfg->nnets + cfg->rng + cfg->console_set + cfg->vsock_set;
+	unsigned int total = cfg->ndisks + cfg->nnets + cfg->rng + cfg->console_set + cfg->vsock_set +
+			     cfg->nfs;
 
 	vm->virtio_host = (struct virtio_host){
 		.mem = &vm->mem,
@@ -239,10 +240,15 @@ static int vm_create_virtio_devices(struct vm *vm)
 			kind = "console";
 			args.options = &cfg->console;
 			snprintf(name, sizeof(vm->vdev_names[i]), "virtio-console0");
-		} else {
+		} else if ((k -= (unsigned int)cfg->console_set) < (unsigned int)cfg->vsock_set) {
 			kind = "vsock";
 			args.options = &cfg->vsock;
 			snprintf(name, sizeof(vm->vdev_names[i]), "virtio-vsock0");
+		} else {
+			k -= (unsigned int)cfg->vsock_set;
+			kind = "fs";
+			args.options = &cfg->fs[k];
+			snprintf(name, sizeof(vm->vdev_names[i]), "virtio-fs%u", k);
 		}
 		ret = virtio_device_create(kind, &args, &d);
 		if (ret)

@@ -487,6 +487,78 @@ Test(cli, net_limit)
 				 "tap=c", "--net", "tap=d", "--net", "tap=e"), "4");
 }
 
+Test(cli, net_vhost_user)
+{
+	static const uint8_t mac[6] = { 0x52, 0x54, 0x00, 0x00, 0x00, 0x02 };
+
+	cr_assert_eq(PARSE("run", "--kernel", "k", "--memory", "1G,shared=on", "--net",
+			   "vhost-user=/run/net.sock,mac=52:54:00:00:00:02", "--net", "tap=tap0"), 0,
+		     "%s", err);
+	cr_assert_eq(cfg.nnets, 2);
+	cr_assert_str_eq(cfg.nets[0].vhost_user, "/run/net.sock");
+	cr_assert_null(cfg.nets[0].tap);
+	cr_assert(cfg.nets[0].mac_set);
+	cr_assert_arr_eq(cfg.nets[0].mac, mac, 6);
+	cr_assert_null(cfg.nets[1].vhost_user);
+	cr_assert_str_eq(cfg.nets[1].tap, "tap0");
+}
+
+Test(cli, net_vhost_user_errors)
+{
+	expect_usage_error(PARSE("run", "--kernel", "k", "--net", "vhost-user=/run/net.sock"),
+			   "shared=on");
+	expect_usage_error(PARSE("run", "--kernel", "k", "--memory", "1G,shared=on", "--net",
+				 "vhost-user="), "socket");
+	expect_usage_error(PARSE("run", "--kernel", "k", "--memory", "1G,shared=on", "--net",
+				 "vhost-user=/s,tap=tap0"), "exclude");
+	expect_usage_error(PARSE("run", "--kernel", "k", "--memory", "1G,shared=on", "--net",
+				 "vhost-user=/s,vhost=on"), "vhost=on|off");
+	/* A tap device alone needs no shared memory. */
+	cr_assert_eq(PARSE("run", "--kernel", "k", "--net", "tap=tap0"), 0, "%s", err);
+}
+
+/* ---- --fs ---- */
+
+Test(cli, fs)
+{
+	cr_assert_eq(PARSE("run", "--kernel", "k", "--memory", "1G,shared=on", "--fs",
+			   "vhost-user=/run/fs.sock,tag=share", "--fs",
+			   "tag=abcdefghijklmnopqrstuvwxyz0123456789,vhost-user=/s2,queues=8"), 0, "%s",
+		     err);
+	cr_assert_eq(cfg.nfs, 2);
+	cr_assert_str_eq(cfg.fs[0].vhost_user, "/run/fs.sock");
+	cr_assert_str_eq(cfg.fs[0].tag, "share");
+	cr_assert_eq(cfg.fs[0].queues, 0, "default: one request queue");
+	cr_assert_str_eq(cfg.fs[1].tag, "abcdefghijklmnopqrstuvwxyz0123456789");
+	cr_assert_eq(cfg.fs[1].queues, 8);
+	cr_assert_eq(PARSE("run", "--kernel", "k"), 0, "%s", err);
+	cr_assert_eq(cfg.nfs, 0);
+}
+
+Test(cli, fs_errors)
+{
+#define SH "--memory", "1G,shared=on"
+	expect_usage_error(PARSE("run", "--kernel", "k", "--fs", "vhost-user=/s,tag=t"), "shared=on");
+	expect_usage_error(PARSE("run", "--kernel", "k", SH, "--fs", "tag=t"), "vhost-user");
+	expect_usage_error(PARSE("run", "--kernel", "k", SH, "--fs", "vhost-user=/s"), "tag");
+	expect_usage_error(PARSE("run", "--kernel", "k", SH, "--fs", "vhost-user=/s,tag="), "tag");
+	expect_usage_error(PARSE("run", "--kernel", "k", SH, "--fs",
+				 "vhost-user=/s,tag=abcdefghijklmnopqrstuvwxyz01234567890"), "36");
+	expect_usage_error(PARSE("run", "--kernel", "k", SH, "--fs", "vhost-user=,tag=t"), "socket");
+	expect_usage_error(PARSE("run", "--kernel", "k", SH, "--fs", "vhost-user=/s,tag=t,queues=0"),
+			   "queues");
+	expect_usage_error(PARSE("run", "--kernel", "k", SH, "--fs", "vhost-user=/s,tag=t,queues=9"),
+			   "queues");
+	expect_usage_error(PARSE("run", "--kernel", "k", SH, "--fs", "vhost-user=/s,tag=t,cache=auto"),
+			   "cache");
+	expect_usage_error(PARSE("run", "--kernel", "k", SH, "--fs", "vhost-user=/s,tag=t", "--fs",
+				 "vhost-user=/s2,tag=t"), "twice");
+	expect_usage_error(PARSE("run", "--kernel", "k", SH, "--fs", "vhost-user=/a,tag=a", "--fs",
+				 "vhost-user=/b,tag=b", "--fs", "vhost-user=/c,tag=c", "--fs",
+				 "vhost-user=/d,tag=d", "--fs", "vhost-user=/e,tag=e"), "4");
+#undef SH
+}
+
 /* ---- --rng, --console, --virtio-cmdline ---- */
 
 Test(cli, rng_and_virtio_cmdline)

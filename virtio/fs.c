@@ -1,0 +1,136 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/* virtio-fs on a vhost-user back-end (see virtio/fs.h). */
+#include <endian.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "virtio/fs.h"
+#include "vmm/base/guest_mem.h"
+#include "vmm/base/log.h"
+#include "vmm/base/util.h"
+
+static struct virtio_fs *to_fs(struct virtio_mmio_dev *d)
+{
+	return container_of(d, struct virtio_fs, dev);
+}
+
+const char *virtio_fs_check(const struct fs_options *o)
+{
+	size_t len;
+
+	if (!o->vhost_user || !o->vhost_user[0])
+		return "no vhost-user socket given (vhost-user=PATH)";
+	if (!o->tag)
+		return "no tag given (tag=NAME, what the guest mounts)";
+	len = strlen(o->tag);
+	if (len < 1 || len > FS_TAG_MAX)
+		return "the tag must be 1 to 36 bytes";
+	if (o->queues > FS_REQUEST_QUEUES_MAX)
+		return "too many request queues (at most 8)";
+	return NULL;
+}
+
+unsigned int virtio_fs_nqueues(const struct fs_options *o)
+{
+	return 1 + (o->queues ? o->queues : 1);
+}
+
+void virtio_fs_destroy(struct virtio_fs *f)
+{
+	if (!f)
+		return;
+	virtio_mmio_destroy(&f->dev);
+	if (f->offload)
+		f->offload->ops->destroy(f->offload);
+	free(f);
+}
+
+static void fs_destroy(struct virtio_mmio_dev *d)
+{
+	virtio_fs_destroy(to_fs(d));
+}
+
+int virtio_fs_create_with(struct virtio_host *host, const struct fs_options *o, const char *name,
+			  uint64_t base, uint32_t gsi, struct virtio_backend *offload,
+			  struct virtio_fs **out)
+{
+	struct virtio_fs *f;
+	int ret;
+
+	*out = NULL;
+	if (virtio_fs_check(o)) {
+		offload->ops->destroy(offload);
+		return -EINVAL;
+	}
+	f = calloc(1, sizeof(*f));
+	if (!f) {
+		offload->ops->destroy(offload);
+		return -ENOMEM;
+	}
+	f->offload = offload;
+	f->dev.host = host;
+	/* The tag is NUL-padded, not NUL-terminated: all 36 bytes may be used. */
+	memcpy(f->config.tag, o->tag, strlen(o->tag));
+	f->config.num_request_queues = htole32(virtio_fs_nqueues(o) - 1);
+	f->ops = (struct virtio_dev_ops){
+		.name = "virtio-fs",
+		.device_id = VIRTIO_ID_FS,
+		.nqueues = virtio_fs_nqueues(o),
+		.queue_max_size = FS_QUEUE_SIZE,
+		.destroy = fs_destroy,
+	};
+	ret = virtio_mmio_init(&f->dev, &f->ops, host, name, base, gsi, 0, &f->config,
+			       sizeof(f->config), offload);
+	if (ret) {
+		virtio_fs_destroy(f);
+		return ret;
+	}
+	*out = f;
+	return 0;
+}
+
+int virtio_fs_create(struct virtio_host *host, const struct fs_options *o, const char *name,
+		     uint64_t base, uint32_t gsi, struct virtio_fs **out)
+{
+	struct virtio_user_spec spec = {
+		.socket = o->vhost_user,
+		.device_id = VIRTIO_ID_FS,
+		.nqueues = virtio_fs_nqueues(o),
+		.backend_bits = 0,	/* virtio-fs has no device feature the VMM offers */
+	};
+	struct virtio_backend *be = NULL;
+	char why[200] = "this VMM has no vhost-user support";
+	const char *bad = virtio_fs_check(o);
+	int ret;
+
+	*out = NULL;
+	if (bad) {
+		log_error("%s: %s — see `vmm run --help` for --fs", name, bad);
+		return -EINVAL;
+	}
+	if (!host->mem->shared) {
+		log_error("%s: a vhost-user back-end must map guest RAM, which is private — add "
+			  "shared=on to --memory (e.g. --memory 1G,shared=on)", name);
+		return -EINVAL;
+	}
+	ret = -EOPNOTSUPP;
+	if (host->offload && host->offload->vhost_user)
+		ret = host->offload->vhost_user(host->offload, host->mem, name, &spec, &be, why,
+						sizeof(why));
+	if (ret) {
+		log_error("%s: cannot use the vhost-user back-end at %s: %s — start it first "
+			  "(e.g. virtiofsd --socket-path=%s --shared-dir=DIR)", name, o->vhost_user,
+			  why, o->vhost_user);
+		return ret;
+	}
+	ret = virtio_fs_create_with(host, o, name, base, gsi, be, out);
+	if (ret) {
+		log_error("%s: cannot set up the device: %s — check memory and file limits", name,
+			  strerror(-ret));
+		return ret;
+	}
+	log_info("%s: tag '%s' served by the vhost-user back-end at %s", name, o->tag,
+		 o->vhost_user);
+	return 0;
+}
