@@ -79,6 +79,7 @@ struct virtio_call {
 };
 
 struct virtio_backend;
+struct event_loop;
 
 struct virtio_backend_ops {
 	const char *name;	/* e.g. "userspace", "vhost-net" */
@@ -118,6 +119,7 @@ struct virtio_user_spec {
 	uint32_t device_id;	/* VIRTIO_ID_*: virtio-fs 26, virtio-net 1, ... */
 	unsigned int nqueues;	/* the back-end serves queues 0 .. nqueues-1 */
 	uint64_t backend_bits;	/* device feature bits the back-end is in charge of */
+	struct event_loop *loop;	/* where the VMM watches the connection (NULL: nowhere) */
 };
 
 /*

@@ -98,6 +98,7 @@ int virtio_fs_create(struct virtio_host *host, const struct fs_options *o, const
 		.device_id = VIRTIO_ID_FS,
 		.nqueues = virtio_fs_nqueues(o),
 		.backend_bits = 0,	/* virtio-fs has no device feature the VMM offers */
+		.loop = host->loop,
 	};
 	struct virtio_backend *be = NULL;
 	char why[200] = "this VMM has no vhost-user support";

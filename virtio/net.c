@@ -637,6 +637,7 @@ static int net_create_vhost_user(struct virtio_host *host, const struct net_opti
 		.device_id = VIRTIO_ID_NET,
 		.nqueues = 2,
 		.backend_bits = NET_VHOST_USER_BACKEND_BITS,
+		.loop = host->loop,
 	};
 	struct virtio_backend *be = NULL;
 	char why[200] = "this VMM has no vhost-user support";
