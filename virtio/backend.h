@@ -80,6 +80,22 @@ struct virtio_call {
 
 struct virtio_backend;
 struct event_loop;
+struct guest_mem;
+
+/*
+ * What a back-end in another process (vhost-user) tells its device model,
+ * from the event loop thread, without the device lock (the model takes it).
+ */
+struct virtio_backend_events {
+	/* The back-end's config space changed: read it again, config interrupt. */
+	void (*config_changed)(void *opaque);
+	/*
+	 * The back-end is gone (why: for messages). The model takes its queues back
+	 * (pause or DEVICE_NEEDS_RESET) and decides: reconnect() later, or finish
+	 * the guest's requests itself (lost_chains() names those the back-end held).
+	 */
+	void (*disconnected)(void *opaque, const char *why);
+};
 
 struct virtio_backend_ops {
 	const char *name;	/* e.g. "userspace", "vhost-net" */
@@ -102,24 +118,31 @@ struct virtio_backend_ops {
 	void (*stop)(struct virtio_backend *be, unsigned int q, struct virtq_state *state);
 	/* Frees the back-end; its queues are stopped. Called by the device that created it. */
 	void (*destroy)(struct virtio_backend *be);
+
+	/* The rest is optional: back-ends with a config space or a life of their own (vhost-user). */
+	/* The back-end's config space [offset, offset + len) into buf; 0 or -errno. */
+	int (*get_config)(struct virtio_backend *be, uint32_t offset, void *buf, uint32_t len);
+	/* A driver's write of the config space; 0 or -errno. */
+	int (*set_config)(struct virtio_backend *be, uint32_t offset, const void *buf, uint32_t len);
+	/* Registers the model's events (NULL: none). */
+	void (*set_events)(struct virtio_backend *be, const struct virtio_backend_events *ev,
+			   void *opaque);
+	/* After disconnected: one attempt to get the back-end back; 0 (then resume) or -errno. */
+	int (*reconnect)(struct virtio_backend *be);
+	/*
+	 * After disconnected and a stop of queue q (whose used index is used_idx): the
+	 * heads of chains the back-end took and never returned, in order, up to max;
+	 * the count, or -EOPNOTSUPP if it cannot know (then: none beyond used_idx's).
+	 */
+	int (*lost_chains)(struct virtio_backend *be, unsigned int q, uint16_t used_idx,
+			   uint16_t *heads, unsigned int max);
+	/* The driver reset the device (queues stopped): forget per-run state. */
+	void (*reset)(struct virtio_backend *be);
 };
 
 /* A back-end: embedded in its implementation's struct, which gets back with container_of(). */
 struct virtio_backend {
 	const struct virtio_backend_ops *ops;
-};
-
-/*
- * What a device model asks of a vhost-user back-end (struct virtio_offload's
- * vhost_user): the device it serves and which of its feature bits are the
- * back-end's (vhost/vhost.h's backend_bits; the ring bits always are).
- */
-struct virtio_user_spec {
-	const char *socket;	/* the back-end's listening unix socket; the VMM connects */
-	uint32_t device_id;	/* VIRTIO_ID_*: virtio-fs 26, virtio-net 1, ... */
-	unsigned int nqueues;	/* the back-end serves queues 0 .. nqueues-1 */
-	uint64_t backend_bits;	/* device feature bits the back-end is in charge of */
-	struct event_loop *loop;	/* where the VMM watches the connection (NULL: nowhere) */
 };
 
 /*
@@ -129,6 +152,15 @@ struct virtio_user_spec {
  * back-end the device then owns (it calls its destroy), or -errno with a
  * one-line reason in why (-ENOENT, -EACCES, -EOPNOTSUPP: not usable here).
  */
+/* What a device model asks of a vhost-user back-end (virtio_offload.user). */
+struct virtio_offload_user {
+	const char *path;		/* the back-end's unix socket */
+	unsigned int max_queues;	/* queues the device model can have */
+	uint16_t queue_size;		/* its QueueNumMax: sizes the in-flight area (0: none) */
+	uint64_t backend_bits;		/* device feature bits the back-end is in charge of */
+	unsigned int queues;		/* out: how many the back-end serves (<= max_queues) */
+};
+
 struct virtio_offload {
 	/* Kernel vhost-net for a virtio-net device over tap_fd (not owned; attached while running). */
 	int (*net)(const struct virtio_offload *o, const struct guest_mem *mem, const char *name,
@@ -141,14 +173,13 @@ struct virtio_offload {
 	int (*vsock)(const struct virtio_offload *o, const struct guest_mem *mem, const char *name,
 		     uint64_t cid, struct virtio_backend **out, char *why, size_t whylen);
 	/*
-	 * A vhost-user back-end listening on spec->socket serves the device's queues
-	 * (guest RAM must be shared: mem->shared). -ECONNREFUSED/-ENOENT: nothing
-	 * listens there; -EPROTO: the back-end misbehaved; -EOPNOTSUPP: it lacks
-	 * what the device needs (VERSION_1, enough queues).
+	 * A vhost-user back-end at u->path serving the device's queues (guest RAM must be
+	 * shared: mem->fd >= 0), watched on loop; fills u->queues. -ENOENT /
+	 * -ECONNREFUSED: nobody listens there.
 	 */
-	int (*vhost_user)(const struct virtio_offload *o, const struct guest_mem *mem,
-			  const char *name, const struct virtio_user_spec *spec,
-			  struct virtio_backend **out, char *why, size_t whylen);
+	int (*user)(const struct virtio_offload *o, const struct guest_mem *mem, const char *name,
+		    struct event_loop *loop, struct virtio_offload_user *u,
+		    struct virtio_backend **out, char *why, size_t whylen);
 };
 
 #endif

@@ -2,6 +2,7 @@
 /* virtio-fs on a vhost-user back-end (see virtio/fs.h). */
 #include <endian.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,6 +47,26 @@ void virtio_fs_destroy(struct virtio_fs *f)
 	free(f);
 }
 
+/*
+ * The back-end died (event loop thread, device lock not held): the device
+ * needs a reset. Nothing else can serve its queues; the guest's virtiofs
+ * driver sees DEVICE_NEEDS_RESET, other devices go on.
+ */
+static void fs_backend_gone(void *opaque, const char *why)
+{
+	struct virtio_fs *f = opaque;
+
+	pthread_mutex_lock(&f->dev.lock);
+	log_error("%s: its vhost-user back-end is gone (%s) — the share is unusable until the "
+		  "back-end and the VM are restarted", f->dev.name, why);
+	virtio_mmio_set_needs_reset(&f->dev, why);
+	pthread_mutex_unlock(&f->dev.lock);
+}
+
+static const struct virtio_backend_events fs_backend_events = {
+	.disconnected = fs_backend_gone,
+};
+
 static void fs_destroy(struct virtio_mmio_dev *d)
 {
 	virtio_fs_destroy(to_fs(d));
@@ -86,6 +107,8 @@ int virtio_fs_create_with(struct virtio_host *host, const struct fs_options *o, 
 		virtio_fs_destroy(f);
 		return ret;
 	}
+	if (offload->ops->set_events)
+		offload->ops->set_events(offload, &fs_backend_events, f);
 	*out = f;
 	return 0;
 }
@@ -93,12 +116,11 @@ int virtio_fs_create_with(struct virtio_host *host, const struct fs_options *o, 
 int virtio_fs_create(struct virtio_host *host, const struct fs_options *o, const char *name,
 		     uint64_t base, uint32_t gsi, struct virtio_fs **out)
 {
-	struct virtio_user_spec spec = {
-		.socket = o->vhost_user,
-		.device_id = VIRTIO_ID_FS,
-		.nqueues = virtio_fs_nqueues(o),
+	struct virtio_offload_user ou = {
+		.path = o->vhost_user,
+		.max_queues = virtio_fs_nqueues(o),
+		.queue_size = 0,	/* no in-flight area: virtio-fs back-ends have no INFLIGHT_SHMFD */
 		.backend_bits = 0,	/* virtio-fs has no device feature the VMM offers */
-		.loop = host->loop,
 	};
 	struct virtio_backend *be = NULL;
 	char why[200] = "this VMM has no vhost-user support";
@@ -116,14 +138,22 @@ int virtio_fs_create(struct virtio_host *host, const struct fs_options *o, const
 		return -EINVAL;
 	}
 	ret = -EOPNOTSUPP;
-	if (host->offload && host->offload->vhost_user)
-		ret = host->offload->vhost_user(host->offload, host->mem, name, &spec, &be, why,
-						sizeof(why));
+	if (host->offload && host->offload->user)
+		ret = host->offload->user(host->offload, host->mem, name, host->loop, &ou, &be, why,
+					  sizeof(why));
 	if (ret) {
 		log_error("%s: cannot use the vhost-user back-end at %s: %s — start it first "
 			  "(e.g. virtiofsd --socket-path=%s --shared-dir=DIR)", name, o->vhost_user,
 			  why, o->vhost_user);
 		return ret;
+	}
+	if (ou.queues < ou.max_queues) {
+		log_error("%s: the vhost-user back-end at %s serves %u queues; %u request queue%s "
+			  "need %u — ask for fewer (queues=%u)", name, o->vhost_user, ou.queues,
+			  ou.max_queues - 1, ou.max_queues > 2 ? "s" : "", ou.max_queues,
+			  ou.queues > 1 ? ou.queues - 1 : 1);
+		be->ops->destroy(be);
+		return -EOPNOTSUPP;
 	}
 	ret = virtio_fs_create_with(host, o, name, base, gsi, be, out);
 	if (ret) {

@@ -10,6 +10,7 @@
  */
 #include <endian.h>
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
@@ -624,6 +625,22 @@ static const char *net_tap_hint(int err)
 	}
 }
 
+/* The vhost-user back-end died (event loop thread, lock not held): the device needs a reset. */
+static void net_backend_gone(void *opaque, const char *why)
+{
+	struct virtio_net *n = opaque;
+
+	pthread_mutex_lock(&n->dev.lock);
+	log_error("%s: its vhost-user back-end is gone (%s) — the interface is down until the "
+		  "back-end and the VM are restarted", n->dev.name, why);
+	virtio_mmio_set_needs_reset(&n->dev, why);
+	pthread_mutex_unlock(&n->dev.lock);
+}
+
+static const struct virtio_backend_events net_backend_events = {
+	.disconnected = net_backend_gone,
+};
+
 /*
  * virtio-net on a vhost-user back-end: no tap, the back-end moves every frame;
  * the device model keeps the config (mac, status) and its config feature bits.
@@ -632,12 +649,11 @@ static int net_create_vhost_user(struct virtio_host *host, const struct net_opti
 				 const char *name, uint64_t base, uint32_t gsi,
 				 struct virtio_net **out)
 {
-	struct virtio_user_spec spec = {
-		.socket = o->vhost_user,
-		.device_id = VIRTIO_ID_NET,
-		.nqueues = 2,
+	struct virtio_offload_user ou = {
+		.path = o->vhost_user,
+		.max_queues = 2,
+		.queue_size = 0,	/* no in-flight area: a lost frame is only a lost frame */
 		.backend_bits = NET_VHOST_USER_BACKEND_BITS,
-		.loop = host->loop,
 	};
 	struct virtio_backend *be = NULL;
 	char why[200] = "this VMM has no vhost-user support";
@@ -649,13 +665,19 @@ static int net_create_vhost_user(struct virtio_host *host, const struct net_opti
 		return -EINVAL;
 	}
 	ret = -EOPNOTSUPP;
-	if (host->offload && host->offload->vhost_user)
-		ret = host->offload->vhost_user(host->offload, host->mem, name, &spec, &be, why,
-						sizeof(why));
+	if (host->offload && host->offload->user)
+		ret = host->offload->user(host->offload, host->mem, name, host->loop, &ou, &be, why,
+					  sizeof(why));
 	if (ret) {
 		log_error("%s: cannot use the vhost-user back-end at %s: %s — start it first and "
 			  "check the socket path", name, o->vhost_user, why);
 		return ret;
+	}
+	if (ou.queues < 2) {
+		log_error("%s: the vhost-user back-end at %s serves %u queue; virtio-net needs a "
+			  "receive and a transmit queue", name, o->vhost_user, ou.queues);
+		be->ops->destroy(be);
+		return -EOPNOTSUPP;
 	}
 	ret = virtio_net_create_fd(host, o, name, base, gsi, -1, false, be, out);
 	if (ret) {
@@ -663,6 +685,8 @@ static int net_create_vhost_user(struct virtio_host *host, const struct net_opti
 			  strerror(-ret));
 		return ret;
 	}
+	if (be->ops->set_events)
+		be->ops->set_events(be, &net_backend_events, *out);
 	log_info("%s: data path in the vhost-user back-end at %s", name, o->vhost_user);
 	return 0;
 }

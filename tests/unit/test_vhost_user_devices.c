@@ -26,6 +26,7 @@
 #include "virtio/fs.h"
 #include "virtio/net.h"
 #include "vmm/base/guest_mem.h"
+#include "vmm/base/util.h"
 
 #define BASE	0xd0000000ULL
 #define GSI	5
@@ -140,8 +141,9 @@ static const struct vhost_ops fk_ops = {
 static struct {
 	int calls;
 	int fail;			/* -errno to answer with */
-	struct virtio_user_spec spec;
-	char socket[108];
+	unsigned int serves;		/* queues the back-end serves; 0: as many as asked */
+	struct virtio_offload_user ou;
+	char path[108];
 	int destroyed;
 	struct vhost_device_ops dev_ops;
 } off;
@@ -152,27 +154,29 @@ static void fk_dev_destroy(struct vhost_dev *dev)
 	free(dev);
 }
 
-static int fk_vhost_user(const struct virtio_offload *o, const struct guest_mem *mem,
-			 const char *name, const struct virtio_user_spec *spec,
-			 struct virtio_backend **out, char *why, size_t whylen)
+static int fk_user(const struct virtio_offload *o, const struct guest_mem *mem, const char *name,
+		   struct event_loop *loop, struct virtio_offload_user *u,
+		   struct virtio_backend **out, char *why, size_t whylen)
 {
 	struct vhost_dev *vd;
 	int ret;
 
 	off.calls++;
-	off.spec = *spec;
-	snprintf(off.socket, sizeof(off.socket), "%s", spec->socket);
-	off.spec.socket = off.socket;
+	off.ou = *u;
+	snprintf(off.path, sizeof(off.path), "%s", u->path);
+	off.ou.path = off.path;
+	cr_assert_eq(loop, fake_host.loop, "the connection is watched on the VM's event loop");
 	if (off.fail) {
 		snprintf(why, whylen, "nothing listens there");
 		return off.fail;
 	}
+	u->queues = off.serves && off.serves < u->max_queues ? off.serves : u->max_queues;
 	vd = calloc(1, sizeof(*vd));
 	cr_assert_not_null(vd);
 	off.dev_ops = (struct vhost_device_ops){
-		.name = "fake-user", .backend_bits = spec->backend_bits, .destroy = fk_dev_destroy,
+		.name = "fake-user", .backend_bits = u->backend_bits, .destroy = fk_dev_destroy,
 	};
-	ret = vhost_dev_init(vd, &fk_ops, NULL, &off.dev_ops, mem, name, spec->nqueues);
+	ret = vhost_dev_init(vd, &fk_ops, NULL, &off.dev_ops, mem, name, u->queues);
 	if (ret) {
 		free(vd);
 		return ret;
@@ -181,12 +185,19 @@ static int fk_vhost_user(const struct virtio_offload *o, const struct guest_mem 
 	return 0;
 }
 
-static const struct virtio_offload fake_offload = { .vhost_user = fk_vhost_user };
+static const struct virtio_offload fake_offload = { .user = fk_user };
 
 /* What virtiofsd 1.13 offers (peers.md), plus bits that must never reach a guest. */
 static const uint64_t virtiofsd_offer =
 	BIT(VIRTIO_F_VERSION_1) | BIT(VIRTIO_RING_F_INDIRECT_DESC) | BIT(VIRTIO_RING_F_EVENT_IDX) |
 	BIT(30) /* PROTOCOL_FEATURES */ | BIT(26) /* LOG_ALL */ | BIT(0) /* FS NOTIFICATION */;
+
+/* What DPDK 22.11's vhost PMD offers by default (no TSO), plus private bits. */
+static const uint64_t dpdk_offer =
+	BIT(VIRTIO_F_VERSION_1) | BIT(VIRTIO_RING_F_INDIRECT_DESC) | BIT(VIRTIO_RING_F_EVENT_IDX) |
+	BIT(VIRTIO_NET_F_MRG_RXBUF) | BIT(VIRTIO_NET_F_CSUM) | BIT(VIRTIO_NET_F_GUEST_CSUM) |
+	BIT(VIRTIO_NET_F_CTRL_VQ) | BIT(VIRTIO_NET_F_MQ) | BIT(VIRTIO_NET_F_GUEST_ANNOUNCE) |
+	BIT(30) | BIT(26) | BIT(VIRTIO_F_ANY_LAYOUT);
 
 static struct virtio_fs *fs;
 static struct virtio_net *net;
@@ -235,6 +246,14 @@ static int create_fs(const char *tag, unsigned int queues)
 	int ret = virtio_fs_create(&fake_host, &o, "virtio-fs0", BASE, GSI, &fs);
 
 	d = fs ? &fs->dev : NULL;
+	return ret;
+}
+
+static int create_net(const struct net_options *o)
+{
+	int ret = virtio_net_create(&fake_host, o, "virtio-net0", BASE, GSI, &net);
+
+	d = net ? &net->dev : NULL;
 	return ret;
 }
 
@@ -301,10 +320,10 @@ Test(vhost_user_devices, fs_asks_the_offload_for_a_vhost_user_back_end_for_every
 {
 	cr_assert_eq(create_fs("share", 2), 0);
 	cr_assert_eq(off.calls, 1);
-	cr_assert_str_eq(off.spec.socket, "/run/fs.sock");
-	cr_assert_eq(off.spec.device_id, VIRTIO_ID_FS);
-	cr_assert_eq(off.spec.nqueues, 3);
-	cr_assert_eq(off.spec.backend_bits, 0);
+	cr_assert_str_eq(off.ou.path, "/run/fs.sock");
+	cr_assert_eq(off.ou.max_queues, 3);
+	cr_assert_eq(off.ou.queue_size, 0, "no in-flight area");
+	cr_assert_eq(off.ou.backend_bits, 0);
 	cr_assert(d->irq_direct, "the back-end writes the irqfd: direct interrupt mode");
 	virtio_fs_destroy(fs);
 	fs = NULL;
@@ -378,6 +397,26 @@ Test(vhost_user_devices, fs_bad_options_are_refused_before_asking_a_back_end)
 	cr_assert_eq(off.calls, 0);
 }
 
+Test(vhost_user_devices, fs_a_back_end_with_fewer_queues_than_asked_is_refused)
+{
+	off.serves = 2;		/* virtiofsd: the hiprio queue and one request queue */
+	cr_assert_eq(create_fs("share", 2), -EOPNOTSUPP);
+	cr_assert_null(fs);
+	cr_assert_eq(off.destroyed, 1, "the back-end is let go");
+	cr_assert_eq(create_fs("share", 1), 0);
+}
+
+Test(vhost_user_devices, net_a_back_end_with_one_queue_is_refused)
+{
+	struct net_options o = { .vhost_user = "/run/net.sock" };
+
+	fk.offer = dpdk_offer;
+	off.serves = 1;
+	cr_assert_eq(create_net(&o), -EOPNOTSUPP);
+	cr_assert_null(net);
+	cr_assert_eq(off.destroyed, 1);
+}
+
 Test(vhost_user_devices, fs_a_back_end_without_version_1_is_refused)
 {
 	fk.offer = virtiofsd_offer & ~BIT(VIRTIO_F_VERSION_1);
@@ -387,20 +426,6 @@ Test(vhost_user_devices, fs_a_back_end_without_version_1_is_refused)
 
 /* ---- virtio-net on vhost-user ---- */
 
-/* What DPDK 22.11's vhost PMD offers by default (no TSO), plus private bits. */
-static const uint64_t dpdk_offer =
-	BIT(VIRTIO_F_VERSION_1) | BIT(VIRTIO_RING_F_INDIRECT_DESC) | BIT(VIRTIO_RING_F_EVENT_IDX) |
-	BIT(VIRTIO_NET_F_MRG_RXBUF) | BIT(VIRTIO_NET_F_CSUM) | BIT(VIRTIO_NET_F_GUEST_CSUM) |
-	BIT(VIRTIO_NET_F_CTRL_VQ) | BIT(VIRTIO_NET_F_MQ) | BIT(VIRTIO_NET_F_GUEST_ANNOUNCE) |
-	BIT(30) | BIT(26) | BIT(VIRTIO_F_ANY_LAYOUT);
-
-static int create_net(const struct net_options *o)
-{
-	int ret = virtio_net_create(&fake_host, o, "virtio-net0", BASE, GSI, &net);
-
-	d = net ? &net->dev : NULL;
-	return ret;
-}
 
 Test(vhost_user_devices, net_asks_for_both_queues_and_keeps_mac_and_status)
 {
@@ -411,10 +436,9 @@ Test(vhost_user_devices, net_asks_for_both_queues_and_keeps_mac_and_status)
 	fk.offer = dpdk_offer;
 	cr_assert_eq(create_net(&o), 0);
 	cr_assert_eq(off.calls, 1);
-	cr_assert_str_eq(off.spec.socket, "/run/net.sock");
-	cr_assert_eq(off.spec.device_id, VIRTIO_ID_NET);
-	cr_assert_eq(off.spec.nqueues, 2);
-	cr_assert_eq(off.spec.backend_bits, NET_VHOST_USER_BACKEND_BITS);
+	cr_assert_str_eq(off.ou.path, "/run/net.sock");
+	cr_assert_eq(off.ou.max_queues, 2);
+	cr_assert_eq(off.ou.backend_bits, NET_VHOST_USER_BACKEND_BITS);
 	cr_assert_eq(drv_rd(d, VIRTIO_MMIO_DEVICE_ID), VIRTIO_ID_NET);
 	read_config(&c, 8);
 	cr_assert_eq(memcmp(c.mac, o.mac, 6), 0, "config mac is the model's");
@@ -491,4 +515,33 @@ Test(vhost_user_devices, net_create_fd_without_a_tap_needs_an_offload)
 	cr_assert_eq(virtio_net_create_fd(&fake_host, &o, "virtio-net0", BASE, GSI, -1, false, NULL,
 					  &net), -EINVAL);
 	cr_assert_null(net);
+}
+
+/* ---- a back-end that dies ---- */
+
+Test(vhost_user_devices, fs_a_dead_back_end_sets_needs_reset_on_that_device_only)
+{
+	struct fs_options o2 = { .vhost_user = "/run/fs2.sock", .tag = "other" };
+	struct virtio_fs *other;
+
+	cr_assert_eq(create_fs("share", 0), 0);
+	cr_assert_eq(virtio_fs_create(&fake_host, &o2, "virtio-fs1", BASE + 0x1000, GSI + 1, &other), 0);
+	drv_start(d, 0);
+	drv_start(&other->dev, 0);
+	vhost_dev_disconnected(container_of(fs->offload, struct vhost_dev, be), "hung up");
+	cr_assert(drv_rd(d, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET);
+	cr_assert_not(drv_rd(&other->dev, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET,
+		      "the other device keeps running");
+	virtio_fs_destroy(other);
+}
+
+Test(vhost_user_devices, net_a_dead_back_end_sets_needs_reset)
+{
+	struct net_options o = { .vhost_user = "/run/net.sock" };
+
+	fk.offer = dpdk_offer;
+	cr_assert_eq(create_net(&o), 0);
+	drv_start(d, 0);
+	vhost_dev_disconnected(container_of(net->offload, struct vhost_dev, be), "hung up");
+	cr_assert(drv_rd(d, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET);
 }
