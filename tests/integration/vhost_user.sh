@@ -195,14 +195,14 @@ wait_socket() {
 }
 
 # fs_run NAME LABEL BACKEND_CMD...: a shared directory with host.bin, the back-end started
-# on $WORK/NAME.sock (BACKEND_CMD gets SOCK and DIR substituted), one boot, the checks.
+# on $WORK/NAME.sock (in BACKEND_CMD, @SOCK@ and @DIR@ are replaced), one boot, the checks.
 fs_run() {
 	local name=$1 label=$2 dir=$WORK/$1.share sock=$WORK/$1.sock pid host_sha got a
 	shift 2
 	local -a cmd=()
 	for a in "$@"; do
-		a=${a//SOCK/$sock}
-		cmd+=("${a//DIR/$dir}")
+		a=${a//@SOCK@/$sock}
+		cmd+=("${a//@DIR@/$dir}")
 	done
 	mkdir -p "$dir"
 	head -c "$FS_BYTES" /dev/urandom >"$dir/host.bin"
@@ -240,9 +240,9 @@ fs_run() {
 
 # ---- runs "virtiofsd" and "qemu-virtiofsd" ---------------------------------------------------
 fs_run virtiofsd "virtiofsd 1.13 from Debian trixie" \
-	"$PEERS/virtiofsd" --socket-path=SOCK --shared-dir=DIR --sandbox=none
+	"$PEERS/virtiofsd" --socket-path=@SOCK@ --shared-dir=@DIR@ --sandbox=none
 fs_run qemu-virtiofsd "QEMU 7.2's C virtiofsd" \
-	/usr/lib/qemu/virtiofsd --socket-path=SOCK -o source=DIR -o sandbox=chroot
+	/usr/lib/qemu/virtiofsd --socket-path=@SOCK@ -o source=@DIR@ -o sandbox=chroot
 
 # ---- run "testpmd" ----------------------------------------------------------------------------
 # testpmd is the server of both sockets (vhost PMD without client=1); each vmm connects.
