@@ -12,7 +12,8 @@
 #   run "testpmd": --net vhost-user=SOCK on DPDK 22.11's vhost PMD: dpdk-testpmd in server mode
 #     with two vhost ports forwarding to each other (io mode), and two guests, each on one
 #     port: guest A sends 8 MiB of random data over TCP to guest B (link-local addresses),
-#     which reports its sha256; A reports the pattern's. testpmd busy-polls one of the L1's
+#     which reports its sha256 and sends it back to A (A stays up until then: its last
+#     segments may still be in flight when its sender exits); A reports the pattern's. testpmd busy-polls one of the L1's
 #     two vCPUs, so this run is slow; its data volume is kept small.
 # Plus the error paths: --fs without shared=on (exit 2, says to add it), --fs on a socket
 # nobody listens on (exit 2, names it), a tag longer than 36 bytes.
@@ -53,6 +54,7 @@ MAC_B=52:54:00:12:35:02
 IP_A=169.254.12.1
 IP_B=169.254.12.2
 PORT=5021
+ACK_PORT=5022
 # The guest's virtio-fs driver (fuse first).
 FS_MODULES="fuse virtiofs"
 CMDLINE="console=ttyS0 quiet loglevel=5 panic=-1"
@@ -75,6 +77,7 @@ MAC_B=$MAC_B
 IP_A=$IP_A
 IP_B=$IP_B
 PORT=$PORT
+ACK_PORT=$ACK_PORT
 EOF
 cat >"$WORK/init" <<'EOF'
 #!/bin/sh
@@ -133,7 +136,16 @@ if [ "$role" = netb ]; then
 	echo "VMMTEST-NET-LISTENING"
 	wait $rxpid
 	t received
-	echo "VMMTEST-NET-RX-SHA $(sha256sum </tmp/rx | cut -d' ' -f1) $(wc -c </tmp/rx)"
+	got="$(sha256sum </tmp/rx | cut -d' ' -f1) $(wc -c </tmp/rx)"
+	echo "VMMTEST-NET-RX-SHA $got"
+	# tell A (which stays up until then: its last segments and FIN may still be in flight)
+	i=0
+	until echo "$got" | timeout 30 socat -u - "TCP:$peer:$ACK_PORT,connect-timeout=5"; do
+		i=$((i + 1))
+		[ $i -lt 20 ] || break
+		sleep 1
+	done
+	echo "VMMTEST-NET-ACK-SENT $i"
 	bye
 fi
 head -c "$NET_BYTES" /dev/urandom >/tmp/pattern
@@ -146,6 +158,10 @@ until ping -c 1 -W 2 "$peer" >/dev/null 2>&1; do
 done
 echo "VMMTEST-PING-TRIES $i"
 t peer answers
+# B's answer comes on ACK_PORT once it has the whole stream: listen before sending.
+( timeout 200 socat -u "TCP-LISTEN:$ACK_PORT,reuseaddr" CREATE:/tmp/ack
+  echo "VMMTEST-NET-ACK-EXIT $?" ) &
+ackpid=$!
 i=0
 until timeout 300 socat -u FILE:/tmp/pattern "TCP:$peer:$PORT,connect-timeout=10"; do
 	i=$((i + 1))
@@ -154,6 +170,10 @@ until timeout 300 socat -u FILE:/tmp/pattern "TCP:$peer:$PORT,connect-timeout=10
 done
 echo "VMMTEST-NET-TX-EXIT $i"
 t sent
+# socat's close does not wait for the data still in the socket: stay up until B has it all.
+wait $ackpid
+echo "VMMTEST-NET-ACK $(cat /tmp/ack)"
+t acknowledged
 bye
 EOF
 
@@ -262,6 +282,7 @@ if ! wait_socket "$S0" "$tp" || ! wait_socket "$S1" "$tp"; then
 fi
 phase "testpmd listens"
 # guest B (receiver) in the background, guest A (sender) as the run the checks look at
+echo "$VMM ${VM[*]} --cmdline $CMDLINE vmmtest=netb --net vhost-user=$S1,mac=$MAC_B" >"$WORK/netb.cmd"
 "$VMM" "${VM[@]}" --cmdline "$CMDLINE vmmtest=netb" --net vhost-user="$S1",mac="$MAC_B" \
 	</dev/null >"$WORK/netb.out" 2>"$WORK/netb.err" &
 vb=$!
@@ -274,6 +295,7 @@ guest_timeline
 A_SHA=${MARK[VMMTEST-PATTERN-SHA]-}
 A_TX=${MARK[VMMTEST-NET-TX-EXIT]-}
 A_PING=${MARK[VMMTEST-PING-TRIES]-}
+A_ACK=${MARK[VMMTEST-NET-ACK]-}
 expect_log "virtio-net0: data path in the vhost-user back-end" \
 	"run \"testpmd\": vmm -v says guest A's data path is in the vhost-user back-end"
 vb_rc=0
@@ -284,8 +306,8 @@ load_markers netb
 RUN=netb
 got=${MARK[VMMTEST-NET-RX-SHA]-}
 check "run \"testpmd\": guest B on net_vhost1 receives A's 8 MiB TCP stream through testpmd intact (sha256)" \
-	'[[ $A_SHA =~ ^[0-9a-f]{64}$ && $got == "$A_SHA $NET_BYTES" && $A_TX == 0 && $vb_rc == 0 ]]' \
-	"A's pattern '$A_SHA', A's sender retries '$A_TX', pings before B answered '$A_PING'; B's sha256 and size '$got', B's listener '${MARK[VMMTEST-NET-RX-EXIT]-}', B's vmm exit status $vb_rc" \
+	'[[ $A_SHA =~ ^[0-9a-f]{64}$ && $got == "$A_SHA $NET_BYTES" && $A_ACK == "$got" && $A_TX == 0 && $vb_rc == 0 ]]' \
+	"A's pattern '$A_SHA', A's sender retries '$A_TX', pings before B answered '$A_PING', B's answer as A got it '$A_ACK'; B's sha256 and size '$got', B's listener '${MARK[VMMTEST-NET-RX-EXIT]-}', B's answer retries '${MARK[VMMTEST-NET-ACK-SENT]-}', B's vmm exit status $vb_rc" \
 	"testpmd: $(grep -E 'RX-packets|TX-packets|Port [01]|rror' "$WORK/testpmd.log" | tail -n 12 | tr '\n' ';')"
 
 phase "done"
