@@ -105,9 +105,13 @@ static int vhost_ring_addrs(const struct guest_mem *mem, const struct virtq_stat
 	return 0;
 }
 
+static bool vhost_connected(const struct vhost_dev *dev);
+
 /* Unbinds ring q's kick and call (best effort: the ring is stopped or never ran). */
 static void vhost_unbind(struct vhost_dev *dev, unsigned int q)
 {
+	if (!vhost_connected(dev))
+		return;
 	dev->ops->set_vring_kick(dev, q, -1);
 	dev->ops->set_vring_call(dev, q, -1);
 }
@@ -169,10 +173,16 @@ static int vhost_be_start(struct virtio_backend *be, unsigned int q, const struc
 	return 0;
 }
 
+static bool vhost_connected(const struct vhost_dev *dev)
+{
+	return !dev->ops->connected || dev->ops->connected(dev);
+}
+
 static void vhost_be_stop(struct virtio_backend *be, unsigned int q, struct virtq_state *s)
 {
 	struct vhost_dev *dev = to_vhost(be);
 	uint16_t base = s->last_avail_idx, used;
+	bool read_used;
 	int ret;
 
 	if (q >= dev->nrings || !dev->rings[q].started)
@@ -180,18 +190,23 @@ static void vhost_be_stop(struct virtio_backend *be, unsigned int q, struct virt
 	dev->rings[q].started = false;
 	if (dev->dev_ops->queue_stopping)
 		dev->dev_ops->queue_stopping(dev, q);
-	if (dev->ops->set_vring_enable)
+	if (vhost_connected(dev) && dev->ops->set_vring_enable)
 		dev->ops->set_vring_enable(dev, q, false);
-	ret = dev->ops->get_vring_base(dev, q, &base);
-	if (ret)
+	ret = vhost_connected(dev) ? dev->ops->get_vring_base(dev, q, &base) : -ENOTCONN;
+	/* The back-end published its used elements there (it reads it back on a start, too). */
+	read_used = guest_mem_read(dev->mem, dev->rings[q].used_gpa + 2, &used, sizeof(used)) == 0;
+	if (read_used)
+		s->used_idx = le16toh(used);
+	if (ret == -ENOTCONN && read_used) {
+		/* A dead back-end: what it finished is known, the rest is to do again. */
+		s->last_avail_idx = s->used_idx;
+	} else if (ret) {
 		log_warn_ratelimited(&vhost_rl, "%s: %s back-end did not say where ring %u stopped "
 				     "(%s); it continues from where it started", dev->name,
 				     dev->dev_ops->name, q, strerror(-ret));
-	else
+	} else {
 		s->last_avail_idx = base;
-	/* The back-end published its used elements there (it reads it back on a start, too). */
-	if (guest_mem_read(dev->mem, dev->rings[q].used_gpa + 2, &used, sizeof(used)) == 0)
-		s->used_idx = le16toh(used);
+	}
 	/* Whether the driver heard about the last used elements is unknown: the next check says yes. */
 	s->signalled_used = s->used_idx;
 	s->signalled_used_valid = false;
@@ -206,6 +221,50 @@ static void vhost_be_destroy(struct virtio_backend *be)
 	dev->dev_ops->destroy(dev);
 }
 
+static int vhost_be_get_config(struct virtio_backend *be, uint32_t offset, void *buf,
+			       uint32_t len)
+{
+	return vhost_dev_get_config(to_vhost(be), offset, buf, len);
+}
+
+static int vhost_be_set_config(struct virtio_backend *be, uint32_t offset, const void *buf,
+			       uint32_t len)
+{
+	return vhost_dev_set_config(to_vhost(be), offset, buf, len);
+}
+
+static void vhost_be_set_events(struct virtio_backend *be, const struct virtio_backend_events *ev,
+				void *opaque)
+{
+	struct vhost_dev *dev = to_vhost(be);
+
+	dev->events = ev;
+	dev->events_opaque = opaque;
+}
+
+static int vhost_be_reconnect(struct virtio_backend *be)
+{
+	return vhost_dev_reconnect(to_vhost(be));
+}
+
+static int vhost_be_lost_chains(struct virtio_backend *be, unsigned int q, uint16_t used_idx,
+				uint16_t *heads, unsigned int max)
+{
+	struct vhost_dev *dev = to_vhost(be);
+
+	if (!dev->ops || !dev->ops->lost_chains)
+		return -EOPNOTSUPP;
+	return dev->ops->lost_chains(dev, q, used_idx, heads, max);
+}
+
+static void vhost_be_reset(struct virtio_backend *be)
+{
+	struct vhost_dev *dev = to_vhost(be);
+
+	if (dev->ops && dev->ops->reset)
+		dev->ops->reset(dev);
+}
+
 static const struct virtio_backend_ops vhost_backend_ops = {
 	.name = "vhost",
 	.signals_irqfd = true,
@@ -214,6 +273,12 @@ static const struct virtio_backend_ops vhost_backend_ops = {
 	.start = vhost_be_start,
 	.stop = vhost_be_stop,
 	.destroy = vhost_be_destroy,
+	.get_config = vhost_be_get_config,
+	.set_config = vhost_be_set_config,
+	.set_events = vhost_be_set_events,
+	.reconnect = vhost_be_reconnect,
+	.lost_chains = vhost_be_lost_chains,
+	.reset = vhost_be_reset,
 };
 
 /* ---- set-up, config ---- */
@@ -285,4 +350,36 @@ void vhost_dev_config_changed(struct vhost_dev *dev)
 {
 	if (dev->config_notify)
 		dev->config_notify(dev->config_opaque);
+	if (dev->events && dev->events->config_changed)
+		dev->events->config_changed(dev->events_opaque);
+}
+
+void vhost_dev_disconnected(struct vhost_dev *dev, const char *why)
+{
+	if (dev->events && dev->events->disconnected)
+		dev->events->disconnected(dev->events_opaque, why);
+}
+
+int vhost_dev_reconnect(struct vhost_dev *dev)
+{
+	uint64_t features;
+	int ret;
+
+	if (!dev->ops || !dev->ops->reconnect)
+		return -EOPNOTSUPP;
+	ret = dev->ops->reconnect(dev);
+	if (!ret)
+		ret = dev->ops->get_features(dev, &features);
+	if (ret)
+		return ret;
+	if ((features & dev->acked_features) != dev->acked_features ||
+	    (features & vhost_backend_bits(dev)) != (dev->backend_features & vhost_backend_bits(dev))) {
+		log_error("%s: the vhost-user back-end came back with other features (%#llx, was "
+			  "%#llx) — restart it as it was", dev->name, (unsigned long long)features,
+			  (unsigned long long)dev->backend_features);
+		return -EOPNOTSUPP;
+	}
+	for (unsigned int q = 0; q < dev->nrings; q++)
+		dev->rings[q].started = false;
+	return 0;
 }

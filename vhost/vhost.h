@@ -119,6 +119,15 @@ struct vhost_ops {
 	/* Optional: the back-end's config space (vhost-user CONFIG). */
 	int (*get_config)(struct vhost_dev *dev, uint32_t offset, void *buf, uint32_t len);
 	int (*set_config)(struct vhost_dev *dev, uint32_t offset, const void *buf, uint32_t len);
+	/* Optional (vhost-user): after the back-end died, connect and set up again; 0 or -errno. */
+	int (*reconnect)(struct vhost_dev *dev);
+	/* Optional: whether the back-end is reachable (absent: always). */
+	bool (*connected)(const struct vhost_dev *dev);
+	/* Optional: after a death, ring q's chains the back-end took and never returned (user.h). */
+	int (*lost_chains)(struct vhost_dev *dev, unsigned int q, uint16_t used_idx,
+			   uint16_t *heads, unsigned int max);
+	/* Optional: the driver reset the device (in-flight tracking starts afresh). */
+	void (*reset)(struct vhost_dev *dev);
 	/* Closes the connection (dev->conn) and frees what the kind allocated; the rings are stopped. */
 	void (*cleanup)(struct vhost_dev *dev);
 };
@@ -154,6 +163,9 @@ struct vhost_dev {
 	/* The back-end said its config changed (vhost_dev_config_changed); optional. */
 	void (*config_notify)(void *opaque);
 	void *config_opaque;
+	/* The device model's events (virtio/backend.h), set through the seam's set_events. */
+	const struct virtio_backend_events *events;
+	void *events_opaque;
 };
 
 /*
@@ -194,5 +206,23 @@ void vhost_dev_set_config_notifier(struct vhost_dev *dev, void (*fn)(void *opaqu
 
 /* Called by a back-end kind when its back-end reports a config change. */
 void vhost_dev_config_changed(struct vhost_dev *dev);
+
+/*
+ * Called by a back-end kind (from the event loop) when its back-end is gone:
+ * the device model hears it through its events (virtio/backend.h) and takes
+ * its queues back; vhost stops rings of a dead back-end without asking it,
+ * each ring's position then being its used index (what the back-end
+ * finished; an in-flight area or the device model accounts for the rest).
+ */
+void vhost_dev_disconnected(struct vhost_dev *dev, const char *why);
+
+/*
+ * Connects again to a back-end that died (ops->reconnect) and checks that it
+ * still offers every feature the device acked: 0, -EOPNOTSUPP (no reconnect
+ * for this kind, or fewer features: the connection is then closed) or the
+ * connection's -errno (retry later). The rings start again at the device's
+ * resume (set_features, then start per ring).
+ */
+int vhost_dev_reconnect(struct vhost_dev *dev);
 
 #endif

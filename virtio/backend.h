@@ -80,6 +80,21 @@ struct virtio_call {
 
 struct virtio_backend;
 
+/*
+ * What a back-end in another process (vhost-user) tells its device model,
+ * from the event loop thread, without the device lock (the model takes it).
+ */
+struct virtio_backend_events {
+	/* The back-end's config space changed: read it again, config interrupt. */
+	void (*config_changed)(void *opaque);
+	/*
+	 * The back-end is gone (why: for messages). The model takes its queues back
+	 * (pause or DEVICE_NEEDS_RESET) and decides: reconnect() later, or finish
+	 * the guest's requests itself (lost_chains() names those the back-end held).
+	 */
+	void (*disconnected)(void *opaque, const char *why);
+};
+
 struct virtio_backend_ops {
 	const char *name;	/* e.g. "userspace", "vhost-net" */
 	/*
@@ -101,6 +116,26 @@ struct virtio_backend_ops {
 	void (*stop)(struct virtio_backend *be, unsigned int q, struct virtq_state *state);
 	/* Frees the back-end; its queues are stopped. Called by the device that created it. */
 	void (*destroy)(struct virtio_backend *be);
+
+	/* The rest is optional: back-ends with a config space or a life of their own (vhost-user). */
+	/* The back-end's config space [offset, offset + len) into buf; 0 or -errno. */
+	int (*get_config)(struct virtio_backend *be, uint32_t offset, void *buf, uint32_t len);
+	/* A driver's write of the config space; 0 or -errno. */
+	int (*set_config)(struct virtio_backend *be, uint32_t offset, const void *buf, uint32_t len);
+	/* Registers the model's events (NULL: none). */
+	void (*set_events)(struct virtio_backend *be, const struct virtio_backend_events *ev,
+			   void *opaque);
+	/* After disconnected: one attempt to get the back-end back; 0 (then resume) or -errno. */
+	int (*reconnect)(struct virtio_backend *be);
+	/*
+	 * After disconnected and a stop of queue q (whose used index is used_idx): the
+	 * heads of chains the back-end took and never returned, in order, up to max;
+	 * the count, or -EOPNOTSUPP if it cannot know (then: none beyond used_idx's).
+	 */
+	int (*lost_chains)(struct virtio_backend *be, unsigned int q, uint16_t used_idx,
+			   uint16_t *heads, unsigned int max);
+	/* The driver reset the device (queues stopped): forget per-run state. */
+	void (*reset)(struct virtio_backend *be);
 };
 
 /* A back-end: embedded in its implementation's struct, which gets back with container_of(). */

@@ -34,6 +34,7 @@ struct drv_vq {
 struct virtio_host fake_host;
 
 static uint8_t *ram;
+static bool ram_shared;
 static struct guest_mem mem;
 static struct event_loop loop;
 static bool loop_up;
@@ -59,10 +60,17 @@ void fake_driver_init(uint16_t size)
 	cr_assert_leq(16ULL * size + 6 + 2 * size, USED_OFF);
 	cr_assert_leq(USED_OFF + 6 + 8ULL * size, RING_AREA);
 	qsize = size;
-	ram = aligned_alloc(4096, FAKE_RAM_SIZE);
-	cr_assert_not_null(ram);
-	memset(ram, 0, FAKE_RAM_SIZE);
-	guest_mem_init_from_buffer(&mem, ram, 0, FAKE_RAM_SIZE);
+	if (ram_shared) {
+		const struct guest_mem_range r = { 0, FAKE_RAM_SIZE };
+
+		cr_assert_eq(guest_mem_init(&mem, &r, 1, GUEST_MEM_MEMFD), 0);
+		ram = mem.regions[0].hva;
+	} else {
+		ram = aligned_alloc(4096, FAKE_RAM_SIZE);
+		cr_assert_not_null(ram);
+		memset(ram, 0, FAKE_RAM_SIZE);
+		guest_mem_init_from_buffer(&mem, ram, 0, FAKE_RAM_SIZE);
+	}
 	cr_assert_eq(event_loop_init(&loop), 0);
 	loop_up = true;
 	fake_host = (struct virtio_host){
@@ -72,12 +80,32 @@ void fake_driver_init(uint16_t size)
 	memset(vqs, 0, sizeof(vqs));
 }
 
+void fake_driver_init_shared(uint16_t size)
+{
+	ram_shared = true;
+	fake_driver_init(size);
+}
+
+const struct guest_mem *fake_driver_mem(void)
+{
+	return &mem;
+}
+
+struct event_loop *fake_driver_loop(void)
+{
+	return &loop;
+}
+
 void fake_driver_fini(void)
 {
 	if (loop_up)
 		event_loop_destroy(&loop);
 	loop_up = false;
-	free(ram);
+	if (ram_shared)
+		guest_mem_destroy(&mem);
+	else
+		free(ram);
+	ram_shared = false;
 	ram = NULL;
 }
 

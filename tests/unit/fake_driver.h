@@ -41,7 +41,12 @@ extern struct virtio_host fake_host;
 
 /* Zeroed guest RAM, the event loop and fake_host; the driver's rings get size entries. */
 void fake_driver_init(uint16_t size);
+/* The same with guest RAM in a shared memfd (for vhost-user back-ends). */
+void fake_driver_init_shared(uint16_t size);
 void fake_driver_fini(void);
+/* The guest RAM and the event loop of fake_host. */
+const struct guest_mem *fake_driver_mem(void);
+struct event_loop *fake_driver_loop(void);
 
 /* ---- Guest memory ---- */
 

@@ -1,0 +1,1096 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/* The vhost-user front-end (see vhost/user.h). */
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "vhost/user.h"
+#include "vmm/base/log.h"
+#include "vmm/base/util.h"
+
+#define BIT(n)		(1ULL << (n))
+
+/* One slot the back-end has mapped (CONFIGURE_MEM_SLOTS). */
+struct vu_slot {
+	struct vhost_user_mem_region r;
+	bool used;
+};
+
+/* The INFLIGHT_SHMFD area's split-ring layout (vhost-user.rst "Inflight I/O tracking"). */
+struct vu_fe_inflight_desc {
+	uint8_t inflight;
+	uint8_t padding[5];
+	uint16_t next;
+	uint64_t counter;
+};
+
+struct vu_fe_inflight_queue {
+	uint64_t features;
+	uint16_t version;
+	uint16_t desc_num;
+	uint16_t last_batch_head;
+	uint16_t used_idx;
+	struct vu_fe_inflight_desc desc[];
+};
+
+struct vhost_user {
+	pthread_mutex_t lock;		/* one request at a time; the socket's reader */
+	struct vhost_dev *dev;		/* set by set_owner */
+	char *path;			/* NULL: a socket given by the caller */
+	int sock;
+	bool dead;
+	bool reported;			/* the death went to vhost_dev_disconnected */
+	int timeout_ms;
+	struct event_loop *loop;
+	struct event_source sock_src;	/* the socket, watched between requests */
+	bool sock_watched;
+
+	uint64_t features;		/* GET_FEATURES */
+	uint64_t protocol;		/* negotiated protocol features */
+	unsigned int queue_num;		/* GET_QUEUE_NUM, or 1 */
+	unsigned int max_slots;		/* GET_MAX_MEM_SLOTS, or 8 */
+	struct vu_slot slots[VHOST_USER_MEM_REGIONS > GUEST_MEM_MAX_REGIONS ?
+			     VHOST_USER_MEM_REGIONS : GUEST_MEM_MAX_REGIONS];
+
+	int req_fd;			/* our end of the back-end request channel, or -1 */
+	struct event_source req_src;
+	bool req_watched;
+
+	int err_fd[VHOST_MAX_RINGS];	/* SET_VRING_ERR eventfds, or -1 */
+	struct vu_err_watch {
+		struct event_source src;
+		struct vhost_user *u;
+		unsigned int ring;
+		bool watched;
+	} err_w[VHOST_MAX_RINGS];
+
+	/* INFLIGHT_SHMFD */
+	uint16_t inflight_nq, inflight_qs;
+	int inflight_fd;		/* -1: none yet */
+	void *inflight_map;
+	uint64_t inflight_size, inflight_offset;
+};
+
+static struct log_ratelimit vu_rl = LOG_RATELIMIT_INIT;
+
+static struct vhost_user *conn_of(const struct vhost_dev *dev)
+{
+	return dev->conn;
+}
+
+static bool has_proto(const struct vhost_user *u, unsigned int bit)
+{
+	return u->protocol & BIT(bit);
+}
+
+static const char *vu_name(const struct vhost_user *u)
+{
+	return u->dev && u->dev->name ? u->dev->name : "vhost-user";
+}
+
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+/* ---- connection death ---- */
+
+/* Marks the connection dead (lock held): later requests fail; the event loop reports it. */
+static void vu_kill(struct vhost_user *u, const char *what, int err)
+{
+	if (u->dead)
+		return;
+	u->dead = true;
+	log_warn("%s: the vhost-user back-end%s%s is gone (%s: %s)", vu_name(u),
+		 u->path ? " at " : "", u->path ? u->path : "", what, strerror(-err));
+	if (u->sock >= 0)
+		shutdown(u->sock, SHUT_RDWR);	/* the event loop sees the hang-up */
+}
+
+/* ---- requests ---- */
+
+/* Sends msg (lock held); 0 or -errno (the connection is then dead). */
+static int vu_send(struct vhost_user *u, const struct vhost_user_msg *msg)
+{
+	int ret;
+
+	if (u->dead)
+		return -ENOTCONN;
+	ret = vhost_user_send_msg(u->sock, msg, u->timeout_ms);
+	if (ret)
+		vu_kill(u, vhost_user_request_name(msg->hdr.request), ret);
+	return ret ? -ENOTCONN : 0;
+}
+
+/*
+ * Receives the reply to `request` of exactly `size` bytes with at most max_fds
+ * fds (lock held); 0 or -ENOTCONN (the connection is dead, no fd kept).
+ */
+static int vu_recv_reply(struct vhost_user *u, uint32_t request, uint32_t size,
+			 unsigned int max_fds, struct vhost_user_msg *reply)
+{
+	struct pollfd p = { .fd = u->sock, .events = POLLIN };
+	int ret;
+
+	/* vhost_user_recv's timeout starts at the first byte: a silent back-end is timed here. */
+	do
+		ret = poll(&p, 1, u->timeout_ms);
+	while (ret < 0 && errno == EINTR);
+	if (ret == 0)
+		ret = -ETIMEDOUT;
+	else if (ret < 0)
+		ret = -errno;
+	else
+		ret = vhost_user_recv(u->sock, reply, u->timeout_ms);
+	if (ret == -EAGAIN)
+		ret = -ETIMEDOUT;
+	if (!ret && vhost_user_check_reply(reply, request, size, max_fds)) {
+		log_warn_ratelimited(&vu_rl, "%s: bad reply to %s: request %u, flags %#x, %u bytes, "
+				     "%u fds", vu_name(u), vhost_user_request_name(request),
+				     reply->hdr.request, reply->hdr.flags, reply->hdr.size,
+				     reply->nfds);
+		vhost_user_msg_close_fds(reply);
+		ret = -EPROTO;
+	}
+	if (ret) {
+		vu_kill(u, vhost_user_request_name(request), ret);
+		return -ENOTCONN;
+	}
+	return 0;
+}
+
+/* Sends a request with its own reply and receives it (lock held); 0 or -ENOTCONN. */
+static int vu_call_locked(struct vhost_user *u, struct vhost_user_msg *msg, uint32_t reply_size,
+			  unsigned int max_fds, struct vhost_user_msg *reply)
+{
+	int ret = vu_send(u, msg);
+
+	return ret ? ret : vu_recv_reply(u, msg->hdr.request, reply_size, max_fds, reply);
+}
+
+/*
+ * Sends a request without a reply of its own (lock held); with REPLY_ACK asks
+ * for one: 0, -EIO (the back-end refused it) or -ENOTCONN.
+ */
+static int vu_request_locked(struct vhost_user *u, struct vhost_user_msg *msg)
+{
+	struct vhost_user_msg reply;
+	bool ack = has_proto(u, VHOST_USER_PROTOCOL_F_REPLY_ACK);
+	int ret;
+
+	if (ack)
+		msg->hdr.flags |= VHOST_USER_FLAG_NEED_REPLY;
+	ret = vu_send(u, msg);
+	if (ret || !ack)
+		return ret;
+	ret = vu_recv_reply(u, msg->hdr.request, sizeof(uint64_t), 0, &reply);
+	if (ret)
+		return ret;
+	if (reply.p.u64) {
+		log_warn_ratelimited(&vu_rl, "%s: the back-end refuses %s (%#llx)", vu_name(u),
+				     vhost_user_request_name(msg->hdr.request),
+				     (unsigned long long)reply.p.u64);
+		return -EIO;
+	}
+	return 0;
+}
+
+static int vu_request(struct vhost_user *u, struct vhost_user_msg *msg)
+{
+	int ret;
+
+	pthread_mutex_lock(&u->lock);
+	ret = vu_request_locked(u, msg);
+	pthread_mutex_unlock(&u->lock);
+	return ret;
+}
+
+/* GET_FEATURES-like: a request with a u64 reply (lock held). */
+static int vu_get_u64_locked(struct vhost_user *u, uint32_t request, uint64_t *val)
+{
+	struct vhost_user_msg msg, reply;
+	int ret;
+
+	vhost_user_msg_init(&msg, request, 0, 0);
+	ret = vu_call_locked(u, &msg, sizeof(uint64_t), 0, &reply);
+	if (!ret)
+		*val = reply.p.u64;
+	return ret;
+}
+
+static int vu_set_u64_locked(struct vhost_user *u, uint32_t request, uint64_t val)
+{
+	struct vhost_user_msg msg;
+
+	vhost_user_msg_init(&msg, request, 0, sizeof(uint64_t));
+	msg.p.u64 = val;
+	return vu_request_locked(u, &msg);
+}
+
+/* ---- event loop ---- */
+
+static void vu_unwatch_socket(struct vhost_user *u)
+{
+	if (u->sock_watched) {
+		event_loop_remove(u->loop, &u->sock_src);
+		u->sock_watched = false;
+	}
+}
+
+static void vu_close_channel(struct vhost_user *u)
+{
+	if (u->req_watched) {
+		event_loop_remove(u->loop, &u->req_src);
+		u->req_watched = false;
+	}
+	close_fd(&u->req_fd);
+}
+
+static void vu_sock_event(struct event_source *src, uint32_t events)
+{
+	struct vhost_user *u = container_of(src, struct vhost_user, sock_src);
+
+	vhost_user_check_socket(u->dev);
+}
+
+static void vu_req_event(struct event_source *src, uint32_t events)
+{
+	struct vhost_user *u = container_of(src, struct vhost_user, req_src);
+
+	while (vhost_user_service_channel(u->dev) == 0)
+		;
+}
+
+static void vu_err_event(struct event_source *src, uint32_t events)
+{
+	struct vu_err_watch *w = container_of(src, struct vu_err_watch, src);
+	uint64_t v;
+
+	if (read(src->fd, &v, sizeof(v)) == sizeof(v))
+		log_warn_ratelimited(&vu_rl, "%s: the vhost-user back-end reports an error on "
+				     "ring %u", vu_name(w->u), w->ring);
+}
+
+bool vhost_user_check_socket(struct vhost_dev *dev)
+{
+	struct vhost_user *u = conn_of(dev);
+	bool report = false;
+
+	if (!u)
+		return true;
+	pthread_mutex_lock(&u->lock);
+	if (!u->dead) {
+		/* Between requests nothing may arrive: data is a protocol error, HUP the end. */
+		struct pollfd p = { .fd = u->sock, .events = POLLIN | POLLRDHUP };
+
+		if (poll(&p, 1, 0) > 0 && p.revents)
+			vu_kill(u, p.revents & (POLLHUP | POLLRDHUP | POLLERR) ?
+				"hang-up" : "a message nobody asked for", -ECONNRESET);
+	}
+	if (u->dead && !u->reported) {
+		u->reported = true;
+		report = true;
+		vu_unwatch_socket(u);
+		vu_close_channel(u);
+	}
+	pthread_mutex_unlock(&u->lock);
+	if (report)
+		vhost_dev_disconnected(dev, "its vhost-user back-end closed the connection");
+	return u->dead;
+}
+
+/* Answers a back-end request with an error / success u64 if it asked for a reply. */
+static void vu_channel_reply(struct vhost_user *u, const struct vhost_user_msg *req, uint64_t val)
+{
+	struct vhost_user_msg r;
+
+	if (!(req->hdr.flags & VHOST_USER_FLAG_NEED_REPLY))
+		return;
+	vhost_user_msg_init(&r, req->hdr.request, VHOST_USER_FLAG_REPLY, sizeof(uint64_t));
+	r.p.u64 = val;
+	if (vhost_user_send_msg(u->req_fd, &r, u->timeout_ms))
+		log_warn_ratelimited(&vu_rl, "%s: cannot answer the back-end's request %u",
+				     vu_name(u), req->hdr.request);
+}
+
+int vhost_user_service_channel(struct vhost_dev *dev)
+{
+	struct vhost_user *u = conn_of(dev);
+	struct vhost_user_msg msg;
+	uint32_t flags_ok;
+	int ret;
+
+	if (!u || u->req_fd < 0)
+		return -ENOTCONN;
+	ret = vhost_user_recv(u->req_fd, &msg, u->timeout_ms);
+	if (ret == -EAGAIN)
+		return ret;
+	if (ret) {
+		if (ret != -ECONNRESET)
+			log_warn("%s: the vhost-user back-end request channel failed (%s); it is "
+				 "closed, config changes are no longer announced", vu_name(u),
+				 strerror(-ret));
+		vu_close_channel(u);
+		return ret;
+	}
+	/* A request: version 1, no REPLY flag; NEED_REPLY allowed. */
+	flags_ok = (msg.hdr.flags & ~VHOST_USER_FLAG_NEED_REPLY) == VHOST_USER_VERSION;
+	if (flags_ok && msg.hdr.request == VHOST_USER_BACKEND_CONFIG_CHANGE_MSG &&
+	    msg.nfds == 0 && msg.hdr.size == 0) {
+		/* Ack first: a back-end waiting for it could not answer our GET_CONFIG. */
+		vu_channel_reply(u, &msg, 0);
+		if (has_proto(u, VHOST_USER_PROTOCOL_F_CONFIG))
+			vhost_dev_config_changed(dev);
+		return 0;
+	}
+	log_warn_ratelimited(&vu_rl, "%s: the vhost-user back-end sent request %u (flags %#x, %u "
+			     "bytes, %u fds) on its channel; refused", vu_name(u), msg.hdr.request,
+			     msg.hdr.flags, msg.hdr.size, msg.nfds);
+	vhost_user_msg_close_fds(&msg);
+	if (flags_ok)
+		vu_channel_reply(u, &msg, 1);
+	return 0;
+}
+
+/* ---- the set-up sequence ---- */
+
+/* The back-end request channel: a socketpair, the other end sent with SET_BACKEND_REQ_FD. */
+static int vu_setup_channel(struct vhost_user *u)
+{
+	struct vhost_user_msg msg;
+	int sv[2], ret;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0)
+		return -errno;
+	vhost_user_msg_init(&msg, VHOST_USER_SET_BACKEND_REQ_FD, 0, 0);
+	msg.fds[0] = sv[1];
+	msg.nfds = 1;
+	ret = vu_request_locked(u, &msg);
+	close(sv[1]);
+	if (ret) {
+		close(sv[0]);
+		return ret;
+	}
+	u->req_fd = sv[0];
+	if (u->loop) {
+		u->req_src = (struct event_source){ .fd = u->req_fd, .fn = vu_req_event };
+		if (event_loop_add(u->loop, &u->req_src, EPOLLIN) == 0)
+			u->req_watched = true;
+	}
+	return 0;
+}
+
+/* GET_FEATURES ... SET_OWNER (lock held); 0 or -errno. */
+static int vu_handshake(struct vhost_user *u)
+{
+	uint64_t v;
+	int ret;
+
+	u->protocol = 0;
+	u->queue_num = 1;
+	u->max_slots = VHOST_USER_MEM_REGIONS;
+	memset(u->slots, 0, sizeof(u->slots));
+	ret = vu_get_u64_locked(u, VHOST_USER_GET_FEATURES, &u->features);
+	if (ret)
+		return ret;
+	if (u->features & BIT(VHOST_USER_F_PROTOCOL_FEATURES)) {
+		ret = vu_get_u64_locked(u, VHOST_USER_GET_PROTOCOL_FEATURES, &v);
+		if (ret)
+			return ret;
+		v &= VHOST_USER_FE_PROTOCOL;
+		/* Sent without REPLY_ACK (not negotiated until the back-end has it). */
+		ret = vu_set_u64_locked(u, VHOST_USER_SET_PROTOCOL_FEATURES, v);
+		if (ret)
+			return ret;
+		u->protocol = v;
+	}
+	if (has_proto(u, VHOST_USER_PROTOCOL_F_MQ)) {
+		ret = vu_get_u64_locked(u, VHOST_USER_GET_QUEUE_NUM, &v);
+		if (ret)
+			return ret;
+		if (v == 0 || v > 0xffff) {
+			log_error("%s: the vhost-user back-end has %llu queues — a back-end bug",
+				  vu_name(u), (unsigned long long)v);
+			return -EPROTO;
+		}
+		u->queue_num = (unsigned int)v;
+	}
+	if (has_proto(u, VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS)) {
+		ret = vu_get_u64_locked(u, VHOST_USER_GET_MAX_MEM_SLOTS, &v);
+		if (ret)
+			return ret;
+		if (v == 0) {
+			log_error("%s: the vhost-user back-end takes no memory slots", vu_name(u));
+			return -EPROTO;
+		}
+		u->max_slots = (unsigned int)MIN(v, (uint64_t)ARRAY_SIZE(u->slots));
+	}
+	if (has_proto(u, VHOST_USER_PROTOCOL_F_BACKEND_REQ)) {
+		ret = vu_setup_channel(u);
+		if (ret)
+			return ret;
+	}
+	{
+		struct vhost_user_msg msg;
+
+		vhost_user_msg_init(&msg, VHOST_USER_SET_OWNER, 0, 0);
+		ret = vu_request_locked(u, &msg);
+	}
+	if (!ret && u->loop && !u->sock_watched) {
+		u->sock_src = (struct event_source){ .fd = u->sock, .fn = vu_sock_event };
+		if (event_loop_add(u->loop, &u->sock_src, EPOLLIN | EPOLLRDHUP) == 0)
+			u->sock_watched = true;
+	}
+	return ret;
+}
+
+static int vu_set_owner(struct vhost_dev *dev)
+{
+	struct vhost_user *u = conn_of(dev);
+	int ret;
+
+	u->dev = dev;
+	pthread_mutex_lock(&u->lock);
+	ret = vu_handshake(u);
+	pthread_mutex_unlock(&u->lock);
+	return ret;
+}
+
+static int vu_get_features(struct vhost_dev *dev, uint64_t *features)
+{
+	*features = conn_of(dev)->features;
+	return 0;
+}
+
+/* The in-flight area at a start: fetched the first time, handed back later (lock held). */
+static int vu_inflight_locked(struct vhost_user *u)
+{
+	struct vhost_user_msg msg, reply;
+	void *map;
+	int ret;
+
+	if (!has_proto(u, VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD) || !u->inflight_nq)
+		return 0;
+	if (u->inflight_fd >= 0) {
+		vhost_user_msg_init(&msg, VHOST_USER_SET_INFLIGHT_FD, 0, sizeof(msg.p.inflight));
+		msg.p.inflight = (struct vhost_user_inflight){
+			.mmap_size = u->inflight_size,
+			.mmap_offset = u->inflight_offset,
+			.num_queues = u->inflight_nq,
+			.queue_size = u->inflight_qs,
+		};
+		msg.fds[0] = u->inflight_fd;
+		msg.nfds = 1;
+		return vu_request_locked(u, &msg);
+	}
+	vhost_user_msg_init(&msg, VHOST_USER_GET_INFLIGHT_FD, 0, sizeof(msg.p.inflight));
+	msg.p.inflight = (struct vhost_user_inflight){
+		.num_queues = u->inflight_nq,
+		.queue_size = u->inflight_qs,
+	};
+	ret = vu_call_locked(u, &msg, sizeof(reply.p.inflight), 1, &reply);
+	if (ret)
+		return ret;
+	if (reply.p.inflight.mmap_size == 0) {
+		/* The back-end could not make one: run without. */
+		vhost_user_msg_close_fds(&reply);
+		log_warn("%s: the vhost-user back-end gives no in-flight area; requests in flight "
+			 "when it dies are not resubmitted", vu_name(u));
+		return 0;
+	}
+	{
+		const struct vhost_user_inflight *in = &reply.p.inflight;
+		uint64_t need = (uint64_t)u->inflight_nq *
+				(sizeof(struct vu_fe_inflight_queue) +
+				 (uint64_t)u->inflight_qs * sizeof(struct vu_fe_inflight_desc));
+		struct stat st;
+
+		if (reply.nfds != 1 || in->mmap_size < need || in->mmap_size > (1ULL << 30) ||
+		    in->mmap_offset > (1ULL << 40) || (in->mmap_offset & 4095) ||
+		    fstat(reply.fds[0], &st) < 0 || !S_ISREG(st.st_mode) ||
+		    (uint64_t)st.st_size < in->mmap_offset + in->mmap_size) {
+			log_warn("%s: the vhost-user back-end's in-flight area does not fit (%u fds, "
+				 "%llu bytes); running without", vu_name(u), reply.nfds,
+				 (unsigned long long)in->mmap_size);
+			vhost_user_msg_close_fds(&reply);
+			return 0;
+		}
+		map = mmap(NULL, in->mmap_size, PROT_READ, MAP_SHARED, reply.fds[0],
+			   (off_t)in->mmap_offset);
+		if (map == MAP_FAILED) {
+			vhost_user_msg_close_fds(&reply);
+			return 0;
+		}
+		u->inflight_fd = reply.fds[0];
+		u->inflight_map = map;
+		u->inflight_size = in->mmap_size;
+		u->inflight_offset = in->mmap_offset;
+	}
+	return 0;
+}
+
+static void vu_drop_inflight(struct vhost_user *u)
+{
+	if (u->inflight_map)
+		munmap(u->inflight_map, u->inflight_size);
+	u->inflight_map = NULL;
+	close_fd(&u->inflight_fd);
+}
+
+static int vu_set_features(struct vhost_dev *dev, uint64_t features)
+{
+	struct vhost_user *u = conn_of(dev);
+	int ret;
+
+	/* The back-end keeps its protocol features only while bit 30 is set. */
+	if (u->features & BIT(VHOST_USER_F_PROTOCOL_FEATURES))
+		features |= BIT(VHOST_USER_F_PROTOCOL_FEATURES);
+	pthread_mutex_lock(&u->lock);
+	ret = vu_set_u64_locked(u, VHOST_USER_SET_FEATURES, features);
+	if (!ret)
+		ret = vu_inflight_locked(u);
+	pthread_mutex_unlock(&u->lock);
+	return ret;
+}
+
+static struct vhost_user_mem_region vu_region(const struct vhost_mem_region *r)
+{
+	return (struct vhost_user_mem_region){
+		.guest_addr = r->gpa,
+		.size = r->size,
+		.user_addr = r->hva,
+		.mmap_offset = r->fd_offset,
+	};
+}
+
+static bool same_region(const struct vhost_user_mem_region *a,
+			const struct vhost_user_mem_region *b)
+{
+	return a->guest_addr == b->guest_addr && a->size == b->size &&
+	       a->user_addr == b->user_addr && a->mmap_offset == b->mmap_offset;
+}
+
+/* CONFIGURE_MEM_SLOTS: removes the slots not in t, adds t's new regions (lock held). */
+static int vu_update_slots_locked(struct vhost_user *u, const struct vhost_mem_table *t)
+{
+	struct vhost_user_msg msg;
+	int ret;
+
+	for (unsigned int s = 0; s < ARRAY_SIZE(u->slots); s++) {
+		bool keep = false;
+
+		if (!u->slots[s].used)
+			continue;
+		for (unsigned int i = 0; i < t->nregions; i++) {
+			struct vhost_user_mem_region r = vu_region(&t->regions[i]);
+
+			keep |= same_region(&r, &u->slots[s].r);
+		}
+		if (keep)
+			continue;
+		vhost_user_msg_init(&msg, VHOST_USER_REM_MEM_REG, 0, sizeof(msg.p.mem_reg));
+		msg.p.mem_reg.region = u->slots[s].r;
+		ret = vu_request_locked(u, &msg);
+		if (ret)
+			return ret;
+		u->slots[s].used = false;
+	}
+	for (unsigned int i = 0; i < t->nregions; i++) {
+		struct vhost_user_mem_region r = vu_region(&t->regions[i]);
+		unsigned int free_slot = ARRAY_SIZE(u->slots), nused = 0;
+		bool have = false;
+
+		for (unsigned int s = 0; s < ARRAY_SIZE(u->slots); s++) {
+			if (u->slots[s].used) {
+				nused++;
+				have |= same_region(&r, &u->slots[s].r);
+			} else if (free_slot == ARRAY_SIZE(u->slots)) {
+				free_slot = s;
+			}
+		}
+		if (have)
+			continue;
+		if (nused >= u->max_slots || free_slot == ARRAY_SIZE(u->slots))
+			return -E2BIG;
+		vhost_user_msg_init(&msg, VHOST_USER_ADD_MEM_REG, 0, sizeof(msg.p.mem_reg));
+		msg.p.mem_reg.region = r;
+		msg.fds[0] = t->regions[i].fd;
+		msg.nfds = 1;
+		ret = vu_request_locked(u, &msg);
+		if (ret)
+			return ret;
+		u->slots[free_slot] = (struct vu_slot){ .r = r, .used = true };
+	}
+	return 0;
+}
+
+static int vu_set_mem_table(struct vhost_dev *dev, const struct vhost_mem_table *t)
+{
+	struct vhost_user *u = conn_of(dev);
+	struct vhost_user_msg msg;
+	int ret;
+
+	if (!t->nregions)
+		return -EINVAL;
+	for (unsigned int i = 0; i < t->nregions; i++)
+		if (t->regions[i].fd < 0)
+			return -EINVAL;	/* guest RAM is not shared (--memory shared=on) */
+	pthread_mutex_lock(&u->lock);
+	if (has_proto(u, VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS)) {
+		ret = t->nregions > u->max_slots ? -E2BIG : vu_update_slots_locked(u, t);
+	} else if (t->nregions > VHOST_USER_MEM_REGIONS) {
+		ret = -E2BIG;
+	} else {
+		vhost_user_msg_init(&msg, VHOST_USER_SET_MEM_TABLE, 0,
+				    offsetof(struct vhost_user_mem_table, regions) +
+				    t->nregions * sizeof(struct vhost_user_mem_region));
+		msg.p.mem.nregions = t->nregions;
+		for (unsigned int i = 0; i < t->nregions; i++) {
+			msg.p.mem.regions[i] = vu_region(&t->regions[i]);
+			msg.fds[i] = t->regions[i].fd;
+		}
+		msg.nfds = t->nregions;
+		ret = vu_request_locked(u, &msg);
+	}
+	pthread_mutex_unlock(&u->lock);
+	return ret;
+}
+
+static int vu_check_ring(const struct vhost_user *u, unsigned int ring)
+{
+	return ring < u->queue_num && ring < VHOST_MAX_RINGS ? 0 : -EINVAL;
+}
+
+static int vu_vring_state(struct vhost_dev *dev, uint32_t request, unsigned int ring,
+			  unsigned int num)
+{
+	struct vhost_user *u = conn_of(dev);
+	struct vhost_user_msg msg;
+
+	if (vu_check_ring(u, ring))
+		return -EINVAL;
+	vhost_user_msg_init(&msg, request, 0, sizeof(msg.p.state));
+	msg.p.state = (struct vhost_user_vring_state){ .index = ring, .num = num };
+	return vu_request(u, &msg);
+}
+
+static int vu_set_vring_num(struct vhost_dev *dev, unsigned int ring, unsigned int num)
+{
+	return vu_vring_state(dev, VHOST_USER_SET_VRING_NUM, ring, num);
+}
+
+static int vu_set_vring_base(struct vhost_dev *dev, unsigned int ring, uint16_t base)
+{
+	return vu_vring_state(dev, VHOST_USER_SET_VRING_BASE, ring, base);
+}
+
+static int vu_get_vring_base(struct vhost_dev *dev, unsigned int ring, uint16_t *base)
+{
+	struct vhost_user *u = conn_of(dev);
+	struct vhost_user_msg msg, reply;
+	int ret;
+
+	if (vu_check_ring(u, ring))
+		return -EINVAL;
+	vhost_user_msg_init(&msg, VHOST_USER_GET_VRING_BASE, 0, sizeof(msg.p.state));
+	msg.p.state = (struct vhost_user_vring_state){ .index = ring };
+	pthread_mutex_lock(&u->lock);
+	ret = vu_call_locked(u, &msg, sizeof(reply.p.state), 0, &reply);
+	if (!ret && (reply.p.state.index != ring || reply.p.state.num > 0xffff)) {
+		vu_kill(u, "GET_VRING_BASE's reply names another ring or a packed-ring base",
+			-EPROTO);
+		ret = -ENOTCONN;
+	}
+	pthread_mutex_unlock(&u->lock);
+	if (!ret)
+		*base = (uint16_t)reply.p.state.num;
+	return ret;
+}
+
+static int vu_set_vring_addr(struct vhost_dev *dev, unsigned int ring,
+			     const struct vhost_ring_addrs *a)
+{
+	struct vhost_user *u = conn_of(dev);
+	struct vhost_user_msg msg;
+
+	if (vu_check_ring(u, ring))
+		return -EINVAL;
+	vhost_user_msg_init(&msg, VHOST_USER_SET_VRING_ADDR, 0, sizeof(msg.p.addr));
+	msg.p.addr = (struct vhost_user_vring_addr){
+		.index = ring,
+		.desc = a->desc,
+		.used = a->used,
+		.avail = a->avail,
+		.log = a->used_gpa,
+	};
+	return vu_request(u, &msg);
+}
+
+/*
+ * SET_VRING_KICK / CALL / ERR with fd (lock held). fd -1 (vhost.c unbinding a
+ * stopped ring) sends nothing: GET_VRING_BASE stopped the ring already, and
+ * to a vhost-user back-end "no fd" means polling, which few implement.
+ */
+static int vu_vring_fd(struct vhost_user *u, uint32_t request, unsigned int ring, int fd)
+{
+	struct vhost_user_msg msg;
+
+	if (fd < 0)
+		return 0;
+	vhost_user_msg_init(&msg, request, 0, sizeof(uint64_t));
+	msg.p.u64 = ring & VHOST_USER_VRING_IDX_MASK;
+	msg.fds[0] = fd;
+	msg.nfds = 1;
+	return vu_request_locked(u, &msg);
+}
+
+/* The ring's error eventfd: made once, watched on the loop, sent before each kick. */
+static int vu_err_fd_locked(struct vhost_user *u, unsigned int ring)
+{
+	if (u->err_fd[ring] < 0) {
+		u->err_fd[ring] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (u->err_fd[ring] < 0)
+			return -errno;
+		if (u->loop) {
+			struct vu_err_watch *w = &u->err_w[ring];
+
+			*w = (struct vu_err_watch){
+				.src = { .fd = u->err_fd[ring], .fn = vu_err_event },
+				.u = u,
+				.ring = ring,
+			};
+			w->watched = event_loop_add(u->loop, &w->src, EPOLLIN) == 0;
+		}
+	}
+	return vu_vring_fd(u, VHOST_USER_SET_VRING_ERR, ring, u->err_fd[ring]);
+}
+
+static int vu_set_vring_kick(struct vhost_dev *dev, unsigned int ring, int fd)
+{
+	struct vhost_user *u = conn_of(dev);
+	int ret = 0;
+
+	if (vu_check_ring(u, ring))
+		return -EINVAL;
+	pthread_mutex_lock(&u->lock);
+	if (fd >= 0)
+		ret = vu_err_fd_locked(u, ring);
+	if (!ret)
+		ret = vu_vring_fd(u, VHOST_USER_SET_VRING_KICK, ring, fd);
+	pthread_mutex_unlock(&u->lock);
+	return ret;
+}
+
+static int vu_set_vring_call(struct vhost_dev *dev, unsigned int ring, int fd)
+{
+	struct vhost_user *u = conn_of(dev);
+	int ret;
+
+	if (vu_check_ring(u, ring))
+		return -EINVAL;
+	pthread_mutex_lock(&u->lock);
+	ret = vu_vring_fd(u, VHOST_USER_SET_VRING_CALL, ring, fd);
+	pthread_mutex_unlock(&u->lock);
+	return ret;
+}
+
+static int vu_set_vring_enable(struct vhost_dev *dev, unsigned int ring, bool enable)
+{
+	struct vhost_user *u = conn_of(dev);
+
+	/* Without PROTOCOL_FEATURES the rings are enabled by SET_FEATURES. */
+	if (!(u->features & BIT(VHOST_USER_F_PROTOCOL_FEATURES)))
+		return 0;
+	return vu_vring_state(dev, VHOST_USER_SET_VRING_ENABLE, ring, enable ? 1 : 0);
+}
+
+static int vu_get_config(struct vhost_dev *dev, uint32_t offset, void *buf, uint32_t len)
+{
+	struct vhost_user *u = conn_of(dev);
+	struct vhost_user_msg msg, reply;
+	int ret;
+
+	if (!has_proto(u, VHOST_USER_PROTOCOL_F_CONFIG))
+		return -EOPNOTSUPP;
+	if (!len || len > VHOST_USER_CONFIG_MAX)
+		return -EINVAL;
+	vhost_user_msg_init(&msg, VHOST_USER_GET_CONFIG, 0, VHOST_USER_CONFIG_HDR_SIZE + len);
+	memset(&msg.p.config, 0, sizeof(msg.p.config));
+	msg.p.config.offset = offset;
+	msg.p.config.size = len;
+	pthread_mutex_lock(&u->lock);
+	ret = vu_call_locked(u, &msg, VHOST_USER_CONFIG_HDR_SIZE + len, 0, &reply);
+	if (!ret && (reply.p.config.offset != offset || reply.p.config.size != len)) {
+		vu_kill(u, "GET_CONFIG's reply is for another range", -EPROTO);
+		ret = -ENOTCONN;
+	}
+	pthread_mutex_unlock(&u->lock);
+	if (!ret)
+		memcpy(buf, reply.p.config.payload, len);
+	return ret;
+}
+
+static int vu_set_config(struct vhost_dev *dev, uint32_t offset, const void *buf, uint32_t len)
+{
+	struct vhost_user *u = conn_of(dev);
+	struct vhost_user_msg msg;
+
+	if (!has_proto(u, VHOST_USER_PROTOCOL_F_CONFIG))
+		return -EOPNOTSUPP;
+	if (!len || len > VHOST_USER_CONFIG_MAX)
+		return -EINVAL;
+	vhost_user_msg_init(&msg, VHOST_USER_SET_CONFIG, 0, VHOST_USER_CONFIG_HDR_SIZE + len);
+	msg.p.config.offset = offset;
+	msg.p.config.size = len;
+	msg.p.config.flags = 0;	/* a front-end write */
+	memcpy(msg.p.config.payload, buf, len);
+	return vu_request(u, &msg);
+}
+
+/* ---- connection life ---- */
+
+static int vu_connect_path(const char *path, int *out)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	*out = fd;
+	return 0;
+}
+
+int vhost_user_open(const struct vhost_user_opts *o, void **conn)
+{
+	struct vhost_user *u;
+	int ret;
+
+	*conn = NULL;
+	if ((!o->path) == (o->fd < 0))
+		return -EINVAL;
+	u = calloc(1, sizeof(*u));
+	if (!u)
+		return -ENOMEM;
+	pthread_mutex_init(&u->lock, NULL);
+	u->sock = u->req_fd = u->inflight_fd = -1;
+	for (unsigned int i = 0; i < VHOST_MAX_RINGS; i++)
+		u->err_fd[i] = -1;
+	u->loop = o->loop;
+	u->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : VHOST_USER_TIMEOUT_MS;
+	u->inflight_nq = o->inflight_queues;
+	u->inflight_qs = o->inflight_queue_size;
+	if (o->path) {
+		u->path = strdup(o->path);
+		ret = u->path ? vu_connect_path(o->path, &u->sock) : -ENOMEM;
+		if (ret) {
+			vhost_user_close(u);
+			return ret;
+		}
+	} else {
+		u->sock = o->fd;
+	}
+	*conn = u;
+	return 0;
+}
+
+void vhost_user_close(void *conn)
+{
+	struct vhost_user *u = conn;
+
+	if (!u)
+		return;
+	vu_unwatch_socket(u);
+	vu_close_channel(u);
+	for (unsigned int i = 0; i < VHOST_MAX_RINGS; i++) {
+		if (u->err_w[i].watched)
+			event_loop_remove(u->loop, &u->err_w[i].src);
+		close_fd(&u->err_fd[i]);
+	}
+	vu_drop_inflight(u);
+	close_fd(&u->sock);
+	pthread_mutex_destroy(&u->lock);
+	free(u->path);
+	free(u);
+}
+
+static void vu_cleanup(struct vhost_dev *dev)
+{
+	vhost_user_close(dev->conn);
+	dev->conn = NULL;
+}
+
+int vhost_user_reconnect(struct vhost_dev *dev)
+{
+	struct vhost_user *u = conn_of(dev);
+	int sock, ret;
+
+	if (!u->path)
+		return -EOPNOTSUPP;
+	ret = vu_connect_path(u->path, &sock);
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&u->lock);
+	vu_unwatch_socket(u);
+	vu_close_channel(u);
+	close_fd(&u->sock);
+	u->sock = sock;
+	u->dead = false;
+	u->reported = false;
+	ret = vu_handshake(u);
+	if (ret) {
+		vu_kill(u, "the set-up after reconnecting", ret);
+		u->reported = true;	/* the caller retries; no second report */
+		vu_unwatch_socket(u);
+		vu_close_channel(u);
+	}
+	pthread_mutex_unlock(&u->lock);
+	return ret;
+}
+
+bool vhost_user_connected(const struct vhost_dev *dev)
+{
+	const struct vhost_user *u = conn_of(dev);
+
+	return u && !__atomic_load_n(&u->dead, __ATOMIC_RELAXED);
+}
+
+uint64_t vhost_user_protocol_features(const struct vhost_dev *dev)
+{
+	return conn_of(dev)->protocol;
+}
+
+unsigned int vhost_user_queue_num(const struct vhost_dev *dev)
+{
+	return conn_of(dev)->queue_num;
+}
+
+unsigned int vhost_user_max_mem_slots(const struct vhost_dev *dev)
+{
+	return conn_of(dev)->max_slots;
+}
+
+void vhost_user_reset_inflight(struct vhost_dev *dev)
+{
+	struct vhost_user *u = conn_of(dev);
+
+	if (!u)
+		return;
+	pthread_mutex_lock(&u->lock);
+	vu_drop_inflight(u);
+	pthread_mutex_unlock(&u->lock);
+}
+
+static int vu_lost_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+int vhost_user_lost_chains(struct vhost_dev *dev, unsigned int q, uint16_t used_idx,
+			   uint16_t *heads, unsigned int max)
+{
+	struct vhost_user *u = conn_of(dev);
+	const struct vu_fe_inflight_queue *s;
+	uint64_t stride, qs;
+	unsigned int n = 0;
+	uint16_t batch, head;
+	uint8_t done[VIRTQ_MAX_SIZE / 8] = { 0 };
+
+	if (!u || !u->inflight_map)
+		return -EOPNOTSUPP;
+	if (q >= u->inflight_nq)
+		return -EINVAL;
+	stride = u->inflight_size / u->inflight_nq;
+	s = (const void *)((const uint8_t *)u->inflight_map + q * stride);
+	/* The back-end's memory: every value is checked, and read once. */
+	qs = __atomic_load_n(&s->desc_num, __ATOMIC_ACQUIRE);
+	if (__atomic_load_n(&s->version, __ATOMIC_ACQUIRE) == 0)
+		return 0;	/* never used */
+	if (s->version != 1 || qs == 0 || qs > VIRTQ_MAX_SIZE ||
+	    sizeof(*s) + qs * sizeof(s->desc[0]) > stride)
+		return -EINVAL;
+	/* Used elements published but not yet marked done in the area: that batch is not lost. */
+	batch = (uint16_t)(used_idx - s->used_idx);
+	if (batch > qs)
+		return -EINVAL;
+	head = s->last_batch_head;
+	for (unsigned int i = 0; i < batch; i++) {
+		if (head >= qs)
+			return -EINVAL;
+		done[head / 8] |= 1u << (head % 8);
+		head = s->desc[head].next;
+	}
+	{
+		struct vu_lost { uint64_t counter; uint16_t head; } *lost;
+
+		lost = malloc(qs * sizeof(*lost));
+		if (!lost)
+			return -ENOMEM;
+		for (unsigned int h = 0; h < qs; h++) {
+			uint8_t f = s->desc[h].inflight;
+
+			if (f > 1) {
+				free(lost);
+				return -EINVAL;
+			}
+			if (f && !(done[h / 8] & (1u << (h % 8))))
+				lost[n++] = (struct vu_lost){ s->desc[h].counter, (uint16_t)h };
+		}
+		if (n > max) {
+			free(lost);
+			return -EINVAL;
+		}
+		qsort(lost, n, sizeof(*lost), vu_lost_cmp);
+		for (unsigned int i = 0; i < n; i++)
+			heads[i] = lost[i].head;
+		free(lost);
+	}
+	return (int)n;
+}
+
+const struct vhost_ops vhost_user_ops = {
+	.name = "vhost-user",
+	.set_owner = vu_set_owner,
+	.get_features = vu_get_features,
+	.set_features = vu_set_features,
+	.set_mem_table = vu_set_mem_table,
+	.set_vring_num = vu_set_vring_num,
+	.set_vring_base = vu_set_vring_base,
+	.get_vring_base = vu_get_vring_base,
+	.set_vring_addr = vu_set_vring_addr,
+	.set_vring_kick = vu_set_vring_kick,
+	.set_vring_call = vu_set_vring_call,
+	.set_vring_enable = vu_set_vring_enable,
+	.get_config = vu_get_config,
+	.set_config = vu_set_config,
+	.reconnect = vhost_user_reconnect,
+	.connected = vhost_user_connected,
+	.lost_chains = vhost_user_lost_chains,
+	.reset = vhost_user_reset_inflight,
+	.cleanup = vu_cleanup,
+};

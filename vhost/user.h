@@ -1,0 +1,135 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The vhost-user front-end: the vhost_ops of vhost/vhost.h as messages on a
+ * unix socket to a back-end in another process (QEMU docs/interop/
+ * vhost-user.rst; the sequences of QEMU's vhost_user_backend_init,
+ * vhost_dev_start and do_vhost_dev_stop, ../shared/docs/vhost-reference.md A).
+ *
+ * Set-up (the kind's set_owner, called by vhost_dev_init): GET_FEATURES; with
+ * VHOST_USER_F_PROTOCOL_FEATURES, GET_PROTOCOL_FEATURES and SET_PROTOCOL_
+ * FEATURES with only what this front-end implements (VHOST_USER_FE_PROTOCOL:
+ * MQ, REPLY_ACK, CONFIG, BACKEND_REQ, INFLIGHT_SHMFD, CONFIGURE_MEM_SLOTS,
+ * RESET_DEVICE; LOG_SHMFD and DEVICE_STATE are negotiated and recorded for
+ * migration); GET_QUEUE_NUM (MQ); GET_MAX_MEM_SLOTS (CONFIGURE_MEM_SLOTS);
+ * SET_BACKEND_REQ_FD (one end of a socketpair, served on the VMM's event
+ * loop); SET_OWNER.
+ *
+ * Memory: SET_MEM_TABLE with one fd per region (at most 8) and its mmap
+ * offset, or, with CONFIGURE_MEM_SLOTS, REM_MEM_REG / ADD_MEM_REG for the
+ * regions that changed (at most GET_MAX_MEM_SLOTS). Ring addresses are the
+ * VMM's own mappings (front-end virtual addresses), translated by the
+ * back-end through the table. Guest RAM must be shared (--memory shared=on).
+ *
+ * Rings: SET_VRING_NUM, BASE, ADDR, ERR (an eventfd the front-end watches),
+ * KICK, CALL; with PROTOCOL_FEATURES acked a ring runs only after
+ * SET_VRING_ENABLE 1 (and is disabled before GET_VRING_BASE, which stops it).
+ * Without it SET_FEATURES enables every ring and SET_VRING_ENABLE is skipped.
+ *
+ * Replies: with REPLY_ACK every request without a reply of its own asks for
+ * an ack (so an error is seen at the request that caused it). Every reply is
+ * hostile input: exact flags, request id, size, ring index and fd count are
+ * checked; an fd that is not expected is closed. A reply that fails a check,
+ * a timeout (VHOST_USER_TIMEOUT_MS) or a closed socket makes the connection
+ * dead: the socket is shut down, every later request fails at once with
+ * -ENOTCONN, and the death is reported (vhost_dev_disconnected) from the
+ * event loop, where the socket is watched: it hangs up, or sends something
+ * nobody asked for.
+ *
+ * The back-end request channel: CONFIG_CHANGE_MSG is acked first (when asked)
+ * and then reported (vhost_dev_config_changed). Any other request is answered
+ * with an error when the back-end wants a reply, and otherwise ignored; a
+ * channel that breaks its framing is closed, and the device keeps running.
+ *
+ * In-flight tracking (INFLIGHT_SHMFD, for vhost-user-blk): at the first start
+ * GET_INFLIGHT_FD gives the area (kept by the front-end, mapped read-only),
+ * and SET_INFLIGHT_FD hands it back at each later start, including after a
+ * reconnect, so the back-end resubmits what was in flight when it died. A
+ * guest reset drops it (vhost_user_reset_inflight). After a death the area
+ * tells which chains the back-end had taken and not returned
+ * (vhost_user_lost_chains).
+ *
+ * Threads: requests are synchronous and serialised by the connection's lock
+ * (they come from vCPU threads under the device lock, or from the event loop
+ * thread); the event loop's callbacks take the same lock before they look at
+ * the socket, so a reply is never read by the wrong thread.
+ */
+#ifndef VHOST_USER_H
+#define VHOST_USER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vhost/user_proto.h"
+#include "vhost/vhost.h"
+#include "vmm/base/event_loop.h"
+
+#define VHOST_USER_TIMEOUT_MS	10000	/* a reply must come within this */
+
+/* The protocol features this front-end implements (and so may negotiate). */
+#define VHOST_USER_FE_PROTOCOL \
+	((1ULL << VHOST_USER_PROTOCOL_F_MQ) | (1ULL << VHOST_USER_PROTOCOL_F_LOG_SHMFD) | \
+	 (1ULL << VHOST_USER_PROTOCOL_F_REPLY_ACK) | (1ULL << VHOST_USER_PROTOCOL_F_BACKEND_REQ) | \
+	 (1ULL << VHOST_USER_PROTOCOL_F_CONFIG) | (1ULL << VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD) | \
+	 (1ULL << VHOST_USER_PROTOCOL_F_RESET_DEVICE) | \
+	 (1ULL << VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) | \
+	 (1ULL << VHOST_USER_PROTOCOL_F_DEVICE_STATE))
+
+extern const struct vhost_ops vhost_user_ops;
+
+/* How to reach a back-end. */
+struct vhost_user_opts {
+	const char *path;		/* unix socket; NULL with fd >= 0 (tests) */
+	int fd;				/* an already connected socket (taken over), or -1 */
+	struct event_loop *loop;	/* where the socket and the channel are watched; NULL: none */
+	int timeout_ms;			/* 0: VHOST_USER_TIMEOUT_MS */
+	/* In-flight area for this many rings of this size at start (0: none). */
+	uint16_t inflight_queues, inflight_queue_size;
+};
+
+/*
+ * Connects (o->path, or takes o->fd): *conn for vhost_dev_init(), or -errno
+ * (-ENOENT, -ECONNREFUSED: nobody listens there). Nothing is sent yet.
+ */
+int vhost_user_open(const struct vhost_user_opts *o, void **conn);
+
+/* Closes a connection vhost_dev_init() did not take (it failed). */
+void vhost_user_close(void *conn);
+
+/*
+ * After the back-end died: connects again to the same path (one attempt)
+ * and repeats the set-up; the in-flight area is kept. 0, or -errno (then
+ * the connection is still dead and may be retried).
+ */
+int vhost_user_reconnect(struct vhost_dev *dev);
+
+/* Whether the connection is alive (not dead, see above). */
+bool vhost_user_connected(const struct vhost_dev *dev);
+
+/* What the back-end offered and the front-end negotiated (for tests and messages). */
+uint64_t vhost_user_protocol_features(const struct vhost_dev *dev);
+unsigned int vhost_user_queue_num(const struct vhost_dev *dev);
+unsigned int vhost_user_max_mem_slots(const struct vhost_dev *dev);
+
+/*
+ * After a death, ring q's chains the back-end took and did not return, from
+ * the in-flight area, in submission order, given the ring's used->idx: their
+ * count (<= max) into heads, or -EOPNOTSUPP (no area: the caller assumes the
+ * back-end completes in order) or -EINVAL (an area that cannot be trusted).
+ */
+int vhost_user_lost_chains(struct vhost_dev *dev, unsigned int q, uint16_t used_idx,
+			   uint16_t *heads, unsigned int max);
+
+/* The driver reset the device: the in-flight area is dropped (a new one at the next start). */
+void vhost_user_reset_inflight(struct vhost_dev *dev);
+
+/*
+ * Event-loop work, also called directly by tests and the fuzzer:
+ * services one message on the back-end request channel (0, -EAGAIN: none,
+ * or -errno: the channel was closed), and looks at the main socket outside
+ * a request (true: the back-end is dead; reported through
+ * vhost_dev_disconnected once).
+ */
+int vhost_user_service_channel(struct vhost_dev *dev);
+bool vhost_user_check_socket(struct vhost_dev *dev);
+
+#endif
