@@ -1094,3 +1094,71 @@ const struct vhost_ops vhost_user_ops = {
 	.reset = vhost_user_reset_inflight,
 	.cleanup = vu_cleanup,
 };
+
+/* ---- a vhost device over a vhost-user back-end, for the device models ---- */
+
+struct vhost_user_dev {
+	struct vhost_dev dev;
+	struct vhost_device_ops ops;	/* per device: its backend_bits */
+};
+
+static void vhost_user_dev_destroy(struct vhost_dev *dev)
+{
+	free(container_of(dev, struct vhost_user_dev, dev));
+}
+
+int vhost_user_create(const struct guest_mem *mem, const char *name, struct event_loop *loop,
+		      struct virtio_offload_user *ou, struct virtio_backend **out, char *why,
+		      size_t whylen)
+{
+	struct vhost_user_opts o = { .path = ou->path, .fd = -1, .loop = loop,
+				     .inflight_queues = (uint16_t)MIN(ou->max_queues, 0xffffu),
+				     .inflight_queue_size = ou->queue_size };
+	struct vhost_user_dev *vd;
+	struct vhost_user *u;
+	void *conn;
+	int ret;
+
+	*out = NULL;
+	if (mem->fd < 0) {
+		snprintf(why, whylen, "guest RAM is not shared with other processes");
+		return -EINVAL;
+	}
+	if (!ou->max_queues || ou->max_queues > VHOST_MAX_RINGS) {
+		snprintf(why, whylen, "%u queues asked for", ou->max_queues);
+		return -EINVAL;
+	}
+	ret = vhost_user_open(&o, &conn);
+	if (ret) {
+		snprintf(why, whylen, "cannot connect to %s: %s", ou->path, strerror(-ret));
+		return ret;
+	}
+	vd = calloc(1, sizeof(*vd));
+	if (!vd) {
+		vhost_user_close(conn);
+		snprintf(why, whylen, "out of memory");
+		return -ENOMEM;
+	}
+	vd->ops = (struct vhost_device_ops){
+		.name = "vhost-user",
+		.backend_bits = ou->backend_bits,
+		.destroy = vhost_user_dev_destroy,
+	};
+	u = conn;
+	u->dev = &vd->dev;
+	/* The rings exist only after the set-up says how many the back-end has. */
+	ret = vhost_dev_init(&vd->dev, &vhost_user_ops, conn, &vd->ops, mem, name,
+			     ou->max_queues);
+	if (ret) {
+		snprintf(why, whylen, "%s: the set-up failed: %s", ou->path,
+			 ret == -EOPNOTSUPP ? "no VIRTIO_F_VERSION_1" : strerror(-ret));
+		vhost_user_close(conn);
+		free(vd);
+		return ret;
+	}
+	ou->queues = MIN(ou->max_queues, u->queue_num);
+	vd->dev.nrings = ou->queues;
+	u->inflight_nq = (uint16_t)MIN(u->inflight_nq, ou->queues);
+	*out = &vd->dev.be;
+	return 0;
+}

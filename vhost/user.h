@@ -96,6 +96,16 @@ int vhost_user_open(const struct vhost_user_opts *o, void **conn);
 void vhost_user_close(void *conn);
 
 /*
+ * The offload of virtio/backend.h: a vhost device over a vhost-user back-end
+ * at u->path for device `name` (its name must outlive it), rings =
+ * min(u->max_queues, GET_QUEUE_NUM) into u->queues. 0 with *out (the device
+ * owns it), or -errno with a one-line reason in why.
+ */
+int vhost_user_create(const struct guest_mem *mem, const char *name, struct event_loop *loop,
+		      struct virtio_offload_user *u, struct virtio_backend **out, char *why,
+		      size_t whylen);
+
+/*
  * After the back-end died: connects again to the same path (one attempt)
  * and repeats the set-up; the in-flight area is kept. 0, or -errno (then
  * the connection is still dead and may be retried).

@@ -79,6 +79,8 @@ struct virtio_call {
 };
 
 struct virtio_backend;
+struct event_loop;
+struct guest_mem;
 
 /*
  * What a back-end in another process (vhost-user) tells its device model,
@@ -150,6 +152,15 @@ struct virtio_backend {
  * back-end the device then owns (it calls its destroy), or -errno with a
  * one-line reason in why (-ENOENT, -EACCES, -EOPNOTSUPP: not usable here).
  */
+/* What a device model asks of a vhost-user back-end (virtio_offload.user). */
+struct virtio_offload_user {
+	const char *path;		/* the back-end's unix socket */
+	unsigned int max_queues;	/* queues the device model can have */
+	uint16_t queue_size;		/* its QueueNumMax: sizes the in-flight area (0: none) */
+	uint64_t backend_bits;		/* device feature bits the back-end is in charge of */
+	unsigned int queues;		/* out: how many the back-end serves (<= max_queues) */
+};
+
 struct virtio_offload {
 	/* Kernel vhost-net for a virtio-net device over tap_fd (not owned; attached while running). */
 	int (*net)(const struct virtio_offload *o, const struct guest_mem *mem, const char *name,
@@ -161,6 +172,14 @@ struct virtio_offload {
 	 */
 	int (*vsock)(const struct virtio_offload *o, const struct guest_mem *mem, const char *name,
 		     uint64_t cid, struct virtio_backend **out, char *why, size_t whylen);
+	/*
+	 * A vhost-user back-end at u->path serving the device's queues (guest RAM must be
+	 * shared: mem->fd >= 0), watched on loop; fills u->queues. -ENOENT /
+	 * -ECONNREFUSED: nobody listens there.
+	 */
+	int (*user)(const struct virtio_offload *o, const struct guest_mem *mem, const char *name,
+		    struct event_loop *loop, struct virtio_offload_user *u,
+		    struct virtio_backend **out, char *why, size_t whylen);
 };
 
 #endif

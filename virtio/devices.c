@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "virtio/blk.h"
+#include "virtio/blk_user.h"
 #include "virtio/console.h"
 #include "virtio/devices.h"
 #include "virtio/net.h"
@@ -18,8 +19,13 @@
 
 static int create_blk(const struct virtio_device_args *a, struct virtio_mmio_dev **out)
 {
+	const struct blk_options *o = a->options;
 	struct virtio_blk *b;
-	int ret = virtio_blk_create(a->host, a->options, a->name, a->base, a->gsi, &b);
+	int ret;
+
+	if (o->vhost_user)
+		return blk_user_create(a->host, o, a->name, a->base, a->gsi, out);
+	ret = virtio_blk_create(a->host, a->options, a->name, a->base, a->gsi, &b);
 
 	*out = ret ? NULL : &b->dev;
 	return ret;

@@ -9,12 +9,17 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* --disk path=FILE[,readonly=on][,direct=on][,id=SERIAL] */
+/*
+ * --disk path=FILE[,readonly=on][,direct=on][,id=SERIAL]
+ * --disk vhost-user=SOCKET[,reconnect=SECONDS]
+ */
 struct blk_options {
 	const char *path;	/* raw image file or block device */
 	bool readonly;
 	bool direct;		/* O_DIRECT */
 	const char *id;		/* GET_ID answer (at most 20 bytes); NULL: derived from path */
+	const char *vhost_user;	/* a vhost-user-blk back-end's socket instead of path */
+	unsigned int reconnect;	/* seconds to wait for a dead back-end to come back; 0: none */
 };
 
 /* Who runs a virtio-net device's data path. */

@@ -86,6 +86,9 @@ void cli_print_run_help(FILE *out)
 	      "  --no-reboot       exit with status 0 when the guest reboots, instead of rebooting it\n"
 	      "\n"
 	      "Devices (virtio-mmio, announced to the guest in the ACPI DSDT):\n"
+	      "  --disk vhost-user=SOCKET[,reconnect=SECONDS]\n"
+	      "                    virtio-blk served by a vhost-user back-end (needs --memory ...,shared=on);\n"
+	      "                    reconnect: wait that long for a dead back-end to come back\n"
 	      "  --disk path=FILE[,readonly=on][,direct=on][,id=SERIAL]\n"
 	      "                    virtio-blk disk on a raw image or block device (repeatable, up to 8);\n"
 	      "                    direct=on opens it with O_DIRECT; id is what the guest reads as serial\n"
@@ -229,8 +232,21 @@ static int disk_kv(struct vmm_config *cfg, void *obj, const char *key, char *val
 		if (strlen(val) > 20)
 			return usage_error(err, errlen, "--disk: id '%s' is longer than 20 bytes — shorten it", val);
 		d->id = val;
+	} else if (!strcmp(key, "vhost-user")) {
+		if (!*val)
+			return usage_error(err, errlen, "--disk: vhost-user is empty — give the back-end's socket");
+		d->vhost_user = val;
+	} else if (!strcmp(key, "reconnect")) {
+		char *end;
+		unsigned long n;
+
+		errno = 0;
+		n = strtoul(val, &end, 10);
+		if (!*val || *end || errno || n > 3600 || *val == '-')
+			return usage_error(err, errlen, "--disk: reconnect='%s' — give seconds, 0 to 3600", val);
+		d->reconnect = (unsigned int)n;
 	} else {
-		return usage_error(err, errlen, "--disk: unknown key '%s' — use path, readonly, direct or id", key);
+		return usage_error(err, errlen, "--disk: unknown key '%s' — use path, readonly, direct, id, vhost-user or reconnect", key);
 	}
 	return 0;
 }
@@ -371,8 +387,14 @@ static int parse_run_option(int opt, const char *arg, struct vmm_config *cfg, ch
 			return usage_error(err, errlen, "more than %d --disk options", VMM_MAX_DISKS);
 		memset(d, 0, sizeof(*d));
 		ret = parse_kv_list(cfg, "--disk", arg, "path", disk_kv, d, err, errlen);
-		if (!ret && !d->path)
-			return usage_error(err, errlen, "--disk needs path=FILE");
+		if (!ret && !d->path && !d->vhost_user)
+			return usage_error(err, errlen, "--disk needs path=FILE or vhost-user=SOCKET");
+		if (!ret && d->path && d->vhost_user)
+			return usage_error(err, errlen, "--disk: path and vhost-user exclude each other — give one");
+		if (!ret && d->vhost_user && (d->readonly || d->direct || d->id))
+			return usage_error(err, errlen, "--disk: readonly, direct and id are the vhost-user back-end's options — set them there");
+		if (!ret && d->reconnect && !d->vhost_user)
+			return usage_error(err, errlen, "--disk: reconnect is for vhost-user disks");
 		if (!ret)
 			cfg->ndisks++;
 		return ret;

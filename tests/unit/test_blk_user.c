@@ -1,0 +1,216 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * virtio-blk over a vhost-user back-end (virtio/blk_user.h) with the VMM's
+ * front-end and the fake driver: I/O through vmm-vhost-user-blk's device on a
+ * thread, config space from the back-end and its resize, guest RAM that is
+ * not shared refused, a back-end that dies (the guest's outstanding and new
+ * requests fail with IOERR, DEVICE_NEEDS_RESET), and one that comes back
+ * (reconnect=: the device resumes, requests succeed).
+ */
+#include <criterion/criterion.h>
+#include <endian.h>
+#include <errno.h>
+#include <linux/virtio_blk.h>
+#include <linux/virtio_config.h>
+#include <linux/virtio_mmio.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "tests/unit/fake_driver.h"
+#include "tests/unit/vu_server.h"
+#include "vhost/offload.h"
+#include "virtio/blk_user.h"
+
+static struct vu_server srv;
+static struct virtio_mmio_dev *d;
+
+static uint32_t status(void)
+{
+	return drv_rd(d, VIRTIO_MMIO_STATUS);
+}
+
+/* Submits a read of sector into a fresh buffer; returns the status byte's gpa. */
+static uint64_t submit_read(uint64_t sector, uint64_t *data)
+{
+	uint64_t hdr = alloc_buf(16), st = alloc_buf(1);
+	struct virtio_blk_outhdr *h = gpa_ptr(hdr);
+
+	*data = alloc_buf(512);
+	h->type = htole32(VIRTIO_BLK_T_IN);
+	h->sector = htole64(sector);
+	*(uint8_t *)gpa_ptr(st) = 0xff;
+	drv_add(0, (struct drv_seg[]){ { hdr, 16, false }, { *data, 512, true }, { st, 1, true } },
+		3);
+	drv_kick(d, 0);
+	return st;
+}
+
+static void setup(struct blk_options *o)
+{
+	signal(SIGPIPE, SIG_IGN);
+	fake_driver_init_shared(64);
+	fake_host.offload = &vhost_offload;
+	cr_assert_eq(blk_user_create(&fake_host, o, "vublk0", 0x1000, 5, &d), 0);
+}
+
+Test(blk_user, reads_through_the_back_end_with_its_config)
+{
+	struct blk_options o = { 0 };
+	uint64_t st, data;
+	uint32_t id, len;
+
+	vs_init(&srv, 2);
+	vs_start_listen(&srv);
+	o.vhost_user = srv.path;
+	setup(&o);
+	drv_loop_start();
+	/* Capacity from GET_CONFIG; two queues (MQ). */
+	cr_expect_eq(drv_rd(d, VIRTIO_MMIO_CONFIG) |
+		     ((uint64_t)drv_rd(d, VIRTIO_MMIO_CONFIG + 4) << 32), VS_IMG_SIZE / 512);
+	cr_expect_eq(d->ops->nqueues, 2);
+	cr_expect(drv_device_features(d) & (1ULL << VIRTIO_BLK_F_FLUSH));
+	drv_start(d, 1ULL << VIRTIO_BLK_F_FLUSH);
+	st = submit_read(9, &data);
+	cr_assert(drv_wait_used(0, &id, &len, 5000));
+	cr_expect_eq(*(uint8_t *)gpa_ptr(st), VIRTIO_BLK_S_OK);
+	cr_expect_eq(*(uint8_t *)gpa_ptr(data + 100), 9);
+	/* A resize of the image reaches the guest's config space. */
+	uint32_t gen = drv_rd(d, VIRTIO_MMIO_CONFIG_GENERATION);
+
+	cr_assert_eq(truncate(srv.img, 2 * VS_IMG_SIZE), 0);
+	cr_assert_eq(vu_blk_resize(&srv.b), 1);
+	for (int i = 0; i < 200 && drv_rd(d, VIRTIO_MMIO_CONFIG_GENERATION) == gen; i++)
+		usleep(10000);
+	cr_expect_eq(drv_rd(d, VIRTIO_MMIO_CONFIG), 2 * VS_IMG_SIZE / 512);
+	cr_expect(drv_rd(d, VIRTIO_MMIO_INTERRUPT_STATUS) & VIRTIO_MMIO_INT_CONFIG);
+	drv_loop_stop();
+	d->ops->destroy(d);
+	vs_fini(&srv);
+	fake_driver_fini();
+}
+
+Test(blk_user, guest_ram_not_shared_is_refused)
+{
+	struct blk_options o = { .vhost_user = "/nonexistent.sock" };
+
+	fake_driver_init(64);
+	fake_host.offload = &vhost_offload;
+	cr_expect_eq(blk_user_create(&fake_host, &o, "vublk0", 0x1000, 5, &d), -EINVAL);
+	fake_driver_fini();
+}
+
+Test(blk_user, nobody_listening_is_an_error)
+{
+	struct blk_options o = { .vhost_user = "/nonexistent/vu.sock" };
+
+	fake_driver_init_shared(64);
+	fake_host.offload = &vhost_offload;
+	cr_expect_eq(blk_user_create(&fake_host, &o, "vublk0", 0x1000, 5, &d), -ENOENT);
+	fake_driver_fini();
+}
+
+struct cargs {
+	struct blk_options *o;
+	int ret;
+};
+
+static void *creator(void *arg)
+{
+	struct cargs *a = arg;
+
+	a->ret = blk_user_create(&fake_host, a->o, "vublk0", 0x1000, 5, &d);
+	return NULL;
+}
+
+Test(blk_user, a_dead_back_end_fails_outstanding_and_new_requests)
+{
+	struct blk_options o = { 0 };
+	struct vu_evil evil;
+	uint64_t st1, st2, st3, data;
+	uint32_t id, len;
+	int listen_fd;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char path[64];
+
+	/* The hostile back-end acks everything and serves nothing: requests stay outstanding. */
+	snprintf(path, sizeof(path), "/tmp/vub-evil.%d.sock", getpid());
+	strcpy(sa.sun_path, path);
+	unlink(path);
+	listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_eq(bind(listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(listen(listen_fd, 1), 0);
+	o.vhost_user = path;
+	signal(SIGPIPE, SIG_IGN);
+	fake_driver_init_shared(64);
+	fake_host.offload = &vhost_offload;
+	/* The set-up needs answers: the device is created on a thread, the evil one answers. */
+	{
+		struct cargs ca = { &o, 0 };
+		pthread_t c;
+		int fd;
+
+		cr_assert_eq(pthread_create(&c, NULL, creator, &ca), 0);
+		fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		cr_assert_geq(fd, 0);
+		ve_start(&evil, fd, VS_OK);
+		pthread_join(c, NULL);
+		cr_assert_eq(ca.ret, 0);
+	}
+	close(listen_fd);
+	unlink(path);
+	drv_loop_start();
+	drv_start(d, 0);
+	st1 = submit_read(1, &data);
+	st2 = submit_read(2, &data);
+	cr_expect_not(drv_wait_used(0, &id, &len, 100));
+	/* The back-end dies: the VMM finishes both with IOERR and marks the device. */
+	shutdown(evil.sock, SHUT_RDWR);
+	ve_join(&evil);
+	cr_assert(drv_wait_used(0, &id, &len, 5000));
+	cr_assert(drv_wait_used(0, &id, &len, 5000));
+	cr_expect_eq(*(uint8_t *)gpa_ptr(st1), VIRTIO_BLK_S_IOERR);
+	cr_expect_eq(*(uint8_t *)gpa_ptr(st2), VIRTIO_BLK_S_IOERR);
+	cr_expect(status() & VIRTIO_CONFIG_S_NEEDS_RESET);
+	/* A new request fails too, instead of hanging. */
+	st3 = submit_read(3, &data);
+	cr_assert(drv_wait_used(0, &id, &len, 5000));
+	cr_expect_eq(*(uint8_t *)gpa_ptr(st3), VIRTIO_BLK_S_IOERR);
+	drv_loop_stop();
+	d->ops->destroy(d);
+	fake_driver_fini();
+}
+
+Test(blk_user, reconnect_resumes_the_device)
+{
+	struct blk_options o = { .reconnect = 5 };
+	uint64_t st, data;
+	uint32_t id, len;
+
+	vs_init(&srv, 1);
+	vs_start_listen(&srv);
+	o.vhost_user = srv.path;
+	setup(&o);
+	drv_loop_start();
+	drv_start(d, 0);
+	st = submit_read(4, &data);
+	cr_assert(drv_wait_used(0, &id, &len, 5000));
+	cr_expect_eq(*(uint8_t *)gpa_ptr(st), VIRTIO_BLK_S_OK);
+	/* The back-end drops the connection and takes the next one. */
+	atomic_store(&srv.die, true);
+	for (int i = 0; i < 300 && atomic_load(&srv.connections) < 2; i++)
+		usleep(10000);
+	cr_assert_eq(atomic_load(&srv.connections), 2);
+	usleep(100000);
+	st = submit_read(6, &data);
+	cr_assert(drv_wait_used(0, &id, &len, 5000));
+	cr_expect_eq(*(uint8_t *)gpa_ptr(st), VIRTIO_BLK_S_OK);
+	cr_expect_eq(*(uint8_t *)gpa_ptr(data), 6);
+	cr_expect_not(status() & VIRTIO_CONFIG_S_NEEDS_RESET);
+	drv_loop_stop();
+	d->ops->destroy(d);
+	vs_fini(&srv);
+	fake_driver_fini();
+}

@@ -1,0 +1,406 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/* virtio-blk over a vhost-user back-end (see virtio/blk_user.h). */
+#include <endian.h>
+#include <errno.h>
+#include <linux/virtio_ids.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "virtio/blk_user.h"
+#include "vmm/base/log.h"
+#include "vmm/base/util.h"
+
+#define BLK_USER_RETRY_MS	200
+
+/* The device feature bits this model passes through (the back-end decides each one). */
+#define BLK_USER_FEATURES \
+	((1ULL << VIRTIO_BLK_F_SIZE_MAX) | (1ULL << VIRTIO_BLK_F_SEG_MAX) | \
+	 (1ULL << VIRTIO_BLK_F_GEOMETRY) | (1ULL << VIRTIO_BLK_F_RO) | \
+	 (1ULL << VIRTIO_BLK_F_BLK_SIZE) | (1ULL << VIRTIO_BLK_F_FLUSH) | \
+	 (1ULL << VIRTIO_BLK_F_TOPOLOGY) | (1ULL << VIRTIO_BLK_F_CONFIG_WCE) | \
+	 (1ULL << VIRTIO_BLK_F_MQ) | (1ULL << VIRTIO_BLK_F_DISCARD) | \
+	 (1ULL << VIRTIO_BLK_F_WRITE_ZEROES))
+
+/* A queue the VMM serves itself after the back-end is gone: every request fails. */
+struct blk_user_failq {
+	struct blk_user *b;
+	unsigned int q;
+	struct event_source kick;
+	bool watched;
+	struct virtq vq;
+};
+
+struct blk_user {
+	struct virtio_mmio_dev dev;
+	struct virtio_dev_ops ops;		/* per device: nqueues from the back-end */
+	struct virtio_backend *be;
+	struct virtio_blk_config config;	/* little-endian, as the back-end gave it */
+	char *name, *path;
+	unsigned int reconnect_s;
+
+	bool failed;				/* the back-end is gone for good: fail requests */
+	struct blk_user_failq fq[BLK_USER_MAX_QUEUES];
+	struct virtq_chain *chain;		/* scratch for the failing path */
+	uint16_t lost[VIRTQ_MAX_SIZE];
+
+	int timer_fd;				/* reconnect attempts */
+	struct event_source timer;
+	bool timer_watched, reconnecting;
+	struct timespec deadline;
+	struct log_ratelimit rl;
+};
+
+static struct blk_user *to_bu(struct virtio_mmio_dev *d)
+{
+	return container_of(d, struct blk_user, dev);
+}
+
+void blk_user_fail_chain(const struct virtq_chain *c)
+{
+	/* The status byte is the last writable byte of the chain. */
+	for (unsigned int i = c->nout + c->nin; i > c->nout; i--) {
+		const struct iovec *v = &c->iov[i - 1];
+
+		if (v->iov_len) {
+			((uint8_t *)v->iov_base)[v->iov_len - 1] = VIRTIO_BLK_S_IOERR;
+			return;
+		}
+	}
+}
+
+/* Fails every chain waiting on fq's ring (lock held); raises the interrupt if due. */
+static void blk_user_fail_pending(struct blk_user *b, struct blk_user_failq *fq)
+{
+	bool pushed = false;
+	int ret;
+
+	while ((ret = virtq_pop(&fq->vq, b->chain)) == 1) {
+		blk_user_fail_chain(b->chain);
+		if (virtq_push(&fq->vq, b->chain->head, b->chain->in_len ? 1 : 0))
+			break;
+		pushed = true;
+	}
+	if (pushed && virtq_should_notify(&fq->vq))
+		b->dev.q[fq->q].call.raise(&b->dev.q[fq->q].call);
+}
+
+static void blk_user_kick_event(struct event_source *src, uint32_t events)
+{
+	struct blk_user_failq *fq = container_of(src, struct blk_user_failq, kick);
+	struct blk_user *b = fq->b;
+	eventfd_t v;
+
+	pthread_mutex_lock(&b->dev.lock);
+	eventfd_read(src->fd, &v);
+	if (b->failed && fq->vq.ready)
+		blk_user_fail_pending(b, fq);
+	pthread_mutex_unlock(&b->dev.lock);
+}
+
+/*
+ * Takes queue q over from its saved state after the back-end died (lock held):
+ * fails the chains the back-end held (lost, in order), then everything after
+ * them, and watches its kicks.
+ */
+static void blk_user_fail_queue(struct blk_user *b, unsigned int q, const uint16_t *lost,
+				unsigned int nlost)
+{
+	struct blk_user_failq *fq = &b->fq[q];
+	struct virtq_state *s = &b->dev.queues[q];
+	bool pushed = false;
+
+	if (!s->ready)
+		return;
+	fq->b = b;
+	fq->q = q;
+	if (virtq_start_from(&fq->vq, b->dev.host->mem, s))
+		return;
+	for (unsigned int i = 0; i < nlost; i++) {
+		if (virtq_pop_head(&fq->vq, lost[i], b->chain) != 1)
+			break;
+		blk_user_fail_chain(b->chain);
+		if (virtq_push(&fq->vq, lost[i], b->chain->in_len ? 1 : 0))
+			break;
+		pushed = true;
+	}
+	/* The avail entries of the chains it held come first: they are done now. */
+	fq->vq.last_avail_idx = (uint16_t)(fq->vq.last_avail_idx + nlost);
+	if (pushed && virtq_should_notify(&fq->vq))
+		b->dev.q[q].call.raise(&b->dev.q[q].call);
+	blk_user_fail_pending(b, fq);
+	if (!fq->watched) {
+		fq->kick = (struct event_source){ .fd = b->dev.q[q].kick_fd,
+						  .fn = blk_user_kick_event };
+		fq->watched = event_loop_add(b->dev.host->loop, &fq->kick, EPOLLIN) == 0;
+	}
+}
+
+static void blk_user_unwatch_kicks(struct blk_user *b)
+{
+	for (unsigned int q = 0; q < BLK_USER_MAX_QUEUES; q++) {
+		if (b->fq[q].watched)
+			event_loop_remove(b->dev.host->loop, &b->fq[q].kick);
+		b->fq[q].watched = false;
+		memset(&b->fq[q].vq, 0, sizeof(b->fq[q].vq));
+	}
+}
+
+/* The back-end is gone for good (lock held): NEEDS_RESET, its requests fail. */
+static void blk_user_fail(struct blk_user *b, const char *why)
+{
+	b->failed = true;
+	log_error("%s: %s; its requests fail with an I/O error until the back-end at %s is "
+		  "restarted%s", b->name, why, b->path,
+		  b->reconnect_s ? "" : " (reconnect=SECONDS lets the VMM wait for it)");
+	virtio_mmio_set_needs_reset(&b->dev, "its vhost-user back-end is gone");
+	for (unsigned int q = 0; q < b->ops.nqueues; q++) {
+		const struct virtq_state *s = &b->dev.queues[q];
+		int n = 0;
+
+		if (!s->ready)
+			continue;
+		if (b->be->ops->lost_chains)
+			n = b->be->ops->lost_chains(b->be, q, s->used_idx, b->lost,
+						    ARRAY_SIZE(b->lost));
+		if (n < 0)
+			n = 0;	/* no in-flight area: the chains after used_idx, in order */
+		blk_user_fail_queue(b, q, b->lost, (unsigned int)n);
+	}
+}
+
+static void blk_user_stop_timer(struct blk_user *b)
+{
+	struct itimerspec off = { 0 };
+
+	timerfd_settime(b->timer_fd, 0, &off, NULL);
+	b->reconnecting = false;
+}
+
+static bool past(const struct timespec *t)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return now.tv_sec > t->tv_sec || (now.tv_sec == t->tv_sec && now.tv_nsec >= t->tv_nsec);
+}
+
+static void blk_user_timer_event(struct event_source *src, uint32_t events)
+{
+	struct blk_user *b = container_of(src, struct blk_user, timer);
+	uint64_t n;
+	int ret;
+
+	if (read(b->timer_fd, &n, sizeof(n)) != sizeof(n))
+		return;
+	pthread_mutex_lock(&b->dev.lock);
+	if (!b->reconnecting)
+		goto out;
+	ret = b->be->ops->reconnect(b->be);
+	if (!ret) {
+		blk_user_stop_timer(b);
+		log_info("%s: reconnected to the vhost-user back-end at %s; the device resumes",
+			 b->name, b->path);
+		virtio_mmio_resume(&b->dev);
+	} else if (past(&b->deadline)) {
+		blk_user_stop_timer(b);
+		blk_user_fail(b, "its vhost-user back-end did not come back in time");
+	}
+out:
+	pthread_mutex_unlock(&b->dev.lock);
+}
+
+/* ---- the back-end's events ---- */
+
+static void blk_user_disconnected(void *opaque, const char *why)
+{
+	struct blk_user *b = opaque;
+
+	pthread_mutex_lock(&b->dev.lock);
+	if (b->failed || b->reconnecting)
+		goto out;
+	if (b->reconnect_s && b->be->ops->reconnect) {
+		struct itimerspec t = {
+			.it_interval = { 0, BLK_USER_RETRY_MS * 1000000L },
+			.it_value = { 0, BLK_USER_RETRY_MS * 1000000L },
+		};
+
+		log_warn("%s: %s; the device waits up to %u s for it to come back at %s", b->name,
+			 why, b->reconnect_s, b->path);
+		virtio_mmio_pause(&b->dev);
+		clock_gettime(CLOCK_MONOTONIC, &b->deadline);
+		b->deadline.tv_sec += b->reconnect_s;
+		b->reconnecting = true;
+		timerfd_settime(b->timer_fd, 0, &t, NULL);
+	} else {
+		blk_user_fail(b, why);
+	}
+out:
+	pthread_mutex_unlock(&b->dev.lock);
+}
+
+static void blk_user_config_changed(void *opaque)
+{
+	struct blk_user *b = opaque;
+	struct virtio_blk_config c;
+
+	pthread_mutex_lock(&b->dev.lock);
+	if (b->be->ops->get_config(b->be, 0, &c, sizeof(c)) == 0) {
+		b->config = c;
+		log_info("%s: the back-end's config changed (capacity %llu sectors)", b->name,
+			 (unsigned long long)le64toh(c.capacity));
+		virtio_mmio_signal_config(&b->dev);
+	}
+	pthread_mutex_unlock(&b->dev.lock);
+}
+
+static const struct virtio_backend_events blk_user_events = {
+	.config_changed = blk_user_config_changed,
+	.disconnected = blk_user_disconnected,
+};
+
+/* ---- the transport's hooks ---- */
+
+static void blk_user_config_write(struct virtio_mmio_dev *d, uint32_t offset, const void *data,
+				  uint32_t len)
+{
+	struct blk_user *b = to_bu(d);
+
+	if (b->be->ops->set_config(b->be, offset, data, len))
+		log_warn_ratelimited(&b->rl, "%s: the back-end refuses a config write at %u",
+				     b->name, offset);
+}
+
+static int blk_user_activate(struct virtio_mmio_dev *d)
+{
+	struct blk_user *b = to_bu(d);
+
+	/* Restarted by the driver after the back-end died: its requests fail again. */
+	if (b->failed) {
+		for (unsigned int q = 0; q < b->ops.nqueues; q++)
+			blk_user_fail_queue(b, q, NULL, 0);
+		return -ENOTCONN;
+	}
+	return 0;
+}
+
+static void blk_user_reset(struct virtio_mmio_dev *d)
+{
+	struct blk_user *b = to_bu(d);
+
+	blk_user_unwatch_kicks(b);
+	if (b->be->ops->reset)
+		b->be->ops->reset(b->be);
+}
+
+static void blk_user_destroy_dev(struct virtio_mmio_dev *d)
+{
+	struct blk_user *b = to_bu(d);
+
+	virtio_mmio_destroy(&b->dev);
+	if (b->dev.host && b->dev.host->loop) {
+		blk_user_unwatch_kicks(b);
+		if (b->timer_watched)
+			event_loop_remove(b->dev.host->loop, &b->timer);
+	}
+	if (b->be)
+		b->be->ops->destroy(b->be);
+	if (b->timer_fd >= 0)
+		close(b->timer_fd);
+	free(b->chain);
+	free(b->name);
+	free(b->path);
+	free(b);
+}
+
+int blk_user_create(struct virtio_host *host, const struct blk_options *o, const char *name,
+		    uint64_t base, uint32_t gsi, struct virtio_mmio_dev **out)
+{
+	struct virtio_offload_user ou = {
+		.path = o->vhost_user,
+		.max_queues = BLK_USER_MAX_QUEUES,
+		.queue_size = BLK_USER_QUEUE_SIZE,
+		.backend_bits = ~0ULL,	/* every device bit is the back-end's to offer */
+	};
+	char why[200] = "this VMM has no vhost-user support";
+	struct blk_user *b;
+	unsigned int nq = 1;
+	int ret;
+
+	*out = NULL;
+	if (host->mem->fd < 0) {
+		log_error("%s: a vhost-user disk needs guest RAM another process can map — add "
+			  "shared=on to --memory (e.g. --memory 1G,shared=on)", name);
+		return -EINVAL;
+	}
+	b = calloc(1, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	b->timer_fd = -1;
+	b->name = strdup(name);
+	b->path = strdup(o->vhost_user);
+	b->chain = malloc(sizeof(*b->chain));
+	b->reconnect_s = o->reconnect;
+	b->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (!b->name || !b->path || !b->chain || b->timer_fd < 0) {
+		ret = b->timer_fd < 0 ? -errno : -ENOMEM;
+		goto fail;
+	}
+	b->rl = (struct log_ratelimit)LOG_RATELIMIT_INIT;
+	ret = -EOPNOTSUPP;
+	if (host->offload && host->offload->user)
+		ret = host->offload->user(host->offload, host->mem, b->name, host->loop, &ou,
+					  &b->be, why, sizeof(why));
+	if (ret) {
+		log_error("%s: the vhost-user back-end is not usable: %s — start it first (e.g. "
+			  "vmm-vhost-user-blk --socket %s --image IMAGE)", name, why, o->vhost_user);
+		goto fail;
+	}
+	if (!b->be->ops->get_config ||
+	    (ret = b->be->ops->get_config(b->be, 0, &b->config, sizeof(b->config))) != 0) {
+		log_error("%s: the vhost-user back-end at %s gives no config space (%s) — a "
+			  "vhost-user-blk back-end must offer VHOST_USER_PROTOCOL_F_CONFIG", name,
+			  o->vhost_user, strerror(ret ? -ret : EOPNOTSUPP));
+		ret = -EOPNOTSUPP;
+		goto fail;
+	}
+	if (b->be->ops->features(b->be) & (1ULL << VIRTIO_BLK_F_MQ))
+		nq = MIN(MAX(le16toh(b->config.num_queues), 1u), ou.queues);
+	b->ops = (struct virtio_dev_ops){
+		.name = "vhost-user-blk",
+		.device_id = VIRTIO_ID_BLOCK,
+		.nqueues = nq,
+		.queue_max_size = BLK_USER_QUEUE_SIZE,
+		.config_write = blk_user_config_write,
+		.activate = blk_user_activate,
+		.reset = blk_user_reset,
+		.destroy = blk_user_destroy_dev,
+	};
+	if (nq > 1)
+		b->config.num_queues = htole16((uint16_t)nq);
+	b->timer = (struct event_source){ .fd = b->timer_fd, .fn = blk_user_timer_event };
+	ret = event_loop_add(host->loop, &b->timer, EPOLLIN);
+	if (ret)
+		goto fail;
+	b->timer_watched = true;
+	b->dev.host = host;
+	ret = virtio_mmio_init(&b->dev, &b->ops, host, b->name, base, gsi, BLK_USER_FEATURES,
+			       &b->config, sizeof(b->config), b->be);
+	if (ret) {
+		log_error("%s: cannot set up the device: %s", name, strerror(-ret));
+		goto fail;
+	}
+	b->be->ops->set_events(b->be, &blk_user_events, b);
+	log_info("%s: vhost-user-blk on %s: %llu sectors, %u queue%s", name, o->vhost_user,
+		 (unsigned long long)le64toh(b->config.capacity), nq, nq > 1 ? "s" : "");
+	*out = &b->dev;
+	return 0;
+fail:
+	b->dev.host = host;
+	blk_user_destroy_dev(&b->dev);
+	return ret;
+}
