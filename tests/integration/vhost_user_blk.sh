@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Integration suite "vhost_user" (TAP): virtio-blk served by vmm-vhost-user-blk (the build
+# Integration suite "vhost_user_blk" (TAP): virtio-blk served by vmm-vhost-user-blk (the build
 # dir's) through the VMM's vhost-user front-end, on real KVM with Debian's stock kernel.
 #   run "io": 16 MiB of random data written to the vhost-user disk with fsync, the page cache
 #     dropped, read back, sha256-checked in the guest and against the image in this machine.
@@ -9,12 +9,12 @@
 #   run "reconnect": the same kill with reconnect=20, the back-end restarted 1 s later on the
 #     same socket and image: the guest's writes all succeed and the 16 MiB read back verify.
 #   error path: a vhost-user disk without shared=on exits 2 saying to add it.
-# Usage: tests/integration/vhost_user.sh PATH/TO/vmm (meson passes it)
+# Usage: tests/integration/vhost_user_blk.sh PATH/TO/vmm (meson passes it)
 # shellcheck disable=SC2016 # check's conditions are single-quoted: lib.sh evaluates them
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
-PROG=vhost_user.sh
+PROG=vhost_user_blk.sh
 DEFAULT_BOOT_TIMEOUT=300
 # shellcheck source=tests/integration/lib.sh
 . "$HERE/lib.sh"
