@@ -36,7 +36,12 @@
 #define STATE_MAGIC	"VMMVUST1"
 #define STATE_VERSION	1u
 
+/*
+ * One budget for every message a front-end can trigger: one that breaks the
+ * protocol in a loop (or a fuzzer) cannot flood the log.
+ */
 static struct log_ratelimit vu_ratelimit = LOG_RATELIMIT_INIT;
+#define vu_report(...)	log_warn_ratelimited(&vu_ratelimit, __VA_ARGS__)
 
 static uint64_t bit(unsigned int n)
 {
@@ -84,7 +89,7 @@ void vu_panic(struct vu_dev *dev, const char *fmt, ...)
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
 	if (!dev->broken)
-		log_error("%s: vhost-user front-end error: %s — the connection is dropped; "
+		vu_report("%s: vhost-user front-end error: %s — the connection is dropped; "
 			  "the front-end must reconnect", dev->name, why);
 	dev->broken = true;
 	for (unsigned int q = 0; q < dev->nqueues; q++) {
@@ -443,7 +448,7 @@ static void inflight_attach(struct vu_dev *dev, struct vu_queue *q)
 	if (!dev->inflight || q->index >= dev->inflight_nq || !q->num)
 		return;
 	if (dev->inflight_stride < vu_inflight_queue_size(q->num)) {
-		log_warn("%s: queue %u: the in-flight area has room for %" PRIu64 " entries, the "
+		vu_report("%s: queue %u: the in-flight area has room for %" PRIu64 " entries, the "
 			 "ring has %u; in-flight requests of this queue are not kept across "
 			 "reconnects", dev->name, q->index,
 			 (dev->inflight_stride - sizeof(struct vu_inflight_queue)) /
@@ -487,7 +492,7 @@ static void resume_all(struct vu_dev *dev, const bool *was)
 {
 	for (unsigned int i = 0; i < dev->nqueues; i++) {
 		if (was[i] && !queue_run(dev, &dev->queues[i]))
-			log_warn("%s: queue %u: its rings are not in the new memory table; it waits "
+			vu_report("%s: queue %u: its rings are not in the new memory table; it waits "
 				 "until they are", dev->name, i);
 	}
 }
@@ -504,7 +509,7 @@ static int queue_start(struct vu_dev *dev, struct vu_queue *q)
 	int n;
 
 	if (!q->num || !q->addr_set) {
-		log_error("%s: queue %u: kick fd before the ring's size and addresses — "
+		vu_report("%s: queue %u: kick fd before the ring's size and addresses — "
 			  "a front-end bug", dev->name, q->index);
 		return VU_FAILED;
 	}
@@ -525,7 +530,7 @@ static int queue_start(struct vu_dev *dev, struct vu_queue *q)
 			uint16_t h = q->loaded.heads[i];
 
 			if (h >= q->num || q->track[h].inflight) {
-				log_error("%s: queue %u: the loaded state does not fit a ring of %u",
+				vu_report("%s: queue %u: the loaded state does not fit a ring of %u",
 					  dev->name, q->index, q->num);
 				loaded_free(&q->loaded);
 				return VU_FAILED;
@@ -549,7 +554,7 @@ static int queue_start(struct vu_dev *dev, struct vu_queue *q)
 	} else if (q->shm) {
 		n = inflight_recover(dev, q, used_idx);
 		if (n < 0) {
-			log_warn("%s: queue %u: its in-flight area is inconsistent; it is reset and "
+			vu_report("%s: queue %u: its in-flight area is inconsistent; it is reset and "
 				 "requests in flight (if any) are not resubmitted", dev->name, q->index);
 			memset(q->shm, 0, dev->inflight_stride);
 			q->shm->version = 1;
@@ -1189,7 +1194,7 @@ static int h_set_features(struct vu_dev *dev, struct vhost_user_msg *msg)
 	bool was[VU_MAX_QUEUES];
 
 	if (f & ~dev->offered_features) {
-		log_error("%s: the front-end acked features 0x%" PRIx64 " that were not offered",
+		vu_report("%s: the front-end acked features 0x%" PRIx64 " that were not offered",
 			  dev->name, f & ~dev->offered_features);
 		return VU_FAILED;
 	}
@@ -1219,7 +1224,7 @@ static int h_set_mem_table(struct vu_dev *dev, struct vhost_user_msg *msg)
 	for (unsigned int i = 0; i < t->nregions && !ret; i++) {
 		ret = region_add(dev, &t->regions[i], msg->fds[i]);
 		if (ret)
-			log_error("%s: memory region %u (guest 0x%" PRIx64 "+0x%" PRIx64
+			vu_report("%s: memory region %u (guest 0x%" PRIx64 "+0x%" PRIx64
 				  ", fd offset 0x%" PRIx64 "): %s — the front-end must share its "
 				  "guest memory as a memfd that covers the region", dev->name, i,
 				  t->regions[i].guest_addr, t->regions[i].size,
@@ -1240,7 +1245,7 @@ static int h_add_mem_reg(struct vu_dev *dev, struct vhost_user_msg *msg)
 	halt_all(dev, was);
 	ret = region_add(dev, &msg->p.mem_reg.region, msg->fds[0]);
 	if (ret)
-		log_error("%s: ADD_MEM_REG guest 0x%" PRIx64 "+0x%" PRIx64 ": %s", dev->name,
+		vu_report("%s: ADD_MEM_REG guest 0x%" PRIx64 "+0x%" PRIx64 ": %s", dev->name,
 			  msg->p.mem_reg.region.guest_addr, msg->p.mem_reg.region.size,
 			  strerror(-ret));
 	mem_rebuild(dev);
@@ -1266,7 +1271,7 @@ static int h_rem_mem_reg(struct vu_dev *dev, struct vhost_user_msg *msg)
 		resume_all(dev, was);
 		return VU_DONE;
 	}
-	log_error("%s: REM_MEM_REG of a region it does not have (guest 0x%" PRIx64 "+0x%" PRIx64 ")",
+	vu_report("%s: REM_MEM_REG of a region it does not have (guest 0x%" PRIx64 "+0x%" PRIx64 ")",
 		  dev->name, d->guest_addr, d->size);
 	return VU_FAILED;
 }
@@ -1286,7 +1291,7 @@ static int h_set_log_base(struct vu_dev *dev, struct vhost_user_msg *msg)
 	ret = map_fd(msg->fds[0], msg->p.log.mmap_offset, msg->p.log.mmap_size, &map, &map_len,
 		     &log);
 	if (ret) {
-		log_error("%s: SET_LOG_BASE: the log (0x%" PRIx64 " bytes at 0x%" PRIx64 "): %s",
+		vu_report("%s: SET_LOG_BASE: the log (0x%" PRIx64 " bytes at 0x%" PRIx64 "): %s",
 			  dev->name, msg->p.log.mmap_size, msg->p.log.mmap_offset, strerror(-ret));
 		reply_u64(dev, msg, 1);
 		return dev->broken ? -EIO : VU_FAILED;
@@ -1312,7 +1317,7 @@ static int h_vring_num(struct vu_dev *dev, struct vhost_user_msg *msg)
 	if (q->started)
 		return VU_FAILED;
 	if (n == 0 || n > dev->max_queue_size || (n & (n - 1))) {
-		log_error("%s: queue %u: size %" PRIu32 " is not a power of two in 1..%u",
+		vu_report("%s: queue %u: size %" PRIu32 " is not a power of two in 1..%u",
 			  dev->name, q->index, n, dev->max_queue_size);
 		return VU_FAILED;
 	}
@@ -1414,7 +1419,7 @@ static int h_vring_fd(struct vu_dev *dev, struct vhost_user_msg *msg)
 		close_fd(&q->kick_fd);
 		q->kick_fd = fd;
 		if (fd < 0) {
-			log_error("%s: queue %u: a kick without an fd (polling) is not supported",
+			vu_report("%s: queue %u: a kick without an fd (polling) is not supported",
 				  dev->name, q->index);
 			return VU_FAILED;
 		}
@@ -1441,7 +1446,7 @@ static int h_vring_enable(struct vu_dev *dev, struct vhost_user_msg *msg)
 	if (!q)
 		return -EINVAL;
 	if (!has_feature(dev, VHOST_USER_F_PROTOCOL_FEATURES) || msg->p.state.num > 1) {
-		log_error("%s: SET_VRING_ENABLE(%" PRIu32 ") %s", dev->name, msg->p.state.num,
+		vu_report("%s: SET_VRING_ENABLE(%" PRIu32 ") %s", dev->name, msg->p.state.num,
 			  msg->p.state.num > 1 ? "is not 0 or 1" :
 			  "without VHOST_USER_F_PROTOCOL_FEATURES acked");
 		return VU_FAILED;
@@ -1484,7 +1489,7 @@ static int h_get_inflight(struct vu_dev *dev, struct vhost_user_msg *msg)
 	int fd, ret;
 
 	if (nq == 0 || nq > dev->nqueues || qs == 0 || qs > VIRTQ_MAX_SIZE || (qs & (qs - 1))) {
-		log_error("%s: GET_INFLIGHT_FD for %u queues of %u", dev->name, nq, qs);
+		vu_report("%s: GET_INFLIGHT_FD for %u queues of %u", dev->name, nq, qs);
 		in->mmap_size = 0;
 		return reply(dev, msg, sizeof(*in), NULL, 0) ? -EIO : VU_DONE;
 	}
@@ -1499,7 +1504,7 @@ static int h_get_inflight(struct vu_dev *dev, struct vhost_user_msg *msg)
 	fd = memfd_create("vmm-vu-inflight", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (fd < 0 || ftruncate(fd, (off_t)size) < 0 ||
 	    (ret = map_fd(fd, 0, size, &map, &map_len, &p)) != 0) {
-		log_error("%s: creating the in-flight area (%" PRIu64 " bytes): %s", dev->name, size,
+		vu_report("%s: creating the in-flight area (%" PRIu64 " bytes): %s", dev->name, size,
 			  strerror(errno));
 		close_fd(&fd);
 		in->mmap_size = 0;
@@ -1552,13 +1557,13 @@ static int h_set_inflight(struct vu_dev *dev, struct vhost_user_msg *msg)
 	if (nq == 0 || nq > dev->nqueues || qs == 0 || qs > VIRTQ_MAX_SIZE ||
 	    in->mmap_size < nq * vu_inflight_queue_size(qs) ||
 	    (in->mmap_size / nq) % 64) {
-		log_error("%s: SET_INFLIGHT_FD: %u queues of %u in 0x%" PRIx64 " bytes do not fit",
+		vu_report("%s: SET_INFLIGHT_FD: %u queues of %u in 0x%" PRIx64 " bytes do not fit",
 			  dev->name, nq, qs, in->mmap_size);
 		return VU_FAILED;
 	}
 	ret = map_fd(msg->fds[0], in->mmap_offset, in->mmap_size, &map, &map_len, &p);
 	if (ret) {
-		log_error("%s: SET_INFLIGHT_FD: mapping the area: %s", dev->name, strerror(-ret));
+		vu_report("%s: SET_INFLIGHT_FD: mapping the area: %s", dev->name, strerror(-ret));
 		return VU_FAILED;
 	}
 	halt_all(dev, was);
@@ -1592,7 +1597,7 @@ static int h_set_device_state_fd(struct vu_dev *dev, struct vhost_user_msg *msg)
 				ret = -EBUSY;
 	}
 	if (ret) {
-		log_error("%s: SET_DEVICE_STATE_FD(direction %" PRIu32 ", phase %" PRIu32 ") %s",
+		vu_report("%s: SET_DEVICE_STATE_FD(direction %" PRIu32 ", phase %" PRIu32 ") %s",
 			  dev->name, st->direction, st->phase,
 			  ret == -EBUSY ? "while a ring runs: stop them (GET_VRING_BASE) first" :
 			  "is not supported");
@@ -1630,7 +1635,7 @@ static int h_check_device_state(struct vu_dev *dev, struct vhost_user_msg *msg)
 	result = dev->xfer.result;
 	dev->xfer.result = 0;
 	if (result)
-		log_error("%s: device state transfer failed: %s", dev->name, strerror(-result));
+		vu_report("%s: device state transfer failed: %s", dev->name, strerror(-result));
 	return reply_u64(dev, msg, result ? 1 : 0) ? -EIO : VU_DONE;
 }
 
@@ -1773,7 +1778,7 @@ static int handle(struct vu_dev *dev, struct vhost_user_msg *msg)
 		return reply_u64(dev, msg, dev->offered_protocol) ? -EIO : VU_DONE;
 	case VHOST_USER_SET_PROTOCOL_FEATURES:
 		if (msg->p.u64 & ~dev->offered_protocol) {
-			log_error("%s: the front-end acked protocol features 0x%" PRIx64
+			vu_report("%s: the front-end acked protocol features 0x%" PRIx64
 				  " that were not offered", dev->name,
 				  msg->p.u64 & ~dev->offered_protocol);
 			return VU_FAILED;
@@ -1879,7 +1884,7 @@ int vu_config_changed(struct vu_dev *dev)
 		return -ENOTCONN;
 	ret = vhost_user_send(dev->backend_fd, &hdr, NULL, NULL, 0, VU_MSG_TIMEOUT_MS);
 	if (ret) {
-		log_warn("%s: the back-end channel failed (%s); config changes are no longer "
+		vu_report("%s: the back-end channel failed (%s); config changes are no longer "
 			 "announced", dev->name, strerror(-ret));
 		close_fd(&dev->backend_fd);
 	}
