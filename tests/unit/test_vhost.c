@@ -23,6 +23,7 @@
 
 #include "fake_driver.h"
 #include "vhost/net.h"
+#include "vhost/vsock.h"
 #include "vhost/vhost.h"
 #include "virtio/net.h"
 #include "virtio/vsock.h"
@@ -510,4 +511,33 @@ Test(vhost, vsock_routes_rx_and_tx_to_vhost_and_keeps_the_event_queue)
 	virtio_vsock_destroy(v);
 	cr_assert_eq(fk_vsock_destroyed, 1);
 	cr_assert(fk.cleaned);
+}
+
+/* ---- the kernel constructors' errors (no vhost device needed) ---- */
+
+Test(vhost, vhost_net_refuses_an_fd_that_is_not_a_tap)
+{
+	struct virtio_backend *be = (void *)1;
+	char why[160] = "";
+	int sv[2];
+
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv), 0);
+	cr_assert_eq(vhost_net_create(fake_host.mem, "virtio-net0", sv[0], &be, why, sizeof(why)),
+		     -EINVAL);
+	cr_assert_null(be);
+	cr_assert(strstr(why, "not a tap"), "why: %s", why);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+Test(vhost, vhost_vsock_names_a_missing_device)
+{
+	struct virtio_backend *be = (void *)1;
+	char why[160] = "";
+
+	setenv("VMM_VHOST_VSOCK_DEVICE", "/nonexistent/vhost-vsock", 1);
+	cr_assert_eq(vhost_vsock_create(fake_host.mem, "virtio-vsock0", 3, &be, why, sizeof(why)),
+		     -ENOENT);
+	cr_assert_null(be);
+	cr_assert(strstr(why, "/nonexistent/vhost-vsock"), "why: %s", why);
 }
