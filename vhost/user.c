@@ -59,7 +59,8 @@ struct vhost_user {
 
 	uint64_t features;		/* GET_FEATURES */
 	uint64_t protocol;		/* negotiated protocol features */
-	unsigned int queue_num;		/* GET_QUEUE_NUM, or 1 */
+	unsigned int queue_num;		/* GET_QUEUE_NUM, or base_queues without MQ */
+	unsigned int base_queues;	/* vhost_user_opts.base_queues, at least 1 */
 	unsigned int max_slots;		/* GET_MAX_MEM_SLOTS, or 8 */
 	struct vu_slot slots[VHOST_USER_MEM_REGIONS > GUEST_MEM_MAX_REGIONS ?
 			     VHOST_USER_MEM_REGIONS : GUEST_MEM_MAX_REGIONS];
@@ -401,7 +402,7 @@ static int vu_handshake(struct vhost_user *u)
 	int ret;
 
 	u->protocol = 0;
-	u->queue_num = 1;
+	u->queue_num = u->base_queues;
 	u->max_slots = VHOST_USER_MEM_REGIONS;
 	memset(u->slots, 0, sizeof(u->slots));
 	ret = vu_get_u64_locked(u, VHOST_USER_GET_FEATURES, &u->features);
@@ -427,7 +428,11 @@ static int vu_handshake(struct vhost_user *u)
 				  vu_name(u), (unsigned long long)v);
 			return -EPROTO;
 		}
-		u->queue_num = (unsigned int)v;
+		/*
+		 * The answer is in the back-end's unit (a virtio-net back-end counts
+		 * queue pairs): the device's fixed set is served in any case.
+		 */
+		u->queue_num = MAX((unsigned int)v, u->base_queues);
 	}
 	if (has_proto(u, VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS)) {
 		ret = vu_get_u64_locked(u, VHOST_USER_GET_MAX_MEM_SLOTS, &v);
@@ -903,6 +908,7 @@ int vhost_user_open(const struct vhost_user_opts *o, void **conn)
 	u->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : VHOST_USER_TIMEOUT_MS;
 	u->inflight_nq = o->inflight_queues;
 	u->inflight_qs = o->inflight_queue_size;
+	u->base_queues = MAX(o->base_queues, 1u);
 	if (o->path) {
 		u->path = strdup(o->path);
 		ret = u->path ? vu_connect_path(o->path, &u->sock) : -ENOMEM;
@@ -1113,7 +1119,8 @@ int vhost_user_create(const struct guest_mem *mem, const char *name, struct even
 {
 	struct vhost_user_opts o = { .path = ou->path, .fd = -1, .loop = loop,
 				     .inflight_queues = (uint16_t)MIN(ou->max_queues, 0xffffu),
-				     .inflight_queue_size = ou->queue_size };
+				     .inflight_queue_size = ou->queue_size,
+				     .base_queues = MIN(ou->base_queues, ou->max_queues) };
 	struct vhost_user_dev *vd;
 	struct vhost_user *u;
 	void *conn;

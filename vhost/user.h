@@ -84,6 +84,11 @@ struct vhost_user_opts {
 	int timeout_ms;			/* 0: VHOST_USER_TIMEOUT_MS */
 	/* In-flight area for this many rings of this size at start (0: none). */
 	uint16_t inflight_queues, inflight_queue_size;
+	/*
+	 * Rings a back-end without the MQ protocol feature serves (it cannot say):
+	 * the device's fixed set, e.g. a virtio-net pair or virtio-fs's queues. 0: 1.
+	 */
+	unsigned int base_queues;
 };
 
 /*

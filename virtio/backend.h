@@ -156,6 +156,8 @@ struct virtio_backend {
 struct virtio_offload_user {
 	const char *path;		/* the back-end's unix socket */
 	unsigned int max_queues;	/* queues the device model can have */
+	/* Queues it has at least (a back-end without MQ is taken to serve these); 0: 1. */
+	unsigned int base_queues;
 	uint16_t queue_size;		/* its QueueNumMax: sizes the in-flight area (0: none) */
 	uint64_t backend_bits;		/* device feature bits the back-end is in charge of */
 	unsigned int queues;		/* out: how many the back-end serves (<= max_queues) */

@@ -119,6 +119,7 @@ int virtio_fs_create(struct virtio_host *host, const struct fs_options *o, const
 	struct virtio_offload_user ou = {
 		.path = o->vhost_user,
 		.max_queues = virtio_fs_nqueues(o),
+		.base_queues = virtio_fs_nqueues(o),	/* hiprio and the request queues asked for */
 		.queue_size = 0,	/* no in-flight area: virtio-fs back-ends have no INFLIGHT_SHMFD */
 		.backend_bits = 0,	/* virtio-fs has no device feature the VMM offers */
 	};

@@ -652,6 +652,7 @@ static int net_create_vhost_user(struct virtio_host *host, const struct net_opti
 	struct virtio_offload_user ou = {
 		.path = o->vhost_user,
 		.max_queues = 2,
+		.base_queues = 2,	/* one receive/transmit pair, with or without MQ */
 		.queue_size = 0,	/* no in-flight area: a lost frame is only a lost frame */
 		.backend_bits = NET_VHOST_USER_BACKEND_BITS,
 	};

@@ -322,6 +322,40 @@ Test(vhost_user, hostile_replies_fail_the_set_up_without_leaks)
 	}
 }
 
+/*
+ * How many rings a back-end serves: GET_QUEUE_NUM with MQ, never fewer than
+ * the device's fixed set (base_queues: a virtio-net pair, virtio-fs's queues;
+ * a net back-end counts pairs); without MQ, that fixed set.
+ */
+static unsigned int rings_served(enum vs_fault f, unsigned int base_queues)
+{
+	const struct guest_mem_range r = { 0, 1 << 20 };
+	struct vhost_user_opts o = { .fd = -1, .timeout_ms = 2000, .base_queues = base_queues };
+	unsigned int n;
+	void *conn;
+	int sv[2];
+
+	signal(SIGPIPE, SIG_IGN);
+	cr_assert_eq(guest_mem_init(&mem, &r, 1, GUEST_MEM_MEMFD), 0);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	o.fd = sv[0];
+	cr_assert_eq(vhost_user_open(&o, &conn), 0);
+	ve_start(&evil, sv[1], f);
+	cr_assert_eq(vhost_dev_init(&dev, &vhost_user_ops, conn, &blk_dev_ops, &mem, "q", 4), 0);
+	n = vhost_user_queue_num(&dev);
+	evil_end();
+	return n;
+}
+
+Test(vhost_user, rings_served_with_and_without_mq)
+{
+	cr_expect_eq(rings_served(VS_OK, 0), 2, "MQ: GET_QUEUE_NUM's 2");
+	cr_expect_eq(rings_served(VS_ONE_QUEUE, 2), 2, "MQ answering 1 pair: the pair");
+	cr_expect_eq(rings_served(VS_ONE_QUEUE, 0), 1, "MQ answering 1: 1");
+	cr_expect_eq(rings_served(VS_NO_MQ, 0), 1, "no MQ, nothing fixed: 1");
+	cr_expect_eq(rings_served(VS_NO_MQ, 3), 3, "no MQ: the device's fixed set");
+}
+
 Test(vhost_user, hostile_config_and_vring_base_replies_kill_the_connection)
 {
 	uint8_t buf[8];

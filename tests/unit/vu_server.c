@@ -262,9 +262,11 @@ static void *ve_thread(void *arg)
 			    (1ULL << VHOST_USER_PROTOCOL_F_CONFIG) |
 			    (1ULL << VHOST_USER_PROTOCOL_F_BACKEND_REQ) |
 			    (1ULL << VHOST_USER_PROTOCOL_F_PAGEFAULT);
+			if (e->fault == VS_NO_MQ)
+				v &= ~(1ULL << VHOST_USER_PROTOCOL_F_MQ);
 			break;
 		case VHOST_USER_GET_QUEUE_NUM:
-			v = e->fault == VS_ZERO_QUEUES ? 0 : 2;
+			v = e->fault == VS_ZERO_QUEUES ? 0 : e->fault == VS_ONE_QUEUE ? 1 : 2;
 			break;
 		case VHOST_USER_GET_CONFIG: {
 			struct vhost_user_config c = { .offset = m.p.config.offset,

@@ -65,6 +65,8 @@ enum vs_fault {
 	VS_NO_VERSION_1,	/* features without VIRTIO_F_VERSION_1 */
 	VS_REFUSE_OWNER,	/* acks SET_OWNER with an error */
 	VS_ZERO_QUEUES,		/* GET_QUEUE_NUM 0 */
+	VS_NO_MQ,		/* protocol features without MQ (no GET_QUEUE_NUM) */
+	VS_ONE_QUEUE,		/* GET_QUEUE_NUM 1 (e.g. one virtio-net queue pair) */
 	VS_BAD_CONFIG,		/* GET_CONFIG's reply for another offset */
 	VS_BAD_VRING_BASE,	/* GET_VRING_BASE for another ring */
 	VS_GARBAGE,		/* bytes that are no message, at GET_PROTOCOL_FEATURES */
