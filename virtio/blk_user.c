@@ -2,6 +2,7 @@
 /* virtio-blk over a vhost-user back-end (see virtio/blk_user.h). */
 #include <endian.h>
 #include <errno.h>
+#include <stddef.h>
 #include <linux/virtio_ids.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +59,23 @@ struct blk_user {
 static struct blk_user *to_bu(struct virtio_mmio_dev *d)
 {
 	return container_of(d, struct blk_user, dev);
+}
+
+uint32_t blk_user_config_len(uint64_t features)
+{
+	/* Each group ends where the next begins: the padding after a group is its own. */
+	if (features & (1ULL << VIRTIO_BLK_F_WRITE_ZEROES))
+		return offsetof(struct virtio_blk_config, max_secure_erase_sectors);
+	if (features & (1ULL << VIRTIO_BLK_F_DISCARD))
+		return offsetof(struct virtio_blk_config, max_write_zeroes_sectors);
+	return offsetof(struct virtio_blk_config, max_discard_sectors);
+}
+
+/* Reads the back-end's config space into c (zeroed past what it was asked for). */
+static int blk_user_read_config(struct blk_user *b, struct virtio_blk_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	return b->be->ops->get_config(b->be, 0, c, blk_user_config_len(b->be->ops->features(b->be)));
 }
 
 void blk_user_fail_chain(const struct virtq_chain *c)
@@ -249,7 +267,7 @@ static void blk_user_config_changed(void *opaque)
 	struct virtio_blk_config c;
 
 	pthread_mutex_lock(&b->dev.lock);
-	if (b->be->ops->get_config(b->be, 0, &c, sizeof(c)) == 0) {
+	if (blk_user_read_config(b, &c) == 0) {
 		b->config = c;
 		log_info("%s: the back-end's config changed (capacity %llu sectors)", b->name,
 			 (unsigned long long)le64toh(c.capacity));
@@ -361,7 +379,7 @@ int blk_user_create(struct virtio_host *host, const struct blk_options *o, const
 		goto fail;
 	}
 	if (!b->be->ops->get_config ||
-	    (ret = b->be->ops->get_config(b->be, 0, &b->config, sizeof(b->config))) != 0) {
+	    (ret = blk_user_read_config(b, &b->config)) != 0) {
 		log_error("%s: the vhost-user back-end at %s gives no config space (%s) — a "
 			  "vhost-user-blk back-end must offer VHOST_USER_PROTOCOL_F_CONFIG", name,
 			  o->vhost_user, strerror(ret ? -ret : EOPNOTSUPP));

@@ -53,6 +53,18 @@ struct blk_user;
 int blk_user_create(struct virtio_host *host, const struct blk_options *o, const char *name,
 		    uint64_t base, uint32_t gsi, struct virtio_mmio_dev **out);
 
+/*
+ * How many bytes of config space a back-end offering `features` (device bits)
+ * is asked for with GET_CONFIG: the fields through num_queues, then the
+ * discard group (DISCARD) and the write-zeroes group with its padding
+ * (WRITE_ZEROES) — virtio 1.2 5.2.4: a field exists only with its feature.
+ * Never this machine's whole struct virtio_blk_config: a back-end built with
+ * older headers refuses a longer read (QEMU 7.2's qemu-storage-daemon fails
+ * any GET_CONFIG past its 60-byte struct). The model offers neither
+ * SECURE_ERASE nor ZONED, so their fields are never read.
+ */
+uint32_t blk_user_config_len(uint64_t features);
+
 /* Fails (VIRTIO_BLK_S_IOERR) every request on a chain c of a request (tests). */
 void blk_user_fail_chain(const struct virtq_chain *c);
 

@@ -48,6 +48,16 @@ static void vs_remove_watch(struct vu_dev *dev, int fd)
 			s->w[i].on = false;
 }
 
+/* The device's config space, refused past config_max bytes. */
+static int vs_short_get_config(struct vu_dev *dev, uint8_t *buf, uint32_t offset, uint32_t len)
+{
+	struct vu_server *s = to_server(dev);
+
+	if (offset > s->config_max || len > s->config_max - offset)
+		return -EINVAL;
+	return s->dev_get_config(dev, buf, offset, len);
+}
+
 static const struct vu_ops vs_ops = {
 	.set_watch = vs_set_watch,
 	.remove_watch = vs_remove_watch,
@@ -81,6 +91,12 @@ void vs_init(struct vu_server *s, unsigned int nqueues)
 static bool vs_serve(struct vu_server *s)
 {
 	cr_assert_eq(vu_blk_connect(&s->b, s->sock, &vs_ops), 0);
+	if (s->config_max) {
+		s->iface = *s->b.dev.iface;
+		s->dev_get_config = s->iface.get_config;
+		s->iface.get_config = vs_short_get_config;
+		s->b.dev.iface = &s->iface;
+	}
 	atomic_fetch_add(&s->connections, 1);
 	for (;;) {
 		struct pollfd p[2 + ARRAY_SIZE(s->w)];

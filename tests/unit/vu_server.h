@@ -41,6 +41,14 @@ struct vu_server {
 	atomic_int connections;		/* front-ends served so far */
 	atomic_bool die;		/* close the connection at the next chance */
 	unsigned int nqueues;
+	/*
+	 * Set before starting: GET_CONFIG past this many bytes fails (a zero-length
+	 * reply), as with a back-end built against a shorter struct virtio_blk_config
+	 * (QEMU 7.2's qemu-storage-daemon: 60 bytes). 0: no limit.
+	 */
+	uint32_t config_max;
+	struct vu_iface iface;		/* the device's, with config_max applied */
+	int (*dev_get_config)(struct vu_dev *dev, uint8_t *buf, uint32_t offset, uint32_t len);
 };
 
 /* Creates an image (sector i filled with byte i) and opens the device over it. */
