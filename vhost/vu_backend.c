@@ -573,8 +573,11 @@ static int queue_start(struct vu_dev *dev, struct vu_queue *q)
 	if (!queue_run(dev, q))
 		return -EFAULT;
 	/* Requests to resubmit: make the device look at the queue even without a guest kick. */
-	if (q->nresubmit)
+	if (q->nresubmit) {
+		log_info("%s: queue %u: %u request%s in flight at the last connection's end "
+			 "resubmitted", dev->name, q->index, q->nresubmit, q->nresubmit == 1 ? "" : "s");
 		eventfd_write(q->kick_fd, 1);
+	}
 	return VU_DONE;
 }
 
