@@ -91,17 +91,32 @@ void blk_user_fail_chain(const struct virtq_chain *c)
 	}
 }
 
-/* Fails every chain waiting on fq's ring (lock held); raises the interrupt if due. */
+/*
+ * Fails every chain waiting on fq's ring (lock held); raises the interrupt if
+ * due. Then asks for kicks again: the dead back-end may have left them off
+ * (VRING_USED_F_NO_NOTIFY while it was busy, or with EVENT_IDX an avail_event
+ * behind what it took), and the driver would never kick for its next
+ * request, which would hang instead of failing.
+ */
 static void blk_user_fail_pending(struct blk_user *b, struct blk_user_failq *fq)
 {
 	bool pushed = false;
 	int ret;
 
-	while ((ret = virtq_pop(&fq->vq, b->chain)) == 1) {
-		blk_user_fail_chain(b->chain);
-		if (virtq_push(&fq->vq, b->chain->head, b->chain->in_len ? 1 : 0))
-			break;
-		pushed = true;
+	for (;;) {
+		while ((ret = virtq_pop(&fq->vq, b->chain)) == 1) {
+			blk_user_fail_chain(b->chain);
+			if (virtq_push(&fq->vq, b->chain->head, b->chain->in_len ? 1 : 0)) {
+				ret = -EIO;
+				break;
+			}
+			pushed = true;
+		}
+		if (ret < 0)
+			break;	/* a broken ring: the driver must reset the device */
+		virtq_set_notify(&fq->vq, true);
+		if (!virtq_has_work(&fq->vq))
+			break;	/* nothing slipped in before the driver saw the request */
 	}
 	if (pushed && virtq_should_notify(&fq->vq))
 		b->dev.q[fq->q].call.raise(&b->dev.q[fq->q].call);

@@ -13,6 +13,7 @@
 #include <linux/virtio_blk.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_mmio.h>
+#include <linux/virtio_ring.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/socket.h>
@@ -264,4 +265,86 @@ Test(blk_user, a_back_end_with_a_shorter_config_struct_is_served)
 	d->ops->destroy(d);
 	vs_fini(&srv);
 	fake_driver_fini();
+}
+
+/* The hostile back-end on a listening socket acks the set-up and then serves nothing. */
+static void evil_setup(struct vu_evil *evil, struct blk_options *o, char *path, size_t plen)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct cargs ca = { o, 0 };
+	pthread_t c;
+	int listen_fd, fd;
+
+	snprintf(path, plen, "/tmp/vub-evil.%d.sock", getpid());
+	strcpy(sa.sun_path, path);
+	unlink(path);
+	listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_eq(bind(listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(listen(listen_fd, 1), 0);
+	o->vhost_user = path;
+	signal(SIGPIPE, SIG_IGN);
+	fake_driver_init_shared(64);
+	fake_host.offload = &vhost_offload;
+	cr_assert_eq(pthread_create(&c, NULL, creator, &ca), 0);
+	fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	cr_assert_geq(fd, 0);
+	ve_start(evil, fd, VS_OK);
+	pthread_join(c, NULL);
+	cr_assert_eq(ca.ret, 0);
+	close(listen_fd);
+	unlink(path);
+}
+
+/*
+ * A back-end killed while busy leaves the driver's kicks off: with EVENT_IDX
+ * an avail_event behind what it took, without it VRING_USED_F_NO_NOTIFY. Once
+ * the VMM has failed what was outstanding it must ask for kicks again, or the
+ * guest's next request is never seen and hangs (seen on nested KVM: dd's
+ * fsync stuck after the first I/O errors).
+ */
+static void kicks_back_on(bool event_idx)
+{
+	struct blk_options o = { 0 };
+	struct vu_evil evil;
+	uint16_t *used_flags;
+	uint64_t st, data;
+	uint32_t id, len;
+	char path[64];
+
+	evil_setup(&evil, &o, path, sizeof(path));
+	used_flags = gpa_ptr(FAKE_RING_GPA(0) + 0x8000);	/* the used ring's flags */
+	drv_loop_start();
+	drv_start(d, event_idx ? 1ULL << VIRTIO_RING_F_EVENT_IDX : 0);
+	submit_read(1, &data);
+	submit_read(2, &data);
+	/* What the busy back-end left: no kicks wanted (avail_event stays 0 with EVENT_IDX). */
+	if (!event_idx)
+		*used_flags = htole16(VRING_USED_F_NO_NOTIFY);
+	cr_expect_not(drv_wait_used(0, &id, &len, 100));
+	shutdown(evil.sock, SHUT_RDWR);
+	ve_join(&evil);
+	cr_assert(drv_wait_used(0, &id, &len, 5000));
+	cr_assert(drv_wait_used(0, &id, &len, 5000));
+	/* Kicks are wanted again for the next request... */
+	if (event_idx)
+		cr_expect_eq(drv_avail_event(0), drv_avail_idx(0));
+	else
+		cr_expect_eq(le16toh(*used_flags) & VRING_USED_F_NO_NOTIFY, 0);
+	/* ...which fails at once instead of hanging. */
+	st = submit_read(3, &data);
+	cr_assert(drv_wait_used(0, &id, &len, 5000));
+	cr_expect_eq(*(uint8_t *)gpa_ptr(st), VIRTIO_BLK_S_IOERR);
+	drv_loop_stop();
+	d->ops->destroy(d);
+	fake_driver_fini();
+}
+
+Test(blk_user, a_dead_back_ends_kick_suppression_is_lifted)
+{
+	kicks_back_on(false);
+}
+
+Test(blk_user, a_dead_back_ends_stale_avail_event_is_moved_on)
+{
+	kicks_back_on(true);
 }

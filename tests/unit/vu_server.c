@@ -2,6 +2,7 @@
 /* Test back-ends on threads (see vu_server.h). */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <linux/virtio_ring.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -248,7 +249,7 @@ static void *ve_thread(void *arg)
 		case VHOST_USER_GET_FEATURES:
 			if (e->fault == VS_HANGUP)
 				return NULL;
-			v = (1ULL << 32) | (1ULL << 30);
+			v = (1ULL << 32) | (1ULL << 30) | (1ULL << VIRTIO_RING_F_EVENT_IDX);
 			if (e->fault == VS_NO_VERSION_1)
 				v = 1ULL << 30;
 			if (e->fault == VS_WRONG_ID)
