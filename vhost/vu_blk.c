@@ -311,7 +311,12 @@ static void blk_queue_start(struct vu_dev *dev, unsigned int q)
 		bq->nslots = bq->nfree = cfg.depth;
 		for (unsigned int i = 0; i < cfg.depth; i++)
 			bq->free_reqs[i] = &bq->reqs[i];
-		bq->notify = true;
+		/*
+		 * Whether kicks are on is unknown: a predecessor killed while busy may
+		 * have left them off (NO_NOTIFY, or a stale avail_event). The first
+		 * empty look turns them on.
+		 */
+		bq->notify = false;
 		ret = blk_io_start(bq->io, vu_queue_kick_fd(dev, q), &queue_io_ops, bq);
 	}
 	if (ret) {

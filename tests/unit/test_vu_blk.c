@@ -12,6 +12,8 @@
 #include <fcntl.h>
 #include <linux/virtio_blk.h>
 #include <signal.h>
+#include <sys/eventfd.h>
+#include <linux/virtio_ring.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -250,5 +252,48 @@ Test(vu_blk, state_for_another_disk_is_refused)
 	cr_assert_eq(vu_blk_resize(&b), 1);
 	cr_assert_eq(vu_state_load(&b.dev, buf, n), -EINVAL);
 	free(buf);
+	stop();
+}
+
+/*
+ * A queue started on rings where a predecessor (killed while busy) left kicks
+ * off turns them back on once it finds the ring empty: otherwise the
+ * driver's next request would never be seen after a reconnect.
+ */
+Test(vu_blk, a_started_queue_turns_kicks_back_on)
+{
+	struct vu_blk_options o = { .image = img, .nqueues = 1 };
+	struct vring_used *used;
+	uint16_t *avail_event;
+	uint32_t len;
+	int fd;
+
+	signal(SIGPIPE, SIG_IGN);
+	fds_before = vf_count_fds();
+	strcpy(img, "/tmp/vu-blk-test.XXXXXX");
+	fd = mkstemp(img);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(ftruncate(fd, IMG_SIZE), 0);
+	close(fd);
+	vf_init(&f);
+	cr_assert_eq(vu_blk_open(&b, &o), 0);
+	cr_assert_eq(vu_blk_connect(&b, f.be, &vf_ops), 0);
+	f.dev = &b.dev;
+	vf_negotiate(&f, 0, ~0ULL);	/* everything it offers: EVENT_IDX too */
+	vf_ring_layout(&r, 0, 64, RING_AREA);
+	memset(vf_ptr(&f, RING_AREA), 0, r.used + 6 + 8ULL * 64 - RING_AREA);
+	used = vf_ptr(&f, r.used);
+	avail_event = (uint16_t *)&used->ring[64];
+	/* What the predecessor left: an avail_event far behind (and NO_NOTIFY, for good measure). */
+	*avail_event = htole16(0x8000);
+	used->flags = htole16(VRING_USED_F_NO_NOTIFY);
+	vf_ring_send(&f, &r, 0);
+	/* The front-end's kick after a start: the queue looks, finds nothing, wants kicks. */
+	cr_assert_eq(eventfd_write(r.kick, 1), 0);
+	for (int i = 0; i < 200 && le16toh(*avail_event) != 0; i++)
+		usleep(10000);
+	cr_expect_eq(le16toh(*avail_event), 0, "avail_event %u", le16toh(*avail_event));
+	/* And a request goes through. */
+	cr_expect_eq(request(VIRTIO_BLK_T_IN, 3, 512, true, &len), VIRTIO_BLK_S_OK);
 	stop();
 }
