@@ -296,7 +296,7 @@ PY
 # ---- run "qsd-reboot": QEMU 7.2's daemon, ext4, a guest reboot ----
 truncate -s $((64 * MIB)) "$WORK/qsd.img"
 start_qsd "$QSD" qsd72.log
-QSD_VERSION=$("$QSD" --version | head -n1)
+QSD_VERSION=$("$QSD" --version | sed -n 1p)
 run_guest qsd-reboot --expect VMMTEST-ACTION \
 	--label "run \"qsd-reboot\" ($QSD_VERSION): mkfs, write, sync, reboot, read back; vmm exits 0" -- \
 	run -v --kernel "$KERNEL" --initrd "$WORK/initrd" --cpus 2 --memory 512M,shared=on \
@@ -316,7 +316,7 @@ check "run \"qsd-reboot\": in the image the file system is clean (e2fsck -fn) an
 
 # ---- run "qsd10-resize": QEMU 10's daemon, the same file system, block_resize ----
 start_qsd "$QSD10" qsd10.log
-QSD10_VERSION=$("$QSD10" --version | head -n1)
+QSD10_VERSION=$("$QSD10" --version | sed -n 1p)
 resizer qsd10-resize qmp_resize $((96 * MIB)) &
 rpid=$!
 run_guest qsd10-resize --expect VMMTEST-ACTION \
