@@ -239,6 +239,15 @@ static void blk_user_timer_event(struct event_source *src, uint32_t events)
 		log_info("%s: reconnected to the vhost-user back-end at %s; the device resumes",
 			 b->name, b->path);
 		virtio_mmio_resume(&b->dev);
+		/*
+		 * The dead back-end may have published used buffers and died before it
+		 * signalled them: the driver, waiting for those, would send nothing more
+		 * and the new back-end would have nothing to signal. One interrupt per
+		 * queue makes it look (at worst a spurious one).
+		 */
+		for (unsigned int q = 0; q < b->ops.nqueues; q++)
+			if (b->dev.q[q].started)
+				b->dev.q[q].call.raise(&b->dev.q[q].call);
 	} else if (past(&b->deadline)) {
 		blk_user_stop_timer(b);
 		blk_user_fail(b, "its vhost-user back-end did not come back in time");

@@ -187,7 +187,7 @@ Test(blk_user, a_dead_back_end_fails_outstanding_and_new_requests)
 Test(blk_user, reconnect_resumes_the_device)
 {
 	struct blk_options o = { .reconnect = 5 };
-	uint64_t st, data;
+	uint64_t st, data, irqs_before;
 	uint32_t id, len;
 
 	vs_init(&srv, 1);
@@ -200,10 +200,18 @@ Test(blk_user, reconnect_resumes_the_device)
 	cr_assert(drv_wait_used(0, &id, &len, 5000));
 	cr_expect_eq(*(uint8_t *)gpa_ptr(st), VIRTIO_BLK_S_OK);
 	/* The back-end drops the connection and takes the next one. */
+	irqs_before = d->interrupts;
 	atomic_store(&srv.die, true);
 	for (int i = 0; i < 300 && atomic_load(&srv.connections) < 2; i++)
 		usleep(10000);
 	cr_assert_eq(atomic_load(&srv.connections), 2);
+	/*
+	 * The driver hears from the device once it is back, in case the dead back-end
+	 * published completions without signalling them.
+	 */
+	for (int i = 0; i < 300 && !(drv_rd(d, VIRTIO_MMIO_INTERRUPT_STATUS) & VIRTIO_MMIO_INT_VRING) ; i++)
+		usleep(10000);
+	cr_expect_gt(d->interrupts, irqs_before);
 	usleep(100000);
 	st = submit_read(6, &data);
 	cr_assert(drv_wait_used(0, &id, &len, 5000));
