@@ -40,7 +40,8 @@ enum {
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: vmm-vhost-user-blk --socket PATH --image FILE [--readonly] [--queues N] [-v]\n"
+		"Usage: vmm-vhost-user-blk --socket PATH --image FILE [--readonly] [--queues N]\n"
+		"                          [--hold-ms MS] [-v]\n"
 		"\n"
 		"Serves FILE (a raw image or a block device) as a virtio-blk device to a\n"
 		"vhost-user front-end (a VMM) connecting to the Unix socket PATH, one at a\n"
@@ -52,6 +53,9 @@ static void usage(FILE *f)
 		"  --image FILE    the disk: a raw image file or a block device\n"
 		"  --readonly      serve it read-only (VIRTIO_BLK_F_RO)\n"
 		"  --queues N      request queues, 1..%d (default 1)\n"
+		"  --hold-ms MS    testing: hold each batch of finished requests MS ms before\n"
+		"                  answering it, so that requests are in flight if the\n"
+		"                  back-end is killed (a reconnect then resubmits them)\n"
 		"  -v, --verbose   report progress (connections, resizes, the I/O engine)\n"
 		"  -h, --help      this text\n"
 		"\n"
@@ -248,6 +252,7 @@ int main(int argc, char **argv)
 		{ "image", required_argument, NULL, 'i' },
 		{ "readonly", no_argument, NULL, 'r' },
 		{ "queues", required_argument, NULL, 'q' },
+		{ "hold-ms", required_argument, NULL, 'H' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -278,6 +283,14 @@ int main(int argc, char **argv)
 				return EXIT_USAGE;
 			}
 			o.nqueues = (unsigned int)n;
+			break;
+		case 'H':
+			if (parse_uint(optarg, 0, 10000, &n)) {
+				log_error("--hold-ms %s: give a number of milliseconds in 0..10000",
+					  optarg);
+				return EXIT_USAGE;
+			}
+			o.hold_ms = (unsigned int)n;
 			break;
 		case 'v':
 			log_set_verbose(true);

@@ -242,6 +242,8 @@ static void queue_complete(void *opaque, struct blk_io_req **reqs, unsigned int 
 	struct vu_blk_queue *bq = opaque;
 	struct vu_blk *b = bq->b;
 
+	if (b->hold_ms)
+		usleep(b->hold_ms * 1000u);	/* testing: --hold-ms */
 	for (unsigned int i = 0; i < n; i++) {
 		struct vu_blk_req *r = reqs[i]->cookie;
 		uint8_t st = r->st;
@@ -457,6 +459,7 @@ int vu_blk_open(struct vu_blk *b, const struct vu_blk_options *o)
 	b->fd = -1;
 	b->rl = (struct log_ratelimit)LOG_RATELIMIT_INIT;
 	b->readonly = o->readonly;
+	b->hold_ms = o->hold_ms;
 	b->nqueues = o->nqueues;
 	b->io_kind = o->io_kind;
 	if (o->nqueues == 0 || o->nqueues > VU_BLK_MAX_QUEUES) {

@@ -42,6 +42,12 @@ struct vu_blk_options {
 	bool readonly;
 	unsigned int nqueues;		/* 1..VU_BLK_MAX_QUEUES */
 	enum blk_io_kind io_kind;	/* BLK_IO_AUTO unless a test says */
+	/*
+	 * Testing: each batch of finished requests is held this many ms before it is
+	 * answered, so that requests are in flight when the back-end is killed (the
+	 * front-end's reconnect then has something to resubmit). 0: none.
+	 */
+	unsigned int hold_ms;
 };
 
 struct vu_blk;
@@ -67,6 +73,7 @@ struct vu_blk {
 	_Atomic uint64_t size;		/* bytes, whole sectors */
 	unsigned int nqueues;
 	enum blk_io_kind io_kind;
+	unsigned int hold_ms;		/* vu_blk_options.hold_ms */
 	uint64_t features;
 	char id[VIRTIO_BLK_ID_BYTES];
 	struct vu_blk_queue queues[VU_BLK_MAX_QUEUES];

@@ -158,13 +158,15 @@ expect_error "--disk vhost-user= without shared=on: exit 2 saying to add it" 2 "
 	"${B[@]}" --disk vhost-user="$SOCK"
 
 BE_PID=''
-start_backend() { # start_backend LOG
+start_backend() { # start_backend LOG [OPTION...]
+	local log=$1
+	shift
 	rm -f "$SOCK"
-	"$BACKEND" --socket "$SOCK" --image "$WORK/vda.img" >>"$WORK/$1" 2>&1 &
+	"$BACKEND" --socket "$SOCK" --image "$WORK/vda.img" "$@" >>"$WORK/$log" 2>&1 &
 	BE_PID=$!
 	local i=0
 	while [[ ! -S $SOCK ]] && ((i < 100)); do nap 0.1; i=$((i + 1)); done
-	[[ -S $SOCK ]] || bail "vmm-vhost-user-blk did not create its socket: $(cat "$WORK/$1")"
+	[[ -S $SOCK ]] || bail "vmm-vhost-user-blk did not create its socket: $(cat "$WORK/$log")"
 }
 stop_backend() {
 	[[ -n $BE_PID ]] && kill "$BE_PID" 2>/dev/null || true
@@ -218,7 +220,8 @@ expect_mark VMMTEST-RESIZED-SECTORS $((96 * MIB / 512)) \
 expect_log "config changed (capacity $((96 * MIB / 512)) sectors)" "run \"io\": vmm read the new config from the back-end"
 
 # ---- run "killed" ----
-start_backend killed.be
+# --hold-ms: the back-end holds its answers a little, so that requests are in flight at the kill.
+start_backend killed.be --hold-ms 20
 killer killed 0 &
 kpid=$!
 run_guest killed --expect VMMTEST-ACTION -- "${VM[@]}" --cmdline "$CMDLINE vmmtest=killed" \
@@ -232,7 +235,7 @@ expect_mark VMMTEST-VDB-SHA "$VDB_SHA" "run \"killed\": the guest's other disk s
 expect_log "its requests fail with an I/O error" "run \"killed\": vmm logs the dead back-end and what it does"
 
 # ---- run "reconnect" ----
-start_backend reconnect.be
+start_backend reconnect.be --hold-ms 20
 killer reconnect 1 &
 kpid=$!
 run_guest reconnect --expect VMMTEST-ACTION -- "${VM[@]}" --cmdline "$CMDLINE vmmtest=reconnect" \
@@ -240,6 +243,7 @@ run_guest reconnect --expect VMMTEST-ACTION -- "${VM[@]}" --cmdline "$CMDLINE vm
 wait "$kpid" 2>/dev/null || true
 [[ -f $WORK/reconnect.be2pid ]] && BE_PID=$(cat "$WORK/reconnect.be2pid")
 stop_backend
+show "$WORK/reconnect.be2" "the restarted back-end's log" 20
 P=${MARK[VMMTEST-PATTERN-SHA]-}
 L=${MARK[VMMTEST-LOOP-EXIT]-}
 check "run \"reconnect\": killed and restarted mid-I/O, every write succeeded and the data verifies" \

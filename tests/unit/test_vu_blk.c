@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tests/unit/vu_front.h"
@@ -34,10 +35,12 @@ static char img[] = "/tmp/vu-blk-test.XXXXXX";
 static struct vf_ring r;
 static int fds_before;
 
+static unsigned int start_hold_ms;	/* --hold-ms for the next start() */
+
 static void start(bool readonly, enum blk_io_kind kind)
 {
 	struct vu_blk_options o = { .image = img, .readonly = readonly, .nqueues = 2,
-				    .io_kind = kind };
+				    .io_kind = kind, .hold_ms = start_hold_ms };
 	int fd;
 
 	signal(SIGPIPE, SIG_IGN);
@@ -295,5 +298,23 @@ Test(vu_blk, a_started_queue_turns_kicks_back_on)
 	cr_expect_eq(le16toh(*avail_event), 0, "avail_event %u", le16toh(*avail_event));
 	/* And a request goes through. */
 	cr_expect_eq(request(VIRTIO_BLK_T_IN, 3, 512, true, &len), VIRTIO_BLK_S_OK);
+	stop();
+}
+
+/* --hold-ms: finished requests wait that long before they are answered (testing). */
+Test(vu_blk, hold_ms_holds_each_answer)
+{
+	struct timespec t0, t1;
+	uint32_t len;
+	long ms;
+
+	start_hold_ms = 150;
+	start(false, BLK_IO_AUTO);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	cr_expect_eq(request(VIRTIO_BLK_T_IN, 3, 512, true, &len), VIRTIO_BLK_S_OK);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	cr_expect_geq(ms, 150, "answered after %ld ms", ms);
+	cr_expect_eq(*(uint8_t *)vf_ptr(&f, DATA), 3);
 	stop();
 }
