@@ -29,7 +29,7 @@ void api_reply_free(struct api_reply *r)
 /* Sets r to status with obj (stolen) as its body. */
 static void reply_json(struct api_reply *r, unsigned int status, json_t *obj)
 {
-	char *text = obj ? json_dumps(obj, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+	char *text = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
 	size_t n;
 
 	json_decref(obj);
