@@ -76,6 +76,25 @@ void api_reply_too_big(struct api_reply *r, unsigned long long len)
 		    API_MAX_BODY);
 }
 
+/*
+ * What a client sent, made fit to quote in an error: at most max bytes (then
+ * "..."), printable ASCII only (anything else as '?'), so the reply is valid
+ * UTF-8 JSON whatever came in.
+ */
+static const char *quote_client(char *dst, size_t dstlen, const char *src, size_t max)
+{
+	size_t i, n = 0;
+
+	for (i = 0; src[i] && i < max && n + 4 < dstlen; i++)
+		dst[n++] = (src[i] >= 0x20 && src[i] < 0x7f) ? src[i] : '?';
+	if (src[i] && n + 4 <= dstlen) {
+		memcpy(dst + n, "...", 3);
+		n += 3;
+	}
+	dst[n] = '\0';
+	return dst;
+}
+
 /* ---- Routes ---- */
 
 struct api_route {
@@ -226,7 +245,10 @@ static json_t *api_check_body(const struct api_route *rt, const char *body, size
 	}
 	json_object_foreach(obj, key, val) {
 		if (!field_known(rt, key)) {
-			reply_error(r, 400, "unknown field '%.64s': %s takes %s", key, rt->name,
+			char q[72];
+
+			reply_error(r, 400, "unknown field '%s': %s takes %s",
+				    quote_client(q, sizeof(q), key, 64), rt->name,
 				    rt->fields ? "other fields (see docs/api.md)" : "none");
 			json_decref(obj);
 			return NULL;
@@ -247,6 +269,7 @@ void api_handle(const struct api_target *t, const char *method, const char *path
 {
 	const struct api_route *rt;
 	json_t *obj;
+	char q[208];
 	bool ok;
 
 	memset(r, 0, sizeof(*r));
@@ -256,14 +279,15 @@ void api_handle(const struct api_target *t, const char *method, const char *path
 	}
 	rt = api_find_route(path);
 	if (!rt) {
-		reply_error(r, 404, "no endpoint %.200s — the API's paths are " API_PREFIX
+		reply_error(r, 404, "no endpoint %s — the API's paths are " API_PREFIX
 			    "vmm.ping, vm.info, vm.pause, vm.resume and vm.shutdown (docs/api.md)",
-			    path);
+			    quote_client(q, sizeof(q), path, 200));
 		return;
 	}
 	/* HEAD is a GET without the body (the server drops it). */
 	if (strcmp(method, rt->method) && !(!strcmp(method, "HEAD") && !strcmp(rt->method, "GET"))) {
-		reply_error(r, 405, "%s takes %s, not %.16s", rt->name, rt->method, method);
+		reply_error(r, 405, "%s takes %s, not %s", rt->name, rt->method,
+			    quote_client(q, sizeof(q), method, 16));
 		r->allow = route_allow(rt);
 		return;
 	}

@@ -883,3 +883,17 @@ Test(api_path, start_and_stop_leave_no_fd)
 	close(c);
 	cr_assert_eq(open_fds(), before);
 }
+
+Test(api_handle, client_text_quoted_safely)
+{
+	json_t *obj;
+
+	handle("GET", "/api/v1/\xff\xfe\x01vm", NULL);
+	expect_error(404, "no endpoint /api/v1/?" "?" "?vm");
+	handle("\xc3\x01GET", "/api/v1/vm.pause", NULL);
+	expect_error(405, "not ?" "?GET");
+	handle("PUT", "/api/v1/vm.pause", "{\"\\u0001\\u00e9\":1}");
+	expect_error(400, "unknown field '?" "?" "?'");
+	obj = reply_obj();
+	json_decref(obj);
+}
