@@ -89,7 +89,7 @@ static json_t *net_json(const struct net_options *n)
 
 	snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", n->mac[0], n->mac[1],
 		 n->mac[2], n->mac[3], n->mac[4], n->mac[5]);
-	return json_pack("{s:s,s:s?,s:s}", "tap", n->tap, "mac", n->mac_set ? mac : NULL, "vhost",
+	return json_pack("{s:s,s:s*,s:s}", "tap", n->tap, "mac", n->mac_set ? mac : NULL, "vhost",
 			 net_vhost_name(n->vhost));
 }
 
@@ -135,7 +135,7 @@ json_t *control_config_json(const struct vmm_config *cfg)
 
 	if (!devices)
 		return NULL;
-	return json_pack("{s:i,s:{s:I,s:s},s:s,s:s?,s:s,s:o}",
+	return json_pack("{s:i,s:{s:I,s:s},s:s,s:s*,s:s,s:o}",
 			 "cpus", (int)cfg->ncpus,
 			 "memory", "size", (json_int_t)cfg->memory, "kind", memory_kind(cfg),
 			 "kernel", cfg->kernel, "initrd", cfg->initrd, "cmdline", cfg->cmdline,
