@@ -89,6 +89,9 @@ static json_t *net_json(const struct net_options *n)
 
 	snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", n->mac[0], n->mac[1],
 		 n->mac[2], n->mac[3], n->mac[4], n->mac[5]);
+	if (n->vhost_user)
+		return json_pack("{s:s,s:s*}", "vhost_user", n->vhost_user, "mac",
+				 n->mac_set ? mac : NULL);
 	return json_pack("{s:s,s:s*,s:s}", "tap", n->tap, "mac", n->mac_set ? mac : NULL, "vhost",
 			 net_vhost_name(n->vhost));
 }
@@ -122,6 +125,12 @@ static json_t *devices_json(const struct vmm_config *cfg)
 		ok = !json_array_append_new(list, device_json("virtio-vsock", 0,
 							       json_pack("{s:I}", "cid",
 									 (json_int_t)cfg->vsock.cid)));
+	for (unsigned int i = 0; ok && i < cfg->nfs; i++)
+		ok = !json_array_append_new(list, device_json("virtio-fs", i,
+							       json_pack("{s:s,s:s,s:i}", "vhost_user",
+									 cfg->fs[i].vhost_user, "tag",
+									 cfg->fs[i].tag, "queues",
+									 cfg->fs[i].queues ? (int)cfg->fs[i].queues : 1)));
 	if (!ok) {
 		json_decref(list);
 		return NULL;

@@ -358,8 +358,8 @@ Test(api_control, config_lists_every_device)
 {
 	struct vmm_config cfg = {
 		.kernel = "/k", .initrd = NULL, .cmdline = "console=ttyS0", .ncpus = 2,
-		.memory = 512ULL << 20, .mem_shared = true, .ndisks = 2, .nnets = 1, .rng = true,
-		.console_set = true, .vsock_set = true,
+		.memory = 512ULL << 20, .mem_shared = true, .ndisks = 2, .nnets = 2, .rng = true,
+		.console_set = true, .vsock_set = true, .nfs = 1,
 	};
 	json_t *c, *devs, *d;
 
@@ -368,6 +368,8 @@ Test(api_control, config_lists_every_device)
 	cfg.nets[0] = (struct net_options){ .tap = "tap0", .mac_set = true,
 					    .mac = { 0x52, 0x54, 0, 0x12, 0x34, 0x56 },
 					    .vhost = NET_VHOST_OFF };
+	cfg.nets[1] = (struct net_options){ .vhost_user = "/vn.sock" };
+	cfg.fs[0] = (struct fs_options){ .vhost_user = "/fs.sock", .tag = "share" };
 	cfg.console = (struct console_options){ .backend = CONSOLE_BACKEND_FILE, .path = "/c" };
 	cfg.vsock.cid = 42;
 	c = control_config_json(&cfg);
@@ -379,7 +381,7 @@ Test(api_control, config_lists_every_device)
 			 "shared");
 	cr_assert(json_is_null(json_object_get(c, "initrd")) || !json_object_get(c, "initrd"));
 	devs = json_object_get(c, "devices");
-	cr_assert_eq(json_array_size(devs), 6);
+	cr_assert_eq(json_array_size(devs), 8);
 
 	d = json_array_get(devs, 0);
 	cr_assert_str_eq(json_string_value(json_object_get(d, "id")), "virtio-blk0");
@@ -399,13 +401,23 @@ Test(api_control, config_lists_every_device)
 			 "52:54:00:12:34:56");
 	cr_assert_str_eq(json_string_value(json_object_get(json_object_get(d, "options"), "vhost")),
 			 "off");
-	cr_assert_str_eq(json_string_value(json_object_get(json_array_get(devs, 3), "id")),
+	d = json_array_get(devs, 3);
+	cr_assert_str_eq(json_string_value(json_object_get(d, "id")), "virtio-net1");
+	cr_assert_str_eq(json_string_value(json_object_get(json_object_get(d, "options"),
+							   "vhost_user")), "/vn.sock");
+	cr_assert_null(json_object_get(json_object_get(d, "options"), "mac"));
+	cr_assert_str_eq(json_string_value(json_object_get(json_array_get(devs, 4), "id")),
 			 "virtio-rng0");
-	d = json_array_get(devs, 4);
+	d = json_array_get(devs, 5);
 	cr_assert_str_eq(json_string_value(json_object_get(json_object_get(d, "options"), "path")),
 			 "/c");
-	d = json_array_get(devs, 5);
+	d = json_array_get(devs, 6);
 	cr_assert_eq(json_integer_value(json_object_get(json_object_get(d, "options"), "cid")), 42);
+	d = json_array_get(devs, 7);
+	cr_assert_str_eq(json_string_value(json_object_get(d, "id")), "virtio-fs0");
+	cr_assert_str_eq(json_string_value(json_object_get(json_object_get(d, "options"), "tag")),
+			 "share");
+	cr_assert_eq(json_integer_value(json_object_get(json_object_get(d, "options"), "queues")), 1);
 	json_decref(c);
 }
 
