@@ -117,6 +117,26 @@ int arch_vcpu_init(struct arch_vm *avm, int vcpu_fd, unsigned int index);
 /* Writes one line of the vCPU's state for a crash report into buf; 0 or -errno. */
 int arch_vcpu_dump(int vcpu_fd, char *buf, size_t len);
 
+/* ---- Pause and resume (vm_pause/vm_resume; migration's stop-and-copy reuses them) ---- */
+
+/*
+ * The VM's vCPUs are all out of KVM_RUN and held: freezes the guest's clock
+ * (x86: kvmclock read with KVM_GET_CLOCK), so the time paused does not show as
+ * a jump. 0 or -errno (the pause goes on; the clock then keeps running).
+ */
+int arch_vm_pause(struct arch_vm *avm);
+
+/* Before the vCPUs run again: the guest's clock resumes from the frozen value; 0 or -errno. */
+int arch_vm_resume(struct arch_vm *avm);
+
+/*
+ * On a vCPU's own thread, after a pause and before it re-enters KVM_RUN: tells
+ * the guest it was stopped by the host (x86: KVM_KVMCLOCK_CTRL, so its soft
+ * lockup watchdog does not fire). 0, or -errno when KVM or the guest does not
+ * support it (not an error: a guest without kvmclock has no such watchdog hint).
+ */
+int arch_vcpu_resumed(int vcpu_fd);
+
 /*
  * ---- Saved state (migration): opaque blobs, versioned, for the same arch and build ----
  * Save only a stopped vCPU: one that re-entered KVM_RUN with immediate_exit set after its

@@ -22,6 +22,21 @@ enum {
 	OPT_VSOCK,
 	OPT_FS,
 	OPT_VIRTIO_CMDLINE,
+	OPT_API_SOCKET,
+};
+
+/* The control subcommands: thin clients of the API (vmm/api_client.c). */
+static const struct { const char *name; enum cli_command cmd; } ctl_commands[] = {
+	{ "pause", CLI_PAUSE },
+	{ "resume", CLI_RESUME },
+	{ "status", CLI_STATUS },
+	{ "shutdown", CLI_SHUTDOWN },
+};
+
+static const struct option ctl_options[] = {
+	{ "api-socket", required_argument, NULL, OPT_API_SOCKET },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
 };
 
 static const struct option run_options[] = {
@@ -38,6 +53,7 @@ static const struct option run_options[] = {
 	{ "vsock", required_argument, NULL, OPT_VSOCK },
 	{ "fs", required_argument, NULL, OPT_FS },
 	{ "virtio-cmdline", no_argument, NULL, OPT_VIRTIO_CMDLINE },
+	{ "api-socket", required_argument, NULL, OPT_API_SOCKET },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -52,9 +68,15 @@ void cli_print_help(FILE *out)
 	      "\n"
 	      "Commands:\n"
 	      "  run        boot a Linux kernel (see `vmm run --help`)\n"
+	      "  pause      pause a running VM: vmm pause --api-socket PATH\n"
+	      "  resume     resume a paused VM: vmm resume --api-socket PATH\n"
+	      "  status     print a VM's state, vCPUs, memory and uptime: vmm status --api-socket PATH\n"
+	      "  shutdown   stop a VM's guest and its vmm (exit 0): vmm shutdown --api-socket PATH\n"
+	      "             (these four talk to `vmm run --api-socket PATH`; see `vmm pause --help`)\n"
 	      "\n"
-	      "Exit status:\n"
-	      "  0    the guest powered off (or rebooted with --no-reboot), or Ctrl-A x was typed\n"
+	      "Exit status of `vmm run`:\n"
+	      "  0    the guest powered off (or rebooted with --no-reboot), Ctrl-A x was typed,\n"
+	      "       or the control API asked for a shutdown\n"
 	      "  1    runtime failure: KVM or the guest failed while running\n"
 	      "  2    usage error: unknown option or bad value\n"
 	      "  3    KVM unavailable: /dev/kvm missing, not permitted, or unusable\n"
@@ -115,8 +137,37 @@ void cli_print_run_help(FILE *out)
 	      "                    1-8 (default 1); repeatable, up to 4; needs --memory ...,shared=on\n"
 	      "  --virtio-cmdline  also announce the devices on the kernel command line\n"
 	      "                    (virtio_mmio.device=, for kernels without ACPI)\n"
+	      "\n"
+	      "Control:\n"
+	      "  --api-socket PATH serve the control API (HTTP/1.1 + JSON, docs/api.md) on a unix\n"
+	      "                    socket created there (mode 0600; a stale socket is replaced, any\n"
+	      "                    other file is refused); vmm pause|resume|status|shutdown use it\n"
 	      "  -v, --verbose     report progress on stderr\n"
 	      "  -h, --help        show this help\n", out);
+}
+
+void cli_print_ctl_help(FILE *out)
+{
+	fputs("Usage: vmm pause|resume|status|shutdown --api-socket PATH\n"
+	      "\n"
+	      "Talk to a `vmm run --api-socket PATH` through its control API (docs/api.md):\n"
+	      "  pause      hold every vCPU and stop the devices' queues; the guest sees no time pass\n"
+	      "  resume     run a paused VM again\n"
+	      "  status     print one line: state, vCPUs, memory, devices, uptime\n"
+	      "  shutdown   stop the guest; that vmm exits 0. Returns once it has exited\n"
+	      "\n"
+	      "Options:\n"
+	      "  --api-socket PATH the VM's control socket; required\n"
+	      "  -h, --help        show this help\n"
+	      "\n"
+	      "Exit status:\n"
+	      "  0    done (status: the line was printed)\n"
+	      "  1    the VMM refused or failed the request (its reason is printed)\n"
+	      "  2    usage error: unknown option, no --api-socket\n"
+	      "  6    cannot reach the VMM: no socket there, nobody serving it, or not an answer\n"
+	      "       from vmm's API\n"
+	      "  7    the VM is not in a state for it: pause of a paused VM, resume of a running\n"
+	      "       one, or a VM shutting down\n", out);
 }
 
 static int usage_error(char *err, size_t errlen, const char *fmt, ...)
@@ -501,6 +552,12 @@ static int parse_run_option(int opt, const char *arg, struct vmm_config *cfg, ch
 	case OPT_VIRTIO_CMDLINE:
 		cfg->virtio_cmdline = true;
 		return 0;
+	case OPT_API_SOCKET:
+		if (!*arg)
+			return usage_error(err, errlen, "--api-socket is empty — give a path for the "
+					   "control socket");
+		cfg->api_socket = arg;
+		return 0;
 	case OPT_NO_REBOOT:
 		cfg->no_reboot = true;
 		return 0;
@@ -510,6 +567,43 @@ static int parse_run_option(int opt, const char *arg, struct vmm_config *cfg, ch
 	default:
 		return usage_error(err, errlen, "unknown option");
 	}
+}
+
+/* `vmm pause|resume|status|shutdown --api-socket PATH`. */
+static int cli_parse_ctl(int argc, char **argv, struct vmm_config *cfg, enum cli_command which,
+			 enum cli_command *cmd, char *err, size_t errlen)
+{
+	const char *name = argv[1];
+	int opt;
+
+	*cmd = which;
+	optind = 0;
+	opterr = 0;
+	argc--;
+	argv++;
+	while ((opt = getopt_long(argc, argv, ":h", ctl_options, NULL)) != -1) {
+		if (opt == 'h') {
+			*cmd = CLI_CTL_HELP;
+			return 0;
+		}
+		if (opt == '?')
+			return usage_error(err, errlen, "vmm %s: unknown option '%s' — see `vmm %s "
+					   "--help`", name, argv[optind - 1], name);
+		if (opt == ':')
+			return usage_error(err, errlen, "vmm %s: option '%s' needs a value", name,
+					   argv[optind - 1]);
+		if (!*optarg)
+			return usage_error(err, errlen, "vmm %s: --api-socket is empty — give the "
+					   "VM's control socket", name);
+		cfg->api_socket = optarg;
+	}
+	if (optind < argc)
+		return usage_error(err, errlen, "vmm %s: unexpected argument '%s' — see `vmm %s "
+				   "--help`", name, argv[optind], name);
+	if (!cfg->api_socket)
+		return usage_error(err, errlen, "vmm %s needs --api-socket PATH (the socket given "
+				   "to `vmm run --api-socket`)", name);
+	return 0;
 }
 
 int cli_parse(int argc, char **argv, struct vmm_config *cfg, enum cli_command *cmd,
@@ -527,6 +621,9 @@ int cli_parse(int argc, char **argv, struct vmm_config *cfg, enum cli_command *c
 		*cmd = CLI_VERSION;
 		return 0;
 	}
+	for (size_t i = 0; i < ARRAY_SIZE(ctl_commands); i++)
+		if (!strcmp(argv[1], ctl_commands[i].name))
+			return cli_parse_ctl(argc, argv, cfg, ctl_commands[i].cmd, cmd, err, errlen);
 	if (strcmp(argv[1], "run"))
 		return usage_error(err, errlen, "unknown command '%s' — see `vmm --help`", argv[1]);
 

@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
-/* The command line: `vmm run [options]`, `vmm --help`, `vmm --version`. */
+/*
+ * The command line: `vmm run [options]`, `vmm pause|resume|status|shutdown
+ * --api-socket PATH`, `vmm --help`, `vmm --version`.
+ */
 #ifndef VMM_CLI_H
 #define VMM_CLI_H
 
@@ -15,6 +18,11 @@ enum cli_command {
 	CLI_HELP,	/* `vmm --help` or no command */
 	CLI_RUN_HELP,	/* `vmm run --help` */
 	CLI_VERSION,
+	CLI_PAUSE,	/* `vmm pause --api-socket PATH` (cfg->api_socket) */
+	CLI_RESUME,
+	CLI_STATUS,
+	CLI_SHUTDOWN,
+	CLI_CTL_HELP,	/* `vmm pause --help` and the like */
 };
 
 /*
@@ -38,5 +46,8 @@ void cli_print_help(FILE *out);
 
 /* Prints the help of `vmm run` (every option). */
 void cli_print_run_help(FILE *out);
+
+/* Prints the help of `vmm pause|resume|status|shutdown` (options, exit statuses). */
+void cli_print_ctl_help(FILE *out);
 
 #endif

@@ -53,6 +53,7 @@ struct vmm_config {
 	struct fs_options fs[VMM_MAX_FS];
 	unsigned int nfs;
 	bool virtio_cmdline;	/* also announce devices with virtio_mmio.device= */
+	const char *api_socket;	/* --api-socket: the control API's unix socket; NULL: none */
 
 	/* Strings split out of option values; freed by cli_config_free(). */
 	char *owned[VMM_MAX_OWNED];

@@ -8,8 +8,11 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "vmm/api.h"
+#include "vmm/api_client.h"
 #include "vmm/arch.h"
 #include "vmm/cli.h"
+#include "vmm/control.h"
 #include "vmm/exit_status.h"
 #include "vmm/kvm_host.h"
 #include "vmm/base/log.h"
@@ -96,8 +99,12 @@ static void log_thp(const struct vmm_config *cfg)
 			 knob, thp == GUEST_MEM_THP_ON ? "on" : "unknown");
 }
 
-/* Runs the guest, rebooting it unless --no-reboot; returns the exit status. */
-static int run_guest(const struct vmm_config *cfg, const struct arch_boot *img, int sig_fd)
+/*
+ * Runs the guest, rebooting it unless --no-reboot; returns the exit status.
+ * Each boot's VM is handed to the control API (ctl) while it runs.
+ */
+static int run_guest(const struct vmm_config *cfg, const struct arch_boot *img, int sig_fd,
+		     struct control *ctl)
 {
 	char backend[64];
 
@@ -113,6 +120,10 @@ static int run_guest(const struct vmm_config *cfg, const struct arch_boot *img, 
 		int ret, sig;
 		enum vm_stop_reason reason;
 
+		if (control_shutdown_requested(ctl)) {
+			log_info("the control API asked for a shutdown");
+			return VMM_EXIT_OK;
+		}
 		log_info("boot %u: creating the VM", boot);
 		ret = vm_create(&vm, cfg, img);
 		if (!ret)
@@ -123,7 +134,9 @@ static int run_guest(const struct vmm_config *cfg, const struct arch_boot *img, 
 		}
 		log_info("boot %u: %u vCPUs, %llu MiB", boot, cfg->ncpus,
 			 (unsigned long long)(cfg->memory >> 20));
+		control_attach(ctl, &vm, boot);
 		sig = wait_for_stop(&vm, sig_fd);
+		control_detach(ctl);
 		reason = (enum vm_stop_reason)atomic_load(&vm.stop_reason);
 		log_info("boot %u: stopping the VM (reason %d)", boot, (int)reason);
 		vm_destroy(&vm);
@@ -140,11 +153,46 @@ static int run_guest(const struct vmm_config *cfg, const struct arch_boot *img, 
 			continue;
 		case VM_QUIT:
 			return sig ? 128 + sig : VMM_EXIT_OK;
+		case VM_SHUTDOWN:
+			log_info("the control API shut the guest down");
+			return VMM_EXIT_OK;
 		case VM_FAILED:
 		default:
 			return VMM_EXIT_RUNTIME;
 		}
 	}
+}
+
+/* Serves the control API (with --api-socket) while the guest runs; returns the exit status. */
+static int run_with_api(const struct vmm_config *cfg, const struct arch_boot *img, int sig_fd)
+{
+	struct api_server *api = NULL;
+	struct control ctl;
+	int ret = control_init(&ctl, cfg);
+
+	if (ret) {
+		log_error("cannot set up the control API: %s", strerror(-ret));
+		return VMM_EXIT_RESOURCE;
+	}
+	if (cfg->api_socket) {
+		struct api_target t = { .ops = &control_api_ops, .opaque = &ctl,
+					.version = VMM_VERSION };
+
+		ret = api_server_start(&api, cfg->api_socket, &t);
+		if (ret) {
+			control_destroy(&ctl);
+			return ret == -ENOTSOCK || ret == -EADDRINUSE || ret == -ENAMETOOLONG ||
+			       ret == -ENOENT || ret == -EACCES || ret == -ENOTDIR ?
+			       VMM_EXIT_USAGE : VMM_EXIT_RESOURCE;
+		}
+		log_info("control API on %s", cfg->api_socket);
+	}
+	term_raw_enable();
+	ret = run_guest(cfg, img, sig_fd, &ctl);
+	term_restore();
+	api_server_stop(api);
+	control_destroy(&ctl);
+	return ret;
 }
 
 int main(int argc, char **argv)
@@ -172,6 +220,15 @@ int main(int argc, char **argv)
 	case CLI_VERSION:
 		printf("vmm %s\n", VMM_VERSION);
 		return VMM_EXIT_OK;
+	case CLI_CTL_HELP:
+		cli_print_ctl_help(stdout);
+		return VMM_EXIT_OK;
+	case CLI_PAUSE:
+	case CLI_RESUME:
+	case CLI_STATUS:
+	case CLI_SHUTDOWN:
+		signal(SIGPIPE, SIG_IGN);
+		return api_client_run(argv[1], cfg.api_socket, stdout, stderr);
 	case CLI_RUN:
 		break;
 	}
@@ -188,9 +245,7 @@ int main(int argc, char **argv)
 	if (ret) {
 		ret = exit_status_for(EXIT_STEP_BOOT_IMAGE, ret);
 	} else {
-		term_raw_enable();
-		ret = run_guest(&cfg, img, sig_fd);
-		term_restore();
+		ret = run_with_api(&cfg, img, sig_fd);
 	}
 	arch_boot_free(img);
 	cli_config_free(&cfg);

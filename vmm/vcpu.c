@@ -130,6 +130,49 @@ static void vcpu_log_state(struct vcpu *vcpu)
 		log_info("vCPU %u: %s", vcpu->index, line);
 }
 
+/* Whether the vCPU should stop and wait (the VM is pausing or paused). */
+static bool vcpu_held(const struct vcpu_ctx *ctx)
+{
+	return ctx->hold && __atomic_load_n(&ctx->hold->held, __ATOMIC_ACQUIRE);
+}
+
+/*
+ * The VM is pausing: completes the last exit inside KVM, then waits until the
+ * pause ends or the VM stops (struct vcpu_hold). After a pause, tells the
+ * guest it was stopped (arch_vcpu_resumed) before it runs again.
+ */
+static void vcpu_park(struct vcpu *vcpu)
+{
+	const struct vcpu_ctx *ctx = vcpu->ctx;
+	struct vcpu_hold *h = ctx->hold;
+	bool stopped;
+
+	/* With immediate_exit KVM finishes a pending port or MMIO access and returns EINTR. */
+	__atomic_store_n(&vcpu->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+	if (ioctl(vcpu->fd, KVM_RUN, 0) < 0 && errno != EINTR && errno != EAGAIN)
+		log_warn("vCPU %u: KVM_RUN to complete its last exit before the pause failed: %s",
+			 vcpu->index, strerror(errno));
+	__atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+
+	pthread_mutex_lock(&h->lock);
+	h->parked++;
+	pthread_cond_broadcast(&h->cond);
+	while (h->held && !atomic_load(ctx->stopping))
+		pthread_cond_wait(&h->cond, &h->lock);
+	h->parked--;
+	stopped = atomic_load(ctx->stopping);
+	pthread_cond_broadcast(&h->cond);
+	pthread_mutex_unlock(&h->lock);
+
+	if (!stopped) {
+		int ret = arch_vcpu_resumed(vcpu->fd);
+
+		if (ret && ret != -EINVAL)
+			log_info("vCPU %u: cannot tell the guest it was paused: %s", vcpu->index,
+				 strerror(-ret));
+	}
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *vcpu = arg;
@@ -143,6 +186,10 @@ static void *vcpu_thread(void *arg)
 	while (!atomic_load(ctx->stopping)) {
 		enum vcpu_exit_action action;
 
+		if (vcpu_held(ctx)) {
+			vcpu_park(vcpu);
+			continue;
+		}
 		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				vcpu->run->immediate_exit = 0;

@@ -24,6 +24,21 @@ enum vcpu_exit_action {
 	VCPU_EXIT_FAIL,		/* KVM or the guest failed; reported */
 };
 
+/*
+ * Where a VM's vCPUs wait while it is paused; one per VM, shared by its vCPUs.
+ * While `held`, each vCPU leaves KVM_RUN at its next exit (vcpu_kick() makes
+ * one come), completes that exit inside KVM (KVM_RUN with immediate_exit, so
+ * its state is whole and could be saved), counts itself in `parked` and
+ * waits on `cond` until `held` is cleared or the VM stops. Whoever changes
+ * `held` or stops the VM broadcasts `cond` under `lock`.
+ */
+struct vcpu_hold {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool held;
+	unsigned int parked;	/* vCPUs waiting now */
+};
+
 /* What the vCPUs get from their VM, as plain data; shared by all of them. */
 struct vcpu_ctx {
 	int vm_fd;
@@ -31,6 +46,7 @@ struct vcpu_ctx {
 	const struct io_bus *pio, *mmio;
 	struct arch_vm *arch;			/* for the arch_vcpu_* hooks */
 	const _Atomic int *stopping;		/* non-zero: every vCPU leaves its run loop */
+	struct vcpu_hold *hold;			/* pause: where vCPUs wait; NULL: never held */
 	/* A vCPU saw the guest reset, power off or fail (a non-CONTINUE action); any thread. */
 	void (*stop)(void *opaque, enum vcpu_exit_action why);
 	void *opaque;

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vhost/offload.h"
@@ -342,6 +343,7 @@ static int vm_create_vcpus(struct vm *vm)
 		.mmio = &vm->mmio,
 		.arch = vm->arch,
 		.stopping = &vm->stop_reason,
+		.hold = &vm->hold,
 		.stop = vm_vcpu_stop,
 		.opaque = vm,
 	};
@@ -362,6 +364,26 @@ static int vm_create_vcpus(struct vm *vm)
 	return 0;
 }
 
+/* The pause's lock and condition (timed waits on CLOCK_MONOTONIC); 0 or -errno. */
+static int vm_hold_init(struct vcpu_hold *h)
+{
+	pthread_condattr_t attr;
+	int ret = pthread_mutex_init(&h->lock, NULL);
+
+	if (ret)
+		return -ret;
+	ret = pthread_condattr_init(&attr);
+	if (!ret) {
+		ret = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+		if (!ret)
+			ret = pthread_cond_init(&h->cond, &attr);
+		pthread_condattr_destroy(&attr);
+	}
+	if (ret)
+		pthread_mutex_destroy(&h->lock);
+	return -ret;
+}
+
 int vm_create(struct vm *vm, const struct vmm_config *cfg, const struct arch_boot *img)
 {
 	int ret;
@@ -373,6 +395,12 @@ int vm_create(struct vm *vm, const struct vmm_config *cfg, const struct arch_boo
 	vm->mem.fd = -1;
 	vm->loop.epfd = vm->loop.stop_fd = -1;
 	vm->console.space_src.fd = -1;
+	ret = vm_hold_init(&vm->hold);
+	if (ret) {
+		log_error("cannot create the VM's pause lock: %s", strerror(-ret));
+		return VMM_EXIT_RESOURCE;
+	}
+	vm->hold_init = true;
 	vm->stop_fd = eventfd(0, EFD_CLOEXEC);
 	if (vm->stop_fd < 0) {
 		log_error("cannot create an eventfd: %s", strerror(errno));
@@ -422,8 +450,117 @@ void vm_request_stop(struct vm *vm, enum vm_stop_reason reason)
 		return;
 	if (vm->stop_fd >= 0 && write(vm->stop_fd, &one, sizeof(one)) != sizeof(one))
 		log_warn("cannot signal the VM's stop: %s", strerror(errno));
+	/* Held vCPUs (a pause) wake up and see the stop; a pause in progress gives up. */
+	if (vm->hold_init) {
+		pthread_mutex_lock(&vm->hold.lock);
+		pthread_cond_broadcast(&vm->hold.cond);
+		pthread_mutex_unlock(&vm->hold.lock);
+	}
 	for (unsigned int i = 0; i < vm->vcpus_created && vm->vcpus; i++)
 		vcpu_kick(&vm->vcpus[i]);
+}
+
+/* Releases held vCPUs (the end of a pause, or a pause given up). */
+static void vm_release_vcpus(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->hold.lock);
+	__atomic_store_n(&vm->hold.held, false, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&vm->hold.cond);
+	pthread_mutex_unlock(&vm->hold.lock);
+}
+
+/* Holds every vCPU; 0, -ESHUTDOWN (the VM is stopping) or -ETIMEDOUT (then released). */
+static int vm_hold_vcpus(struct vm *vm, unsigned int timeout_ms)
+{
+	struct timespec deadline;
+	int ret = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += timeout_ms / 1000;
+	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&vm->hold.lock);
+	__atomic_store_n(&vm->hold.held, true, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&vm->hold.lock);
+	for (unsigned int i = 0; i < vm->ncpus; i++)
+		vcpu_kick(&vm->vcpus[i]);
+
+	pthread_mutex_lock(&vm->hold.lock);
+	while (vm->hold.parked < vm->ncpus && !ret) {
+		if (atomic_load(&vm->stop_reason))
+			ret = -ESHUTDOWN;
+		else if (pthread_cond_timedwait(&vm->hold.cond, &vm->hold.lock, &deadline) == ETIMEDOUT &&
+			 vm->hold.parked < vm->ncpus)
+			ret = -ETIMEDOUT;
+	}
+	pthread_mutex_unlock(&vm->hold.lock);
+	if (ret == -ETIMEDOUT) {
+		log_warn("pause: only %u of %u vCPUs stopped within %u ms; the VM runs on",
+			 vm->hold.parked, vm->ncpus, timeout_ms);
+		vm_release_vcpus(vm);
+	}
+	return ret;
+}
+
+int vm_pause(struct vm *vm, unsigned int timeout_ms)
+{
+	int ret;
+
+	if (vm->paused)
+		return -EALREADY;
+	if (atomic_load(&vm->stop_reason))
+		return -ESHUTDOWN;
+	ret = vm_hold_vcpus(vm, timeout_ms);
+	if (ret)
+		return ret;
+	ret = arch_vm_pause(vm->arch);
+	if (ret)
+		log_warn("pause: cannot freeze the guest's clock (%s); its time will jump at resume",
+			 strerror(-ret));
+	for (unsigned int i = 0; i < vm->nvdevs; i++) {
+		struct virtio_mmio_dev *d = vm->vdevs[i];
+
+		pthread_mutex_lock(&d->lock);
+		virtio_mmio_pause(d);
+		pthread_mutex_unlock(&d->lock);
+	}
+	vm->paused = true;
+	log_info("the VM is paused (%u vCPUs held, %u devices' queues stopped)", vm->ncpus,
+		 vm->nvdevs);
+	return 0;
+}
+
+int vm_resume(struct vm *vm)
+{
+	int ret;
+
+	if (!vm->paused)
+		return -EALREADY;
+	if (atomic_load(&vm->stop_reason))
+		return -ESHUTDOWN;
+	for (unsigned int i = 0; i < vm->nvdevs; i++) {
+		struct virtio_mmio_dev *d = vm->vdevs[i];
+
+		pthread_mutex_lock(&d->lock);
+		virtio_mmio_resume(d);
+		pthread_mutex_unlock(&d->lock);
+	}
+	ret = arch_vm_resume(vm->arch);
+	if (ret)
+		log_warn("resume: cannot set the guest's clock back (%s); its time jumps by the "
+			 "time paused", strerror(-ret));
+	vm->paused = false;
+	vm_release_vcpus(vm);
+	log_info("the VM runs again");
+	return 0;
+}
+
+bool vm_is_paused(const struct vm *vm)
+{
+	return vm->paused;
 }
 
 void vm_set_irq_line(struct vm *vm, unsigned int irq, bool level)
@@ -471,4 +608,9 @@ void vm_destroy(struct vm *vm)
 	if (vm->stop_fd >= 0)
 		close(vm->stop_fd);
 	vm->vm_fd = vm->kvm_fd = vm->stop_fd = -1;
+	if (vm->hold_init) {
+		pthread_cond_destroy(&vm->hold.cond);
+		pthread_mutex_destroy(&vm->hold.lock);
+		vm->hold_init = false;
+	}
 }

@@ -32,6 +32,7 @@ enum vm_stop_reason {
 	VM_RESET,	/* ACPI reset register, i8042 reset, triple fault */
 	VM_FAILED,	/* a vCPU or KVM failed; already reported */
 	VM_QUIT,	/* the user asked (Ctrl-A x, SIGTERM ...) */
+	VM_SHUTDOWN,	/* the control API asked (PUT /api/v1/vm.shutdown) */
 };
 
 struct vm {
@@ -54,6 +55,9 @@ struct vm {
 	char *cmdline;				/* the command line the guest gets */
 	_Atomic int stop_reason;
 	int stop_fd;				/* eventfd signalled on the first stop request */
+	struct vcpu_hold hold;			/* where the vCPUs wait while paused */
+	bool hold_init;				/* hold's lock and cond exist */
+	bool paused;				/* vm_pause() succeeded, no vm_resume() since */
 };
 
 /*
@@ -65,6 +69,30 @@ int vm_create(struct vm *vm, const struct vmm_config *cfg, const struct arch_boo
 
 /* Starts the vCPUs and the event loop; 0 or VMM_EXIT_RUNTIME after reporting. */
 int vm_start(struct vm *vm);
+
+/*
+ * Pauses a started VM: every vCPU out of KVM_RUN and held (its last exit
+ * completed, so its state could be saved), the guest's clock frozen, every
+ * virtio device's queues taken back from their back-ends with their positions
+ * kept (virtio_mmio_pause: blk workers drain, vhost rings read back). The
+ * guest sees nothing but time not passing. Migration's stop-and-copy starts
+ * from here. 0; -EALREADY when already paused; -ESHUTDOWN when the VM is
+ * stopping; -ETIMEDOUT when a vCPU did not stop within timeout_ms (the VM
+ * then runs on as before). Not concurrently with itself, vm_resume() or
+ * vm_destroy(); any thread but a vCPU's.
+ */
+int vm_pause(struct vm *vm, unsigned int timeout_ms);
+
+/*
+ * Resumes a paused VM: devices' queues restarted from their positions (each
+ * kicked once), the guest's clock from where it stopped, then the vCPUs; each
+ * tells the guest it was paused (no soft lockup report). 0, -EALREADY when
+ * not paused, -ESHUTDOWN when the VM is stopping. Same rules as vm_pause().
+ */
+int vm_resume(struct vm *vm);
+
+/* Whether the VM is paused (vm_pause() without vm_resume()); same rules as vm_pause(). */
+bool vm_is_paused(const struct vm *vm);
 
 /* Asks every vCPU to stop; records reason if it is the first. Any thread. */
 void vm_request_stop(struct vm *vm, enum vm_stop_reason reason);

@@ -919,3 +919,49 @@ Test(util, thread_start_uses_a_small_stack)
 	cr_assert_eq(size, VMM_THREAD_STACK);
 	cr_assert_lt(size, 2 * MIB);
 }
+
+Test(cli, api_socket_for_run)
+{
+	cr_assert_eq(PARSE("run", "--kernel", "k"), 0);
+	cr_assert_null(cfg.api_socket);
+	cr_assert_eq(PARSE("run", "--kernel", "k", "--api-socket", "/run/vm.sock"), 0);
+	cr_assert_str_eq(cfg.api_socket, "/run/vm.sock");
+	expect_usage_error(PARSE("run", "--kernel", "k", "--api-socket", ""), "--api-socket is empty");
+}
+
+Test(cli, control_subcommands)
+{
+	static const struct { const char *name; enum cli_command cmd; } cmds[] = {
+		{ "pause", CLI_PAUSE }, { "resume", CLI_RESUME }, { "status", CLI_STATUS },
+		{ "shutdown", CLI_SHUTDOWN },
+	};
+
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		cr_assert_eq(PARSE(cmds[i].name, "--api-socket", "/s"), 0, "%s: %s", cmds[i].name, err);
+		cr_assert_eq(cmd, cmds[i].cmd);
+		cr_assert_str_eq(cfg.api_socket, "/s");
+		cr_assert_eq(PARSE(cmds[i].name, "--api-socket=/t"), 0);
+		cr_assert_str_eq(cfg.api_socket, "/t");
+		cr_assert_eq(PARSE(cmds[i].name, "--help"), 0);
+		cr_assert_eq(cmd, CLI_CTL_HELP);
+		expect_usage_error(PARSE(cmds[i].name), "needs --api-socket PATH");
+		expect_usage_error(PARSE(cmds[i].name, "--api-socket"), "needs a value");
+		expect_usage_error(PARSE(cmds[i].name, "--api-socket", ""), "is empty");
+		expect_usage_error(PARSE(cmds[i].name, "--api-socket", "/s", "x"), "unexpected argument 'x'");
+		expect_usage_error(PARSE(cmds[i].name, "--kernel", "k"), "unknown option '--kernel'");
+	}
+}
+
+Test(cli, help_lists_control)
+{
+	char buf[8192] = "";
+	FILE *f = fmemopen(buf, sizeof(buf) - 1, "w");
+
+	cli_print_help(f);
+	cli_print_run_help(f);
+	cli_print_ctl_help(f);
+	fclose(f);
+	cr_assert(strstr(buf, "pause      pause a running VM"));
+	cr_assert(strstr(buf, "--api-socket PATH serve the control API"));
+	cr_assert(strstr(buf, "  7    the VM is not in a state for it"));
+}

@@ -322,3 +322,9 @@ int arch_vcpu_restore(const struct arch_vm *avm, int vcpu_fd, const void *buf, s
 	free(s);
 	return ret;
 }
+
+int arch_vcpu_resumed(int vcpu_fd)
+{
+	/* EINVAL: the guest has not enabled kvmclock on this vCPU. */
+	return ioctl(vcpu_fd, KVM_KVMCLOCK_CTRL, 0) < 0 ? -errno : 0;
+}

@@ -210,3 +210,25 @@ int arch_vm_restore(struct arch_vm *avm, const void *buf, size_t len)
 	free(s);
 	return ret;
 }
+
+int arch_vm_pause(struct arch_vm *avm)
+{
+	memset(&avm->paused_clock, 0, sizeof(avm->paused_clock));
+	avm->clock_frozen = false;
+	if (ioctl(avm->vm_fd, KVM_GET_CLOCK, &avm->paused_clock) < 0)
+		return -errno;
+	avm->clock_frozen = true;
+	return 0;
+}
+
+int arch_vm_resume(struct arch_vm *avm)
+{
+	struct kvm_clock_data clock;
+
+	if (!avm->clock_frozen)
+		return 0;
+	avm->clock_frozen = false;
+	/* flags 0: the clock resumes where it stopped (as QEMU and Cloud Hypervisor do). */
+	clock = (struct kvm_clock_data){ .clock = avm->paused_clock.clock };
+	return ioctl(avm->vm_fd, KVM_SET_CLOCK, &clock) < 0 ? -errno : 0;
+}

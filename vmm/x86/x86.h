@@ -13,6 +13,7 @@
 #define VMM_X86_X86_H
 
 #include <linux/kvm.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -28,6 +29,8 @@ struct arch_vm {
 	size_t xsave_size;		/* bytes of KVM_GET_XSAVE(2) state; 0: KVM_GET_FPU */
 	arch_stop_fn *stop;		/* platform devices stop the machine through this */
 	void *stop_opaque;
+	struct kvm_clock_data paused_clock;	/* kvmclock at arch_vm_pause() */
+	bool clock_frozen;		/* paused_clock is valid */
 };
 
 struct arch_boot {

@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The control API's side of the VM: struct api_ops over the running struct
+ * vm. main.c attaches each boot's VM once it runs and detaches it before
+ * destroying it; between the two the API thread (`vmm-api`) may pause,
+ * resume, read or stop it. One lock orders the two threads, so a VM is never
+ * destroyed under a pause, and a pause never meets a VM half made.
+ */
+#ifndef VMM_CONTROL_H
+#define VMM_CONTROL_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <time.h>
+
+#include "vmm/api.h"
+#include "vmm/config.h"
+
+struct vm;
+
+/* How long a pause waits for every vCPU to leave the guest before giving up. */
+#define CONTROL_PAUSE_TIMEOUT_MS 10000
+
+struct control {
+	pthread_mutex_t lock;
+	const struct vmm_config *cfg;
+	struct vm *vm;			/* the running VM; NULL while starting or rebooting */
+	unsigned int boot;		/* its boot number, from 1 */
+	struct timespec boot_start;	/* CLOCK_MONOTONIC when it started running */
+	bool shutdown;			/* the API asked vmm to stop */
+};
+
+/* The ops api_handle() calls with a struct control as opaque. */
+extern const struct api_ops control_api_ops;
+
+/* Sets up c for cfg (which outlives it); 0 or -errno. */
+int control_init(struct control *c, const struct vmm_config *cfg);
+
+/* Frees c's lock. */
+void control_destroy(struct control *c);
+
+/*
+ * Hands boot number `boot`'s started VM to the API. If the API asked for a
+ * shutdown meanwhile, the VM is asked to stop (VM_SHUTDOWN) at once.
+ */
+void control_attach(struct control *c, struct vm *vm, unsigned int boot);
+
+/* Takes the VM back (before vm_destroy); waits for a request in progress on it. */
+void control_detach(struct control *c);
+
+/* Whether the API asked vmm to stop (then no new boot starts). */
+bool control_shutdown_requested(struct control *c);
+
+/*
+ * vm.info's "config" object for cfg: cpus, memory (size, kind), kernel,
+ * initrd, cmdline, and devices (id, kind, options) in the order and with the
+ * names the VM gives them. NULL when out of memory.
+ */
+json_t *control_config_json(const struct vmm_config *cfg);
+
+#endif
