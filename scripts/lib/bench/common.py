@@ -318,6 +318,8 @@ def describe_job(suite, row):
     return (f"{row['job']}: {tput}, CPU {g('cpu_s', '{:.2f}')} s ({g('host_cpu_s', '{:.2f}')} s outside "
             f"guest mode, {g('other_cpu_s', '{:.3f}')} s and {g('other_ctxsw', '{:,.0f}')} wakeups in "
             f"non-vCPU threads, {g('offload_cpu_s', '{:.3f}')} s off-process), "
-            f"{g('exits', '{:,.0f}')} exits, {g('exits_per_gib', '{:,.0f}')} exits/GiB"
+            f"{g('exits', '{:,.0f}')} exits, "
+            + (f"{g('exits_per_op', '{:.1f}')} exits per round trip" if row["job"] == "rr"
+               else f"{g('exits_per_gib', '{:,.0f}')} exits/GiB")
             + (f" [not measured: {row['unmeasured']}]" if row.get("unmeasured") else "")
             + (f" [{row['note']}]" if row.get("note") else ""))

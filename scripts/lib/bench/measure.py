@@ -894,9 +894,13 @@ def start_backend(w, kind, disk, sock, log_path):
     logf = open(log_path, "w")
     logf.write("# " + " ".join(argv) + "\n")
     logf.flush()
-    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
-                         start_new_session=True, close_fds=True)
-    logf.close()
+    try:
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                             start_new_session=True, close_fds=True)
+    except OSError as e:
+        raise StepFailed(f"cannot start the back-end {argv[0]}: {e.strerror}") from None
+    finally:
+        logf.close()
     t = time.monotonic()
     while not os.path.exists(sock):
         if p.poll() is not None:
