@@ -704,9 +704,11 @@ def split_cpu(a, b, pid=None):
       guest_cpu_s    guest time of the process (KVM's tick-sampled guest mode)
       vcpu_cpu_s     run time of the vCPU threads (schedstat, exact)
       other_cpu_s    the VMM's non-vCPU threads (event loop, I/O workers...): their exact
-                     run time (schedstat) while they live through the window; plus, when
-                     cpu_s - vcpu_cpu_s - vhost workers exceeds that by more than
-                     /proc/PID/stat's rounding (threads that ended in the window), the excess
+                     run time (schedstat); when a thread of a is gone at b (it ended inside
+                     the window, its last run time unknown), cpu_s - vcpu_cpu_s - vhost
+                     workers instead if that is larger (10 ms ticks, and /proc/PID/stat and
+                     the threads' schedstat are not read at the same instant: a busy vCPU
+                     skews it by tens of ms, so it is not used otherwise)
       other_ctxsw    context switches (wakeups) of the non-vCPU threads alive at b
       offload_cpu_s  run time of in-process vhost workers plus, when both snapshots have
                      "offload", the vhost worker kernel threads and back-end processes
@@ -757,9 +759,11 @@ def split_cpu(a, b, pid=None):
         notes.append(f"non-vCPU CPU from the process total came out {rest:.2f} s (below the "
                      "vCPU threads' sum); the threads' own run time is used")
     other = threads_cpu
-    if rest - threads_cpu > 0.02:
-        # More than rounding: threads that ended inside the window ran that long.
+    ended = [tid for tid in ta if tid not in tb]
+    if ended and rest > threads_cpu:
         other = rest
+        notes.append(f"{len(ended)} thread(s) ended inside the window: non-vCPU CPU from the "
+                     "process total (10 ms ticks)")
     if clamped > 0.005:
         notes.append(f"the vCPU threads' tick-sampled guest time exceeded their run time by "
                      f"{clamped:.2f} s; that vCPU time outside guest mode counted as 0")
