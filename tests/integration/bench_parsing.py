@@ -6,7 +6,10 @@ measure (an empty smaps — the VMM already gone — or no guest RAM mapping giv
 figure, not 0; a metric nobody measured is "n/a" and never "met"), or print a value that
 cannot be negative as negative (CPU outside guest mode when the tick-sampled guest time
 exceeds the exact run time). Also: vmm's guest RAM is found in smaps for each backing
-(anonymous private memory, memfd), and QEMU's.
+(anonymous private memory, memfd), and QEMU's. The offload variants (vhost-net, vhost-user-blk,
+vhost-vsock): their command lines, the alternation, the vhost worker's and back-end's CPU kept
+apart from the VMM's non-vCPU threads, vsock-bench's result lines, and the offload table's
+targets (met / NO / n/a, a variant not run is n/a with its reason and not a failure).
 
 Usage: tests/integration/bench_parsing.py (meson runs it in the harness suite)
 """
@@ -213,6 +216,240 @@ class ReportTest(unittest.TestCase):
     def test_met_is_undecided_without_data(self):
         m = common.metrics("boot")[2]
         self.assertIsNone(m.met(None, 44.0))
+
+
+class FakeWork:
+    vmm, qemu, kernel, mem_opts = "/w/vmm", "/usr/bin/qemu-system-x86_64", "/w/vmlinuz", ""
+
+
+class VariantTest(unittest.TestCase):
+    def test_order_interleaves_and_alternates(self):
+        v = common.VARIANTS["net"]
+        self.assertEqual(measure.order(1, v), ("vmm", "qemu", "vmm-vhost", "qemu-vhost"))
+        self.assertEqual(measure.order(2, v), ("qemu-vhost", "vmm-vhost", "qemu", "vmm"))
+        self.assertEqual(measure.order(1), ("vmm", "qemu"))
+        self.assertEqual(measure.order(2), ("qemu", "vmm"))
+        self.assertEqual(sorted(measure.order(1, common.VARIANTS["blk"])), sorted(common.VARIANTS["blk"]))
+
+    def test_net_argv_vhost_on_and_off(self):
+        w = FakeWork()
+        for kind, want in (("vmm", "vhost=off"), ("vmm-vhost", "vhost=on")):
+            a = measure.vmm_argv(kind, w, "i", 1, 512, "c", tap="t0")
+            self.assertTrue(a[a.index("--net") + 1].endswith(want), a)
+        for kind, want in (("qemu", "vhost=off"), ("qemu-vhost", "vhost=on")):
+            a = measure.vmm_argv(kind, w, "i", 1, 512, "c", tap="t0")
+            self.assertTrue(a[a.index("-netdev") + 1].endswith(want), a)
+            self.assertIn("virtio-mmio.force-legacy=false", a)
+
+    def test_vhost_user_blk_argv_shares_guest_ram(self):
+        w = FakeWork()
+        a = measure.vmm_argv("vmm-vub", w, "i", 1, 512, "c", disk="/dev/loop0", tools="t",
+                             vhost_user="/s.sock")
+        self.assertEqual(a[a.index("--memory") + 1], "512M,shared=on")
+        self.assertIn("vhost-user=/s.sock", a)
+        self.assertNotIn("path=/dev/loop0,direct=on", a)
+        w.mem_opts = "shared=on"
+        a = measure.vmm_argv("vmm-vub", w, "i", 1, 512, "c", vhost_user="/s.sock")
+        self.assertEqual(a[a.index("--memory") + 1], "512M,shared=on")
+        q = measure.vmm_argv("qemu-vub", w, "i", 1, 512, "c", vhost_user="/s.sock")
+        self.assertIn("microvm,acpi=on,memory-backend=mem0", q)
+        self.assertIn("memory-backend-memfd,id=mem0,size=512M,share=on", q)
+        self.assertIn("vhost-user-blk,chardev=vu0", q)
+        self.assertEqual(common.QEMU_BASE_ARGS[1], "microvm,acpi=on")  # not modified in place
+
+    def test_qsd_backend_and_missing_tools(self):
+        w = FakeWork()
+        w.qsd, w.vub = None, None
+        self.assertIn("not installed", measure.backend_missing(w, "vmm-qsd"))
+        self.assertIn("not built", measure.backend_missing(w, "qemu-vub"))
+        self.assertIsNone(measure.backend_missing(w, "vmm"))
+        w.qsd = "/usr/bin/qemu-storage-daemon"
+        a = measure.backend_argv(w, "vmm-qsd", "/dev/loop3", "/s")
+        self.assertTrue(any(x.startswith("driver=host_device,") and "cache.direct=on" in x for x in a))
+        self.assertTrue(any("type=vhost-user-blk" in x and "addr.path=/s" in x for x in a))
+        self.assertIsNone(measure.backend_argv(w, "qemu", "/dev/loop3", "/s"))
+
+    def test_vsock_argv(self):
+        w = FakeWork()
+        self.assertIn("cid=103", measure.vmm_argv("vmm", w, "i", 1, 512, "c", vsock_cid=103))
+        self.assertIn("vhost-vsock-device,guest-cid=104",
+                      measure.vmm_argv("qemu", w, "i", 1, 512, "c", vsock_cid=104))
+
+
+class VsockParseTest(unittest.TestCase):
+    def test_stream_and_ping_pong(self):
+        row = {}
+        measure.parse_vsock(row, {"bytes": str(128 << 20), "seconds": "2.0"})
+        self.assertAlmostEqual(row["mbit_per_s"], (128 << 20) * 8 / 2 / 1e6)
+        row = {"exits": 12000, "other_cpu_s": 0.002, "other_ctxsw": 4, "offload_cpu_s": 0.5}
+        measure.parse_vsock(row, {"ops": "4000", "seconds": "1.5", "median_us": "310.5",
+                                  "p99_us": "900.0"})
+        measure.per_gib(row)
+        self.assertEqual(row["ops"], 4000)
+        self.assertAlmostEqual(row["exits_per_op"], 3.0)
+        self.assertAlmostEqual(row["other_cpu_us_per_op"], 0.5)
+        self.assertAlmostEqual(row["other_ctxsw_per_op"], 0.001)
+        self.assertAlmostEqual(row["offload_cpu_us_per_op"], 125.0)
+        self.assertNotIn("exits_per_gib", row)  # 2 bytes per round trip: per GiB says nothing
+
+    def test_bad_lines_raise(self):
+        for kv in ({"ops": "0", "seconds": "1", "median_us": "1", "p99_us": "1"},
+                   {"bytes": "10", "seconds": "0"}, {"bytes": "10"}):
+            with self.assertRaises((KeyError, ValueError)):
+                measure.parse_vsock({}, kv)
+
+
+class OffloadCpuTest(unittest.TestCase):
+    def test_vhost_worker_thread_is_not_a_vmm_thread(self):
+        """Linux >= 6.4 runs the vhost worker as a thread "vhost-PID" of the VMM process: its
+        CPU is the offloaded data path, not the VMM's non-vCPU threads'."""
+        a = snap(0, 1.0, 1.0, 0.5, {1: (0.2, 0, 10), 2: (1.0, 0.5, 100), 9: (0.0, 0, 0)})
+        b = snap(10, 4.0, 4.0, 3.5, {1: (0.21, 0, 11), 2: (4.0, 3.5, 200), 9: (3.0, 0, 5000)})
+        for x in (a, b):
+            x["threads"][9]["comm"] = "vhost-4242"
+            x["offload"] = {"cpu": 0.0, "ctxsw": 0, "tasks": 0}
+        c = measure.split_cpu(a, b, pid=4242)
+        self.assertAlmostEqual(c["other_cpu_s"], 0.01)
+        self.assertEqual(c["other_ctxsw"], 1)
+        self.assertAlmostEqual(c["offload_cpu_s"], 3.0)
+        self.assertEqual(c["offload_ctxsw"], 5000)
+        # without the pid the worker would be counted as the VMM's own
+        self.assertAlmostEqual(measure.split_cpu(a, b)["other_cpu_s"], 3.01)
+
+    def test_kernel_thread_and_back_end_process(self):
+        a = snap(0, 1.0, 1.0, 0.5, {2: (1.0, 0.5, 100)})
+        b = snap(10, 3.0, 1.0, 2.5, {2: (3.0, 2.5, 200)})
+        a["offload"] = {"cpu": 1.0, "ctxsw": 10, "tasks": 1}
+        b["offload"] = {"cpu": 2.5, "ctxsw": 40, "tasks": 1}
+        row = {}
+        measure.fill_window(row, a, b, pid=7, expect_offload=True)
+        self.assertAlmostEqual(row["offload_cpu_s"], 1.5)
+        self.assertEqual(row["offload_ctxsw"], 30)
+        self.assertAlmostEqual(row["other_cpu_s"], 0.0)
+        self.assertNotIn("unmeasured", row)
+
+    def test_no_worker_found_is_unmeasured_not_zero(self):
+        a = snap(0, 1.0, 1.0, 0.5, {2: (1.0, 0.5, 100)})
+        b = snap(10, 3.0, 1.0, 2.5, {2: (3.0, 2.5, 200)})
+        for x in (a, b):
+            x["offload"] = {"cpu": 0.0, "ctxsw": 0, "tasks": 0}
+        row = {}
+        measure.fill_window(row, a, b, pid=7, expect_offload=True)
+        self.assertIsNone(row["offload_cpu_s"])
+        self.assertIn("no vhost worker", row["unmeasured"])
+        row = {}
+        measure.fill_window(row, a, b, pid=7, expect_offload=False)
+        self.assertEqual(row["offload_cpu_s"], 0.0)  # in-process path: nothing off-process
+
+    def test_exact_thread_time_and_ended_threads(self):
+        # process total 2.0 s over the window, vCPU 1.5 s, the living non-vCPU thread 0.004 s:
+        # the remainder is skew between /proc/PID/stat and the threads' schedstat (a busy vCPU
+        # read a little later), not CPU of the VMM's threads: the exact thread time counts.
+        a = snap(0, 1.0, 1.0, 0.5, {2: (1.0, 0.5, 100), 3: (0.5, 0, 10)})
+        b = snap(10, 2.0, 2.0, 2.0, {2: (2.5, 2.0, 200), 3: (0.504, 0, 12)})
+        c = measure.split_cpu(a, b)
+        self.assertAlmostEqual(c["other_cpu_s"], 0.004)
+        self.assertIsNone(c["note"])
+        # a worker (tid 4) ended inside the window: the process total's remainder, with a note
+        a = snap(0, 1.0, 1.0, 0.5, {2: (1.0, 0.5, 100), 3: (0.5, 0, 10), 4: (0.1, 0, 5)})
+        c = measure.split_cpu(a, b)
+        self.assertAlmostEqual(c["other_cpu_s"], 0.5)
+        self.assertIn("ended inside the window", c["note"])
+
+    def test_offload_usage_of_this_process(self):
+        u = measure.offload_usage([os.getpid()])
+        self.assertGreater(u["tasks"], 0)
+        self.assertGreater(u["cpu"], 0)
+        self.assertEqual(measure.offload_usage([]), {"cpu": 0.0, "ctxsw": 0, "tasks": 0})
+        self.assertEqual(measure.vhost_workers(2 ** 22 + 12345), [])
+
+
+class OffloadReportTest(unittest.TestCase):
+    def write_csv(self, d, suite, rows):
+        with open(os.path.join(d, f"{suite}.csv"), "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=measure.IO_COLUMNS, extrasaction="ignore")
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: measure.fmt_csv(r.get(k)) for k in measure.IO_COLUMNS})
+
+    def net_rows(self, vals):
+        rows = []
+        for kind, (mbit, other_cpu, ctxsw, exits) in vals.items():
+            for j in common.NET_JOBS:
+                if mbit is None:
+                    rows.append({"run": 1, "vmm": kind, "job": j, "status": "fail", "error": "boom"})
+                    continue
+                r = {"run": 1, "vmm": kind, "job": j, "status": "ok", "bytes": 1 << 28,
+                     "seconds": 10, "mbit_per_s": mbit, "exits": exits, "cpu_s": 3.0,
+                     "host_cpu_s": 1.0, "other_cpu_s": other_cpu, "other_ctxsw": ctxsw,
+                     "offload_cpu_s": 0.0 if "vhost" not in kind else 0.3}
+                measure.per_gib(r)
+                rows.append(r)
+        return rows
+
+    def report(self, suite, rows):
+        with tempfile.TemporaryDirectory() as d:
+            self.write_csv(d, suite, rows)
+            sd = report.SuiteData(suite, report.load_rows(os.path.join(d, f"{suite}.csv")), 1)
+            return report.suite_markdown(sd, {"where": "in a nested L1 VM (scripts/with-kvm: QEMU TCG on the host)"}, {})
+
+    def target(self, summary, job, key):
+        return [r for r in summary if r["job"] == job and r["metric"] == f"vmm-vhost:{key}"][0]
+
+    def test_net_targets_met_and_missed_and_the_anchor_unit(self):
+        # per 256 MiB: vmm userspace 0.5 s / 28,000 wakeups; vhost 0.002 s / 2 wakeups
+        lines, summary, nfail = self.report("net", self.net_rows({
+            "vmm": (400, 0.5, 28000, 90000), "vmm-vhost": (450, 0.002, 2, 60000),
+            "qemu": (300, 0.25, 1600, 100000), "qemu-vhost": (500, 0.53, 7148, 50000)}))
+        self.assertEqual(nfail, 0)
+        self.assertEqual(self.target(summary, "tx", "other_cpu_s_per_gib")["met"], "yes")
+        self.assertEqual(self.target(summary, "tx", "other_ctxsw_per_gib")["met"], "yes")
+        self.assertEqual(self.target(summary, "tx", "exits_per_gib")["met"], "no")  # 60k > 50k
+        self.assertEqual(self.target(summary, "tx", "mbit_per_s")["met"], "no")     # 450 < 500
+        text = "\n".join(lines)
+        self.assertIn("| vmm userspace (vhost=off) | vmm vhost-net | QEMU vhost=off | QEMU vhost-net |", text)
+        self.assertIn("**NO**", text)
+        self.assertIn("nested", text)
+        # 0.53 s per 256 MiB = 13.25 ticks per 64 MiB; 7,148 wakeups = 1,787 per 64 MiB
+        self.assertIn("QEMU vhost-net: 13.2 ticks, 1,787 wakeups", text)
+        self.assertIn("545 ticks / 28,592 wakeups", text)
+
+    def test_net_target_without_data_is_na(self):
+        lines, summary, nfail = self.report("net", self.net_rows({
+            "vmm": (400, 0.5, 28000, 90000), "vmm-vhost": (None, None, None, None),
+            "qemu": (300, 0.25, 1600, 100000), "qemu-vhost": (500, 0.53, 7148, 50000)}))
+        self.assertEqual(nfail, 2)
+        for key in ("other_cpu_s_per_gib", "other_ctxsw_per_gib", "exits_per_gib", "mbit_per_s"):
+            self.assertEqual(self.target(summary, "rx", key)["met"], "n/a")
+
+    def test_blk_variant_not_run_is_na_with_reason_not_a_failure(self):
+        rows = []
+        for kind in common.VARIANTS["blk"]:
+            for j in common.BLK_JOBS:
+                if kind == "vmm-qsd":
+                    rows.append({"run": 1, "vmm": kind, "job": j, "status": "skipped",
+                                 "error": "qemu-storage-daemon is not installed"})
+                    continue
+                r = {"run": 1, "vmm": kind, "job": j, "status": "ok", "bytes": 1 << 28,
+                     "seconds": 10, "iops": 900, "mb_per_s": 30, "exits": 1000, "cpu_s": 2,
+                     "host_cpu_s": 1, "other_cpu_s": 0.1, "other_ctxsw": 10, "offload_cpu_s": 0.2}
+                measure.per_gib(r)
+                rows.append(r)
+        lines, summary, nfail = self.report("blk", rows)
+        self.assertEqual(nfail, 0)
+        text = "\n".join(lines)
+        self.assertIn("vmm + qemu-storage-daemon", text)
+        self.assertIn("n/a — not run", text)
+        self.assertIn("qemu-storage-daemon is not installed", text)
+        self.assertNotIn("FAIL", text)
+
+    def test_vsock_wakeup_bound(self):
+        ms = {m.key: m for m in common.metrics("vsock") if m.job == "tx"}
+        self.assertTrue(ms["other_ctxsw_per_gib"].met(100, None))
+        self.assertFalse(ms["other_ctxsw_per_gib"].met(5000, 10))
+        rr = {m.key: m for m in common.metrics("vsock") if m.job == "rr"}
+        self.assertFalse(rr["median_us"].met(400, 300))
+        self.assertIsNone(rr["median_us"].met(None, 300))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,53 @@ formatting."""
 
 VMM_NAMES = {"vmm": "vmm", "qemu": "QEMU"}
 
+# Variants (the "vmm" column of the CSV files): each suite's main table compares "vmm" with
+# "qemu"; the offload table (report.py) puts every variant of the suite side by side.
+#   net:   vmm and qemu run the userspace data path (vhost=off), as before the vhost work;
+#          vmm-vhost / qemu-vhost put the queues in kernel vhost-net on the same tap.
+#   blk:   vmm and qemu serve the disk in-process; vmm-vub is vmm's vhost-user front-end on
+#          the project's back-end (vmm-vhost-user-blk), vmm-qsd on qemu-storage-daemon,
+#          qemu-vub QEMU's vhost-user-blk-device on the project's back-end.
+#   vsock: both on kernel vhost-vsock (there is no userspace path).
+VARIANTS = {
+    "boot": ["vmm", "qemu"],
+    "blk": ["vmm", "vmm-vub", "vmm-qsd", "qemu", "qemu-vub"],
+    "net": ["vmm", "vmm-vhost", "qemu", "qemu-vhost"],
+    "vsock": ["vmm", "qemu"],
+}
+VARIANT_LABELS = {
+    ("net", "vmm"): "vmm userspace (vhost=off)",
+    ("net", "vmm-vhost"): "vmm vhost-net",
+    ("net", "qemu"): "QEMU vhost=off",
+    ("net", "qemu-vhost"): "QEMU vhost-net",
+    ("blk", "vmm"): "vmm in-process",
+    ("blk", "vmm-vub"): "vmm + vmm-vhost-user-blk",
+    ("blk", "vmm-qsd"): "vmm + qemu-storage-daemon",
+    ("blk", "qemu"): "QEMU in-process",
+    ("blk", "qemu-vub"): "QEMU + vmm-vhost-user-blk",
+    ("vsock", "vmm"): "vmm vhost-vsock",
+    ("vsock", "qemu"): "QEMU vhost-vsock-device",
+}
+# Bound for "~0 wakeups per I/O" of a VMM whose data path is offloaded: at most 10 context
+# switches of its non-vCPU threads per 64 MiB (the vhost integration suite's bound), i.e.
+# 160 per GiB, or one per 100 I/Os of 64 KiB (the largest TSO/GSO frame).
+OFFLOAD_WAKEUPS_PER_GIB = 160.0
+IO_UNIT = 64 << 10
+
+
+def kind_of(variant):
+    """"vmm" or "qemu": whose binary a variant runs."""
+    return variant.split("-", 1)[0]
+
+
+def variant_label(suite, variant):
+    return VARIANT_LABELS.get((suite, variant), VMM_NAMES.get(variant, variant))
+
+
+def vname(variant):
+    """Short name of a variant for progress lines ("vmm", "QEMU", "vmm-vhost", ...)."""
+    return VMM_NAMES.get(variant, variant)
+
 # The reference: QEMU 7.2's microvm machine with modern (virtio 1.x) virtio-mmio devices,
 # ACPI on (the stock kernel finds virtio-mmio devices only through the DSDT), no default
 # devices, the serial console on stdio. vCPUs, memory, kernel, initrd, command line and
@@ -20,6 +67,11 @@ IO_GUEST_MIB = 512
 
 BLK_JOBS = ["randread", "randwrite", "seqread", "seqwrite"]
 NET_JOBS = ["tx", "rx"]
+VSOCK_JOBS = ["tx", "rx", "rr"]
+
+
+def jobs(suite):
+    return {"boot": [None], "blk": BLK_JOBS, "net": NET_JOBS, "vsock": VSOCK_JOBS}[suite]
 
 JOB_LABELS = {
     "randread": "4k random read",
@@ -29,11 +81,21 @@ JOB_LABELS = {
     "tx": "TCP guest→host",
     "rx": "TCP host→guest",
 }
+VSOCK_JOB_LABELS = {
+    "tx": "vsock guest→host",
+    "rx": "vsock host→guest",
+    "rr": "vsock 1-byte ping-pong",
+}
+
+
+def job_label(suite, job):
+    return (VSOCK_JOB_LABELS if suite == "vsock" else JOB_LABELS)[job]
 
 SUITE_TITLES = {
     "boot": "boot: process start to the guest's first line on the serial console",
     "blk": "blk: fio in the guest on a virtio-blk disk",
     "net": "net: iperf3 between the guest and the host over a tap",
+    "vsock": "vsock: AF_VSOCK streams and ping-pong between the guest and the host",
 }
 
 
@@ -49,14 +111,14 @@ class Metric:
 
     @property
     def title(self):
-        base = f"{JOB_LABELS[self.job]}: {self.label}" if self.job else self.label
+        base = f"{job_label(self.suite, self.job)}: {self.label}" if self.job else self.label
         return f"{base} ({self.unit})" if self.unit and self.unit != self.label else base
 
     @property
     def plot_title(self):
         """Short lines for a plot panel."""
         m = f"{self.short} ({self.unit})" if self.unit and self.unit != self.short else self.short
-        return [JOB_LABELS[self.job], m] if self.job else [m]
+        return [job_label(self.suite, self.job), m] if self.job else [m]
 
     @property
     def slug(self):
@@ -121,6 +183,101 @@ def metrics(suite):
         for j in NET_JOBS:
             out.append(Metric("net", j, "mbit_per_s", "throughput", "Mbit/s", "{:,.0f}", ("ratio_min", 1.0)))
             out += io_cost_metrics("net", j)
+    elif suite == "vsock":
+        for j in ("tx", "rx"):
+            out.append(Metric("vsock", j, "mbit_per_s", "throughput", "Mbit/s", "{:,.0f}", ("ratio_min", 1.0)))
+            for m in io_cost_metrics("vsock", j):
+                if m.key == "other_ctxsw_per_gib":
+                    # the data path is in kernel vhost-vsock: ~0 wakeups of the VMM per I/O
+                    m.target = ("abs_max", OFFLOAD_WAKEUPS_PER_GIB)
+                out.append(m)
+            out.append(Metric("vsock", j, "offload_cpu_s_per_gib", "vhost worker's CPU per GiB", "s/GiB",
+                              "{:.3f}", short="vhost worker CPU"))
+        out += [
+            Metric("vsock", "rr", "median_us", "round trip, median", "µs", "{:,.0f}", ("ratio_max", 1.0),
+                   short="median RTT"),
+            Metric("vsock", "rr", "p99_us", "round trip, 99th percentile", "µs", "{:,.0f}",
+                   ("ratio_max", 1.0), short="p99 RTT"),
+            Metric("vsock", "rr", "exits_per_op", "KVM exits per round trip", "", "{:.1f}",
+                   ("ratio_max", 1.0), short="exits per RTT"),
+            Metric("vsock", "rr", "other_cpu_us_per_op", "non-vCPU threads' CPU per round trip", "µs",
+                   "{:.2f}", short="non-vCPU CPU per RTT"),
+            Metric("vsock", "rr", "other_ctxsw_per_op", "non-vCPU threads' wakeups per round trip",
+                   "", "{:.3f}", ("abs_max", 0.01), short="non-vCPU wakeups per RTT"),
+            Metric("vsock", "rr", "offload_cpu_us_per_op", "vhost worker's CPU per round trip", "µs",
+                   "{:.2f}", short="vhost worker CPU per RTT"),
+        ]
+    return out
+
+
+def offload_metrics(suite):
+    """The rows of a suite's offload table (report.py): every variant side by side."""
+    if suite == "boot":
+        return []
+    out = []
+    for j in jobs(suite):
+        if j == "rr":
+            out += [m for m in metrics("vsock") if m.job == "rr"]
+            continue
+        if suite == "blk" and j.startswith("rand"):
+            out.append(Metric(suite, j, "iops", "IOPS", "IOPS", "{:,.0f}"))
+        else:
+            out.append(Metric(suite, j, "mbit_per_s" if suite != "blk" else "mb_per_s", "throughput",
+                              "Mbit/s" if suite != "blk" else "MB/s", "{:,.0f}" if suite != "blk" else "{:.1f}"))
+        out += [
+            Metric(suite, j, "exits_per_gib", "KVM exits per GiB", "", "{:,.0f}"),
+            Metric(suite, j, "other_cpu_s_per_gib", "VMM's non-vCPU threads' CPU per GiB", "s/GiB",
+                   "{:.3f}", short="non-vCPU CPU"),
+            Metric(suite, j, "other_ctxsw_per_gib", "VMM's non-vCPU threads' wakeups per GiB", "",
+                   "{:,.0f}", short="non-vCPU wakeups"),
+            Metric(suite, j, "offload_cpu_s_per_gib", "off-process data path's CPU per GiB", "s/GiB",
+                   "{:.3f}", short="offload CPU"),
+            Metric(suite, j, "host_cpu_s_per_gib", "VMM's CPU outside guest mode per GiB", "s/GiB",
+                   "{:.3f}", short="CPU outside guest mode"),
+        ]
+    return out
+
+
+class OffloadTarget:
+    """A target between two variants of a suite's offload table, or of one against a bound:
+    `key` of `variant` (job `job`) ≤ / ≥ x × the same figure of `ref`, or ≤ x absolute
+    (ref None)."""
+
+    def __init__(self, suite, job, key, variant, kind, x, ref=None, text=""):
+        self.suite, self.job, self.key, self.variant = suite, job, key, variant
+        self.kind, self.x, self.ref, self.text = kind, x, ref, text
+
+    def met(self, v, r):
+        """True/False, or None when a figure is missing (never met without data). A ratio
+        target against a reference of 0 holds only when the figure is 0 too."""
+        if v is None:
+            return None
+        if self.kind == "abs_max":
+            return v <= self.x
+        if r is None:
+            return None
+        return v <= self.x * r if self.kind == "ratio_max" else v >= self.x * r
+
+
+def offload_targets(suite):
+    """The issue's targets for the offload (net: vhost-net against vmm's userspace path and
+    QEMU with vhost-net)."""
+    if suite != "net":
+        return []
+    out = []
+    for j in NET_JOBS:
+        out += [
+            OffloadTarget("net", j, "other_cpu_s_per_gib", "vmm-vhost", "ratio_max", 0.02, "vmm",
+                          "vmm vhost-net: non-vCPU CPU per GiB ≤ 0.02× vmm userspace's"),
+            OffloadTarget("net", j, "other_ctxsw_per_gib", "vmm-vhost", "abs_max",
+                          OFFLOAD_WAKEUPS_PER_GIB, None,
+                          f"vmm vhost-net: ~0 wakeups per I/O (≤ {OFFLOAD_WAKEUPS_PER_GIB:g} per GiB, "
+                          "i.e. ≤ 0.01 per 64 KiB)"),
+            OffloadTarget("net", j, "exits_per_gib", "vmm-vhost", "ratio_max", 1.0, "qemu-vhost",
+                          "vmm vhost-net: KVM exits per GiB ≤ QEMU vhost-net's"),
+            OffloadTarget("net", j, "mbit_per_s", "vmm-vhost", "ratio_min", 1.0, "qemu-vhost",
+                          "vmm vhost-net: throughput ≥ QEMU vhost-net's"),
+        ]
     return out
 
 
@@ -153,10 +310,16 @@ def describe_job(suite, row):
         return "?" if v is None else f.format(v)
     if suite == "blk":
         tput = g("iops", "{:,.0f} IOPS") if row["job"].startswith("rand") else g("mb_per_s", "{:.1f} MB/s")
+    elif row["job"] == "rr":
+        tput = (f"{g('ops', '{:,.0f}')} round trips, median {g('median_us', '{:,.0f}')} µs, "
+                f"p99 {g('p99_us', '{:,.0f}')} µs")
     else:
         tput = g("mbit_per_s", "{:,.0f} Mbit/s")
     return (f"{row['job']}: {tput}, CPU {g('cpu_s', '{:.2f}')} s ({g('host_cpu_s', '{:.2f}')} s outside "
-            f"guest mode, {g('other_cpu_s', '{:.2f}')} s in non-vCPU threads), "
-            f"{g('exits', '{:,.0f}')} exits, {g('exits_per_gib', '{:,.0f}')} exits/GiB"
+            f"guest mode, {g('other_cpu_s', '{:.3f}')} s and {g('other_ctxsw', '{:,.0f}')} wakeups in "
+            f"non-vCPU threads, {g('offload_cpu_s', '{:.3f}')} s off-process), "
+            f"{g('exits', '{:,.0f}')} exits, "
+            + (f"{g('exits_per_op', '{:.1f}')} exits per round trip" if row["job"] == "rr"
+               else f"{g('exits_per_gib', '{:,.0f}')} exits/GiB")
             + (f" [not measured: {row['unmeasured']}]" if row.get("unmeasured") else "")
             + (f" [{row['note']}]" if row.get("note") else ""))

@@ -105,7 +105,8 @@ def proc_alive(pid):
 
 def proc_threads(pid):
     """Per thread of PID: {tid: {"cpu": run time in s (schedstat, ns precision), "gtime":
-    guest time in s (tick-sampled), "ctxsw": voluntary + involuntary context switches}}."""
+    guest time in s (tick-sampled), "ctxsw": voluntary + involuntary context switches,
+    "comm": the thread's name}}."""
     out = {}
     try:
         tids = os.listdir(f"/proc/{pid}/task")
@@ -119,14 +120,54 @@ def proc_threads(pid):
             with open(f"{d}/stat") as f:
                 gtime = int(f.read().rsplit(")", 1)[1].split()[40]) / CLK_TCK
             ctxsw = 0
+            comm = ""
             with open(f"{d}/status") as f:
                 for line in f:
                     if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
                         ctxsw += int(line.split()[1])
+                    elif line.startswith("Name:"):
+                        comm = line.split(None, 1)[1].strip() if len(line.split()) > 1 else ""
         except (OSError, ValueError, IndexError):
             continue  # the thread ended meanwhile
-        out[int(tid)] = {"cpu": cpu, "gtime": gtime, "ctxsw": ctxsw}
+        out[int(tid)] = {"cpu": cpu, "gtime": gtime, "ctxsw": ctxsw, "comm": comm}
     return out
+
+
+def is_vhost_worker(comm, pid):
+    """Whether a task named comm is the kernel's vhost worker of process pid: a kernel
+    thread "vhost-PID" before Linux 6.4, a thread of the process itself with that name
+    from 6.4 on (which must not count as one of the VMM's own non-vCPU threads)."""
+    return comm == f"vhost-{pid}"
+
+
+def vhost_workers(pid):
+    """PIDs of the kernel threads named vhost-PID (Linux < 6.4: one per vhost device of
+    process pid; from 6.4 they are threads of the process and proc_threads sees them)."""
+    out = []
+    want = f"vhost-{pid}"
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/comm") as f:
+                if f.read().strip() == want:
+                    out.append(int(d))
+        except OSError:
+            pass
+    return out
+
+
+def offload_usage(pids):
+    """CPU (s, schedstat) and context switches summed over every thread of each process in
+    pids (vhost worker kernel threads, a vhost-user back-end): {"cpu": s, "ctxsw": n,
+    "tasks": how many threads were read} (all 0 when there is none)."""
+    cpu, ctxsw, n = 0.0, 0, 0
+    for p in pids:
+        for t in proc_threads(p).values():
+            cpu += t["cpu"]
+            ctxsw += t["ctxsw"]
+            n += 1
+    return {"cpu": cpu, "ctxsw": ctxsw, "tasks": n}
 
 
 def parse_smaps(text):
@@ -210,7 +251,7 @@ def add_unmeasured(d, why):
     d["unmeasured"] = "; ".join(x for x in (d.get("unmeasured"), why) if x)
 
 
-def snapshot(pid, t, ram_bytes=None, threads=False):
+def snapshot(pid, t, ram_bytes=None, threads=False, offload=None):
     """KVM statistics, CPU times (and per-thread CPU when threads, smaps when ram_bytes) of
     the VMM process PID. What could not be read is None and said in s["unmeasured"]: in
     particular everything, when the process had exited by the end of the snapshot (a VM
@@ -223,6 +264,9 @@ def snapshot(pid, t, ram_bytes=None, threads=False):
     s["utime"], s["stime"], s["guest_time"] = cpu if cpu else (None, None, None)
     if threads:
         s["threads"] = proc_threads(pid)
+    if offload is not None:
+        # The data path outside the VMM process: its vhost workers and back-end processes.
+        s["offload"] = offload_usage(offload)
     if ram_bytes:
         s.update(proc_rss(pid, ram_bytes))
     if not proc_alive(pid) or (d and not os.path.isdir(d)):
@@ -378,37 +422,66 @@ class VMMRun:
         return " | ".join(lines[-n:])
 
 
-def vmm_argv(kind, w, initrd, cpus, mem_mib, cmdline, disk=None, tools=None, tap=None):
-    """The VMM's command line. disk: the benchmark disk (O_DIRECT); tools: a read-only
-    image with the guest's tools (page cache, default caching of both VMMs)."""
-    if kind == "vmm":
+def vmm_argv(kind, w, initrd, cpus, mem_mib, cmdline, disk=None, tools=None, tap=None,
+             vhost_user=None, vsock_cid=None):
+    """The command line of variant `kind` (common.VARIANTS). disk: the benchmark disk
+    (O_DIRECT); tools: a read-only image with the guest's tools (page cache, default
+    caching of both VMMs); tap: the tap device (kind *-vhost: kernel vhost-net, else the
+    userspace path); vhost_user: the socket of a vhost-user-blk back-end serving the
+    benchmark disk instead of disk (vmm then needs shared guest RAM, QEMU a shared memfd
+    memory backend); vsock_cid: a vhost-vsock device with that guest CID."""
+    vhost = kind.endswith("-vhost")
+    if common.kind_of(kind) == "vmm":
+        mem_opts = [o for o in w.mem_opts.split(",") if o]
+        if vhost_user and "shared=on" not in mem_opts:
+            mem_opts.append("shared=on")
         argv = [w.vmm, "run", "--kernel", w.kernel, "--initrd", initrd, "--cpus", str(cpus),
-                "--memory", f"{mem_mib}M" + (f",{w.mem_opts}" if w.mem_opts else ""),
-                "--cmdline", cmdline]
-        if disk:
+                "--memory", ",".join([f"{mem_mib}M"] + mem_opts), "--cmdline", cmdline]
+        if vhost_user:
+            argv += ["--disk", f"vhost-user={vhost_user}"]
+        elif disk:
             argv += ["--disk", f"path={disk},direct=on"]
         if tools:
             argv += ["--disk", f"path={tools},readonly=on"]
         if tap:
-            argv += ["--net", f"tap={tap},mac={MAC},vhost=off"]
+            argv += ["--net", f"tap={tap},mac={MAC},vhost={'on' if vhost else 'off'}"]
+        if vsock_cid:
+            argv += ["--vsock", f"cid={vsock_cid}"]
         return argv
-    argv = [w.qemu, *common.QEMU_BASE_ARGS, "-smp", str(cpus), "-m", f"{mem_mib}M",
+    base = list(common.QEMU_BASE_ARGS)
+    mem = []
+    if vhost_user:
+        # vhost-user needs guest RAM the back-end can map: a shared memfd backend.
+        base[base.index("-M") + 1] += ",memory-backend=mem0"
+        mem = ["-object", f"memory-backend-memfd,id=mem0,size={mem_mib}M,share=on"]
+    argv = [w.qemu, *base, *mem, "-smp", str(cpus), "-m", f"{mem_mib}M",
             "-kernel", w.kernel, "-initrd", initrd, "-append", cmdline]
-    if disk:
+    if vhost_user:
+        argv += ["-chardev", f"socket,id=vu0,path={vhost_user}",
+                 "-device", "vhost-user-blk,chardev=vu0"]
+    elif disk:
         argv += ["-drive", f"id=d0,file={disk},format=raw,if=none,cache=none,aio=threads",
                  "-device", "virtio-blk-device,drive=d0"]
     if tools:
         argv += ["-drive", f"id=d1,file={tools},format=raw,if=none,readonly=on",
                  "-device", "virtio-blk-device,drive=d1"]
     if tap:
-        argv += ["-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no,vhost=off",
+        argv += ["-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no,vhost={'on' if vhost else 'off'}",
                  "-device", f"virtio-net-device,netdev=n0,mac={MAC}"]
+    if vsock_cid:
+        argv += ["-device", f"vhost-vsock-device,guest-cid={vsock_cid}"]
     return argv
 
 
-def order(run):
-    """Alternation: odd runs start with vmm, even runs with QEMU."""
-    return ("vmm", "qemu") if run % 2 == 1 else ("qemu", "vmm")
+def order(run, variants=("vmm", "qemu")):
+    """Alternation: odd runs go through the variants in their order (vmm's and QEMU's
+    interleaved), even runs in the reverse order."""
+    vmms = [v for v in variants if common.kind_of(v) == "vmm"]
+    qemus = [v for v in variants if common.kind_of(v) != "vmm"]
+    seq = []
+    for i in range(max(len(vmms), len(qemus))):
+        seq += vmms[i:i + 1] + qemus[i:i + 1]
+    return tuple(seq) if run % 2 == 1 else tuple(reversed(seq))
 
 
 def check_line(line):
@@ -457,7 +530,10 @@ IO_COLUMNS = ["run", "vmm", "job", "status", "error", "bytes", "seconds", "iops"
               "io_exits", "mmio_exits", "halt_exits", "irq_exits", "irq_window_exits",
               "irq_injections", "insn_emulation", "signal_exits", "pf_taken", "pf_fixed",
               "pf_emulate", "hypercalls", "exits_per_gib", "cpu_s_per_gib", "host_cpu_s_per_gib",
-              "other_cpu_s_per_gib", "other_ctxsw_per_gib", "exit_status", "unmeasured", "note"]
+              "other_cpu_s_per_gib", "other_ctxsw_per_gib", "offload_cpu_s", "offload_ctxsw",
+              "offload_cpu_s_per_gib", "ops", "median_us", "p99_us", "exits_per_op",
+              "other_cpu_us_per_op", "other_ctxsw_per_op", "offload_cpu_us_per_op",
+              "exit_status", "unmeasured", "note"]
 
 
 def boot_suite(w, runs, out):
@@ -469,7 +545,7 @@ def boot_suite(w, runs, out):
     failures = 0
     for run in range(1, runs + 1):
         for kind in order(run):
-            name = common.VMM_NAMES[kind]
+            name = common.vname(kind)
             row = {"run": run, "vmm": kind, "status": "fail"}
             r = VMMRun(vmm_argv(kind, w, w.initrd("boot"), 1, ram, BOOT_CMDLINE),
                        os.path.join(out, "logs", f"boot-{run}-{kind}.log"), stdin_pipe=True)
@@ -523,11 +599,20 @@ def boot_suite(w, runs, out):
     return failures
 
 
-def io_vm_run(kind, w, suite, run, runs, out, argv, jobs, job_limit, parse_result, csvf):
-    """Runs one blk/net guest and writes one CSV row per job: CPU time and KVM exits are
-    snapshotted at each BENCH-BEGIN and BENCH-END, the job's own numbers come with its
-    BENCH-RESULT line. Returns the number of failed jobs."""
-    name = common.VMM_NAMES[kind]
+def io_vm_run(kind, w, suite, run, runs, out, argv, jobs, job_limit, parse_result, csvf,
+              backend_pids=(), expect_offload=None):
+    """Runs one blk/net/vsock guest and writes one CSV row per job: CPU time and KVM exits
+    are snapshotted at each BENCH-BEGIN and BENCH-END, the job's own numbers come with its
+    BENCH-RESULT line. The data path outside the VMM process (its vhost worker kernel
+    threads, found by name at each snapshot, and backend_pids: a vhost-user back-end) is
+    snapshotted too. Returns the number of failed jobs."""
+    name = common.vname(kind)
+    if expect_offload is None:
+        expect_offload = bool(backend_pids) or kind.endswith("-vhost") or suite == "vsock"
+
+    def snap(t):
+        return snapshot(r.pid, t, threads=True,
+                        offload=list(backend_pids) + vhost_workers(r.pid))
     r = VMMRun(argv, os.path.join(out, "logs", f"{suite}-{run}-{kind}.log"))
     rows = {j: {"run": run, "vmm": kind, "job": j, "status": "fail"} for j in jobs}
     begin, stop = {}, {}
@@ -546,16 +631,16 @@ def io_vm_run(kind, w, suite, run, runs, out, argv, jobs, job_limit, parse_resul
                 parts = rest.split()
                 job = parts[0] if parts else ""
                 if what in ("BEGIN", "START") and job in rows:
-                    begin[job] = snapshot(r.pid, t, threads=True)
+                    begin[job] = snap(t)
                     stop.pop(job, None)
                     current = job
                     r.deadline = t + job_limit
                 elif what == "STOP" and job in begin:
-                    stop[job] = snapshot(r.pid, t, threads=True)
+                    stop[job] = snap(t)
                     current = None
                     r.deadline = t + JOB_SLACK  # the next job's START, or the END lines
                 elif what == "END" and job in begin:
-                    fill_window(rows[job], begin[job], stop.get(job) or snapshot(r.pid, t, threads=True))
+                    fill_window(rows[job], begin[job], stop.get(job) or snap(t), r.pid, expect_offload)
                     grc = parts[1] if len(parts) > 1 else "?"
                     rows[job]["_grc"] = grc
                     if grc != "0":
@@ -570,7 +655,7 @@ def io_vm_run(kind, w, suite, run, runs, out, argv, jobs, job_limit, parse_resul
                     except (KeyError, ValueError) as e:
                         row["error"] = f"unreadable result ({e}): {rest[:80]}"
                         continue
-                    if row.get("_grc") == "0" and row.get("window_s") is not None:
+                    if row.get("_grc") == "0" and row.get("window_s") is not None and "error" not in row:
                         row["status"] = "ok"
                         per_gib(row)
                         log(f"{suite} run {run}/{runs} {name:>4}: {common.describe_job(suite, row)}")
@@ -610,15 +695,24 @@ def io_vm_run(kind, w, suite, run, runs, out, argv, jobs, job_limit, parse_resul
     return nfail
 
 
-def split_cpu(a, b):
+def split_cpu(a, b, pid=None):
     """CPU over the window a..b (two snapshots taken with threads=True), split by thread
-    role. vCPU threads are those with guest time. Returns a dict:
+    role. vCPU threads are those with guest time; a thread named vhost-PID (the kernel's
+    vhost worker inside the process, Linux >= 6.4) is the offloaded data path, not one of
+    the VMM's threads. Returns a dict:
       cpu_s          utime+stime of the whole process (all threads, also ones that ended)
       guest_cpu_s    guest time of the process (KVM's tick-sampled guest mode)
       vcpu_cpu_s     run time of the vCPU threads (schedstat, exact)
-      other_cpu_s    cpu_s - vcpu_cpu_s: the VMM's non-vCPU threads (event loop, I/O
-                     workers...), exact up to /proc/PID/stat's 10 ms resolution
+      other_cpu_s    the VMM's non-vCPU threads (event loop, I/O workers...): their exact
+                     run time (schedstat); when a thread of a is gone at b (it ended inside
+                     the window, its last run time unknown), cpu_s - vcpu_cpu_s - vhost
+                     workers instead if that is larger (10 ms ticks, and /proc/PID/stat and
+                     the threads' schedstat are not read at the same instant: a busy vCPU
+                     skews it by tens of ms, so it is not used otherwise)
       other_ctxsw    context switches (wakeups) of the non-vCPU threads alive at b
+      offload_cpu_s  run time of in-process vhost workers plus, when both snapshots have
+                     "offload", the vhost worker kernel threads and back-end processes
+      offload_ctxsw  their context switches
       host_cpu_s     other_cpu_s + each vCPU thread's run time minus its guest time: the
                      VMM's CPU outside guest mode
       note           set when a part that cannot be negative came out negative and was
@@ -628,7 +722,12 @@ def split_cpu(a, b):
                      sampled guest time can exceed its run time.
     Values are None when a snapshot lacks them."""
     r = {k: None for k in ("cpu_s", "guest_cpu_s", "vcpu_cpu_s", "other_cpu_s", "other_ctxsw",
-                           "host_cpu_s", "note")}
+                           "host_cpu_s", "offload_cpu_s", "offload_ctxsw", "note")}
+    oa, ob = a.get("offload"), b.get("offload")
+    off_cpu = off_ctxsw = None
+    if oa is not None and ob is not None:
+        off_cpu = max(0.0, ob["cpu"] - oa["cpu"])
+        off_ctxsw = max(0, ob["ctxsw"] - oa["ctxsw"])
     ut, st, gt = diff(a, b, "utime"), diff(a, b, "stime"), diff(a, b, "guest_time")
     if ut is None or st is None:
         return r
@@ -636,11 +735,14 @@ def split_cpu(a, b):
     ta, tb = a.get("threads"), b.get("threads")
     if not ta or not tb:
         return r
-    vcpu_cpu = vcpu_host = clamped = 0.0
-    other_ctxsw = 0
+    vcpu_cpu = vcpu_host = clamped = threads_cpu = worker_cpu = 0.0
+    other_ctxsw = worker_ctxsw = 0
     for tid, x in tb.items():
         y = ta.get(tid, {"cpu": 0.0, "gtime": 0.0, "ctxsw": 0})
-        if x["gtime"] > 0:
+        if pid is not None and is_vhost_worker(x.get("comm", ""), pid):
+            worker_cpu += x["cpu"] - y["cpu"]
+            worker_ctxsw += x["ctxsw"] - y["ctxsw"]
+        elif x["gtime"] > 0:
             d_cpu, d_g = x["cpu"] - y["cpu"], x["gtime"] - y["gtime"]
             vcpu_cpu += d_cpu
             if d_cpu - d_g < 0:
@@ -649,26 +751,45 @@ def split_cpu(a, b):
                 vcpu_host += d_cpu - d_g
         else:
             other_ctxsw += x["ctxsw"] - y["ctxsw"]
-    other = r["cpu_s"] - vcpu_cpu
+            threads_cpu += x["cpu"] - y["cpu"]
+    rest = r["cpu_s"] - vcpu_cpu - worker_cpu
     notes = []
-    if other < 0:
-        # /proc/PID/stat counts in 10 ms ticks, schedstat in ns: rounding only.
-        if other < -0.05:
-            notes.append(f"non-vCPU CPU came out {other:.2f} s (process total below the "
-                         "vCPU threads' sum); counted as 0")
-        other = 0.0
+    if rest < -0.05:
+        # /proc/PID/stat counts in 10 ms ticks, schedstat in ns: more than rounding.
+        notes.append(f"non-vCPU CPU from the process total came out {rest:.2f} s (below the "
+                     "vCPU threads' sum); the threads' own run time is used")
+    other = threads_cpu
+    ended = [tid for tid in ta if tid not in tb]
+    if ended and rest > threads_cpu:
+        other = rest
+        notes.append(f"{len(ended)} thread(s) ended inside the window: non-vCPU CPU from the "
+                     "process total (10 ms ticks)")
     if clamped > 0.005:
         notes.append(f"the vCPU threads' tick-sampled guest time exceeded their run time by "
                      f"{clamped:.2f} s; that vCPU time outside guest mode counted as 0")
+    workers = sum(1 for x in tb.values() if pid is not None and is_vhost_worker(x.get("comm", ""), pid))
+    if workers:
+        off_cpu = (off_cpu or 0.0) + worker_cpu
+        off_ctxsw = (off_ctxsw or 0) + worker_ctxsw
+    r["offload_tasks"] = (ob or {}).get("tasks", 0) + workers
     r.update(vcpu_cpu_s=vcpu_cpu, other_cpu_s=other, other_ctxsw=other_ctxsw,
-             host_cpu_s=other + vcpu_host, note="; ".join(notes) or None)
+             host_cpu_s=other + vcpu_host, offload_cpu_s=off_cpu, offload_ctxsw=off_ctxsw,
+             note="; ".join(notes) or None)
     return r
 
 
-def fill_window(row, a, b):
+def fill_window(row, a, b, pid=None, expect_offload=False):
+    """Fills row with the window a..b. expect_offload: the variant has a data path outside
+    the VMM's own threads (vhost, a back-end): if no such task was found, its CPU is not
+    measured (rather than 0)."""
     row["window_s"] = b["t"] - a["t"]
-    c = split_cpu(a, b)
-    for k in ("cpu_s", "guest_cpu_s", "vcpu_cpu_s", "other_cpu_s", "other_ctxsw", "host_cpu_s"):
+    c = split_cpu(a, b, pid)
+    if expect_offload and c["offload_cpu_s"] is not None and not c.get("offload_tasks"):
+        c["offload_cpu_s"] = c["offload_ctxsw"] = None
+        add_unmeasured(row, f"off-process data path: no vhost worker (vhost-{pid}) or back-end "
+                            "process found")
+    for k in ("cpu_s", "guest_cpu_s", "vcpu_cpu_s", "other_cpu_s", "other_ctxsw", "host_cpu_s",
+              "offload_cpu_s", "offload_ctxsw"):
         row[k] = c[k]
     if c["note"]:
         row["note"] = c["note"]
@@ -680,12 +801,21 @@ def fill_window(row, a, b):
 
 
 def per_gib(row):
+    """Per GiB moved (rows with bytes), or per operation (rows with ops: the ping-pong)."""
+    if row.get("ops"):
+        n = row["ops"]
+        for k, out, scale in (("exits", "exits_per_op", 1), ("other_cpu_s", "other_cpu_us_per_op", 1e6),
+                              ("other_ctxsw", "other_ctxsw_per_op", 1),
+                              ("offload_cpu_s", "offload_cpu_us_per_op", 1e6)):
+            if row.get(k) is not None:
+                row[out] = row[k] * scale / n
+        return
     gib = row["bytes"] / (1 << 30)
     if gib <= 0:
         return
     for k, out in (("exits", "exits_per_gib"), ("cpu_s", "cpu_s_per_gib"),
                    ("host_cpu_s", "host_cpu_s_per_gib"), ("other_cpu_s", "other_cpu_s_per_gib"),
-                   ("other_ctxsw", "other_ctxsw_per_gib")):
+                   ("other_ctxsw", "other_ctxsw_per_gib"), ("offload_cpu_s", "offload_cpu_s_per_gib")):
         if row.get(k) is not None:
             row[out] = row[k] / gib
 
@@ -729,8 +859,82 @@ def o_direct_works(path):
     return True
 
 
-def blk_suite(w, runs, out, runtime):
+def backend_argv(w, kind, disk, sock):
+    """The vhost-user-blk back-end process of blk variant kind (serving disk on sock), or
+    None for the in-process variants. The project's back-end takes no cache option: it
+    opens the disk without O_DIRECT (page cache); qemu-storage-daemon gets cache.direct=on,
+    as QEMU's and vmm's in-process disks."""
+    if kind in ("vmm-vub", "qemu-vub"):
+        return [w.vub or "vmm-vhost-user-blk", "--socket", sock, "--image", disk]
+    if kind == "vmm-qsd":
+        driver = "host_device" if disk.startswith("/dev/") else "file"
+        return [w.qsd or "qemu-storage-daemon",
+                "--blockdev", f"driver={driver},node-name=disk0,filename={disk},cache.direct=on,aio=threads",
+                "--export", f"type=vhost-user-blk,id=exp0,node-name=disk0,addr.type=unix,"
+                            f"addr.path={sock},writable=on"]
+    return None
+
+
+def backend_missing(w, kind):
+    """Why blk variant kind cannot be measured here, or None."""
+    if kind in ("vmm-vub", "qemu-vub") and not w.vub:
+        return "vmm-vhost-user-blk was not built (build/vhost/vmm-vhost-user-blk)"
+    if kind == "vmm-qsd" and not w.qsd:
+        return ("qemu-storage-daemon is not installed (Debian package qemu-system-common; "
+                "scripts/install-deps)")
+    return None
+
+
+def start_backend(w, kind, disk, sock, log_path):
+    """Starts blk variant kind's back-end and waits (30 s at most) for its socket; None for
+    the in-process variants. Raises StepFailed when it does not come up."""
+    argv = backend_argv(w, kind, disk, sock)
+    if not argv:
+        return None
+    try:
+        os.unlink(sock)
+    except OSError:
+        pass
+    logf = open(log_path, "w")
+    logf.write("# " + " ".join(argv) + "\n")
+    logf.flush()
+    try:
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                             start_new_session=True, close_fds=True)
+    except OSError as e:
+        raise StepFailed(f"cannot start the back-end {argv[0]}: {e.strerror}") from None
+    finally:
+        logf.close()
+    t = time.monotonic()
+    while not os.path.exists(sock):
+        if p.poll() is not None:
+            raise StepFailed(f"the back-end {os.path.basename(argv[0])} exited with status "
+                             f"{p.returncode} before listening (see {os.path.basename(log_path)})")
+        if time.monotonic() - t > 30:
+            stop_backend(p)
+            raise StepFailed(f"the back-end {os.path.basename(argv[0])} did not create its socket in 30 s")
+        time.sleep(0.05)
+    return p
+
+
+def stop_backend(p):
+    if p is None or p.poll() is not None:
+        return
+    for sig, grace in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(p.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            p.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def blk_suite(w, runs, out, runtime, variants=None):
     jobs = common.BLK_JOBS
+    variants = variants or common.VARIANTS["blk"]
     csvf = CSVOut(os.path.join(out, "blk.csv"), IO_COLUMNS)
     img = os.path.join(w.scratch, "bench-disk.img")
     loop = None
@@ -756,16 +960,45 @@ def blk_suite(w, runs, out, runtime):
         w.meta["blk_disk"] = how
         cmdline = f"{BOOT_CMDLINE} bench.runtime={runtime}"
         limit = runtime + JOB_SLACK
+        skipped = {}
+        for v in variants:
+            why = backend_missing(w, v)
+            if why:
+                skipped[v] = why
+                log(f"blk: {common.variant_label('blk', v)}: not measured: {why}")
+        w.meta["skipped"] = skipped
+        w.meta["backends"] = {v: " ".join(backend_argv(w, v, disk, "SOCKET"))
+                              for v in variants if v not in skipped and backend_argv(w, v, disk, "S")}
         for run in range(1, runs + 1):
-            for kind in order(run):
-                argv = vmm_argv(kind, w, w.initrd("blk"), 1, common.IO_GUEST_MIB, cmdline,
-                                disk=disk, tools=w.file("blk-tools.img"))
-                failures += io_vm_run(kind, w, "blk", run, runs, out, argv, jobs, limit,
-                                      parse_fio, csvf)
+            for kind in order(run, variants):
+                if kind in skipped:
+                    for j in jobs:
+                        csvf.row({"run": run, "vmm": kind, "job": j, "status": "skipped",
+                                  "error": skipped[kind]})
+                    continue
+                sock = os.path.join(w.scratch, f"blk-{kind}.sock")
+                be = None
+                try:
+                    be = start_backend(w, kind, disk, sock,
+                                       os.path.join(out, "logs", f"blk-{run}-{kind}.backend.log"))
+                except StepFailed as e:
+                    log(f"blk run {run}/{runs} {common.vname(kind)}: FAILED: {e}")
+                    for j in jobs:
+                        csvf.row({"run": run, "vmm": kind, "job": j, "status": "fail", "error": str(e)})
+                        failures += 1
+                    continue
+                try:
+                    argv = vmm_argv(kind, w, w.initrd("blk"), 1, common.IO_GUEST_MIB, cmdline,
+                                    disk=disk, tools=w.file("blk-tools.img"),
+                                    vhost_user=sock if be else None)
+                    failures += io_vm_run(kind, w, "blk", run, runs, out, argv, jobs, limit,
+                                          parse_fio, csvf, backend_pids=[be.pid] if be else [])
+                finally:
+                    stop_backend(be)
     except (StepFailed, subprocess.TimeoutExpired) as e:
         log(f"blk: FAILED to set up: {e}")
         for run in range(1, runs + 1):
-            for kind in order(run):
+            for kind in order(run, variants):
                 for j in jobs:
                     csvf.row({"run": run, "vmm": kind, "job": j, "status": "fail",
                               "error": f"setup failed: {e}"})
@@ -824,8 +1057,9 @@ def stop_servers(servers):
         s.wait()
 
 
-def net_suite(w, runs, out, seconds):
+def net_suite(w, runs, out, seconds, variants=None):
     jobs = common.NET_JOBS
+    variants = variants or common.VARIANTS["net"]
     csvf = CSVOut(os.path.join(out, "net.csv"), IO_COLUMNS)
     ip = shutil.which("ip", path="/usr/sbin:/sbin:/usr/bin:/bin") or "ip"
     failures = 0
@@ -843,12 +1077,12 @@ def net_suite(w, runs, out, seconds):
                    f"bench.guest={GUEST_ADDR}/{PREFIX} bench.port_tx={PORT_TX} bench.port_rx={PORT_RX}")
         limit = seconds + JOB_SLACK
         for run in range(1, runs + 1):
-            for kind in order(run):
+            for kind in order(run, variants):
                 argv = vmm_argv(kind, w, w.initrd("net"), 1, common.IO_GUEST_MIB, cmdline, tap=TAP)
                 try:
                     servers = start_iperf_servers(out, run, kind)
                 except StepFailed as e:
-                    log(f"net run {run}/{runs} {common.VMM_NAMES[kind]:>4}: FAILED: {e}")
+                    log(f"net run {run}/{runs} {common.vname(kind):>4}: FAILED: {e}")
                     for j in jobs:
                         csvf.row({"run": run, "vmm": kind, "job": j, "status": "fail", "error": str(e)})
                         failures += 1
@@ -861,7 +1095,7 @@ def net_suite(w, runs, out, seconds):
     except (StepFailed, subprocess.TimeoutExpired) as e:
         log(f"net: FAILED to set up: {e}")
         for run in range(1, runs + 1):
-            for kind in order(run):
+            for kind in order(run, variants):
                 for j in jobs:
                     csvf.row({"run": run, "vmm": kind, "job": j, "status": "fail",
                               "error": f"setup failed: {e}"})
@@ -869,6 +1103,74 @@ def net_suite(w, runs, out, seconds):
     finally:
         if tap_made:
             run_cmd([ip, "link", "del", TAP], check=False)
+        csvf.close()
+    return failures
+
+
+VSOCK_PORT = 5401
+VSOCK_CIDS = {"vmm": 103, "qemu": 104}  # one per VMM: a CID still held by the previous VM never blocks the next
+
+
+def parse_vsock(row, kv):
+    """vsock-bench's line: bytes= seconds= (tx, rx) or ops= seconds= median_us= p99_us= (rr)."""
+    row["seconds"] = float(kv["seconds"])
+    if row["seconds"] <= 0:
+        raise ValueError("duration 0")
+    if "ops" in kv:
+        row["ops"] = int(kv["ops"])
+        if row["ops"] <= 0:
+            raise ValueError("no round trips")
+        row["median_us"] = float(kv["median_us"])
+        row["p99_us"] = float(kv["p99_us"])
+        row["bytes"] = 2 * row["ops"]
+        return
+    parse_iperf(row, kv)
+
+
+def vsock_suite(w, runs, out, nbytes, ops, variants=None):
+    jobs = common.VSOCK_JOBS
+    variants = variants or common.VARIANTS["vsock"]
+    csvf = CSVOut(os.path.join(out, "vsock.csv"), IO_COLUMNS)
+    failures = 0
+    try:
+        tool = w.file("vsock-bench")
+        cmdline = f"{BOOT_CMDLINE} bench.port={VSOCK_PORT} bench.bytes={nbytes} bench.ops={ops}"
+        w.meta["vsock_link"] = (f"vhost-vsock, guest CID {VSOCK_CIDS['vmm']} (vmm) / "
+                                f"{VSOCK_CIDS['qemu']} (QEMU); vsock-bench server on the host "
+                                f"(CID 2, port {VSOCK_PORT}), client in the guest; {nbytes >> 20} MiB "
+                                f"each way, {ops} round trips of 1 byte")
+        limit = JOB_SLACK + 60
+        for run in range(1, runs + 1):
+            for kind in order(run, variants):
+                logf = open(os.path.join(out, "logs", f"vsock-{run}-{kind}.server.log"), "w")
+                srv = subprocess.Popen([tool, "server", str(VSOCK_PORT)], stdin=subprocess.DEVNULL,
+                                       stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+                logf.close()
+                try:
+                    time.sleep(0.3)
+                    if srv.poll() is not None:
+                        raise StepFailed(f"the vsock-bench server exited with status {srv.returncode} "
+                                         f"(see logs/vsock-{run}-{kind}.server.log)")
+                    argv = vmm_argv(kind, w, w.initrd("vsock"), 1, common.IO_GUEST_MIB, cmdline,
+                                    vsock_cid=VSOCK_CIDS[common.kind_of(kind)])
+                    failures += io_vm_run(kind, w, "vsock", run, runs, out, argv, jobs, limit,
+                                          parse_vsock, csvf)
+                except StepFailed as e:
+                    log(f"vsock run {run}/{runs} {common.vname(kind):>4}: FAILED: {e}")
+                    for j in jobs:
+                        csvf.row({"run": run, "vmm": kind, "job": j, "status": "fail", "error": str(e)})
+                        failures += 1
+                finally:
+                    stop_servers([srv])
+    except (StepFailed, OSError, subprocess.TimeoutExpired) as e:
+        log(f"vsock: FAILED to set up: {e}")
+        for run in range(1, runs + 1):
+            for kind in order(run, variants):
+                for j in jobs:
+                    csvf.row({"run": run, "vmm": kind, "job": j, "status": "fail",
+                              "error": f"setup failed: {e}"})
+                    failures += 1
+    finally:
         csvf.close()
     return failures
 
@@ -885,6 +1187,11 @@ class Work:
         shutil.copy2(os.path.join(work, "vmlinuz"), self.kernel)
         self.work = work
         self.qemu = shutil.which("qemu-system-x86_64") or "qemu-system-x86_64"
+        self.qsd = shutil.which("qemu-storage-daemon")
+        self.vub = None
+        if os.path.exists(os.path.join(work, "vmm-vhost-user-blk")):
+            self.vub = os.path.join(scratch, "vmm-vhost-user-blk")
+            shutil.copy2(os.path.join(work, "vmm-vhost-user-blk"), self.vub)
         self.meta = {}
         self.mem_opts = ""  # appended to vmm's --memory SIZE (--vmm-memory)
 
@@ -999,6 +1306,8 @@ def environment(w, args):
         "runs": args.runs,
         "fio_runtime_s": args.fio_runtime,
         "iperf_time_s": args.iperf_time,
+        "vsock_mib": args.vsock_mib,
+        "vsock_ops": args.vsock_ops,
     }
 
 
@@ -1011,6 +1320,8 @@ def main():
     ap.add_argument("--iperf-time", type=int, default=10)
     ap.add_argument("--vmm-memory", default="")
     ap.add_argument("--thp", default="keep")
+    ap.add_argument("--vsock-mib", type=int, default=128)
+    ap.add_argument("--vsock-ops", type=int, default=5000)
     ap.add_argument("suites", nargs="+")
     args = ap.parse_args()
 
@@ -1048,6 +1359,8 @@ def main():
                 f = blk_suite(w, args.runs, args.out, args.fio_runtime)
             elif s == "net":
                 f = net_suite(w, args.runs, args.out, args.iperf_time)
+            elif s == "vsock":
+                f = vsock_suite(w, args.runs, args.out, args.vsock_mib << 20, args.vsock_ops)
             else:
                 raise SystemExit(f"unknown suite {s}")
             failures += f

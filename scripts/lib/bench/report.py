@@ -26,7 +26,8 @@ import common  # noqa: E402
 KVM_BREAKDOWN = ["exits", "io_exits", "mmio_exits", "halt_exits", "irq_exits",
                  "irq_window_exits", "irq_injections", "insn_emulation", "signal_exits",
                  "pf_taken", "hypercalls"]
-COLORS = {"vmm": 0x1F77B4, "qemu": 0xFF7F0E}
+COLORS = {"vmm": 0x1F77B4, "qemu": 0xFF7F0E, "vmm-vhost": 0x2CA02C, "qemu-vhost": 0xD62728,
+          "vmm-vub": 0x2CA02C, "vmm-qsd": 0x9467BD, "qemu-vub": 0xD62728}
 
 
 def load_rows(path):
@@ -69,6 +70,8 @@ class SuiteData:
             r = self.select(kind, metric.job, run)
             if r is None:
                 out.append(("missing", None))
+            elif r["status"] == "skipped":
+                out.append(("skipped", None))
             elif r["status"] != "ok":
                 out.append(("fail", None))
             else:
@@ -77,9 +80,21 @@ class SuiteData:
                 out.append(("ok", v * metric.scale) if v is not None else ("unmeasured", None))
         return out
 
-    def medians(self, metric):
-        """Median per VMM over the runs that measured the metric (None: none did)."""
-        return {k: median([v for s, v in self.runs_of(metric, k) if s == "ok"]) for k in ("vmm", "qemu")}
+    def medians(self, metric, kinds=("vmm", "qemu")):
+        """Median per VMM (variant) over the runs that measured the metric (None: none did)."""
+        return {k: median([v for s, v in self.runs_of(metric, k) if s == "ok"]) for k in kinds}
+
+    def variants(self):
+        """The suite's variants that have rows, in common.VARIANTS order."""
+        have = {r["vmm"] for r in self.rows}
+        return [v for v in common.VARIANTS.get(self.suite, ["vmm", "qemu"]) if v in have]
+
+    def skipped(self, kind):
+        """Why variant kind was not measured at all (its rows say "skipped"), or None."""
+        for r in self.rows:
+            if r["vmm"] == kind and r["status"] == "skipped":
+                return r.get("error") or "skipped"
+        return None
 
     def unmeasured(self, metric, kind):
         """Whether some successful run of kind could not measure the metric."""
@@ -88,14 +103,17 @@ class SuiteData:
     def failures(self):
         """(run, vmm, job, error) of each failed or missing measurement, and notes of
         successful ones that had a problem afterwards (e.g. the VMM did not exit)."""
-        jobs = [None] if self.suite == "boot" else (common.BLK_JOBS if self.suite == "blk" else common.NET_JOBS)
+        jobs = common.jobs(self.suite)
+        kinds = ["vmm", "qemu"] + [v for v in self.variants() if v not in ("vmm", "qemu")]
         fails, notes = [], []
         for run in range(1, self.runs + 1):
-            for kind in ("vmm", "qemu"):
+            for kind in kinds:
                 for j in jobs:
                     r = self.select(kind, j, run)
                     if r is None:
                         fails.append((run, kind, j, "not measured (the measurement stopped before it)"))
+                    elif r["status"] == "skipped":
+                        continue
                     elif r["status"] != "ok":
                         fails.append((run, kind, j, r.get("error") or "failed"))
                     else:
@@ -114,7 +132,7 @@ def run_cells(metric, values):
     cells = []
     for s, v in values:
         cells.append("FAIL" if s == "fail" else "—" if s == "missing" else
-                     "n/a" if s == "unmeasured" else fmt(metric, v))
+                     "n/a" if s in ("unmeasured", "skipped") else fmt(metric, v))
     return " / ".join(cells)
 
 
@@ -123,6 +141,8 @@ def median_cell(sd, metric, kind, v):
     could measure it (the notes below the table say why)."""
     if v is not None:
         return fmt(metric, v)
+    if sd.skipped(kind):
+        return "n/a — not run (see below)"
     return "n/a — not measured (see notes)" if sd.unmeasured(metric, kind) else "—"
 
 
@@ -157,7 +177,7 @@ def suite_markdown(sd, meta, plots):
         lines.append(f"Failed measurements ({len(fails)}):")
         lines.append("")
         for run, kind, job, err in fails:
-            lines.append(f"- run {run}, {common.VMM_NAMES[kind]}{', ' + job if job else ''}: {err}")
+            lines.append(f"- run {run}, {common.variant_label(s, kind)}{', ' + job if job else ''}: {err}")
         lines.append("")
     if any(sd.unmeasured(m, k) for m in sd.metrics for k in ("vmm", "qemu")):
         lines.append("n/a: that run went fine but the figure could not be measured (why: in "
@@ -168,12 +188,100 @@ def suite_markdown(sd, meta, plots):
         lines.append("Notes:")
         lines.append("")
         for run, kind, job, err in notes:
-            lines.append(f"- run {run}, {common.VMM_NAMES[kind]}{', ' + job if job else ''}: {err}")
+            lines.append(f"- run {run}, {common.variant_label(s, kind)}{', ' + job if job else ''}: {err}")
         lines.append("")
     if plots.get(s):
         lines.append(f"![{s}: vmm vs QEMU]({os.path.basename(plots[s])})")
         lines.append("")
+    off_lines, off_summary = offload_markdown(sd, meta)
+    lines += off_lines
+    summary += off_summary
+    if plots.get(s + "-offload"):
+        lines.append(f"![{s}: every variant]({os.path.basename(plots[s + '-offload'])})")
+        lines.append("")
     return lines, summary, len(fails)
+
+
+def offload_markdown(sd, meta):
+    """The offload table: every variant of the suite side by side (medians), then the
+    offload targets with met / NO / n/a, and for net the issue's anchor unit (per 64 MiB
+    guest→host, in clock ticks). Returns (lines, summary rows)."""
+    s = sd.suite
+    kinds = sd.variants()
+    ms = common.offload_metrics(s)
+    if not ms or len(kinds) <= 2 and s != "vsock" or not kinds:
+        return [], []
+    if s == "vsock":
+        return vsock_notes(sd), []
+    lines = [f"### {s}: every variant (medians)", ""]
+    lines.append("| metric | " + " | ".join(common.variant_label(s, k) for k in kinds) + " |")
+    lines.append("|---" + "|---:" * len(kinds) + "|")
+    for m in ms:
+        med = sd.medians(m, kinds)
+        lines.append(f"| {m.title} | " + " | ".join(median_cell(sd, m, k, med[k]) for k in kinds) + " |")
+    lines.append("")
+    skipped = [(k, sd.skipped(k)) for k in kinds if sd.skipped(k)]
+    for k, why in skipped:
+        lines.append(f"- {common.variant_label(s, k)}: n/a — not run: {why}")
+    if skipped:
+        lines.append("")
+    lines.append("Off-process data path: the CPU of the kernel's vhost worker threads (`vhost-PID`) "
+                 "and of the vhost-user back-end process over the same window; the VMM's non-vCPU "
+                 "threads exclude them.")
+    lines.append("")
+    summary = []
+    targets = common.offload_targets(s)
+    if targets:
+        lines.append("| target | job | figure | reference | met |")
+        lines.append("|---|---|---:|---:|---|")
+        for t in targets:
+            m = next(x for x in ms if x.job == t.job and x.key == t.key)
+            v = sd.medians(m, [t.variant])[t.variant]
+            r = sd.medians(m, [t.ref])[t.ref] if t.ref else None
+            met = t.met(v, r)
+            ref = (f"{fmt(m, r)} ({common.variant_label(s, t.ref)})" if t.ref
+                   else f"≤ {t.x:g}")
+            lines.append(f"| {t.text} | {common.job_label(s, t.job)} | {fmt(m, v)} | {ref} | "
+                         f"{met_text(met)} |")
+            summary.append({"suite": s, "job": t.job, "metric": f"{t.variant}:{t.key}",
+                            "label": t.text, "vmm_median": v, "qemu_median": r,
+                            "ratio": v / r if v is not None and r else None,
+                            "target": t.text, "met": "n/a" if met is None else "yes" if met else "no"})
+        lines.append("")
+    if s == "net":
+        lines += net_anchor(sd, kinds)
+    return lines, summary
+
+
+def per_64mib(gib_value):
+    """A per-GiB figure per 64 MiB."""
+    return None if gib_value is None else gib_value / 16
+
+
+def net_anchor(sd, kinds):
+    """Issue 9's anchor: QEMU 7.2's non-vCPU threads per 64 MiB guest→host, in clock ticks
+    (10 ms) and wakeups, with vhost-net on (545 ticks, 28,592 wakeups) and off (234, 6,328)."""
+    cpu = next(m for m in common.offload_metrics("net") if m.job == "tx" and m.key == "other_cpu_s_per_gib")
+    wk = next(m for m in common.offload_metrics("net") if m.job == "tx" and m.key == "other_ctxsw_per_gib")
+    c, w = sd.medians(cpu, kinds), sd.medians(wk, kinds)
+    cells = []
+    for k in kinds:
+        ct, wt = per_64mib(c[k]), per_64mib(w[k])
+        cells.append(f"{common.variant_label('net', k)}: "
+                     + ("n/a" if ct is None else f"{ct * 100:,.1f} ticks") + ", "
+                     + ("n/a" if wt is None else f"{wt:,.0f} wakeups"))
+    return ["Per 64 MiB guest→host, the unit of issue 9's anchor (clock ticks of 10 ms of the VMM's "
+            "non-vCPU threads, and their wakeups): " + "; ".join(cells) + ". The anchor, measured "
+            "once with QEMU 7.2 microvm: vhost-net on 545 ticks / 28,592 wakeups, off 234 / 6,328.", ""]
+
+
+def vsock_notes(sd):
+    m = next(x for x in common.metrics("vsock") if x.key == "offload_cpu_us_per_op")
+    lines = ["Both VMMs serve vsock's data queues in kernel vhost-vsock; \"vhost worker's CPU\" is "
+             "the kernel's vhost-PID thread over the window (the off-process data path). "
+             f"Wakeup bound for \"~0\": {common.OFFLOAD_WAKEUPS_PER_GIB:g} per GiB (10 per 64 MiB, "
+             "the vhost integration suite's bound), 0.01 per round trip.", ""]
+    return lines
 
 
 def breakdown_markdown(sd):
@@ -182,12 +290,12 @@ def breakdown_markdown(sd):
     if not any(r["status"] == "ok" for r in sd.rows):
         return []
     boot = sd.suite == "boot"
-    jobs = [None] if boot else (common.BLK_JOBS if sd.suite == "blk" else common.NET_JOBS)
-    cols = [(j, k) for j in jobs for k in ("vmm", "qemu")]
+    jobs = common.jobs(sd.suite)
+    cols = [(j, k) for j in jobs for k in sd.variants()]
     head = ("| KVM statistic (median, up to the marker)" if boot
             else "| KVM statistic (median per GiB moved)")
     lines = [head + " | " + " | ".join(
-        (f"{j} " if j else "") + common.VMM_NAMES[k] for j, k in cols) + " |",
+        (f"{j} " if j else "") + common.vname(k) for j, k in cols) + " |",
         "|---" + "|---:" * len(cols) + "|"]
     for stat in KVM_BREAKDOWN:
         cells = []
@@ -197,6 +305,8 @@ def breakdown_markdown(sd):
                 if r["vmm"] != k or r["status"] != "ok" or (j is not None and r.get("job") != j):
                     continue
                 v, b = num(r.get(stat)), num(r.get("bytes"))
+                if v is not None and r.get("job") == "rr":
+                    continue  # a ping-pong moves 2 bytes per round trip: per GiB says nothing
                 if v is not None and not boot:
                     v = v / (b / (1 << 30)) if b else None
                 vals.append(v)
@@ -208,6 +318,13 @@ def breakdown_markdown(sd):
 
 
 def suite_conditions(s, meta):
+    return (f"**Where**: {meta.get('where', '?')}, Linux {meta.get('kernel_running', '?')}"
+            + (" — nested KVM under TCG: throughput and latency say little there; where the "
+               "CPU goes (the VMM's non-vCPU threads vs the off-process data path) is the judge."
+               if "nested" in meta.get("where", "") else ".") + " " + suite_setup(s, meta))
+
+
+def suite_setup(s, meta):
     q = " ".join(common.QEMU_BASE_ARGS)
     mem = meta.get("vmm_memory")
     thp = meta.get("thp")
@@ -227,6 +344,13 @@ def suite_conditions(s, meta):
                 "RAM mapping) read when the marker arrives, before the go line is sent. "
                 f"QEMU: `qemu-system-x86_64 {q}`." + where)
     info = meta.get("suites", {}).get(s, {})
+    if s == "vsock":
+        return (f"Guest: 1 vCPU, {common.IO_GUEST_MIB} MiB. "
+                f"{info.get('vsock_link', 'vhost-vsock')}. vmm `--vsock cid=N`, QEMU "
+                "`-device vhost-vsock-device,guest-cid=N`. vsock-bench (scripts/lib/bench/"
+                "vsock-bench.c): throughput until the receiver has every byte (guest→host: "
+                "until the server's 1-byte answer); round trips timed in the guest. CPU, wakeups "
+                "and exits as for net, per GiB or per round trip." + where)
     if s == "blk":
         return (f"Guest: 1 vCPU, {common.IO_GUEST_MIB} MiB. Disk: "
                 f"{info.get('blk_disk', '1 GiB raw image')}; vmm `--disk path=…,direct=on`, QEMU "
@@ -237,10 +361,17 @@ def suite_conditions(s, meta):
                 "CPU = utime+stime of the VMM process over the job's I/O loop (guest time of its "
                 "vCPU thread included), exits = KVM exits over the same window; both per GiB "
                 "that fio moved. Outside guest mode: the non-vCPU threads' CPU plus each vCPU "
-                "thread's run time minus its (tick-sampled) guest time." + where)
+                "thread's run time minus its (tick-sampled) guest time. vhost-user variants: "
+                "vmm `--memory SIZE,shared=on --disk vhost-user=SOCKET` (vhost-user needs shared "
+                "guest RAM), QEMU `-object memory-backend-memfd,id=mem0,share=on -M …,memory-backend="
+                "mem0 -chardev socket,… -device vhost-user-blk` (on virtio-mmio); back-ends: "
+                + "; ".join(f"`{v}`" for v in info.get("backends", {}).values())
+                + " (vmm-vhost-user-blk has no O_DIRECT option: it goes through the page cache "
+                "of the disk)." + where)
     return (f"Guest: 1 vCPU, {common.IO_GUEST_MIB} MiB. Network: "
-            f"{info.get('net_link', 'tap with link-local addresses')}; vmm `--net tap=…,vhost=off`, "
-            "QEMU `-netdev tap,…,vhost=off -device virtio-net-device`. iperf3 "
+            f"{info.get('net_link', 'tap with link-local addresses')}; vmm `--net tap=…,vhost=off` "
+            "(main table) and `vhost=on` (kernel vhost-net), QEMU `-netdev tap,…,vhost=off|on "
+            "-device virtio-net-device` on the same tap. iperf3 "
             f"{meta.get('iperf_time_s', '?')} s per direction, one TCP stream; throughput from the "
             "receiver's byte count. CPU and exits as for blk, per GiB received." + where)
 
@@ -251,28 +382,31 @@ def gp_str(s):
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def plot_suite(sd, out_dir):
+def plot_suite(sd, out_dir, kinds=("vmm", "qemu"), ms=None, name=None):
     """One SVG per suite: a panel per metric, bars = medians, dots = single runs, dashed red
-    line = the target in the metric's unit. Returns the SVG path or None."""
+    line = the target in the metric's unit (main table: vmm vs QEMU). With kinds, ms and
+    name: a bar per variant (the offload table, no targets). Returns the SVG path or None."""
     s = sd.suite
-    ms = sd.metrics
-    data_path = os.path.join(out_dir, "plots", f"{s}.dat")
-    gp_path = os.path.join(out_dir, "plots", f"{s}.gp")
-    svg_path = os.path.join(out_dir, f"{s}.svg")
+    ms = ms or sd.metrics
+    name = name or s
+    main = tuple(kinds) == ("vmm", "qemu")
+    data_path = os.path.join(out_dir, "plots", f"{name}.dat")
+    gp_path = os.path.join(out_dir, "plots", f"{name}.gp")
+    svg_path = os.path.join(out_dir, f"{name}.svg")
     os.makedirs(os.path.dirname(data_path), exist_ok=True)
     cols = 5 if s == "boot" else 4
     rows = (len(ms) + cols - 1) // cols
     with open(data_path, "w") as d:
         for i, m in enumerate(ms):
-            med = sd.medians(m)
+            med = sd.medians(m, kinds)
             d.write(f"# {m.title}: medians (x label value color)\n")
-            for x, k in enumerate(("vmm", "qemu")):
+            for x, k in enumerate(kinds):
                 v = med[k]
-                d.write(f"{x} {common.VMM_NAMES[k]} {'NaN' if v is None else repr(v)} {COLORS[k]}\n")
+                d.write(f"{x} {common.vname(k)} {'NaN' if v is None else repr(v)} {COLORS.get(k, 0x7F7F7F)}\n")
             d.write("\n\n")
             d.write(f"# {m.title}: single runs (x value)\n")
             n = 0
-            for x, k in enumerate(("vmm", "qemu")):
+            for x, k in enumerate(kinds):
                 for st, v in sd.runs_of(m, k):
                     if st == "ok" and v is not None:
                         d.write(f"{x} {v!r}\n")
@@ -285,10 +419,11 @@ def plot_suite(sd, out_dir):
         'font "sans,11" background rgb "white"',
         f"set output {gp_str(svg_path)}",
         f"set multiplot layout {rows},{cols} title "
-        + gp_str(f"{s}: vmm vs QEMU 7.2 microvm (bars: median, dots: runs, dashed: target)"),
+        + gp_str(f"{s}: vmm vs QEMU 7.2 microvm (bars: median, dots: runs, dashed: target)" if main
+                 else f"{s}: every variant (bars: median, dots: runs)"),
         "set style fill solid 0.75 border rgb '#333333'",
         "set boxwidth 0.6",
-        "set xrange [-0.7:1.7]",
+        f"set xrange [-0.7:{len(kinds) - 0.3}]",
         "set grid ytics lc rgb '#dddddd'",
         "set border 3",
         "set xtics nomirror scale 0",
@@ -296,11 +431,11 @@ def plot_suite(sd, out_dir):
         "unset key",
     ]
     for i, m in enumerate(ms):
-        med = sd.medians(m)
-        vals = [v for k in ("vmm", "qemu") for st, v in sd.runs_of(m, k) if st == "ok" and v is not None]
-        t = m.target_value(med["qemu"])
-        met = m.met(med["vmm"], med["qemu"])
-        sub = "no target" if not m.target else f"target {m.target_text()}: " + (
+        med = sd.medians(m, kinds)
+        vals = [v for k in kinds for st, v in sd.runs_of(m, k) if st == "ok" and v is not None]
+        t = m.target_value(med["qemu"]) if main else None
+        met = m.met(med["vmm"], med["qemu"]) if main else None
+        sub = "no target" if not m.target or not main else f"target {m.target_text()}: " + (
             "n/a" if met is None else "met" if met else "NOT met")
         g.append("set title " + ' . "\\n" . '.join(gp_str(x) for x in m.plot_title + [sub]))
         g.append("unset arrow")
@@ -314,7 +449,7 @@ def plot_suite(sd, out_dir):
         g.append(f"set yrange [0:{top * 1.15 if top > 0 else 1!r}]")
         g.append("set format y '%.0s%c'" if top >= 10000 else "set format y '%g'")
         if t is not None:
-            g.append(f"set arrow from -0.6,{t!r} to 1.6,{t!r} nohead dt 2 lw 1.5 lc rgb '#d62728'")
+            g.append(f"set arrow from -0.6,{t!r} to {len(kinds) - 0.4},{t!r} nohead dt 2 lw 1.5 lc rgb '#d62728'")
         g.append(f"plot {gp_str(data_path)} index {2 * i} using 1:3:4:xtic(2) with boxes lc rgb variable, "
                  f"'' index {2 * i + 1} using 1:2 with points pt 7 ps 0.6 lc rgb '#222222'")
     g.append("unset multiplot")
@@ -385,6 +520,11 @@ def main():
             p = plot_suite(sd, out)
             if p:
                 plots[s] = p
+            kinds = sd.variants()
+            if s != "vsock" and len(kinds) > 2:
+                p = plot_suite(sd, out, kinds, common.offload_metrics(s), f"{s}-offload")
+                if p:
+                    plots[s + "-offload"] = p
         lines, summ, nf = suite_markdown(sd, meta, plots)
         if rows is None:
             lines.insert(2, f"**Not measured**: {s}.csv is missing (the measurement stopped "
@@ -405,7 +545,8 @@ def main():
     print("\n".join(l for l in md if not l.startswith("![")).rstrip())
     print()
     print(f"Results: {os.path.join(out, 'results.md')} (plots: "
-          + (", ".join(f"{s}.svg" for s in args.suites) if plots_ok else "none") + ", raw: *.csv)")
+          + (", ".join(f"{s}.svg" for s in args.suites) + " and *-offload.svg" if plots_ok else "none")
+          + ", raw: *.csv)")
     return 1 if nfail else 0
 
 
