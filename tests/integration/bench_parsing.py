@@ -419,6 +419,8 @@ class OffloadReportTest(unittest.TestCase):
             "vmm": (400, 0.5, 28000, 90000), "vmm-vhost": (None, None, None, None),
             "qemu": (300, 0.25, 1600, 100000), "qemu-vhost": (500, 0.53, 7148, 50000)}))
         self.assertEqual(nfail, 2)
+        self.assertIn("| TCP host→guest: throughput (Mbit/s) | 400 | FAIL (see below) | 300 | 500 |",
+                      "\n".join(lines))
         for key in ("other_cpu_s_per_gib", "other_ctxsw_per_gib", "exits_per_gib", "mbit_per_s"):
             self.assertEqual(self.target(summary, "rx", key)["met"], "n/a")
 

@@ -143,6 +143,9 @@ def median_cell(sd, metric, kind, v):
         return fmt(metric, v)
     if sd.skipped(kind):
         return "n/a — not run (see below)"
+    states = [st for st, _ in sd.runs_of(metric, kind)]
+    if states and all(st == "fail" for st in states):
+        return "FAIL (see below)"
     return "n/a — not measured (see notes)" if sd.unmeasured(metric, kind) else "—"
 
 
