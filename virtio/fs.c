@@ -56,11 +56,8 @@ static void fs_backend_gone(void *opaque, const char *why)
 {
 	struct virtio_fs *f = opaque;
 
-	pthread_mutex_lock(&f->dev.lock);
-	log_error("%s: its vhost-user back-end is gone (%s) — the share is unusable until the "
-		  "back-end and the VM are restarted", f->dev.name, why);
-	virtio_mmio_set_needs_reset(&f->dev, why);
-	pthread_mutex_unlock(&f->dev.lock);
+	virtio_mmio_backend_gone(&f->dev, why, "the share is unusable until the back-end and "
+				 "the VM are restarted");
 }
 
 static const struct virtio_backend_events fs_backend_events = {

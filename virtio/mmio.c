@@ -101,6 +101,14 @@ static void virtio_mmio_stop_queues(struct virtio_mmio_dev *d)
 	}
 }
 
+void virtio_mmio_backend_gone(struct virtio_mmio_dev *d, const char *why, const char *effect)
+{
+	pthread_mutex_lock(&d->lock);
+	log_error("%s: its vhost-user back-end is gone (%s) — %s", d->name, why, effect);
+	virtio_mmio_set_needs_reset(d, why);
+	pthread_mutex_unlock(&d->lock);
+}
+
 void virtio_mmio_set_needs_reset(struct virtio_mmio_dev *d, const char *why)
 {
 	if (d->status & VIRTIO_CONFIG_S_NEEDS_RESET)

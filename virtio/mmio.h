@@ -191,6 +191,13 @@ void virtio_mmio_resume(struct virtio_mmio_dev *d);
 /* Marks the device broken (DEVICE_NEEDS_RESET) after a guest error, stops its queues. Lock held. */
 void virtio_mmio_set_needs_reset(struct virtio_mmio_dev *d, const char *why);
 
+/*
+ * A device's only back-end died (why) and nothing else can serve its queues:
+ * logs it with what that means for the guest (effect) and sets
+ * DEVICE_NEEDS_RESET. Takes d->lock (call it without).
+ */
+void virtio_mmio_backend_gone(struct virtio_mmio_dev *d, const char *why, const char *effect);
+
 /* Whether the driver accepted feature bit `bit`. */
 static inline bool virtio_has_feature(const struct virtio_mmio_dev *d, unsigned int bit)
 {

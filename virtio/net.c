@@ -630,11 +630,8 @@ static void net_backend_gone(void *opaque, const char *why)
 {
 	struct virtio_net *n = opaque;
 
-	pthread_mutex_lock(&n->dev.lock);
-	log_error("%s: its vhost-user back-end is gone (%s) — the interface is down until the "
-		  "back-end and the VM are restarted", n->dev.name, why);
-	virtio_mmio_set_needs_reset(&n->dev, why);
-	pthread_mutex_unlock(&n->dev.lock);
+	virtio_mmio_backend_gone(&n->dev, why, "the interface is down until the back-end and "
+				 "the VM are restarted");
 }
 
 static const struct virtio_backend_events net_backend_events = {
