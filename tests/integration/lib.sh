@@ -112,7 +112,7 @@ lib_work() {
 	exec {NAP_FD}<>"$WORK/nap.fifo"
 }
 
-# lib_setup "$@": the suite's arguments (meson passes the vmm binary). Sets VMM, KERNEL, WORK.
+# lib_setup "$@": the suite's arguments (meson passes the vmm binary). Sets VMM, KERNEL, WORK, T0.
 lib_setup() {
 	local why
 	(($# == 1)) || bail "usage: $PROG PATH/TO/vmm (meson passes it)"
@@ -125,6 +125,22 @@ lib_setup() {
 		bail "no usable KVM: $why — run the integration tests through scripts/with-kvm (e.g. scripts/with-kvm meson test -C build --suite integration, as scripts/test does); it boots a nested L1 VM with KVM when the host has none"
 	fi
 	lib_work
+	T0=$SECONDS # phase's zero
+}
+
+# phase MSG: a TAP comment with the seconds since lib_setup.
+phase() { echo "# [$((SECONDS - T0)) s] $*"; }
+
+# need PATH HINT: bails out unless PATH is an executable; HINT says how to get it.
+need() {
+	[[ -x $1 ]] || bail "$1 not found — $2"
+}
+
+# sha_of FILE VAR: sets VAR to FILE's sha256.
+sha_of() {
+	local h _
+	read -r h _ < <(sha256sum "$1")
+	printf -v "$2" '%s' "$h"
 }
 
 # lib_kernel2: KERNEL2 and BASE2, the second guest kernel (VMM_KERNEL2_VERSION, 6.12 from

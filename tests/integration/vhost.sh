@@ -34,16 +34,11 @@ DEFAULT_BOOT_TIMEOUT=300
 # shellcheck source=tests/integration/lib.sh
 . "$HERE/lib.sh"
 lib_setup "$@"
-T0=$SECONDS
-phase() { echo "# [$((SECONDS - T0)) s] $*"; }
 
 IP=/usr/sbin/ip # iproute2: busybox's ip applet has no tuntap
-need() { # need PATH PACKAGE
-	[[ -x $1 ]] || bail "$1 not found — run scripts/install-deps (Debian package $2)"
-}
-need "$IP" iproute2
-need /usr/bin/socat socat
-need /bin/busybox busybox-static
+need "$IP" "run scripts/install-deps (Debian package iproute2)"
+need /usr/bin/socat "run scripts/install-deps (Debian package socat)"
+need /bin/busybox "run scripts/install-deps (Debian package busybox-static)"
 ((EUID == 0)) || bail "the vhost suite creates a tap interface and needs root — run it as root (scripts/with-kvm's nested L1 runs it as root)"
 [[ -c /dev/vhost-net ]] || bail "/dev/vhost-net is missing — load vhost_net (modprobe vhost_net; scripts/nested's L1 does)"
 
@@ -72,11 +67,6 @@ CTXT_BOUND=10
 CTXT_USERSPACE_MIN=100
 CMDLINE="console=ttyS0 quiet loglevel=5 panic=-1"
 
-sha_of() { # sha_of FILE VAR
-	local h _
-	read -r h _ < <(sha256sum "$1")
-	printf -v "$2" '%s' "$h"
-}
 
 # ---- guest files ----------------------------------------------------------------------------
 OV=$WORK/overlay

@@ -31,12 +31,7 @@ DEFAULT_BOOT_TIMEOUT=300
 # shellcheck source=tests/integration/lib.sh
 . "$HERE/lib.sh"
 lib_setup "$@"
-T0=$SECONDS
-phase() { echo "# [$((SECONDS - T0)) s] $*"; }
 
-need() { # need PATH WHAT
-	[[ -x $1 ]] || bail "$1 not found — $2"
-}
 PEERS=$VMM_CACHE/peers/bin
 need "$PEERS/virtiofsd" "run scripts/fetch-peers (scripts/test does)"
 need "$PEERS/dpdk-testpmd" "run scripts/fetch-peers (scripts/test does)"
@@ -59,11 +54,6 @@ ACK_PORT=5022
 FS_MODULES="fuse virtiofs"
 CMDLINE="console=ttyS0 quiet loglevel=5 panic=-1"
 
-sha_of() { # sha_of FILE VAR
-	local h _
-	read -r h _ < <(sha256sum "$1")
-	printf -v "$2" '%s' "$h"
-}
 
 # ---- guest files ----------------------------------------------------------------------------
 OV=$WORK/overlay

@@ -32,20 +32,15 @@ DEFAULT_BOOT_TIMEOUT=300
 # shellcheck source=tests/integration/lib.sh
 . "$HERE/lib.sh"
 lib_setup "$@"
-T0=$SECONDS
-phase() { echo "# [$((SECONDS - T0)) s] $*"; }
 
 # ---- more preconditions ------------------------------------------------------------------------
 IP=/usr/sbin/ip # iproute2: busybox's ip applet has no tuntap
-need() { # need PATH PACKAGE
-	[[ -x $1 ]] || bail "$1 not found — run scripts/install-deps (Debian package $2)"
-}
-need "$IP" iproute2
-need /usr/bin/socat socat
-need /usr/sbin/mkfs.ext4 e2fsprogs
-need /usr/sbin/debugfs e2fsprogs
-need /usr/sbin/e2fsck e2fsprogs
-need /bin/busybox busybox-static
+need "$IP" "run scripts/install-deps (Debian package iproute2)"
+need /usr/bin/socat "run scripts/install-deps (Debian package socat)"
+need /usr/sbin/mkfs.ext4 "run scripts/install-deps (Debian package e2fsprogs)"
+need /usr/sbin/debugfs "run scripts/install-deps (Debian package e2fsprogs)"
+need /usr/sbin/e2fsck "run scripts/install-deps (Debian package e2fsprogs)"
+need /bin/busybox "run scripts/install-deps (Debian package busybox-static)"
 ((EUID == 0)) || bail "the virtio suite creates a tap interface and needs root — run it as root (scripts/with-kvm's nested L1 runs it as root)"
 
 MIB=$((1024 * 1024))
@@ -69,11 +64,6 @@ CMDLINE="console=ttyS0 quiet loglevel=5 panic=-1"
 EXT4_MODULES="crc16 mbcache jbd2 crc32c_generic ext4"
 
 # sha_of FILE VAR: VAR := sha256 of FILE.
-sha_of() {
-	local h _
-	read -r h _ < <(sha256sum "$1")
-	printf -v "$2" '%s' "$h"
-}
 
 # ---- guest files ----------------------------------------------------------------------------
 # OV is merged onto the base initramfs (scripts/mkinitramfs guest-base: busybox and the
