@@ -62,6 +62,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "virtio/virtq.h"
 
@@ -81,6 +82,27 @@ struct virtio_call {
 struct virtio_backend;
 struct event_loop;
 struct guest_mem;
+struct dirty_log;
+
+/*
+ * Where a back-end's internal state goes during a migration's save, one chunk
+ * at a time (never the whole state in memory): chunk() takes 1..max bytes and
+ * returns 0 or -errno (the save then fails with it).
+ */
+struct virtio_state_sink {
+	int (*chunk)(void *opaque, const void *buf, size_t len);
+	void *opaque;
+	size_t max;		/* the largest chunk the sink takes */
+};
+
+/*
+ * Where a back-end's internal state comes from during a load: chunk() fills up to
+ * cap bytes and returns how many, 0 at the end of the state, or -errno.
+ */
+struct virtio_state_source {
+	ssize_t (*chunk)(void *opaque, void *buf, size_t cap);
+	void *opaque;
+};
 
 /*
  * What a back-end in another process (vhost-user) tells its device model,
@@ -138,6 +160,44 @@ struct virtio_backend_ops {
 			   uint16_t *heads, unsigned int max);
 	/* The driver reset the device (queues stopped): forget per-run state. */
 	void (*reset)(struct virtio_backend *be);
+
+	/*
+	 * Migration (all optional). A back-end without these has no state beyond its
+	 * queues' positions (struct virtq_state) and writes guest RAM only through
+	 * guest_mem_mark_dirty() (in-process) — or cannot be migrated at all, which
+	 * migratable() says.
+	 */
+	/*
+	 * Whether the device can be migrated with this back-end; -EOPNOTSUPP with a
+	 * one-line reason in why when not (e.g. a vhost-user back-end that keeps state
+	 * but cannot hand it over: no DEVICE_STATE). Asked before anything moves.
+	 */
+	int (*migratable)(struct virtio_backend *be, char *why, size_t whylen);
+	/*
+	 * Starts logging the back-end's writes to guest RAM into log (kernel vhost:
+	 * VHOST_F_LOG_ALL + VHOST_SET_LOG_BASE; vhost-user: LOG_SHMFD's SET_LOG_BASE with
+	 * log->fd, and the rings' VHOST_VRING_F_LOG); 0 or -errno. Any queue state.
+	 */
+	int (*log_start)(struct virtio_backend *be, struct dirty_log *log);
+	/* Stops logging (the log may be destroyed after this returns). */
+	void (*log_stop)(struct virtio_backend *be);
+	/*
+	 * Whether save_state() has something to send (vhost-user with DEVICE_STATE);
+	 * false: the back-end is stateless beyond its queues.
+	 */
+	bool (*has_state)(struct virtio_backend *be);
+	/*
+	 * With every queue stopped (virtio_mmio_pause): streams the back-end's internal
+	 * state into sink, chunk by chunk, until its end (vhost-user: SET_DEVICE_STATE_FD
+	 * SAVE/STOPPED with a pipe, read to EOF, then CHECK_DEVICE_STATE). 0 or -errno
+	 * (the back-end reported a failure, or the sink did).
+	 */
+	int (*save_state)(struct virtio_backend *be, const struct virtio_state_sink *sink);
+	/*
+	 * On the destination, features set and queues not started: feeds the state from
+	 * source into the back-end (LOAD), then checks it (CHECK_DEVICE_STATE). 0 or -errno.
+	 */
+	int (*load_state)(struct virtio_backend *be, const struct virtio_state_source *src);
 };
 
 /* A back-end: embedded in its implementation's struct, which gets back with container_of(). */

@@ -66,6 +66,7 @@
 #include "virtio/virtq.h"
 #include "vmm/base/event_loop.h"
 #include "vmm/base/guest_mem.h"
+#include "vmm/base/sbuf.h"
 
 #define VIRTIO_MMIO_WINDOW	0x200	/* registers 0x000-0x0ff, config space from 0x100 */
 #define VIRTIO_MMIO_CONFIG	0x100
@@ -110,6 +111,17 @@ struct virtio_dev_ops {
 	void (*reset)(struct virtio_mmio_dev *d);
 	/* Tears down the transport (virtio_mmio_destroy) and frees the device and its back-end. */
 	void (*destroy)(struct virtio_mmio_dev *d);
+	/*
+	 * Optional, migration: the model's own state beyond the transport's (e.g. a
+	 * frame held for a slow guest, a console's pending input). save runs with the
+	 * queues paused and d->lock held; load runs on a device created with the same
+	 * options, after the transport's state was loaded and before its queues resume.
+	 * 0 or -errno (-EINVAL: the saved state does not fit this device).
+	 */
+	int (*save)(struct virtio_mmio_dev *d, struct sbuf *out);
+	int (*load)(struct virtio_mmio_dev *d, struct sbuf *in);
+	/* Optional: after a load, once the queues run again (vsock: the transport-reset event). */
+	void (*loaded)(struct virtio_mmio_dev *d);
 };
 
 struct virtio_mmio_dev {
@@ -187,6 +199,25 @@ void virtio_mmio_pause(struct virtio_mmio_dev *d);
  * d->lock held.
  */
 void virtio_mmio_resume(struct virtio_mmio_dev *d);
+
+/*
+ * ---- Migration ----
+ * The transport's registers (features, selectors, status, InterruptStatus, config
+ * generation, config space), every queue's struct virtq_state and, through
+ * ops->save, the model's own state, into out. The device must be paused
+ * (virtio_mmio_pause) or not live. 0 or -errno. d->lock held.
+ */
+int virtio_mmio_save(struct virtio_mmio_dev *d, struct sbuf *out);
+
+/*
+ * Loads virtio_mmio_save()'s output into d, a device freshly created with the same
+ * options on the destination (same device id, queue count and config size, else
+ * -EINVAL, nothing changed): the registers as the driver left them, the back-end's
+ * features set, and a live device left paused; virtio_mmio_resume() then starts its
+ * queues from the loaded positions, and ops->loaded runs. Checks every value as
+ * guest input (ring addresses in RAM, sizes powers of two). 0 or -errno. d->lock held.
+ */
+int virtio_mmio_load(struct virtio_mmio_dev *d, struct sbuf *in);
 
 /* Marks the device broken (DEVICE_NEEDS_RESET) after a guest error, stops its queues. Lock held. */
 void virtio_mmio_set_needs_reset(struct virtio_mmio_dev *d, const char *why);

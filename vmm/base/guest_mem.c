@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0-only
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/sysinfo.h>
 #include <unistd.h>
 
+#include "vmm/base/dirty.h"
 #include "vmm/base/guest_mem.h"
 #include "vmm/base/util.h"
 
@@ -243,7 +245,20 @@ int guest_mem_read(const struct guest_mem *m, uint64_t gpa, void *dst, uint64_t 
 
 int guest_mem_write(const struct guest_mem *m, uint64_t gpa, const void *src, uint64_t len)
 {
-	return guest_mem_copy(m, gpa, (void *)src, len, true);
+	int r = guest_mem_copy(m, gpa, (void *)src, len, true);
+
+	if (!r)
+		guest_mem_mark_dirty(m, gpa, len);
+	return r;
+}
+
+void guest_mem_mark_dirty(const struct guest_mem *m, uint64_t gpa, uint64_t len)
+{
+	struct dirty_log *l = atomic_load_explicit(&((struct guest_mem *)m)->dirty,
+						   memory_order_acquire);
+
+	if (l && len)
+		dirty_log_mark(l, gpa, len);
 }
 
 uint64_t guest_mem_host_limit(void)

@@ -25,6 +25,8 @@
 
 #define GUEST_MEM_MAX_REGIONS 8
 
+struct dirty_log;
+
 /* What backs guest RAM (see the top of this file). */
 enum guest_mem_backing {
 	GUEST_MEM_ANON,		/* anonymous private memory, THP advised; fd -1 */
@@ -54,6 +56,11 @@ struct guest_mem {
 	bool shared;		/* another process can map it: fd >= 0, mapped MAP_SHARED */
 	bool thp_advised;	/* madvise(MADV_HUGEPAGE) succeeded on the mapping */
 	bool owned;		/* fd and base were created by guest_mem_init() */
+	/*
+	 * While a migration logs dirty pages: the log the VMM's own writers of guest RAM
+	 * mark (guest_mem_mark_dirty); NULL otherwise. Set and cleared by the migration core.
+	 */
+	struct dirty_log *_Atomic dirty;
 };
 
 struct guest_mem_range {
@@ -88,6 +95,14 @@ void *guest_mem_ptr(const struct guest_mem *m, uint64_t gpa, uint64_t len);
  * (shortened at the end of a region). NULL if gpa is not RAM or *len is 0.
  */
 void *guest_mem_ptr_partial(const struct guest_mem *m, uint64_t gpa, uint64_t *len);
+
+/*
+ * Records that the VMM (not a vCPU: KVM logs those) wrote [gpa, gpa + len) of guest RAM,
+ * when a migration is logging (m->dirty); a no-op otherwise. Any thread. Every in-process
+ * writer of guest RAM calls it after writing (a device's used ring and the buffers it
+ * filled), so a page written while RAM is being sent is sent again.
+ */
+void guest_mem_mark_dirty(const struct guest_mem *m, uint64_t gpa, uint64_t len);
 
 /* Copies between guest RAM and host memory, across regions; 0 or -EFAULT (nothing partial is reported as done). */
 int guest_mem_read(const struct guest_mem *m, uint64_t gpa, void *dst, uint64_t len);
