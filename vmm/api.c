@@ -182,6 +182,149 @@ static void api_shutdown(const struct api_target *t, const json_t *body, struct 
 	r->shutdown_after = true;
 }
 
+/* A non-negative integer member of body, or def when absent; false (400 set) when not one. */
+static bool body_uint(const json_t *body, const char *key, uint64_t def, uint64_t *out,
+		      struct api_reply *r)
+{
+	json_t *v = body ? json_object_get(body, key) : NULL;
+
+	*out = def;
+	if (!v)
+		return true;
+	if (!json_is_integer(v) || json_integer_value(v) < 0) {
+		reply_error(r, 400, "'%s' must be a non-negative integer", key);
+		return false;
+	}
+	*out = (uint64_t)json_integer_value(v);
+	return true;
+}
+
+/* A string member of body that must be there; NULL (400 set) when not. */
+static const char *body_string(const json_t *body, const char *route, const char *key,
+			       struct api_reply *r)
+{
+	json_t *v = body ? json_object_get(body, key) : NULL;
+
+	if (!json_is_string(v) || !*json_string_value(v)) {
+		reply_error(r, 400, "%s needs '%s', a non-empty string (docs/api.md)", route, key);
+		return NULL;
+	}
+	return json_string_value(v);
+}
+
+static bool offered(const void *op, struct api_reply *r)
+{
+	if (!op)
+		reply_error(r, 501, "this VMM does not offer migration or snapshots");
+	return op != NULL;
+}
+
+static void api_migrate(const struct api_target *t, const json_t *body, struct api_reply *r)
+{
+	const char *to = body_string(body, "vm.migrate", "to", r);
+	uint64_t downtime, bandwidth;
+	char why[256] = "";
+	int ret;
+
+	if (!to || !body_uint(body, "max_downtime_ms", 300, &downtime, r) ||
+	    !body_uint(body, "bandwidth", 0, &bandwidth, r) || !offered(t->ops->migrate, r))
+		return;
+	ret = t->ops->migrate(t->opaque, to, downtime, bandwidth, why, sizeof(why));
+	switch (ret) {
+	case 0:
+		reply_json(r, 202, json_pack("{s:s,s:s}", "state", "active", "progress",
+					     "GET " API_PREFIX "vm.migration"));
+		return;
+	case -EINVAL:
+		reply_error(r, 400, "%s", why);
+		return;
+	case -EBUSY:
+	case -EOPNOTSUPP:
+	case -EALREADY:
+		reply_error(r, 409, "%s", why);
+		return;
+	case -EAGAIN:
+	case -ESHUTDOWN:
+		reply_op_error(r, "migrate the VM", ret, "");
+		return;
+	default:
+		reply_error(r, 502, "%s", why[0] ? why : strerror(-ret));
+		return;
+	}
+}
+
+static void api_migration(const struct api_target *t, const json_t *body, struct api_reply *r)
+{
+	json_t *out;
+	int ret;
+
+	if (!offered(t->ops->migration, r))
+		return;
+	out = json_object();
+	ret = out ? t->ops->migration(t->opaque, out) : -ENOMEM;
+	if (ret == -ENOENT)
+		reply_error(r, 404, "no migration has run in this VMM — PUT " API_PREFIX
+			    "vm.migrate starts one");
+	else if (ret)
+		reply_op_error(r, "read the migration's progress", ret, "");
+	else
+		reply_json(r, 200, json_incref(out));
+	json_decref(out);
+}
+
+static void api_migrate_ctl(const struct api_target *t, struct api_reply *r, int (*op)(void *),
+			    const char *what)
+{
+	int ret;
+
+	if (!offered(op, r))
+		return;
+	ret = op(t->opaque);
+	if (ret == -ENOENT)
+		reply_error(r, 409, "no migration is running — nothing to %s", what);
+	else if (ret)
+		reply_op_error(r, what, ret, "");
+	else
+		reply_no_content(r);
+}
+
+static void api_migrate_finish(const struct api_target *t, const json_t *body,
+			       struct api_reply *r)
+{
+	api_migrate_ctl(t, r, t->ops->migrate_finish, "finish");
+}
+
+static void api_migrate_cancel(const struct api_target *t, const json_t *body,
+			       struct api_reply *r)
+{
+	api_migrate_ctl(t, r, t->ops->migrate_cancel, "cancel");
+}
+
+static void api_snapshot(const struct api_target *t, const json_t *body, struct api_reply *r)
+{
+	const char *to = body_string(body, "vm.snapshot", "to", r);
+	char why[256] = "";
+	json_t *out;
+	int ret;
+
+	if (!to || !offered(t->ops->snapshot, r))
+		return;
+	out = json_object();
+	ret = out ? t->ops->snapshot(t->opaque, to, out, why, sizeof(why)) : -ENOMEM;
+	if (!ret)
+		reply_json(r, 200, json_incref(out));
+	else if (ret == -EEXIST || ret == -EBUSY || ret == -EOPNOTSUPP)
+		reply_error(r, 409, "%s", why);
+	else if (ret == -EAGAIN || ret == -ESHUTDOWN || ret == -ETIMEDOUT)
+		reply_op_error(r, "snapshot the VM", ret, "");
+	else
+		reply_error(r, 500, "%s", why[0] ? why : strerror(-ret));
+	json_decref(out);
+}
+
+static const char *const migrate_fields[] = { "to", "max_downtime_ms", "bandwidth", NULL };
+static const char *const snapshot_fields[] = { "to", NULL };
+
 /*
  * Every endpoint. Adding one (vm.migrate, vm.snapshot ...) is a line here and
  * its handler; its body members go in `fields`, and api_check_body() refuses
@@ -193,6 +336,11 @@ static const struct api_route api_routes[] = {
 	{ "vm.pause", "PUT", NULL, api_pause },
 	{ "vm.resume", "PUT", NULL, api_resume },
 	{ "vm.shutdown", "PUT", NULL, api_shutdown },
+	{ "vm.migrate", "PUT", migrate_fields, api_migrate },
+	{ "vm.migration", "GET", NULL, api_migration },
+	{ "vm.migrate-finish", "PUT", NULL, api_migrate_finish },
+	{ "vm.migrate-cancel", "PUT", NULL, api_migrate_cancel },
+	{ "vm.snapshot", "PUT", snapshot_fields, api_snapshot },
 };
 
 static const struct api_route *api_find_route(const char *path)
@@ -280,7 +428,9 @@ void api_handle(const struct api_target *t, const char *method, const char *path
 	rt = api_find_route(path);
 	if (!rt) {
 		reply_error(r, 404, "no endpoint %s — the API's paths are " API_PREFIX
-			    "vmm.ping, vm.info, vm.pause, vm.resume and vm.shutdown (docs/api.md)",
+			    "vmm.ping, vm.info, vm.pause, vm.resume, vm.shutdown, vm.migrate, "
+			    "vm.migration, vm.migrate-finish, vm.migrate-cancel and vm.snapshot "
+			    "(docs/api.md)",
 			    quote_client(q, sizeof(q), path, 200));
 		return;
 	}

@@ -25,6 +25,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define API_PREFIX		"/api/v1/"
 #define API_MAX_BODY		(64 * 1024)	/* bytes of request body accepted */
@@ -47,6 +48,23 @@ struct api_ops {
 	int (*resume)(void *opaque);
 	/* Stops the guest; vmm then exits 0. Called once the reply is sent. */
 	int (*shutdown)(void *opaque);
+
+	/*
+	 * Migration and snapshots (NULL: not offered → 501). `why` gets a one-line
+	 * reason on failure. migrate: connects to `to` (tcp:HOST:PORT) and starts a
+	 * live migration in the background (progress: migration); 0, -EBUSY (one
+	 * runs) → 409, -EINVAL (bad to) → 400, -EOPNOTSUPP (a device cannot move) →
+	 * 409, a connect error (-ECONNREFUSED ...) → 502.
+	 */
+	int (*migrate)(void *opaque, const char *to, uint64_t max_downtime_ms, uint64_t bandwidth,
+		       char *why, size_t whylen);
+	/* The current or last migration's progress into out; -ENOENT: none yet → 404. */
+	int (*migration)(void *opaque, json_t *out);
+	/* Stop-and-copy now whatever the downtime / give up; -ENOENT: none runs → 409. */
+	int (*migrate_finish)(void *opaque);
+	int (*migrate_cancel)(void *opaque);
+	/* Writes a snapshot to path (a new file); out gets {bytes, ms}. -EEXIST → 409. */
+	int (*snapshot)(void *opaque, const char *path, json_t *out, char *why, size_t whylen);
 };
 
 /* Who api_handle() serves. */

@@ -87,16 +87,24 @@ int api_client_parse_reply(const char *raw, size_t len, unsigned int *status, si
 int api_client_request(const char *sock, const char *method, const char *path,
 		       unsigned int timeout_ms, unsigned int *status, char **body)
 {
+	return api_client_request_body(sock, method, path, NULL, timeout_ms, status, body);
+}
+
+int api_client_request_body(const char *sock, const char *method, const char *path,
+			    const char *json, unsigned int timeout_ms, unsigned int *status,
+			    char **body)
+{
 	long long deadline = now_ms() + timeout_ms;
-	char req[512], *buf = NULL;
+	char req[4608], *buf = NULL;
 	size_t len = 0, cap = 0, off = 0, reqlen;
 	size_t body_off;
 	int fd, ret, n;
 
 	*body = NULL;
 	n = snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: localhost\r\nAccept: "
-		     "application/json\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-		     method, path);
+		     "application/json\r\n%sContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
+		     method, path, json ? "Content-Type: application/json\r\n" : "",
+		     json ? strlen(json) : 0, json ? json : "");
 	if (n < 0 || (size_t)n >= sizeof(req))
 		return -EINVAL;
 	reqlen = (size_t)n;

@@ -35,6 +35,11 @@ enum api_client_exit {
 int api_client_request(const char *sock, const char *method, const char *path,
 		       unsigned int timeout_ms, unsigned int *status, char **body);
 
+/* The same with a JSON body (json: NUL-terminated, at most 4 KiB; NULL: none). */
+int api_client_request_body(const char *sock, const char *method, const char *path,
+			    const char *json, unsigned int timeout_ms, unsigned int *status,
+			    char **body);
+
 /*
  * Splits a raw HTTP reply (len bytes) into its status code and the start of
  * its body; 0 or -EBADMSG. Pure; for the unit tests too.

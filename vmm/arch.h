@@ -25,6 +25,9 @@
 struct arch_vm;		/* the arch's part of a VM (x86: supported CPUID, MSR list) */
 struct arch_boot;	/* a kernel (and initrd) opened and validated once, loaded at every boot */
 
+/* The architecture's name as a migration stream records it (e.g. "x86_64"). */
+const char *arch_name(void);
+
 /* ---- The boot image ---- */
 
 /*

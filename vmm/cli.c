@@ -23,6 +23,8 @@ enum {
 	OPT_FS,
 	OPT_VIRTIO_CMDLINE,
 	OPT_API_SOCKET,
+	OPT_INCOMING,
+	OPT_RESTORE,
 };
 
 /* The control subcommands: thin clients of the API (vmm/api_client.c). */
@@ -54,6 +56,8 @@ static const struct option run_options[] = {
 	{ "fs", required_argument, NULL, OPT_FS },
 	{ "virtio-cmdline", no_argument, NULL, OPT_VIRTIO_CMDLINE },
 	{ "api-socket", required_argument, NULL, OPT_API_SOCKET },
+	{ "incoming", required_argument, NULL, OPT_INCOMING },
+	{ "restore", required_argument, NULL, OPT_RESTORE },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -198,6 +202,48 @@ void cli_config_free(struct vmm_config *cfg)
 	for (unsigned int i = 0; i < cfg->nowned; i++)
 		free(cfg->owned[i]);
 	cfg->nowned = 0;
+	free(cfg->run_argv);
+	cfg->run_argv = NULL;
+	cfg->run_argc = 0;
+}
+
+/* Whether argv entry a is option `name` (as --name or --name=VALUE); *joined: VALUE is in a. */
+static bool is_option(const char *a, const char *name, bool *joined)
+{
+	size_t n = strlen(name);
+
+	if (strncmp(a, "--", 2) || strncmp(a + 2, name, n) || (a[2 + n] && a[2 + n] != '='))
+		return false;
+	*joined = a[2 + n] == '=';
+	return true;
+}
+
+/*
+ * Keeps the options that shape the VM (argv after `run`, without --api-socket,
+ * --incoming, --restore and -v): what a migration or a snapshot carries. 0 or -ENOMEM.
+ */
+static int record_vm_options(struct vmm_config *cfg, int argc, char **argv)
+{
+	static const char *const host_only[] = { "api-socket", "incoming", "restore" };
+
+	cfg->run_argv = calloc((size_t)argc + 1, sizeof(char *));
+	if (!cfg->run_argv)
+		return -ENOMEM;
+	cfg->run_argc = 0;
+	for (int i = 1; i < argc; i++) {
+		bool joined = false, skip = false;
+
+		for (size_t k = 0; k < ARRAY_SIZE(host_only) && !skip; k++)
+			skip = is_option(argv[i], host_only[k], &joined);
+		if (skip) {
+			i += !joined;
+			continue;
+		}
+		if (!strcmp(argv[i], "-v") || !strcmp(argv[i], "--verbose"))
+			continue;
+		cfg->run_argv[cfg->run_argc++] = argv[i];
+	}
+	return 0;
 }
 
 int cli_parse_bool(const char *v, bool *out)
@@ -558,6 +604,17 @@ static int parse_run_option(int opt, const char *arg, struct vmm_config *cfg, ch
 					   "control socket");
 		cfg->api_socket = arg;
 		return 0;
+	case OPT_INCOMING:
+		if (strncmp(arg, "tcp:", 4) || !strchr(arg + 4, ':'))
+			return usage_error(err, errlen, "--incoming %s: give tcp:HOST:PORT (e.g. "
+					   "tcp:0.0.0.0:4444)", arg);
+		cfg->incoming = arg;
+		return 0;
+	case OPT_RESTORE:
+		if (!*arg)
+			return usage_error(err, errlen, "--restore is empty — give a snapshot's path");
+		cfg->restore = arg;
+		return 0;
 	case OPT_NO_REBOOT:
 		cfg->no_reboot = true;
 		return 0;
@@ -648,6 +705,8 @@ int cli_parse(int argc, char **argv, struct vmm_config *cfg, enum cli_command *c
 		ret = parse_run_option(opt, optarg, cfg, err, errlen);
 		if (ret)
 			return ret;
+		if (opt != OPT_API_SOCKET && opt != OPT_INCOMING && opt != OPT_RESTORE && opt != 'v')
+			cfg->vm_options++;
 	}
 	if (optind < argc)
 		return usage_error(err, errlen, "unexpected argument '%s' — see `vmm run --help`",
@@ -659,8 +718,13 @@ int cli_parse(int argc, char **argv, struct vmm_config *cfg, enum cli_command *c
 					   "1G,shared=on)", i < cfg->nnets ? "--net" : "--fs",
 					   i < cfg->nnets ? cfg->nets[i].vhost_user :
 					   cfg->fs[i - cfg->nnets].vhost_user);
-	if (!cfg->kernel)
+	if (cfg->incoming && cfg->restore)
+		return usage_error(err, errlen, "--incoming and --restore exclude each other — a VM "
+				   "starts from a migration or from a snapshot");
+	if (!cfg->kernel && !cfg->incoming && !cfg->restore)
 		return usage_error(err, errlen, "no kernel given — add --kernel PATH (a bzImage such "
 				   "as /boot/vmlinuz-$(uname -r))");
+	if (record_vm_options(cfg, argc, argv))
+		return usage_error(err, errlen, "out of memory");
 	return 0;
 }

@@ -19,6 +19,8 @@ enum vmm_exit {
 	VMM_EXIT_NO_KVM = 3,	/* /dev/kvm missing, no permission, or unusable */
 	VMM_EXIT_IMAGE = 4,	/* kernel/initrd missing, unreadable, invalid, or too big */
 	VMM_EXIT_RESOURCE = 5,	/* the host cannot provide what was asked */
+	/* 6 and 7 are the control subcommands' (vmm/api_client.h) */
+	VMM_EXIT_MIGRATION = 8,	/* --incoming/--restore: the stream was refused or lost; no guest ran */
 };
 
 #define VMM_MAX_CPUS		255
@@ -54,6 +56,12 @@ struct vmm_config {
 	unsigned int nfs;
 	bool virtio_cmdline;	/* also announce devices with virtio_mmio.device= */
 	const char *api_socket;	/* --api-socket: the control API's unix socket; NULL: none */
+	const char *incoming;	/* --incoming tcp:HOST:PORT: wait for a migration there; NULL: none */
+	const char *restore;	/* --restore PATH: start from a snapshot; NULL: none */
+	unsigned int vm_options;	/* options that shape the VM (all but the four above and -v) */
+	/* The options that shape the VM, as given (a migration and a snapshot carry them). */
+	int run_argc;
+	char **run_argv;		/* into main's argv; freed array by cli_config_free() */
 
 	/* Strings split out of option values; freed by cli_config_free(). */
 	char *owned[VMM_MAX_OWNED];

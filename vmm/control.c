@@ -1,9 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0-only
+
 #include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "vmm/base/guest_mem.h"
+#include "vmm/base/log.h"
 #include "vmm/control.h"
 #include "vmm/vm.h"
 
@@ -32,9 +40,21 @@ void control_attach(struct control *c, struct vm *vm, unsigned int boot)
 
 void control_detach(struct control *c)
 {
+	bool join;
+
 	pthread_mutex_lock(&c->lock);
 	c->vm = NULL;
+	join = c->mig_thread;
+	if (join)
+		atomic_store(&c->mig.cancel, true);
 	pthread_mutex_unlock(&c->lock);
+	/* The migration's thread uses the VM without the lock: it must be gone before it is. */
+	if (join) {
+		pthread_join(c->mig_tid, NULL);
+		pthread_mutex_lock(&c->lock);
+		c->mig_thread = false;
+		pthread_mutex_unlock(&c->lock);
+	}
 }
 
 bool control_shutdown_requested(struct control *c)
@@ -196,6 +216,12 @@ static int control_on_vm(struct control *c, int (*op)(struct vm *vm))
 	return ret;
 }
 
+/* Whether a migration runs (then pause/resume/snapshot wait for it to end). */
+static bool migrating(struct control *c)
+{
+	return c->mig_running;
+}
+
 static int vm_pause_op(struct vm *vm)
 {
 	return vm_pause(vm, CONTROL_PAUSE_TIMEOUT_MS);
@@ -203,12 +229,268 @@ static int vm_pause_op(struct vm *vm)
 
 static int control_pause(void *opaque)
 {
+	struct control *c = opaque;
+
+	if (migrating(c))
+		return -EBUSY;
 	return control_on_vm(opaque, vm_pause_op);
 }
 
 static int control_resume(void *opaque)
 {
+	struct control *c = opaque;
+
+	if (migrating(c))
+		return -EBUSY;
 	return control_on_vm(opaque, vm_resume);
+}
+
+/* ---- Migration ---- */
+
+/* Connects to tcp:HOST:PORT within 10 s; the socket or -errno with why. */
+static int connect_tcp(const char *to, char *why, size_t whylen)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+	struct addrinfo *res = NULL;
+	char host[256], *port;
+	int fd, ret, err = 0;
+	socklen_t len = sizeof(err);
+	struct pollfd pfd;
+
+	if (strncmp(to, "tcp:", 4) || strlen(to) >= sizeof(host) + 4 ||
+	    !strchr(to + 4, ':')) {
+		snprintf(why, whylen, "'to' must be tcp:HOST:PORT (the destination's --incoming)");
+		return -EINVAL;
+	}
+	snprintf(host, sizeof(host), "%s", to + 4);
+	port = strrchr(host, ':');
+	*port++ = '\0';
+	ret = getaddrinfo(host, port, &hints, &res);
+	if (ret) {
+		snprintf(why, whylen, "cannot resolve %s: %s", to, gai_strerror(ret));
+		return -EHOSTUNREACH;
+	}
+	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		ret = -errno;
+		goto fail;
+	}
+	if (connect(fd, res->ai_addr, res->ai_addrlen) < 0 && errno != EINPROGRESS) {
+		ret = -errno;
+		goto fail;
+	}
+	pfd = (struct pollfd){ .fd = fd, .events = POLLOUT };
+	ret = poll(&pfd, 1, 10000);
+	if (ret <= 0) {
+		ret = ret ? -errno : -ETIMEDOUT;
+		goto fail;
+	}
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err) {
+		ret = err ? -err : -errno;
+		goto fail;
+	}
+	freeaddrinfo(res);
+	return fd;
+fail:
+	snprintf(why, whylen, "cannot connect to %s: %s — is `vmm run --incoming %s` running "
+		 "there?", to, strerror(-ret), to);
+	if (fd >= 0)
+		close(fd);
+	freeaddrinfo(res);
+	return ret;
+}
+
+static void *migrate_thread(void *opaque)
+{
+	struct control *c = opaque;
+	int ret;
+
+	pthread_setname_np(pthread_self(), "vmm-migrate");
+	/* c->vm stays valid: control_detach() joins this thread before the VM goes. */
+	ret = migration_send(c->vm, c->mig_fd, &c->mig_params, &c->mig);
+	close(c->mig_fd);
+	c->mig_fd = -1;
+	pthread_mutex_lock(&c->lock);
+	c->mig_running = false;
+	if (!ret && c->vm)
+		vm_request_stop(c->vm, VM_MIGRATED);
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+static int control_migrate(void *opaque, const char *to, uint64_t max_downtime_ms,
+			   uint64_t bandwidth, char *why, size_t whylen)
+{
+	struct control *c = opaque;
+	int fd, ret;
+
+	pthread_mutex_lock(&c->lock);
+	if (!c->vm) {
+		ret = -EAGAIN;
+		goto out;
+	}
+	if (c->mig_running) {
+		snprintf(why, whylen, "a migration to %s is already running — GET "
+			 "/api/v1/vm.migration shows it", c->mig_to);
+		ret = -EBUSY;
+		goto out;
+	}
+	if (vm_is_paused(c->vm)) {
+		snprintf(why, whylen, "the VM is paused — resume it first (a snapshot moves a "
+			 "paused VM)");
+		ret = -EALREADY;
+		goto out;
+	}
+	ret = migration_check(c->vm, why, whylen);
+	if (ret)
+		goto out;
+	/* A previous migration's thread has ended (mig_running false): reap it. */
+	if (c->mig_thread) {
+		pthread_join(c->mig_tid, NULL);
+		c->mig_thread = false;
+	}
+	fd = connect_tcp(to, why, whylen);
+	if (fd < 0) {
+		ret = fd;
+		goto out;
+	}
+	memset(&c->mig, 0, sizeof(c->mig));
+	mig_params_default(&c->mig_params);
+	c->mig_params.max_downtime_ms = max_downtime_ms;
+	c->mig_params.bandwidth = bandwidth;
+	c->mig_fd = fd;
+	snprintf(c->mig_to, sizeof(c->mig_to), "%s", to);
+	c->mig_running = c->mig_thread = c->mig_ever = true;
+	ret = -pthread_create(&c->mig_tid, NULL, migrate_thread, c);
+	if (ret) {
+		c->mig_running = c->mig_thread = false;
+		close(fd);
+		snprintf(why, whylen, "cannot start the migration's thread: %s", strerror(-ret));
+	} else {
+		log_info("migration to %s started", to);
+	}
+out:
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}
+
+static const char *phase_name(int phase)
+{
+	switch (phase) {
+	case MIG_SETUP:		return "setup";
+	case MIG_PRECOPY:	return "precopy";
+	case MIG_STOPCOPY:	return "stopcopy";
+	case MIG_DONE:		return "completed";
+	case MIG_FAILED:	return "failed";
+	default:		return "none";
+	}
+}
+
+static int control_migration(void *opaque, json_t *out)
+{
+	struct control *c = opaque;
+	struct mig_progress *p = &c->mig;
+	int phase, ret = 0;
+
+	pthread_mutex_lock(&c->lock);
+	if (!c->mig_ever) {
+		pthread_mutex_unlock(&c->lock);
+		return -ENOENT;
+	}
+	phase = atomic_load(&p->phase);
+	if (json_object_set_new(out, "state", json_string(phase_name(phase))) ||
+	    json_object_set_new(out, "to", json_string(c->mig_to)) ||
+	    json_object_set_new(out, "iteration", json_integer(atomic_load(&p->iteration))) ||
+	    json_object_set_new(out, "bytes", json_integer((json_int_t)atomic_load(&p->bytes))) ||
+	    json_object_set_new(out, "pages", json_integer((json_int_t)atomic_load(&p->pages))) ||
+	    json_object_set_new(out, "dirty_pages",
+				json_integer((json_int_t)atomic_load(&p->dirty_pages))) ||
+	    json_object_set_new(out, "dirty_rate_pps",
+				json_integer((json_int_t)atomic_load(&p->dirty_rate))) ||
+	    json_object_set_new(out, "bandwidth_bps",
+				json_integer((json_int_t)atomic_load(&p->bandwidth))) ||
+	    json_object_set_new(out, "expected_downtime_ms",
+				json_integer((json_int_t)atomic_load(&p->expected_downtime_ms))) ||
+	    json_object_set_new(out, "not_converging",
+				json_boolean(atomic_load(&p->not_converging))) ||
+	    json_object_set_new(out, "total_ms",
+				json_integer((json_int_t)atomic_load(&p->total_ms))) ||
+	    json_object_set_new(out, "downtime_ms",
+				json_integer((json_int_t)atomic_load(&p->downtime_ms))) ||
+	    (phase == MIG_FAILED &&
+	     json_object_set_new(out, "error", json_string(p->error[0] ? p->error : "failed"))))
+		ret = -ENOMEM;
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}
+
+static int control_migrate_flag(struct control *c, _Atomic bool *flag)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&c->lock);
+	if (c->mig_running)
+		atomic_store(flag, true);
+	else
+		ret = -ENOENT;
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}
+
+static int control_migrate_finish(void *opaque)
+{
+	struct control *c = opaque;
+
+	return control_migrate_flag(c, &c->mig.finish);
+}
+
+static int control_migrate_cancel(void *opaque)
+{
+	struct control *c = opaque;
+
+	return control_migrate_flag(c, &c->mig.cancel);
+}
+
+static int control_snapshot(void *opaque, const char *path, json_t *out, char *why,
+			    size_t whylen)
+{
+	struct control *c = opaque;
+	struct mig_progress prog;
+	int fd, ret;
+
+	pthread_mutex_lock(&c->lock);
+	if (!c->vm) {
+		ret = -EAGAIN;
+		goto out;
+	}
+	if (c->mig_running) {
+		snprintf(why, whylen, "a migration is running — wait for it to end");
+		ret = -EBUSY;
+		goto out;
+	}
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		ret = -errno;
+		snprintf(why, whylen, "cannot create %s: %s%s", path, strerror(errno),
+			 errno == EEXIST ? " — give a new path (a snapshot never overwrites)" : "");
+		goto out;
+	}
+	memset(&prog, 0, sizeof(prog));
+	ret = migration_snapshot(c->vm, fd, false, &prog);
+	if (!ret && fsync(fd) < 0)
+		ret = -errno;
+	close(fd);
+	if (ret) {
+		snprintf(why, whylen, "%s", prog.error[0] ? prog.error : strerror(-ret));
+		unlink(path);
+	} else if (json_object_set_new(out, "path", json_string(path)) ||
+		   json_object_set_new(out, "bytes", json_integer((json_int_t)prog.bytes)) ||
+		   json_object_set_new(out, "ms", json_integer((json_int_t)prog.total_ms))) {
+		ret = -ENOMEM;
+	}
+out:
+	pthread_mutex_unlock(&c->lock);
+	return ret;
 }
 
 static int control_shutdown(void *opaque)
@@ -228,4 +510,9 @@ const struct api_ops control_api_ops = {
 	.pause = control_pause,
 	.resume = control_resume,
 	.shutdown = control_shutdown,
+	.migrate = control_migrate,
+	.migration = control_migration,
+	.migrate_finish = control_migrate_finish,
+	.migrate_cancel = control_migrate_cancel,
+	.snapshot = control_snapshot,
 };

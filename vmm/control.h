@@ -16,6 +16,7 @@
 
 #include "vmm/api.h"
 #include "vmm/config.h"
+#include "vmm/migration.h"
 
 struct vm;
 
@@ -29,6 +30,16 @@ struct control {
 	unsigned int boot;		/* its boot number, from 1 */
 	struct timespec boot_start;	/* CLOCK_MONOTONIC when it started running */
 	bool shutdown;			/* the API asked vmm to stop */
+
+	/* A live migration: its thread (vmm-migrate) owns mig_fd while it runs. */
+	bool mig_thread;		/* started and not joined */
+	bool mig_running;		/* between vm.migrate and its end */
+	bool mig_ever;			/* one was started in this process */
+	int mig_fd;
+	char mig_to[256];
+	pthread_t mig_tid;
+	struct mig_params mig_params;
+	struct mig_progress mig;
 };
 
 /* The ops api_handle() calls with a struct control as opaque. */
@@ -46,7 +57,10 @@ void control_destroy(struct control *c);
  */
 void control_attach(struct control *c, struct vm *vm, unsigned int boot);
 
-/* Takes the VM back (before vm_destroy); waits for a request in progress on it. */
+/*
+ * Takes the VM back (before vm_destroy); waits for a request in progress on it,
+ * and for a migration's thread (cancelled if it still runs).
+ */
 void control_detach(struct control *c);
 
 /* Whether the API asked vmm to stop (then no new boot starts). */

@@ -1,11 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /* vmm: command-line entry point. Exit statuses are listed in `vmm --help`. */
 #include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "vmm/api.h"
@@ -15,6 +18,7 @@
 #include "vmm/control.h"
 #include "vmm/exit_status.h"
 #include "vmm/kvm_host.h"
+#include "vmm/migration.h"
 #include "vmm/base/log.h"
 #include "vmm/term.h"
 #include "vmm/base/util.h"
@@ -100,8 +104,119 @@ static void log_thp(const struct vmm_config *cfg)
 }
 
 /*
+ * --incoming tcp:HOST:PORT: the listening socket, made before the VM so a source
+ * can connect while the destination sets up; -1 after log_error().
+ */
+static int incoming_listen(const char *spec)
+{
+	char host[256], *port;
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_PASSIVE };
+	struct addrinfo *res = NULL;
+	int fd = -1, one = 1, ret;
+
+	snprintf(host, sizeof(host), "%s", spec + 4);
+	port = strrchr(host, ':');
+	*port++ = '\0';
+	ret = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
+	if (ret) {
+		log_error("--incoming %s: %s — give tcp:HOST:PORT with an address of this host",
+			  spec, gai_strerror(ret));
+		return -1;
+	}
+	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0 && (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+			bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 1) < 0)) {
+		log_error("--incoming %s: cannot listen there: %s — pick a free port on an address "
+			  "of this host", spec, strerror(errno));
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	return fd;
+}
+
+/* Waits for the source's connection; the socket, or -1 (a stop signal, or an error). */
+static int incoming_accept(int lfd, int sig_fd, const char *spec)
+{
+	struct pollfd fds[2] = {
+		{ .fd = lfd, .events = POLLIN },
+		{ .fd = sig_fd, .events = POLLIN },
+	};
+	int fd;
+
+	log_info("waiting for a migration on %s", spec);
+	for (;;) {
+		if (poll(fds, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (fds[1].revents) {
+			log_error("--incoming: stopped by a signal before any migration arrived");
+			return -1;
+		}
+		fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd >= 0)
+			return fd;
+		if (errno != EINTR && errno != ECONNABORTED) {
+			log_error("--incoming: accept failed: %s", strerror(errno));
+			return -1;
+		}
+	}
+}
+
+/*
+ * The first boot's VM from a migration (--incoming) or a snapshot (--restore)
+ * instead of the kernel: created without a guest, loaded, started. 0, or an exit
+ * status after reporting (the VM was never started then).
+ */
+static int start_from_stream(struct vm *vm, const struct vmm_config *cfg, int sig_fd)
+{
+	int lfd = -1, fd, ret;
+
+	if (cfg->incoming) {
+		lfd = incoming_listen(cfg->incoming);
+		if (lfd < 0)
+			return VMM_EXIT_USAGE;
+	}
+	ret = vm_create(vm, cfg, NULL);
+	if (ret) {
+		if (lfd >= 0)
+			close(lfd);
+		return ret;
+	}
+	if (cfg->incoming) {
+		fd = incoming_accept(lfd, sig_fd, cfg->incoming);
+		close(lfd);
+	} else {
+		fd = open(cfg->restore, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			log_error("--restore %s: %s", cfg->restore, strerror(errno));
+	}
+	if (fd < 0)
+		return VMM_EXIT_MIGRATION;
+	ret = migration_load(vm, fd, cfg->incoming != NULL, false);
+	if (!ret)
+		ret = vm_start_loaded(vm);
+	else
+		ret = VMM_EXIT_MIGRATION;
+	if (!ret && cfg->incoming && migration_ack(fd)) {
+		log_error("--incoming: the source is gone before it heard that the guest runs here; "
+			  "it runs the guest on — stopping this copy");
+		ret = VMM_EXIT_MIGRATION;
+	}
+	close(fd);
+	if (!ret)
+		log_info("the guest runs from the %s", cfg->incoming ? "migration" : "snapshot");
+	return ret;
+}
+
+/*
  * Runs the guest, rebooting it unless --no-reboot; returns the exit status.
- * Each boot's VM is handed to the control API (ctl) while it runs.
+ * Each boot's VM is handed to the control API (ctl) while it runs. The first
+ * boot comes from a migration or a snapshot with --incoming/--restore (img may
+ * then be NULL: a reboot then ends vmm).
  */
 static int run_guest(const struct vmm_config *cfg, const struct arch_boot *img, int sig_fd,
 		     struct control *ctl)
@@ -125,9 +240,16 @@ static int run_guest(const struct vmm_config *cfg, const struct arch_boot *img, 
 			return VMM_EXIT_OK;
 		}
 		log_info("boot %u: creating the VM", boot);
-		ret = vm_create(&vm, cfg, img);
-		if (!ret)
-			ret = vm_start(&vm);
+		if (boot == 1 && (cfg->incoming || cfg->restore)) {
+			ret = start_from_stream(&vm, cfg, sig_fd);
+		} else if (!img) {
+			log_info("the guest rebooted, and no --kernel was given to boot it again");
+			return VMM_EXIT_OK;
+		} else {
+			ret = vm_create(&vm, cfg, img);
+			if (!ret)
+				ret = vm_start(&vm);
+		}
 		if (ret) {
 			vm_destroy(&vm);
 			return ret;
@@ -155,6 +277,9 @@ static int run_guest(const struct vmm_config *cfg, const struct arch_boot *img, 
 			return sig ? 128 + sig : VMM_EXIT_OK;
 		case VM_SHUTDOWN:
 			log_info("the control API shut the guest down");
+			return VMM_EXIT_OK;
+		case VM_MIGRATED:
+			log_info("the guest was migrated; it runs on at the destination");
 			return VMM_EXIT_OK;
 		case VM_FAILED:
 		default:
@@ -195,12 +320,60 @@ static int run_with_api(const struct vmm_config *cfg, const struct arch_boot *im
 	return ret;
 }
 
+/*
+ * `vmm run --restore PATH` without VM options: the configuration comes from the
+ * snapshot (its run options, plus this command line's --api-socket, --restore and
+ * -v). 0 or an exit status after reporting; *saved outlives cfg.
+ */
+static int restore_config(struct vmm_config *cfg, char ***saved, char *err, size_t errlen)
+{
+	const char *restore = cfg->restore, *api = cfg->api_socket;
+	bool verbose = cfg->verbose;
+	char **argv2 = NULL;
+	enum cli_command cmd;
+	int fd, n = 0, ret;
+
+	fd = open(restore, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		log_error("--restore %s: %s — give the path `vmm snapshot --to` wrote", restore,
+			  strerror(errno));
+		return VMM_EXIT_USAGE;
+	}
+	ret = migration_read_config(fd, &n, saved);
+	close(fd);
+	if (ret)
+		return VMM_EXIT_MIGRATION;
+	argv2 = calloc((size_t)n + 8, sizeof(*argv2));
+	if (!argv2)
+		return VMM_EXIT_RESOURCE;
+	argv2[0] = "vmm";
+	argv2[1] = "run";
+	for (int i = 1; i < n; i++)
+		argv2[i + 1] = (*saved)[i];
+	n++;
+	argv2[n++] = "--restore";
+	argv2[n++] = (char *)restore;
+	if (api) {
+		argv2[n++] = "--api-socket";
+		argv2[n++] = (char *)api;
+	}
+	if (verbose)
+		argv2[n++] = "-v";
+	cli_config_free(cfg);
+	ret = cli_parse(n, argv2, cfg, &cmd, err, errlen);
+	if (ret)
+		log_error("the snapshot's options do not parse here: %s", err);
+	/* cfg points into *saved and restore/api (main's argv), not into argv2 itself. */
+	free(argv2);
+	return ret;
+}
+
 int main(int argc, char **argv)
 {
 	struct vmm_config cfg;
 	struct arch_boot *img;
 	enum cli_command cmd;
-	char err[512];
+	char err[512], **saved_argv = NULL;
 	int ret, sig_fd;
 
 	ret = cli_parse(argc, argv, &cfg, &cmd, err, sizeof(err));
@@ -234,6 +407,11 @@ int main(int argc, char **argv)
 	}
 	log_set_verbose(cfg.verbose);
 	signal(SIGPIPE, SIG_IGN);
+	if (cfg.restore && !cfg.vm_options) {
+		ret = restore_config(&cfg, &saved_argv, err, sizeof(err));
+		if (ret)
+			return ret;
+	}
 
 	sig_fd = block_stop_signals();
 	if (sig_fd < 0) {
@@ -241,7 +419,14 @@ int main(int argc, char **argv)
 		return VMM_EXIT_RESOURCE;
 	}
 	/* Opened and checked once; every boot loads the guest from it. */
-	ret = arch_boot_open(&img, cfg.kernel, cfg.initrd, cfg.cmdline);
+	img = NULL;
+	ret = cfg.kernel ? arch_boot_open(&img, cfg.kernel, cfg.initrd, cfg.cmdline) : 0;
+	if (ret && (cfg.incoming || cfg.restore)) {
+		log_warn("the kernel %s cannot be opened here: the guest runs from the %s, but a "
+			 "reboot will end vmm", cfg.kernel, cfg.incoming ? "migration" : "snapshot");
+		img = NULL;
+		ret = 0;
+	}
 	if (ret) {
 		ret = exit_status_for(EXIT_STEP_BOOT_IMAGE, ret);
 	} else {
@@ -249,6 +434,7 @@ int main(int argc, char **argv)
 	}
 	arch_boot_free(img);
 	cli_config_free(&cfg);
+	migration_config_free(saved_argv);
 	close(sig_fd);
 	return ret;
 }

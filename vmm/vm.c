@@ -106,6 +106,43 @@ static int vm_create_kvm_vm(struct vm *vm)
 	return 0;
 }
 
+/* Gives guest RAM region i to KVM as memslot i, with flags (KVM_MEM_LOG_DIRTY_PAGES or 0). */
+static int vm_set_memslot(struct vm *vm, unsigned int i, uint32_t flags)
+{
+	const struct guest_region *r = &vm->mem.regions[i];
+	struct kvm_userspace_memory_region slot = {
+		.slot = i,
+		.flags = flags,
+		.guest_phys_addr = r->gpa,
+		.memory_size = r->size,
+		.userspace_addr = (uintptr_t)r->hva,
+	};
+
+	return ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0 ? -errno : 0;
+}
+
+int vm_dirty_log_enable(struct vm *vm, bool on)
+{
+	int ret = 0;
+
+	for (unsigned int i = 0; i < vm->mem.nregions; i++) {
+		int r = vm_set_memslot(vm, i, on ? KVM_MEM_LOG_DIRTY_PAGES : 0);
+
+		if (r && !ret)
+			ret = r;
+	}
+	return ret;
+}
+
+int vm_dirty_log_get(struct vm *vm, unsigned int slot, uint64_t *bits)
+{
+	struct kvm_dirty_log log = { .slot = slot, .dirty_bitmap = bits };
+
+	if (slot >= vm->mem.nregions)
+		return -EINVAL;
+	return ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0 ? -errno : 0;
+}
+
 static int vm_create_memory(struct vm *vm)
 {
 	struct guest_mem_range ranges[GUEST_MEM_MAX_REGIONS];
@@ -129,16 +166,9 @@ static int vm_create_memory(struct vm *vm)
 		return VMM_EXIT_RESOURCE;
 	}
 	for (unsigned int i = 0; i < vm->mem.nregions; i++) {
-		const struct guest_region *r = &vm->mem.regions[i];
-		struct kvm_userspace_memory_region slot = {
-			.slot = i,
-			.guest_phys_addr = r->gpa,
-			.memory_size = r->size,
-			.userspace_addr = (uintptr_t)r->hva,
-		};
-
-		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0) {
-			log_error("cannot give guest memory to KVM: %s", strerror(errno));
+		ret = vm_set_memslot(vm, i, 0);
+		if (ret) {
+			log_error("cannot give guest memory to KVM: %s", strerror(-ret));
 			return VMM_EXIT_RESOURCE;
 		}
 	}
@@ -147,7 +177,11 @@ static int vm_create_memory(struct vm *vm)
 
 static int vm_load_guest(struct vm *vm, const struct arch_boot *img)
 {
-	int ret = arch_load_guest(img, &vm->mem, vm->cmdline);
+	int ret;
+
+	if (!img)	/* the guest's state comes from a migration or a snapshot */
+		return 0;
+	ret = arch_load_guest(img, &vm->mem, vm->cmdline);
 
 	return exit_status_for(EXIT_STEP_LOAD_GUEST, ret);
 }
@@ -267,7 +301,7 @@ static int vm_create_virtio_devices(struct vm *vm)
 /* The guest's command line: the user's, plus virtio_mmio.device= entries if asked. */
 static int vm_build_cmdline(struct vm *vm, const struct arch_boot *img)
 {
-	size_t max = arch_boot_cmdline_max(img);
+	size_t max = img ? arch_boot_cmdline_max(img) : SIZE_MAX;
 	size_t len = strlen(vm->cfg->cmdline), cap = len + 1 + vm->nvdevs * 64;
 	char *p;
 
@@ -436,6 +470,30 @@ int vm_start(struct vm *vm)
 		ret = vcpu_start(&vm->vcpus[i]);
 	if (ret) {
 		log_error("cannot start the VM's threads: %s", strerror(-ret));
+		return VMM_EXIT_RUNTIME;
+	}
+	return 0;
+}
+
+int vm_start_loaded(struct vm *vm)
+{
+	int ret = event_loop_start(&vm->loop);
+
+	if (ret) {
+		log_error("cannot start the VM's event loop: %s", strerror(-ret));
+		return VMM_EXIT_RUNTIME;
+	}
+	for (unsigned int i = 0; i < vm->nvdevs; i++) {
+		struct virtio_mmio_dev *d = vm->vdevs[i];
+
+		pthread_mutex_lock(&d->lock);
+		virtio_mmio_resume(d);
+		pthread_mutex_unlock(&d->lock);
+	}
+	for (unsigned int i = 0; !ret && i < vm->ncpus; i++)
+		ret = vcpu_start(&vm->vcpus[i]);
+	if (ret) {
+		log_error("cannot start the VM's vCPU threads: %s", strerror(-ret));
 		return VMM_EXIT_RUNTIME;
 	}
 	return 0;

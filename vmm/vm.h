@@ -33,6 +33,7 @@ enum vm_stop_reason {
 	VM_FAILED,	/* a vCPU or KVM failed; already reported */
 	VM_QUIT,	/* the user asked (Ctrl-A x, SIGTERM ...) */
 	VM_SHUTDOWN,	/* the control API asked (PUT /api/v1/vm.shutdown) */
+	VM_MIGRATED,	/* the guest now runs on a migration's destination */
 };
 
 struct vm {
@@ -62,13 +63,33 @@ struct vm {
 
 /*
  * Builds the whole machine ready to run, loading the guest from img (opened
- * once with arch_boot_open(), loaded at every boot); 0 or a VMM_EXIT_* status
- * after reporting.
+ * once with arch_boot_open(), loaded at every boot); img NULL: no guest is
+ * loaded, its state will come from a migration or a snapshot
+ * (migration_load). 0 or a VMM_EXIT_* status after reporting.
  */
 int vm_create(struct vm *vm, const struct vmm_config *cfg, const struct arch_boot *img);
 
 /* Starts the vCPUs and the event loop; 0 or VMM_EXIT_RUNTIME after reporting. */
 int vm_start(struct vm *vm);
+
+/*
+ * Starts a VM whose state was loaded (migration_load): the event loop, then every
+ * device's queues from their loaded positions, then the vCPUs. 0 or
+ * VMM_EXIT_RUNTIME after reporting.
+ */
+int vm_start_loaded(struct vm *vm);
+
+/*
+ * Turns KVM's dirty-page logging of every RAM memslot on or off
+ * (KVM_MEM_LOG_DIRTY_PAGES); 0 or -errno.
+ */
+int vm_dirty_log_enable(struct vm *vm, bool on);
+
+/*
+ * Fetches and clears KVM's dirty log of RAM region `slot` (guest_mem's index) into
+ * bits (one bit per 4 KiB page of the region, rounded up to 64-bit words); 0 or -errno.
+ */
+int vm_dirty_log_get(struct vm *vm, unsigned int slot, uint64_t *bits);
 
 /*
  * Pauses a started VM: every vCPU out of KVM_RUN and held (its last exit

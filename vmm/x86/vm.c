@@ -119,6 +119,11 @@ static int setup(struct arch_vm *avm)
 	return 0;
 }
 
+const char *arch_name(void)
+{
+	return "x86_64";
+}
+
 int arch_vm_create(struct arch_vm **out, int kvm_fd, int vm_fd, unsigned int ncpus)
 {
 	struct arch_vm *avm = calloc(1, sizeof(*avm));
@@ -175,6 +180,9 @@ ssize_t arch_vm_save(const struct arch_vm *avm, void *buf, size_t len)
 	if (ioctl(avm->vm_fd, KVM_GET_PIT2, &s->pit) < 0 ||
 	    ioctl(avm->vm_fd, KVM_GET_CLOCK, &s->clock) < 0)
 		goto fail;
+	/* A paused VM's clock is the value frozen at the pause (arch_vm_pause). */
+	if (avm->clock_frozen)
+		s->clock.clock = avm->paused_clock.clock;
 	memcpy(buf, s, sizeof(*s));
 	free(s);
 	return (ssize_t)sizeof(*s);
