@@ -276,3 +276,138 @@ int api_client_run(const char *command, const char *sock, FILE *out, FILE *err)
 	free(body);
 	return ret;
 }
+
+/* ---- vmm migrate, vmm snapshot ---- */
+
+static int ctl_request(const char *command, const char *sock, const char *method,
+		       const char *endpoint, const char *json, unsigned int *status, char **body,
+		       FILE *err)
+{
+	char path[64];
+	int ret;
+
+	snprintf(path, sizeof(path), API_PREFIX "%s", endpoint);
+	ret = api_client_request_body(sock, method, path, json, API_CLIENT_TIMEOUT_MS, status,
+				      body);
+	if (ret) {
+		fprintf(err, "vmm %s: cannot reach the VMM at %s: %s%s\n", command, sock,
+			ret == -EBADMSG ? "the reply is not HTTP" : strerror(-ret),
+			ret == -ENOENT || ret == -ECONNREFUSED ?
+			" — is `vmm run --api-socket` running with that path?" : "");
+		return API_CLIENT_UNREACHABLE;
+	}
+	if (*status < 200 || *status >= 300) {
+		print_error(err, command, *status, *body);
+		return *status == 409 ? API_CLIENT_STATE : API_CLIENT_REFUSED;
+	}
+	return API_CLIENT_OK;
+}
+
+static long long jint(json_t *o, const char *key)
+{
+	return (long long)json_integer_value(json_object_get(o, key));
+}
+
+int api_client_migrate(const char *sock, const char *to, unsigned long long max_downtime_ms,
+		       unsigned long long bandwidth, bool finish, bool cancel, FILE *out, FILE *err)
+{
+	unsigned int status = 0;
+	char *body = NULL, *json;
+	long long last_it = -1, last_phase_print = -1;
+	json_t *req;
+	int ret;
+
+	if (finish || cancel) {
+		ret = ctl_request("migrate", sock, "PUT", finish ? "vm.migrate-finish" :
+				  "vm.migrate-cancel", NULL, &status, &body, err);
+		if (!ret)
+			fprintf(out, "%s\n", finish ? "finishing: the guest pauses for the last copy" :
+				"cancelled: the guest runs on here");
+		free(body);
+		return ret;
+	}
+	req = json_pack("{s:s,s:I,s:I}", "to", to, "max_downtime_ms", (json_int_t)max_downtime_ms,
+			"bandwidth", (json_int_t)bandwidth);
+	json = req ? json_dumps(req, JSON_COMPACT) : NULL;
+	json_decref(req);
+	if (!json)
+		return API_CLIENT_REFUSED;
+	ret = ctl_request("migrate", sock, "PUT", "vm.migrate", json, &status, &body, err);
+	free(json);
+	free(body);
+	body = NULL;
+	if (ret)
+		return ret;
+	fprintf(out, "migrating to %s\n", to);
+	fflush(out);
+	for (;;) {
+		json_t *o;
+		const char *state;
+
+		usleep(200 * 1000);
+		ret = ctl_request("migrate", sock, "GET", "vm.migration", NULL, &status, &body, err);
+		if (ret)
+			return ret == API_CLIENT_UNREACHABLE ? API_CLIENT_REFUSED : ret;
+		o = json_loads(body, 0, NULL);
+		free(body);
+		body = NULL;
+		state = o ? json_string_value(json_object_get(o, "state")) : NULL;
+		if (!state) {
+			json_decref(o);
+			fprintf(err, "vmm migrate: the progress reply is not vm.migration's\n");
+			return API_CLIENT_UNREACHABLE;
+		}
+		if (!strcmp(state, "completed")) {
+			fprintf(out, "migrated to %s in %lld ms; the guest was paused %lld ms; %.1f MiB "
+				"sent in %lld passes\n", to, jint(o, "total_ms"), jint(o, "downtime_ms"),
+				(double)jint(o, "bytes") / (1 << 20), jint(o, "iteration"));
+			json_decref(o);
+			return API_CLIENT_OK;
+		}
+		if (!strcmp(state, "failed")) {
+			fprintf(err, "vmm migrate: the migration failed: %s; the guest runs on at the "
+				"source\n", json_string_value(json_object_get(o, "error")) ?: "?");
+			json_decref(o);
+			return API_CLIENT_REFUSED;
+		}
+		if (jint(o, "iteration") != last_it && !strcmp(state, "precopy")) {
+			last_it = jint(o, "iteration");
+			fprintf(out, "pass %lld: %.1f MiB sent, %lld pages dirty (%lld/s), %.1f MiB/s, "
+				"expected downtime %lld ms%s\n", last_it,
+				(double)jint(o, "bytes") / (1 << 20), jint(o, "dirty_pages"),
+				jint(o, "dirty_rate_pps"), (double)jint(o, "bandwidth_bps") / (1 << 20),
+				jint(o, "expected_downtime_ms"),
+				json_is_true(json_object_get(o, "not_converging")) ?
+				" — not converging: `vmm migrate --finish` ends it with that downtime" :
+				"");
+		} else if (!strcmp(state, "stopcopy") && last_phase_print != 1) {
+			last_phase_print = 1;
+			fprintf(out, "guest paused: sending the rest\n");
+		}
+		fflush(out);
+		json_decref(o);
+	}
+}
+
+int api_client_snapshot(const char *sock, const char *to, FILE *out, FILE *err)
+{
+	unsigned int status = 0;
+	char *body = NULL, *json;
+	json_t *req = json_pack("{s:s}", "to", to), *o;
+	int ret;
+
+	json = req ? json_dumps(req, JSON_COMPACT) : NULL;
+	json_decref(req);
+	if (!json)
+		return API_CLIENT_REFUSED;
+	ret = ctl_request("snapshot", sock, "PUT", "vm.snapshot", json, &status, &body, err);
+	free(json);
+	if (!ret) {
+		o = json_loads(body, 0, NULL);
+		fprintf(out, "snapshot written to %s: %.1f MiB in %lld ms\n", to,
+			(double)jint(o, "bytes") / (1 << 20), jint(o, "ms"));
+		json_decref(o);
+	}
+	free(body);
+	return ret;
+}

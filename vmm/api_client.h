@@ -11,6 +11,7 @@
 #ifndef VMM_API_CLIENT_H
 #define VMM_API_CLIENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -51,5 +52,17 @@ int api_client_parse_reply(const char *raw, size_t len, unsigned int *status, si
  * printing its line on out and errors on err; returns an api_client_exit.
  */
 int api_client_run(const char *command, const char *sock, FILE *out, FILE *err);
+
+/*
+ * `vmm migrate`: starts a migration (PUT vm.migrate) and prints its progress
+ * (GET vm.migration) until it completes (API_CLIENT_OK, a summary line) or fails
+ * (API_CLIENT_REFUSED: the guest runs on at the source); finish/cancel send
+ * vm.migrate-finish / vm.migrate-cancel instead.
+ */
+int api_client_migrate(const char *sock, const char *to, unsigned long long max_downtime_ms,
+		       unsigned long long bandwidth, bool finish, bool cancel, FILE *out, FILE *err);
+
+/* `vmm snapshot`: PUT vm.snapshot {"to": to}; prints where and how much. */
+int api_client_snapshot(const char *sock, const char *to, FILE *out, FILE *err);
 
 #endif

@@ -25,6 +25,11 @@ enum {
 	OPT_API_SOCKET,
 	OPT_INCOMING,
 	OPT_RESTORE,
+	OPT_TO,
+	OPT_MAX_DOWNTIME,
+	OPT_BANDWIDTH,
+	OPT_FINISH,
+	OPT_CANCEL,
 };
 
 /* The control subcommands: thin clients of the API (vmm/api_client.c). */
@@ -33,10 +38,17 @@ static const struct { const char *name; enum cli_command cmd; } ctl_commands[] =
 	{ "resume", CLI_RESUME },
 	{ "status", CLI_STATUS },
 	{ "shutdown", CLI_SHUTDOWN },
+	{ "migrate", CLI_MIGRATE },
+	{ "snapshot", CLI_SNAPSHOT },
 };
 
 static const struct option ctl_options[] = {
 	{ "api-socket", required_argument, NULL, OPT_API_SOCKET },
+	{ "to", required_argument, NULL, OPT_TO },
+	{ "max-downtime", required_argument, NULL, OPT_MAX_DOWNTIME },
+	{ "bandwidth", required_argument, NULL, OPT_BANDWIDTH },
+	{ "finish", no_argument, NULL, OPT_FINISH },
+	{ "cancel", no_argument, NULL, OPT_CANCEL },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -76,7 +88,10 @@ void cli_print_help(FILE *out)
 	      "  resume     resume a paused VM: vmm resume --api-socket PATH\n"
 	      "  status     print a VM's state, vCPUs, memory and uptime: vmm status --api-socket PATH\n"
 	      "  shutdown   stop a VM's guest and its vmm (exit 0): vmm shutdown --api-socket PATH\n"
-	      "             (these four talk to `vmm run --api-socket PATH`; see `vmm pause --help`)\n"
+	      "  migrate    move a running VM to another host: vmm migrate --api-socket PATH --to\n"
+	      "             tcp:HOST:PORT (that host runs `vmm run --incoming tcp:HOST:PORT ...`)\n"
+	      "  snapshot   write a VM's state to a file: vmm snapshot --api-socket PATH --to FILE\n"
+	      "             (these talk to `vmm run --api-socket PATH`; see `vmm pause --help`)\n"
 	      "\n"
 	      "Exit status of `vmm run`:\n"
 	      "  0    the guest powered off (or rebooted with --no-reboot), Ctrl-A x was typed,\n"
@@ -86,6 +101,10 @@ void cli_print_help(FILE *out)
 	      "  3    KVM unavailable: /dev/kvm missing, not permitted, or unusable\n"
 	      "  4    boot image error: kernel or initrd missing, unreadable, invalid, or too big\n"
 	      "  5    host resource error: the host cannot provide the memory or threads asked for\n"
+	      "  8    --incoming or --restore: the migration stream or snapshot was refused (not\n"
+	      "       vmm's, another version, another VM shape, corrupted or cut short) or the\n"
+	      "       source went away; no guest ran here\n"
+	      "  0    also: the guest was migrated away (vmm migrate) and runs on elsewhere\n"
 	      "  128+N  the VMM was stopped by signal N (e.g. 143 for SIGTERM)\n"
 	      "\n"
 	      "Environment:\n"
@@ -95,6 +114,7 @@ void cli_print_help(FILE *out)
 void cli_print_run_help(FILE *out)
 {
 	fputs("Usage: vmm run --kernel PATH [OPTIONS]\n"
+	      "       vmm run --incoming tcp:HOST:PORT [OPTIONS]   vmm run --restore FILE [OPTIONS]\n"
 	      "\n"
 	      "Boots a Linux bzImage. The guest's serial console (ttyS0) is the terminal:\n"
 	      "stdin goes to the guest, the guest's output to stdout. On a terminal, type\n"
@@ -145,7 +165,14 @@ void cli_print_run_help(FILE *out)
 	      "Control:\n"
 	      "  --api-socket PATH serve the control API (HTTP/1.1 + JSON, docs/api.md) on a unix\n"
 	      "                    socket created there (mode 0600; a stale socket is replaced, any\n"
-	      "                    other file is refused); vmm pause|resume|status|shutdown use it\n"
+	      "                    other file is refused); vmm pause|resume|status|shutdown|migrate|\n"
+	      "                    snapshot use it\n"
+	      "  --incoming tcp:HOST:PORT\n"
+	      "                    wait there for a live migration (vmm migrate on the source) instead\n"
+	      "                    of booting: give the source's --cpus, --memory and device options\n"
+	      "                    (in the same order; paths may differ), --kernel is optional\n"
+	      "  --restore FILE    start from a snapshot (vmm snapshot): alone, with the snapshot's\n"
+	      "                    own options; with device options, those (same shape) instead\n"
 	      "  -v, --verbose     report progress on stderr\n"
 	      "  -h, --help        show this help\n", out);
 }
@@ -153,15 +180,29 @@ void cli_print_run_help(FILE *out)
 void cli_print_ctl_help(FILE *out)
 {
 	fputs("Usage: vmm pause|resume|status|shutdown --api-socket PATH\n"
+	      "       vmm migrate --api-socket PATH --to tcp:HOST:PORT [--max-downtime MS]\n"
+	      "                   [--bandwidth BYTES]\n"
+	      "       vmm migrate --api-socket PATH --finish|--cancel\n"
+	      "       vmm snapshot --api-socket PATH --to FILE\n"
 	      "\n"
 	      "Talk to a `vmm run --api-socket PATH` through its control API (docs/api.md):\n"
 	      "  pause      hold every vCPU and stop the devices' queues; the guest sees no time pass\n"
 	      "  resume     run a paused VM again\n"
 	      "  status     print one line: state, vCPUs, memory, devices, uptime\n"
 	      "  shutdown   stop the guest; that vmm exits 0. Returns once it has exited\n"
+	      "  migrate    move the running guest to `vmm run --incoming tcp:HOST:PORT` on another\n"
+	      "             host: progress on the terminal, a summary at the end; the source vmm\n"
+	      "             then exits 0. --finish: stop-and-copy now (a migration that does not\n"
+	      "             converge); --cancel: give up, the guest runs on here\n"
+	      "  snapshot   write the VM's whole state to a new FILE (the guest pauses meanwhile);\n"
+	      "             `vmm run --restore FILE` starts it again, here or on another host\n"
 	      "\n"
 	      "Options:\n"
 	      "  --api-socket PATH the VM's control socket; required\n"
+	      "  --to DEST         migrate: tcp:HOST:PORT; snapshot: a file that does not exist\n"
+	      "  --max-downtime T  migrate: the pause the guest may see, in ms (300, 300ms, 1s);\n"
+	      "                    default 300 ms\n"
+	      "  --bandwidth B     migrate: bytes per second at most (e.g. 1G); default no cap\n"
 	      "  -h, --help        show this help\n"
 	      "\n"
 	      "Exit status:\n"
@@ -171,7 +212,8 @@ void cli_print_ctl_help(FILE *out)
 	      "  6    cannot reach the VMM: no socket there, nobody serving it, or not an answer\n"
 	      "       from vmm's API\n"
 	      "  7    the VM is not in a state for it: pause of a paused VM, resume of a running\n"
-	      "       one, or a VM shutting down\n", out);
+	      "       one, or a VM shutting down, a migration already running\n"
+	      "  1    (migrate) the migration failed; the guest runs on at the source\n", out);
 }
 
 static int usage_error(char *err, size_t errlen, const char *fmt, ...)
@@ -487,6 +529,7 @@ static int memory_kv(struct vmm_config *cfg, void *obj, const char *key, char *v
 static void config_defaults(struct vmm_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
+	cfg->ctl.max_downtime_ms = 300;
 	cfg->cmdline = VMM_DEFAULT_CMDLINE;
 	cfg->ncpus = 1;
 	cfg->memory = VMM_DEFAULT_MEMORY;
@@ -649,10 +692,43 @@ static int cli_parse_ctl(int argc, char **argv, struct vmm_config *cfg, enum cli
 		if (opt == ':')
 			return usage_error(err, errlen, "vmm %s: option '%s' needs a value", name,
 					   argv[optind - 1]);
-		if (!*optarg)
-			return usage_error(err, errlen, "vmm %s: --api-socket is empty — give the "
-					   "VM's control socket", name);
-		cfg->api_socket = optarg;
+		if (which != CLI_MIGRATE && which != CLI_SNAPSHOT && opt != OPT_API_SOCKET)
+			return usage_error(err, errlen, "vmm %s takes only --api-socket — see `vmm %s "
+					   "--help`", name, name);
+		if (which == CLI_SNAPSHOT && opt != OPT_API_SOCKET && opt != OPT_TO)
+			return usage_error(err, errlen, "vmm snapshot takes --api-socket and --to — "
+					   "see `vmm snapshot --help`");
+		if (optarg && !*optarg)
+			return usage_error(err, errlen, "vmm %s: %s is empty", name, argv[optind - 1]);
+		switch (opt) {
+		case OPT_API_SOCKET:
+			cfg->api_socket = optarg;
+			break;
+		case OPT_TO:
+			cfg->ctl.to = optarg;
+			break;
+		case OPT_MAX_DOWNTIME: {
+			char *end;
+			unsigned long long v = strtoull(optarg, &end, 10);
+
+			if (end == optarg || (strcmp(end, "") && strcmp(end, "ms") && strcmp(end, "s")))
+				return usage_error(err, errlen, "vmm migrate: --max-downtime %s: give "
+						   "milliseconds (300, 300ms) or seconds (1s)", optarg);
+			cfg->ctl.max_downtime_ms = !strcmp(end, "s") ? v * 1000 : v;
+			break;
+		}
+		case OPT_BANDWIDTH:
+			if (parse_size(optarg, &cfg->ctl.bandwidth) || !cfg->ctl.bandwidth)
+				return usage_error(err, errlen, "vmm migrate: --bandwidth %s: give bytes "
+						   "per second, e.g. 1G or 500M", optarg);
+			break;
+		case OPT_FINISH:
+			cfg->ctl.finish = true;
+			break;
+		case OPT_CANCEL:
+			cfg->ctl.cancel = true;
+			break;
+		}
 	}
 	if (optind < argc)
 		return usage_error(err, errlen, "vmm %s: unexpected argument '%s' — see `vmm %s "
@@ -660,6 +736,11 @@ static int cli_parse_ctl(int argc, char **argv, struct vmm_config *cfg, enum cli
 	if (!cfg->api_socket)
 		return usage_error(err, errlen, "vmm %s needs --api-socket PATH (the socket given "
 				   "to `vmm run --api-socket`)", name);
+	if (which == CLI_SNAPSHOT && !cfg->ctl.to)
+		return usage_error(err, errlen, "vmm snapshot needs --to FILE (a new file)");
+	if (which == CLI_MIGRATE && !cfg->ctl.to && !cfg->ctl.finish && !cfg->ctl.cancel)
+		return usage_error(err, errlen, "vmm migrate needs --to tcp:HOST:PORT (the "
+				   "destination's `vmm run --incoming`), or --finish / --cancel");
 	return 0;
 }
 

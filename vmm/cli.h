@@ -22,6 +22,8 @@ enum cli_command {
 	CLI_RESUME,
 	CLI_STATUS,
 	CLI_SHUTDOWN,
+	CLI_MIGRATE,	/* `vmm migrate --api-socket PATH --to tcp:HOST:PORT ...` (cfg->ctl) */
+	CLI_SNAPSHOT,	/* `vmm snapshot --api-socket PATH --to FILE` */
 	CLI_CTL_HELP,	/* `vmm pause --help` and the like */
 };
 

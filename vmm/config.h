@@ -63,6 +63,14 @@ struct vmm_config {
 	int run_argc;
 	char **run_argv;		/* into main's argv; freed array by cli_config_free() */
 
+	/* The control subcommands' own options (vmm migrate, vmm snapshot). */
+	struct {
+		const char *to;			/* --to */
+		uint64_t max_downtime_ms;	/* --max-downtime (default 300 ms) */
+		uint64_t bandwidth;		/* --bandwidth, bytes/s (0: no cap) */
+		bool finish, cancel;		/* --finish, --cancel */
+	} ctl;
+
 	/* Strings split out of option values; freed by cli_config_free(). */
 	char *owned[VMM_MAX_OWNED];
 	unsigned int nowned;

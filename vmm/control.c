@@ -57,6 +57,20 @@ void control_detach(struct control *c)
 	}
 }
 
+void control_wait_reported(struct control *c, unsigned int timeout_ms)
+{
+	for (unsigned int waited = 0; waited < timeout_ms; waited += 20) {
+		bool done;
+
+		pthread_mutex_lock(&c->lock);
+		done = c->mig_reported || !c->mig_ever;
+		pthread_mutex_unlock(&c->lock);
+		if (done)
+			return;
+		usleep(20 * 1000);
+	}
+}
+
 bool control_shutdown_requested(struct control *c)
 {
 	bool ret;
@@ -355,6 +369,7 @@ static int control_migrate(void *opaque, const char *to, uint64_t max_downtime_m
 		goto out;
 	}
 	memset(&c->mig, 0, sizeof(c->mig));
+	c->mig_reported = false;
 	mig_params_default(&c->mig_params);
 	c->mig_params.max_downtime_ms = max_downtime_ms;
 	c->mig_params.bandwidth = bandwidth;
@@ -420,6 +435,8 @@ static int control_migration(void *opaque, json_t *out)
 	    (phase == MIG_FAILED &&
 	     json_object_set_new(out, "error", json_string(p->error[0] ? p->error : "failed"))))
 		ret = -ENOMEM;
+	if (!ret && (phase == MIG_DONE || phase == MIG_FAILED))
+		c->mig_reported = true;
 	pthread_mutex_unlock(&c->lock);
 	return ret;
 }

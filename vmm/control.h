@@ -40,6 +40,7 @@ struct control {
 	pthread_t mig_tid;
 	struct mig_params mig_params;
 	struct mig_progress mig;
+	bool mig_reported;		/* a client read the migration's final state */
 };
 
 /* The ops api_handle() calls with a struct control as opaque. */
@@ -62,6 +63,13 @@ void control_attach(struct control *c, struct vm *vm, unsigned int boot);
  * and for a migration's thread (cancelled if it still runs).
  */
 void control_detach(struct control *c);
+
+/*
+ * After a migration completed: waits (at most timeout_ms) until a client has read
+ * its final state (GET vm.migration), so `vmm migrate` prints the summary before
+ * this vmm exits and its socket goes.
+ */
+void control_wait_reported(struct control *c, unsigned int timeout_ms);
 
 /* Whether the API asked vmm to stop (then no new boot starts). */
 bool control_shutdown_requested(struct control *c);

@@ -280,6 +280,7 @@ static int run_guest(const struct vmm_config *cfg, const struct arch_boot *img, 
 			return VMM_EXIT_OK;
 		case VM_MIGRATED:
 			log_info("the guest was migrated; it runs on at the destination");
+			control_wait_reported(ctl, 3000);
 			return VMM_EXIT_OK;
 		case VM_FAILED:
 		default:
@@ -402,6 +403,14 @@ int main(int argc, char **argv)
 	case CLI_SHUTDOWN:
 		signal(SIGPIPE, SIG_IGN);
 		return api_client_run(argv[1], cfg.api_socket, stdout, stderr);
+	case CLI_MIGRATE:
+		signal(SIGPIPE, SIG_IGN);
+		return api_client_migrate(cfg.api_socket, cfg.ctl.to, cfg.ctl.max_downtime_ms,
+					  cfg.ctl.bandwidth, cfg.ctl.finish, cfg.ctl.cancel, stdout,
+					  stderr);
+	case CLI_SNAPSHOT:
+		signal(SIGPIPE, SIG_IGN);
+		return api_client_snapshot(cfg.api_socket, cfg.ctl.to, stdout, stderr);
 	case CLI_RUN:
 		break;
 	}
