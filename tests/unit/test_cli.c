@@ -965,3 +965,74 @@ Test(cli, help_lists_control)
 	cr_assert(strstr(buf, "--api-socket PATH serve the control API"));
 	cr_assert(strstr(buf, "  7    the VM is not in a state for it"));
 }
+
+/* ---- migration and snapshots ---- */
+
+Test(cli, run_options_recorded_without_host_only_ones)
+{
+	cr_assert_eq(PARSE("run", "--kernel", "k", "--api-socket", "/s", "-v", "--cpus", "2",
+			   "--disk", "path=d.img", "--api-socket=/t"), 0);
+	cr_assert_eq(cfg.run_argc, 6);
+	cr_assert_str_eq(cfg.run_argv[0], "--kernel");
+	cr_assert_str_eq(cfg.run_argv[1], "k");
+	cr_assert_str_eq(cfg.run_argv[2], "--cpus");
+	cr_assert_str_eq(cfg.run_argv[3], "2");
+	cr_assert_str_eq(cfg.run_argv[4], "--disk");
+	cr_assert_str_eq(cfg.run_argv[5], "path=d.img");
+	cr_assert_eq(cfg.vm_options, 3);
+}
+
+Test(cli, incoming_needs_no_kernel_and_takes_tcp_only)
+{
+	cr_assert_eq(PARSE("run", "--incoming", "tcp:0.0.0.0:4444", "--memory", "1G"), 0);
+	cr_assert_str_eq(cfg.incoming, "tcp:0.0.0.0:4444");
+	cr_assert_null(cfg.kernel);
+	cr_assert_eq(cfg.run_argc, 2, "--incoming is not part of the VM's shape");
+	expect_usage_error(PARSE("run", "--incoming", "unix:/x"), "tcp:HOST:PORT");
+	expect_usage_error(PARSE("run", "--incoming", "tcp:4444"), "tcp:HOST:PORT");
+	expect_usage_error(PARSE("run", "--incoming", "tcp:a:1", "--restore", "s"), "exclude");
+}
+
+Test(cli, restore_alone_counts_no_vm_options)
+{
+	cr_assert_eq(PARSE("run", "--restore", "/snap", "--api-socket", "/s", "-v"), 0);
+	cr_assert_str_eq(cfg.restore, "/snap");
+	cr_assert_eq(cfg.vm_options, 0);
+	cr_assert_eq(cfg.run_argc, 0);
+	expect_usage_error(PARSE("run", "--restore", ""), "snapshot");
+}
+
+Test(cli, migrate_subcommand)
+{
+	cr_assert_eq(PARSE("migrate", "--api-socket", "/s", "--to", "tcp:h:1"), 0);
+	cr_assert_eq(cmd, CLI_MIGRATE);
+	cr_assert_str_eq(cfg.ctl.to, "tcp:h:1");
+	cr_assert_eq(cfg.ctl.max_downtime_ms, 300);
+	cr_assert_eq(cfg.ctl.bandwidth, 0);
+	cr_assert_eq(PARSE("migrate", "--api-socket", "/s", "--to", "tcp:h:1", "--max-downtime",
+			   "1s", "--bandwidth", "1G"), 0);
+	cr_assert_eq(cfg.ctl.max_downtime_ms, 1000);
+	cr_assert_eq(cfg.ctl.bandwidth, 1ULL << 30);
+	cr_assert_eq(PARSE("migrate", "--api-socket", "/s", "--max-downtime", "50ms", "--to",
+			   "tcp:h:1"), 0);
+	cr_assert_eq(cfg.ctl.max_downtime_ms, 50);
+	cr_assert_eq(PARSE("migrate", "--api-socket", "/s", "--finish"), 0);
+	cr_assert(cfg.ctl.finish);
+	expect_usage_error(PARSE("migrate", "--api-socket", "/s"), "--to");
+	expect_usage_error(PARSE("migrate", "--to", "tcp:h:1"), "--api-socket");
+	expect_usage_error(PARSE("migrate", "--api-socket", "/s", "--to", "t", "--max-downtime",
+				 "soon"), "milliseconds");
+	expect_usage_error(PARSE("migrate", "--api-socket", "/s", "--to", "t", "--bandwidth",
+				 "0"), "bytes");
+}
+
+Test(cli, snapshot_subcommand)
+{
+	cr_assert_eq(PARSE("snapshot", "--api-socket", "/s", "--to", "/snap"), 0);
+	cr_assert_eq(cmd, CLI_SNAPSHOT);
+	cr_assert_str_eq(cfg.ctl.to, "/snap");
+	expect_usage_error(PARSE("snapshot", "--api-socket", "/s"), "--to");
+	expect_usage_error(PARSE("snapshot", "--api-socket", "/s", "--to", "/x", "--finish"),
+			   "--api-socket and --to");
+	expect_usage_error(PARSE("pause", "--api-socket", "/s", "--to", "/x"), "only --api-socket");
+}
