@@ -92,11 +92,60 @@ static int fake_shutdown(void *opaque)
 	return 0;
 }
 
+/* Migration ops: remember what they got, answer fake.mig_ret. */
+static char mig_to[128];
+static uint64_t mig_downtime, mig_bandwidth;
+static int mig_ret, mig_calls, snap_ret;
+
+static int fake_migrate(void *opaque, const char *to, uint64_t max_downtime_ms,
+			uint64_t bandwidth, char *why, size_t whylen)
+{
+	(void)opaque;
+	mig_calls++;
+	snprintf(mig_to, sizeof(mig_to), "%s", to);
+	mig_downtime = max_downtime_ms;
+	mig_bandwidth = bandwidth;
+	if (mig_ret)
+		snprintf(why, whylen, "fake reason %d", mig_ret);
+	return mig_ret;
+}
+
+static int fake_migration(void *opaque, json_t *out)
+{
+	(void)opaque;
+	if (!mig_calls)
+		return -ENOENT;
+	json_object_set_new(out, "state", json_string("precopy"));
+	return 0;
+}
+
+static int fake_migrate_finish(void *opaque)
+{
+	(void)opaque;
+	return mig_calls ? 0 : -ENOENT;
+}
+
+static int fake_snapshot(void *opaque, const char *path, json_t *out, char *why, size_t whylen)
+{
+	(void)opaque;
+	if (snap_ret) {
+		snprintf(why, whylen, "fake snapshot reason");
+		return snap_ret;
+	}
+	json_object_set_new(out, "path", json_string(path));
+	return 0;
+}
+
 static const struct api_ops fake_ops = {
 	.info = fake_info,
 	.pause = fake_pause,
 	.resume = fake_resume,
 	.shutdown = fake_shutdown,
+	.migrate = fake_migrate,
+	.migration = fake_migration,
+	.migrate_finish = fake_migrate_finish,
+	.migrate_cancel = fake_migrate_finish,
+	.snapshot = fake_snapshot,
 };
 
 static const struct api_target target = { .ops = &fake_ops, .opaque = &fake, .version = "9.8.7" };
@@ -119,6 +168,8 @@ static void fake_reset(void)
 	fake.paused = false;
 	fake.pause_delay_ms = 0;
 	pthread_mutex_unlock(&fake.lock);
+	mig_ret = mig_calls = snap_ret = 0;
+	mig_to[0] = '\0';
 }
 
 /* ---- api_handle() ---- */
@@ -908,4 +959,73 @@ Test(api_handle, client_text_quoted_safely)
 	expect_error(400, "unknown field '?" "?" "?'");
 	obj = reply_obj();
 	json_decref(obj);
+}
+
+/* ---- migration and snapshot endpoints ---- */
+
+Test(api_handle, migrate_takes_to_and_numbers)
+{
+	handle("GET", "/api/v1/vm.migration", NULL);
+	expect_error(404, "no migration");
+	handle("PUT", "/api/v1/vm.migrate-finish", NULL);
+	expect_error(409, "no migration is running");
+	handle("PUT", "/api/v1/vm.migrate", "{\"to\":\"tcp:h:1\",\"max_downtime_ms\":50,"
+	       "\"bandwidth\":1000}");
+	cr_assert_eq(reply.status, 202, "%u %s", reply.status, reply.body);
+	cr_assert_str_eq(mig_to, "tcp:h:1");
+	cr_assert_eq(mig_downtime, 50);
+	cr_assert_eq(mig_bandwidth, 1000);
+	handle("PUT", "/api/v1/vm.migrate", "{\"to\":\"tcp:h:1\"}");
+	cr_assert_eq(mig_downtime, 300, "default downtime");
+	cr_assert_eq(mig_bandwidth, 0);
+	handle("GET", "/api/v1/vm.migration", NULL);
+	cr_assert_eq(reply.status, 200);
+	handle("PUT", "/api/v1/vm.migrate-finish", NULL);
+	cr_assert_eq(reply.status, 204);
+}
+
+Test(api_handle, migrate_bad_bodies_change_nothing)
+{
+	static const char *const bad[] = {
+		NULL, "{}", "{\"to\":\"\"}", "{\"to\":5}", "{\"to\":\"tcp:h:1\",\"bandwidth\":-1}",
+		"{\"to\":\"tcp:h:1\",\"max_downtime_ms\":\"soon\"}", "{\"to\":\"tcp:h:1\",\"x\":1}",
+	};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		handle("PUT", "/api/v1/vm.migrate", bad[i]);
+		cr_assert_eq(reply.status, 400, "body %s: %u %s", bad[i] ? bad[i] : "(none)",
+			     reply.status, reply.body);
+	}
+	cr_assert_eq(mig_calls, 0);
+}
+
+Test(api_handle, migrate_errors_map_to_statuses)
+{
+	static const struct { int err; unsigned int status; } map[] = {
+		{ -EINVAL, 400 }, { -EBUSY, 409 }, { -EOPNOTSUPP, 409 }, { -ECONNREFUSED, 502 },
+		{ -EAGAIN, 503 },
+	};
+
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+		mig_ret = map[i].err;
+		handle("PUT", "/api/v1/vm.migrate", "{\"to\":\"tcp:h:1\"}");
+		cr_assert_eq(reply.status, map[i].status, "errno %d: %u %s", -map[i].err,
+			     reply.status, reply.body);
+	}
+}
+
+Test(api_handle, snapshot_endpoint)
+{
+	json_t *obj;
+
+	handle("PUT", "/api/v1/vm.snapshot", "{\"to\":\"/s\"}");
+	cr_assert_eq(reply.status, 200);
+	obj = reply_obj();
+	cr_assert_str_eq(json_string_value(json_object_get(obj, "path")), "/s");
+	json_decref(obj);
+	handle("PUT", "/api/v1/vm.snapshot", NULL);
+	expect_error(400, "'to'");
+	snap_ret = -EEXIST;
+	handle("PUT", "/api/v1/vm.snapshot", "{\"to\":\"/s\"}");
+	expect_error(409, "fake snapshot reason");
 }
