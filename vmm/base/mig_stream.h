@@ -125,7 +125,7 @@ void mig_stream_fini(struct mig_stream *s);
 
 /*
  * What the first error was, in words, for the caller's log_error() (e.g.
- * "section 4 (device 1): body checksum mismatch at byte 81232"); "" if none.
+ * "device section 1: the body's checksum does not match at byte 81232"); "" if none.
  */
 const char *mig_stream_why(const struct mig_stream *s);
 
@@ -190,7 +190,10 @@ int mig_section_read(struct mig_stream *s, void *buf, size_t len);
 
 /*
  * Reads the whole body of the open plain section into a new buffer (*out, freed by the
- * caller; its length is sec.len, at most MIG_SECTION_MAX) and finishes it. 0 or -errno.
+ * caller; its length is sec.len, at most MIG_SECTION_MAX) and finishes it. 0 or -errno
+ * (*out NULL): -EBADMSG for a RAM section over MIG_SECTION_MAX, -EINVAL after a partial
+ * read or on a chunked section. The buffer grows as bytes arrive, so a length the peer
+ * claims costs memory only once it sent the bytes.
  */
 int mig_section_read_all(struct mig_stream *s, void **out);
 
