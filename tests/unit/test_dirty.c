@@ -8,6 +8,7 @@
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -209,7 +210,7 @@ static void *marker_thread(void *arg)
 	struct marker *m = arg;
 
 	while (!atomic_load(m->go))
-		;
+		sched_yield();
 	for (uint64_t i = 0; i < PER_THREAD; i++) {
 		/* Pages interleaved with the other threads', so they share every word. */
 		uint64_t page = (i * THREADS + m->id) * 2;

@@ -220,7 +220,7 @@ static int consume(int fd, uint32_t *digest)
 	uint32_t d = 0;
 	int r;
 
-	cr_assert_eq(mig_stream_init(&s, fd, false, 1000), 0);
+	cr_assert_eq(mig_stream_init(&s, fd, false, 5000), 0);
 	r = mig_read_header(&s);
 	while (!r) {
 		r = mig_section_next(&s, &sec);
