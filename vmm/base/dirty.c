@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /* The shared dirty-page log (dirty.h). */
-#define _GNU_SOURCE
+
 #include <errno.h>
 #include <stdatomic.h>
 #include <sys/mman.h>

@@ -9,7 +9,9 @@
  *
  *   stream header   "VMMSTATE" (8 bytes), u32 version (MIG_VERSION),
  *                   u32 flags (MIG_F_*), u8[16] arch name (NUL-padded, e.g. "x86_64"),
- *                   u32 crc32c of the previous 32 bytes
+ *                   u32 crc32c of the previous 32 bytes; this header keeps its
+ *                   layout in every version, so a reader checks its magic and crc
+ *                   before it looks at the version
  *   section*        u32 magic MIG_SECTION_MAGIC, u16 kind (enum mig_kind),
  *                   u16 flags (MIG_SECTION_CHUNKED), u32 instance, u32 version of the
  *                   section's own payload format, u64 length (0 when chunked),
@@ -20,22 +22,29 @@
  *                              ending with a 0-length frame (QEMU's vhost device-state
  *                              transfer framing, include/hw/virtio/vhost.h), then u32 crc32c
  *                              of every chunk's bytes in order
- *   end             a section of kind MIG_KIND_END, length 0
+ *   end             a section header of kind MIG_KIND_END, length 0, not chunked,
+ *                   and no body (nothing follows it, not even a crc)
  *
  * A plain section's length is at most MIG_SECTION_MAX except for RAM sections,
  * which a reader consumes in pieces (mig_section_read) straight into guest RAM.
  *
  * I/O: over a blocking or non-blocking fd (socket, pipe or file), buffered,
  * each wait for the peer bounded by timeout_ms (poll); EINTR retried. A writer
- * on a socket never raises SIGPIPE (MSG_NOSIGNAL for sockets, or the caller
- * ignores SIGPIPE for pipes). Errors are sticky: after the first failure
- * every call returns it.
+ * never raises SIGPIPE (MSG_NOSIGNAL on a socket; on a pipe SIGPIPE is blocked
+ * in the writing thread around each write and a SIGPIPE it raised is consumed).
+ * On a blocking pipe each write is at most PIPE_BUF bytes after poll() said it
+ * fits, so a full pipe is a timeout, never a hang; on a socket every call is
+ * MSG_DONTWAIT. A regular file is read and written without poll().
+ * Errors are sticky: after the first failure every call returns it (misuse by
+ * the caller included: -EINVAL), and mig_stream_why() says what it was.
  *
- * Errors: -EPROTO (not a stream: bad magic, bad section magic, unknown kind),
- * -EPROTONOSUPPORT (a version this build does not read), -EBADMSG (checksum,
- * a length out of bounds, a section read past its end or finished early,
- * truncated stream), -ETIMEDOUT (the peer was silent for timeout_ms),
- * -EPIPE/-ECONNRESET (the peer went away), other -errno from the fd.
+ * Errors: -EPROTO (not a stream: bad magic, bad section magic, unknown kind or
+ * section flags, an arch name without its NUL), -EPROTONOSUPPORT (a version or
+ * stream flags this build does not read), -EBADMSG (checksum, a length out of
+ * bounds, a section read past its end or finished early, truncated stream),
+ * -ETIMEDOUT (the peer was silent for timeout_ms), -EPIPE/-ECONNRESET (the peer
+ * went away), -EINVAL (the caller broke a rule below), -EFBIG (a writer's plain
+ * non-RAM section longer than MIG_SECTION_MAX), other -errno from the fd.
  */
 #ifndef VMM_BASE_MIG_STREAM_H
 #define VMM_BASE_MIG_STREAM_H
@@ -94,11 +103,15 @@ struct mig_stream {
 	bool in_section;
 	struct mig_section cur;
 	uint64_t done;		/* body bytes written/read so far (chunked: chunk bytes) */
-	uint32_t chunk_left;	/* reader, chunked: bytes left in the current chunk */
-	bool chunk_end;		/* reader, chunked: the 0-length frame was read */
 	uint32_t crc;		/* running crc32c of the body */
 	char arch[MIG_ARCH_LEN];	/* reader: the header's arch */
 	uint32_t flags;		/* reader: the header's flags */
+	/* Private. */
+	int phase;		/* before the header, between sections, after END */
+	bool is_fifo;		/* a pipe: SIGPIPE blocked around writes */
+	bool poll_first;	/* poll() before each read/write (a blocking pipe, a tty) */
+	size_t max_write;	/* the largest single write (PIPE_BUF on a blocking pipe) */
+	char why[128];		/* the first error in words */
 };
 
 /* The CRC-32C (Castagnoli) of buf, continuing from crc (start with 0). */
@@ -110,19 +123,31 @@ int mig_stream_init(struct mig_stream *s, int fd, bool writing, int timeout_ms);
 /* Frees the buffer (a writer should mig_flush() first); safe twice. */
 void mig_stream_fini(struct mig_stream *s);
 
+/*
+ * What the first error was, in words, for the caller's log_error() (e.g.
+ * "device section 1: the body's checksum does not match at byte 81232"); "" if none.
+ */
+const char *mig_stream_why(const struct mig_stream *s);
+
 /* ---- writing ---- */
 
-/* The stream header; 0 or -errno. */
+/* The stream header (once, first; arch shorter than MIG_ARCH_LEN); 0 or -errno. */
 int mig_write_header(struct mig_stream *s, uint32_t flags, const char *arch);
 
-/* Opens a plain section of exactly len bytes; 0 or -errno (-EINVAL: a section is open). */
+/*
+ * Opens a plain section of exactly len bytes; 0 or -errno (-EINVAL: a section is open,
+ * no header yet, or kind is END or unknown; -EFBIG: a non-RAM section over MIG_SECTION_MAX).
+ */
 int mig_section_begin(struct mig_stream *s, uint16_t kind, uint32_t instance, uint32_t version,
 		      uint64_t len);
 
 /* Appends body bytes to the open plain section; -EINVAL past its length. */
 int mig_section_write(struct mig_stream *s, const void *buf, size_t len);
 
-/* Closes the open section (plain: all len bytes written, else -EINVAL) with its crc. */
+/*
+ * Closes the open section with its crc: plain (all len bytes written, else -EINVAL) or
+ * chunked (as mig_chunked_end).
+ */
 int mig_section_end(struct mig_stream *s);
 
 /* begin + write + end for a section held in memory. */
@@ -132,13 +157,16 @@ int mig_write_section(struct mig_stream *s, uint16_t kind, uint32_t instance, ui
 /* Opens a chunked section. */
 int mig_chunked_begin(struct mig_stream *s, uint16_t kind, uint32_t instance, uint32_t version);
 
-/* Appends one chunk (1..MIG_CHUNK_MAX bytes; 0 bytes is a no-op) to the open chunked section. */
+/*
+ * Appends len bytes to the open chunked section as one chunk, or as several of at most
+ * MIG_CHUNK_MAX bytes when longer; 0 bytes is a no-op.
+ */
 int mig_chunk_write(struct mig_stream *s, const void *buf, size_t len);
 
 /* Closes the chunked section: the 0-length frame and the crc. */
 int mig_chunked_end(struct mig_stream *s);
 
-/* The END section and a flush. */
+/* The END section and a flush; no section may follow. */
 int mig_write_end(struct mig_stream *s);
 
 /* Sends what is buffered; 0 or -errno. */
@@ -151,8 +179,9 @@ int mig_read_header(struct mig_stream *s);
 
 /*
  * Reads the next section's header into *sec (the previous section must have been
- * finished); checks its magic, crc, kind and, for plain non-RAM sections, length
- * <= MIG_SECTION_MAX. 0 or -errno.
+ * finished); checks its magic, crc, kind, flags and, for plain non-RAM sections, length
+ * <= MIG_SECTION_MAX. 0 or -errno. The section is then open, except END, which
+ * has no body: the stream is over, and a further call is -EINVAL.
  */
 int mig_section_next(struct mig_stream *s, struct mig_section *sec);
 
@@ -161,18 +190,25 @@ int mig_section_read(struct mig_stream *s, void *buf, size_t len);
 
 /*
  * Reads the whole body of the open plain section into a new buffer (*out, freed by the
- * caller; its length is sec.len, at most MIG_SECTION_MAX) and finishes it. 0 or -errno.
+ * caller; its length is sec.len, at most MIG_SECTION_MAX) and finishes it. 0 or -errno
+ * (*out NULL): -EBADMSG for a RAM section over MIG_SECTION_MAX, -EINVAL after a partial
+ * read or on a chunked section. The buffer grows as bytes arrive, so a length the peer
+ * claims costs memory only once it sent the bytes.
  */
 int mig_section_read_all(struct mig_stream *s, void **out);
 
 /*
  * Reads the next chunk of the open chunked section into buf (cap bytes): returns its
  * length, or 0 at the 0-length frame (the section's crc is then checked and the section
- * finished). A chunk longer than cap or MIG_CHUNK_MAX is -EBADMSG.
+ * finished). A chunk longer than cap or MIG_CHUNK_MAX is -EBADMSG; -EINVAL if no chunked
+ * section is open.
  */
 ssize_t mig_chunk_read(struct mig_stream *s, void *buf, size_t cap);
 
-/* Closes the open plain section: every byte read and the crc matches, else -EBADMSG. */
+/*
+ * Closes the open plain section: every byte read and the crc matches, else -EBADMSG
+ * (also for a chunked section before its 0-length frame).
+ */
 int mig_section_finish(struct mig_stream *s);
 
 /* Skips the rest of the open section (plain or chunked), checking its crc. */

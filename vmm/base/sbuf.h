@@ -20,7 +20,8 @@ struct sbuf {
 	size_t len;		/* writer: bytes written; reader: bytes available */
 	size_t cap;		/* writer: allocated */
 	size_t pos;		/* reader: next byte */
-	int err;		/* sticky: 0, -ENOMEM (writer), -EBADMSG (reader underrun) */
+	int err;		/* sticky: 0, -ENOMEM (writer), -EBADMSG (reader underrun),
+				 * -EINVAL (a put on a reader or a get on a writer) */
 	bool writer;
 };
 
@@ -30,7 +31,7 @@ void sbuf_init_writer(struct sbuf *b);
 /* A reader over data[0, len) (not copied, not owned). */
 void sbuf_init_reader(struct sbuf *b, const void *data, size_t len);
 
-/* Frees a writer's buffer; a reader is left alone. Safe twice. */
+/* Frees a writer's buffer (a reader's data is left alone) and clears the error. Safe twice. */
 void sbuf_free(struct sbuf *b);
 
 /* Writer: appends little-endian values or raw bytes; on allocation failure err = -ENOMEM. */
@@ -61,7 +62,7 @@ char *sbuf_get_str(struct sbuf *b, char *buf, size_t cap);
 /* Bytes a reader has left. */
 size_t sbuf_remaining(const struct sbuf *b);
 
-/* The sticky error: 0, -ENOMEM or -EBADMSG. */
+/* The sticky error: 0, -ENOMEM, -EBADMSG or -EINVAL. */
 int sbuf_error(const struct sbuf *b);
 
 /* Reader: 0 if no error and every byte was consumed, else -EBADMSG (trailing bytes) or err. */
