@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /* The shared dirty-page log (dirty.h). */
-
 #include <errno.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
