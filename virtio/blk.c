@@ -311,6 +311,11 @@ static uint8_t blk_finish(struct virtio_blk *b, struct blk_req *r, uint32_t *wri
 	}
 	*r->status = st;
 	*written = (st == VIRTIO_BLK_S_OK ? r->data_written : 0) + 1;
+	/* Dirty logging: what a read brought in (GET_ID's copy was marked as it was written). */
+	if (st == VIRTIO_BLK_S_OK && r->io.op == BLK_IO_READ)
+		virtq_mark_dirty_iov(r->chain.mem, r->io.iov, (unsigned int)r->io.niov,
+				     r->data_written);
+	virtq_mark_dirty_host(r->chain.mem, r->status, 1);
 	return st;
 }
 
@@ -916,6 +921,31 @@ static void blk_destroy(struct virtio_mmio_dev *d)
 	virtio_blk_destroy(container_of(d, struct virtio_blk, dev));
 }
 
+/*
+ * Migration: nothing beyond the queues, whose requests all completed when they
+ * were paused (blk_be_stop drains them). The destination's disk must look the
+ * same to the guest: its config space (capacity, block size, limits) must equal
+ * the source's.
+ */
+#define BLK_STATE_VERSION	1
+
+static int blk_save(struct virtio_mmio_dev *d, struct sbuf *out)
+{
+	sbuf_put_u32(out, BLK_STATE_VERSION);
+	return 0;
+}
+
+static int blk_load(struct virtio_mmio_dev *d, struct sbuf *in)
+{
+	int ret = virtio_mmio_load_version(d, in, BLK_STATE_VERSION);
+
+	if (!ret)
+		ret = sbuf_finish(in);
+	if (!ret)
+		ret = virtio_mmio_load_config_same(d, "the disk's size or geometry");
+	return ret;
+}
+
 /* A reset stops the queues first, and a stop drains what is in flight (blk_be_stop). */
 static const struct virtio_dev_ops blk_ops = {
 	.name = "virtio-blk",
@@ -923,6 +953,8 @@ static const struct virtio_dev_ops blk_ops = {
 	.nqueues = BLK_NUM_QUEUES,
 	.queue_max_size = BLK_QUEUE_SIZE,
 	.destroy = blk_destroy,
+	.save = blk_save,
+	.load = blk_load,
 };
 
 int virtio_blk_attach(struct virtio_blk *b, struct virtio_host *host, uint64_t base,

@@ -86,6 +86,7 @@ void blk_user_fail_chain(const struct virtq_chain *c)
 
 		if (v->iov_len) {
 			((uint8_t *)v->iov_base)[v->iov_len - 1] = VIRTIO_BLK_S_IOERR;
+			virtq_mark_dirty_host(c->mem, (uint8_t *)v->iov_base + v->iov_len - 1, 1);
 			return;
 		}
 	}
