@@ -122,7 +122,8 @@ void virtio_blk_fini(struct virtio_blk *b);
  * writable byte) into its writable ones. Never trusts the chain's contents.
  * Returns the VIRTIO_BLK_S_* status it wrote and sets *written to the bytes
  * written into writable segments (0 if the chain has no room for a status
- * byte, otherwise data + 1).
+ * byte, otherwise data + 1). What it writes to guest RAM is marked dirty, as
+ * for the queues' completions.
  */
 uint8_t blk_handle_chain(struct virtio_blk *b, const struct virtq_chain *c, uint32_t *written);
 
