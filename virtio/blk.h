@@ -91,6 +91,9 @@ struct virtio_blk {
 	/* The disk. */
 	int fd;
 	bool readonly;
+	char *path;			/* the image, for messages */
+	bool locked;			/* holds the image's lock (blk_lock) */
+	bool lock_deferred;		/* a migration's destination: locked at switchover */
 	bool direct;				/* opened O_DIRECT */
 	bool is_bdev;				/* a block device rather than a regular file */
 	bool no_fallocate;			/* write zeros by hand (tests: as without fallocate) */

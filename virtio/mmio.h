@@ -82,6 +82,11 @@ struct virtio_host {
 	int (*irqfd)(struct virtio_host *h, uint32_t gsi, int fd, bool assign);
 	/* Data paths outside the VMM (kernel vhost ...) devices may use; NULL: none. */
 	const struct virtio_offload *offload;
+	/*
+	 * The VM waits for an incoming migration: devices take nothing only one host may
+	 * hold (a disk image's lock) until their switchover(true).
+	 */
+	bool incoming;
 };
 
 struct virtio_mmio_dev;
@@ -120,6 +125,13 @@ struct virtio_dev_ops {
 	 */
 	int (*save)(struct virtio_mmio_dev *d, struct sbuf *out);
 	int (*load)(struct virtio_mmio_dev *d, struct sbuf *in);
+	/*
+	 * Optional, migration: active=false: the source's guest is paused for good, give up
+	 * what only one host may hold (blk: the image's lock) for the destination to take;
+	 * active=true: take it (the destination before its guest runs, or the source again
+	 * after a failed migration). 0 or -errno (-EBUSY: someone else holds it).
+	 */
+	int (*switchover)(struct virtio_mmio_dev *d, bool active);
 	/*
 	 * Optional: after a load, at the first virtio_mmio_resume() that follows it, once the
 	 * queues of a live device run again (vsock: the transport-reset event). Runs whether or
