@@ -311,6 +311,11 @@ static uint8_t blk_finish(struct virtio_blk *b, struct blk_req *r, uint32_t *wri
 	}
 	*r->status = st;
 	*written = (st == VIRTIO_BLK_S_OK ? r->data_written : 0) + 1;
+	/* Dirty logging: what a read brought in (GET_ID's copy was marked as it was written). */
+	if (st == VIRTIO_BLK_S_OK && r->io.op == BLK_IO_READ)
+		virtq_mark_dirty_iov(r->chain.mem, r->io.iov, (unsigned int)r->io.niov,
+				     r->data_written);
+	virtq_mark_dirty_host(r->chain.mem, r->status, 1);
 	return st;
 }
 
@@ -398,6 +403,28 @@ static uint32_t blk_file_dio_align(int fd)
 }
 
 /* Opens and checks the image; fills fd, size, is_bdev, blk_size, dio_align. */
+/*
+ * Takes the image's lock (exclusive, or shared for readonly=on) so that no other vmm
+ * writes it meanwhile; 0, -EBUSY when another process holds it (a host that cannot
+ * lock: a warning, 0).
+ */
+static int blk_lock(struct virtio_blk *b)
+{
+	if (flock(b->fd, (b->readonly ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0) {
+		int err = errno;
+
+		if (err == EWOULDBLOCK) {
+			log_error("%s: disk image %s is in use by another process — stop it, or "
+				  "use readonly=on in every user", b->name, b->path);
+			return -EBUSY;
+		}
+		log_warn("%s: cannot lock disk image %s: %s; continuing without a lock", b->name,
+			 b->path, strerror(err));
+	}
+	b->locked = true;
+	return 0;
+}
+
 static int blk_open(struct virtio_blk *b, const struct blk_options *o)
 {
 	int flags = (o->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NONBLOCK;
@@ -479,16 +506,8 @@ static int blk_open(struct virtio_blk *b, const struct blk_options *o)
 	}
 
 	/* Two writers corrupt an image: hold a lock that other instances of vmm see. */
-	if (flock(b->fd, (o->readonly ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0) {
-		err = errno;
-		if (err == EWOULDBLOCK) {
-			log_error("%s: disk image %s is in use by another process — stop it, or "
-				  "use readonly=on in every user", b->name, o->path);
-			return -EBUSY;
-		}
-		log_warn("%s: cannot lock disk image %s: %s; continuing without a lock", b->name,
-			 o->path, strerror(err));
-	}
+	if (!b->lock_deferred)
+		return blk_lock(b);
 	return 0;
 }
 
@@ -529,7 +548,8 @@ int virtio_blk_init(struct virtio_blk *b, const struct blk_options *o, const cha
 	b->readonly = o->readonly;
 	b->direct = o->direct;
 	b->name = strdup(name ? name : "virtio-blk");
-	if (!b->name) {
+	b->path = o->path ? strdup(o->path) : NULL;
+	if (!b->name || (o->path && !b->path)) {
 		log_error("virtio-blk: out of memory — free some host memory");
 		return -ENOMEM;
 	}
@@ -575,6 +595,8 @@ void virtio_blk_fini(struct virtio_blk *b)
 	b->sync_io = NULL;
 	free(b->name);
 	b->name = NULL;
+	free(b->path);
+	b->path = NULL;
 }
 
 /* ---- The back-end: one disk-I/O engine per queue ---- */
@@ -916,13 +938,58 @@ static void blk_destroy(struct virtio_mmio_dev *d)
 	virtio_blk_destroy(container_of(d, struct virtio_blk, dev));
 }
 
+/*
+ * Migration: nothing beyond the queues, whose requests all completed when they
+ * were paused (blk_be_stop drains them). The destination's disk must look the
+ * same to the guest: its config space (capacity, block size, limits) must equal
+ * the source's.
+ */
+#define BLK_STATE_VERSION	1
+
+static int blk_save(struct virtio_mmio_dev *d, struct sbuf *out)
+{
+	sbuf_put_u32(out, BLK_STATE_VERSION);
+	return 0;
+}
+
+static int blk_load(struct virtio_mmio_dev *d, struct sbuf *in)
+{
+	int ret = virtio_mmio_load_version(d, in, BLK_STATE_VERSION);
+
+	if (!ret)
+		ret = sbuf_finish(in);
+	if (!ret)
+		ret = virtio_mmio_load_config_same(d, "the disk's size or geometry");
+	return ret;
+}
+
 /* A reset stops the queues first, and a stop drains what is in flight (blk_be_stop). */
+/*
+ * A migration's switchover: the source lets the image go once its guest is paused for
+ * good (the destination, on shared storage, takes it before its guest runs), and takes it
+ * back if the migration fails.
+ */
+static int blk_switchover(struct virtio_mmio_dev *d, bool active)
+{
+	struct virtio_blk *b = container_of(d, struct virtio_blk, dev);
+
+	if (active)
+		return b->locked ? 0 : blk_lock(b);
+	if (b->locked && flock(b->fd, LOCK_UN) < 0)
+		return -errno;
+	b->locked = false;
+	return 0;
+}
+
 static const struct virtio_dev_ops blk_ops = {
 	.name = "virtio-blk",
 	.device_id = VIRTIO_ID_BLOCK,
 	.nqueues = BLK_NUM_QUEUES,
 	.queue_max_size = BLK_QUEUE_SIZE,
 	.destroy = blk_destroy,
+	.save = blk_save,
+	.load = blk_load,
+	.switchover = blk_switchover,
 };
 
 int virtio_blk_attach(struct virtio_blk *b, struct virtio_host *host, uint64_t base,
@@ -957,6 +1024,8 @@ int virtio_blk_create(struct virtio_host *host, const struct blk_options *o, con
 			  name ? name : "virtio-blk");
 		return -ENOMEM;
 	}
+	/* A destination of a migration takes the image at switchover (blk_switchover). */
+	b->lock_deferred = host->incoming;
 	r = virtio_blk_init(b, o, name);
 	if (r < 0) {
 		free(b);

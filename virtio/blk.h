@@ -91,6 +91,9 @@ struct virtio_blk {
 	/* The disk. */
 	int fd;
 	bool readonly;
+	char *path;			/* the image, for messages */
+	bool locked;			/* holds the image's lock (blk_lock) */
+	bool lock_deferred;		/* a migration's destination: locked at switchover */
 	bool direct;				/* opened O_DIRECT */
 	bool is_bdev;				/* a block device rather than a regular file */
 	bool no_fallocate;			/* write zeros by hand (tests: as without fallocate) */
@@ -122,7 +125,8 @@ void virtio_blk_fini(struct virtio_blk *b);
  * writable byte) into its writable ones. Never trusts the chain's contents.
  * Returns the VIRTIO_BLK_S_* status it wrote and sets *written to the bytes
  * written into writable segments (0 if the chain has no room for a status
- * byte, otherwise data + 1).
+ * byte, otherwise data + 1). What it writes to guest RAM is marked dirty, as
+ * for the queues' completions.
  */
 uint8_t blk_handle_chain(struct virtio_blk *b, const struct virtq_chain *c, uint32_t *written);
 

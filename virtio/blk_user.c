@@ -86,6 +86,7 @@ void blk_user_fail_chain(const struct virtq_chain *c)
 
 		if (v->iov_len) {
 			((uint8_t *)v->iov_base)[v->iov_len - 1] = VIRTIO_BLK_S_IOERR;
+			virtq_mark_dirty_host(c->mem, (uint8_t *)v->iov_base + v->iov_len - 1, 1);
 			return;
 		}
 	}
@@ -339,6 +340,55 @@ static void blk_user_reset(struct virtio_mmio_dev *d)
 		b->be->ops->reset(b->be);
 }
 
+/*
+ * Migration: the requests and queue positions the back-end holds are its own
+ * state (DEVICE_STATE, which the migration core moves through the back-end's
+ * ops); the model adds nothing but a check that the destination's back-end
+ * serves the same disk: its config space (capacity, geometry, limits) must
+ * equal the source's, but for the write-cache byte the driver may have set. A
+ * disk whose back-end is gone or being waited for cannot move: what that
+ * back-end held is not to be had.
+ */
+#define BLK_USER_STATE_VERSION	1
+
+static int blk_user_save(struct virtio_mmio_dev *d, struct sbuf *out)
+{
+	struct blk_user *b = to_bu(d);
+
+	if (b->failed || b->reconnecting) {
+		log_error("%s: its vhost-user back-end is %s; the disk's requests cannot be "
+			  "migrated — restart the back-end (reconnect=SECONDS) and try again",
+			  b->name, b->failed ? "gone" : "being waited for");
+		return -EBUSY;
+	}
+	sbuf_put_u32(out, BLK_USER_STATE_VERSION);
+	return 0;
+}
+
+static int blk_user_load(struct virtio_mmio_dev *d, struct sbuf *in)
+{
+	const struct virtio_blk_config *local = d->config_before_load;
+	struct blk_user *b = to_bu(d);
+	struct virtio_blk_config src;
+	int ret = virtio_mmio_load_version(d, in, BLK_USER_STATE_VERSION);
+
+	if (!ret)
+		ret = sbuf_finish(in);
+	if (ret || !local)
+		return ret;
+	src = b->config;
+	src.wce = local->wce;
+	if (memcmp(&src, local, sizeof(src))) {
+		log_error("%s: the disk the back-end at %s serves (%llu sectors) is not the "
+			  "source's (%llu sectors, or another geometry) — give the destination's "
+			  "back-end the same image", b->name, b->path,
+			  (unsigned long long)le64toh(local->capacity),
+			  (unsigned long long)le64toh(src.capacity));
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static void blk_user_destroy_dev(struct virtio_mmio_dev *d)
 {
 	struct blk_user *b = to_bu(d);
@@ -421,6 +471,8 @@ int blk_user_create(struct virtio_host *host, const struct blk_options *o, const
 		.activate = blk_user_activate,
 		.reset = blk_user_reset,
 		.destroy = blk_user_destroy_dev,
+		.save = blk_user_save,
+		.load = blk_user_load,
 	};
 	if (nq > 1)
 		b->config.num_queues = htole16((uint16_t)nq);

@@ -38,8 +38,10 @@ ssize_t virtio_console_rx_chain(int fd, const struct virtq_chain *c)
 	for (;;) {
 		ssize_t n = readv(fd, c->iov + c->nout, (int)c->nin);
 
-		if (n > 0)
+		if (n > 0) {
+			virtq_chain_mark_written(c, 0, (size_t)n);
 			return n;
+		}
 		if (n == 0)
 			return -EAGAIN;
 		if (errno == EINTR)
@@ -213,7 +215,7 @@ static void console_tx(struct virtio_console *c)
 			break;
 		}
 		/* Resume a chain the pty took part of; the driver cannot change it while it is ours. */
-		if (!c->tx_partial || c->tx_head != ch->head)
+		if (!c->tx_partial || c->tx_head != ch->head || c->tx_done > ch->out_len)
 			c->tx_done = 0;
 		c->tx_partial = false;
 		before = c->tx_done;
@@ -349,6 +351,60 @@ static void console_destroy(struct virtio_mmio_dev *d)
 	virtio_console_destroy(to_console(d));
 }
 
+/*
+ * Migration: how far the pty got in a transmit chain it took only part of (the
+ * chain itself went back to the ring, so the destination pops it again and
+ * writes only the rest). Input not yet read stays in the source's pty: it is
+ * the host side's, like bytes still on a wire. Whether the queues waited for
+ * the pty is not kept: the destination's resume kicks every queue, and a
+ * console on a file or without a reader writes (or drops) at once.
+ */
+#define CONSOLE_STATE_VERSION	1
+
+static int console_save(struct virtio_mmio_dev *d, struct sbuf *out)
+{
+	struct virtio_console *c = to_console(d);
+
+	sbuf_put_u32(out, CONSOLE_STATE_VERSION);
+	sbuf_put_u8(out, c->tx_partial);
+	sbuf_put_u16(out, c->tx_partial ? c->tx_head : 0);
+	sbuf_put_u32(out, c->tx_partial ? (uint32_t)MIN(c->tx_done, (size_t)UINT32_MAX) : 0);
+	return 0;
+}
+
+static int console_load(struct virtio_mmio_dev *d, struct sbuf *in)
+{
+	struct virtio_console *c = to_console(d);
+	const struct virtq_state *txq = &d->queues[CONSOLE_TXQ];
+	bool partial;
+	uint16_t head;
+	uint32_t done;
+	int ret = virtio_mmio_load_version(d, in, CONSOLE_STATE_VERSION);
+
+	if (ret)
+		return ret;
+	partial = sbuf_get_bool(in);
+	head = sbuf_get_u16(in);
+	done = sbuf_get_u32(in);
+	ret = sbuf_finish(in);
+	if (ret)
+		return ret;
+	ret = virtio_mmio_load_config_same(d, "the console's config space");
+	if (ret)
+		return ret;
+	if (partial && (!txq->ready || head >= txq->size)) {
+		log_error("%s: the incoming console state names transmit chain %u of a queue of "
+			  "%u", d->name, head, txq->ready ? txq->size : 0);
+		return -EINVAL;
+	}
+	c->tx_partial = partial;
+	c->tx_head = partial ? head : 0;
+	c->tx_done = partial ? done : 0;
+	c->tx_blocked = false;
+	c->rx_waiting = false;
+	return 0;
+}
+
 static const struct virtio_dev_ops console_ops = {
 	.name = "virtio-console",
 	.device_id = VIRTIO_ID_CONSOLE,
@@ -357,6 +413,8 @@ static const struct virtio_dev_ops console_ops = {
 	.activate = console_activate,
 	.reset = console_reset,
 	.destroy = console_destroy,
+	.save = console_save,
+	.load = console_load,
 };
 
 /* Opens a pty in raw mode, in the hung-up state; 0 or -errno with what failed in *what. */

@@ -61,7 +61,7 @@ struct virtio_console {
  * Reads from fd straight into c's writable segments. Returns the bytes read,
  * 0 for a chain without writable bytes, -EAGAIN when fd has nothing now
  * (also for a pty nobody has open, which reads as EIO, or end of file), or
- * another -errno.
+ * another -errno. The bytes read are marked dirty (virtq_chain_mark_written).
  */
 ssize_t virtio_console_rx_chain(int fd, const struct virtq_chain *c);
 

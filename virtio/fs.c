@@ -69,6 +69,30 @@ static void fs_destroy(struct virtio_mmio_dev *d)
 	virtio_fs_destroy(to_fs(d));
 }
 
+/*
+ * Migration: the model has only its config space (tag, request queues), which
+ * must be the same on the destination; the share's state is the back-end's
+ * (DEVICE_STATE, saved by the migration core through the back-end's ops).
+ */
+#define FS_STATE_VERSION	1
+
+static int fs_save(struct virtio_mmio_dev *d, struct sbuf *out)
+{
+	sbuf_put_u32(out, FS_STATE_VERSION);
+	return 0;
+}
+
+static int fs_load(struct virtio_mmio_dev *d, struct sbuf *in)
+{
+	int ret = virtio_mmio_load_version(d, in, FS_STATE_VERSION);
+
+	if (!ret)
+		ret = sbuf_finish(in);
+	if (!ret)
+		ret = virtio_mmio_load_config_same(d, "the share's tag or request queue count");
+	return ret;
+}
+
 int virtio_fs_create_with(struct virtio_host *host, const struct fs_options *o, const char *name,
 			  uint64_t base, uint32_t gsi, struct virtio_backend *offload,
 			  struct virtio_fs **out)
@@ -97,6 +121,8 @@ int virtio_fs_create_with(struct virtio_host *host, const struct fs_options *o, 
 		.nqueues = virtio_fs_nqueues(o),
 		.queue_max_size = FS_QUEUE_SIZE,
 		.destroy = fs_destroy,
+		.save = fs_save,
+		.load = fs_load,
 	};
 	ret = virtio_mmio_init(&f->dev, &f->ops, host, name, base, gsi, 0, &f->config,
 			       sizeof(f->config), offload);

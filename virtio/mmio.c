@@ -23,9 +23,15 @@
 
 static struct log_ratelimit guest_error_rl = LOG_RATELIMIT_INIT;
 
+/* Whether a device with this status is live: DRIVER_OK without NEEDS_RESET. */
+static bool status_live(uint32_t status)
+{
+	return (status & VIRTIO_CONFIG_S_DRIVER_OK) && !(status & VIRTIO_CONFIG_S_NEEDS_RESET);
+}
+
 bool virtio_mmio_is_active(const struct virtio_mmio_dev *d)
 {
-	return (d->status & VIRTIO_CONFIG_S_DRIVER_OK) && !(d->status & VIRTIO_CONFIG_S_NEEDS_RESET);
+	return status_live(d->status);
 }
 
 /* One edge on the irqfd: KVM injects the device's interrupt once. */
@@ -220,8 +226,23 @@ void virtio_mmio_pause(struct virtio_mmio_dev *d)
 
 void virtio_mmio_resume(struct virtio_mmio_dev *d)
 {
+	bool loaded = d->load_pending;
+
+	d->load_pending = false;
 	if (!d->running && virtio_mmio_is_active(d))
 		virtio_mmio_start_queues(d, true);
+	if (!loaded)
+		return;
+	/*
+	 * The first resume after a load: one edge, so the driver looks at whatever the
+	 * source left pending — a cause it had not acknowledged (its interrupt may have been
+	 * in flight), or in direct mode used buffers a back-end signalled. At worst the
+	 * handler finds nothing new once.
+	 */
+	if (d->isr || (d->irq_direct && virtio_mmio_is_active(d)))
+		virtio_mmio_pulse(d);
+	if (d->ops->loaded)
+		d->ops->loaded(d);
 }
 
 uint64_t virtio_mmio_eventfd_notifies(const struct virtio_mmio_dev *d)
@@ -563,4 +584,305 @@ void virtio_mmio_destroy(struct virtio_mmio_dev *d)
 	}
 	pthread_mutex_destroy(&d->lock);
 	d->ops = NULL;
+}
+
+/* ---- Migration ---- */
+
+/*
+ * What virtio_mmio_save() writes and virtio_mmio_load() reads (layout in
+ * virtio/mmio.h and docs/migration.md), in one place so a load can check it
+ * whole before anything changes, and put it back if the model refuses.
+ */
+struct mmio_regs {
+	uint64_t device_features, driver_features;
+	uint32_t device_features_sel, driver_features_sel, queue_sel;
+	uint32_t status, isr, config_generation;
+	struct virtq_state queues[VIRTIO_MMIO_MAX_QUEUES];
+};
+
+/* The status bits a driver can set (VIRTIO 1.x §2.1) plus the device's NEEDS_RESET. */
+#define STATUS_KNOWN \
+	(VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_DRIVER_OK | \
+	 VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_NEEDS_RESET | VIRTIO_CONFIG_S_FAILED)
+
+static void mmio_regs_get(const struct virtio_mmio_dev *d, struct mmio_regs *r)
+{
+	r->device_features = d->device_features;
+	r->driver_features = d->driver_features;
+	r->device_features_sel = d->device_features_sel;
+	r->driver_features_sel = d->driver_features_sel;
+	r->queue_sel = d->queue_sel;
+	r->status = d->status;
+	r->isr = d->isr;
+	r->config_generation = d->config_generation;
+	memcpy(r->queues, d->queues, sizeof(r->queues));
+}
+
+/* Commits r into d; device_features stay this device's own (what it can serve). */
+static void mmio_regs_set(struct virtio_mmio_dev *d, const struct mmio_regs *r)
+{
+	d->driver_features = r->driver_features;
+	d->device_features_sel = r->device_features_sel;
+	d->driver_features_sel = r->driver_features_sel;
+	d->queue_sel = r->queue_sel;
+	d->status = r->status;
+	d->isr = r->isr;
+	d->config_generation = r->config_generation;
+	memcpy(d->queues, r->queues, sizeof(d->queues));
+}
+
+static void put_queue(struct sbuf *out, const struct virtq_state *s)
+{
+	sbuf_put_u16(out, s->size);
+	sbuf_put_u64(out, s->desc_gpa);
+	sbuf_put_u64(out, s->avail_gpa);
+	sbuf_put_u64(out, s->used_gpa);
+	sbuf_put_u8(out, s->ready);
+	sbuf_put_u8(out, s->event_idx);
+	sbuf_put_u8(out, s->indirect);
+	sbuf_put_u16(out, s->last_avail_idx);
+	sbuf_put_u16(out, s->used_idx);
+	sbuf_put_u16(out, s->signalled_used);
+	sbuf_put_u8(out, s->signalled_used_valid);
+}
+
+static void get_queue(struct sbuf *in, struct virtq_state *s)
+{
+	s->size = sbuf_get_u16(in);
+	s->desc_gpa = sbuf_get_u64(in);
+	s->avail_gpa = sbuf_get_u64(in);
+	s->used_gpa = sbuf_get_u64(in);
+	s->ready = sbuf_get_bool(in);
+	s->event_idx = sbuf_get_bool(in);
+	s->indirect = sbuf_get_bool(in);
+	s->last_avail_idx = sbuf_get_u16(in);
+	s->used_idx = sbuf_get_u16(in);
+	s->signalled_used = sbuf_get_u16(in);
+	s->signalled_used_valid = sbuf_get_bool(in);
+}
+
+int virtio_mmio_save(struct virtio_mmio_dev *d, struct sbuf *out)
+{
+	struct sbuf model;
+	int ret = 0;
+
+	if (d->running) {
+		log_error("%s: cannot save a device whose queues run — pause it first", d->name);
+		return -EBUSY;
+	}
+	sbuf_put_u32(out, VIRTIO_MMIO_STATE_VERSION);
+	sbuf_put_u32(out, d->ops->device_id);
+	sbuf_put_u32(out, d->ops->nqueues);
+	sbuf_put_u32(out, d->config_size);
+	sbuf_put_u16(out, d->ops->queue_max_size);
+	sbuf_put_u8(out, d->irq_direct);
+	sbuf_put_u64(out, d->device_features);
+	sbuf_put_u64(out, d->driver_features);
+	sbuf_put_u32(out, d->device_features_sel);
+	sbuf_put_u32(out, d->driver_features_sel);
+	sbuf_put_u32(out, d->queue_sel);
+	sbuf_put_u32(out, d->status);
+	sbuf_put_u32(out, d->isr);
+	sbuf_put_u32(out, d->config_generation);
+	sbuf_put_bytes(out, d->config, d->config_size);
+	for (unsigned int q = 0; q < d->ops->nqueues; q++)
+		put_queue(out, &d->queues[q]);
+
+	/* The model's bytes, length-prefixed, so the transport can hand the model exactly those. */
+	sbuf_init_writer(&model);
+	if (d->ops->save)
+		ret = d->ops->save(d, &model);
+	if (!ret)
+		ret = sbuf_error(&model);
+	if (!ret && model.len > UINT32_MAX)
+		ret = -EFBIG;
+	if (!ret) {
+		sbuf_put_u32(out, (uint32_t)model.len);
+		sbuf_put_bytes(out, model.data, model.len);
+		ret = sbuf_error(out);
+	}
+	sbuf_free(&model);
+	if (ret)
+		log_error("%s: cannot save the device's state: %s", d->name, strerror(-ret));
+	return ret;
+}
+
+/* Says why a load is refused (the stream came from another build or another device). */
+static int load_refuse(const struct virtio_mmio_dev *d, int err, const char *why)
+{
+	log_error("%s: the incoming device state does not fit: %s — start the destination with "
+		  "the same device options as the source", d->name, why);
+	return err;
+}
+
+/* Checks a loaded queue as the driver's writes are checked (QueueNum, QueueReady). */
+static const char *check_queue(const struct virtio_mmio_dev *d, const struct virtq_state *s)
+{
+	if (s->size > d->ops->queue_max_size)
+		return "a queue is larger than this device allows";
+	if (!s->ready)
+		return NULL;
+	if (virtq_check_rings(d->host->mem, s))
+		return "a ready queue has an invalid size or rings outside guest RAM";
+	if (s->event_idx && !(d->device_features & (1ULL << VIRTIO_RING_F_EVENT_IDX)))
+		return "a queue uses EVENT_IDX, which this device does not offer";
+	if (s->indirect && !(d->device_features & (1ULL << VIRTIO_RING_F_INDIRECT_DESC)))
+		return "a queue uses INDIRECT_DESC, which this device does not offer";
+	return NULL;
+}
+
+/* Checks loaded registers as guest input; NULL if they are usable, else why not. */
+static const char *check_regs(const struct virtio_mmio_dev *d, const struct mmio_regs *r)
+{
+	if (r->status & ~STATUS_KNOWN)
+		return "the status has bits no driver can set";
+	if (r->isr & ~(uint32_t)(VIRTIO_MMIO_INT_VRING | VIRTIO_MMIO_INT_CONFIG))
+		return "InterruptStatus has unknown bits";
+	if ((r->status & VIRTIO_CONFIG_S_FEATURES_OK) &&
+	    !(r->driver_features & (1ULL << VIRTIO_F_VERSION_1)))
+		return "the driver's features lack VERSION_1";
+	if ((r->status & VIRTIO_CONFIG_S_FEATURES_OK) && (r->driver_features & ~d->device_features))
+		return "the driver accepted features this device does not offer here";
+	if ((r->status & VIRTIO_CONFIG_S_DRIVER_OK) && !(r->status & VIRTIO_CONFIG_S_FEATURES_OK) &&
+	    !(r->status & VIRTIO_CONFIG_S_NEEDS_RESET))
+		return "the device is live without FEATURES_OK";
+	for (unsigned int q = 0; q < d->ops->nqueues; q++) {
+		const char *bad = check_queue(d, &r->queues[q]);
+
+		if (bad)
+			return bad;
+	}
+	return NULL;
+}
+
+int virtio_mmio_load(struct virtio_mmio_dev *d, struct sbuf *in)
+{
+	uint8_t config[VIRTIO_MMIO_WINDOW - VIRTIO_MMIO_CONFIG], config_old[sizeof(config)];
+	struct mmio_regs r = { 0 }, old;
+	struct sbuf model;
+	const void *model_bytes;
+	const char *bad;
+	uint32_t version, id, nq, csize, model_len;
+	uint16_t qmax;
+	bool src_direct;
+	int ret;
+
+	if (d->running) {
+		log_error("%s: cannot load state into a device whose queues run", d->name);
+		return -EBUSY;
+	}
+	version = sbuf_get_u32(in);
+	if (!sbuf_error(in) && version != VIRTIO_MMIO_STATE_VERSION) {
+		log_error("%s: the incoming device state has format version %u; this build reads "
+			  "%u — migrate between matching builds", d->name, version,
+			  VIRTIO_MMIO_STATE_VERSION);
+		return -EPROTONOSUPPORT;
+	}
+	id = sbuf_get_u32(in);
+	nq = sbuf_get_u32(in);
+	csize = sbuf_get_u32(in);
+	qmax = sbuf_get_u16(in);
+	src_direct = sbuf_get_bool(in);
+	if (sbuf_error(in))
+		return load_refuse(d, sbuf_error(in), "it is truncated");
+	if (id != d->ops->device_id)
+		return load_refuse(d, -EINVAL, "it is another kind of device");
+	if (nq != d->ops->nqueues)
+		return load_refuse(d, -EINVAL, "the device has another number of queues");
+	if (csize != d->config_size)
+		return load_refuse(d, -EINVAL, "the config space has another size");
+	if (qmax != d->ops->queue_max_size)
+		return load_refuse(d, -EINVAL, "the queues have another maximum size");
+
+	/* device_features: the source's offer, for the record; this device keeps its own. */
+	r.device_features = sbuf_get_u64(in);
+	r.driver_features = sbuf_get_u64(in);
+	r.device_features_sel = sbuf_get_u32(in);
+	r.driver_features_sel = sbuf_get_u32(in);
+	r.queue_sel = sbuf_get_u32(in);
+	r.status = sbuf_get_u32(in);
+	r.isr = sbuf_get_u32(in);
+	r.config_generation = sbuf_get_u32(in);
+	sbuf_get_bytes(in, config, csize);
+	for (unsigned int q = 0; q < nq; q++)
+		get_queue(in, &r.queues[q]);
+	model_len = sbuf_get_u32(in);
+	model_bytes = sbuf_get_ptr(in, model_len);
+	ret = sbuf_finish(in);
+	if (ret)
+		return load_refuse(d, ret, ret == -EBADMSG ? "it is truncated or malformed" :
+				   "it cannot be read");
+	bad = check_regs(d, &r);
+	if (bad)
+		return load_refuse(d, -EINVAL, bad);
+	if (!d->ops->load && model_len)
+		return load_refuse(d, -EINVAL, "it holds model state this device does not know");
+
+	/*
+	 * Interrupts sent by a back-end that wrote the irqfd itself are not in the source's
+	 * InterruptStatus (mmio.h). A live device that lands in the level mode reports them
+	 * as a used-buffer cause, so the driver's handler reaps its queues; the resume then
+	 * sends the edge (virtio_mmio_resume).
+	 */
+	if (src_direct && !d->irq_direct && status_live(r.status))
+		r.isr |= VIRTIO_MMIO_INT_VRING;
+
+	/* Commit, keeping what was there in case the back-end or the model refuses. */
+	mmio_regs_get(d, &old);
+	memcpy(config_old, d->config, d->config_size);
+	mmio_regs_set(d, &r);
+	memcpy(d->config, config, d->config_size);
+
+	if (virtio_mmio_is_active(d) && d->backend->ops->set_features) {
+		ret = d->backend->ops->set_features(d->backend, d->driver_features);
+		if (ret) {
+			log_error("%s: the %s back-end refuses the driver's features %#llx: %s", d->name,
+				  d->backend->ops->name, (unsigned long long)d->driver_features,
+				  strerror(-ret));
+			goto rollback;
+		}
+	}
+	if (d->ops->load) {
+		sbuf_init_reader(&model, model_bytes, model_len);
+		d->config_before_load = config_old;
+		ret = d->ops->load(d, &model);
+		d->config_before_load = NULL;
+		if (!ret)
+			ret = sbuf_finish(&model);
+		if (ret) {
+			log_error("%s: the incoming device state does not fit the %s model: %s",
+				  d->name, d->ops->name, strerror(-ret));
+			goto rollback;
+		}
+	}
+	d->load_pending = true;
+	return 0;
+
+rollback:
+	mmio_regs_set(d, &old);
+	memcpy(d->config, config_old, d->config_size);
+	return ret;
+}
+
+int virtio_mmio_load_version(const struct virtio_mmio_dev *d, struct sbuf *in, uint32_t version)
+{
+	uint32_t v = sbuf_get_u32(in);
+
+	if (sbuf_error(in))
+		return sbuf_error(in);
+	if (v != version) {
+		log_error("%s: the incoming %s state has format version %u; this build reads %u — "
+			  "migrate between matching builds", d->name, d->ops->name, v, version);
+		return -EPROTONOSUPPORT;
+	}
+	return 0;
+}
+
+int virtio_mmio_load_config_same(const struct virtio_mmio_dev *d, const char *what)
+{
+	if (!d->config_before_load || !memcmp(d->config, d->config_before_load, d->config_size))
+		return 0;
+	log_error("%s: %s differs between the source and this host — the destination must "
+		  "have the same device as the source", d->name, what);
+	return -EINVAL;
 }

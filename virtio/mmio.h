@@ -82,6 +82,11 @@ struct virtio_host {
 	int (*irqfd)(struct virtio_host *h, uint32_t gsi, int fd, bool assign);
 	/* Data paths outside the VMM (kernel vhost ...) devices may use; NULL: none. */
 	const struct virtio_offload *offload;
+	/*
+	 * The VM waits for an incoming migration: devices take nothing only one host may
+	 * hold (a disk image's lock) until their switchover(true).
+	 */
+	bool incoming;
 };
 
 struct virtio_mmio_dev;
@@ -120,7 +125,18 @@ struct virtio_dev_ops {
 	 */
 	int (*save)(struct virtio_mmio_dev *d, struct sbuf *out);
 	int (*load)(struct virtio_mmio_dev *d, struct sbuf *in);
-	/* Optional: after a load, once the queues run again (vsock: the transport-reset event). */
+	/*
+	 * Optional, migration: active=false: the source's guest is paused for good, give up
+	 * what only one host may hold (blk: the image's lock) for the destination to take;
+	 * active=true: take it (the destination before its guest runs, or the source again
+	 * after a failed migration). 0 or -errno (-EBUSY: someone else holds it).
+	 */
+	int (*switchover)(struct virtio_mmio_dev *d, bool active);
+	/*
+	 * Optional: after a load, at the first virtio_mmio_resume() that follows it, once the
+	 * queues of a live device run again (vsock: the transport-reset event). Runs whether or
+	 * not the device is live. d->lock held.
+	 */
 	void (*loaded)(struct virtio_mmio_dev *d);
 };
 
@@ -150,6 +166,11 @@ struct virtio_mmio_dev {
 	bool running;			/* the back-end's queues are started (live device) */
 	bool irq_direct;		/* direct interrupt mode (above): backend->ops->signals_irqfd */
 	int irq_fd;			/* eventfd bound to gsi with irqfd */
+
+	/* Migration: a load happened and the resume that follows it has not yet run. */
+	bool load_pending;
+	/* Only while ops->load runs: the config space as created here (see virtio_mmio_load). */
+	const void *config_before_load;
 
 	/* Statistics (kicks by ioeventfd: virtio_mmio_eventfd_notifies()). */
 	uint64_t mmio_notifies;		/* QueueNotify writes that took the MMIO exit path */
@@ -196,28 +217,92 @@ void virtio_mmio_pause(struct virtio_mmio_dev *d);
  * Restarts a paused live device's queues from d->queues (their saved or
  * migrated positions), each kicked once. Does nothing unless the device is
  * live and paused. A queue the back-end cannot start sets DEVICE_NEEDS_RESET.
+ * The first call after virtio_mmio_load() also finishes the load (see there:
+ * an interrupt edge if one may be owed, then ops->loaded), live or not.
  * d->lock held.
  */
 void virtio_mmio_resume(struct virtio_mmio_dev *d);
 
 /*
  * ---- Migration ----
- * The transport's registers (features, selectors, status, InterruptStatus, config
- * generation, config space), every queue's struct virtq_state and, through
- * ops->save, the model's own state, into out. The device must be paused
- * (virtio_mmio_pause) or not live. 0 or -errno. d->lock held.
+ * A device's saved state (all integers little-endian; docs/migration.md, "Device
+ * state", has every model's part):
+ *
+ *   u32 VIRTIO_MMIO_STATE_VERSION
+ *   u32 device id, u32 queue count, u32 config size, u16 QueueNumMax   (the device's shape)
+ *   u8  direct interrupt mode of the source (0/1)
+ *   u64 device features (the source's offer), u64 driver features
+ *   u32 DeviceFeaturesSel, DriverFeaturesSel, QueueSel, Status, InterruptStatus,
+ *       ConfigGeneration
+ *   config space (config size bytes, as the driver reads it)
+ *   per queue: u16 size, u64 desc, u64 avail, u64 used, u8 ready, u8 event_idx,
+ *       u8 indirect, u16 last_avail_idx, u16 used_idx, u16 signalled_used,
+ *       u8 signalled_used_valid   (struct virtq_state)
+ *   u32 length, then that many bytes of the model's own state (ops->save; 0 without)
+ */
+#define VIRTIO_MMIO_STATE_VERSION	1
+
+/*
+ * Saves the transport's registers, config space, every queue's struct virtq_state
+ * and, through ops->save, the model's own state into out (layout above). The
+ * device must be paused (virtio_mmio_pause) or not live: -EBUSY while its queues
+ * run. 0 or -errno (logged). d->lock held.
  */
 int virtio_mmio_save(struct virtio_mmio_dev *d, struct sbuf *out);
 
 /*
- * Loads virtio_mmio_save()'s output into d, a device freshly created with the same
- * options on the destination (same device id, queue count and config size, else
- * -EINVAL, nothing changed): the registers as the driver left them, the back-end's
- * features set, and a live device left paused; virtio_mmio_resume() then starts its
- * queues from the loaded positions, and ops->loaded runs. Checks every value as
- * guest input (ring addresses in RAM, sizes powers of two). 0 or -errno. d->lock held.
+ * Loads virtio_mmio_save()'s output into d, a device created with the same options
+ * on the destination whose queues do not run (-EBUSY otherwise). Refuses, with
+ * nothing changed and the reason logged:
+ *   -EPROTONOSUPPORT  another format version;
+ *   -EBADMSG          truncated, trailing bytes, a bool that is not 0/1;
+ *   -EINVAL           another device id, queue count, config size or QueueNumMax; values
+ *                     that fail the checks the driver's writes get (a queue larger than
+ *                     QueueNumMax, a ready queue whose size is not a power of two or whose
+ *                     rings are not in guest RAM, ring features or driver features this
+ *                     device does not offer, unknown status or InterruptStatus bits, a
+ *                     live device without FEATURES_OK); model bytes for a model without
+ *                     ops->load; or the model's own refusal (ops->load's -errno);
+ *   the back-end's -errno  its set_features() refused the driver's features.
+ * On success the registers read as the driver left them on the source, except the
+ * device features, which stay this device's own (the driver's must be a subset);
+ * the config space is the source's (the model's load may check it against
+ * config_before_load or put parts of that back); a live device has its back-end's
+ * features set (set_features, so a back-end can take its internal state next) and
+ * stays paused. The caller then calls virtio_mmio_resume() once, live or not: it
+ * starts the queues from the loaded positions, each kicked once, sends one
+ * interrupt edge if the source left a cause pending (or, in direct interrupt mode,
+ * whenever the device is live), then runs ops->loaded.
+ *
+ * Direct interrupt mode is this device's own (its back-end's signals_irqfd), never
+ * the source's: a live device saved in direct mode and loaded into one in the
+ * level mode gets the used-buffer bit in InterruptStatus, since the source's
+ * back-end may have signalled used buffers the transport never saw.
+ *
+ * ops->load runs after the transport's registers and config space are in place,
+ * with d->config_before_load pointing at this device's config space as it was
+ * created; it must check everything before it changes anything (sbuf_finish()
+ * included). If it fails, the transport puts its registers and config space back.
+ * d->lock held.
  */
 int virtio_mmio_load(struct virtio_mmio_dev *d, struct sbuf *in);
+
+/*
+ * For the models' ops->save/load, so every model's state has one shape: a u32
+ * format version of the model's own, then its fields.
+ * virtio_mmio_load_version() reads that version: 0 if it is `version`,
+ * -EBADMSG if the state is truncated, -EPROTONOSUPPORT for another version
+ * (logged).
+ */
+int virtio_mmio_load_version(const struct virtio_mmio_dev *d, struct sbuf *in, uint32_t version);
+
+/*
+ * During ops->load: 0 if the config space loaded from the source equals the one
+ * this device was created with (config_before_load), else -EINVAL after logging
+ * that `what` differs (e.g. "the disk's size") — for models whose config space
+ * is fixed by the options and the host's resources.
+ */
+int virtio_mmio_load_config_same(const struct virtio_mmio_dev *d, const char *what);
 
 /* Marks the device broken (DEVICE_NEEDS_RESET) after a guest error, stops its queues. Lock held. */
 void virtio_mmio_set_needs_reset(struct virtio_mmio_dev *d, const char *why);

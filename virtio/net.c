@@ -432,6 +432,79 @@ static void net_destroy(struct virtio_mmio_dev *d)
 	virtio_net_destroy(to_net(d));
 }
 
+/*
+ * Migration: the frame read from the tap and not yet delivered (the guest had no
+ * buffer for it) travels with the device, so it is not lost; frames still in the
+ * source's tap are the host network's, as on a wire. The config space is the
+ * guest's view: the MAC it knows moves with it (also a random one); the link
+ * status is this host's, announced with a config interrupt after the resume if
+ * it differs from what the guest saw. A destination whose frames move outside
+ * the VMM (vhost-net, vhost-user) cannot hand a frame to the ring itself: it
+ * drops it (logged), like a lost packet.
+ */
+#define NET_STATE_VERSION	1
+
+static int net_save(struct virtio_mmio_dev *d, struct sbuf *out)
+{
+	struct virtio_net *n = to_net(d);
+
+	sbuf_put_u32(out, NET_STATE_VERSION);
+	sbuf_put_u32(out, (uint32_t)n->rx_len);
+	sbuf_put_bytes(out, n->rx_buf, n->rx_len);
+	return 0;
+}
+
+static int net_load(struct virtio_mmio_dev *d, struct sbuf *in)
+{
+	struct virtio_net *n = to_net(d);
+	const struct virtio_net_config *local = d->config_before_load;
+	const void *frame;
+	uint16_t status;
+	uint32_t len;
+	int ret = virtio_mmio_load_version(d, in, NET_STATE_VERSION);
+
+	if (ret)
+		return ret;
+	len = sbuf_get_u32(in);
+	if (len && (len < NET_HDR_LEN || len > NET_HDR_LEN + NET_FRAME_MAX)) {
+		log_error("%s: the incoming held frame has %u bytes (at most %zu)", d->name, len,
+			  NET_HDR_LEN + NET_FRAME_MAX);
+		return -EINVAL;
+	}
+	frame = sbuf_get_ptr(in, len);
+	ret = sbuf_finish(in);
+	if (ret)
+		return ret;
+	if (local && local->max_virtqueue_pairs != n->config.max_virtqueue_pairs) {
+		log_error("%s: the source's device has another number of queue pairs", d->name);
+		return -EINVAL;
+	}
+	if (len && n->offload) {
+		log_info("%s: a frame the source held for the guest is dropped: this host's data "
+			 "path is %s", d->name, n->offload->ops->name);
+		len = 0;
+	}
+	memcpy(n->rx_buf, frame ? frame : n->rx_buf, len);
+	n->rx_len = len;
+	n->rx_waiting = false;
+	n->tx_blocked = false;
+	/* The link is this host's. */
+	status = local ? local->status : n->config.status;
+	n->link_changed = status != n->config.status;
+	n->config.status = status;
+	return 0;
+}
+
+/* After a load: the guest learns of a link status that differs from the source's. */
+static void net_loaded(struct virtio_mmio_dev *d)
+{
+	struct virtio_net *n = to_net(d);
+
+	if (n->link_changed)
+		virtio_mmio_signal_config(d);
+	n->link_changed = false;
+}
+
 static const struct virtio_dev_ops net_ops = {
 	.name = "virtio-net",
 	.device_id = VIRTIO_ID_NET,
@@ -440,6 +513,9 @@ static const struct virtio_dev_ops net_ops = {
 	.activate = net_activate,
 	.reset = net_reset,
 	.destroy = net_destroy,
+	.save = net_save,
+	.load = net_load,
+	.loaded = net_loaded,
 };
 
 /* A locally administered unicast address in QEMU's 52:54:00 range. */

@@ -57,6 +57,7 @@ struct virtio_net {
 	bool tap_watched;		/* tap_src is in the event loop */
 	bool rx_waiting;		/* queue 0 ran out of buffers: tap not read until a kick */
 	bool tx_blocked;		/* the tap returned EAGAIN: waiting for EPOLLOUT */
+	bool link_changed;		/* a load found another link status here: announce it */
 
 	/* A frame read from the tap and not yet delivered (NET_HDR_LEN + NET_FRAME_MAX + 1 bytes). */
 	uint8_t *rx_buf;

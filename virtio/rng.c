@@ -36,12 +36,17 @@ ssize_t rng_fill(const struct virtq_chain *c, size_t max)
 
 			if (r < 0 && errno == EINTR)
 				continue;
-			if (r < 0)
-				return done ? (ssize_t)done : -errno;
+			if (r < 0) {
+				int err = errno;
+
+				virtq_chain_mark_written(c, 0, done);
+				return done ? (ssize_t)done : -err;
+			}
 			off += (size_t)r;
 			done += (size_t)r;
 		}
 	}
+	virtq_chain_mark_written(c, 0, done);
 	return (ssize_t)done;
 }
 
@@ -158,6 +163,25 @@ static void rng_destroy(struct virtio_mmio_dev *d)
 	virtio_rng_destroy(to_rng(d));
 }
 
+/*
+ * Migration: nothing beyond the queue. A request that waited for the host's pool
+ * was put back in the ring (virtq_unpop), so the destination pops it again.
+ */
+#define RNG_STATE_VERSION	1
+
+static int rng_save(struct virtio_mmio_dev *d, struct sbuf *out)
+{
+	sbuf_put_u32(out, RNG_STATE_VERSION);
+	return 0;
+}
+
+static int rng_load(struct virtio_mmio_dev *d, struct sbuf *in)
+{
+	int ret = virtio_mmio_load_version(d, in, RNG_STATE_VERSION);
+
+	return ret ? ret : sbuf_finish(in);
+}
+
 static const struct virtio_dev_ops rng_ops = {
 	.name = "virtio-rng",
 	.device_id = VIRTIO_ID_RNG,
@@ -165,6 +189,8 @@ static const struct virtio_dev_ops rng_ops = {
 	.queue_max_size = RNG_QUEUE_SIZE,
 	.reset = rng_reset,
 	.destroy = rng_destroy,
+	.save = rng_save,
+	.load = rng_load,
 };
 
 int virtio_rng_create(struct virtio_host *host, const char *name, uint64_t base, uint32_t gsi,

@@ -33,7 +33,7 @@ struct virtio_rng {
  * Fills c's writable segments, at most max bytes, with random bytes from
  * getrandom(GRND_NONBLOCK). Returns the bytes written (0 for a chain without
  * writable bytes), or -EAGAIN if the host's pool is not ready yet and nothing
- * was written.
+ * was written. The bytes written are marked dirty (virtq_chain_mark_written).
  */
 ssize_t rng_fill(const struct virtq_chain *c, size_t max);
 

@@ -19,6 +19,8 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <linux/virtio_ring.h>
@@ -53,6 +55,82 @@ static inline uint16_t load_le16(const uint16_t *p, int order)
 static inline void store_le16(uint16_t *p, uint16_t v, int order)
 {
 	__atomic_store_n(p, htole16(v), order);
+}
+
+/* Whether a migration logs the VMM's writes to mem (one atomic load). */
+static inline bool virtq_logging(const struct guest_mem *mem)
+{
+	return mem && atomic_load_explicit(&((struct guest_mem *)mem)->dirty, memory_order_acquire);
+}
+
+/* The region whose host mapping holds address a, or NULL. */
+static const struct guest_region *region_of_host(const struct guest_mem *mem, uintptr_t a)
+{
+	for (unsigned int i = 0; i < mem->nregions; i++) {
+		const struct guest_region *r = &mem->regions[i];
+
+		if (a >= (uintptr_t)r->hva && a - (uintptr_t)r->hva < r->size)
+			return r;
+	}
+	return NULL;
+}
+
+void virtq_mark_dirty_host(const struct guest_mem *mem, const void *p, size_t len)
+{
+	uintptr_t a = (uintptr_t)p;
+
+	if (!len || !virtq_logging(mem))
+		return;
+	/* A range past a region's end continues in the next one (consecutive mappings). */
+	while (len) {
+		const struct guest_region *r = region_of_host(mem, a);
+		uint64_t off, n;
+
+		if (!r)
+			return;
+		off = a - (uintptr_t)r->hva;
+		n = len < r->size - off ? len : r->size - off;
+		guest_mem_mark_dirty(mem, r->gpa + off, n);
+		a += n;
+		len -= n;
+	}
+}
+
+void virtq_mark_dirty_iov(const struct guest_mem *mem, const struct iovec *iov, unsigned int n,
+			  size_t len)
+{
+	if (!virtq_logging(mem))
+		return;
+	for (unsigned int i = 0; i < n && len; i++) {
+		size_t k = iov[i].iov_len < len ? iov[i].iov_len : len;
+
+		virtq_mark_dirty_host(mem, iov[i].iov_base, k);
+		len -= k;
+	}
+}
+
+void virtq_chain_mark_written(const struct virtq_chain *c, size_t offset, size_t len)
+{
+	if (!len || !virtq_logging(c->mem))
+		return;
+	for (unsigned int i = c->nout; i < c->nout + c->nin && len; i++) {
+		size_t seg = c->iov[i].iov_len, k;
+
+		if (offset >= seg) {
+			offset -= seg;
+			continue;
+		}
+		k = seg - offset < len ? seg - offset : len;
+		virtq_mark_dirty_host(c->mem, (uint8_t *)c->iov[i].iov_base + offset, k);
+		len -= k;
+		offset = 0;
+	}
+}
+
+/* The device wrote [off, off + len) of the used ring. */
+static void mark_used(const struct virtq *vq, uint64_t off, uint64_t len)
+{
+	guest_mem_mark_dirty(vq->mem, vq->used_gpa + off, len);
 }
 
 /* used_event lives after the avail ring, avail_event after the used ring. */
@@ -372,6 +450,7 @@ int virtq_pop(struct virtq *vq, struct virtq_chain *chain)
 	chain->head = head;
 	chain->nout = chain->nin = 0;
 	chain->out_len = chain->in_len = 0;
+	chain->mem = vq->mem;
 	ret = walk_chain(&w, head);
 	if (ret)
 		return ret;
@@ -393,6 +472,7 @@ int virtq_pop_head(struct virtq *vq, uint16_t head, struct virtq_chain *chain)
 	chain->head = head;
 	chain->nout = chain->nin = 0;
 	chain->out_len = chain->in_len = 0;
+	chain->mem = vq->mem;
 	ret = walk_chain(&w, head);
 	return ret ? ret : 1;
 }
@@ -425,8 +505,20 @@ void virtq_publish_used(struct virtq *vq)
 {
 	if (vq->broken || !vq->ready || vq->used_pending == vq->used_idx)
 		return;
+	if (virtq_logging(vq->mem)) {
+		/* The elements [used_idx, used_pending), which may wrap, and used->idx. */
+		uint16_t first = vq->used_idx & (vq->size - 1);
+		uint16_t n = (uint16_t)(vq->used_pending - vq->used_idx);
+		uint16_t tail = n < vq->size - first ? n : (uint16_t)(vq->size - first);
+
+		mark_used(vq, offsetof(struct vring_used, ring) + 8ULL * first, 8ULL * tail);
+		if (n > tail)
+			mark_used(vq, offsetof(struct vring_used, ring), 8ULL * (n - tail));
+	}
 	vq->used_idx = vq->used_pending;
 	store_le16(&vq->used->idx, vq->used_idx, __ATOMIC_RELEASE);
+	if (virtq_logging(vq->mem))
+		mark_used(vq, offsetof(struct vring_used, idx), sizeof(uint16_t));
 
 	/*
 	 * vring_need_event() compares 16-bit distances: once used_idx is half the
@@ -478,10 +570,16 @@ void virtq_set_notify(struct virtq *vq, bool enable)
 		return;
 	if (vq->event_idx) {
 		/* Disabling needs no write: avail_event stays behind and no kick crosses it. */
-		if (enable)
+		if (enable) {
 			store_le16(avail_event_ptr(vq), vq->last_avail_idx, __ATOMIC_RELAXED);
+			if (virtq_logging(vq->mem))
+				mark_used(vq, offsetof(struct vring_used, ring) + 8ULL * vq->size,
+					  sizeof(uint16_t));
+		}
 	} else {
 		store_le16(&vq->used->flags, enable ? 0 : VRING_USED_F_NO_NOTIFY, __ATOMIC_RELAXED);
+		if (virtq_logging(vq->mem))
+			mark_used(vq, offsetof(struct vring_used, flags), sizeof(uint16_t));
 	}
 	/* Make the request visible before the caller re-reads avail->idx (virtq_has_work). */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
@@ -528,5 +626,8 @@ size_t virtq_chain_read(const struct virtq_chain *c, size_t offset, void *dst, s
 
 size_t virtq_chain_write(const struct virtq_chain *c, size_t offset, const void *src, size_t len)
 {
-	return iov_copy(c->iov + c->nout, c->nin, offset, (void *)src, len, true);
+	size_t n = iov_copy(c->iov + c->nout, c->nin, offset, (void *)src, len, true);
+
+	virtq_chain_mark_written(c, offset, n);
+	return n;
 }

@@ -78,6 +78,8 @@ struct virtq_chain {
 	uint16_t head;			/* id to pass back to virtq_push() */
 	unsigned int nout, nin;		/* iov[0..nout) readable, iov[nout..nout+nin) writable */
 	uint32_t out_len, in_len;	/* total bytes of each kind */
+	/* The guest RAM the iovecs point into (set by the pops), for dirty logging; NULL: none. */
+	const struct guest_mem *mem;
 	struct iovec iov[VIRTQ_MAX_IOV];
 };
 
@@ -165,7 +167,35 @@ bool virtq_has_work(struct virtq *vq);
 /* Copies up to len bytes from the chain's readable segments, starting at offset; returns bytes copied. */
 size_t virtq_chain_read(const struct virtq_chain *c, size_t offset, void *dst, size_t len);
 
-/* Copies up to len bytes into the chain's writable segments, starting at offset; returns bytes copied. */
+/*
+ * Copies up to len bytes into the chain's writable segments, starting at offset;
+ * returns bytes copied. The bytes written are marked dirty (virtq_chain_mark_written).
+ */
 size_t virtq_chain_write(const struct virtq_chain *c, size_t offset, const void *src, size_t len);
+
+/*
+ * ---- Dirty logging (live migration) ----
+ * Every write of the VMM's own to guest RAM is recorded with guest_mem_mark_dirty()
+ * while a migration logs (guest_mem.dirty), so the page is sent again. The rings'
+ * writes are marked here: used elements and used->idx when they are published
+ * (virtq_publish_used, virtq_push), used->flags and avail_event in
+ * virtq_set_notify(). Buffers: virtq_chain_write() marks what it copies; a device
+ * that fills a chain's writable segments another way (readv, getrandom, a disk
+ * I/O engine) marks them with the functions below after the write, before it
+ * pushes the chain. Each costs one atomic load when no migration logs.
+ */
+
+/* The chain's writable bytes [offset, offset + len) were written. No-op for c->mem NULL. */
+void virtq_chain_mark_written(const struct virtq_chain *c, size_t offset, size_t len);
+
+/*
+ * [p, p + len), host addresses inside mem's regions (e.g. a chain's iovec, or its
+ * status byte), were written; parts outside guest RAM are ignored.
+ */
+void virtq_mark_dirty_host(const struct guest_mem *mem, const void *p, size_t len);
+
+/* The first len bytes of iov[0..n), host addresses inside mem's regions, were written. */
+void virtq_mark_dirty_iov(const struct guest_mem *mem, const struct iovec *iov, unsigned int n,
+			  size_t len);
 
 #endif

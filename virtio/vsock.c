@@ -71,9 +71,62 @@ static const struct virtio_backend_ops vsock_backend_ops = {
 	.stop = vsock_be_stop,
 };
 
-/* The event queue: its buffers wait for an event the VMM may send later. */
+/*
+ * Sends VIRTIO_VSOCK_EVENT_TRANSPORT_RESET if one is owed (VIRTIO 1.2 §5.10.6.6:
+ * after a migration the driver drops its connections and reads guest_cid again)
+ * into the next buffer of the event queue; without one it stays owed until the
+ * driver adds a buffer (a kick). A buffer too short for the event is returned
+ * unused. Device lock held.
+ */
+static void vsock_send_reset(struct virtio_vsock *v)
+{
+	struct virtio_vsock_event ev = { .id = htole32(VIRTIO_VSOCK_EVENT_TRANSPORT_RESET) };
+	struct virtq *vq = userspace_backend_vq(&v->ub, VSOCK_EVENTQ);
+	bool pushed = false;
+	struct virtq_chain *c;
+	int ret;
+
+	if (!v->reset_pending || !userspace_backend_running(&v->ub, VSOCK_EVENTQ))
+		return;
+	c = malloc(sizeof(*c));
+	if (!c) {
+		log_warn("%s: out of memory; the transport-reset event waits for the next kick",
+			 v->dev.name);
+		return;
+	}
+	while (v->reset_pending) {
+		size_t n;
+
+		ret = virtq_pop(vq, c);
+		if (ret < 0) {
+			userspace_backend_error(&v->ub, VSOCK_EVENTQ, "malformed event queue");
+			break;
+		}
+		if (ret == 0) {
+			virtq_set_notify(vq, true);
+			if (virtq_has_work(vq))
+				continue;
+			break;
+		}
+		n = c->in_len >= sizeof(ev) ? virtq_chain_write(c, 0, &ev, sizeof(ev)) : 0;
+		if (virtq_push(vq, c->head, (uint32_t)n)) {
+			userspace_backend_error(&v->ub, VSOCK_EVENTQ, "malformed event queue");
+			break;
+		}
+		pushed = true;
+		if (n == sizeof(ev))
+			v->reset_pending = false;
+	}
+	if (pushed)
+		userspace_backend_signal(&v->ub, VSOCK_EVENTQ);
+	free(c);
+}
+
+/* The event queue: its buffers wait for an event the VMM sends (the transport reset). */
 static void vsock_event_kick(struct userspace_backend *ub, unsigned int q)
 {
+	if (q == VSOCK_EVENTQ)
+		vsock_send_reset(container_of(ub, struct virtio_vsock, ub));
 }
 
 static const struct userspace_backend_ops vsock_event_ops = {
@@ -99,12 +152,57 @@ static void vsock_destroy(struct virtio_mmio_dev *d)
 	virtio_vsock_destroy(to_vsock(d));
 }
 
+/*
+ * Migration: the model has nothing beyond its queues (the connections live in
+ * the host kernels and do not move). The guest_cid stays this host's: the
+ * transport-reset event the destination sends once its queues run
+ * (vsock_loaded) makes the driver read it again.
+ */
+#define VSOCK_STATE_VERSION	1
+
+static int vsock_save(struct virtio_mmio_dev *d, struct sbuf *out)
+{
+	sbuf_put_u32(out, VSOCK_STATE_VERSION);
+	return 0;
+}
+
+static int vsock_load(struct virtio_mmio_dev *d, struct sbuf *in)
+{
+	struct virtio_vsock *v = to_vsock(d);
+	int ret = virtio_mmio_load_version(d, in, VSOCK_STATE_VERSION);
+
+	if (!ret)
+		ret = sbuf_finish(in);
+	if (ret)
+		return ret;
+	if (d->config_before_load)
+		memcpy(d->config, d->config_before_load, d->config_size);
+	v->reset_pending = true;
+	return 0;
+}
+
+/* After the load's resume: the transport-reset event, now or at the driver's next buffer. */
+static void vsock_loaded(struct virtio_mmio_dev *d)
+{
+	vsock_send_reset(to_vsock(d));
+}
+
+static void vsock_reset(struct virtio_mmio_dev *d)
+{
+	/* A driver that starts over has no connections to drop. */
+	to_vsock(d)->reset_pending = false;
+}
+
 static const struct virtio_dev_ops vsock_ops = {
 	.name = "virtio-vsock",
 	.device_id = VIRTIO_ID_VSOCK,
 	.nqueues = 3,
 	.queue_max_size = VSOCK_QUEUE_SIZE,
+	.reset = vsock_reset,
 	.destroy = vsock_destroy,
+	.save = vsock_save,
+	.load = vsock_load,
+	.loaded = vsock_loaded,
 };
 
 int virtio_vsock_create_with(struct virtio_host *host, const struct vsock_options *o,

@@ -7,8 +7,9 @@
  * The device model owns the config space (guest_cid) and the features; the
  * receive (0) and transmit (1) queues go to the vhost-vsock back-end that
  * host->offload creates, and the event queue (2) stays in the VMM on a
- * userspace back-end. It keeps the buffers the driver gives it: the VMM
- * sends no event today (TRANSPORT_RESET after a migration will use them). A
+ * userspace back-end. It keeps the buffers the driver gives it for the one
+ * event the VMM sends: TRANSPORT_RESET, after a migration's load (VIRTIO 1.2
+ * §5.10.6.6; the driver then drops its connections and reads guest_cid). A
  * small back-end in vsock.c routes each queue to its owner, so the transport
  * sees one back-end; it signals the irqfd itself (the transport's direct
  * interrupt mode), and the event queue's raise() still works in that mode.
@@ -37,6 +38,7 @@ struct virtio_vsock {
 	struct virtio_backend *offload;		/* vhost-vsock: queues 0 and 1; owned */
 	struct userspace_backend ub;		/* the event queue */
 	struct virtio_vsock_config config;
+	bool reset_pending;			/* a load owes the driver TRANSPORT_RESET */
 };
 
 /*

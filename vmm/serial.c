@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-only
+#include <errno.h>
 #include <linux/serial_reg.h>
 #include <string.h>
 
@@ -241,4 +242,83 @@ size_t serial_rx_room(struct serial *s)
 	room = (s->mcr & UART_MCR_LOOP) ? 0 : SERIAL_RX_BUF - s->rx_count;
 	pthread_mutex_unlock(&s->lock);
 	return room;
+}
+
+int serial_save(struct serial *s, struct sbuf *out)
+{
+	pthread_mutex_lock(&s->lock);
+	sbuf_put_u32(out, SERIAL_STATE_VERSION);
+	sbuf_put_u8(out, s->ier);
+	sbuf_put_u8(out, s->lcr);
+	sbuf_put_u8(out, s->mcr);
+	sbuf_put_u8(out, s->lsr);
+	sbuf_put_u8(out, s->msr);
+	sbuf_put_u8(out, s->scr);
+	sbuf_put_u8(out, s->fcr);
+	sbuf_put_u8(out, s->dll);
+	sbuf_put_u8(out, s->dlm);
+	sbuf_put_u8(out, s->thre_pending);
+	sbuf_put_u8(out, (uint8_t)s->rx_count);
+	for (unsigned int i = 0; i < s->rx_count; i++)
+		sbuf_put_u8(out, s->rx[(s->rx_head + i) % SERIAL_RX_BUF]);
+	pthread_mutex_unlock(&s->lock);
+	return sbuf_error(out);
+}
+
+int serial_load(struct serial *s, struct sbuf *in)
+{
+	uint8_t ier, lcr, mcr, lsr, msr, scr, fcr, dll, dlm, count;
+	uint8_t rx[SERIAL_RX_BUF];
+	const uint8_t *bytes;
+	uint32_t version;
+	bool thre;
+	int ret;
+
+	version = sbuf_get_u32(in);
+	if (!sbuf_error(in) && version != SERIAL_STATE_VERSION)
+		return -EPROTONOSUPPORT;
+	ier = sbuf_get_u8(in);
+	lcr = sbuf_get_u8(in);
+	mcr = sbuf_get_u8(in);
+	lsr = sbuf_get_u8(in);
+	msr = sbuf_get_u8(in);
+	scr = sbuf_get_u8(in);
+	fcr = sbuf_get_u8(in);
+	dll = sbuf_get_u8(in);
+	dlm = sbuf_get_u8(in);
+	thre = sbuf_get_bool(in);
+	count = sbuf_get_u8(in);
+	if (count > SERIAL_RX_BUF)
+		return sbuf_error(in) ? sbuf_error(in) : -EINVAL;
+	bytes = sbuf_get_ptr(in, count);
+	ret = sbuf_finish(in);
+	if (ret)
+		return ret;
+	/* Only what the register writes can leave there (serial_write_locked). */
+	if ((ier & ~0x0f) || (mcr & ~0x1f) ||
+	    (fcr & ~(UART_FCR_ENABLE_FIFO | UART_FCR_TRIGGER_MASK)) ||
+	    !(lsr & UART_LSR_DR) != !count)
+		return -EINVAL;
+	memcpy(rx, bytes, count);
+
+	pthread_mutex_lock(&s->lock);
+	s->ier = ier;
+	s->lcr = lcr;
+	s->mcr = mcr;
+	s->lsr = lsr;
+	s->msr = msr;
+	s->scr = scr;
+	s->fcr = fcr;
+	s->dll = dll;
+	s->dlm = dlm;
+	s->thre_pending = thre;
+	memcpy(s->rx, rx, count);
+	s->rx_head = 0;
+	s->rx_count = count;
+	/* The line follows the loaded state: a pending interrupt is raised on this host's line. */
+	serial_update_irq_locked(s);
+	if (s->rx_count < SERIAL_RX_BUF && !(s->mcr & UART_MCR_LOOP) && s->ops->rx_space)
+		s->ops->rx_space(s->opaque);
+	pthread_mutex_unlock(&s->lock);
+	return 0;
 }

@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "vmm/base/sbuf.h"
+
 #define SERIAL_RX_BUF 64
 #define SERIAL_NREGS 8
 
@@ -50,5 +52,31 @@ size_t serial_receive(struct serial *s, const uint8_t *buf, size_t len);
 
 /* Bytes the receive buffer can take now. */
 size_t serial_rx_room(struct serial *s);
+
+/*
+ * ---- Migration ----
+ * The UART's saved state (little-endian; docs/migration.md, "Device state"):
+ *   u32 SERIAL_STATE_VERSION
+ *   u8  IER, LCR, MCR, LSR, MSR, SCR, FCR, DLL, DLM
+ *   u8  thre_pending (0/1: a transmitter-empty interrupt not yet seen by the driver)
+ *   u8  rx_count (0..SERIAL_RX_BUF), then the received bytes not yet read, oldest first
+ * The interrupt a guest has pending follows from these (IER, LSR, the receive
+ * buffer, thre_pending), so it is not stored: serial_load() raises the line again.
+ */
+#define SERIAL_STATE_VERSION	1
+
+/* Appends the UART's state to out; 0 or out's error (-ENOMEM). */
+int serial_save(struct serial *s, struct sbuf *out);
+
+/*
+ * Loads serial_save()'s output into s, checking every value (register bits the
+ * UART cannot hold, a receive count over SERIAL_RX_BUF, a data-ready bit that
+ * disagrees with it): 0, or -EBADMSG (truncated, trailing bytes, not a bool),
+ * -EPROTONOSUPPORT (another version), -EINVAL (impossible values), with s
+ * unchanged. On success the line is driven to the loaded state through
+ * ops->set_irq (raised if an interrupt is pending) and ops->rx_space is called
+ * if the receive buffer has room, so the input source feeds it again.
+ */
+int serial_load(struct serial *s, struct sbuf *in);
 
 #endif

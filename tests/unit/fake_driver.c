@@ -7,6 +7,8 @@
 #include <criterion/criterion.h>
 #include <endian.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_mmio.h>
 #include <linux/virtio_ring.h>
@@ -98,6 +100,7 @@ struct event_loop *fake_driver_loop(void)
 
 void fake_driver_fini(void)
 {
+	atomic_store(&mem.dirty, NULL);
 	if (loop_up)
 		event_loop_destroy(&loop);
 	loop_up = false;
@@ -377,4 +380,143 @@ void host_chain(struct virtq_chain *c, const struct iovec *out, unsigned int nou
 		c->iov[c->nout + c->nin++] = in[i];
 		c->in_len += (uint32_t)in[i].iov_len;
 	}
+}
+
+/* ---- Migration ---- */
+
+/* The window's registers at the current selectors. */
+static void read_regs(struct virtio_mmio_dev *d, uint32_t *regs)
+{
+	for (uint64_t off = 0; off < VIRTIO_MMIO_CONFIG; off += 4)
+		regs[off / 4] = drv_rd(d, off);
+}
+
+void drv_read_all(struct virtio_mmio_dev *d, struct drv_regs *r)
+{
+	uint32_t qsel = d->queue_sel, fsel = d->device_features_sel;
+
+	memset(r, 0, sizeof(*r));
+	r->nqueues = d->ops->nqueues;
+	read_regs(d, r->now);
+	for (uint32_t sel = 0; sel <= d->ops->nqueues; sel++) {
+		drv_wr(d, VIRTIO_MMIO_QUEUE_SEL, sel);
+		drv_wr(d, VIRTIO_MMIO_DEVICE_FEATURES_SEL, sel);
+		read_regs(d, r->sel[sel]);
+	}
+	drv_wr(d, VIRTIO_MMIO_QUEUE_SEL, qsel);
+	drv_wr(d, VIRTIO_MMIO_DEVICE_FEATURES_SEL, fsel);
+	for (uint32_t i = 0; i < sizeof(r->config); i++)
+		virtio_mmio_io(d, VIRTIO_MMIO_CONFIG + i, &r->config[i], 1, false);
+	memcpy(r->queues, d->queues, sizeof(r->queues));
+}
+
+void drv_expect_same_regs(const struct drv_regs *want, const struct drv_regs *got)
+{
+	cr_assert_eq(got->nqueues, want->nqueues);
+	for (unsigned int i = 0; i < VIRTIO_MMIO_CONFIG / 4; i++)
+		cr_assert_eq(got->now[i], want->now[i], "register %#x reads %#x, want %#x", i * 4,
+			     got->now[i], want->now[i]);
+	for (unsigned int sel = 0; sel <= want->nqueues; sel++)
+		for (unsigned int i = 0; i < VIRTIO_MMIO_CONFIG / 4; i++)
+			cr_assert_eq(got->sel[sel][i], want->sel[sel][i],
+				     "selection %u: register %#x reads %#x, want %#x", sel, i * 4,
+				     got->sel[sel][i], want->sel[sel][i]);
+	cr_assert_arr_eq(got->config, want->config, sizeof(want->config), "config space");
+	for (unsigned int q = 0; q < want->nqueues; q++)
+		cr_assert_arr_eq(&got->queues[q], &want->queues[q], sizeof(struct virtq_state),
+				 "queue %u's state", q);
+}
+
+void drv_pause_save(struct virtio_mmio_dev *d, struct sbuf *w)
+{
+	int ret;
+
+	sbuf_init_writer(w);
+	pthread_mutex_lock(&d->lock);
+	virtio_mmio_pause(d);
+	ret = virtio_mmio_save(d, w);
+	pthread_mutex_unlock(&d->lock);
+	cr_assert_eq(ret, 0, "save: %s", strerror(-ret));
+}
+
+int drv_load(struct virtio_mmio_dev *d, const void *data, size_t len)
+{
+	struct sbuf r;
+	int ret;
+
+	sbuf_init_reader(&r, data, len);
+	pthread_mutex_lock(&d->lock);
+	ret = virtio_mmio_load(d, &r);
+	pthread_mutex_unlock(&d->lock);
+	return ret;
+}
+
+void drv_resume(struct virtio_mmio_dev *d)
+{
+	pthread_mutex_lock(&d->lock);
+	virtio_mmio_resume(d);
+	pthread_mutex_unlock(&d->lock);
+	drv_run_kicks(d);
+}
+
+/* d's state as its own save shows it. */
+static void save_of(struct virtio_mmio_dev *d, struct sbuf *w)
+{
+	int ret;
+
+	sbuf_init_writer(w);
+	pthread_mutex_lock(&d->lock);
+	ret = virtio_mmio_save(d, w);
+	pthread_mutex_unlock(&d->lock);
+	cr_assert_eq(ret, 0);
+}
+
+void drv_expect_truncations_refused(struct virtio_mmio_dev *d, const struct sbuf *state)
+{
+	struct sbuf before, now;
+	uint8_t *longer = malloc(state->len + 1);
+
+	cr_assert_not_null(longer);
+	save_of(d, &before);
+	for (size_t len = 0; len <= state->len; len++) {
+		size_t n = len < state->len ? len : state->len + 1;
+
+		memcpy(longer, state->data, state->len);
+		longer[state->len] = 0;
+		cr_assert_eq(drv_load(d, longer, n), -EBADMSG, "%zu of %zu bytes", n, state->len);
+		save_of(d, &now);
+		cr_assert_eq(now.len, before.len);
+		cr_assert_arr_eq(now.data, before.data, now.len,
+				 "a refused load (%zu bytes) changed the device", n);
+		sbuf_free(&now);
+		cr_assert_not(d->load_pending);
+	}
+	sbuf_free(&before);
+	free(longer);
+}
+
+void fake_driver_log_dirty(struct dirty_log *l)
+{
+	atomic_store(&mem.dirty, l);
+}
+
+bool drv_page_dirty(const struct dirty_log *l, uint64_t gpa)
+{
+	uint64_t p = gpa >> DIRTY_PAGE_SHIFT;
+
+	return p < l->pages && (__atomic_load_n(&l->words[p / 64], __ATOMIC_RELAXED) >> (p % 64)) & 1;
+}
+
+uint64_t drv_dirty_pages(const struct dirty_log *l)
+{
+	uint64_t n = 0;
+
+	for (uint64_t w = 0; w < (l->pages + 63) / 64; w++)
+		n += (uint64_t)__builtin_popcountll(__atomic_load_n(&l->words[w], __ATOMIC_RELAXED));
+	return n;
+}
+
+uint64_t drv_used_gpa(unsigned int q)
+{
+	return FAKE_RING_GPA(q) + USED_OFF;
 }

@@ -24,6 +24,8 @@
 #include <sys/uio.h>
 
 #include "virtio/mmio.h"
+#include "vmm/base/dirty.h"
+#include "vmm/base/sbuf.h"
 
 #define FAKE_RAM_SIZE		(4 << 20)
 #define FAKE_RING_GPA(q)	(0x10000ULL + 0x10000ULL * (q))
@@ -108,6 +110,47 @@ bool drv_wait_used(unsigned int q, uint32_t *id, uint32_t *len, int ms);
 uint16_t drv_avail_idx(unsigned int q);
 /* The device's avail_event of queue q (VIRTIO_RING_F_EVENT_IDX). */
 uint16_t drv_avail_event(unsigned int q);
+
+/* ---- Migration ---- */
+
+/*
+ * Everything the driver can read of a device: the register window at the
+ * selectors as they are, then for every queue selection (and as many feature
+ * words), the config space, and each queue's state (the registers the driver
+ * cannot read back). drv_read_all puts the selectors back.
+ */
+struct drv_regs {
+	uint32_t now[VIRTIO_MMIO_CONFIG / 4];
+	uint32_t sel[VIRTIO_MMIO_MAX_QUEUES + 1][VIRTIO_MMIO_CONFIG / 4];
+	uint8_t config[VIRTIO_MMIO_WINDOW - VIRTIO_MMIO_CONFIG];
+	struct virtq_state queues[VIRTIO_MMIO_MAX_QUEUES];
+	unsigned int nqueues;
+};
+void drv_read_all(struct virtio_mmio_dev *d, struct drv_regs *r);
+/* Asserts that two devices read the same in every register. */
+void drv_expect_same_regs(const struct drv_regs *want, const struct drv_regs *got);
+
+/* Pauses d (under its lock) and saves it into w, a new writer the caller frees. */
+void drv_pause_save(struct virtio_mmio_dev *d, struct sbuf *w);
+/* Loads data into d under its lock: virtio_mmio_load()'s result. */
+int drv_load(struct virtio_mmio_dev *d, const void *data, size_t len);
+/* virtio_mmio_resume() under d's lock, then runs the kicks (drv_run_kicks). */
+void drv_resume(struct virtio_mmio_dev *d);
+/*
+ * Asserts that d (not running) refuses every truncation of state and state with
+ * a byte more with -EBADMSG, and that each refusal left it as it was (its own save
+ * is the same before and after).
+ */
+void drv_expect_truncations_refused(struct virtio_mmio_dev *d, const struct sbuf *state);
+
+/* Installs l as the log of the VMM's writes to the fake RAM (guest_mem.dirty); NULL removes it. */
+void fake_driver_log_dirty(struct dirty_log *l);
+/* Whether page gpa >> 12 is marked in l (without clearing it). */
+bool drv_page_dirty(const struct dirty_log *l, uint64_t gpa);
+/* How many pages l has marked. */
+uint64_t drv_dirty_pages(const struct dirty_log *l);
+/* The used ring's guest address of queue q (its page is what a completion marks). */
+uint64_t drv_used_gpa(unsigned int q);
 
 /* Fills c with a chain over host buffers: out[] readable, then in[] writable (no guest RAM). */
 void host_chain(struct virtq_chain *c, const struct iovec *out, unsigned int nout,

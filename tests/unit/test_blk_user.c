@@ -4,8 +4,9 @@
  * front-end and the fake driver: I/O through vmm-vhost-user-blk's device on a
  * thread, config space from the back-end and its resize, guest RAM that is
  * not shared refused, a back-end that dies (the guest's outstanding and new
- * requests fail with IOERR, DEVICE_NEEDS_RESET), and one that comes back
- * (reconnect=: the device resumes, requests succeed).
+ * requests fail with IOERR, DEVICE_NEEDS_RESET), one that comes back
+ * (reconnect=: the device resumes, requests succeed), and the model's part of
+ * a migration (the same disk on the destination's back-end, or a refusal).
  */
 #include <criterion/criterion.h>
 #include <endian.h>
@@ -355,4 +356,91 @@ Test(blk_user, a_dead_back_ends_kick_suppression_is_lifted)
 Test(blk_user, a_dead_back_ends_stale_avail_event_is_moved_on)
 {
 	kicks_back_on(true);
+}
+
+/* Migration: the model's part (the back-end's DEVICE_STATE is the vhost library's). */
+Test(blk_user, migrates_to_a_back_end_with_the_same_disk_only)
+{
+	static struct vu_server bigger;
+	struct blk_options o = { 0 }, ob = { 0 };
+	struct virtio_mmio_dev *to;
+	struct drv_regs src_regs, dst_regs;
+	uint64_t st, data;
+	uint32_t id, len;
+	struct sbuf w;
+
+	vs_init(&srv, 1);
+	vs_start_listen(&srv);
+	o.vhost_user = srv.path;
+	setup(&o);
+	drv_loop_start();
+	drv_start(d, 0);
+	st = submit_read(3, &data);
+	cr_assert(drv_wait_used(0, &id, &len, 5000));
+	cr_expect_eq(*(uint8_t *)gpa_ptr(st), VIRTIO_BLK_S_OK);
+	drv_pause_save(d, &w);
+	drv_read_all(d, &src_regs);
+	d->ops->destroy(d);
+	d = NULL;
+
+	/* A back-end whose image is twice as large is another disk. */
+	vs_init(&bigger, 1);
+	cr_assert_eq(truncate(bigger.img, 2 * VS_IMG_SIZE), 0);
+	cr_assert_eq(vu_blk_resize(&bigger.b), 1);
+	vs_start_listen(&bigger);
+	ob.vhost_user = bigger.path;
+	cr_assert_eq(blk_user_create(&fake_host, &ob, "vublk1", 0x2000, 6, &to), 0);
+	cr_assert_eq(drv_load(to, w.data, w.len), -EINVAL);
+	cr_assert_eq(drv_rd(to, VIRTIO_MMIO_STATUS), 0, "nothing changed");
+	to->ops->destroy(to);
+	vs_fini(&bigger);
+
+	/* The same disk (the back-end serves the next front-end). */
+	cr_assert_eq(blk_user_create(&fake_host, &o, "vublk1", 0x2000, 6, &d), 0);
+	drv_expect_truncations_refused(d, &w);
+	cr_assert_eq(drv_load(d, w.data, w.len), 0);
+	drv_read_all(d, &dst_regs);
+	drv_expect_same_regs(&src_regs, &dst_regs);
+	pthread_mutex_lock(&d->lock);
+	virtio_mmio_resume(d);
+	pthread_mutex_unlock(&d->lock);
+	cr_assert(d->running);
+	st = submit_read(5, &data);
+	cr_assert(drv_wait_used(0, &id, &len, 5000), "the destination serves the guest");
+	cr_expect_eq(*(uint8_t *)gpa_ptr(st), VIRTIO_BLK_S_OK);
+	cr_expect_eq(*(uint8_t *)gpa_ptr(data), 5);
+	cr_assert_not(drv_used(0, &id, &len));
+	drv_loop_stop();
+	d->ops->destroy(d);
+	vs_fini(&srv);
+	fake_driver_fini();
+	sbuf_free(&w);
+}
+
+Test(blk_user, a_disk_whose_back_end_died_refuses_the_save)
+{
+	struct blk_options o = { 0 };
+	struct sbuf w;
+	int ret;
+
+	vs_init(&srv, 1);
+	vs_start_listen(&srv);
+	o.vhost_user = srv.path;
+	setup(&o);
+	drv_loop_start();
+	drv_start(d, 0);
+	vs_kill(&srv);
+	for (int i = 0; i < 300 && !(status() & VIRTIO_CONFIG_S_NEEDS_RESET); i++)
+		usleep(10000);
+	cr_assert(status() & VIRTIO_CONFIG_S_NEEDS_RESET);
+	sbuf_init_writer(&w);
+	pthread_mutex_lock(&d->lock);
+	ret = virtio_mmio_save(d, &w);
+	pthread_mutex_unlock(&d->lock);
+	cr_assert_eq(ret, -EBUSY);
+	sbuf_free(&w);
+	drv_loop_stop();
+	d->ops->destroy(d);
+	vs_fini(&srv);
+	fake_driver_fini();
 }

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * Unit tests for the 16550A UART model (vmm/serial.c): registers as Linux's
- * 8250 driver probes them, transmit and receive paths, interrupts, loopback
- * and a two-thread receive stress.
+ * 8250 driver probes them, transmit and receive paths, interrupts, loopback,
+ * a two-thread receive stress, and migration (serial_save/serial_load).
  */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <linux/serial_reg.h>
 #include <pthread.h>
 #include <sched.h>
@@ -567,4 +568,230 @@ Test(serial, concurrent_receive_and_read, .timeout = 60)
 	cr_assert_not(atomic_load(&env.irq_repeated), "set_irq called without a change");
 	cr_assert_not(env.irq_now, "line still raised with nothing pending");
 	cr_assert_eq(atomic_load(&env.irq_changes) % 2, 0);
+}
+
+/* ---- migration: serial_save / serial_load ---- */
+
+/* A second UART, the destination of a migration, with its own record of the outside world. */
+static struct env dst;
+
+static void dst_init(void)
+{
+	memset(&dst, 0, sizeof(dst));
+	serial_init(&dst.s, &env_ops, &dst);
+}
+
+static uint8_t rd_on(struct serial *s, unsigned int reg)
+{
+	uint8_t v = 0x5a;
+
+	serial_io(s, reg, &v, 1, false);
+	return v;
+}
+
+static void wr_on(struct serial *s, unsigned int reg, uint8_t v)
+{
+	serial_io(s, reg, &v, 1, true);
+}
+
+/* env.s's state into a new writer (freed by the caller). */
+static void save_src(struct sbuf *w)
+{
+	sbuf_init_writer(w);
+	cr_assert_eq(serial_save(&env.s, w), 0);
+}
+
+static int load_dst(const void *data, size_t len)
+{
+	struct sbuf r;
+
+	sbuf_init_reader(&r, data, len);
+	return serial_load(&dst.s, &r);
+}
+
+/* Every register of both UARTs reads the same, in the same order (reads have side effects). */
+static void expect_same_reads(void)
+{
+	static const unsigned int regs[] = { UART_IER, UART_IIR, UART_LCR, UART_MCR, UART_LSR,
+					     UART_MSR, UART_SCR, UART_IIR };
+
+	for (size_t i = 0; i < sizeof(regs) / sizeof(regs[0]); i++)
+		cr_assert_eq(rd_on(&dst.s, regs[i]), rd_on(&env.s, regs[i]), "register %u",
+			     regs[i]);
+	/* The divisor latch. */
+	wr_on(&env.s, UART_LCR, rd_on(&env.s, UART_LCR) | UART_LCR_DLAB);
+	wr_on(&dst.s, UART_LCR, rd_on(&dst.s, UART_LCR) | UART_LCR_DLAB);
+	cr_assert_eq(rd_on(&dst.s, UART_DLL), rd_on(&env.s, UART_DLL));
+	cr_assert_eq(rd_on(&dst.s, UART_DLM), rd_on(&env.s, UART_DLM));
+	wr_on(&env.s, UART_LCR, rd_on(&env.s, UART_LCR) & ~UART_LCR_DLAB);
+	wr_on(&dst.s, UART_LCR, rd_on(&dst.s, UART_LCR) & ~UART_LCR_DLAB);
+}
+
+/* A UART mid-stream: divisor, line settings, FIFO on, a wrapped receive buffer, RX interrupt. */
+static void busy_source(void)
+{
+	char in[SERIAL_RX_BUF + 1];
+
+	wr(UART_LCR, UART_LCR_DLAB);
+	wr(UART_DLL, 0x01);
+	wr(UART_DLM, 0x02);
+	wr(UART_LCR, UART_LCR_WLEN8 | UART_LCR_STOP);
+	wr(UART_MCR, UART_MCR_DTR | UART_MCR_RTS | UART_MCR_OUT2);
+	wr(UART_FCR, UART_FCR_ENABLE_FIFO | UART_FCR_TRIGGER_14);
+	wr(UART_SCR, 0x77);
+	/* Fill, read 40, refill: the buffer's head is not at 0 any more. */
+	memset(in, 'a', SERIAL_RX_BUF);
+	in[SERIAL_RX_BUF] = '\0';
+	cr_assert_eq(receive_str(in), SERIAL_RX_BUF);
+	for (int i = 0; i < 40; i++)
+		rd(UART_RX);
+	cr_assert_eq(receive_str("0123456789"), 10);
+	wr(UART_IER, UART_IER_RDI);
+	cr_assert(env.irq_now, "the source has a receive interrupt pending");
+}
+
+Test(serial, save_load_round_trip_mid_stream)
+{
+	struct sbuf w;
+
+	busy_source();
+	save_src(&w);
+	dst_init();
+	cr_assert_eq(load_dst(w.data, w.len), 0);
+	cr_assert(dst.irq_now, "the pending receive interrupt is raised on the destination");
+	cr_assert_eq(dst.nirq, 1);
+	cr_assert_geq(atomic_load(&dst.rx_space), 1, "the destination's input is asked for more");
+	cr_assert_eq(serial_rx_room(&dst.s), serial_rx_room(&env.s));
+	expect_same_reads();
+	/* The received bytes, oldest first, then the same empty state. */
+	for (unsigned int i = 0; i < SERIAL_RX_BUF - 40 + 10; i++) {
+		uint8_t a = rd(UART_RX), b = rd_on(&dst.s, UART_RX);
+
+		cr_assert_eq(b, a, "byte %u: %#x, want %#x", i, b, a);
+	}
+	cr_assert_eq(rd_on(&dst.s, UART_LSR) & UART_LSR_DR, 0);
+	cr_assert_not(dst.irq_now, "reading everything lowers the destination's line");
+	expect_same_reads();
+	sbuf_free(&w);
+	serial_destroy(&dst.s);
+}
+
+Test(serial, save_load_keeps_a_pending_thre_interrupt)
+{
+	struct sbuf w, w2;
+
+	wr(UART_IER, UART_IER_THRI);
+	cr_assert(env.irq_now);
+	save_src(&w);
+	dst_init();
+	cr_assert_eq(load_dst(w.data, w.len), 0);
+	cr_assert(dst.irq_now);
+	sbuf_init_writer(&w2);
+	cr_assert_eq(serial_save(&dst.s, &w2), 0);
+	cr_assert_eq(w2.len, w.len);
+	cr_assert_arr_eq(w2.data, w.data, w.len, "a loaded UART saves as its source");
+	cr_assert_eq(rd_on(&dst.s, UART_IIR) & 0x0f, UART_IIR_THRI);
+	cr_assert_not(dst.irq_now, "reading the IIR acknowledges it");
+	sbuf_free(&w);
+	sbuf_free(&w2);
+	serial_destroy(&dst.s);
+}
+
+Test(serial, load_lowers_a_line_the_state_does_not_raise)
+{
+	struct sbuf w;
+
+	save_src(&w);	/* reset state: nothing pending */
+	dst_init();
+	wr_on(&dst.s, UART_IER, UART_IER_THRI);
+	cr_assert(dst.irq_now);
+	cr_assert_eq(load_dst(w.data, w.len), 0);
+	cr_assert_not(dst.irq_now);
+	expect_same_reads();
+	sbuf_free(&w);
+	serial_destroy(&dst.s);
+}
+
+/* The destination's own state, as a save shows it (to see that a refused load changed nothing). */
+static void dst_snapshot(struct sbuf *w)
+{
+	sbuf_init_writer(w);
+	cr_assert_eq(serial_save(&dst.s, w), 0);
+}
+
+static void expect_dst_unchanged(const struct sbuf *before)
+{
+	struct sbuf now;
+
+	dst_snapshot(&now);
+	cr_assert_eq(now.len, before->len);
+	cr_assert_arr_eq(now.data, before->data, now.len, "a refused load changed the UART");
+	sbuf_free(&now);
+}
+
+Test(serial, load_refuses_every_truncation)
+{
+	struct sbuf w, before;
+
+	busy_source();
+	save_src(&w);
+	dst_init();
+	wr_on(&dst.s, UART_SCR, 0x42);
+	dst_snapshot(&before);
+	for (size_t len = 0; len < w.len; len++) {
+		cr_assert_eq(load_dst(w.data, len), -EBADMSG, "%zu of %zu bytes", len, w.len);
+		expect_dst_unchanged(&before);
+	}
+	cr_assert_eq(dst.nirq, 0);
+	sbuf_free(&w);
+	sbuf_free(&before);
+	serial_destroy(&dst.s);
+}
+
+Test(serial, load_refuses_corrupted_state)
+{
+	/* Offsets in the saved state: u32 version, then IER LCR MCR LSR MSR SCR FCR DLL DLM. */
+	enum { V = 0, IER = 4, MCR = 6, LSR = 7, FCR = 10, THRE = 13, COUNT = 14 };
+	static const struct {
+		size_t off;
+		uint8_t val;
+		int err;
+	} bad[] = {
+		{ V, 2, -EPROTONOSUPPORT },
+		{ IER, 0x10, -EINVAL },
+		{ MCR, 0x20, -EINVAL },
+		{ LSR, UART_LSR_TEMT, -EINVAL },	/* data ready clear with bytes waiting */
+		{ FCR, UART_FCR_CLEAR_RCVR, -EINVAL },
+		{ THRE, 2, -EBADMSG },
+		{ COUNT, SERIAL_RX_BUF + 1, -EINVAL },
+		{ COUNT, 0, -EBADMSG },		/* then the bytes are trailing */
+	};
+	struct sbuf w, before;
+
+	cr_assert_eq(receive_str("xy"), 2);
+	save_src(&w);
+	cr_assert_eq(w.len, 15 + 2);
+	dst_init();
+	dst_snapshot(&before);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		uint8_t copy[64];
+
+		memcpy(copy, w.data, w.len);
+		copy[bad[i].off] = bad[i].val;
+		cr_assert_eq(load_dst(copy, w.len), bad[i].err, "case %zu", i);
+		expect_dst_unchanged(&before);
+	}
+	/* One byte more than saved. */
+	{
+		uint8_t copy[64];
+
+		memcpy(copy, w.data, w.len);
+		copy[w.len] = 0;
+		cr_assert_eq(load_dst(copy, w.len + 1), -EBADMSG);
+		expect_dst_unchanged(&before);
+	}
+	cr_assert_eq(load_dst(w.data, w.len), 0, "the uncorrupted state loads");
+	sbuf_free(&w);
+	sbuf_free(&before);
+	serial_destroy(&dst.s);
 }

@@ -1348,3 +1348,147 @@ Test(blk_e2e, uring_stop_drains_then_resumes_from_the_saved_position, .init = se
      .fini = teardown_pipe_disk, .timeout = 30) { stop_drains(); }
 Test(blk_e2e, sync_stop_drains_then_resumes_from_the_saved_position, .init = setup_pipe_sync,
      .fini = teardown_pipe_disk, .timeout = 30) { stop_drains(); }
+
+/* ---- Migration ---- */
+
+/* The destination: the same disk, opened once the source let go of it (its lock). */
+static struct virtio_blk *create_dst(void)
+{
+	struct blk_options o = { .path = path };
+	struct virtio_blk *d;
+	int r;
+
+	/* An io_uring instance lets go of the image (and its lock) a moment after it is closed. */
+	for (int i = 0; i < 200; i++) {
+		r = virtio_blk_create(&fake_host, &o, "vblk1", 0xd0001000, 6, &d);
+		if (r != -EBUSY)
+			break;
+		usleep(10000);
+	}
+	cr_assert_eq(r, 0, "the destination's disk: %s", strerror(-r));
+	return d;
+}
+
+/* A write request of SECTOR bytes of value v at sector s, offered on queue q (no kick). */
+static uint16_t offer_write(unsigned int q, uint64_t s, uint8_t v, struct e2e_req *r)
+{
+	*r = e2e_req(VIRTIO_BLK_T_OUT, s, SECTOR);
+	memset(gpa_ptr(r->data), v, SECTOR);
+	return drv_add(q, (struct drv_seg[]){
+		{ r->hdr, sizeof(struct virtio_blk_outhdr), false },
+		{ r->data, SECTOR, false },
+		{ r->status, 1, true },
+	}, 3);
+}
+
+Test(blk_e2e, migrates_mid_stream_without_loss_or_duplicate, .init = setup_e2e,
+     .fini = teardown_e2e)
+{
+	struct drv_regs src_regs, dst_regs;
+	/* A ring of RING_SIZE descriptors holds two chains of three in flight. */
+	struct e2e_req done[2], pending[2];
+	struct virtio_blk *to;
+	uint16_t heads[2];
+	uint32_t id, len;
+	uint8_t want[SECTOR];
+	struct sbuf w;
+
+	driver_init(0);
+	for (int i = 0; i < 2; i++) {
+		done[i] = e2e_req(VIRTIO_BLK_T_IN, (uint64_t)i, SECTOR);
+		e2e_submit(0, &done[i], SECTOR);
+		cr_assert(drv_wait_used(0, &id, &len, WAIT_MS));
+	}
+	cr_assert_not(drv_used(0, &id, &len));
+	/* Paused; then two writes the guest had offered and kicked that no worker took. */
+	pthread_mutex_lock(&vdev->lock);
+	virtio_mmio_pause(vdev);
+	pthread_mutex_unlock(&vdev->lock);
+	for (int i = 0; i < 2; i++)
+		heads[i] = offer_write(0, 100 + (uint64_t)i, (uint8_t)(0xa0 + i), &pending[i]);
+	drv_wr(vdev, VIRTIO_MMIO_QUEUE_NOTIFY, 0);
+	drv_pause_save(vdev, &w);
+	drv_read_all(vdev, &src_regs);
+	cr_assert_not(drv_used(0, &id, &len), "nothing ran while paused");
+	virtio_blk_destroy(blk);
+	blk = NULL;
+
+	to = create_dst();
+	blk = to;
+	vdev = &to->dev;
+	drv_expect_truncations_refused(vdev, &w);
+	cr_assert_eq(drv_load(vdev, w.data, w.len), 0);
+	drv_read_all(vdev, &dst_regs);
+	drv_expect_same_regs(&src_regs, &dst_regs);
+	drv_resume(vdev);
+	for (int i = 0; i < 2; i++) {
+		cr_assert(drv_wait_used(0, &id, &len, WAIT_MS), "write %d was lost", i);
+		cr_assert_eq(id, heads[i]);
+		cr_assert_eq(len, 1);
+		cr_assert_eq(*(uint8_t *)gpa_ptr(pending[i].status), VIRTIO_BLK_S_OK, "status %d", *(uint8_t *)gpa_ptr(pending[i].status));
+		memset(want, 0xa0 + i, sizeof(want));
+		expect_image_bytes((100 + (uint64_t)i) * SECTOR, want, SECTOR);
+	}
+	cr_assert_not(drv_wait_used(0, &id, &len, 100), "a request was served twice");
+	/* The destination takes new requests. */
+	done[0] = e2e_req(VIRTIO_BLK_T_IN, 100, SECTOR);
+	heads[0] = e2e_submit(0, &done[0], SECTOR);
+	cr_assert(drv_wait_used(0, &id, &len, WAIT_MS));
+	cr_assert_eq(id, heads[0]);
+	memset(want, 0xa0, sizeof(want));
+	cr_assert_arr_eq(gpa_ptr(done[0].data), want, SECTOR);
+	sbuf_free(&w);
+}
+
+Test(blk_e2e, load_refuses_a_disk_of_another_size, .init = setup_e2e, .fini = teardown_e2e)
+{
+	struct sbuf w;
+
+	driver_init(0);
+	drv_pause_save(vdev, &w);
+	virtio_blk_destroy(blk);
+	cr_assert_eq(truncate(path, DISK_SIZE * 2), 0);
+	blk = create_dst();
+	vdev = &blk->dev;
+	cr_assert_eq(drv_load(vdev, w.data, w.len), -EINVAL);
+	cr_assert_eq(drv_rd(vdev, VIRTIO_MMIO_STATUS), 0, "nothing changed");
+	virtio_blk_destroy(blk);
+	cr_assert_eq(truncate(path, DISK_SIZE), 0);
+	blk = create_dst();
+	vdev = &blk->dev;
+	cr_assert_eq(drv_load(vdev, w.data, w.len), 0);
+	sbuf_free(&w);
+}
+
+Test(blk_e2e, completions_mark_data_status_and_used_ring_dirty, .init = setup_e2e,
+     .fini = teardown_e2e)
+{
+	struct dirty_log log;
+	struct e2e_req r, wr_req;
+	uint64_t untouched;
+	uint32_t id, len;
+
+	cr_assert_eq(dirty_log_init(&log, FAKE_RAM_SIZE), 0);
+	driver_init(0);
+	r = e2e_req(VIRTIO_BLK_T_IN, 8, 8192);
+	untouched = alloc_buf(8192) + 4096;	/* a page of its own */
+	wr_req = e2e_req(VIRTIO_BLK_T_OUT, 8, 4096);
+	fake_driver_log_dirty(&log);
+	e2e_submit(0, &r, 8192);
+	cr_assert(drv_wait_used(0, &id, &len, WAIT_MS));
+	cr_assert(drv_page_dirty(&log, drv_used_gpa(0)), "the used ring");
+	cr_assert(drv_page_dirty(&log, r.data), "the data read, first page");
+	cr_assert(drv_page_dirty(&log, r.data + 8191), "and last");
+	cr_assert(drv_page_dirty(&log, r.status), "the status byte");
+	cr_assert_not(drv_page_dirty(&log, untouched));
+	/* A write reads guest RAM: only its status byte (and the ring) are written. */
+	dirty_log_collect(&log, 0, (uint64_t[64]){ 0 }, 64);
+	cr_assert_eq(drv_dirty_pages(&log), 0);
+	e2e_submit(0, &wr_req, 4096);
+	cr_assert(drv_wait_used(0, &id, &len, WAIT_MS));
+	cr_assert(drv_page_dirty(&log, wr_req.status));
+	cr_assert_not(drv_page_dirty(&log, wr_req.data + 64) && wr_req.data / 4096 !=
+		      wr_req.status / 4096, "a write's data is not dirtied");
+	fake_driver_log_dirty(NULL);
+	dirty_log_destroy(&log);
+}

@@ -513,3 +513,122 @@ Test(virtio_console_pty, reader_leaving_unblocks_the_guest)
 	user_connects();
 	cr_assert(con->pty_src.events & EPOLLIN);
 }
+
+/* ---- migration ---- */
+
+/* A destination console at another address writing to a file; its path in dst_path. */
+static char dst_path[64];
+
+static struct virtio_console *create_file_dst(void)
+{
+	struct console_options o = { .backend = CONSOLE_BACKEND_FILE, .path = dst_path };
+	struct virtio_console *c;
+
+	snprintf(dst_path, sizeof(dst_path), "/tmp/test_virtio_console.%d.dst", (int)getpid());
+	unlink(dst_path);
+	cr_assert_eq(virtio_console_create(&fake_host, &o, "virtio-console1", BASE + 0x1000, GSI + 1,
+					   &c), 0);
+	return c;
+}
+
+Test(virtio_console_pty, migrates_a_transmit_the_pty_took_part_of)
+{
+	static uint8_t sent[QSIZE * 1000], got[QSIZE * 1000];
+	struct drv_regs src_regs, dst_regs;
+	struct virtio_console *to;
+	unsigned int used = 0;
+	uint32_t id, len;
+	size_t total = 0;
+	struct sbuf w;
+	int fd;
+	ssize_t n;
+
+	user_connects();
+	drv_start(&con->dev, 0);
+	pattern(sent, sizeof(sent), 0);
+	for (int i = 0; i < QSIZE; i++)
+		drv_output(sent + i * 1000, 1000);	/* 1000: the pty fills inside a chain */
+	drv_kick(&con->dev, CONSOLE_TXQ);
+	while (drv_used(CONSOLE_TXQ, &id, &len))
+		used++;
+	cr_assert(con->tx_blocked, "the pty never filled up");
+	cr_assert(con->tx_partial);
+
+	drv_pause_save(&con->dev, &w);
+	drv_read_all(&con->dev, &src_regs);
+	/* What the source's pty took is the source host's: its user reads it. */
+	total = user_reads(got, sizeof(got));
+	cr_assert_eq(total, used * 1000 + con->tx_done);
+
+	to = create_file_dst();
+	drv_expect_truncations_refused(&to->dev, &w);
+	cr_assert_eq(drv_load(&to->dev, w.data, w.len), 0);
+	cr_assert(to->tx_partial);
+	cr_assert_eq(to->tx_done, con->tx_done);
+	drv_read_all(&to->dev, &dst_regs);
+	drv_expect_same_regs(&src_regs, &dst_regs);
+	virtio_console_destroy(con);
+	con = to;
+	drv_resume(&con->dev);
+	while (drv_used(CONSOLE_TXQ, &id, &len))
+		used++;
+	cr_assert_eq(used, QSIZE, "every transmit is answered once");
+	fd = open(dst_path, O_RDONLY);
+	cr_assert_geq(fd, 0);
+	n = read(fd, got + total, sizeof(got) - total + 1);
+	close(fd);
+	unlink(dst_path);
+	cr_assert_eq((size_t)n, sizeof(sent) - total, "the destination wrote the rest, once");
+	cr_assert_arr_eq(got, sent, sizeof(sent), "output lost or repeated across the move");
+	sbuf_free(&w);
+}
+
+Test(virtio_console_pty, load_refuses_a_partial_transmit_outside_the_queue)
+{
+	struct virtio_console *to;
+	struct sbuf w;
+
+	drv_start(&con->dev, 0);
+	con->tx_partial = true;
+	con->tx_head = 3;
+	con->tx_done = 10;
+	drv_pause_save(&con->dev, &w);
+	/* The model's part ends the state: u32 version, u8 partial, u16 head, u32 done. */
+	cr_assert_eq(w.data[w.len - 6], 3);
+	w.data[w.len - 6] = QSIZE;
+	to = create_file_dst();
+	cr_assert_eq(drv_load(&to->dev, w.data, w.len), -EINVAL);
+	cr_assert_not(to->tx_partial);
+	cr_assert_eq(to->dev.status, 0, "nothing changed");
+	w.data[w.len - 6] = 3;
+	w.data[w.len - 7] = 2;
+	cr_assert_eq(drv_load(&to->dev, w.data, w.len), -EBADMSG, "partial is not a bool");
+	w.data[w.len - 7] = 1;
+	cr_assert_eq(drv_load(&to->dev, w.data, w.len), 0);
+	cr_assert_eq(to->tx_head, 3);
+	virtio_console_destroy(to);
+	unlink(dst_path);
+	sbuf_free(&w);
+}
+
+Test(virtio_console_pty, input_marks_its_buffer_dirty)
+{
+	struct dirty_log log;
+	uint32_t id, len;
+	uint64_t gpa;
+
+	cr_assert_eq(dirty_log_init(&log, FAKE_RAM_SIZE), 0);
+	user_connects();
+	drv_start(&con->dev, 0);
+	gpa = drv_add_rx(64, NULL);
+	drv_kick(&con->dev, CONSOLE_RXQ);
+	fake_driver_log_dirty(&log);
+	cr_assert_eq(write(slave, "x", 1), 1);
+	pty_event(EPOLLIN);
+	cr_assert(drv_used(CONSOLE_RXQ, &id, &len));
+	cr_assert(drv_page_dirty(&log, gpa));
+	cr_assert(drv_page_dirty(&log, drv_used_gpa(CONSOLE_RXQ)));
+	cr_assert_not(drv_page_dirty(&log, drv_used_gpa(CONSOLE_TXQ)));
+	fake_driver_log_dirty(NULL);
+	dirty_log_destroy(&log);
+}

@@ -16,6 +16,7 @@
 
 #include "fake_driver.h"
 #include "virtio/mmio.h"
+#include "vmm/base/util.h"
 
 #define BASE		0xd0000000ULL
 #define GSI		5
@@ -40,10 +41,17 @@ struct test_dev {
 	int starts[VIRTIO_MMIO_MAX_QUEUES], stops[VIRTIO_MMIO_MAX_QUEUES];
 	int kick_fd[VIRTIO_MMIO_MAX_QUEUES];
 	struct virtio_call *call[VIRTIO_MMIO_MAX_QUEUES];
+	struct virtq_state started_from[VIRTIO_MMIO_MAX_QUEUES];
+	int set_features_calls, set_features_ret;
+	uint64_t features_set;
+	/* The model's migration state (ops->save/load/loaded). */
+	uint32_t model_value;
+	int saves, loads, loaded_calls, load_ret;
 };
 
 static struct host_calls fh;
 static struct test_dev dev;
+static struct test_dev dst;	/* a migration's destination */
 
 static int fake_ioeventfd(struct virtio_host *h, uint64_t addr, uint32_t datamatch, int fd, bool assign)
 {
@@ -71,21 +79,46 @@ static uint64_t t_features(struct virtio_backend *be)
 static int t_start(struct virtio_backend *be, unsigned int q, const struct virtq_state *state,
 		   int kick_fd, struct virtio_call *call)
 {
-	dev.starts[q]++;
-	dev.kick_fd[q] = kick_fd;
-	dev.call[q] = call;
+	struct test_dev *t = container_of(be, struct test_dev, be);
+
+	t->starts[q]++;
+	t->kick_fd[q] = kick_fd;
+	t->call[q] = call;
+	t->started_from[q] = *state;
 	return 0;
 }
 
 static void t_stop(struct virtio_backend *be, unsigned int q, struct virtq_state *state)
 {
-	dev.stops[q]++;
-	dev.call[q] = NULL;
+	struct test_dev *t = container_of(be, struct test_dev, be);
+
+	t->stops[q]++;
+	t->call[q] = NULL;
+}
+
+static int t_set_features(struct virtio_backend *be, uint64_t features)
+{
+	struct test_dev *t = container_of(be, struct test_dev, be);
+
+	t->set_features_calls++;
+	t->features_set = features;
+	return t->set_features_ret;
 }
 
 static const struct virtio_backend_ops test_backend_ops = {
 	.name = "test",
 	.features = t_features,
+	.set_features = t_set_features,
+	.start = t_start,
+	.stop = t_stop,
+};
+
+/* The same back-end in the direct interrupt mode (it would write the irqfd itself). */
+static const struct virtio_backend_ops test_direct_backend_ops = {
+	.name = "test-direct",
+	.signals_irqfd = true,
+	.features = t_features,
+	.set_features = t_set_features,
 	.start = t_start,
 	.stop = t_stop,
 };
@@ -156,6 +189,7 @@ static void setup(void)
 	fake_host.irqfd = fake_irqfd;
 	memset(&fh, 0, sizeof(fh));
 	memset(&dev, 0, sizeof(dev));
+	memset(&dst, 0, sizeof(dst));
 	dev.be.ops = &test_backend_ops;
 	memcpy(dev.config, "ABCDEFGH", 8);
 }
@@ -170,6 +204,7 @@ static void init_dev(void)
 static void teardown(void)
 {
 	virtio_mmio_destroy(&dev.vdev);
+	virtio_mmio_destroy(&dst.vdev);
 	fake_driver_fini();
 }
 
@@ -585,4 +620,548 @@ Test(virtio_mmio, init_rejects_bad_ops)
 	cr_assert_eq(virtio_mmio_init(&dev.vdev, &test_ops, &fake_host, "bad", BASE, GSI, 0, NULL,
 				      0, NULL), -EINVAL, "no back-end");
 	memset(&dev.vdev, 0, sizeof(dev.vdev));
+}
+
+/* ---- migration: virtio_mmio_save / virtio_mmio_load ---- */
+
+#define BASE2		0xd0001000ULL
+#define MODEL_VERSION	7
+
+/* The test model's state: a version and one value; load_ret makes its load refuse. */
+static int m_save(struct virtio_mmio_dev *d, struct sbuf *out)
+{
+	struct test_dev *t = (struct test_dev *)d;
+
+	t->saves++;
+	sbuf_put_u32(out, MODEL_VERSION);
+	sbuf_put_u32(out, t->model_value);
+	return 0;
+}
+
+/* What the model saw while it loaded. */
+static uint8_t seen_config[8], seen_before[8];
+static bool seen_before_set;
+
+static int m_load(struct virtio_mmio_dev *d, struct sbuf *in)
+{
+	struct test_dev *t = (struct test_dev *)d;
+	uint32_t v;
+	int ret = virtio_mmio_load_version(d, in, MODEL_VERSION);
+
+	t->loads++;
+	if (ret)
+		return ret;
+	v = sbuf_get_u32(in);
+	ret = sbuf_finish(in);
+	if (ret)
+		return ret;
+	memcpy(seen_config, d->config, sizeof(seen_config));
+	seen_before_set = d->config_before_load != NULL;
+	if (seen_before_set)
+		memcpy(seen_before, d->config_before_load, sizeof(seen_before));
+	if (t->load_ret)
+		return t->load_ret;
+	t->model_value = v;
+	return 0;
+}
+
+static void m_loaded(struct virtio_mmio_dev *d)
+{
+	((struct test_dev *)d)->loaded_calls++;
+}
+
+static const struct virtio_dev_ops mig_ops = {
+	.name = "virtio-test",
+	.device_id = TEST_DEVICE_ID,
+	.nqueues = 2,
+	.queue_max_size = 64,
+	.reset = t_reset,
+	.activate = t_activate,
+	.config_write = t_config_write,
+	.save = m_save,
+	.load = m_load,
+	.loaded = m_loaded,
+};
+
+static void init_mig(struct test_dev *t, const struct virtio_dev_ops *ops, uint64_t base,
+		     const struct virtio_backend_ops *be_ops, uint32_t config_size)
+{
+	t->be.ops = be_ops;
+	memcpy(t->config, "ABCDEFGH", 8);
+	cr_assert_eq(virtio_mmio_init(&t->vdev, ops, &fake_host, t == &dst ? "dst" : "src", base,
+				      GSI, 1ULL << DEV_FEATURE, t->config, config_size, &t->be), 0);
+}
+
+/* Saves d (paused or not live) into a new writer. */
+static void save(struct test_dev *t, struct sbuf *w)
+{
+	sbuf_init_writer(w);
+	cr_assert_eq(virtio_mmio_save(&t->vdev, w), 0);
+}
+
+static int load(struct test_dev *t, const void *data, size_t len)
+{
+	struct sbuf r;
+
+	sbuf_init_reader(&r, data, len);
+	return virtio_mmio_load(&t->vdev, &r);
+}
+
+/* The register window of d as the driver reads it now, at the current selectors. */
+static void read_window(struct virtio_mmio_dev *d, uint32_t *regs, uint8_t *config)
+{
+	for (uint64_t off = 0; off < VIRTIO_MMIO_CONFIG; off += 4)
+		regs[off / 4] = drv_rd(d, off);
+	for (uint32_t i = 0; i < VIRTIO_MMIO_WINDOW - VIRTIO_MMIO_CONFIG; i++)
+		virtio_mmio_io(d, VIRTIO_MMIO_CONFIG + i, &config[i], 1, false);
+}
+
+/*
+ * Every register of a and b reads the same: first at the selectors as they are,
+ * then for every queue selection and both feature words (the same writes to both).
+ */
+static void expect_same_registers(struct virtio_mmio_dev *a, struct virtio_mmio_dev *b)
+{
+	static uint32_t ra[VIRTIO_MMIO_CONFIG / 4], rb[VIRTIO_MMIO_CONFIG / 4];
+	static uint8_t ca[VIRTIO_MMIO_WINDOW], cb[VIRTIO_MMIO_WINDOW];
+
+	read_window(a, ra, ca);
+	read_window(b, rb, cb);
+	for (unsigned int i = 0; i < VIRTIO_MMIO_CONFIG / 4; i++)
+		cr_assert_eq(rb[i], ra[i], "register %#x reads %#x, want %#x", i * 4, rb[i], ra[i]);
+	cr_assert_arr_eq(cb, ca, VIRTIO_MMIO_WINDOW - VIRTIO_MMIO_CONFIG, "config space");
+	for (uint32_t sel = 0; sel < a->ops->nqueues + 1; sel++) {
+		drv_wr(a, VIRTIO_MMIO_QUEUE_SEL, sel);
+		drv_wr(b, VIRTIO_MMIO_QUEUE_SEL, sel);
+		drv_wr(a, VIRTIO_MMIO_DEVICE_FEATURES_SEL, sel);
+		drv_wr(b, VIRTIO_MMIO_DEVICE_FEATURES_SEL, sel);
+		read_window(a, ra, ca);
+		read_window(b, rb, cb);
+		for (unsigned int i = 0; i < VIRTIO_MMIO_CONFIG / 4; i++)
+			cr_assert_eq(rb[i], ra[i], "queue %u: register %#x reads %#x, want %#x", sel,
+				     i * 4, rb[i], ra[i]);
+	}
+	/* The queue registers the driver cannot read back: the states behind them. */
+	for (unsigned int q = 0; q < a->ops->nqueues; q++)
+		cr_assert_arr_eq(&b->queues[q], &a->queues[q], sizeof(a->queues[q]), "queue %u", q);
+}
+
+/* Kicks waiting on t's queue q (reading clears them). */
+static uint64_t kicks_of(struct test_dev *t, unsigned int q)
+{
+	uint64_t v = 0;
+
+	if (read(t->vdev.q[q].kick_fd, &v, sizeof(v)) != sizeof(v))
+		return 0;
+	return v;
+}
+
+static uint64_t edges_of(struct test_dev *t)
+{
+	uint64_t v = 0;
+
+	if (read(t->vdev.irq_fd, &v, sizeof(v)) != sizeof(v))
+		return 0;
+	return v;
+}
+
+/* The source mid-stream: live, selectors moved, a config write, causes pending, queues advanced. */
+static void busy_source(const struct virtio_backend_ops *be_ops)
+{
+	init_mig(&dev, &mig_ops, BASE, be_ops, sizeof(dev.config));
+	go_live();
+	wr(VIRTIO_MMIO_CONFIG + 2, 0x7a7a7a7a);		/* the driver wrote config space */
+	virtio_mmio_signal_config(&dev.vdev);		/* generation 1, CONFIG pending */
+	raise_used(0);					/* VRING pending too */
+	wr(VIRTIO_MMIO_QUEUE_SEL, 1);
+	wr(VIRTIO_MMIO_DEVICE_FEATURES_SEL, 1);
+	wr(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
+	dev.model_value = 0x1234;
+	virtio_mmio_pause(&dev.vdev);
+	/* How far the back-end got before the pause (a real one writes these on stop). */
+	dev.vdev.queues[0].last_avail_idx = 7;
+	dev.vdev.queues[0].used_idx = 5;
+	dev.vdev.queues[0].signalled_used = 4;
+	dev.vdev.queues[0].signalled_used_valid = true;
+	dev.vdev.queues[1].last_avail_idx = 0xfffe;
+	dev.vdev.queues[1].used_idx = 0xfffd;
+}
+
+Test(virtio_mmio, save_refused_while_the_queues_run)
+{
+	struct sbuf w;
+
+	init_mig(&dev, &mig_ops, BASE, &test_backend_ops, sizeof(dev.config));
+	go_live();
+	sbuf_init_writer(&w);
+	cr_assert_eq(virtio_mmio_save(&dev.vdev, &w), -EBUSY);
+	virtio_mmio_pause(&dev.vdev);
+	cr_assert_eq(virtio_mmio_save(&dev.vdev, &w), 0);
+	cr_assert_eq(dev.saves, 1);
+	sbuf_free(&w);
+}
+
+Test(virtio_mmio, save_load_round_trip)
+{
+	struct sbuf w, w2;
+
+	busy_source(&test_backend_ops);
+	save(&dev, &w);
+	init_mig(&dst, &mig_ops, BASE2, &test_backend_ops, sizeof(dst.config));
+	cr_assert_eq(load(&dst, w.data, w.len), 0);
+	cr_assert_eq(dst.model_value, 0x1234, "the model's state");
+	cr_assert(seen_before_set, "the model sees the config space as created here");
+	cr_assert_arr_eq(seen_before, "ABCDEFGH", 8);
+	cr_assert_arr_eq(seen_config, dev.config, 8, "and the source's, in d->config");
+	cr_assert_eq(dst.set_features_calls, 1, "the back-end gets the driver's features");
+	cr_assert_eq(dst.features_set, dev.vdev.driver_features);
+	cr_assert_not(dst.vdev.running, "the destination stays paused");
+	cr_assert_eq(dst.starts[0] + dst.starts[1], 0);
+	cr_assert_eq(dst.loaded_calls, 0, "loaded runs at the resume");
+	cr_assert_null(dst.vdev.config_before_load);
+
+	/* A loaded device saves as its source (but for its model's counters). */
+	save(&dst, &w2);
+	cr_assert_eq(w2.len, w.len);
+	cr_assert_arr_eq(w2.data, w.data, w.len);
+	sbuf_free(&w2);
+
+	expect_same_registers(&dev.vdev, &dst.vdev);
+
+	/* The resume starts every queue from the loaded positions, kicked once, one edge. */
+	edges_of(&dst);
+	virtio_mmio_resume(&dst.vdev);
+	cr_assert(dst.vdev.running);
+	for (unsigned int q = 0; q < 2; q++) {
+		cr_assert_eq(dst.starts[q], 1);
+		cr_assert_arr_eq(&dst.started_from[q], &dev.vdev.queues[q], sizeof(struct virtq_state),
+				 "queue %u starts where the source stopped", q);
+		cr_assert_eq(kicks_of(&dst, q), 1, "queue %u is kicked once", q);
+	}
+	cr_assert_eq(edges_of(&dst), 1, "the causes the source left pending get an edge");
+	cr_assert_eq(dst.loaded_calls, 1);
+	cr_assert_eq(dst.set_features_calls, 2, "and once more at the start, as always");
+	/* The driver acknowledges on the destination as it would have on the source. */
+	drv_wr(&dst.vdev, VIRTIO_MMIO_INTERRUPT_ACK, VIRTIO_MMIO_INT_CONFIG | VIRTIO_MMIO_INT_VRING);
+	cr_assert_eq(drv_rd(&dst.vdev, VIRTIO_MMIO_INTERRUPT_STATUS), 0);
+	/* Later pauses and resumes are plain ones. */
+	virtio_mmio_pause(&dst.vdev);
+	virtio_mmio_resume(&dst.vdev);
+	cr_assert_eq(dst.loaded_calls, 1);
+	cr_assert_eq(edges_of(&dst), 0);
+	sbuf_free(&w);
+}
+
+Test(virtio_mmio, load_of_a_device_the_driver_never_started)
+{
+	struct sbuf w;
+
+	init_mig(&dev, &mig_ops, BASE, &test_backend_ops, sizeof(dev.config));
+	save(&dev, &w);
+	init_mig(&dst, &mig_ops, BASE2, &test_backend_ops, sizeof(dst.config));
+	cr_assert_eq(load(&dst, w.data, w.len), 0);
+	cr_assert_eq(dst.set_features_calls, 0, "not live: the back-end has nothing to set");
+	expect_same_registers(&dev.vdev, &dst.vdev);
+	virtio_mmio_resume(&dst.vdev);
+	cr_assert_eq(dst.starts[0] + dst.starts[1], 0);
+	cr_assert_eq(edges_of(&dst), 0);
+	cr_assert_eq(dst.loaded_calls, 1, "loaded runs, live or not");
+	/* The driver can bring it up on the destination. */
+	drv_negotiate(&dst.vdev, 1ULL << VIRTIO_F_VERSION_1);
+	cr_assert(drv_rd(&dst.vdev, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_FEATURES_OK);
+	sbuf_free(&w);
+}
+
+Test(virtio_mmio, load_of_a_device_that_needs_a_reset)
+{
+	struct sbuf w;
+
+	init_mig(&dev, &mig_ops, BASE, &test_backend_ops, sizeof(dev.config));
+	go_live();
+	virtio_mmio_set_needs_reset(&dev.vdev, "test");
+	edges_of(&dev);
+	save(&dev, &w);
+	init_mig(&dst, &mig_ops, BASE2, &test_backend_ops, sizeof(dst.config));
+	cr_assert_eq(load(&dst, w.data, w.len), 0);
+	expect_same_registers(&dev.vdev, &dst.vdev);
+	virtio_mmio_resume(&dst.vdev);
+	cr_assert_not(dst.vdev.running, "a broken device's queues stay stopped");
+	cr_assert_eq(edges_of(&dst), 1, "its unacknowledged config cause gets an edge");
+	cr_assert(drv_rd(&dst.vdev, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET);
+	/* A driver reset clears it as on the source. */
+	drv_wr(&dst.vdev, VIRTIO_MMIO_STATUS, 0);
+	cr_assert_eq(drv_rd(&dst.vdev, VIRTIO_MMIO_STATUS), 0);
+	sbuf_free(&w);
+}
+
+Test(virtio_mmio, direct_mode_source_into_a_level_mode_destination)
+{
+	struct sbuf w;
+
+	init_mig(&dev, &mig_ops, BASE, &test_direct_backend_ops, sizeof(dev.config));
+	go_live();
+	virtio_mmio_pause(&dev.vdev);
+	cr_assert_eq(rd(VIRTIO_MMIO_INTERRUPT_STATUS), VIRTIO_MMIO_INT_VRING,
+		     "direct mode: a live device reports a used buffer");
+	save(&dev, &w);
+	init_mig(&dst, &mig_ops, BASE2, &test_backend_ops, sizeof(dst.config));
+	cr_assert_not(dst.vdev.irq_direct, "the mode is the destination's back-end's");
+	cr_assert_eq(load(&dst, w.data, w.len), 0);
+	cr_assert_not(dst.vdev.irq_direct);
+	cr_assert_eq(drv_rd(&dst.vdev, VIRTIO_MMIO_INTERRUPT_STATUS), VIRTIO_MMIO_INT_VRING,
+		     "the used buffers the source's back-end may have signalled are reported");
+	virtio_mmio_resume(&dst.vdev);
+	cr_assert_eq(edges_of(&dst), 1);
+	cr_assert_eq(dst.call[0]->irq_fd, -1, "the level mode's back-end never gets the irqfd");
+	drv_wr(&dst.vdev, VIRTIO_MMIO_INTERRUPT_ACK, VIRTIO_MMIO_INT_VRING);
+	cr_assert_eq(drv_rd(&dst.vdev, VIRTIO_MMIO_INTERRUPT_STATUS), 0);
+	/* The level mode works as ever afterwards. */
+	dst.call[0]->raise(dst.call[0]);
+	cr_assert_eq(edges_of(&dst), 1);
+	sbuf_free(&w);
+}
+
+Test(virtio_mmio, level_mode_source_into_a_direct_mode_destination)
+{
+	struct sbuf w;
+
+	init_mig(&dev, &mig_ops, BASE, &test_backend_ops, sizeof(dev.config));
+	go_live();
+	virtio_mmio_pause(&dev.vdev);
+	save(&dev, &w);
+	init_mig(&dst, &mig_ops, BASE2, &test_direct_backend_ops, sizeof(dst.config));
+	cr_assert_eq(load(&dst, w.data, w.len), 0);
+	cr_assert(dst.vdev.irq_direct);
+	cr_assert_eq(drv_rd(&dst.vdev, VIRTIO_MMIO_INTERRUPT_STATUS), VIRTIO_MMIO_INT_VRING);
+	virtio_mmio_resume(&dst.vdev);
+	cr_assert_eq(dst.call[0]->irq_fd, dst.vdev.irq_fd, "its back-end signals the irqfd");
+	cr_assert_eq(edges_of(&dst), 1, "one edge: the driver reaps what the back-end left");
+	sbuf_free(&w);
+}
+
+/* dst's whole state as a save shows it, and its registers, to see a refused load changed nothing. */
+struct dst_view {
+	struct sbuf saved;
+	struct virtio_mmio_dev regs;
+	uint8_t config[8];
+};
+
+static void dst_view(struct dst_view *v)
+{
+	save(&dst, &v->saved);
+	v->regs = dst.vdev;
+	memcpy(v->config, dst.config, sizeof(v->config));
+}
+
+static void expect_dst_unchanged(const struct dst_view *before)
+{
+	struct dst_view now;
+
+	dst_view(&now);
+	cr_assert_eq(now.saved.len, before->saved.len);
+	cr_assert_arr_eq(now.saved.data, before->saved.data, now.saved.len,
+			 "a refused load changed the device");
+	cr_assert_arr_eq(now.config, before->config, sizeof(now.config));
+	cr_assert_not(dst.vdev.load_pending, "a refused load leaves nothing to finish");
+	cr_assert_null(dst.vdev.config_before_load);
+	sbuf_free(&now.saved);
+}
+
+Test(virtio_mmio, load_refuses_every_truncation)
+{
+	struct dst_view before;
+	struct sbuf w;
+	uint8_t *longer;
+
+	busy_source(&test_backend_ops);
+	save(&dev, &w);
+	init_mig(&dst, &mig_ops, BASE2, &test_backend_ops, sizeof(dst.config));
+	dst_view(&before);
+	for (size_t len = 0; len < w.len; len++) {
+		cr_assert_eq(load(&dst, w.data, len), -EBADMSG, "%zu of %zu bytes", len, w.len);
+		expect_dst_unchanged(&before);
+	}
+	longer = malloc(w.len + 1);
+	memcpy(longer, w.data, w.len);
+	longer[w.len] = 0;
+	cr_assert_eq(load(&dst, longer, w.len + 1), -EBADMSG, "a trailing byte");
+	expect_dst_unchanged(&before);
+	cr_assert_eq(dst.set_features_calls, 0);
+	cr_assert_eq(dst.loads, 0, "the model is not asked about a malformed state");
+	free(longer);
+	sbuf_free(&before.saved);
+	sbuf_free(&w);
+}
+
+/*
+ * Offsets in the saved state of the test device (mmio.h's layout): the header
+ * (u32 version, id, queues, config size, u16 QueueNumMax, u8 direct), the
+ * registers, 8 bytes of config, then 36 bytes per queue and the model's length.
+ */
+enum {
+	OFF_VERSION = 0, OFF_ID = 4, OFF_NQ = 8, OFF_CSIZE = 12, OFF_QMAX = 16, OFF_DIRECT = 18,
+	OFF_DEVFEAT = 19, OFF_DRVFEAT = 27, OFF_STATUS = 47, OFF_ISR = 51, OFF_CONFIG = 59,
+	OFF_Q0 = 67, Q_SIZE = 0, Q_DESC = 2, Q_READY = 26, Q_EVENT_IDX = 27, Q_LEN = 36,
+	OFF_MODEL_LEN = OFF_Q0 + 2 * Q_LEN, OFF_MODEL = OFF_MODEL_LEN + 4,
+};
+
+static void put_le(uint8_t *p, uint64_t v, unsigned int n)
+{
+	for (unsigned int i = 0; i < n; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+Test(virtio_mmio, load_refuses_corrupted_values)
+{
+	static const struct {
+		const char *what;
+		size_t off;
+		uint64_t val;
+		unsigned int n;
+		int err;
+	} bad[] = {
+		{ "format version", OFF_VERSION, 2, 4, -EPROTONOSUPPORT },
+		{ "device id", OFF_ID, TEST_DEVICE_ID + 1, 4, -EINVAL },
+		{ "queue count", OFF_NQ, 3, 4, -EINVAL },
+		{ "config size", OFF_CSIZE, 4, 4, -EINVAL },
+		{ "QueueNumMax", OFF_QMAX, 128, 2, -EINVAL },
+		{ "direct flag not a bool", OFF_DIRECT, 2, 1, -EBADMSG },
+		{ "unknown status bit", OFF_STATUS, 0x1f, 4, -EINVAL },
+		{ "live without FEATURES_OK", OFF_STATUS, 0x07, 4, -EINVAL },
+		{ "unknown InterruptStatus bit", OFF_ISR, 4, 4, -EINVAL },
+		{ "driver features not offered", OFF_DRVFEAT, 1ULL << VIRTIO_F_VERSION_1 | 1ULL << 20, 8,
+		  -EINVAL },
+		{ "driver features without VERSION_1", OFF_DRVFEAT, 1ULL << DEV_FEATURE, 8, -EINVAL },
+		{ "queue larger than QueueNumMax", OFF_Q0 + Q_SIZE, 128, 2, -EINVAL },
+		{ "ready queue not a power of two", OFF_Q0 + Q_SIZE, 48, 2, -EINVAL },
+		{ "ready queue of size 0", OFF_Q0 + Q_SIZE, 0, 2, -EINVAL },
+		{ "ring outside guest RAM", OFF_Q0 + Q_DESC, FAKE_RAM_SIZE, 8, -EINVAL },
+		{ "ring misaligned", OFF_Q0 + Q_DESC, 0x1008, 8, -EINVAL },
+		{ "ring wrapping around", OFF_Q0 + Q_LEN + Q_DESC, ~0ULL - 15, 8, -EINVAL },
+		{ "ready not a bool", OFF_Q0 + Q_READY, 2, 1, -EBADMSG },
+		{ "event_idx not a bool", OFF_Q0 + Q_LEN + Q_EVENT_IDX, 3, 1, -EBADMSG },
+		{ "model length past the end", OFF_MODEL_LEN, 9, 4, -EBADMSG },
+		{ "model length short", OFF_MODEL_LEN, 7, 4, -EBADMSG },
+		{ "model version", OFF_MODEL, MODEL_VERSION + 1, 4, -EPROTONOSUPPORT },
+	};
+	struct dst_view before;
+	struct sbuf w;
+
+	busy_source(&test_backend_ops);
+	save(&dev, &w);
+	cr_assert_eq(w.len, OFF_MODEL + 8, "the layout the offsets describe");
+	cr_assert_eq(w.data[OFF_Q0 + Q_READY], 1);
+	init_mig(&dst, &mig_ops, BASE2, &test_backend_ops, sizeof(dst.config));
+	dst_view(&before);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		uint8_t *copy = malloc(w.len);
+
+		memcpy(copy, w.data, w.len);
+		put_le(copy + bad[i].off, bad[i].val, bad[i].n);
+		cr_assert_eq(load(&dst, copy, w.len), bad[i].err, "%s", bad[i].what);
+		expect_dst_unchanged(&before);
+		free(copy);
+	}
+	/* Only the model's refusal comes after the back-end got the features (harmless: not started). */
+	cr_assert_eq(dst.set_features_calls, 1);
+	cr_assert_eq(dst.starts[0] + dst.starts[1], 0);
+	cr_assert_eq(load(&dst, w.data, w.len), 0, "the state itself loads");
+	sbuf_free(&before.saved);
+	sbuf_free(&w);
+}
+
+Test(virtio_mmio, load_refuses_a_device_of_another_shape)
+{
+	struct virtio_dev_ops other_id = mig_ops, three_queues = mig_ops, bigger_queues = mig_ops;
+	struct sbuf w;
+
+	other_id.device_id = TEST_DEVICE_ID + 1;
+	three_queues.nqueues = 3;
+	bigger_queues.queue_max_size = 128;
+	busy_source(&test_backend_ops);
+	save(&dev, &w);
+	init_mig(&dst, &other_id, BASE2, &test_backend_ops, sizeof(dst.config));
+	cr_assert_eq(load(&dst, w.data, w.len), -EINVAL, "another kind of device");
+	virtio_mmio_destroy(&dst.vdev);
+	init_mig(&dst, &three_queues, BASE2, &test_backend_ops, sizeof(dst.config));
+	cr_assert_eq(load(&dst, w.data, w.len), -EINVAL, "another queue count");
+	virtio_mmio_destroy(&dst.vdev);
+	init_mig(&dst, &bigger_queues, BASE2, &test_backend_ops, sizeof(dst.config));
+	cr_assert_eq(load(&dst, w.data, w.len), -EINVAL, "another QueueNumMax");
+	virtio_mmio_destroy(&dst.vdev);
+	init_mig(&dst, &mig_ops, BASE2, &test_backend_ops, 4);
+	cr_assert_eq(load(&dst, w.data, w.len), -EINVAL, "another config size");
+	cr_assert_eq(dst.vdev.status, 0);
+	cr_assert_eq(dst.loads, 0);
+	sbuf_free(&w);
+}
+
+Test(virtio_mmio, a_refusing_model_or_back_end_leaves_the_device_unchanged)
+{
+	struct dst_view before;
+	struct sbuf w;
+
+	busy_source(&test_backend_ops);
+	save(&dev, &w);
+	init_mig(&dst, &mig_ops, BASE2, &test_backend_ops, sizeof(dst.config));
+	dst_view(&before);
+	dst.load_ret = -EINVAL;
+	cr_assert_eq(load(&dst, w.data, w.len), -EINVAL);
+	cr_assert_eq(dst.loads, 1);
+	cr_assert_arr_eq(seen_config, dev.config, 8, "the model saw the loaded config...");
+	expect_dst_unchanged(&before);	/* ...which was put back */
+	cr_assert_arr_eq(dst.config, "ABCDEFGH", 8);
+	dst.load_ret = 0;
+	dst.set_features_ret = -EIO;
+	cr_assert_eq(load(&dst, w.data, w.len), -EIO, "the back-end refuses the features");
+	expect_dst_unchanged(&before);
+	cr_assert_eq(dst.model_value, 0);
+	dst.set_features_ret = 0;
+	cr_assert_eq(load(&dst, w.data, w.len), 0);
+	sbuf_free(&before.saved);
+	sbuf_free(&w);
+}
+
+Test(virtio_mmio, load_refuses_model_state_for_a_model_without_load)
+{
+	struct sbuf w;
+
+	busy_source(&test_backend_ops);
+	save(&dev, &w);
+	init_mig(&dst, &test_ops, BASE2, &test_backend_ops, sizeof(dst.config));
+	cr_assert_eq(load(&dst, w.data, w.len), -EINVAL);
+	cr_assert_eq(dst.vdev.status, 0);
+	sbuf_free(&w);
+	/* A model without save or load: the transport's state alone. */
+	virtio_mmio_destroy(&dev.vdev);
+	memset(&dev, 0, sizeof(dev));
+	init_mig(&dev, &test_ops, BASE, &test_backend_ops, sizeof(dev.config));
+	go_live();
+	virtio_mmio_pause(&dev.vdev);
+	save(&dev, &w);
+	cr_assert_eq(load(&dst, w.data, w.len), 0);
+	expect_same_registers(&dev.vdev, &dst.vdev);
+	sbuf_free(&w);
+}
+
+/* Brings d live with one queue. */
+static void negotiate_on(struct virtio_mmio_dev *d)
+{
+	drv_negotiate(d, 1ULL << VIRTIO_F_VERSION_1);
+	drv_queue_at(d, 0, 64, 0x1000, 0x2000, 0x3000);
+	drv_wr(d, VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+	       VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
+	cr_assert(d->running);
+}
+
+Test(virtio_mmio, load_into_running_queues_is_refused)
+{
+	struct sbuf w;
+
+	init_mig(&dev, &mig_ops, BASE, &test_backend_ops, sizeof(dev.config));
+	save(&dev, &w);
+	init_mig(&dst, &mig_ops, BASE2, &test_backend_ops, sizeof(dst.config));
+	negotiate_on(&dst.vdev);
+	cr_assert_eq(load(&dst, w.data, w.len), -EBUSY);
+	sbuf_free(&w);
 }

@@ -726,3 +726,234 @@ Test(virtio_net_tap, frames_both_ways)
 	cr_assert_arr_eq(gpa_ptr(rx + NET_HDR_LEN), frame, sizeof(frame));
 	cr_assert_eq(hdr_num_buffers(rx), 1);
 }
+
+/* ---- migration ---- */
+
+#define BASE2	(BASE + 0x1000)
+
+/* A destination device over a new socketpair (its host network end in *dst_peer), random MAC. */
+static struct virtio_net *create_dst(int *dst_peer, struct virtio_backend *offload)
+{
+	struct net_options o = { .tap = "test1" };
+	struct virtio_net *d;
+	int sv[2] = { -1, -1 };
+
+	if (!offload) {
+		cr_assert_eq(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+		*dst_peer = sv[1];
+	}
+	cr_assert_eq(virtio_net_create_fd(&fake_host, &o, "virtio-net1", BASE2, GSI + 1, sv[0], false,
+					  offload, &d), 0);
+	return d;
+}
+
+/* Reads the config space as the driver does. */
+static void read_config(struct virtio_mmio_dev *d, uint8_t *cfg, size_t len)
+{
+	for (unsigned int i = 0; i < len; i++)
+		virtio_mmio_io(d, VIRTIO_MMIO_CONFIG + i, &cfg[i], 1, false);
+}
+
+/* Replaces the device under test with to (the source is gone) and its network end. */
+static void become(struct virtio_net *to, int to_peer)
+{
+	virtio_net_destroy(n);
+	close(peer);
+	n = to;
+	peer = to_peer;
+}
+
+/* A tx chain of one frame (header + len bytes of pattern seed); returns its head. */
+static uint16_t drv_add_tx(size_t len, uint8_t seed)
+{
+	uint64_t gpa = alloc_buf(NET_HDR_LEN + len);
+
+	pattern(gpa_ptr(gpa + NET_HDR_LEN), len, seed);
+	return drv_add(NET_TXQ, &(struct drv_seg){ gpa, (uint32_t)(NET_HDR_LEN + len), false }, 1);
+}
+
+Test(virtio_net, migrates_a_held_frame_and_pending_transmits_exactly_once)
+{
+	uint8_t held[NET_HDR_LEN + 300], got[2048], want[102], mac[6];
+	struct drv_regs src_regs, dst_regs;
+	struct virtio_net *to;
+	uint16_t tx[3], head;
+	uint32_t id, len;
+	struct sbuf w;
+	uint64_t gpa;
+	int to_peer;
+
+	drv_start(&n->dev, 1ULL << VIRTIO_RING_F_EVENT_IDX);
+	/* Two frames sent, a third offered but not popped; a frame held for want of buffers. */
+	tx[0] = drv_add_tx(100, 1);
+	tx[1] = drv_add_tx(101, 2);
+	drv_kick(&n->dev, NET_TXQ);
+	for (int i = 0; i < 2; i++) {
+		cr_assert(drv_used(NET_TXQ, &id, &len));
+		cr_assert_eq(id, tx[i]);
+		cr_assert_eq(recv(peer, got, sizeof(got), 0), (ssize_t)(NET_HDR_LEN + 100 + i));
+	}
+	tx[2] = drv_add_tx(102, 3);
+	host_send(held, 300, 9);
+	tap_event(EPOLLIN);
+	cr_assert(n->rx_waiting);
+	cr_assert_eq(n->rx_len, sizeof(held), "the frame is held by the device");
+
+	drv_pause_save(&n->dev, &w);
+	drv_read_all(&n->dev, &src_regs);
+	to = create_dst(&to_peer, NULL);
+	read_config(&to->dev, mac, sizeof(mac));
+	cr_assert(memcmp(mac, test_mac, 6), "the destination made up a MAC of its own");
+	drv_expect_truncations_refused(&to->dev, &w);
+	cr_assert_eq(drv_load(&to->dev, w.data, w.len), 0);
+	drv_read_all(&to->dev, &dst_regs);
+	drv_expect_same_regs(&src_regs, &dst_regs);
+	read_config(&to->dev, mac, sizeof(mac));
+	cr_assert_arr_eq(mac, test_mac, 6, "the guest keeps its MAC");
+	become(to, to_peer);
+
+	drv_resume(&n->dev);
+	/* The transmit the source had not taken goes out once, from the destination. */
+	cr_assert(drv_used(NET_TXQ, &id, &len));
+	cr_assert_eq(id, tx[2]);
+	cr_assert_not(drv_used(NET_TXQ, &id, &len), "a transmit was repeated");
+	cr_assert_eq(recv(peer, got, sizeof(got), 0), NET_HDR_LEN + 102);
+	pattern(want, 102, 3);
+	cr_assert_arr_eq(got + NET_HDR_LEN, want, 102);
+	cr_assert_lt(recv(peer, got, sizeof(got), 0), 0, "one frame only");
+	/* The held frame reaches the guest once it gives a buffer. */
+	cr_assert(n->rx_waiting);
+	gpa = drv_add_rx(1526, &head);
+	drv_kick(&n->dev, NET_RXQ);
+	cr_assert(drv_used(NET_RXQ, &id, &len));
+	cr_assert_eq(id, head);
+	cr_assert_eq(len, sizeof(held));
+	cr_assert_arr_eq(gpa_ptr(gpa + NET_HDR_LEN), held + NET_HDR_LEN, 300);
+	drv_add_rx(1526, NULL);
+	drv_kick(&n->dev, NET_RXQ);
+	cr_assert_not(drv_used(NET_RXQ, &id, &len), "the held frame was delivered twice");
+	sbuf_free(&w);
+}
+
+Test(virtio_net, the_link_status_is_the_destinations)
+{
+	struct virtio_net *to;
+	uint8_t cfg[8];
+	struct sbuf w;
+	int to_peer;
+
+	drv_start(&n->dev, 0);
+	n->config.status = 0;		/* the source's tap went away */
+	drv_pause_save(&n->dev, &w);
+	to = create_dst(&to_peer, NULL);
+	cr_assert_eq(drv_load(&to->dev, w.data, w.len), 0);
+	become(to, to_peer);
+	cr_assert_eq(drv_rd(&n->dev, VIRTIO_MMIO_CONFIG_GENERATION), 0);
+	drv_resume(&n->dev);
+	read_config(&n->dev, cfg, sizeof(cfg));
+	cr_assert_eq(cfg[6] | cfg[7] << 8, VIRTIO_NET_S_LINK_UP);
+	cr_assert_eq(drv_rd(&n->dev, VIRTIO_MMIO_CONFIG_GENERATION), 1, "announced");
+	cr_assert(drv_rd(&n->dev, VIRTIO_MMIO_INTERRUPT_STATUS) & VIRTIO_MMIO_INT_CONFIG);
+	sbuf_free(&w);
+}
+
+/* A back-end standing in for vhost-net: it takes the queues and does nothing. */
+static uint64_t off_features(struct virtio_backend *be)
+{
+	return ~0ULL;
+}
+
+static int off_start(struct virtio_backend *be, unsigned int q, const struct virtq_state *s,
+		     int kick_fd, struct virtio_call *call)
+{
+	return 0;
+}
+
+static void off_stop(struct virtio_backend *be, unsigned int q, struct virtq_state *s)
+{
+}
+
+static void off_destroy(struct virtio_backend *be)
+{
+	free(be);
+}
+
+static const struct virtio_backend_ops off_ops = {
+	.name = "fake-vhost-net", .signals_irqfd = true, .features = off_features,
+	.start = off_start, .stop = off_stop, .destroy = off_destroy,
+};
+
+Test(virtio_net, a_held_frame_is_dropped_by_an_offloaded_destination)
+{
+	uint8_t held[NET_HDR_LEN + 50];
+	struct virtio_backend *be = malloc(sizeof(*be));
+	struct virtio_net *to;
+	struct sbuf w;
+
+	be->ops = &off_ops;
+	drv_start(&n->dev, 0);
+	host_send(held, 50, 1);
+	tap_event(EPOLLIN);
+	cr_assert(n->rx_len);
+	drv_pause_save(&n->dev, &w);
+	to = create_dst(NULL, be);
+	cr_assert_eq(drv_load(&to->dev, w.data, w.len), 0);
+	cr_assert_eq(to->rx_len, 0);
+	cr_assert(to->dev.irq_direct);
+	virtio_net_destroy(to);
+	sbuf_free(&w);
+}
+
+Test(virtio_net, load_refuses_a_held_frame_of_impossible_length)
+{
+	uint8_t held[NET_HDR_LEN + 50];
+	struct virtio_net *to;
+	struct sbuf w;
+	size_t model;
+	int to_peer;
+
+	drv_start(&n->dev, 0);
+	host_send(held, 50, 1);
+	tap_event(EPOLLIN);
+	drv_pause_save(&n->dev, &w);
+	/* The model's part ends the state: u32 version, u32 frame length, the frame. */
+	model = w.len - sizeof(held) - 8;
+	cr_assert_eq(w.data[model + 4], sizeof(held));
+	to = create_dst(&to_peer, NULL);
+	w.data[model + 4] = NET_HDR_LEN - 1;
+	cr_assert_eq(drv_load(&to->dev, w.data, w.len), -EINVAL, "shorter than a header");
+	cr_assert_eq(to->rx_len, 0);
+	cr_assert_eq(to->dev.status, 0, "nothing changed");
+	w.data[model + 4] = sizeof(held);
+	cr_assert_eq(drv_load(&to->dev, w.data, w.len), 0);
+	cr_assert_eq(to->rx_len, sizeof(held));
+	virtio_net_destroy(to);
+	close(to_peer);
+	sbuf_free(&w);
+}
+
+Test(virtio_net, receive_marks_the_buffer_and_used_ring_dirty)
+{
+	uint8_t frame[NET_HDR_LEN + 5000];
+	struct dirty_log log;
+	uint64_t gpa[2], spare;
+	uint32_t id, len;
+
+	cr_assert_eq(dirty_log_init(&log, FAKE_RAM_SIZE), 0);
+	drv_start(&n->dev, 1ULL << VIRTIO_NET_F_MRG_RXBUF);
+	gpa[0] = drv_add_rx(4096, NULL);
+	gpa[1] = drv_add_rx(4096, NULL);
+	spare = alloc_buf(8192);
+	fake_driver_log_dirty(&log);
+	host_send(frame, 5000, 7);
+	tap_event(EPOLLIN);
+	cr_assert(drv_used(NET_RXQ, &id, &len));
+	cr_assert(drv_used(NET_RXQ, &id, &len));
+	cr_assert(drv_page_dirty(&log, drv_used_gpa(NET_RXQ)));
+	cr_assert(drv_page_dirty(&log, gpa[0]));
+	cr_assert(drv_page_dirty(&log, gpa[1]));
+	cr_assert_not(drv_page_dirty(&log, spare));
+	cr_assert_not(drv_page_dirty(&log, drv_used_gpa(NET_TXQ)), "the transmit queue did nothing");
+	fake_driver_log_dirty(NULL);
+	dirty_log_destroy(&log);
+}

@@ -5,6 +5,7 @@
  * (fake_driver.c).
  */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_ids.h>
 #include <linux/virtio_mmio.h>
@@ -218,4 +219,112 @@ Test(virtio_rng, no_work_before_driver_ok)
 	drv_kick(dev, 0);
 	cr_assert_not(drv_used(0, &id, &len));
 	cr_assert(untouched(gpa_ptr(a), 64));
+}
+
+/* ---- migration ---- */
+
+#define BASE2	(BASE + 0x1000)
+
+/* A second device, the migration's destination. */
+static struct virtio_rng *create_dst(void)
+{
+	struct virtio_rng *r;
+
+	cr_assert_eq(virtio_rng_create(&fake_host, "virtio-rng1", BASE2, GSI + 1, &r), 0);
+	return r;
+}
+
+Test(virtio_rng, migrates_mid_stream_without_loss_or_duplicate)
+{
+	uint64_t bufs[5];
+	uint16_t heads[5];
+	struct drv_regs src_regs, dst_regs;
+	struct virtio_rng *to;
+	struct sbuf w;
+	uint32_t id, len;
+
+	drv_start(dev, 1ULL << VIRTIO_RING_F_EVENT_IDX);
+	for (int i = 0; i < 5; i++) {
+		bufs[i] = alloc_aa(32 + i);
+		heads[i] = drv_add(0, &(struct drv_seg){ bufs[i], 32 + i, true }, 1);
+		if (i == 1)
+			drv_kick(dev, 0);	/* two done; three available, not popped */
+	}
+	for (int i = 0; i < 2; i++) {
+		cr_assert(drv_used(0, &id, &len));
+		cr_assert_eq(id, heads[i]);
+	}
+	cr_assert_not(drv_used(0, &id, &len));
+
+	drv_pause_save(dev, &w);
+	drv_read_all(dev, &src_regs);
+	to = create_dst();
+	drv_expect_truncations_refused(&to->dev, &w);
+	cr_assert_eq(drv_load(&to->dev, w.data, w.len), 0);
+	drv_read_all(&to->dev, &dst_regs);
+	drv_expect_same_regs(&src_regs, &dst_regs);
+	cr_assert_not(drv_used(0, &id, &len), "nothing happens before the resume");
+	virtio_rng_destroy(rng);	/* the source is gone */
+	rng = to;
+	dev = &to->dev;
+
+	drv_resume(dev);
+	for (int i = 2; i < 5; i++) {
+		cr_assert(drv_used(0, &id, &len), "request %d was lost", i);
+		cr_assert_eq(id, heads[i]);
+		cr_assert_eq(len, 32 + (uint32_t)i);
+		cr_assert(filled(gpa_ptr(bufs[i]), 32 + i));
+	}
+	cr_assert_not(drv_used(0, &id, &len), "a request was served twice");
+	/* And the destination goes on. */
+	heads[0] = drv_add(0, &(struct drv_seg){ bufs[0], 16, true }, 1);
+	drv_kick(dev, 0);
+	cr_assert(drv_used(0, &id, &len));
+	cr_assert_eq(id, heads[0]);
+	cr_assert_not(drv_used(0, &id, &len));
+	sbuf_free(&w);
+}
+
+Test(virtio_rng, load_refuses_another_kind_of_device)
+{
+	struct virtio_rng *to = create_dst();
+	struct sbuf w;
+
+	drv_start(dev, 0);
+	drv_pause_save(dev, &w);
+	/* A device id of another kind: byte 4 of the transport's header. */
+	w.data[4] ^= 1;
+	cr_assert_eq(drv_load(&to->dev, w.data, w.len), -EINVAL);
+	w.data[4] ^= 1;
+	/* The model's own version (its bytes end the state). */
+	w.data[w.len - 4] ^= 1;
+	cr_assert_eq(drv_load(&to->dev, w.data, w.len), -EPROTONOSUPPORT);
+	cr_assert_eq(to->dev.status, 0);
+	w.data[w.len - 4] ^= 1;
+	cr_assert_eq(drv_load(&to->dev, w.data, w.len), 0);
+	virtio_rng_destroy(to);
+	sbuf_free(&w);
+}
+
+Test(virtio_rng, completion_marks_its_pages_dirty)
+{
+	struct dirty_log log;
+	uint64_t buf = alloc_aa(8192), other = alloc_aa(4096);
+	uint32_t id, len;
+
+	cr_assert_eq(dirty_log_init(&log, FAKE_RAM_SIZE), 0);
+	drv_start(dev, 1ULL << VIRTIO_RING_F_EVENT_IDX);
+	fake_driver_log_dirty(&log);
+	/* 300 bytes across buf's first two pages. */
+	drv_add(0, &(struct drv_seg){ buf + 4000, 300, true }, 1);
+	drv_kick(dev, 0);
+	cr_assert(drv_used(0, &id, &len));
+	cr_assert(drv_page_dirty(&log, drv_used_gpa(0)), "the used ring's page");
+	cr_assert(drv_page_dirty(&log, buf + 4000), "the buffer's first page");
+	cr_assert(drv_page_dirty(&log, buf + 4300 - 1), "the buffer's last page");
+	cr_assert_not(drv_page_dirty(&log, other), "a page nobody wrote");
+	cr_assert_eq(drv_dirty_pages(&log), 3, "the used ring's page (avail_event's too) and the "
+		     "buffer's two");
+	fake_driver_log_dirty(NULL);
+	dirty_log_destroy(&log);
 }
