@@ -1025,7 +1025,7 @@ int virtio_blk_create(struct virtio_host *host, const struct blk_options *o, con
 		return -ENOMEM;
 	}
 	/* A destination of a migration takes the image at switchover (blk_switchover). */
-	b->lock_deferred = host->incoming;
+	b->lock_deferred = host && host->incoming;
 	r = virtio_blk_init(b, o, name);
 	if (r < 0) {
 		free(b);

@@ -546,7 +546,7 @@ int migration_ack(int fd)
 int migration_send(struct vm *vm, int fd, const struct mig_params *p, struct mig_progress *prog)
 {
 	uint64_t t0 = now_ms(), tpause = 0, remaining = 0;
-	bool paused = false;
+	bool paused = false, released = false;
 	struct mig_stream s;
 	struct ram_tx t;
 	int ret;
@@ -623,6 +623,14 @@ int migration_send(struct vm *vm, int fd, const struct mig_params *p, struct mig
 		ret = ram_send_marked(&t);
 	if (!ret)
 		ret = state_send(vm, &s, prog);
+	/* The destination takes the disks once it has read END: let them go before it. */
+	if (!ret) {
+		released = true;
+		ret = vm_switchover(vm, false);
+		if (ret)
+			prog_fail(prog, "cannot release the devices for the destination: %s",
+				  strerror(-ret));
+	}
 	if (!ret)
 		ret = mig_write_end(&s);
 	if (ret)
@@ -649,6 +657,17 @@ out:
 		prog_fail(prog, "%s (%s)", ret == -ECANCELED ? "cancelled" : stream_error(ret),
 			  strerror(-ret));
 	ram_fini(&t);
+	if (released && vm_switchover(vm, true)) {
+		/*
+		 * The destination holds a disk now: it runs the guest although its word never came.
+		 * Two copies must never write one disk: this one stays paused for good.
+		 */
+		log_error("migration: the destination took the disks but its confirmation never "
+			  "came: the guest runs there; this copy stays paused — stop it");
+		snprintf(prog->error, sizeof(prog->error), "the destination took over the devices "
+			 "without confirming: the guest runs there, this copy stays paused");
+		paused = false;
+	}
 	if (paused)
 		vm_resume(vm);
 out_stream:

@@ -245,6 +245,7 @@ static int vm_create_virtio_devices(struct vm *vm)
 		.ioeventfd = vm_ioeventfd,
 		.irqfd = vm_irqfd,
 		.offload = &vhost_offload,
+		.incoming = vm->incoming,
 	};
 	if (total > MIN(arch_virtio_max(), VM_MAX_VIRTIO_DEVICES)) {
 		log_error("%u virtio devices asked for; at most %u fit — give fewer devices", total,
@@ -424,6 +425,7 @@ int vm_create(struct vm *vm, const struct vmm_config *cfg, const struct arch_boo
 
 	memset(vm, 0, sizeof(*vm));
 	vm->cfg = cfg;
+	vm->incoming = !img && cfg->incoming;
 	vm->ncpus = cfg->ncpus;
 	vm->kvm_fd = vm->vm_fd = -1;
 	vm->mem.fd = -1;
@@ -475,9 +477,35 @@ int vm_start(struct vm *vm)
 	return 0;
 }
 
+int vm_switchover(struct vm *vm, bool active)
+{
+	int ret = 0;
+
+	for (unsigned int i = 0; i < vm->nvdevs; i++) {
+		struct virtio_mmio_dev *d = vm->vdevs[i];
+		int r = 0;
+
+		if (!d->ops->switchover)
+			continue;
+		pthread_mutex_lock(&d->lock);
+		r = d->ops->switchover(d, active);
+		pthread_mutex_unlock(&d->lock);
+		if (r && !ret)
+			ret = r;
+	}
+	return ret;
+}
+
 int vm_start_loaded(struct vm *vm)
 {
-	int ret = event_loop_start(&vm->loop);
+	int ret = vm_switchover(vm, true);
+
+	if (ret) {
+		log_error("the migrated guest cannot take its devices here (%s) — is the source "
+			  "still using them?", strerror(-ret));
+		return VMM_EXIT_MIGRATION;
+	}
+	ret = event_loop_start(&vm->loop);
 
 	if (ret) {
 		log_error("cannot start the VM's event loop: %s", strerror(-ret));

@@ -59,6 +59,7 @@ struct vm {
 	struct vcpu_hold hold;			/* where the vCPUs wait while paused */
 	bool hold_init;				/* hold's lock and cond exist */
 	bool paused;				/* vm_pause() succeeded, no vm_resume() since */
+	bool incoming;				/* built for an incoming migration (no guest loaded) */
 };
 
 /*
@@ -75,9 +76,17 @@ int vm_start(struct vm *vm);
 /*
  * Starts a VM whose state was loaded (migration_load): the event loop, then every
  * device's queues from their loaded positions, then the vCPUs. 0 or
- * VMM_EXIT_RUNTIME after reporting.
+ * VMM_EXIT_RUNTIME after reporting; VMM_EXIT_MIGRATION when a device cannot take
+ * what it needs (vm_switchover: the source still holds a disk).
  */
 int vm_start_loaded(struct vm *vm);
+
+/*
+ * A migration's switchover (every device's ops->switchover): active=false gives up what
+ * only one host may hold (disk image locks) on a source paused for good; active=true
+ * takes it. 0 or the first -errno (each device is asked anyway).
+ */
+int vm_switchover(struct vm *vm, bool active);
 
 /*
  * Turns KVM's dirty-page logging of every RAM memslot on or off

@@ -32,7 +32,7 @@ SEEDS = {
     'nested': (PUT, OK, '/api/v1/vm.resume', '[' * 300 + ']' * 300),
     'wrong-method': (POST, OK, '/api/v1/vm.pause', None),
     'delete': (DELETE, OK, '/api/v1/vm.info', None),
-    'unknown-path': (GET, OK, '/api/v1/vm.migrate', None),
+    'unknown-path': (GET, OK, '/api/v1/vm.teleport', None),
     'raw-method': (RAW, OK, 'OPTIONS /api/v1/vm.info', None),
     'raw-long-method': (RAW, OK, 'X' * 40 + ' /api/v1/vm.pause', '{}'),
 }

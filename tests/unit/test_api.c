@@ -304,7 +304,7 @@ Test(api_handle, shutdown_happens_after_the_reply)
 Test(api_handle, unknown_paths_are_404)
 {
 	static const char *const paths[] = {
-		"/api/v1/vm.migrate", "/api/v1/", "/", "", "/api/v2/vm.info", "/api/v1/vm.info/",
+		"/api/v1/vm.teleport", "/api/v1/", "/", "", "/api/v2/vm.info", "/api/v1/vm.info/",
 		"/api/v1/vm.infox", "/api/v1//vm.info", "vm.info", "/API/V1/vm.info",
 	};
 
