@@ -83,7 +83,8 @@ start() {
 wait_text() {
 	local t=$((SECONDS + $3)) content
 	while ((SECONDS < t)); do
-		content=$(<"$1") 2>/dev/null || content=''
+		content=''
+		[[ -f $1 ]] && content=$(<"$1")
 		[[ $content == *"$2"* ]] && return 0
 		nap 0.25
 	done
@@ -145,7 +146,7 @@ migrate_to() {
 	exit_of "$CUR" 30
 	SRC_RC=$ERC
 	NEW_BEAT=''
-	wait_beat "$name" "$b0" 60 && NEW_BEAT=1
+	if wait_beat "$name" "$b0" 60; then NEW_BEAT=1; fi
 }
 
 HOSTS=("$NSB" "$NSA")
