@@ -756,6 +756,7 @@ static int vu_set_vring_addr(struct vhost_dev *dev, unsigned int ring,
 		.used = a->used,
 		.avail = a->avail,
 		.log = a->used_gpa,
+		.flags = a->log ? 1u << VHOST_USER_VRING_F_LOG : 0,
 	};
 	return vu_request(u, &msg);
 }
