@@ -71,7 +71,11 @@
  *
  * Threads: the seam's start/stop/set_features run with the device lock held
  * (virtio/backend.h); vhost_ops calls are synchronous. Nothing here runs on
- * the data path: kicks and interrupts go between KVM and the back-end.
+ * the data path: kicks and interrupts go between KVM and the back-end. The
+ * migration ops expect the device lock too (log_start/log_stop change what a
+ * start sends; save_state/load_state check that no ring runs); a state
+ * transfer waits for the back-end (vhost-user: at most its state timeout per
+ * silence), so it runs while the device is paused, never on a vCPU's access.
  */
 #ifndef VHOST_VHOST_H
 #define VHOST_VHOST_H

@@ -318,6 +318,7 @@ Test(vhost_user_state, log_base_replies_of_each_implementation)
 		{ VS_LOG_ZERO, 0, true },	/* vmm-vhost-user-blk */
 		{ VS_LOG_SIZE, 0, true },	/* libvhost-user: its payload union's mmap_size */
 		{ VS_LOG_ECHO, 0, true },	/* rust-vmm: the request echoed */
+		{ VS_LOG_EMPTY, 0, true },	/* DPDK: no payload */
 		{ VS_LOG_REFUSED, -EIO, true },
 		{ VS_LOG_ODD_SIZE, -ENOTCONN, false },
 	};

@@ -394,6 +394,10 @@ static void *ve_thread(void *arg)
 				ve_reply(e, &m, sizeof(echo), &echo);
 				continue;
 			}
+			if (e->o.log_reply == VS_LOG_EMPTY) {
+				ve_reply(e, &m, 0, NULL);
+				continue;
+			}
 			if (e->o.log_reply == VS_LOG_ODD_SIZE) {
 				ve_reply(e, &m, 12, &echo);
 				continue;

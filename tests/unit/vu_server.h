@@ -99,6 +99,7 @@ enum vs_log_reply {
 	VS_LOG_ZERO,		/* a u64 0 (vmm-vhost-user-blk's library) */
 	VS_LOG_SIZE,		/* a u64 holding mmap_size (libvhost-user) */
 	VS_LOG_ECHO,		/* the 16-byte request echoed (rust-vmm's vhost) */
+	VS_LOG_EMPTY,		/* no payload (DPDK) */
 	VS_LOG_REFUSED,		/* a u64 1 */
 	VS_LOG_ODD_SIZE,	/* a 12-byte payload */
 };
