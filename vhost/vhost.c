@@ -202,6 +202,7 @@ static int vhost_be_start(struct virtio_backend *be, unsigned int q, const struc
 		return ret;
 	}
 	dev->rings[q].started = true;
+	dev->rings[q].desc_gpa = s->desc_gpa;
 	dev->rings[q].used_gpa = s->used_gpa;
 	dev->rings[q].size = s->size;
 	dev->rings[q].addrs = addrs;
@@ -246,6 +247,14 @@ static void vhost_be_stop(struct virtio_backend *be, unsigned int q, struct virt
 	s->signalled_used = s->used_idx;
 	s->signalled_used_valid = false;
 	vhost_unbind(dev, q);
+	if (dev->log && read_used && dev->dev_ops->queue_stopped) {
+		struct virtq_state at = *s;
+
+		at.size = dev->rings[q].size;
+		at.desc_gpa = dev->rings[q].desc_gpa;
+		at.used_gpa = dev->rings[q].used_gpa;
+		dev->dev_ops->queue_stopped(dev, q, &at);
+	}
 }
 
 static void vhost_be_destroy(struct virtio_backend *be)

@@ -187,6 +187,12 @@ struct vhost_device_ops {
 	int (*queue_started)(struct vhost_dev *dev, unsigned int q);
 	/* Optional: ring q is about to stop (vhost-net: detach the tap). */
 	void (*queue_stopping)(struct vhost_dev *dev, unsigned int q);
+	/*
+	 * Optional: ring q stopped at *s (used_idx read from guest memory) while a
+	 * migration logs (dev->log set): for writes the back-end does not log itself
+	 * (vhost-vsock's receive buffers, vhost/vsock.h).
+	 */
+	void (*queue_stopped)(struct vhost_dev *dev, unsigned int q, const struct virtq_state *s);
 	/* Frees the device kind's struct that embeds dev, after vhost_dev_fini(). */
 	void (*destroy)(struct vhost_dev *dev);
 };
@@ -207,7 +213,7 @@ struct vhost_dev {
 	bool log_base_sent;			/* this connection has log's SET_LOG_BASE */
 	struct {
 		bool started;
-		uint64_t used_gpa;
+		uint64_t desc_gpa, used_gpa;
 		uint16_t size;
 		struct vhost_ring_addrs addrs;	/* what SET_VRING_ADDR got at the start */
 	} rings[VHOST_MAX_RINGS];

@@ -734,3 +734,128 @@ Test(vhost, kernel_log_ioctls_carry_the_log_address_log_all_and_f_log)
 	dirty_log_destroy(&log);
 	vhost_dev_fini(&dev);
 }
+
+/* ---- vhost-vsock: the receive buffers its kernel does not log ---- */
+
+static struct virtq_state stopped_at;
+static int stopped_calls;
+
+static void rec_queue_stopped(struct vhost_dev *dev, unsigned int q, const struct virtq_state *s)
+{
+	stopped_calls++;
+	stopped_at = *s;
+}
+
+Test(vhost, a_ring_stopped_while_logging_is_reported_to_the_device_kind)
+{
+	static const struct vhost_device_ops dops = { .name = "fake-vsock", .destroy = kdev_destroy,
+						      .queue_stopped = rec_queue_stopped };
+	struct virtio_call call = { .irq_fd = 3 };
+	struct virtq_state st = { .size = 64, .desc_gpa = 0x10000, .avail_gpa = 0x10400,
+				  .used_gpa = 0x10800, .ready = true };
+	struct vhost_dev dev;
+	struct dirty_log log;
+	uint16_t used = htole16(9);
+
+	fk.offer = vhost_net_offer;
+	cr_assert_eq(vhost_dev_init(&dev, &fk_ops, NULL, &dops, fake_host.mem, "v", 2), 0);
+	cr_assert_eq(dev.be.ops->set_features(&dev.be, BIT(VIRTIO_F_VERSION_1)), 0);
+	cr_assert_eq(dev.be.ops->start(&dev.be, 0, &st, 4, &call), 0);
+	dev.be.ops->stop(&dev.be, 0, &st);
+	cr_assert_eq(stopped_calls, 0, "not while no migration logs");
+	cr_assert_eq(dirty_log_init(&log, FAKE_RAM_SIZE), 0);
+	cr_assert_eq(dev.be.ops->log_start(&dev.be, &log), 0);
+	cr_assert_eq(dev.be.ops->start(&dev.be, 0, &st, 4, &call), 0);
+	memcpy(gpa_ptr(0x10802), &used, 2);
+	dev.be.ops->stop(&dev.be, 0, &st);
+	cr_assert_eq(stopped_calls, 1);
+	cr_assert_eq(stopped_at.used_idx, 9, "where the kernel stopped, read from the used ring");
+	cr_assert_eq(stopped_at.size, 64);
+	cr_assert_eq(stopped_at.desc_gpa, 0x10000);
+	cr_assert_eq(stopped_at.used_gpa, 0x10800);
+	dev.be.ops->log_stop(&dev.be);
+	dirty_log_destroy(&log);
+	vhost_dev_fini(&dev);
+}
+
+static void put_desc(uint64_t table, unsigned int i, uint64_t addr, uint32_t len, uint16_t flags,
+		     uint16_t next)
+{
+	struct vring_desc v = { htole64(addr), htole32(len), htole16(flags), htole16(next) };
+
+	memcpy(gpa_ptr(table + 16ULL * i), &v, sizeof(v));
+}
+
+static void put_used(uint64_t used, unsigned int slot, uint32_t id, uint32_t len)
+{
+	struct vring_used_elem e = { htole32(id), htole32(len) };
+
+	memcpy(gpa_ptr(used + 4 + 8ULL * slot), &e, sizeof(e));
+}
+
+static bool dirty(struct dirty_log *l, uint64_t a)
+{
+	uint64_t p = a >> DIRTY_PAGE_SHIFT;
+
+	return l->words[p / 64] & (1ULL << (p % 64));
+}
+
+Test(vhost, vsock_receive_buffers_of_used_entries_are_marked_dirty)
+{
+	static const struct vhost_device_ops dops = { .name = "v", .destroy = kdev_destroy };
+	const uint64_t desc = 0x10000, used = 0x18000, itab = 0x20000;
+	struct virtq_state s = { .size = 8, .desc_gpa = desc, .used_gpa = used, .used_idx = 6 };
+	struct vhost_dev dev;
+	struct dirty_log log;
+
+	fk.offer = vhost_net_offer;
+	cr_assert_eq(vhost_dev_init(&dev, &fk_ops, NULL, &dops, fake_host.mem, "v", 2), 0);
+	cr_assert_eq(dirty_log_init(&log, FAKE_RAM_SIZE), 0);
+	/* Chain 2: two writable buffers; 3000 bytes written: 100 in the first, 2900 in the second. */
+	put_desc(desc, 2, 0x100000, 100, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, 5);
+	put_desc(desc, 5, 0x200000, 4096, VRING_DESC_F_WRITE, 0);
+	put_used(used, 0, 2, 3000);
+	/* Chain 4: an indirect table of two; 5000 bytes: 64, then 4936 across two pages. */
+	put_desc(desc, 4, itab, 32, VRING_DESC_F_INDIRECT, 0);
+	put_desc(itab, 0, 0x300000, 64, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, 1);
+	put_desc(itab, 1, 0x301000, 8192, VRING_DESC_F_WRITE, 0);
+	put_used(used, 1, 4, 5000);
+	/* Chain 6 loops onto itself: bounded by the ring size. */
+	put_desc(desc, 6, 0x340000, 10, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, 6);
+	put_used(used, 2, 6, 100);
+	/* A head past the ring: ignored. */
+	put_used(used, 3, 200, 100);
+	/* Chain 0: a readable buffer, then a writable one: only the latter. */
+	put_desc(desc, 0, 0x360000, 16, VRING_DESC_F_NEXT, 1);
+	put_desc(desc, 1, 0x361000, 16, VRING_DESC_F_WRITE, 0);
+	put_used(used, 4, 0, 16);
+	/* Chain 7 with nothing written. */
+	put_desc(desc, 7, 0x370000, 4096, VRING_DESC_F_WRITE, 0);
+	put_used(used, 5, 7, 0);
+
+	vhost_vsock_log_rx(&dev, &s);
+	cr_assert_not(dirty(&log, 0x100000), "no log given yet: nothing marked");
+	dev.log = &log;
+	vhost_vsock_log_rx(&dev, &s);
+	dev.log = NULL;
+	cr_assert(dirty(&log, 0x100000));
+	cr_assert(dirty(&log, 0x200000));
+	cr_assert(dirty(&log, 0x300000));
+	cr_assert(dirty(&log, 0x301000));
+	cr_assert(dirty(&log, 0x302000), "4936 bytes from 0x301000 reach the next page");
+	cr_assert_not(dirty(&log, 0x303000));
+	cr_assert(dirty(&log, 0x340000));
+	cr_assert_not(dirty(&log, 0x360000), "a readable buffer is not written");
+	cr_assert(dirty(&log, 0x361000));
+	cr_assert_not(dirty(&log, 0x370000), "nothing written there");
+	cr_assert_not(dirty(&log, desc), "the descriptors are only read");
+	{
+		uint64_t n = 0;
+
+		for (size_t i = 0; i < log.size / 8; i++)
+			n += (uint64_t)__builtin_popcountll(log.words[i]);
+		cr_assert_eq(n, 7, "exactly the pages written");
+	}
+	dirty_log_destroy(&log);
+	vhost_dev_fini(&dev);
+}

@@ -248,7 +248,8 @@ Test(vhost_user_state, dirty_log_end_to_end_with_our_back_end)
 	/* Logging switched on while the ring runs. */
 	cr_assert_eq(dev.be.ops->log_start(&dev.be, &log), 0);
 	collect(&log, bits);
-	cr_assert_eq(pages_set(bits), 0, "nothing written yet");
+	/* The back-end may have turned kicks on (used->flags / avail_event): the used ring only. */
+	cr_assert_eq(pages_set(bits) - page_set(bits, USED), 0, "nothing else written yet");
 	blk_read(0, 9, data);
 	eventfd_write(kick, 1);
 	cr_assert(wait_used(1, 5000), "the request completes");
@@ -270,7 +271,7 @@ Test(vhost_user_state, dirty_log_end_to_end_with_our_back_end)
 	cr_assert(wait_used(2, 5000));
 	cr_assert_eq(*(uint8_t *)gpa(data), 10);
 	collect(&log, bits);
-	cr_assert_eq(pages_set(bits), 0, "no logging after log_stop");
+	cr_assert_eq(pages_set(bits), 0, "no logging after log_stop (%u pages)", pages_set(bits));
 
 	dev.be.ops->stop(&dev.be, 0, &s);
 	cr_assert_eq(s.last_avail_idx, 2);
