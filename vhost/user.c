@@ -59,6 +59,10 @@ struct vhost_user {
 
 	uint64_t features;		/* GET_FEATURES */
 	uint64_t protocol;		/* negotiated protocol features */
+	/* Migration (vhost_user_opts): what the back-end keeps, a transfer's silence limit. */
+	const char *state, *state_hint;
+	int state_timeout_ms;
+	bool transferring;		/* a device-state transfer runs (lock held to change) */
 	unsigned int queue_num;		/* GET_QUEUE_NUM, or base_queues without MQ */
 	unsigned int base_queues;	/* vhost_user_opts.base_queues, at least 1 */
 	unsigned int max_slots;		/* GET_MAX_MEM_SLOTS, or 8 */
@@ -137,19 +141,23 @@ static int vu_send(struct vhost_user *u, const struct vhost_user_msg *msg)
 	return ret ? -ENOTCONN : 0;
 }
 
+/* A reply of any size (the caller checks it): vu_recv_reply_wait's size. */
+#define VU_ANY_SIZE	UINT32_MAX
+
 /*
- * Receives the reply to `request` of exactly `size` bytes with at most max_fds
- * fds (lock held); 0 or -ENOTCONN (the connection is dead, no fd kept).
+ * Receives the reply to `request` of exactly `size` bytes (or VU_ANY_SIZE)
+ * with at most max_fds fds, waiting up to wait_ms for it to begin (lock
+ * held); 0 or -ENOTCONN (the connection is dead, no fd kept).
  */
-static int vu_recv_reply(struct vhost_user *u, uint32_t request, uint32_t size,
-			 unsigned int max_fds, struct vhost_user_msg *reply)
+static int vu_recv_reply_wait(struct vhost_user *u, uint32_t request, uint32_t size,
+			      unsigned int max_fds, struct vhost_user_msg *reply, int wait_ms)
 {
 	struct pollfd p = { .fd = u->sock, .events = POLLIN };
 	int ret;
 
 	/* vhost_user_recv's timeout starts at the first byte: a silent back-end is timed here. */
 	do
-		ret = poll(&p, 1, u->timeout_ms);
+		ret = poll(&p, 1, wait_ms);
 	while (ret < 0 && errno == EINTR);
 	if (ret == 0)
 		ret = -ETIMEDOUT;
@@ -159,7 +167,8 @@ static int vu_recv_reply(struct vhost_user *u, uint32_t request, uint32_t size,
 		ret = vhost_user_recv(u->sock, reply, u->timeout_ms);
 	if (ret == -EAGAIN)
 		ret = -ETIMEDOUT;
-	if (!ret && vhost_user_check_reply(reply, request, size, max_fds)) {
+	if (!ret && vhost_user_check_reply(reply, request,
+					   size == VU_ANY_SIZE ? reply->hdr.size : size, max_fds)) {
 		log_warn_ratelimited(&vu_rl, "%s: bad reply to %s: request %u, flags %#x, %u bytes, "
 				     "%u fds", vu_name(u), vhost_user_request_name(request),
 				     reply->hdr.request, reply->hdr.flags, reply->hdr.size,
@@ -172,6 +181,12 @@ static int vu_recv_reply(struct vhost_user *u, uint32_t request, uint32_t size,
 		return -ENOTCONN;
 	}
 	return 0;
+}
+
+static int vu_recv_reply(struct vhost_user *u, uint32_t request, uint32_t size,
+			 unsigned int max_fds, struct vhost_user_msg *reply)
+{
+	return vu_recv_reply_wait(u, request, size, max_fds, reply, u->timeout_ms);
 }
 
 /* Sends a request with its own reply and receives it (lock held); 0 or -ENOTCONN. */
@@ -741,6 +756,7 @@ static int vu_set_vring_addr(struct vhost_dev *dev, unsigned int ring,
 		.used = a->used,
 		.avail = a->avail,
 		.log = a->used_gpa,
+		.flags = a->log ? 1u << VHOST_USER_VRING_F_LOG : 0,
 	};
 	return vu_request(u, &msg);
 }
@@ -909,6 +925,10 @@ int vhost_user_open(const struct vhost_user_opts *o, void **conn)
 	u->inflight_nq = o->inflight_queues;
 	u->inflight_qs = o->inflight_queue_size;
 	u->base_queues = MAX(o->base_queues, 1u);
+	u->state = o->state;
+	u->state_hint = o->state_hint;
+	u->state_timeout_ms = o->state_timeout_ms > 0 ? o->state_timeout_ms
+						      : VHOST_USER_STATE_TIMEOUT_MS;
 	if (o->path) {
 		u->path = strdup(o->path);
 		ret = u->path ? vu_connect_path(o->path, &u->sock) : -ENOMEM;
@@ -1079,6 +1099,458 @@ int vhost_user_lost_chains(struct vhost_dev *dev, unsigned int q, uint16_t used_
 	return (int)n;
 }
 
+/* ---- migration: the dirty log ---- */
+
+static const char *vu_where(const struct vhost_user *u)
+{
+	return u->path ? u->path : "(a socket given by the caller)";
+}
+
+static int vu_log_check(struct vhost_dev *dev, char *why, size_t whylen)
+{
+	struct vhost_user *u = conn_of(dev);
+
+	if (!(u->features & BIT(VHOST_USER_F_LOG_ALL))) {
+		snprintf(why, whylen, "the vhost-user back-end at %s does not offer VHOST_F_LOG_ALL "
+			 "(it does not log its writes to guest memory)", vu_where(u));
+		return -EOPNOTSUPP;
+	}
+	if (!has_proto(u, VHOST_USER_PROTOCOL_F_LOG_SHMFD)) {
+		snprintf(why, whylen, "the vhost-user back-end at %s does not offer the LOG_SHMFD "
+			 "protocol feature (it cannot map a shared dirty log)", vu_where(u));
+		return -EOPNOTSUPP;
+	}
+	return 0;
+}
+
+/*
+ * SET_LOG_BASE {mmap_size, mmap_offset 0} with the log's memfd. It always has
+ * a reply with LOG_SHMFD, whose payload implementations disagree on:
+ * libvhost-user answers a u64 holding the request's mmap_size (what is left of
+ * its payload union), rust-vmm's vhost echoes the 16-byte request, ours
+ * answers a u64 0 (or 1 when it cannot map the log), QEMU reads any size and
+ * checks only the request id. So: no payload, a u64 0 or equal to mmap_size,
+ * or the request echoed means success; another u64 means the back-end refused
+ * (-EIO); any other size breaks the protocol (the connection dies).
+ */
+static int vu_set_log_base(struct vhost_dev *dev, const struct dirty_log *log)
+{
+	struct vhost_user *u = conn_of(dev);
+	struct vhost_user_msg msg, reply;
+	int ret;
+
+	if (!has_proto(u, VHOST_USER_PROTOCOL_F_LOG_SHMFD) || log->fd < 0)
+		return -EOPNOTSUPP;
+	vhost_user_msg_init(&msg, VHOST_USER_SET_LOG_BASE, 0, sizeof(msg.p.log));
+	msg.p.log = (struct vhost_user_log){ .mmap_size = log->size, .mmap_offset = 0 };
+	msg.fds[0] = log->fd;
+	msg.nfds = 1;
+	pthread_mutex_lock(&u->lock);
+	ret = vu_call_locked(u, &msg, VU_ANY_SIZE, 0, &reply);
+	if (!ret) {
+		uint32_t n = reply.hdr.size;
+
+		if (n == sizeof(uint64_t) && reply.p.u64 != 0 && reply.p.u64 != log->size) {
+			log_warn("%s: the vhost-user back-end cannot map the dirty log (SET_LOG_BASE "
+				 "answered %#llx)", vu_name(u), (unsigned long long)reply.p.u64);
+			ret = -EIO;
+		} else if (n != 0 && n != sizeof(uint64_t) && n != sizeof(reply.p.log)) {
+			vu_kill(u, "SET_LOG_BASE's reply has a size of its own", -EPROTO);
+			ret = -ENOTCONN;
+		}
+	}
+	pthread_mutex_unlock(&u->lock);
+	return ret;
+}
+
+/* SET_FEATURES alone (LOG_ALL switched on a running device): no in-flight area again. */
+static int vu_update_features(struct vhost_dev *dev, uint64_t features)
+{
+	struct vhost_user *u = conn_of(dev);
+	int ret;
+
+	if (u->features & BIT(VHOST_USER_F_PROTOCOL_FEATURES))
+		features |= BIT(VHOST_USER_F_PROTOCOL_FEATURES);
+	pthread_mutex_lock(&u->lock);
+	ret = vu_set_u64_locked(u, VHOST_USER_SET_FEATURES, features);
+	pthread_mutex_unlock(&u->lock);
+	return ret;
+}
+
+/*
+ * With REPLY_ACK every request was acked once done; without it a back-end
+ * handles requests in order, so GET_FEATURES's reply means the earlier ones are
+ * done (QEMU's barrier when it switches logging on).
+ */
+static int vu_sync(struct vhost_dev *dev)
+{
+	struct vhost_user *u = conn_of(dev);
+	uint64_t v;
+	int ret;
+
+	if (has_proto(u, VHOST_USER_PROTOCOL_F_REPLY_ACK))
+		return 0;
+	pthread_mutex_lock(&u->lock);
+	ret = vu_get_u64_locked(u, VHOST_USER_GET_FEATURES, &v);
+	pthread_mutex_unlock(&u->lock);
+	return ret;
+}
+
+/* ---- migration: the back-end's own state ---- */
+
+static int vu_migratable(struct vhost_dev *dev, char *why, size_t whylen)
+{
+	struct vhost_user *u = conn_of(dev);
+
+	if (!u->state || has_proto(u, VHOST_USER_PROTOCOL_F_DEVICE_STATE))
+		return 0;
+	snprintf(why, whylen, "its vhost-user back-end at %s keeps %s and cannot hand that over "
+		 "(it does not offer the DEVICE_STATE protocol feature)%s%s", vu_where(u),
+		 u->state, u->state_hint ? "; " : "", u->state_hint ? u->state_hint : "");
+	return -EOPNOTSUPP;
+}
+
+static bool vu_has_state(struct vhost_dev *dev)
+{
+	return has_proto(conn_of(dev), VHOST_USER_PROTOCOL_F_DEVICE_STATE);
+}
+
+/* Starts (true) or ends a transfer; -EBUSY when one runs already. */
+static int vu_transfer_claim(struct vhost_user *u, bool claim)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&u->lock);
+	if (claim && u->transferring)
+		ret = -EBUSY;
+	else
+		u->transferring = claim;
+	pthread_mutex_unlock(&u->lock);
+	return ret;
+}
+
+/*
+ * SET_DEVICE_STATE_FD(direction, STOPPED) with fd (which stays the caller's).
+ * The reply: bits 0-7 an error (0: none), bit 8 set when no fd is attached;
+ * when clear, the back-end's own fd comes with it and replaces the caller's:
+ * *own gets it (else -1). 0; -EIO (refused); -EPROTO (a reply that says an fd
+ * and has none, or the reverse: the connection dies); -ENOTCONN.
+ */
+static int vu_state_fd(struct vhost_user *u, uint32_t direction, int fd, int *own)
+{
+	struct vhost_user_msg msg, reply;
+	uint64_t v;
+	int ret;
+
+	*own = -1;
+	vhost_user_msg_init(&msg, VHOST_USER_SET_DEVICE_STATE_FD, 0, sizeof(msg.p.device_state));
+	msg.p.device_state = (struct vhost_user_device_state){
+		.direction = direction,
+		.phase = VHOST_USER_PHASE_STOPPED,
+	};
+	msg.fds[0] = fd;
+	msg.nfds = 1;
+	pthread_mutex_lock(&u->lock);
+	ret = vu_call_locked(u, &msg, sizeof(uint64_t), 1, &reply);
+	if (ret) {
+		pthread_mutex_unlock(&u->lock);
+		return ret;
+	}
+	v = reply.p.u64;
+	if (v & 0xff) {
+		vhost_user_msg_close_fds(&reply);
+		pthread_mutex_unlock(&u->lock);
+		log_error("%s: the vhost-user back-end at %s refuses to %s its state "
+			  "(SET_DEVICE_STATE_FD answered %#llx) — see its own log", vu_name(u),
+			  vu_where(u), direction == VHOST_USER_TRANSFER_SAVE ? "save" : "load",
+			  (unsigned long long)v);
+		return -EIO;
+	}
+	if (!(v & VHOST_USER_VRING_NOFD) != (reply.nfds == 1)) {
+		vhost_user_msg_close_fds(&reply);
+		vu_kill(u, "SET_DEVICE_STATE_FD's reply says an fd comes and none does, or the reverse",
+			-EPROTO);
+		pthread_mutex_unlock(&u->lock);
+		return -EPROTO;
+	}
+	if (reply.nfds == 1) {
+		*own = reply.fds[0];
+		reply.fds[0] = -1;
+		reply.nfds = 0;
+	}
+	pthread_mutex_unlock(&u->lock);
+	return 0;
+}
+
+/* CHECK_DEVICE_STATE after the transfer fd was closed: 0, -EIO (the back-end failed) or -ENOTCONN. */
+static int vu_check_state(struct vhost_user *u, uint32_t direction)
+{
+	struct vhost_user_msg msg, reply;
+	int ret;
+
+	vhost_user_msg_init(&msg, VHOST_USER_CHECK_DEVICE_STATE, 0, 0);
+	pthread_mutex_lock(&u->lock);
+	ret = vu_send(u, &msg);
+	/* The back-end may finish applying the state first (virtiofsd does): the transfer's limit. */
+	if (!ret)
+		ret = vu_recv_reply_wait(u, VHOST_USER_CHECK_DEVICE_STATE, sizeof(uint64_t), 0,
+					 &reply, MAX(u->state_timeout_ms, u->timeout_ms));
+	pthread_mutex_unlock(&u->lock);
+	if (ret)
+		return ret;
+	if (reply.p.u64) {
+		log_error("%s: the vhost-user back-end at %s says its state %s failed "
+			  "(CHECK_DEVICE_STATE answered %#llx) — see its own log", vu_name(u),
+			  vu_where(u), direction == VHOST_USER_TRANSFER_SAVE ? "save" : "load",
+			  (unsigned long long)reply.p.u64);
+		return -EIO;
+	}
+	return 0;
+}
+
+/* An fd the back-end gave must be a pipe or a socket (something that behaves like a pipe). */
+static int vu_transfer_fd_ok(int fd)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0 || !(S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)))
+		return -EPROTO;
+	return fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0 ? -errno : 0;
+}
+
+/* Waits up to timeout_ms for fd to be ready for events: 0, -ETIMEDOUT or -errno. */
+static int vu_transfer_wait(int fd, short events, int timeout_ms)
+{
+	struct pollfd p = { .fd = fd, .events = events };
+	int r;
+
+	do
+		r = poll(&p, 1, timeout_ms);
+	while (r < 0 && errno == EINTR);
+	if (r < 0)
+		return -errno;
+	return r == 0 ? -ETIMEDOUT : 0;
+}
+
+/*
+ * Reads fd to EOF into sink, in chunks of at most cap bytes (buf). 0, the
+ * sink's -errno (*sink_err set), -ETIMEDOUT (nothing for the transfer's limit)
+ * or the read's -errno.
+ */
+static int vu_save_loop(struct vhost_user *u, int fd, uint8_t *buf, size_t cap,
+			const struct virtio_state_sink *sink, bool *sink_err, uint64_t *total)
+{
+	size_t len = 0;
+	int ret;
+
+	for (;;) {
+		ssize_t n = read(fd, buf + len, cap - len);
+
+		if (n > 0) {
+			len += (size_t)n;
+			*total += (uint64_t)n;
+			if (len == cap) {
+				ret = sink->chunk(sink->opaque, buf, len);
+				len = 0;
+				if (ret) {
+					*sink_err = true;
+					return ret;
+				}
+			}
+			continue;
+		}
+		if (n == 0)
+			break;
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN)
+			return -errno;
+		ret = vu_transfer_wait(fd, POLLIN, u->state_timeout_ms);
+		if (ret)
+			return ret;
+	}
+	if (len) {
+		ret = sink->chunk(sink->opaque, buf, len);
+		if (ret)
+			*sink_err = true;
+		return ret;
+	}
+	return 0;
+}
+
+static int vu_save_state(struct vhost_dev *dev, const struct virtio_state_sink *sink)
+{
+	struct vhost_user *u = conn_of(dev);
+	size_t cap = MIN(sink->max, (size_t)VHOST_USER_STATE_CHUNK);
+	bool sink_err = false;
+	uint64_t total = 0;
+	uint8_t *buf = NULL;
+	int p[2] = { -1, -1 }, own, ret, check;
+
+	if (!has_proto(u, VHOST_USER_PROTOCOL_F_DEVICE_STATE))
+		return -EOPNOTSUPP;
+	if (!cap || !sink->chunk)
+		return -EINVAL;
+	if (!vhost_user_connected(dev))
+		return -ENOTCONN;
+	ret = vu_transfer_claim(u, true);
+	if (ret)
+		return ret;
+	buf = malloc(cap);
+	if (!buf || pipe2(p, O_CLOEXEC) < 0) {
+		ret = buf ? -errno : -ENOMEM;
+		free(buf);
+		vu_transfer_claim(u, false);
+		return ret;
+	}
+	ret = vu_state_fd(u, VHOST_USER_TRANSFER_SAVE, p[1], &own);
+	close_fd(&p[1]);	/* the back-end's copy is the writer; ours would hide the EOF */
+	if (ret) {
+		close_fd(&p[0]);
+		free(buf);
+		vu_transfer_claim(u, false);
+		return ret;
+	}
+	if (own >= 0) {
+		close_fd(&p[0]);
+		p[0] = own;
+		ret = vu_transfer_fd_ok(p[0]);
+		if (ret)
+			log_error("%s: the vhost-user back-end at %s gave an fd for its state that is "
+				  "neither a pipe nor a socket — a back-end bug", vu_name(u),
+				  vu_where(u));
+	} else if (fcntl(p[0], F_SETFL, O_NONBLOCK) < 0) {
+		ret = -errno;
+	}
+	/* To EOF before CHECK_DEVICE_STATE: virtiofsd answers CHECK only once its writer ended. */
+	if (!ret)
+		ret = vu_save_loop(u, p[0], buf, cap, sink, &sink_err, &total);
+	close_fd(&p[0]);
+	free(buf);
+	if (ret == -ETIMEDOUT) {
+		/* A stalled back-end would not answer CHECK either: the connection stays as it is. */
+		log_error("%s: the vhost-user back-end at %s sent %llu bytes of its state and then "
+			  "nothing for %d ms; the save is given up — check the back-end (it may be "
+			  "stuck)", vu_name(u), vu_where(u), (unsigned long long)total,
+			  u->state_timeout_ms);
+		vu_transfer_claim(u, false);
+		return ret;
+	}
+	if (ret && !sink_err && ret != -EPROTO)
+		log_error("%s: reading the state of the vhost-user back-end at %s failed after %llu "
+			  "bytes: %s", vu_name(u), vu_where(u), (unsigned long long)total,
+			  strerror(-ret));
+	/* The back-end started a transfer: CHECK ends it, whatever happened here. */
+	check = vu_check_state(u, VHOST_USER_TRANSFER_SAVE);
+	vu_transfer_claim(u, false);
+	return ret ? ret : check;
+}
+
+/* Writes all of buf[0, n) to fd (non-blocking; a socket without SIGPIPE). 0 or -errno. */
+static int vu_load_write(struct vhost_user *u, int fd, const uint8_t *buf, size_t n)
+{
+	size_t off = 0;
+	int ret;
+
+	while (off < n) {
+		ssize_t w = send(fd, buf + off, n - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (w < 0 && errno == ENOTSOCK)
+			w = write(fd, buf + off, n - off);	/* a pipe: SIGPIPE is ignored */
+		if (w > 0) {
+			off += (size_t)w;
+			continue;
+		}
+		if (w == 0)
+			return -ECONNRESET;
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN)
+			return -errno;
+		ret = vu_transfer_wait(fd, POLLOUT, u->state_timeout_ms);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static int vu_load_state(struct vhost_dev *dev, const struct virtio_state_source *src)
+{
+	struct vhost_user *u = conn_of(dev);
+	bool src_err = false;
+	uint64_t total = 0;
+	uint8_t *buf;
+	int p[2] = { -1, -1 }, own, ret, check;
+
+	if (!has_proto(u, VHOST_USER_PROTOCOL_F_DEVICE_STATE))
+		return -EOPNOTSUPP;
+	if (!src->chunk)
+		return -EINVAL;
+	if (!vhost_user_connected(dev))
+		return -ENOTCONN;
+	ret = vu_transfer_claim(u, true);
+	if (ret)
+		return ret;
+	buf = malloc(VHOST_USER_STATE_CHUNK);
+	if (!buf || pipe2(p, O_CLOEXEC) < 0) {
+		ret = buf ? -errno : -ENOMEM;
+		free(buf);
+		vu_transfer_claim(u, false);
+		return ret;
+	}
+	ret = vu_state_fd(u, VHOST_USER_TRANSFER_LOAD, p[0], &own);
+	close_fd(&p[0]);
+	if (ret) {
+		close_fd(&p[1]);
+		free(buf);
+		vu_transfer_claim(u, false);
+		return ret;
+	}
+	if (own >= 0) {
+		close_fd(&p[1]);
+		p[1] = own;
+		ret = vu_transfer_fd_ok(p[1]);
+		if (ret)
+			log_error("%s: the vhost-user back-end at %s gave an fd for its state that is "
+				  "neither a pipe nor a socket — a back-end bug", vu_name(u),
+				  vu_where(u));
+	} else if (fcntl(p[1], F_SETFL, O_NONBLOCK) < 0) {
+		ret = -errno;
+	}
+	while (!ret) {
+		ssize_t n = src->chunk(src->opaque, buf, VHOST_USER_STATE_CHUNK);
+
+		if (n == 0)
+			break;
+		if (n < 0 || n > (ssize_t)VHOST_USER_STATE_CHUNK) {
+			ret = n < 0 ? (int)n : -EINVAL;
+			src_err = true;
+			break;
+		}
+		ret = vu_load_write(u, p[1], buf, (size_t)n);
+		if (!ret)
+			total += (uint64_t)n;
+	}
+	/* Closing is the end of the state for the back-end. */
+	close_fd(&p[1]);
+	free(buf);
+	if (ret == -ETIMEDOUT) {
+		log_error("%s: the vhost-user back-end at %s took %llu bytes of the state and then "
+			  "no more for %d ms; the load is given up — check the back-end (it may be "
+			  "stuck)", vu_name(u), vu_where(u), (unsigned long long)total,
+			  u->state_timeout_ms);
+		vu_transfer_claim(u, false);
+		return ret;
+	}
+	if (ret && !src_err && ret != -EPROTO)
+		log_error("%s: writing the state to the vhost-user back-end at %s failed after %llu "
+			  "bytes: %s", vu_name(u), vu_where(u), (unsigned long long)total,
+			  strerror(-ret));
+	check = vu_check_state(u, VHOST_USER_TRANSFER_LOAD);
+	vu_transfer_claim(u, false);
+	return ret ? ret : check;
+}
+
 const struct vhost_ops vhost_user_ops = {
 	.name = "vhost-user",
 	.set_owner = vu_set_owner,
@@ -1098,6 +1570,14 @@ const struct vhost_ops vhost_user_ops = {
 	.connected = vhost_user_connected,
 	.lost_chains = vhost_user_lost_chains,
 	.reset = vhost_user_reset_inflight,
+	.set_log_base = vu_set_log_base,
+	.log_check = vu_log_check,
+	.update_features = vu_update_features,
+	.sync = vu_sync,
+	.migratable = vu_migratable,
+	.has_state = vu_has_state,
+	.save_state = vu_save_state,
+	.load_state = vu_load_state,
 	.cleanup = vu_cleanup,
 };
 
@@ -1120,7 +1600,8 @@ int vhost_user_create(const struct guest_mem *mem, const char *name, struct even
 	struct vhost_user_opts o = { .path = ou->path, .fd = -1, .loop = loop,
 				     .inflight_queues = (uint16_t)MIN(ou->max_queues, 0xffffu),
 				     .inflight_queue_size = ou->queue_size,
-				     .base_queues = MIN(ou->base_queues, ou->max_queues) };
+				     .base_queues = MIN(ou->base_queues, ou->max_queues),
+				     .state = ou->state, .state_hint = ou->state_hint };
 	struct vhost_user_dev *vd;
 	struct vhost_user *u;
 	void *conn;

@@ -48,6 +48,63 @@
  * tells which chains the back-end had taken and not returned
  * (vhost_user_lost_chains).
  *
+ * Migration, the dirty log (vhost/vhost.h has the order): needs VHOST_F_LOG_ALL
+ * offered and LOG_SHMFD negotiated (else log_start is refused, -EOPNOTSUPP,
+ * naming the back-end). SET_LOG_BASE carries {mmap_size = the log's size,
+ * mmap_offset 0} and the log's memfd; the back-end maps it and sets bit
+ * page % 8 of byte page / 8 for each 4 KiB page of guest-physical address it
+ * writes (descriptor buffers, and the used ring at log_guest_addr when the
+ * ring has VHOST_VRING_F_LOG) — on a little-endian host the bits of
+ * vmm/base/dirty.h's 64-bit words. Its reply is read whatever its size (see
+ * vu_set_log_base). SET_FEATURES with LOG_ALL and SET_VRING_ADDR with F_LOG
+ * are acked (REPLY_ACK) or followed by GET_FEATURES as a barrier, so the
+ * back-end logs once log_start returns.
+ *
+ * Migration, the back-end's own state (VHOST_USER_PROTOCOL_F_DEVICE_STATE,
+ * vhost-user.rst "Migrating back-end state"; QEMU's vhost_save_backend_state
+ * and vhost_load_backend_state):
+ *   migratable  yes with DEVICE_STATE negotiated, or when the device kind keeps
+ *               nothing beyond its rings (vhost_user_opts.state NULL: blk, net);
+ *               otherwise -EOPNOTSUPP naming what the back-end keeps (virtio-fs
+ *               without DEVICE_STATE: QEMU 7.2's C virtiofsd).
+ *   has_state   DEVICE_STATE negotiated.
+ *   save        SET_DEVICE_STATE_FD {direction 0 SAVE, phase 0 STOPPED} with the
+ *               write end of a pipe2(O_CLOEXEC), and our copy closed; the reply
+ *               u64: bits 0-7 an error (-EIO, nothing more sent), bit 8 set =
+ *               no fd attached; clear = the back-end's own fd comes with it (a
+ *               pipe or a socket) and is read instead. Read to EOF, in chunks of
+ *               at most min(sink->max, VHOST_USER_STATE_CHUNK) bytes handed to
+ *               sink->chunk as they fill (never the whole state), then the fd
+ *               closed and CHECK_DEVICE_STATE (reply u64, 0 = success, else
+ *               -EIO). Draining to EOF before CHECK matters: virtiofsd answers
+ *               CHECK only after its writer finished.
+ *   load        the reverse: SET_DEVICE_STATE_FD {1 LOAD, 0 STOPPED} with the
+ *               read end; every chunk src->chunk gives is written to the write
+ *               end (or the back-end's fd), which is then closed (the end of
+ *               the state), then CHECK_DEVICE_STATE (the back-end has applied
+ *               it when it answers).
+ *   when        with every ring stopped (GET_VRING_BASE after SET_VRING_ENABLE 0,
+ *               i.e. virtio_mmio_pause on the source; none started yet on the
+ *               destination): vhost.c refuses otherwise (-EBUSY). The spec's
+ *               STOPPED phase is "the device suspended"; it asks nothing of the
+ *               features or the memory table: QEMU loads before it sends the
+ *               destination's SET_FEATURES, and our back-end library
+ *               (vu_backend.h) checks only that no ring is started (it answers
+ *               0x101 otherwise) and applies loaded queue state when each ring
+ *               next starts. So the load may come before or after the
+ *               destination's SET_FEATURES and SET_MEM_TABLE; the rings start
+ *               afterwards with SET_VRING_BASE at the source's positions.
+ *   failures    each fd is closed on every path. A back-end silent for
+ *               state_timeout_ms (VHOST_USER_STATE_TIMEOUT_MS) mid-transfer:
+ *               -ETIMEDOUT, logged, our end closed and no CHECK (it would not
+ *               answer either; the connection stays). A sink or source failure,
+ *               or a broken pipe: that -errno, after CHECK (which ends the
+ *               back-end's transfer). A reply that breaks the protocol kills
+ *               the connection (-ENOTCONN, or -EPROTO for a reply whose fd does
+ *               not match its invalid-FD flag). Requests take the connection's
+ *               lock one at a time (not across the transfer), so the event loop
+ *               is never held up by it; one transfer at a time (-EBUSY).
+ *
  * Threads: requests are synchronous and serialised by the connection's lock
  * (they come from vCPU threads under the device lock, or from the event loop
  * thread); the event loop's callbacks take the same lock before they look at
@@ -64,6 +121,9 @@
 #include "vmm/base/event_loop.h"
 
 #define VHOST_USER_TIMEOUT_MS	10000	/* a reply must come within this */
+/* A device-state transfer gives up after this long without a byte (or CHECK's reply). */
+#define VHOST_USER_STATE_TIMEOUT_MS	30000
+#define VHOST_USER_STATE_CHUNK	(1u << 20)	/* the largest piece of state read or written at once */
 
 /* The protocol features this front-end implements (and so may negotiate). */
 #define VHOST_USER_FE_PROTOCOL \
@@ -89,6 +149,14 @@ struct vhost_user_opts {
 	 * the device's fixed set, e.g. a virtio-net pair or virtio-fs's queues. 0: 1.
 	 */
 	unsigned int base_queues;
+	/* Migration: a device-state transfer's silence limit (0: VHOST_USER_STATE_TIMEOUT_MS). */
+	int state_timeout_ms;
+	/*
+	 * What the back-end keeps beyond its rings that a migration must move, for
+	 * messages (virtio_offload_user.state), and which back-ends can (state_hint);
+	 * NULL: nothing (blk, net). Static strings.
+	 */
+	const char *state, *state_hint;
 };
 
 /*

@@ -2,6 +2,7 @@
 /* One vhost device over a back-end kind's vhost_ops (see vhost/vhost.h). */
 #include <endian.h>
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "vhost/vhost.h"
@@ -59,6 +60,29 @@ static uint64_t vhost_be_features(struct virtio_backend *be)
 	return vhost_dev_features(to_vhost(be));
 }
 
+/* What SET_FEATURES sends for the acked features f: with LOG_ALL while logging. */
+static uint64_t vhost_wire_features(const struct vhost_dev *dev, uint64_t f)
+{
+	return dev->log ? f | (1ULL << VHOST_F_LOG_ALL_BIT) : f;
+}
+
+/* Hands the log to the back-end if this connection does not have it yet. */
+static int vhost_send_log_base(struct vhost_dev *dev)
+{
+	int ret;
+
+	if (!dev->log || dev->log_base_sent)
+		return 0;
+	ret = dev->ops->set_log_base ? dev->ops->set_log_base(dev, dev->log) : -EOPNOTSUPP;
+	if (ret) {
+		log_warn_ratelimited(&vhost_rl, "%s: %s back-end refuses the dirty log (SET_LOG_BASE): "
+				     "%s", dev->name, dev->dev_ops->name, strerror(-ret));
+		return ret;
+	}
+	dev->log_base_sent = true;
+	return 0;
+}
+
 /* DRIVER_OK (or a resume): the negotiated features and the memory table. */
 static int vhost_be_set_features(struct virtio_backend *be, uint64_t acked)
 {
@@ -67,14 +91,19 @@ static int vhost_be_set_features(struct virtio_backend *be, uint64_t acked)
 	uint64_t f = vhost_dev_backend_ack(dev, acked);
 	int ret;
 
-	ret = dev->ops->set_features(dev, f);
+	/* A migration's log first: the kernel checks it when LOG_ALL arrives. */
+	ret = vhost_send_log_base(dev);
+	if (ret)
+		return ret;
+	ret = dev->ops->set_features(dev, vhost_wire_features(dev, f));
 	if (ret) {
 		log_warn_ratelimited(&vhost_rl, "%s: %s back-end refuses features %#llx: %s",
-				     dev->name, dev->dev_ops->name, (unsigned long long)f,
-				     strerror(-ret));
+				     dev->name, dev->dev_ops->name,
+				     (unsigned long long)vhost_wire_features(dev, f), strerror(-ret));
 		return ret;
 	}
 	dev->acked_features = f;
+	dev->features_sent = true;
 	ret = vhost_mem_table_build(dev->mem, &table);
 	if (!ret)
 		ret = dev->ops->set_mem_table(dev, &table);
@@ -131,6 +160,11 @@ static int vhost_be_start(struct virtio_backend *be, unsigned int q, const struc
 		return -EINVAL;
 	step = "its ring addresses are not in guest RAM";
 	ret = vhost_ring_addrs(dev->mem, s, &addrs);
+	addrs.log = dev->log != NULL;
+	if (!ret && dev->log) {
+		step = "SET_LOG_BASE";
+		ret = vhost_send_log_base(dev);
+	}
 	if (!ret) {
 		step = "SET_VRING_NUM";
 		ret = dev->ops->set_vring_num(dev, q, s->size);
@@ -168,8 +202,10 @@ static int vhost_be_start(struct virtio_backend *be, unsigned int q, const struc
 		return ret;
 	}
 	dev->rings[q].started = true;
+	dev->rings[q].desc_gpa = s->desc_gpa;
 	dev->rings[q].used_gpa = s->used_gpa;
 	dev->rings[q].size = s->size;
+	dev->rings[q].addrs = addrs;
 	return 0;
 }
 
@@ -211,6 +247,14 @@ static void vhost_be_stop(struct virtio_backend *be, unsigned int q, struct virt
 	s->signalled_used = s->used_idx;
 	s->signalled_used_valid = false;
 	vhost_unbind(dev, q);
+	if (dev->log && read_used && dev->dev_ops->queue_stopped) {
+		struct virtq_state at = *s;
+
+		at.size = dev->rings[q].size;
+		at.desc_gpa = dev->rings[q].desc_gpa;
+		at.used_gpa = dev->rings[q].used_gpa;
+		dev->dev_ops->queue_stopped(dev, q, &at);
+	}
 }
 
 static void vhost_be_destroy(struct virtio_backend *be)
@@ -265,6 +309,175 @@ static void vhost_be_reset(struct virtio_backend *be)
 		dev->ops->reset(dev);
 }
 
+/* ---- migration ---- */
+
+/*
+ * Sends what logging changes on a set-up device: SET_FEATURES (LOG_ALL on or
+ * off) if features were sent, SET_VRING_ADDR (F_LOG on or off) for each
+ * started ring, then the kind's barrier. 0 or the first failure's -errno.
+ */
+static int vhost_log_apply(struct vhost_dev *dev)
+{
+	const char *step = NULL;
+	int ret = 0;
+
+	if (!vhost_connected(dev))
+		return -ENOTCONN;
+	if (dev->features_sent) {
+		uint64_t f = vhost_wire_features(dev, dev->acked_features);
+
+		ret = dev->ops->update_features ? dev->ops->update_features(dev, f)
+						: dev->ops->set_features(dev, f);
+		step = "SET_FEATURES";
+	}
+	for (unsigned int q = 0; !ret && q < dev->nrings; q++) {
+		struct vhost_ring_addrs a = dev->rings[q].addrs;
+
+		if (!dev->rings[q].started)
+			continue;
+		a.log = dev->log != NULL;
+		ret = dev->ops->set_vring_addr(dev, q, &a);
+		if (!ret)
+			dev->rings[q].addrs = a;
+		step = "SET_VRING_ADDR";
+	}
+	if (!ret && dev->ops->sync) {
+		ret = dev->ops->sync(dev);
+		step = "a barrier after them";
+	}
+	if (ret)
+		log_warn("%s: %s back-end: %s dirty logging failed at %s: %s", dev->name,
+			 dev->dev_ops->name, dev->log ? "starting" : "stopping", step,
+			 strerror(-ret));
+	return ret;
+}
+
+/* Whether log covers every byte of guest RAM (the kernel would write past it otherwise). */
+static bool vhost_log_covers(const struct vhost_dev *dev, const struct dirty_log *log)
+{
+	for (unsigned int i = 0; i < dev->mem->nregions; i++) {
+		const struct guest_region *r = &dev->mem->regions[i];
+
+		if (r->size && (r->gpa + r->size - 1) >> DIRTY_PAGE_SHIFT >= log->pages)
+			return false;
+	}
+	return log->words && log->size * 8 >= log->pages;
+}
+
+static int vhost_be_log_start(struct virtio_backend *be, struct dirty_log *log)
+{
+	struct vhost_dev *dev = to_vhost(be);
+	char why[256] = "";
+	int ret;
+
+	if (dev->log == log)
+		return 0;
+	if (dev->log)
+		return -EBUSY;
+	ret = 0;
+	if (dev->ops->log_check) {
+		ret = dev->ops->log_check(dev, why, sizeof(why));
+	} else if (!(dev->backend_features & (1ULL << VHOST_F_LOG_ALL_BIT)) ||
+		   !dev->ops->set_log_base) {
+		snprintf(why, sizeof(why), "the %s back-end does not offer VHOST_F_LOG_ALL (it does "
+			 "not log its writes to guest memory)", dev->ops->name);
+		ret = -EOPNOTSUPP;
+	}
+	if (ret) {
+		log_error("%s (%s): %s, so the VM cannot be migrated live — use a back-end that "
+			  "logs its writes, or stop the VM and snapshot it instead", dev->name,
+			  dev->dev_ops->name, why);
+		return ret;
+	}
+	if (!vhost_log_covers(dev, log)) {
+		log_error("%s: the dirty log covers %llu pages, less than guest RAM — a VMM bug",
+			  dev->name, (unsigned long long)log->pages);
+		return -EINVAL;
+	}
+	if (!vhost_connected(dev))
+		return -ENOTCONN;
+	dev->log = log;
+	dev->log_base_sent = false;
+	ret = vhost_send_log_base(dev);
+	if (!ret)
+		ret = vhost_log_apply(dev);
+	if (ret) {
+		/* Back to no logging (best effort): the caller gives the migration up. */
+		dev->log = NULL;
+		dev->log_base_sent = false;
+		if (vhost_connected(dev))
+			vhost_log_apply(dev);
+		return ret;
+	}
+	return 0;
+}
+
+static void vhost_be_log_stop(struct virtio_backend *be)
+{
+	struct vhost_dev *dev = to_vhost(be);
+
+	if (!dev->log)
+		return;
+	dev->log = NULL;
+	dev->log_base_sent = false;
+	/*
+	 * Features and rings without logging; the back-end keeps the old base (no
+	 * request takes it back) but writes nothing to it any more. A dead back-end
+	 * writes nothing at all.
+	 */
+	if (vhost_connected(dev))
+		vhost_log_apply(dev);
+}
+
+static int vhost_be_migratable(struct virtio_backend *be, char *why, size_t whylen)
+{
+	struct vhost_dev *dev = to_vhost(be);
+
+	return dev->ops && dev->ops->migratable ? dev->ops->migratable(dev, why, whylen) : 0;
+}
+
+static bool vhost_be_has_state(struct virtio_backend *be)
+{
+	struct vhost_dev *dev = to_vhost(be);
+
+	return dev->ops && dev->ops->has_state && dev->ops->has_state(dev);
+}
+
+/* The device-state transfer's precondition: every ring stopped. */
+static int vhost_state_ready(struct vhost_dev *dev, const char *what)
+{
+	for (unsigned int q = 0; q < dev->nrings; q++) {
+		if (dev->rings[q].started) {
+			log_error("%s: %s of the back-end's state while ring %u runs — a VMM bug "
+				  "(pause the device first)", dev->name, what, q);
+			return -EBUSY;
+		}
+	}
+	return 0;
+}
+
+static int vhost_be_save_state(struct virtio_backend *be, const struct virtio_state_sink *sink)
+{
+	struct vhost_dev *dev = to_vhost(be);
+	int ret;
+
+	if (!dev->ops || !dev->ops->save_state)
+		return -EOPNOTSUPP;
+	ret = vhost_state_ready(dev, "a save");
+	return ret ? ret : dev->ops->save_state(dev, sink);
+}
+
+static int vhost_be_load_state(struct virtio_backend *be, const struct virtio_state_source *src)
+{
+	struct vhost_dev *dev = to_vhost(be);
+	int ret;
+
+	if (!dev->ops || !dev->ops->load_state)
+		return -EOPNOTSUPP;
+	ret = vhost_state_ready(dev, "a load");
+	return ret ? ret : dev->ops->load_state(dev, src);
+}
+
 static const struct virtio_backend_ops vhost_backend_ops = {
 	.name = "vhost",
 	.signals_irqfd = true,
@@ -279,6 +492,12 @@ static const struct virtio_backend_ops vhost_backend_ops = {
 	.reconnect = vhost_be_reconnect,
 	.lost_chains = vhost_be_lost_chains,
 	.reset = vhost_be_reset,
+	.migratable = vhost_be_migratable,
+	.log_start = vhost_be_log_start,
+	.log_stop = vhost_be_log_stop,
+	.has_state = vhost_be_has_state,
+	.save_state = vhost_be_save_state,
+	.load_state = vhost_be_load_state,
 };
 
 /* ---- set-up, config ---- */
@@ -381,5 +600,8 @@ int vhost_dev_reconnect(struct vhost_dev *dev)
 	}
 	for (unsigned int q = 0; q < dev->nrings; q++)
 		dev->rings[q].started = false;
+	/* A new connection: features and the log (if a migration logs) go again at the resume. */
+	dev->features_sent = false;
+	dev->log_base_sent = false;
 	return 0;
 }

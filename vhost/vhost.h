@@ -44,13 +44,38 @@
  * ACCESS_PLATFORM (33: no IOMMU; set, vhost would expect IOTLB messages) and
  * NOTIFY_ON_EMPTY (24, legacy only).
  *
+ * Migration (the seam's migratable, log_start/log_stop, has_state,
+ * save_state, load_state; virtio/backend.h):
+ *   dirty log  log_start hands the back-end the shared dirty log
+ *             (vmm/base/dirty.h: one bit per 4 KiB page of guest-physical
+ *             address): SET_LOG_BASE (kernel: the log's address in the VMM;
+ *             vhost-user: its memfd), then, if SET_FEATURES was sent,
+ *             SET_FEATURES again with VHOST_F_LOG_ALL, and SET_VRING_ADDR
+ *             again for every started ring with VHOST_VRING_F_LOG and the
+ *             used ring's guest-physical address (so used-ring writes are
+ *             logged too); then the kind's barrier (vhost-user without
+ *             REPLY_ACK: GET_FEATURES). Until log_stop every later
+ *             SET_FEATURES carries LOG_ALL and every ring starts with F_LOG;
+ *             after a reconnect the log base is sent again first. log_stop
+ *             sends features and rings again without them. QEMU's
+ *             vhost_dev_set_log order. Refused (-EOPNOTSUPP, logged) when the
+ *             back-end did not offer VHOST_F_LOG_ALL or its kind cannot share
+ *             the log (vhost-user without LOG_SHMFD); -EINVAL when the log
+ *             does not cover every RAM region (the kernel would write past it).
+ *   state     kernel vhost has none beyond the rings' positions (migratable,
+ *             has_state false); vhost-user: vhost/user.h.
+ *
  * Config space: vhost_dev_get_config/set_config reach the back-end's config
  * (vhost-user-blk), and a back-end's "config changed" (vhost-user's
  * CONFIG_CHANGE_MSG) reaches the device through the notifier.
  *
  * Threads: the seam's start/stop/set_features run with the device lock held
  * (virtio/backend.h); vhost_ops calls are synchronous. Nothing here runs on
- * the data path: kicks and interrupts go between KVM and the back-end.
+ * the data path: kicks and interrupts go between KVM and the back-end. The
+ * migration ops expect the device lock too (log_start/log_stop change what a
+ * start sends; save_state/load_state check that no ring runs); a state
+ * transfer waits for the back-end (vhost-user: at most its state timeout per
+ * silence), so it runs while the device is paused, never on a vCPU's access.
  */
 #ifndef VHOST_VHOST_H
 #define VHOST_VHOST_H
@@ -60,6 +85,7 @@
 
 #include "virtio/backend.h"
 #include "virtio/virtq.h"
+#include "vmm/base/dirty.h"
 #include "vmm/base/guest_mem.h"
 
 #define VHOST_MAX_RINGS		VIRTIO_BACKEND_MAX_QUEUES
@@ -67,6 +93,8 @@
 /* Feature bits never offered to a guest nor passed on as guest features (see above). */
 #define VHOST_PRIVATE_FEATURES \
 	((1ULL << 24) | (1ULL << 26) | (1ULL << 27) | (1ULL << 30) | (1ULL << 33))
+
+#define VHOST_F_LOG_ALL_BIT	26	/* VHOST_F_LOG_ALL: log every write to guest RAM */
 
 /* Feature bits every vhost back-end is in charge of: it runs the rings. */
 #define VHOST_RING_FEATURES \
@@ -91,6 +119,7 @@ struct vhost_mem_table {
 struct vhost_ring_addrs {
 	uint64_t desc, avail, used;	/* host virtual addresses */
 	uint64_t used_gpa;		/* for dirty logging (VHOST_VRING_F_LOG) */
+	bool log;			/* VHOST_VRING_F_LOG: log used-ring writes at used_gpa */
 };
 
 struct vhost_dev;
@@ -128,6 +157,23 @@ struct vhost_ops {
 			   uint16_t *heads, unsigned int max);
 	/* Optional: the driver reset the device (in-flight tracking starts afresh). */
 	void (*reset)(struct vhost_dev *dev);
+
+	/* Optional, migration (see the top of this file and vhost/user.h). */
+	/* The back-end logs its writes into log from now on (SET_LOG_BASE). Absent: cannot log. */
+	int (*set_log_base)(struct vhost_dev *dev, const struct dirty_log *log);
+	/* Whether the kind can share a log with this back-end: 0, or -EOPNOTSUPP with why. */
+	int (*log_check)(struct vhost_dev *dev, char *why, size_t whylen);
+	/* SET_FEATURES on a device already set up (LOG_ALL on or off); absent: set_features. */
+	int (*update_features)(struct vhost_dev *dev, uint64_t features);
+	/* Returns once the back-end has acted on every earlier request (absent: they are synchronous). */
+	int (*sync)(struct vhost_dev *dev);
+	/* Whether the device can be migrated (absent: yes, positions only); -EOPNOTSUPP + why. */
+	int (*migratable)(struct vhost_dev *dev, char *why, size_t whylen);
+	/* Whether the back-end has internal state to save (absent: no). */
+	bool (*has_state)(struct vhost_dev *dev);
+	/* Streams the back-end's state into sink / from src; every ring stopped. 0 or -errno. */
+	int (*save_state)(struct vhost_dev *dev, const struct virtio_state_sink *sink);
+	int (*load_state)(struct vhost_dev *dev, const struct virtio_state_source *src);
 	/* Closes the connection (dev->conn) and frees what the kind allocated; the rings are stopped. */
 	void (*cleanup)(struct vhost_dev *dev);
 };
@@ -141,6 +187,12 @@ struct vhost_device_ops {
 	int (*queue_started)(struct vhost_dev *dev, unsigned int q);
 	/* Optional: ring q is about to stop (vhost-net: detach the tap). */
 	void (*queue_stopping)(struct vhost_dev *dev, unsigned int q);
+	/*
+	 * Optional: ring q stopped at *s (used_idx read from guest memory) while a
+	 * migration logs (dev->log set): for writes the back-end does not log itself
+	 * (vhost-vsock's receive buffers, vhost/vsock.h).
+	 */
+	void (*queue_stopped)(struct vhost_dev *dev, unsigned int q, const struct virtq_state *s);
 	/* Frees the device kind's struct that embeds dev, after vhost_dev_fini(). */
 	void (*destroy)(struct vhost_dev *dev);
 };
@@ -154,11 +206,16 @@ struct vhost_dev {
 	const char *name;			/* the device's, for messages */
 	unsigned int nrings;
 	uint64_t backend_features;		/* what GET_FEATURES offered */
-	uint64_t acked_features;		/* what SET_FEATURES got last */
+	uint64_t acked_features;		/* what SET_FEATURES got last (without LOG_ALL) */
+	bool features_sent;			/* SET_FEATURES since init or the last reconnect */
+	/* Migration: the dirty log the back-end writes into (log_start..log_stop), or NULL. */
+	struct dirty_log *log;
+	bool log_base_sent;			/* this connection has log's SET_LOG_BASE */
 	struct {
 		bool started;
-		uint64_t used_gpa;
+		uint64_t desc_gpa, used_gpa;
 		uint16_t size;
+		struct vhost_ring_addrs addrs;	/* what SET_VRING_ADDR got at the start */
 	} rings[VHOST_MAX_RINGS];
 	/* The back-end said its config changed (vhost_dev_config_changed); optional. */
 	void (*config_notify)(void *opaque);

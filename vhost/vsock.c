@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /* Kernel vhost-vsock (see vhost/vsock.h). */
+#include <endian.h>
 #include <errno.h>
 #include <linux/vhost.h>
+#include <linux/virtio_ring.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +52,60 @@ static void vhost_vsock_queue_stopping(struct vhost_dev *dev, unsigned int q)
 		log_warn("%s: cannot stop vhost-vsock: %s", dev->name, strerror(-ret));
 }
 
+/* Marks the writable buffers of the chain at head (a descriptor table of n at table) up to len. */
+static void vsock_log_chain(struct vhost_dev *dev, uint64_t table, unsigned int n, uint16_t head,
+			    uint32_t len, bool indirect_ok)
+{
+	uint16_t i = head;
+
+	/* At most n descriptors: a loop in the guest's table ends here. */
+	for (unsigned int steps = 0; steps < n && len; steps++) {
+		struct vring_desc d;
+
+		if (i >= n || guest_mem_read(dev->mem, table + 16ULL * i, &d, sizeof(d)))
+			return;
+		if ((le16toh(d.flags) & VRING_DESC_F_INDIRECT) && indirect_ok) {
+			uint32_t ilen = le32toh(d.len);
+
+			if (ilen % 16 == 0 && ilen / 16 <= VIRTQ_MAX_SIZE)
+				vsock_log_chain(dev, le64toh(d.addr), ilen / 16, 0, len, false);
+			return;
+		}
+		if (le16toh(d.flags) & VRING_DESC_F_WRITE) {
+			uint32_t k = MIN(len, le32toh(d.len));
+
+			dirty_log_mark(dev->log, le64toh(d.addr), k);
+			len -= k;
+		}
+		if (!(le16toh(d.flags) & VRING_DESC_F_NEXT))
+			return;
+		i = le16toh(d.next);
+	}
+}
+
+void vhost_vsock_log_rx(struct vhost_dev *dev, const struct virtq_state *s)
+{
+	if (!dev->log || !s->size || s->size > VIRTQ_MAX_SIZE)
+		return;
+	for (unsigned int k = 1; k <= s->size; k++) {
+		uint16_t slot = (uint16_t)(s->used_idx - k) % s->size;
+		struct vring_used_elem e;
+
+		if (guest_mem_read(dev->mem, s->used_gpa + 4 + 8ULL * slot, &e, sizeof(e)))
+			return;
+		if (le32toh(e.id) < s->size)
+			vsock_log_chain(dev, s->desc_gpa, s->size, (uint16_t)le32toh(e.id),
+					le32toh(e.len), true);
+	}
+}
+
+static void vhost_vsock_queue_stopped(struct vhost_dev *dev, unsigned int q,
+				      const struct virtq_state *s)
+{
+	if (q == 0)	/* receive: the kernel's writes it did not log */
+		vhost_vsock_log_rx(dev, s);
+}
+
 static void vhost_vsock_destroy(struct vhost_dev *dev)
 {
 	free(to_vhost_vsock(dev));
@@ -60,6 +116,7 @@ static const struct vhost_device_ops vhost_vsock_dev_ops = {
 	.backend_bits = 0,
 	.queue_started = vhost_vsock_queue_started,
 	.queue_stopping = vhost_vsock_queue_stopping,
+	.queue_stopped = vhost_vsock_queue_stopped,
 	.destroy = vhost_vsock_destroy,
 };
 

@@ -836,6 +836,7 @@ int vu_state_save(struct vu_dev *dev, uint8_t **out, size_t *out_len)
 	for (unsigned int i = 0; i < dev->nqueues; i++) {
 		struct vu_queue *q = &dev->queues[i];
 		struct virtq_state s = q->pos;
+		uint16_t num = q->num;
 		uint32_t n = 0;
 		uint16_t *heads = NULL;
 
@@ -866,8 +867,12 @@ int vu_state_save(struct vu_dev *dev, uint8_t **out, size_t *out_len)
 			memcpy(heads, q->loaded.heads, n * sizeof(*heads));
 			s.signalled_used = q->loaded.signalled_used;
 			s.signalled_used_valid = q->loaded.signalled_used_valid;
+			/* Byte for byte: a destination that becomes a source before it runs. */
+			num = q->loaded.num;
+			s.last_avail_idx = q->loaded.last_avail_idx;
+			s.used_idx = q->loaded.used_idx;
 		}
-		put16(&w, q->num);
+		put16(&w, num);
 		put16(&w, s.last_avail_idx);
 		put16(&w, s.used_idx);
 		put16(&w, s.signalled_used);
@@ -995,8 +1000,11 @@ int vu_state_load(struct vu_dev *dev, const uint8_t *buf, size_t len)
 		uint32_t n;
 		uint8_t flags;
 
-		get16(&r);	/* last_avail_idx: the front-end sends it again (SET_VRING_BASE) */
-		get16(&r);	/* used_idx: read from the ring when the queue starts */
+		/* Kept only to be saved again: the front-end sends them again (SET_VRING_NUM,
+		 * SET_VRING_BASE) and used_idx is read from the ring when the queue starts. */
+		l->num = num;
+		l->last_avail_idx = get16(&r);
+		l->used_idx = get16(&r);
 		l->signalled_used = get16(&r);
 		flags = get8(&r);
 		n = get32(&r);

@@ -156,6 +156,7 @@ struct vu_track {
 /* A queue's part of a loaded device state, applied when the queue starts. */
 struct vu_loaded_queue {
 	bool valid;
+	uint16_t num, last_avail_idx, used_idx;	/* as saved (passed on by a save before a start) */
 	uint16_t signalled_used;
 	bool signalled_used_valid;
 	unsigned int ninflight;

@@ -220,6 +220,14 @@ struct virtio_offload_user {
 	unsigned int base_queues;
 	uint16_t queue_size;		/* its QueueNumMax: sizes the in-flight area (0: none) */
 	uint64_t backend_bits;		/* device feature bits the back-end is in charge of */
+	/*
+	 * Migration: what the back-end keeps beyond its queues' positions that a
+	 * migration must move, for messages (virtio-fs: the guest's open files), or
+	 * NULL: nothing (blk, net). Such a device is migratable only with a back-end
+	 * that negotiated DEVICE_STATE; state_hint (may be NULL) says which back-ends
+	 * can. Static strings.
+	 */
+	const char *state, *state_hint;
 	unsigned int queues;		/* out: how many the back-end serves (<= max_queues) */
 };
 

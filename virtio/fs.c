@@ -145,6 +145,10 @@ int virtio_fs_create(struct virtio_host *host, const struct fs_options *o, const
 		.base_queues = virtio_fs_nqueues(o),	/* hiprio and the request queues asked for */
 		.queue_size = 0,	/* no in-flight area: virtio-fs back-ends have no INFLIGHT_SHMFD */
 		.backend_bits = 0,	/* virtio-fs has no device feature the VMM offers */
+		/* Its inodes and open files: without DEVICE_STATE the guest would lose them. */
+		.state = "the guest's open files and looked-up inodes",
+		.state_hint = "virtiofsd 1.13 or later hands them over; QEMU 7.2's C virtiofsd "
+			      "cannot",
 	};
 	struct virtio_backend *be = NULL;
 	char why[200] = "this VMM has no vhost-user support";

@@ -8,6 +8,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <linux/vhost.h>
 #include <linux/vhost_types.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_mmio.h>
@@ -22,6 +23,7 @@
 #include <unistd.h>
 
 #include "fake_driver.h"
+#include "vhost/kernel.h"
 #include "vhost/net.h"
 #include "vhost/vsock.h"
 #include "vhost/vhost.h"
@@ -44,6 +46,7 @@ static struct {
 	struct vhost_ring_addrs addrs[2];
 	int kick[2], call[2], tap[2];
 	int fail_addr;			/* SET_VRING_ADDR's answer */
+	const struct dirty_log *log_base;	/* SET_LOG_BASE */
 	bool cleaned;
 	char log[8192];
 } fk;
@@ -111,7 +114,7 @@ static int fk_get_vring_base(struct vhost_dev *dev, unsigned int r, uint16_t *ba
 
 static int fk_set_vring_addr(struct vhost_dev *dev, unsigned int r, const struct vhost_ring_addrs *a)
 {
-	rlog("ADDR %u", r);
+	rlog("ADDR %u%s", r, a->log ? " log" : "");
 	fk.addrs[r] = *a;
 	return fk.fail_addr;
 }
@@ -135,6 +138,13 @@ static void fk_cleanup(struct vhost_dev *dev)
 	fk.cleaned = true;
 }
 
+static int fk_set_log_base(struct vhost_dev *dev, const struct dirty_log *log)
+{
+	rlog("LOG_BASE");
+	fk.log_base = log;
+	return 0;
+}
+
 static const struct vhost_ops fk_ops = {
 	.name = "fake",
 	.set_owner = fk_set_owner,
@@ -147,6 +157,7 @@ static const struct vhost_ops fk_ops = {
 	.set_vring_addr = fk_set_vring_addr,
 	.set_vring_kick = fk_set_vring_kick,
 	.set_vring_call = fk_set_vring_call,
+	.set_log_base = fk_set_log_base,
 	.cleanup = fk_cleanup,
 };
 
@@ -540,4 +551,311 @@ Test(vhost, vhost_vsock_names_a_missing_device)
 		     -ENOENT);
 	cr_assert_null(be);
 	cr_assert(strstr(why, "/nonexistent/vhost-vsock"), "why: %s", why);
+}
+
+/* ---- migration: dirty logging and state (kernel vhost keeps none beyond positions) ---- */
+
+#define GUEST_BITS	(BIT(VIRTIO_F_VERSION_1) | BIT(VIRTIO_RING_F_EVENT_IDX) | \
+			 BIT(VIRTIO_NET_F_MRG_RXBUF))
+
+Test(vhost, log_start_on_running_rings_resends_features_and_addresses)
+{
+	struct virtio_backend *be;
+	struct dirty_log log;
+
+	cr_assert_eq(create(vhost_net_offer), 0);
+	be = &vn->dev.be;
+	drv_start(d, BIT(VIRTIO_NET_F_MRG_RXBUF) | BIT(VIRTIO_RING_F_EVENT_IDX));
+	cr_assert_eq(dirty_log_init(&log, FAKE_RAM_SIZE), 0);
+	log_reset();
+	cr_assert_eq(be->ops->log_start(be, &log), 0);
+	/* QEMU's vhost_dev_set_log order: the base, the features, then each ring. */
+	cr_assert_str_eq(fk.log, "LOG_BASE;SET_FEATURES;ADDR 0 log;ADDR 1 log;");
+	cr_assert_eq(fk.log_base, &log);
+	cr_assert_eq(fk.features, GUEST_BITS | BIT(VHOST_F_LOG_ALL));
+	for (unsigned int q = 0; q < 2; q++) {
+		cr_assert_eq(fk.addrs[q].used_gpa, d->queues[q].used_gpa, "logged at the used ring");
+		cr_assert_eq(fk.addrs[q].used, (uint64_t)(uintptr_t)gpa_ptr(d->queues[q].used_gpa));
+	}
+	cr_assert_eq(be->ops->log_start(be, &log), 0, "the same log again: nothing to do");
+	cr_assert_str_eq(fk.log, "LOG_BASE;SET_FEATURES;ADDR 0 log;ADDR 1 log;");
+
+	/* A ring restarted while logging comes back logged; so do the features. */
+	log_reset();
+	pthread_mutex_lock(&d->lock);
+	virtio_mmio_pause(d);
+	virtio_mmio_resume(d);
+	pthread_mutex_unlock(&d->lock);
+	cr_assert(strstr(fk.log, "ADDR 0 log;"), "%s", fk.log);
+	cr_assert(strstr(fk.log, "ADDR 1 log;"), "%s", fk.log);
+
+	log_reset();
+	be->ops->log_stop(be);
+	cr_assert_str_eq(fk.log, "SET_FEATURES;ADDR 0;ADDR 1;");
+	cr_assert_eq(fk.features, GUEST_BITS, "LOG_ALL off again, the guest's bits kept");
+	dirty_log_destroy(&log);
+	log_reset();
+	be->ops->log_stop(be);
+	cr_assert_str_eq(fk.log, "", "a second stop sends nothing");
+}
+
+Test(vhost, log_started_before_driver_ok_reaches_the_first_start)
+{
+	struct virtio_backend *be;
+	struct dirty_log log;
+
+	cr_assert_eq(create(vhost_net_offer), 0);
+	be = &vn->dev.be;
+	cr_assert_eq(dirty_log_init(&log, FAKE_RAM_SIZE), 0);
+	log_reset();
+	cr_assert_eq(be->ops->log_start(be, &log), 0);
+	cr_assert_str_eq(fk.log, "LOG_BASE;", "no features were sent yet, no ring runs");
+	log_reset();
+	drv_start(d, BIT(VIRTIO_NET_F_MRG_RXBUF) | BIT(VIRTIO_RING_F_EVENT_IDX));
+	cr_assert(strstr(fk.log, "SET_FEATURES;MEM_TABLE 1;"), "%s", fk.log);
+	cr_assert(strstr(fk.log, "ADDR 0 log;") && strstr(fk.log, "ADDR 1 log;"), "%s", fk.log);
+	cr_assert_eq(fk.features, GUEST_BITS | BIT(VHOST_F_LOG_ALL));
+	be->ops->log_stop(be);
+	dirty_log_destroy(&log);
+}
+
+Test(vhost, log_start_is_refused_without_log_all_or_with_a_short_log)
+{
+	struct virtio_backend *be;
+	struct dirty_log small, log;
+
+	cr_assert_eq(create(vhost_net_offer & ~BIT(VHOST_F_LOG_ALL)), 0);
+	be = &vn->dev.be;
+	drv_start(d, 0);
+	cr_assert_eq(dirty_log_init(&log, FAKE_RAM_SIZE), 0);
+	log_reset();
+	cr_assert_eq(be->ops->log_start(be, &log), -EOPNOTSUPP);
+	cr_assert_str_eq(fk.log, "", "nothing sent");
+	teardown();
+	setup();
+
+	cr_assert_eq(create(vhost_net_offer), 0);
+	be = &vn->dev.be;
+	drv_start(d, 0);
+	cr_assert_eq(dirty_log_init(&small, FAKE_RAM_SIZE / 2), 0);
+	log_reset();
+	cr_assert_eq(be->ops->log_start(be, &small), -EINVAL, "the kernel would write past it");
+	cr_assert_str_eq(fk.log, "");
+	cr_assert_eq(be->ops->log_start(be, &log), 0);
+	cr_assert_eq(be->ops->log_start(be, &small), -EBUSY, "one log at a time");
+	be->ops->log_stop(be);
+	dirty_log_destroy(&small);
+	dirty_log_destroy(&log);
+}
+
+Test(vhost, kernel_vhost_is_migratable_and_has_no_state_of_its_own)
+{
+	struct virtio_backend *be;
+	struct virtio_state_sink sink = { .max = 4096 };
+	struct virtio_state_source src = { 0 };
+	char why[64] = "";
+
+	cr_assert_eq(create(vhost_net_offer), 0);
+	be = &vn->dev.be;
+	cr_assert_eq(be->ops->migratable(be, why, sizeof(why)), 0);
+	cr_assert_not(be->ops->has_state(be));
+	cr_assert_eq(be->ops->save_state(be, &sink), -EOPNOTSUPP);
+	cr_assert_eq(be->ops->load_state(be, &src), -EOPNOTSUPP);
+}
+
+/* ---- kernel.c's ioctls for logging, through a fake ioctl ---- */
+
+static struct {
+	uint64_t log_base, features;
+	struct vhost_vring_addr addr[2];
+	unsigned int nlog_base;
+} ki;
+
+static int fake_ioctl(int fd, unsigned long req, void *arg)
+{
+	switch (req) {
+	case VHOST_GET_FEATURES:
+		*(uint64_t *)arg = vhost_net_offer;
+		return 0;
+	case VHOST_SET_FEATURES:
+		ki.features = *(uint64_t *)arg;
+		return 0;
+	case VHOST_SET_LOG_BASE:
+		ki.log_base = *(uint64_t *)arg;
+		ki.nlog_base++;
+		return 0;
+	case VHOST_SET_VRING_ADDR: {
+		const struct vhost_vring_addr *a = arg;
+
+		if (a->index > 1)
+			return -EINVAL;
+		ki.addr[a->index] = *a;
+		return 0;
+	}
+	case VHOST_GET_VRING_BASE:
+		((struct vhost_vring_state *)arg)->num = 0;
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+static void kdev_destroy(struct vhost_dev *dev)
+{
+}
+
+Test(vhost, kernel_log_ioctls_carry_the_log_address_log_all_and_f_log)
+{
+	static const struct vhost_device_ops dops = { .name = "vhost-net", .destroy = kdev_destroy };
+	struct virtio_call call = { .irq_fd = 3 };
+	struct vhost_dev dev;
+	struct dirty_log log;
+	struct virtq_state st = { .size = 64, .desc_gpa = 0x10000, .avail_gpa = 0x10400,
+				  .used_gpa = 0x10800, .ready = true };
+	void *conn;
+
+	cr_assert_eq(vhost_kernel_wrap(-1, fake_ioctl, &conn), 0);
+	cr_assert_eq(vhost_dev_init(&dev, &vhost_kernel_ops, conn, &dops, fake_host.mem, "k", 2), 0);
+	cr_assert_eq(dev.be.ops->set_features(&dev.be, BIT(VIRTIO_F_VERSION_1)), 0);
+	cr_assert_eq(dev.be.ops->start(&dev.be, 0, &st, 4, &call), 0);
+	cr_assert_eq(ki.addr[0].flags, 0, "no logging yet");
+	cr_assert_eq(dirty_log_init(&log, FAKE_RAM_SIZE), 0);
+	cr_assert_eq(dev.be.ops->log_start(&dev.be, &log), 0);
+	cr_assert_eq(ki.nlog_base, 1);
+	cr_assert_eq(ki.log_base, (uint64_t)(uintptr_t)log.words, "the log's address in the VMM");
+	cr_assert_eq(ki.features, BIT(VIRTIO_F_VERSION_1) | BIT(VHOST_F_LOG_ALL));
+	cr_assert_eq(ki.addr[0].flags, 1u << VHOST_VRING_F_LOG);
+	cr_assert_eq(ki.addr[0].log_guest_addr, 0x10800, "the used ring's guest-physical address");
+	cr_assert_eq(ki.addr[0].used_user_addr, (uint64_t)(uintptr_t)gpa_ptr(0x10800));
+	cr_assert_eq(ki.addr[1].flags, 0, "ring 1 never started: nothing sent for it");
+	dev.be.ops->log_stop(&dev.be);
+	cr_assert_eq(ki.features, BIT(VIRTIO_F_VERSION_1));
+	cr_assert_eq(ki.addr[0].flags, 0);
+	dirty_log_destroy(&log);
+	vhost_dev_fini(&dev);
+}
+
+/* ---- vhost-vsock: the receive buffers its kernel does not log ---- */
+
+static struct virtq_state stopped_at;
+static int stopped_calls;
+
+static void rec_queue_stopped(struct vhost_dev *dev, unsigned int q, const struct virtq_state *s)
+{
+	stopped_calls++;
+	stopped_at = *s;
+}
+
+Test(vhost, a_ring_stopped_while_logging_is_reported_to_the_device_kind)
+{
+	static const struct vhost_device_ops dops = { .name = "fake-vsock", .destroy = kdev_destroy,
+						      .queue_stopped = rec_queue_stopped };
+	struct virtio_call call = { .irq_fd = 3 };
+	struct virtq_state st = { .size = 64, .desc_gpa = 0x10000, .avail_gpa = 0x10400,
+				  .used_gpa = 0x10800, .ready = true };
+	struct vhost_dev dev;
+	struct dirty_log log;
+	uint16_t used = htole16(9);
+
+	fk.offer = vhost_net_offer;
+	cr_assert_eq(vhost_dev_init(&dev, &fk_ops, NULL, &dops, fake_host.mem, "v", 2), 0);
+	cr_assert_eq(dev.be.ops->set_features(&dev.be, BIT(VIRTIO_F_VERSION_1)), 0);
+	cr_assert_eq(dev.be.ops->start(&dev.be, 0, &st, 4, &call), 0);
+	dev.be.ops->stop(&dev.be, 0, &st);
+	cr_assert_eq(stopped_calls, 0, "not while no migration logs");
+	cr_assert_eq(dirty_log_init(&log, FAKE_RAM_SIZE), 0);
+	cr_assert_eq(dev.be.ops->log_start(&dev.be, &log), 0);
+	cr_assert_eq(dev.be.ops->start(&dev.be, 0, &st, 4, &call), 0);
+	memcpy(gpa_ptr(0x10802), &used, 2);
+	dev.be.ops->stop(&dev.be, 0, &st);
+	cr_assert_eq(stopped_calls, 1);
+	cr_assert_eq(stopped_at.used_idx, 9, "where the kernel stopped, read from the used ring");
+	cr_assert_eq(stopped_at.size, 64);
+	cr_assert_eq(stopped_at.desc_gpa, 0x10000);
+	cr_assert_eq(stopped_at.used_gpa, 0x10800);
+	dev.be.ops->log_stop(&dev.be);
+	dirty_log_destroy(&log);
+	vhost_dev_fini(&dev);
+}
+
+static void put_desc(uint64_t table, unsigned int i, uint64_t addr, uint32_t len, uint16_t flags,
+		     uint16_t next)
+{
+	struct vring_desc v = { htole64(addr), htole32(len), htole16(flags), htole16(next) };
+
+	memcpy(gpa_ptr(table + 16ULL * i), &v, sizeof(v));
+}
+
+static void put_used(uint64_t used, unsigned int slot, uint32_t id, uint32_t len)
+{
+	struct vring_used_elem e = { htole32(id), htole32(len) };
+
+	memcpy(gpa_ptr(used + 4 + 8ULL * slot), &e, sizeof(e));
+}
+
+static bool dirty(struct dirty_log *l, uint64_t a)
+{
+	uint64_t p = a >> DIRTY_PAGE_SHIFT;
+
+	return l->words[p / 64] & (1ULL << (p % 64));
+}
+
+Test(vhost, vsock_receive_buffers_of_used_entries_are_marked_dirty)
+{
+	static const struct vhost_device_ops dops = { .name = "v", .destroy = kdev_destroy };
+	const uint64_t desc = 0x10000, used = 0x18000, itab = 0x20000;
+	struct virtq_state s = { .size = 8, .desc_gpa = desc, .used_gpa = used, .used_idx = 6 };
+	struct vhost_dev dev;
+	struct dirty_log log;
+
+	fk.offer = vhost_net_offer;
+	cr_assert_eq(vhost_dev_init(&dev, &fk_ops, NULL, &dops, fake_host.mem, "v", 2), 0);
+	cr_assert_eq(dirty_log_init(&log, FAKE_RAM_SIZE), 0);
+	/* Chain 2: two writable buffers; 3000 bytes written: 100 in the first, 2900 in the second. */
+	put_desc(desc, 2, 0x100000, 100, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, 5);
+	put_desc(desc, 5, 0x200000, 4096, VRING_DESC_F_WRITE, 0);
+	put_used(used, 0, 2, 3000);
+	/* Chain 4: an indirect table of two; 5000 bytes: 64, then 4936 across two pages. */
+	put_desc(desc, 4, itab, 32, VRING_DESC_F_INDIRECT, 0);
+	put_desc(itab, 0, 0x300000, 64, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, 1);
+	put_desc(itab, 1, 0x301000, 8192, VRING_DESC_F_WRITE, 0);
+	put_used(used, 1, 4, 5000);
+	/* Chain 6 loops onto itself: bounded by the ring size. */
+	put_desc(desc, 6, 0x340000, 10, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, 6);
+	put_used(used, 2, 6, 100);
+	/* A head past the ring: ignored. */
+	put_used(used, 3, 200, 100);
+	/* Chain 0: a readable buffer, then a writable one: only the latter. */
+	put_desc(desc, 0, 0x360000, 16, VRING_DESC_F_NEXT, 1);
+	put_desc(desc, 1, 0x361000, 16, VRING_DESC_F_WRITE, 0);
+	put_used(used, 4, 0, 16);
+	/* Chain 7 with nothing written. */
+	put_desc(desc, 7, 0x370000, 4096, VRING_DESC_F_WRITE, 0);
+	put_used(used, 5, 7, 0);
+
+	vhost_vsock_log_rx(&dev, &s);
+	cr_assert_not(dirty(&log, 0x100000), "no log given yet: nothing marked");
+	dev.log = &log;
+	vhost_vsock_log_rx(&dev, &s);
+	dev.log = NULL;
+	cr_assert(dirty(&log, 0x100000));
+	cr_assert(dirty(&log, 0x200000));
+	cr_assert(dirty(&log, 0x300000));
+	cr_assert(dirty(&log, 0x301000));
+	cr_assert(dirty(&log, 0x302000), "4936 bytes from 0x301000 reach the next page");
+	cr_assert_not(dirty(&log, 0x303000));
+	cr_assert(dirty(&log, 0x340000));
+	cr_assert_not(dirty(&log, 0x360000), "a readable buffer is not written");
+	cr_assert(dirty(&log, 0x361000));
+	cr_assert_not(dirty(&log, 0x370000), "nothing written there");
+	cr_assert_not(dirty(&log, desc), "the descriptors are only read");
+	{
+		uint64_t n = 0;
+
+		for (size_t i = 0; i < log.size / 8; i++)
+			n += (uint64_t)__builtin_popcountll(log.words[i]);
+		cr_assert_eq(n, 7, "exactly the pages written");
+	}
+	dirty_log_destroy(&log);
+	vhost_dev_fini(&dev);
 }

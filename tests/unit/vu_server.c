@@ -2,6 +2,7 @@
 /* Test back-ends on threads (see vu_server.h). */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/virtio_ring.h>
 #include <poll.h>
 #include <signal.h>
@@ -21,18 +22,18 @@ static struct vu_server *to_server(struct vu_dev *dev)
 	return (struct vu_server *)container_of(dev, struct vu_blk, dev);
 }
 
-static int vs_set_watch(struct vu_dev *dev, int fd, uint32_t events, vu_watch_cb cb, void *data)
+static int watch_set(struct vs_watch *w, size_t nw, int fd, uint32_t events, vu_watch_cb cb,
+		     void *data)
 {
-	struct vu_server *s = to_server(dev);
 	struct vs_watch *free_w = NULL;
 
-	for (unsigned int i = 0; i < ARRAY_SIZE(s->w); i++) {
-		if (s->w[i].on && s->w[i].fd == fd) {
-			s->w[i] = (struct vs_watch){ fd, events, cb, data, true };
+	for (size_t i = 0; i < nw; i++) {
+		if (w[i].on && w[i].fd == fd) {
+			w[i] = (struct vs_watch){ fd, events, cb, data, true };
 			return 0;
 		}
-		if (!s->w[i].on && !free_w)
-			free_w = &s->w[i];
+		if (!w[i].on && !free_w)
+			free_w = &w[i];
 	}
 	if (!free_w)
 		return -ENOSPC;
@@ -40,13 +41,25 @@ static int vs_set_watch(struct vu_dev *dev, int fd, uint32_t events, vu_watch_cb
 	return 0;
 }
 
+static void watch_remove(struct vs_watch *w, size_t nw, int fd)
+{
+	for (size_t i = 0; i < nw; i++)
+		if (w[i].on && w[i].fd == fd)
+			w[i].on = false;
+}
+
+static int vs_set_watch(struct vu_dev *dev, int fd, uint32_t events, vu_watch_cb cb, void *data)
+{
+	struct vu_server *s = to_server(dev);
+
+	return watch_set(s->w, ARRAY_SIZE(s->w), fd, events, cb, data);
+}
+
 static void vs_remove_watch(struct vu_dev *dev, int fd)
 {
 	struct vu_server *s = to_server(dev);
 
-	for (unsigned int i = 0; i < ARRAY_SIZE(s->w); i++)
-		if (s->w[i].on && s->w[i].fd == fd)
-			s->w[i].on = false;
+	watch_remove(s->w, ARRAY_SIZE(s->w), fd);
 }
 
 /* The device's config space, refused past config_max bytes. */
@@ -227,6 +240,113 @@ static int ve_reply(struct vu_evil *e, const struct vhost_user_msg *req, uint32_
 	return vhost_user_send(e->sock, &h, payload, NULL, 0, 1000);
 }
 
+/* Writes the state (SAVE) into io, or reads it (LOAD) from io, as e->o says; closes io. */
+static void ve_transfer(struct vu_evil *e, uint32_t direction, int io)
+{
+	bool stall = e->o.state == VS_STATE_STALL;
+	static uint8_t buf[65536];
+	size_t done = 0;
+
+	if (direction == VHOST_USER_TRANSFER_SAVE) {
+		size_t total = stall ? e->o.stall_after : e->o.state_len;
+
+		while (done < total) {
+			size_t k = MIN(sizeof(buf), total - done);
+			ssize_t n;
+
+			for (size_t i = 0; i < k; i++)
+				buf[i] = vs_state_byte(done + i);
+			n = write(io, buf, k);
+			if (n <= 0)
+				break;	/* the front-end gave up (EPIPE) */
+			done += (size_t)n;
+			atomic_store(&e->state_written, done);
+		}
+	} else {
+		bool ok = true;
+
+		for (;;) {
+			ssize_t n;
+
+			if (stall && done >= e->o.stall_after)
+				break;
+			n = read(io, buf, stall ? MIN(sizeof(buf), e->o.stall_after - done)
+						: sizeof(buf));
+			if (n <= 0)
+				break;
+			for (ssize_t i = 0; i < n; i++)
+				ok &= buf[i] == vs_state_byte(done + (size_t)i);
+			done += (size_t)n;
+			atomic_store(&e->loaded, done);
+		}
+		atomic_store(&e->loaded_ok, ok);
+	}
+	if (stall) {
+		/* Silent until the front-end closes its end (POLLERR / POLLHUP), at most 5 s. */
+		struct pollfd p = { .fd = io, .events = 0 };
+
+		poll(&p, 1, 5000);
+	}
+	close(io);
+	atomic_store(&e->transfer_done, true);
+}
+
+/* SET_DEVICE_STATE_FD with the front-end's fd, as e->o.state says. */
+static void ve_state_fd(struct vu_evil *e, const struct vhost_user_msg *m, int fd)
+{
+	struct vhost_user_hdr h = { .request = m->hdr.request,
+				    .flags = VHOST_USER_VERSION | VHOST_USER_FLAG_REPLY,
+				    .size = 8 };
+	uint32_t dir = m->p.device_state.direction;
+	uint64_t v = VHOST_USER_VRING_NOFD;
+	int own[2] = { -1, -1 }, give = -1, io = fd;
+
+	switch (e->o.state) {
+	case VS_STATE_REFUSE:
+		v = 0x101;
+		io = -1;
+		break;
+	case VS_STATE_SHORT_REPLY:
+		h.size = 4;
+		io = -1;
+		break;
+	case VS_STATE_NO_FD:
+		v = 0;
+		io = -1;
+		break;
+	case VS_STATE_ERROR_AND_FD:
+	case VS_STATE_NOT_A_PIPE:
+		v = e->o.state == VS_STATE_ERROR_AND_FD ? 1 : 0;
+		give = memfd_create("evil-state", MFD_CLOEXEC);
+		io = -1;
+		break;
+	case VS_STATE_OWN_FD:
+		cr_assert_eq(pipe2(own, O_CLOEXEC), 0);
+		v = 0;
+		give = dir == VHOST_USER_TRANSFER_SAVE ? own[0] : own[1];
+		io = dir == VHOST_USER_TRANSFER_SAVE ? own[1] : own[0];
+		break;
+	default:
+		break;
+	}
+	if (io != fd)
+		close(fd);
+	vhost_user_send(e->sock, &h, &v, give >= 0 ? &give : NULL, give >= 0, 1000);
+	if (give >= 0)
+		close(give);
+	if (io >= 0)
+		ve_transfer(e, dir, io);
+}
+
+unsigned int ve_count(struct vu_evil *e, uint32_t req)
+{
+	unsigned int n = MIN(atomic_load(&e->nreqs), (unsigned int)VE_MAX_REQS), c = 0;
+
+	for (unsigned int i = 0; i < n; i++)
+		c += e->reqs[i] == req;
+	return c;
+}
+
 static void *ve_thread(void *arg)
 {
 	struct vu_evil *e = arg;
@@ -238,18 +358,68 @@ static void *ve_thread(void *arg)
 		struct vhost_user_hdr h = { .request = m.hdr.request,
 					    .flags = VHOST_USER_VERSION | VHOST_USER_FLAG_REPLY,
 					    .size = 8 };
+		unsigned int nr = atomic_load(&e->nreqs);
+		int state_fd = -1;
 
+		if (nr < VE_MAX_REQS)
+			e->reqs[nr] = m.hdr.request;
+		atomic_store(&e->nreqs, nr + 1);
 		if (m.hdr.request == VHOST_USER_SET_BACKEND_REQ_FD && m.nfds == 1) {
 			e->channel = m.fds[0];
 			m.fds[0] = -1;
 			atomic_store(&e->channel_ready, true);
 		}
+		if (m.hdr.request == VHOST_USER_SET_DEVICE_STATE_FD && m.nfds == 1) {
+			state_fd = m.fds[0];
+			m.fds[0] = -1;
+		}
 		vhost_user_msg_close_fds(&m);
 		switch (m.hdr.request) {
+		case VHOST_USER_SET_DEVICE_STATE_FD:
+			if (state_fd >= 0)
+				ve_state_fd(e, &m, state_fd);
+			continue;
+		case VHOST_USER_CHECK_DEVICE_STATE:
+			atomic_fetch_add(&e->checks, 1);
+			if (e->o.state == VS_STATE_CHECK_FAILS)
+				v = 1;
+			if (e->o.state == VS_STATE_BAD_CHECK)
+				h.request = VHOST_USER_GET_FEATURES;
+			break;
+		case VHOST_USER_SET_LOG_BASE: {
+			struct vhost_user_log echo = m.p.log;
+
+			atomic_store(&e->log_size, m.p.log.mmap_size);
+			if (e->o.log_reply == VS_LOG_ECHO) {
+				ve_reply(e, &m, sizeof(echo), &echo);
+				continue;
+			}
+			if (e->o.log_reply == VS_LOG_EMPTY) {
+				ve_reply(e, &m, 0, NULL);
+				continue;
+			}
+			if (e->o.log_reply == VS_LOG_ODD_SIZE) {
+				ve_reply(e, &m, 12, &echo);
+				continue;
+			}
+			v = e->o.log_reply == VS_LOG_SIZE ? m.p.log.mmap_size :
+			    e->o.log_reply == VS_LOG_REFUSED ? 1 : 0;
+			break;
+		}
+		case VHOST_USER_SET_FEATURES:
+			atomic_store(&e->features, m.p.u64);
+			has_reply = false;
+			break;
+		case VHOST_USER_SET_VRING_ADDR:
+			if (m.p.addr.index < 4)
+				atomic_store(&e->addr_flags[m.p.addr.index], m.p.addr.flags);
+			has_reply = false;
+			break;
 		case VHOST_USER_GET_FEATURES:
 			if (e->fault == VS_HANGUP)
 				return NULL;
-			v = (1ULL << 32) | (1ULL << 30) | (1ULL << VIRTIO_RING_F_EVENT_IDX);
+			v = (1ULL << 32) | (1ULL << 30) | (1ULL << VIRTIO_RING_F_EVENT_IDX) |
+			    e->o.extra_features;
 			if (e->fault == VS_NO_VERSION_1)
 				v = 1ULL << 30;
 			if (e->fault == VS_WRONG_ID)
@@ -281,6 +451,7 @@ static void *ve_thread(void *arg)
 			    (1ULL << VHOST_USER_PROTOCOL_F_PAGEFAULT);
 			if (e->fault == VS_NO_MQ)
 				v &= ~(1ULL << VHOST_USER_PROTOCOL_F_MQ);
+			v = (v | e->o.extra_protocol) & ~e->o.drop_protocol;
 			break;
 		case VHOST_USER_GET_QUEUE_NUM:
 			v = e->fault == VS_ZERO_QUEUES ? 0 : e->fault == VS_ONE_QUEUE ? 1 : 2;
@@ -317,14 +488,22 @@ static void *ve_thread(void *arg)
 	return NULL;
 }
 
-void ve_start(struct vu_evil *e, int sock, enum vs_fault fault)
+void ve_start_with(struct vu_evil *e, int sock, enum vs_fault fault,
+		   const struct vu_evil_opts *o)
 {
 	signal(SIGPIPE, SIG_IGN);
+	memset(e, 0, sizeof(*e));
 	e->sock = sock;
 	e->fault = fault;
 	e->channel = -1;
-	atomic_store(&e->channel_ready, false);
+	if (o)
+		e->o = *o;
 	cr_assert_eq(pthread_create(&e->thread, NULL, ve_thread, e), 0);
+}
+
+void ve_start(struct vu_evil *e, int sock, enum vs_fault fault)
+{
+	ve_start_with(e, sock, fault, NULL);
 }
 
 void ve_join(struct vu_evil *e)
@@ -334,4 +513,182 @@ void ve_join(struct vu_evil *e)
 	if (e->channel >= 0)
 		close(e->channel);
 	e->channel = -1;
+}
+
+/* ---- a device of its own on the back-end library ---- */
+
+static struct vu_toy *to_toy(struct vu_dev *dev)
+{
+	return container_of(dev, struct vu_toy, dev);
+}
+
+static int vt_set_watch(struct vu_dev *dev, int fd, uint32_t events, vu_watch_cb cb, void *data)
+{
+	struct vu_toy *t = to_toy(dev);
+
+	return watch_set(t->w, ARRAY_SIZE(t->w), fd, events, cb, data);
+}
+
+static void vt_remove_watch(struct vu_dev *dev, int fd)
+{
+	struct vu_toy *t = to_toy(dev);
+
+	watch_remove(t->w, ARRAY_SIZE(t->w), fd);
+}
+
+static const struct vu_ops vt_ops = {
+	.set_watch = vt_set_watch,
+	.remove_watch = vt_remove_watch,
+};
+
+static void vt_queue_start(struct vu_dev *dev, unsigned int q)
+{
+}
+
+/* Held chains stay in flight in the library: a stop abandons them. */
+static void vt_queue_stop(struct vu_dev *dev, unsigned int q)
+{
+}
+
+static void vt_queue_kick(struct vu_dev *dev, unsigned int q)
+{
+	struct vu_toy *t = to_toy(dev);
+	struct virtq_chain c;
+
+	pthread_mutex_lock(&t->lock);
+	while (vu_queue_pop(dev, q, &c) == 1) {
+		if (t->npopped < ARRAY_SIZE(t->popped))
+			t->popped[t->npopped++] = c.head;
+		if (t->hold) {
+			t->hold--;
+			continue;
+		}
+		for (unsigned int i = c.nout; i < c.nout + c.nin; i++)
+			memset(c.iov[i].iov_base, 0xab, c.iov[i].iov_len);
+		vu_queue_push(dev, q, &c, c.in_len);
+	}
+	pthread_mutex_unlock(&t->lock);
+	vu_queue_flush(dev, q);
+	vu_queue_notify(dev, q);
+}
+
+static int vt_state_save(struct vu_dev *dev, uint8_t *buf, size_t len)
+{
+	struct vu_toy *t = to_toy(dev);
+	int n;
+
+	pthread_mutex_lock(&t->lock);
+	if (len >= t->part_len)
+		memcpy(buf, t->part, t->part_len);
+	n = (int)t->part_len;
+	pthread_mutex_unlock(&t->lock);
+	return n;
+}
+
+static int vt_state_load(struct vu_dev *dev, const uint8_t *buf, size_t len)
+{
+	struct vu_toy *t = to_toy(dev);
+
+	if (len > sizeof(t->loaded))
+		return -EINVAL;
+	pthread_mutex_lock(&t->lock);
+	memcpy(t->loaded, buf, len);
+	t->loaded_len = len;
+	memcpy(t->part, buf, len);	/* its part from now on, as a real device's */
+	t->part_len = len;
+	pthread_mutex_unlock(&t->lock);
+	return 0;
+}
+
+static const struct vu_iface vt_iface = {
+	.queue_start = vt_queue_start,
+	.queue_stop = vt_queue_stop,
+	.queue_kick = vt_queue_kick,
+	.state_save = vt_state_save,
+	.state_load = vt_state_load,
+};
+
+static void *vt_thread(void *arg)
+{
+	struct vu_toy *t = arg;
+
+	for (;;) {
+		struct pollfd p[2 + ARRAY_SIZE(t->w)];
+		struct vs_watch *wp[ARRAY_SIZE(t->w)];
+		unsigned int n = 2;
+		int r;
+
+		p[0] = (struct pollfd){ .fd = t->sock, .events = POLLIN };
+		p[1] = (struct pollfd){ .fd = t->stop_fd, .events = POLLIN };
+		for (unsigned int i = 0; i < ARRAY_SIZE(t->w); i++)
+			if (t->w[i].on) {
+				wp[n - 2] = &t->w[i];
+				p[n++] = (struct pollfd){ .fd = t->w[i].fd,
+							  .events = (short)t->w[i].events };
+			}
+		if (poll(p, n, 50) < 0 && errno != EINTR)
+			return NULL;
+		if (p[1].revents)
+			return NULL;
+		if (p[0].revents) {
+			while ((r = vu_dispatch(&t->dev)) == 0)
+				;
+			if (r != -EAGAIN)
+				return NULL;	/* the front-end closed, or a protocol error */
+		}
+		for (unsigned int i = 2; i < n; i++)
+			if (p[i].revents && wp[i - 2]->on)
+				wp[i - 2]->cb(&t->dev, p[i].fd, p[i].revents, wp[i - 2]->data);
+	}
+}
+
+void vt_start(struct vu_toy *t, int sock, unsigned int nqueues)
+{
+	struct vu_config cfg = {
+		.name = "toy",
+		.sock = sock,
+		.nqueues = nqueues,
+		.max_queue_size = 256,
+		.features = 1ULL << 32,
+		.iface = &vt_iface,
+		.ops = &vt_ops,
+	};
+
+	signal(SIGPIPE, SIG_IGN);
+	memset(t, 0, sizeof(*t));
+	pthread_mutex_init(&t->lock, NULL);
+	t->sock = sock;
+	t->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	cr_assert_geq(t->stop_fd, 0);
+	cr_assert_eq(vu_init(&t->dev, &cfg), 0);
+	cr_assert_eq(pthread_create(&t->thread, NULL, vt_thread, t), 0);
+	t->running = true;
+}
+
+void vt_stop(struct vu_toy *t)
+{
+	if (t->running) {
+		eventfd_write(t->stop_fd, 1);
+		pthread_join(t->thread, NULL);
+		t->running = false;
+	}
+	vu_fini(&t->dev);
+	close(t->sock);
+	close(t->stop_fd);
+	pthread_mutex_destroy(&t->lock);
+}
+
+bool vt_wait_popped(struct vu_toy *t, unsigned int n, int timeout_ms)
+{
+	for (int i = 0; i <= timeout_ms / 10; i++) {
+		unsigned int k;
+
+		pthread_mutex_lock(&t->lock);
+		k = t->npopped;
+		pthread_mutex_unlock(&t->lock);
+		if (k >= n)
+			return true;
+		usleep(10000);
+	}
+	return false;
 }

@@ -80,17 +80,108 @@ enum vs_fault {
 	VS_GARBAGE,		/* bytes that are no message, at GET_PROTOCOL_FEATURES */
 };
 
+/* How the hostile back-end takes part in a migration (struct vu_evil_opts.state). */
+enum vs_state_fault {
+	VS_STATE_OK,		/* our pipe; SAVE writes the whole state, LOAD reads to EOF */
+	VS_STATE_OWN_FD,	/* answers with its own pipe end (invalid-FD flag clear) */
+	VS_STATE_CHECK_FAILS,	/* CHECK_DEVICE_STATE answers 1 */
+	VS_STATE_REFUSE,	/* SET_DEVICE_STATE_FD answers 0x101 */
+	VS_STATE_STALL,		/* moves stall_after bytes, then nothing until the front-end gives up */
+	VS_STATE_SHORT_REPLY,	/* SET_DEVICE_STATE_FD's reply has 4 bytes */
+	VS_STATE_NO_FD,		/* the reply promises an fd (0) and has none */
+	VS_STATE_ERROR_AND_FD,	/* the reply is an error (1) with an fd */
+	VS_STATE_NOT_A_PIPE,	/* answers with its own fd, a memfd */
+	VS_STATE_BAD_CHECK,	/* CHECK_DEVICE_STATE's reply names another request */
+};
+
+/* SET_LOG_BASE's reply, as each implementation answers it. */
+enum vs_log_reply {
+	VS_LOG_ZERO,		/* a u64 0 (vmm-vhost-user-blk's library) */
+	VS_LOG_SIZE,		/* a u64 holding mmap_size (libvhost-user) */
+	VS_LOG_ECHO,		/* the 16-byte request echoed (rust-vmm's vhost) */
+	VS_LOG_EMPTY,		/* no payload (DPDK) */
+	VS_LOG_REFUSED,		/* a u64 1 */
+	VS_LOG_ODD_SIZE,	/* a 12-byte payload */
+};
+
+/* The hostile back-end's part in migrations; all zero: none (ve_start). */
+struct vu_evil_opts {
+	uint64_t extra_features;	/* offered besides VERSION_1, bit 30, EVENT_IDX */
+	uint64_t extra_protocol;	/* offered besides its usual protocol features */
+	uint64_t drop_protocol;		/* its usual ones it does not offer */
+	enum vs_state_fault state;
+	size_t state_len;		/* bytes SAVE writes: byte i is vs_state_byte(i) */
+	size_t stall_after;		/* VS_STATE_STALL */
+	enum vs_log_reply log_reply;
+};
+
+/* Byte i of a test state. */
+static inline uint8_t vs_state_byte(size_t i)
+{
+	return (uint8_t)(i * 7 + (i >> 12));
+}
+
+#define VE_MAX_REQS	512
+
 struct vu_evil {
 	pthread_t thread;
 	int sock;
 	enum vs_fault fault;
+	struct vu_evil_opts o;
 	int channel;			/* the back-end request channel it got, or -1 */
 	atomic_bool channel_ready;
+	/* What it saw (read by the test after the front-end's call returned). */
+	atomic_uint nreqs;		/* requests received; the first VE_MAX_REQS in reqs */
+	uint32_t reqs[VE_MAX_REQS];
+	atomic_size_t state_written;	/* SAVE: bytes written so far */
+	atomic_size_t loaded;		/* LOAD: bytes read so far */
+	atomic_bool loaded_ok;		/* LOAD: every byte was vs_state_byte(i) */
+	atomic_bool transfer_done;	/* the transfer's fd was closed by the back-end */
+	atomic_int checks;		/* CHECK_DEVICE_STATE requests */
+	atomic_uint_least64_t features;	/* the last SET_FEATURES */
+	atomic_uint_least64_t log_size;	/* the last SET_LOG_BASE's mmap_size */
+	atomic_uint addr_flags[4];	/* the last SET_VRING_ADDR's flags, per ring */
 };
 
 /* Runs the hostile back-end on sock (taken over) with one fault. */
 void ve_start(struct vu_evil *e, int sock, enum vs_fault fault);
+/* The same, with its part in migrations (o: copied; NULL: none). */
+void ve_start_with(struct vu_evil *e, int sock, enum vs_fault fault,
+		   const struct vu_evil_opts *o);
+/* How many requests of id req it received. */
+unsigned int ve_count(struct vu_evil *e, uint32_t req);
 /* Waits for it to end (the front-end closed) and closes what it holds. */
 void ve_join(struct vu_evil *e);
+
+/*
+ * A device of its own on the back-end library, on a thread (a poll loop as
+ * vu_server's): it pops every chain a kick brings; the next `hold` chains
+ * stay in flight for ever (as requests a back-end was busy with), the others
+ * are answered at once (each writable byte set to 0xab). Its part of the
+ * device state (state_save/load) is part[0, part_len). For the migration of
+ * in-flight requests from one back-end to a fresh one.
+ */
+struct vu_toy {
+	struct vu_dev dev;		/* first: container_of from the library's callbacks */
+	pthread_t thread;
+	bool running;
+	int sock, stop_fd;
+	struct vs_watch w[48];
+	pthread_mutex_t lock;		/* the fields below, between its thread and the test */
+	unsigned int hold;
+	uint16_t popped[64];		/* heads in pop order */
+	unsigned int npopped;
+	uint8_t part[64];
+	size_t part_len;
+	uint8_t loaded[64];		/* what state_load got */
+	size_t loaded_len;
+};
+
+/* Serves sock (taken over) with nqueues queues of up to 256 entries. */
+void vt_start(struct vu_toy *t, int sock, unsigned int nqueues);
+/* Stops the thread, frees the library's part, closes the socket. */
+void vt_stop(struct vu_toy *t);
+/* Waits up to timeout_ms until it popped n chains; whether it did. */
+bool vt_wait_popped(struct vu_toy *t, unsigned int n, int timeout_ms);
 
 #endif
