@@ -193,6 +193,12 @@ struct ram_tx {
 	bool logging;		/* KVM and back-ends are logging */
 	unsigned int backends_logging;
 	uint64_t bytes_mark, t_mark;	/* bandwidth cap accounting */
+	/*
+	 * A run's pages are copied here before they are sent: the guest may write them
+	 * meanwhile (pre-copy), and the stream's checksum and the bytes sent must be of one
+	 * copy. A page written after the copy is dirty again and goes in the next pass.
+	 */
+	uint8_t *bounce;
 };
 
 static bool page_is_zero(const uint8_t *p)
@@ -254,8 +260,10 @@ static int ram_send_run(struct ram_tx *t, uint64_t pfn, uint64_t n)
 			memcpy(hdr + 12, &flags, 4);
 			ret = mig_section_write(t->s, hdr, sizeof(hdr));
 		}
-		if (!ret && len)
-			ret = mig_section_write(t->s, hva, len);
+		if (!ret && len) {
+			memcpy(t->bounce, hva, len);
+			ret = mig_section_write(t->s, t->bounce, len);
+		}
 		if (!ret)
 			ret = mig_section_end(t->s);
 		if (ret)
@@ -375,6 +383,7 @@ static void ram_fini(struct ram_tx *t)
 	dirty_log_destroy(&t->log);
 	free(t->send);
 	free(t->kvm_bits);
+	free(t->bounce);
 }
 
 static int ram_init(struct ram_tx *t, struct vm *vm, struct mig_stream *s,
@@ -390,7 +399,8 @@ static int ram_init(struct ram_tx *t, struct vm *vm, struct mig_stream *s,
 		maxslot = MAX(maxslot, vm->mem.regions[i].size / PAGE);
 	t->send = calloc(t->words, 8);
 	t->kvm_bits = calloc((size_t)((maxslot + 63) / 64), 8);
-	if (!t->send || !t->kvm_bits) {
+	t->bounce = malloc((size_t)RUN_MAX * PAGE);
+	if (!t->send || !t->kvm_bits || !t->bounce) {
 		ram_fini(t);
 		return -ENOMEM;
 	}
@@ -654,8 +664,8 @@ int migration_send(struct vm *vm, int fd, const struct mig_params *p, struct mig
 	return 0;
 out:
 	if (ret && !prog->error[0])
-		prog_fail(prog, "%s (%s)", ret == -ECANCELED ? "cancelled" : stream_error(ret),
-			  strerror(-ret));
+		prog_fail(prog, "%s (%s)%s%s", ret == -ECANCELED ? "cancelled" : stream_error(ret),
+			  strerror(-ret), mig_stream_why(&s)[0] ? ": " : "", mig_stream_why(&s));
 	ram_fini(&t);
 	if (released && vm_switchover(vm, true)) {
 		/*
@@ -715,7 +725,8 @@ int migration_snapshot(struct vm *vm, int fd, bool leave_paused, struct mig_prog
 		ram_fini(&t);
 	}
 	if (ret && !prog->error[0])
-		prog_fail(prog, "cannot write the snapshot: %s", stream_error(ret));
+		prog_fail(prog, "cannot write the snapshot: %s%s%s", stream_error(ret),
+			  mig_stream_why(&s)[0] ? ": " : "", mig_stream_why(&s));
 	atomic_store(&prog->bytes, s.bytes);
 	mig_stream_fini(&s);
 out_resume:
@@ -893,8 +904,8 @@ end:
 	}
 out:
 	if (ret && ret != -EINVAL)
-		log_error("migration: cannot load the %s: %s", live ? "incoming stream" : "snapshot",
-			  stream_error(ret));
+		log_error("migration: cannot load the %s: %s%s%s", live ? "incoming stream" : "snapshot",
+			  stream_error(ret), mig_stream_why(&s)[0] ? ": " : "", mig_stream_why(&s));
 	mig_stream_fini(&s);
 	return ret;
 }
@@ -962,7 +973,8 @@ int migration_read_config(int fd, int *argc, char ***argv)
 	}
 	free(mem);
 	if (ret) {
-		log_error("cannot read the snapshot's configuration: %s", stream_error(ret));
+		log_error("cannot read the snapshot's configuration: %s%s%s", stream_error(ret),
+			  mig_stream_why(&s)[0] ? ": " : "", mig_stream_why(&s));
 		migration_config_free(v);
 		mig_stream_fini(&s);
 		return ret;

@@ -14,7 +14,7 @@
  *   VMMTEST-FILE <ok|bad> <detail>    when an open file was given (-f): appended to each beat
  * Usage: mig_guest RECORD_DISK CONTROL_DISK [OPEN_FILE]
  */
-#define _GNU_SOURCE
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
