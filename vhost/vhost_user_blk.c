@@ -41,7 +41,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: vmm-vhost-user-blk --socket PATH --image FILE [--readonly] [--queues N]\n"
-		"                          [--hold-ms MS] [-v]\n"
+		"                          [--incoming] [--hold-ms MS] [-v]\n"
 		"\n"
 		"Serves FILE (a raw image or a block device) as a virtio-blk device to a\n"
 		"vhost-user front-end (a VMM) connecting to the Unix socket PATH, one at a\n"
@@ -53,6 +53,10 @@ static void usage(FILE *f)
 		"  --image FILE    the disk: a raw image file or a block device\n"
 		"  --readonly      serve it read-only (VIRTIO_BLK_F_RO)\n"
 		"  --queues N      request queues, 1..%d (default 1)\n"
+		"  --incoming      a live migration's destination: lock the image when the\n"
+		"                  guest's queues start here, not at start-up, so this\n"
+		"                  back-end can wait beside the source's on shared storage\n"
+		"                  (the source's lets the image go when its state is saved)\n"
 		"  --hold-ms MS    testing: hold each batch of finished requests MS ms before\n"
 		"                  answering it, so that requests are in flight if the\n"
 		"                  back-end is killed (a reconnect then resubmits them)\n"
@@ -253,6 +257,7 @@ int main(int argc, char **argv)
 		{ "readonly", no_argument, NULL, 'r' },
 		{ "queues", required_argument, NULL, 'q' },
 		{ "hold-ms", required_argument, NULL, 'H' },
+		{ "incoming", no_argument, NULL, 'I' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -291,6 +296,9 @@ int main(int argc, char **argv)
 				return EXIT_USAGE;
 			}
 			o.hold_ms = (unsigned int)n;
+			break;
+		case 'I':
+			o.incoming = true;
 			break;
 		case 'v':
 			log_set_verbose(true);

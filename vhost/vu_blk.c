@@ -283,6 +283,23 @@ static void queue_free(struct vu_blk_queue *bq)
 	bq->nslots = bq->nfree = 0;
 }
 
+/*
+ * Takes the image's lock (shared when read-only); 0, or -EBUSY after log_error when
+ * another process holds it. A host that cannot lock at all is let through.
+ */
+static int blk_lock(struct vu_blk *b, const char *image)
+{
+	if (b->locked)
+		return 0;
+	if (flock(b->fd, (b->readonly ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0 && errno == EWOULDBLOCK) {
+		log_error("vhost-user-blk: image %s is in use by another process — stop it, or "
+			  "use --readonly in every user", image);
+		return -EBUSY;
+	}
+	b->locked = true;
+	return 0;
+}
+
 static void blk_queue_start(struct vu_dev *dev, unsigned int q)
 {
 	struct vu_blk *b = dev_to_blk(dev);
@@ -300,6 +317,11 @@ static void blk_queue_start(struct vu_dev *dev, unsigned int q)
 	int ret;
 
 	snprintf(name, sizeof(name), "vhost-user-blk queue %u", q);
+	/* A destination (--incoming), or a source whose state was saved: the disk is ours now. */
+	if (blk_lock(b, b->path)) {
+		vu_panic(dev, "the image is in use by another process");
+		return;
+	}
 	if (q >= b->nqueues) {
 		/* More queues than offered: nothing to serve them with. */
 		log_warn("vhost-user-blk: the front-end started queue %u of %u", q, b->nqueues);
@@ -397,6 +419,13 @@ static int blk_state_save(struct vu_dev *dev, uint8_t *buf, size_t len)
 		memcpy(buf, &size, 8);
 		memcpy(buf + 8, &nq, 4);
 		memcpy(buf + 12, &ro, 4);
+		/*
+		 * The state leaves for a destination (its rings are stopped): let the image go, so
+		 * that the destination's back-end can take it when its queues start; a queue
+		 * started here again (the migration failed) takes it back.
+		 */
+		if (b->locked && flock(b->fd, LOCK_UN) == 0)
+			b->locked = false;
 	}
 	return STATE_BYTES;
 }
@@ -501,9 +530,8 @@ int vu_blk_open(struct vu_blk *b, const struct vu_blk_options *o)
 			 size % VU_BLK_SECTOR);
 	atomic_store(&b->size, ALIGN_DOWN(size, (uint64_t)VU_BLK_SECTOR));
 	/* Two writers corrupt an image: the same lock vmm takes on its disks. */
-	if (flock(b->fd, (o->readonly ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0 && errno == EWOULDBLOCK) {
-		log_error("vhost-user-blk: image %s is in use by another process — stop it, or "
-			  "use --readonly in every user", o->image);
+	b->readonly = o->readonly;
+	if (!o->incoming && blk_lock(b, o->image)) {
 		err = EBUSY;
 		goto fail;
 	}

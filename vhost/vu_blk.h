@@ -48,6 +48,11 @@ struct vu_blk_options {
 	 * front-end's reconnect then has something to resubmit). 0: none.
 	 */
 	unsigned int hold_ms;
+	/*
+	 * A migration's destination: the image is locked when the first queue starts,
+	 * not at open, so this back-end can wait beside the source's on shared storage.
+	 */
+	bool incoming;
 };
 
 struct vu_blk;
@@ -70,6 +75,7 @@ struct vu_blk {
 	int fd;
 	bool readonly;
 	bool is_bdev;
+	bool locked;			/* holds the image's lock (taken again at a queue start) */
 	_Atomic uint64_t size;		/* bytes, whole sectors */
 	unsigned int nqueues;
 	enum blk_io_kind io_kind;

@@ -90,8 +90,11 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (argc > 3) {
-		/* A file held open across the migrations: one line appended per beat. */
-		ffd = open(argv[3], O_RDWR | O_CREAT | O_TRUNC | O_APPEND, 0644);
+		/*
+		 * A file held open across the migrations: one fixed-width line per beat, line n
+		 * at offset 16 n (a restored snapshot rewrites its lines in place, as the records).
+		 */
+		ffd = open(argv[3], O_RDWR | O_CREAT | O_TRUNC, 0644);
 		if (ffd < 0)
 			printf("VMMTEST-FILE bad cannot open %s: %s\n", argv[3], strerror(errno));
 	}
@@ -108,11 +111,11 @@ int main(int argc, char **argv)
 			printf("VMMTEST-BEAT %llu %llu\n", (unsigned long long)n,
 			       (unsigned long long)counter);
 			if (ffd >= 0) {
-				char line[64];
-				int len = snprintf(line, sizeof(line), "line %llu\n",
+				char line[32];
+				int len = snprintf(line, sizeof(line), "line %010llu\n",
 						   (unsigned long long)lines);
 
-				if (write(ffd, line, (size_t)len) != len)
+				if (pwrite(ffd, line, (size_t)len, (off_t)(lines * 16)) != len)
 					file_bad++;
 				else
 					lines++;
@@ -161,7 +164,7 @@ int main(int argc, char **argv)
 			char *p = buf, *e;
 
 			buf[got] = '\0';
-			while ((e = strchr(p, '\n'))) {
+			while (seen < lines && (e = strchr(p, '\n'))) {
 				unsigned long long v;
 
 				if (sscanf(p, "line %llu", &v) != 1 || v != seen)
