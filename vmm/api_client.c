@@ -359,8 +359,9 @@ int api_client_migrate(const char *sock, const char *to, unsigned long long max_
 		}
 		if (!strcmp(state, "completed")) {
 			fprintf(out, "migrated to %s in %lld ms; the guest was paused %lld ms; %.1f MiB "
-				"sent in %lld passes\n", to, jint(o, "total_ms"), jint(o, "downtime_ms"),
-				(double)jint(o, "bytes") / (1 << 20), jint(o, "iteration"));
+				"sent in %lld pass%s\n", to, jint(o, "total_ms"), jint(o, "downtime_ms"),
+				(double)jint(o, "bytes") / (1 << 20), jint(o, "iteration"),
+				jint(o, "iteration") == 1 ? "" : "es");
 			json_decref(o);
 			return API_CLIENT_OK;
 		}
