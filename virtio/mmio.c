@@ -829,9 +829,11 @@ int virtio_mmio_load(struct virtio_mmio_dev *d, struct sbuf *in)
 
 	/* Commit, keeping what was there in case the back-end or the model refuses. */
 	mmio_regs_get(d, &old);
-	memcpy(config_old, d->config, d->config_size);
+	if (d->config_size)
+		memcpy(config_old, d->config, d->config_size);
 	mmio_regs_set(d, &r);
-	memcpy(d->config, config, d->config_size);
+	if (d->config_size)
+		memcpy(d->config, config, d->config_size);
 
 	if (virtio_mmio_is_active(d) && d->backend->ops->set_features) {
 		ret = d->backend->ops->set_features(d->backend, d->driver_features);
@@ -860,7 +862,8 @@ int virtio_mmio_load(struct virtio_mmio_dev *d, struct sbuf *in)
 
 rollback:
 	mmio_regs_set(d, &old);
-	memcpy(d->config, config_old, d->config_size);
+	if (d->config_size)
+		memcpy(d->config, config_old, d->config_size);
 	return ret;
 }
 
