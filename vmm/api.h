@@ -65,6 +65,12 @@ struct api_ops {
 	int (*migrate_cancel)(void *opaque);
 	/* Writes a snapshot to path (a new file); out gets {bytes, ms}. -EEXIST → 409. */
 	int (*snapshot)(void *opaque, const char *path, json_t *out, char *why, size_t whylen);
+	/*
+	 * `vmm run --incoming defer`: listens at from (tcp:HOST:PORT) for the migration;
+	 * 0 once listening → 202; -EALREADY (not waiting, or already set up) → 409;
+	 * -EINVAL (bad address) → 400; another -errno (cannot listen) → 500.
+	 */
+	int (*receive)(void *opaque, const char *from, char *why, size_t whylen);
 };
 
 /* Who api_handle() serves. */

@@ -171,6 +171,8 @@ void cli_print_run_help(FILE *out)
 	      "                    wait there for a live migration (vmm migrate on the source) instead\n"
 	      "                    of booting: give the source's --cpus, --memory and device options\n"
 	      "                    (in the same order; paths may differ), --kernel is optional\n"
+	      "  --incoming defer  the same, listening where the API's PUT vm.receive-migration\n"
+	      "                    {\"from\": \"tcp:HOST:PORT\"} says (needs --api-socket)\n"
 	      "  --restore FILE    start from a snapshot (vmm snapshot): alone, with the snapshot's\n"
 	      "                    own options; with device options, those (same shape) instead\n"
 	      "  -v, --verbose     report progress on stderr\n"
@@ -648,9 +650,10 @@ static int parse_run_option(int opt, const char *arg, struct vmm_config *cfg, ch
 		cfg->api_socket = arg;
 		return 0;
 	case OPT_INCOMING:
-		if (strncmp(arg, "tcp:", 4) || !strchr(arg + 4, ':'))
+		if (strcmp(arg, "defer") && (strncmp(arg, "tcp:", 4) || !strchr(arg + 4, ':')))
 			return usage_error(err, errlen, "--incoming %s: give tcp:HOST:PORT (e.g. "
-					   "tcp:0.0.0.0:4444)", arg);
+					   "tcp:0.0.0.0:4444), or defer (the API's "
+					   "vm.receive-migration says where)", arg);
 		cfg->incoming = arg;
 		return 0;
 	case OPT_RESTORE:
@@ -799,6 +802,9 @@ int cli_parse(int argc, char **argv, struct vmm_config *cfg, enum cli_command *c
 					   "1G,shared=on)", i < cfg->nnets ? "--net" : "--fs",
 					   i < cfg->nnets ? cfg->nets[i].vhost_user :
 					   cfg->fs[i - cfg->nnets].vhost_user);
+	if (cfg->incoming && !strcmp(cfg->incoming, "defer") && !cfg->api_socket)
+		return usage_error(err, errlen, "--incoming defer waits for the control API's "
+				   "vm.receive-migration — add --api-socket PATH");
 	if (cfg->incoming && cfg->restore)
 		return usage_error(err, errlen, "--incoming and --restore exclude each other — a VM "
 				   "starts from a migration or from a snapshot");

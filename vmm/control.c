@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -19,12 +20,114 @@ int control_init(struct control *c, const struct vmm_config *cfg)
 {
 	memset(c, 0, sizeof(*c));
 	c->cfg = cfg;
+	c->incoming_lfd = -1;
+	c->incoming_efd = eventfd(0, EFD_CLOEXEC);
+	if (c->incoming_efd < 0)
+		return -errno;
 	return -pthread_mutex_init(&c->lock, NULL);
 }
 
 void control_destroy(struct control *c)
 {
+	if (c->incoming_lfd >= 0)
+		close(c->incoming_lfd);
+	if (c->incoming_efd >= 0)
+		close(c->incoming_efd);
 	pthread_mutex_destroy(&c->lock);
+}
+
+int control_tcp_listen(const char *spec, char *why, size_t whylen)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_PASSIVE };
+	struct addrinfo *res = NULL;
+	char host[256], *port;
+	int fd, one = 1, ret;
+
+	if (strncmp(spec, "tcp:", 4) || strlen(spec) >= sizeof(host) + 4 ||
+	    !strchr(spec + 4, ':')) {
+		snprintf(why, whylen, "%s: give tcp:HOST:PORT (e.g. tcp:0.0.0.0:4444)", spec);
+		return -EINVAL;
+	}
+	snprintf(host, sizeof(host), "%s", spec + 4);
+	port = strrchr(host, ':');
+	*port++ = '\0';
+	ret = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
+	if (ret) {
+		snprintf(why, whylen, "%s: %s — give tcp:HOST:PORT with an address of this host",
+			 spec, gai_strerror(ret));
+		return -EINVAL;
+	}
+	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 1) < 0) {
+		ret = -errno;
+		snprintf(why, whylen, "%s: cannot listen there: %s — pick a free port on an address "
+			 "of this host", spec, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		fd = ret;
+	}
+	freeaddrinfo(res);
+	return fd;
+}
+
+int control_wait_incoming(struct control *c, int sig_fd, const char **from)
+{
+	struct pollfd fds[2] = {
+		{ .fd = c->incoming_efd, .events = POLLIN },
+		{ .fd = sig_fd, .events = POLLIN },
+	};
+	int fd;
+
+	pthread_mutex_lock(&c->lock);
+	c->incoming_wait = true;
+	pthread_mutex_unlock(&c->lock);
+	log_info("waiting for PUT /api/v1/vm.receive-migration to say where the migration comes");
+	for (;;) {
+		if (poll(fds, 2, -1) < 0 && errno != EINTR)
+			return -1;
+		if (fds[1].revents)
+			return -1;
+		pthread_mutex_lock(&c->lock);
+		fd = c->incoming_lfd;
+		c->incoming_lfd = -1;
+		if (fd >= 0)
+			c->incoming_wait = false;
+		pthread_mutex_unlock(&c->lock);
+		if (fd >= 0) {
+			*from = c->incoming_from;
+			return fd;
+		}
+	}
+}
+
+static int control_receive(void *opaque, const char *from, char *why, size_t whylen)
+{
+	struct control *c = opaque;
+	uint64_t one = 1;
+	int fd, ret = 0;
+
+	pthread_mutex_lock(&c->lock);
+	if (!c->incoming_wait || c->incoming_lfd >= 0) {
+		snprintf(why, whylen, "%s", c->incoming_lfd >= 0 ? "a receive is already set up — "
+			 "start the migration at the source" : "this vmm does not wait for a "
+			 "migration: start it with `vmm run --incoming defer ...`");
+		ret = -EALREADY;
+		goto out;
+	}
+	fd = control_tcp_listen(from, why, whylen);
+	if (fd < 0) {
+		ret = fd;
+		goto out;
+	}
+	c->incoming_lfd = fd;
+	snprintf(c->incoming_from, sizeof(c->incoming_from), "%s", from);
+	if (write(c->incoming_efd, &one, sizeof(one)) != sizeof(one))
+		log_warn("cannot wake the main thread: %s", strerror(errno));
+out:
+	pthread_mutex_unlock(&c->lock);
+	return ret;
 }
 
 void control_attach(struct control *c, struct vm *vm, unsigned int boot)
@@ -532,4 +635,5 @@ const struct api_ops control_api_ops = {
 	.migrate_finish = control_migrate_finish,
 	.migrate_cancel = control_migrate_cancel,
 	.snapshot = control_snapshot,
+	.receive = control_receive,
 };

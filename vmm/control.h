@@ -41,6 +41,12 @@ struct control {
 	struct mig_params mig_params;
 	struct mig_progress mig;
 	bool mig_reported;		/* a client read the migration's final state */
+
+	/* `vmm run --incoming defer`: the API's vm.receive-migration says where to listen. */
+	bool incoming_wait;		/* main waits for it (control_wait_incoming) */
+	int incoming_lfd;		/* the listening socket vm.receive-migration made, or -1 */
+	int incoming_efd;		/* eventfd: written when incoming_lfd is set */
+	char incoming_from[256];
 };
 
 /* The ops api_handle() calls with a struct control as opaque. */
@@ -70,6 +76,19 @@ void control_detach(struct control *c);
  * this vmm exits and its socket goes.
  */
 void control_wait_reported(struct control *c, unsigned int timeout_ms);
+
+/*
+ * `--incoming defer`: waits until the API's vm.receive-migration has made the listening
+ * socket (returned, the caller's), or a stop signal arrives on sig_fd (-1). *from gets
+ * the address.
+ */
+int control_wait_incoming(struct control *c, int sig_fd, const char **from);
+
+/*
+ * A listening TCP socket at spec (tcp:HOST:PORT; an empty HOST: every address);
+ * the fd, or -errno with a one-line reason in why.
+ */
+int control_tcp_listen(const char *spec, char *why, size_t whylen);
 
 /* Whether the API asked vmm to stop (then no new boot starts). */
 bool control_shutdown_requested(struct control *c);

@@ -103,39 +103,6 @@ static void log_thp(const struct vmm_config *cfg)
 			 knob, thp == GUEST_MEM_THP_ON ? "on" : "unknown");
 }
 
-/*
- * --incoming tcp:HOST:PORT: the listening socket, made before the VM so a source
- * can connect while the destination sets up; -1 after log_error().
- */
-static int incoming_listen(const char *spec)
-{
-	char host[256], *port;
-	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-				  .ai_flags = AI_PASSIVE };
-	struct addrinfo *res = NULL;
-	int fd = -1, one = 1, ret;
-
-	snprintf(host, sizeof(host), "%s", spec + 4);
-	port = strrchr(host, ':');
-	*port++ = '\0';
-	ret = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
-	if (ret) {
-		log_error("--incoming %s: %s — give tcp:HOST:PORT with an address of this host",
-			  spec, gai_strerror(ret));
-		return -1;
-	}
-	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd >= 0 && (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-			bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 1) < 0)) {
-		log_error("--incoming %s: cannot listen there: %s — pick a free port on an address "
-			  "of this host", spec, strerror(errno));
-		close(fd);
-		fd = -1;
-	}
-	freeaddrinfo(res);
-	return fd;
-}
-
 /* Waits for the source's connection; the socket, or -1 (a stop signal, or an error). */
 static int incoming_accept(int lfd, int sig_fd, const char *spec)
 {
@@ -171,14 +138,20 @@ static int incoming_accept(int lfd, int sig_fd, const char *spec)
  * instead of the kernel: created without a guest, loaded, started. 0, or an exit
  * status after reporting (the VM was never started then).
  */
-static int start_from_stream(struct vm *vm, const struct vmm_config *cfg, int sig_fd)
+static int start_from_stream(struct vm *vm, const struct vmm_config *cfg, int sig_fd,
+			     struct control *ctl)
 {
+	bool defer = cfg->incoming && !strcmp(cfg->incoming, "defer");
+	const char *from = cfg->incoming;
 	int lfd = -1, fd, ret;
+	char why[256];
 
-	if (cfg->incoming) {
-		lfd = incoming_listen(cfg->incoming);
-		if (lfd < 0)
+	if (cfg->incoming && !defer) {
+		lfd = control_tcp_listen(cfg->incoming, why, sizeof(why));
+		if (lfd < 0) {
+			log_error("--incoming %s", why);
 			return VMM_EXIT_USAGE;
+		}
 	}
 	ret = vm_create(vm, cfg, NULL);
 	if (ret) {
@@ -186,8 +159,15 @@ static int start_from_stream(struct vm *vm, const struct vmm_config *cfg, int si
 			close(lfd);
 		return ret;
 	}
+	if (defer) {
+		lfd = control_wait_incoming(ctl, sig_fd, &from);
+		if (lfd < 0) {
+			log_error("--incoming defer: stopped by a signal before any migration was set up");
+			return VMM_EXIT_MIGRATION;
+		}
+	}
 	if (cfg->incoming) {
-		fd = incoming_accept(lfd, sig_fd, cfg->incoming);
+		fd = incoming_accept(lfd, sig_fd, from);
 		close(lfd);
 	} else {
 		fd = open(cfg->restore, O_RDONLY | O_CLOEXEC);
@@ -241,7 +221,7 @@ static int run_guest(const struct vmm_config *cfg, const struct arch_boot *img, 
 		}
 		log_info("boot %u: creating the VM", boot);
 		if (boot == 1 && (cfg->incoming || cfg->restore)) {
-			ret = start_from_stream(&vm, cfg, sig_fd);
+			ret = start_from_stream(&vm, cfg, sig_fd, ctl);
 		} else if (!img) {
 			log_info("the guest rebooted, and no --kernel was given to boot it again");
 			return VMM_EXIT_OK;

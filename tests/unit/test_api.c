@@ -136,6 +136,18 @@ static int fake_snapshot(void *opaque, const char *path, json_t *out, char *why,
 	return 0;
 }
 
+static char recv_from[128];
+static int recv_ret;
+
+static int fake_receive(void *opaque, const char *from, char *why, size_t whylen)
+{
+	(void)opaque;
+	snprintf(recv_from, sizeof(recv_from), "%s", from);
+	if (recv_ret)
+		snprintf(why, whylen, "fake receive reason");
+	return recv_ret;
+}
+
 static const struct api_ops fake_ops = {
 	.info = fake_info,
 	.pause = fake_pause,
@@ -146,6 +158,7 @@ static const struct api_ops fake_ops = {
 	.migrate_finish = fake_migrate_finish,
 	.migrate_cancel = fake_migrate_finish,
 	.snapshot = fake_snapshot,
+	.receive = fake_receive,
 };
 
 static const struct api_target target = { .ops = &fake_ops, .opaque = &fake, .version = "9.8.7" };
@@ -1028,4 +1041,36 @@ Test(api_handle, snapshot_endpoint)
 	snap_ret = -EEXIST;
 	handle("PUT", "/api/v1/vm.snapshot", "{\"to\":\"/s\"}");
 	expect_error(409, "fake snapshot reason");
+}
+
+Test(api_handle, receive_migration_endpoint)
+{
+	handle("PUT", "/api/v1/vm.receive-migration", "{\"from\":\"tcp:0.0.0.0:4444\"}");
+	cr_assert_eq(reply.status, 202, "%u %s", reply.status, reply.body);
+	cr_assert_str_eq(recv_from, "tcp:0.0.0.0:4444");
+	handle("PUT", "/api/v1/vm.receive-migration", "{}");
+	expect_error(400, "'from'");
+	recv_ret = -EALREADY;
+	handle("PUT", "/api/v1/vm.receive-migration", "{\"from\":\"tcp:0.0.0.0:4444\"}");
+	expect_error(409, "fake receive reason");
+	recv_ret = -EINVAL;
+	handle("PUT", "/api/v1/vm.receive-migration", "{\"from\":\"x\"}");
+	expect_error(400, "fake receive reason");
+	recv_ret = 0;
+}
+
+Test(api_handle, receive_on_a_vmm_that_does_not_wait)
+{
+	struct control c;
+	char why[256] = "";
+
+	cr_assert_eq(control_init(&c, NULL), 0);
+	cr_assert_eq(control_api_ops.receive(&c, "tcp:127.0.0.1:0", why, sizeof(why)), -EALREADY);
+	cr_assert(strstr(why, "--incoming defer"), "%s", why);
+	c.incoming_wait = true;
+	cr_assert_eq(control_api_ops.receive(&c, "nonsense", why, sizeof(why)), -EINVAL);
+	cr_assert_eq(control_api_ops.receive(&c, "tcp:127.0.0.1:0", why, sizeof(why)), 0, "%s", why);
+	cr_assert_geq(c.incoming_lfd, 0);
+	cr_assert_eq(control_api_ops.receive(&c, "tcp:127.0.0.1:0", why, sizeof(why)), -EALREADY);
+	control_destroy(&c);
 }

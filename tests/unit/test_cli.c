@@ -991,6 +991,9 @@ Test(cli, incoming_needs_no_kernel_and_takes_tcp_only)
 	expect_usage_error(PARSE("run", "--incoming", "unix:/x"), "tcp:HOST:PORT");
 	expect_usage_error(PARSE("run", "--incoming", "tcp:4444"), "tcp:HOST:PORT");
 	expect_usage_error(PARSE("run", "--incoming", "tcp:a:1", "--restore", "s"), "exclude");
+	cr_assert_eq(PARSE("run", "--incoming", "defer", "--api-socket", "/s"), 0);
+	cr_assert_str_eq(cfg.incoming, "defer");
+	expect_usage_error(PARSE("run", "--incoming", "defer"), "--api-socket");
 }
 
 Test(cli, restore_alone_counts_no_vm_options)
