@@ -794,6 +794,8 @@ int migration_load(struct vm *vm, int fd, bool live, bool header_read)
 	struct mig_stream s;
 	struct mig_section sec;
 	bool config = header_read, vm_arch = false;
+	/* Which vCPUs and devices the stream loaded (each must come exactly once). */
+	bool vcpu_seen[VMM_MAX_CPUS] = { false }, dev_seen[VM_MAX_VIRTIO_DEVICES] = { false };
 	unsigned int vcpus = 0, devices = 0;
 	int ret;
 
@@ -834,13 +836,16 @@ int migration_load(struct vm *vm, int fd, bool live, bool header_read)
 			ret = ram_load(vm, &s, &sec);
 			break;
 		case MIG_KIND_VCPU:
-			ret = sec.instance < vm->ncpus ? read_sbuf(&s, &b, &mem) : -EBADMSG;
+			ret = sec.instance < vm->ncpus && !vcpu_seen[sec.instance] ?
+			      read_sbuf(&s, &b, &mem) : -EBADMSG;
 			if (!ret)
 				ret = arch_vcpu_restore(vm->arch, vm->vcpus[sec.instance].fd, mem,
 							(size_t)sec.len);
 			if (ret)
 				log_error("migration: vCPU %u's state does not load here: %s",
 					  sec.instance, strerror(-ret));
+			else
+				vcpu_seen[sec.instance] = true;
 			vcpus++;
 			break;
 		case MIG_KIND_SERIAL:
@@ -849,7 +854,8 @@ int migration_load(struct vm *vm, int fd, bool live, bool header_read)
 				ret = serial_load(&vm->console.serial, &b);
 			break;
 		case MIG_KIND_DEVICE:
-			ret = sec.instance < vm->nvdevs ? read_sbuf(&s, &b, &mem) : -EBADMSG;
+			ret = sec.instance < vm->nvdevs && !dev_seen[sec.instance] ?
+			      read_sbuf(&s, &b, &mem) : -EBADMSG;
 			if (!ret) {
 				struct virtio_mmio_dev *d = vm->vdevs[sec.instance];
 
@@ -859,6 +865,7 @@ int migration_load(struct vm *vm, int fd, bool live, bool header_read)
 				if (ret)
 					log_error("migration: %s's state does not load here: %s",
 						  vm->vdev_names[sec.instance], strerror(-ret));
+				dev_seen[sec.instance] = true;
 				devices++;
 			}
 			break;
