@@ -1224,6 +1224,43 @@ Test(blk_e2e, uring_many_requests_in_flight_complete_once, .init = setup_big_uri
 Test(blk_e2e, sync_many_requests_in_flight_complete_once, .init = setup_big_sync,
      .fini = teardown_e2e, .timeout = 30) { many_in_flight(); }
 
+/*
+ * A VM's reboot destroys its disks and opens their images again at once. The image's
+ * lock must be free by then, though an io_uring engine's ring, which holds the image's
+ * descriptor as a registered file, is torn down by the kernel later.
+ */
+static void image_free_after_destroy(void)
+{
+	struct blk_options o = { .path = path };
+	enum blk_io_kind kind = blk->io_kind;
+	struct e2e_req r;
+	uint32_t id, len;
+
+	for (int round = 0; round < 20; round++) {
+		driver_init(0);
+		r = e2e_req(VIRTIO_BLK_T_IN, 4, 512);
+		e2e_submit(0, &r, 512);
+		cr_assert(drv_wait_used(0, &id, &len, WAIT_MS));
+		virtio_blk_destroy(blk);
+		vdev = NULL;
+		blk = calloc(1, sizeof(*blk));
+		cr_assert_not_null(blk);
+		cr_assert_eq(virtio_blk_init(blk, &o, "vblk0"), 0,
+			     "round %d: the image is still locked after its disk was destroyed",
+			     round);
+		blk->io_kind = kind;
+		fake_driver_fini();
+		fake_driver_init(BLK_QUEUE_SIZE);
+		cr_assert_eq(virtio_blk_attach(blk, &fake_host, 0xd0000000, 5), 0);
+		vdev = &blk->dev;
+	}
+}
+
+Test(blk_e2e, uring_image_lock_is_released_at_destroy, .init = setup_big_uring,
+     .fini = teardown_e2e, .timeout = 30) { image_free_after_destroy(); }
+Test(blk_e2e, sync_image_lock_is_released_at_destroy, .init = setup_big_sync,
+     .fini = teardown_e2e, .timeout = 30) { image_free_after_destroy(); }
+
 static void teardown_pipe_disk(void)
 {
 	drv_loop_stop();
