@@ -827,7 +827,10 @@ int virtio_mmio_load(struct virtio_mmio_dev *d, struct sbuf *in)
 	if (src_direct && !d->irq_direct && status_live(r.status))
 		r.isr |= VIRTIO_MMIO_INT_VRING;
 
-	/* Commit, keeping what was there in case the back-end or the model refuses. */
+	/*
+	 * Commit, keeping what was there in case the back-end or the model refuses. A
+	 * device without config space (rng) has d->config NULL: no memcpy from or to it.
+	 */
 	mmio_regs_get(d, &old);
 	if (d->config_size)
 		memcpy(config_old, d->config, d->config_size);
