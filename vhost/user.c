@@ -1608,8 +1608,18 @@ int vhost_user_create(const struct guest_mem *mem, const char *name, struct even
 	int ret;
 
 	*out = NULL;
+	/*
+	 * The one defensive check of the rule the command line enforces (vmm/cli.c):
+	 * a back-end in another process maps guest RAM through its fd, which private
+	 * (anonymous) RAM does not have. Checked here, where the RAM is handed to
+	 * another process, rather than in each device model.
+	 */
 	if (mem->fd < 0) {
-		snprintf(why, whylen, "guest RAM is not shared with other processes");
+		log_error("%s: the vhost-user back-end at %s must map guest RAM, which is private "
+			  "to this process — add shared=on to --memory (e.g. --memory 1G,shared=on)",
+			  name, ou->path);
+		snprintf(why, whylen, "guest RAM is not shared with other processes (--memory "
+			 "without shared=on)");
 		return -EINVAL;
 	}
 	if (!ou->max_queues || ou->max_queues > VHOST_MAX_RINGS) {

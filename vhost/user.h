@@ -172,7 +172,10 @@ void vhost_user_close(void *conn);
  * The offload of virtio/backend.h: a vhost device over a vhost-user back-end
  * at u->path for device `name` (its name must outlive it), rings =
  * min(u->max_queues, GET_QUEUE_NUM) into u->queues. 0 with *out (the device
- * owns it), or -errno with a one-line reason in why.
+ * owns it), or -errno with a one-line reason in why. Guest RAM must be
+ * shareable (mem->fd >= 0: --memory shared=on or hugepages=on): otherwise
+ * -EINVAL after log_error, before anything is connected — the device models
+ * leave this check to here.
  */
 int vhost_user_create(const struct guest_mem *mem, const char *name, struct event_loop *loop,
 		      struct virtio_offload_user *u, struct virtio_backend **out, char *why,

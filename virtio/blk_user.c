@@ -424,11 +424,6 @@ int blk_user_create(struct virtio_host *host, const struct blk_options *o, const
 	int ret;
 
 	*out = NULL;
-	if (host->mem->fd < 0) {
-		log_error("%s: a vhost-user disk needs guest RAM another process can map — add "
-			  "shared=on to --memory (e.g. --memory 1G,shared=on)", name);
-		return -EINVAL;
-	}
 	b = calloc(1, sizeof(*b));
 	if (!b)
 		return -ENOMEM;

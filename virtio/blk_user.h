@@ -48,7 +48,8 @@ struct blk_user;
 /*
  * Creates a disk served by the vhost-user back-end at o->vhost_user, with its
  * transport at base/gsi: 0 with *out (its transport), or -errno after
- * log_error (-EINVAL: guest RAM not shared — add shared=on to --memory).
+ * log_error (-EINVAL: guest RAM not shared, which the offload refuses —
+ * add shared=on to --memory).
  */
 int blk_user_create(struct virtio_host *host, const struct blk_options *o, const char *name,
 		    uint64_t base, uint32_t gsi, struct virtio_mmio_dev **out);

@@ -160,11 +160,6 @@ int virtio_fs_create(struct virtio_host *host, const struct fs_options *o, const
 		log_error("%s: %s — see `vmm run --help` for --fs", name, bad);
 		return -EINVAL;
 	}
-	if (!host->mem->shared) {
-		log_error("%s: a vhost-user back-end must map guest RAM, which is private — add "
-			  "shared=on to --memory (e.g. --memory 1G,shared=on)", name);
-		return -EINVAL;
-	}
 	ret = -EOPNOTSUPP;
 	if (host->offload && host->offload->user)
 		ret = host->offload->user(host->offload, host->mem, name, host->loop, &ou, &be, why,

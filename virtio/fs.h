@@ -12,7 +12,8 @@
  * FUSE_FORGET) and the request queues (1..N) — belongs to the back-end, which
  * writes the device's irqfd itself (the transport's direct interrupt mode).
  * There is no userspace data path: a device without a vhost-user back-end is
- * refused, and so is guest RAM the back-end cannot map (--memory shared=on).
+ * refused; so is guest RAM the back-end cannot map (the offload refuses it,
+ * and the command line asks for --memory shared=on first).
  */
 #ifndef VIRTIO_FS_H
 #define VIRTIO_FS_H

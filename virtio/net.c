@@ -733,11 +733,6 @@ static int net_create_vhost_user(struct virtio_host *host, const struct net_opti
 	char why[200] = "this VMM has no vhost-user support";
 	int ret;
 
-	if (!host->mem->shared) {
-		log_error("%s: a vhost-user back-end must map guest RAM, which is private — add "
-			  "shared=on to --memory (e.g. --memory 1G,shared=on)", name);
-		return -EINVAL;
-	}
 	ret = -EOPNOTSUPP;
 	if (host->offload && host->offload->user)
 		ret = host->offload->user(host->offload, host->mem, name, host->loop, &ou, &be, why,

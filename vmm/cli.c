@@ -747,10 +747,44 @@ static int cli_parse_ctl(int argc, char **argv, struct vmm_config *cfg, enum cli
 	return 0;
 }
 
+/*
+ * The one rule for vhost-user devices (--disk, --net and --fs vhost-user=): their
+ * back-end maps guest RAM from another process, so the RAM must be shareable —
+ * shared=on, or hugepages=on (a hugetlbfs memfd, shareable too). It applies to every
+ * parse, --incoming and --restore (a snapshot's own options) included. 0 or
+ * VMM_EXIT_USAGE naming the first such device.
+ */
+static int check_vhost_user_memory(const struct vmm_config *cfg, char *err, size_t errlen)
+{
+	const char *opt = NULL, *sock = NULL;
+
+	if (cfg->mem_shared || cfg->hugepages)
+		return 0;
+	for (unsigned int i = 0; i < cfg->ndisks && !sock; i++)
+		if (cfg->disks[i].vhost_user) {
+			opt = "--disk";
+			sock = cfg->disks[i].vhost_user;
+		}
+	for (unsigned int i = 0; i < cfg->nnets && !sock; i++)
+		if (cfg->nets[i].vhost_user) {
+			opt = "--net";
+			sock = cfg->nets[i].vhost_user;
+		}
+	for (unsigned int i = 0; i < cfg->nfs && !sock; i++) {
+		opt = "--fs";
+		sock = cfg->fs[i].vhost_user;
+	}
+	if (!sock)
+		return 0;
+	return usage_error(err, errlen, "%s vhost-user=%s: a vhost-user back-end must map guest "
+			   "RAM from its own process — add shared=on to --memory (e.g. --memory "
+			   "1G,shared=on)", opt, sock);
+}
+
 int cli_parse(int argc, char **argv, struct vmm_config *cfg, enum cli_command *cmd,
 	      char *err, size_t errlen)
 {
-	int opt;
+	int opt, ret;
 
 	config_defaults(cfg);
 	err[0] = '\0';
@@ -774,8 +808,6 @@ int cli_parse(int argc, char **argv, struct vmm_config *cfg, enum cli_command *c
 	argc--;
 	argv++;
 	while ((opt = getopt_long(argc, argv, ":vh", run_options, NULL)) != -1) {
-		int ret;
-
 		if (opt == 'h') {
 			*cmd = CLI_RUN_HELP;
 			return 0;
@@ -795,13 +827,9 @@ int cli_parse(int argc, char **argv, struct vmm_config *cfg, enum cli_command *c
 	if (optind < argc)
 		return usage_error(err, errlen, "unexpected argument '%s' — see `vmm run --help`",
 				   argv[optind]);
-	for (unsigned int i = 0; i < cfg->nnets + cfg->nfs && !cfg->mem_shared; i++)
-		if (i >= cfg->nnets || cfg->nets[i].vhost_user)
-			return usage_error(err, errlen, "%s vhost-user=%s: a vhost-user back-end must map "
-					   "guest RAM — add shared=on to --memory (e.g. --memory "
-					   "1G,shared=on)", i < cfg->nnets ? "--net" : "--fs",
-					   i < cfg->nnets ? cfg->nets[i].vhost_user :
-					   cfg->fs[i - cfg->nnets].vhost_user);
+	ret = check_vhost_user_memory(cfg, err, errlen);
+	if (ret)
+		return ret;
 	if (cfg->incoming && !strcmp(cfg->incoming, "defer") && !cfg->api_socket)
 		return usage_error(err, errlen, "--incoming defer waits for the control API's "
 				   "vm.receive-migration — add --api-socket PATH");

@@ -3,7 +3,7 @@
  * virtio-blk over a vhost-user back-end (virtio/blk_user.h) with the VMM's
  * front-end and the fake driver: I/O through vmm-vhost-user-blk's device on a
  * thread, config space from the back-end and its resize, guest RAM that is
- * not shared refused, a back-end that dies (the guest's outstanding and new
+ * not shared refused (by the vhost-user offload), a back-end that dies (the guest's outstanding and new
  * requests fail with IOERR, DEVICE_NEEDS_RESET), one that comes back
  * (reconnect=: the device resumes, requests succeed), and the model's part of
  * a migration (the same disk on the destination's back-end, or a refusal).
@@ -94,13 +94,22 @@ Test(blk_user, reads_through_the_back_end_with_its_config)
 	fake_driver_fini();
 }
 
+/* The offload (vhost/user.c) refuses private RAM before it connects to a listening back-end. */
 Test(blk_user, guest_ram_not_shared_is_refused)
 {
-	struct blk_options o = { .vhost_user = "/nonexistent.sock" };
+	struct blk_options o = { 0 };
 
+	signal(SIGPIPE, SIG_IGN);
+	vs_init(&srv, 1);
+	vs_start_listen(&srv);
+	o.vhost_user = srv.path;
 	fake_driver_init(64);
 	fake_host.offload = &vhost_offload;
 	cr_expect_eq(blk_user_create(&fake_host, &o, "vublk0", 0x1000, 5, &d), -EINVAL);
+	cr_expect_null(d);
+	usleep(20000);
+	cr_expect_eq(atomic_load(&srv.connections), 0, "nothing was connected");
+	vs_fini(&srv);
 	fake_driver_fini();
 }
 

@@ -517,6 +517,76 @@ Test(cli, net_vhost_user_errors)
 	cr_assert_eq(PARSE("run", "--kernel", "k", "--net", "tap=tap0"), 0, "%s", err);
 }
 
+/* ---- the rule for every vhost-user device: shareable guest RAM ---- */
+
+/* One device of each vhost-user kind: the option and its value. */
+static const char *const vu_kinds[][2] = {
+	{ "--disk", "vhost-user=/run/blk.sock,reconnect=5" },
+	{ "--net", "vhost-user=/run/net.sock" },
+	{ "--fs", "vhost-user=/run/fs.sock,tag=share" },
+};
+
+/* The one message, naming the device, for every kind. */
+static void expect_shared_refusal(int ret, const char *opt, const char *sock)
+{
+	char what[64];
+
+	expect_usage_error(ret, "add shared=on to --memory (e.g. --memory 1G,shared=on)");
+	snprintf(what, sizeof(what), "%s vhost-user=%s:", opt, sock);
+	cr_assert(strstr(err, what), "error '%s' does not name '%s'", err, what);
+}
+
+Test(cli, every_vhost_user_kind_is_refused_without_shared_memory)
+{
+	static const char *const socks[] = { "/run/blk.sock", "/run/net.sock", "/run/fs.sock" };
+
+	for (unsigned int i = 0; i < ARRAY_SIZE(vu_kinds); i++) {
+		const char *opt = vu_kinds[i][0], *val = vu_kinds[i][1];
+
+		expect_shared_refusal(PARSE("run", "--kernel", "k", opt, val), opt, socks[i]);
+		expect_shared_refusal(PARSE("run", "--kernel", "k", "--memory", "1G", opt, val), opt,
+				      socks[i]);
+		expect_shared_refusal(PARSE("run", "--kernel", "k", "--memory", "1G,shared=off", opt,
+					    val), opt, socks[i]);
+		expect_shared_refusal(PARSE("run", "--kernel", "k", opt, val, "--memory",
+					    "1G,hugepages=off"), opt, socks[i]);
+		/* Among other devices: still refused, and this one is named. */
+		expect_shared_refusal(PARSE("run", "--kernel", "k", "--disk", "path=d.img", "--net",
+					    "tap=tap0", opt, val), opt, socks[i]);
+		/* A migration's destination and a snapshot's options parse the same way. */
+		expect_shared_refusal(PARSE("run", "--incoming", "tcp:0.0.0.0:4444", "--memory", "1G",
+					    opt, val), opt, socks[i]);
+		expect_shared_refusal(PARSE("run", "--kernel", "k", opt, val, "--restore", "/snap"),
+				      opt, socks[i]);
+	}
+}
+
+Test(cli, every_vhost_user_kind_is_accepted_with_shared_or_hugepages)
+{
+	for (unsigned int i = 0; i < ARRAY_SIZE(vu_kinds); i++) {
+		const char *opt = vu_kinds[i][0], *val = vu_kinds[i][1];
+
+		cr_assert_eq(PARSE("run", "--kernel", "k", "--memory", "1G,shared=on", opt, val), 0,
+			     "%s %s: %s", opt, val, err);
+		cr_assert(cfg.mem_shared);
+		/* --memory after the device: the rule looks at the whole command line. */
+		cr_assert_eq(PARSE("run", "--kernel", "k", opt, val, "--memory", "1G,shared=on"), 0,
+			     "%s", err);
+		/* hugetlbfs RAM is a memfd a back-end can map too. */
+		cr_assert_eq(PARSE("run", "--kernel", "k", "--memory", "1G,hugepages=on", opt, val),
+			     0, "%s %s: %s", opt, val, err);
+		cr_assert_not(cfg.mem_shared);
+		cr_assert(cfg.hugepages);
+		cr_assert_eq(PARSE("run", "--incoming", "tcp:0.0.0.0:4444", "--memory",
+				   "1G,shared=on", opt, val), 0, "%s", err);
+		cr_assert_eq(PARSE("run", "--kernel", "k", "--memory", "1G,hugepages=on", opt, val,
+				   "--restore", "/snap"), 0, "%s", err);
+	}
+	/* Devices without a back-end in another process need nothing shared. */
+	cr_assert_eq(PARSE("run", "--kernel", "k", "--disk", "path=d.img", "--net", "tap=tap0"),
+		     0, "%s", err);
+}
+
 /* ---- --fs ---- */
 
 Test(cli, fs)

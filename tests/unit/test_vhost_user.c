@@ -15,6 +15,7 @@
 #include <linux/virtio_blk.h>
 #include <poll.h>
 #include <signal.h>
+#include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -204,6 +205,49 @@ Test(vhost_user, memory_without_an_fd_is_refused, .init = blk_setup, .fini = blk
 	t.regions[0] = (struct vhost_mem_region){ .gpa = 0, .size = 4096, .hva = 0x1000, .fd = -1 };
 	cr_expect_eq(vhost_user_ops.set_mem_table(&dev, &t), -EINVAL);
 	cr_expect(vhost_user_connected(&dev));
+}
+
+/*
+ * The one defensive check of the shared-RAM rule: vhost_user_create() refuses a
+ * guest_mem without an fd (private RAM) with -EINVAL, before it connects to a
+ * back-end that listens, and leaves no fd open; shared RAM is taken.
+ */
+Test(vhost_user, create_refuses_private_guest_ram_before_connecting)
+{
+	const struct guest_mem_range r = { 0, 1 << 20 };
+	struct virtio_offload_user ou = { .max_queues = 1, .backend_bits = ~0ULL };
+	struct virtio_backend *be = (void *)1;
+	struct event_loop loop;
+	char why[200] = "";
+	int fds;
+
+	signal(SIGPIPE, SIG_IGN);
+	cr_assert_eq(event_loop_init(&loop), 0);
+	vs_init(&srv, 1);
+	vs_start_listen(&srv);
+	ou.path = srv.path;
+	cr_assert_eq(guest_mem_init(&mem, &r, 1, GUEST_MEM_ANON), 0);
+	cr_assert_lt(mem.fd, 0);
+	fds = count_fds();
+	cr_expect_eq(vhost_user_create(&mem, "vub0", &loop, &ou, &be, why, sizeof(why)), -EINVAL);
+	cr_expect_null(be);
+	cr_expect(strstr(why, "shared"), "why: '%s'", why);
+	cr_expect_eq(count_fds(), fds);
+	usleep(20000);
+	cr_expect_eq(atomic_load(&srv.connections), 0);
+	guest_mem_destroy(&mem);
+
+	/* The same back-end with shared RAM: connected and set up. */
+	cr_assert_eq(guest_mem_init(&mem, &r, 1, GUEST_MEM_MEMFD), 0);
+	cr_assert_eq(vhost_user_create(&mem, "vub0", &loop, &ou, &be, why, sizeof(why)), 0, "%s",
+		     why);
+	cr_expect_not_null(be);
+	cr_expect_eq(ou.queues, 1);
+	cr_expect_eq(atomic_load(&srv.connections), 1);
+	be->ops->destroy(be);
+	vs_fini(&srv);
+	guest_mem_destroy(&mem);
+	event_loop_destroy(&loop);
 }
 
 static int disconnects;

@@ -5,8 +5,9 @@
  * fake driver through the virtio-mmio transport. The back-end is a fake
  * vhost_ops under a real struct vhost_dev (vhost/vhost.c), handed over by a
  * fake struct virtio_offload that records what the device asked for: the
- * config space, the queues, each feature bit's fate, and the refusals
- * (private guest RAM, no back-end, a back-end that cannot be reached).
+ * config space, the queues, each feature bit's fate, and the refusals (no
+ * back-end, a back-end that cannot be reached; private guest RAM is the
+ * offload's to refuse, vhost/user.c, and the models pass its refusal on).
  */
 #include <criterion/criterion.h>
 #include <endian.h>
@@ -141,6 +142,7 @@ static const struct vhost_ops fk_ops = {
 static struct {
 	int calls;
 	int fail;			/* -errno to answer with */
+	const struct guest_mem *mem;	/* the guest RAM the device handed over */
 	unsigned int serves;		/* queues the back-end serves; 0: as many as asked */
 	struct virtio_offload_user ou;
 	char path[108];
@@ -162,6 +164,7 @@ static int fk_user(const struct virtio_offload *o, const struct guest_mem *mem, 
 	int ret;
 
 	off.calls++;
+	off.mem = mem;
 	off.ou = *u;
 	snprintf(off.path, sizeof(off.path), "%s", u->path);
 	off.ou.path = off.path;
@@ -203,18 +206,12 @@ static struct virtio_fs *fs;
 static struct virtio_net *net;
 static struct virtio_mmio_dev *d;
 
-static void set_shared(bool shared)
-{
-	((struct guest_mem *)fake_host.mem)->shared = shared;
-}
-
 static void setup(void)
 {
 	fake_driver_init(FS_QUEUE_SIZE);
 	memset(&fk, 0, sizeof(fk));
 	memset(&off, 0, sizeof(off));
 	fake_host.offload = &fake_offload;
-	set_shared(true);
 	fk.offer = virtiofsd_offer;
 }
 
@@ -224,7 +221,6 @@ static void teardown(void)
 	fs = NULL;
 	virtio_net_destroy(net);
 	net = NULL;
-	set_shared(false);
 	fake_driver_fini();
 }
 
@@ -367,12 +363,18 @@ Test(vhost_user_devices, fs_driver_ok_hands_every_queue_to_the_back_end)
 	cr_assert_str_eq(fk.log, "GET_BASE 0;GET_BASE 1;", "a reset takes every queue back");
 }
 
-Test(vhost_user_devices, fs_refuses_private_guest_ram_before_asking_a_back_end)
+/*
+ * Whether guest RAM can be mapped by a back-end is the offload's check (and the
+ * command line's rule before it): the model hands over the VM's RAM and passes a
+ * refusal on.
+ */
+Test(vhost_user_devices, fs_leaves_private_guest_ram_to_the_offload)
 {
-	set_shared(false);
+	off.fail = -EINVAL;
 	cr_assert_eq(create_fs("share", 0), -EINVAL);
 	cr_assert_null(fs);
-	cr_assert_eq(off.calls, 0);
+	cr_assert_eq(off.calls, 1);
+	cr_assert_eq(off.mem, fake_host.mem, "the VM's guest RAM, as it is");
 }
 
 Test(vhost_user_devices, fs_without_a_vhost_user_offload_is_refused)
@@ -491,14 +493,16 @@ Test(vhost_user_devices, net_sends_the_back_end_only_its_own_acked_bits)
 	cr_assert_eq(fk.nkick, 2);
 }
 
-Test(vhost_user_devices, net_refuses_private_ram_and_a_missing_back_end)
+Test(vhost_user_devices, net_passes_on_the_offloads_refusals)
 {
 	struct net_options o = { .vhost_user = "/run/net.sock" };
 
-	set_shared(false);
+	/* Private guest RAM: the offload refuses (vhost/user.c), the model passes it on. */
+	off.fail = -EINVAL;
 	cr_assert_eq(create_net(&o), -EINVAL);
-	cr_assert_eq(off.calls, 0);
-	set_shared(true);
+	cr_assert_null(net);
+	cr_assert_eq(off.calls, 1);
+	cr_assert_eq(off.mem, fake_host.mem);
 	off.fail = -ENOENT;
 	cr_assert_eq(create_net(&o), -ENOENT);
 	cr_assert_null(net);
