@@ -237,18 +237,14 @@ static void blk_user_timer_event(struct event_source *src, uint32_t events)
 	ret = b->be->ops->reconnect(b->be);
 	if (!ret) {
 		blk_user_stop_timer(b);
-		log_info("%s: reconnected to the vhost-user back-end at %s; the device resumes",
-			 b->name, b->path);
-		virtio_mmio_resume(&b->dev);
+		log_info("%s: reconnected to the vhost-user back-end at %s; the device resumes%s",
+			 b->name, b->path, b->dev.vm_paused ? " when the VM does" : "");
 		/*
-		 * The dead back-end may have published used buffers and died before it
-		 * signalled them: the driver, waiting for those, would send nothing more
-		 * and the new back-end would have nothing to signal. One interrupt per
-		 * queue makes it look (at worst a spurious one).
+		 * The queues restart (and the driver gets one interrupt, for used buffers the
+		 * dead back-end may have published without signalling them) — now, or, if the
+		 * VM is paused (vm.pause, a migration's stop-and-copy), at the VM's resume.
 		 */
-		for (unsigned int q = 0; q < b->ops.nqueues; q++)
-			if (b->dev.q[q].started)
-				b->dev.q[q].call.raise(&b->dev.q[q].call);
+		virtio_mmio_backend_returned(&b->dev);
 	} else if (past(&b->deadline)) {
 		blk_user_stop_timer(b);
 		blk_user_fail(b, "its vhost-user back-end did not come back in time");
@@ -274,7 +270,7 @@ static void blk_user_disconnected(void *opaque, const char *why)
 
 		log_warn("%s: %s; the device waits up to %u s for it to come back at %s", b->name,
 			 why, b->reconnect_s, b->path);
-		virtio_mmio_pause(&b->dev);
+		virtio_mmio_backend_away(&b->dev);
 		clock_gettime(CLOCK_MONOTONIC, &b->deadline);
 		b->deadline.tv_sec += b->reconnect_s;
 		b->reconnecting = true;

@@ -20,12 +20,17 @@
  *   back-end that completes in order; then everything not yet taken), and
  *   keeps failing new ones, so guest programs get EIO instead of hanging.
  *   Other devices are not touched. A driver reset and restart fails again.
- * - with reconnect=SECONDS: the queues are paused, and every 200 ms the VMM
- *   tries to connect again; once the back-end is back the device resumes
- *   (features, the in-flight area with SET_INFLIGHT_FD, memory, rings from
- *   their positions), so requests in flight at the crash are resubmitted by
- *   a back-end with INFLIGHT_SHMFD and the guest sees no error. After
- *   SECONDS without a back-end it fails as above.
+ * - with reconnect=SECONDS: the queues are held for the back-end
+ *   (virtio_mmio_backend_away), and every 200 ms the VMM tries to connect
+ *   again; once the back-end is back the device resumes (features, the
+ *   in-flight area with SET_INFLIGHT_FD, memory, rings from their
+ *   positions), so requests in flight at the crash are resubmitted by a
+ *   back-end with INFLIGHT_SHMFD and the guest sees no error. After SECONDS
+ *   without a back-end it fails as above. The transport keeps the VM's pause
+ *   and the back-end's absence apart: a back-end that returns while the VM is
+ *   paused (vm.pause, a migration's stop-and-copy) gets its queues at the VM's
+ *   resume, and a VM resumed while the back-end is away keeps them stopped
+ *   until it returns.
  *
  * Threads: the back-end's events (disconnect, config change), the reconnect
  * timer and the kicks served while failed run on the event loop thread and

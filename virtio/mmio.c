@@ -177,12 +177,17 @@ static int virtio_mmio_start_queue(struct virtio_mmio_dev *d, unsigned int q, bo
 	return 0;
 }
 
-/* DRIVER_OK or a resume: gives the back-end the accepted features, then every ready queue. */
+/*
+ * DRIVER_OK or a resume: gives the back-end the accepted features, then every ready
+ * queue. Not while the VM or an absent back-end holds the queues (see mmio.h).
+ */
 static void virtio_mmio_start_queues(struct virtio_mmio_dev *d, bool resume)
 {
 	const struct virtio_backend_ops *be = d->backend->ops;
 	int ret;
 
+	if (d->vm_paused || d->backend_away)
+		return;
 	if (be->set_features) {
 		ret = be->set_features(d->backend, d->driver_features);
 		if (ret) {
@@ -219,9 +224,40 @@ static void virtio_mmio_reset_locked(struct virtio_mmio_dev *d)
 		d->ops->reset(d);
 }
 
+/*
+ * Restarts a live device's queues once nothing holds them, each kicked once; then
+ * the interrupt a back-end that came back owes (see virtio_mmio_backend_returned).
+ */
+static void virtio_mmio_restart(struct virtio_mmio_dev *d)
+{
+	if (d->running || d->vm_paused || d->backend_away)
+		return;
+	if (virtio_mmio_is_active(d))
+		virtio_mmio_start_queues(d, true);
+	if (d->backend_returned && d->running)
+		virtio_mmio_raise(d, VIRTIO_MMIO_INT_VRING);
+	d->backend_returned = false;
+}
+
 void virtio_mmio_pause(struct virtio_mmio_dev *d)
 {
+	d->vm_paused = true;
 	virtio_mmio_stop_queues(d);
+}
+
+void virtio_mmio_backend_away(struct virtio_mmio_dev *d)
+{
+	d->backend_away = true;
+	virtio_mmio_stop_queues(d);
+}
+
+void virtio_mmio_backend_returned(struct virtio_mmio_dev *d)
+{
+	if (!d->backend_away)
+		return;
+	d->backend_away = false;
+	d->backend_returned = true;
+	virtio_mmio_restart(d);
 }
 
 void virtio_mmio_resume(struct virtio_mmio_dev *d)
@@ -229,8 +265,8 @@ void virtio_mmio_resume(struct virtio_mmio_dev *d)
 	bool loaded = d->load_pending;
 
 	d->load_pending = false;
-	if (!d->running && virtio_mmio_is_active(d))
-		virtio_mmio_start_queues(d, true);
+	d->vm_paused = false;
+	virtio_mmio_restart(d);
 	if (!loaded)
 		return;
 	/*
@@ -521,6 +557,7 @@ int virtio_mmio_init(struct virtio_mmio_dev *d, const struct virtio_dev_ops *ops
 	d->config_size = config_size;
 	d->backend = backend;
 	d->running = false;
+	d->vm_paused = d->backend_away = d->backend_returned = false;
 	d->irq_direct = backend->ops->signals_irqfd;
 	d->device_features = (device_features | TRANSPORT_FEATURES) &
 			     backend->ops->features(backend);
@@ -861,6 +898,7 @@ int virtio_mmio_load(struct virtio_mmio_dev *d, struct sbuf *in)
 		}
 	}
 	d->load_pending = true;
+	d->vm_paused = true;	/* until the resume that finishes the load */
 	return 0;
 
 rollback:

@@ -164,6 +164,14 @@ struct virtio_mmio_dev {
 	struct virtio_mmio_queue q[VIRTIO_MMIO_MAX_QUEUES];
 	struct virtio_backend *backend;	/* the data path of the queues; owned by the device */
 	bool running;			/* the back-end's queues are started (live device) */
+	/*
+	 * What holds a live device's queues stopped; they run only when neither does:
+	 * vm_paused, the VM (virtio_mmio_pause, and a load until the resume after it);
+	 * backend_away, its back-end is gone and awaited (virtio_mmio_backend_away).
+	 * backend_returned: it came back while the VM held the device; the interrupt it
+	 * owes goes out with the VM's resume.
+	 */
+	bool vm_paused, backend_away, backend_returned;
 	bool irq_direct;		/* direct interrupt mode (above): backend->ops->signals_irqfd */
 	int irq_fd;			/* eventfd bound to gsi with irqfd */
 
@@ -207,21 +215,41 @@ uint64_t virtio_mmio_eventfd_notifies(const struct virtio_mmio_dev *d);
 void virtio_mmio_signal_config(struct virtio_mmio_dev *d);
 
 /*
- * Takes the back-end's queues back, their positions kept in d->queues (for a
- * migration's save, or to change the back-end); the driver sees no change.
+ * The VM pauses the device (vm_pause, a migration's stop-and-copy): takes the
+ * back-end's queues back, their positions kept in d->queues (for a save); the
+ * driver sees no change. Until virtio_mmio_resume() nothing restarts them — not
+ * a back-end that comes back (virtio_mmio_backend_returned), nor DRIVER_OK.
  * d->lock held.
  */
 void virtio_mmio_pause(struct virtio_mmio_dev *d);
 
 /*
- * Restarts a paused live device's queues from d->queues (their saved or
- * migrated positions), each kicked once. Does nothing unless the device is
- * live and paused. A queue the back-end cannot start sets DEVICE_NEEDS_RESET.
- * The first call after virtio_mmio_load() also finishes the load (see there:
- * an interrupt edge if one may be owed, then ops->loaded), live or not.
- * d->lock held.
+ * The VM resumes the device: restarts a live device's queues from d->queues
+ * (their saved or migrated positions), each kicked once — unless its back-end
+ * is away (virtio_mmio_backend_away): then they start when it comes back. Does
+ * nothing to queues that run. A queue the back-end cannot start sets
+ * DEVICE_NEEDS_RESET. The first call after virtio_mmio_load() also finishes the
+ * load (see there: an interrupt edge if one may be owed, then ops->loaded),
+ * live or not. d->lock held.
  */
 void virtio_mmio_resume(struct virtio_mmio_dev *d);
+
+/*
+ * The device's back-end is gone and its model waits for it to come back
+ * (vhost-user-blk's reconnect=): takes the queues back as virtio_mmio_pause()
+ * does, and holds them for the back-end: neither the VM's resume nor DRIVER_OK
+ * restarts them until virtio_mmio_backend_returned(). d->lock held.
+ */
+void virtio_mmio_backend_away(struct virtio_mmio_dev *d);
+
+/*
+ * The back-end is back: restarts a live device's queues as virtio_mmio_resume()
+ * does and sends one used-buffer interrupt (the dead back-end may have
+ * published used buffers it never signalled, and the driver, waiting for them,
+ * would send nothing more) — unless the VM has paused the device: then both
+ * wait for the VM's virtio_mmio_resume(). d->lock held.
+ */
+void virtio_mmio_backend_returned(struct virtio_mmio_dev *d);
 
 /*
  * ---- Migration ----
@@ -269,7 +297,8 @@ int virtio_mmio_save(struct virtio_mmio_dev *d, struct sbuf *out);
  * the config space is the source's (the model's load may check it against
  * config_before_load or put parts of that back); a live device has its back-end's
  * features set (set_features, so a back-end can take its internal state next) and
- * stays paused. The caller then calls virtio_mmio_resume() once, live or not: it
+ * stays paused, as by virtio_mmio_pause() (a back-end that reconnects meanwhile
+ * does not start it). The caller then calls virtio_mmio_resume() once, live or not: it
  * starts the queues from the loaded positions, each kicked once, sends one
  * interrupt edge if the source left a cause pending (or, in direct interrupt mode,
  * whenever the device is live), then runs ops->loaded.

@@ -104,8 +104,9 @@ int vm_dirty_log_get(struct vm *vm, unsigned int slot, uint64_t *bits);
  * Pauses a started VM: every vCPU out of KVM_RUN and held (its last exit
  * completed, so its state could be saved), the guest's clock frozen, every
  * virtio device's queues taken back from their back-ends with their positions
- * kept (virtio_mmio_pause: blk workers drain, vhost rings read back). The
- * guest sees nothing but time not passing. Migration's stop-and-copy starts
+ * kept (virtio_mmio_pause: blk workers drain, vhost rings read back), held
+ * until vm_resume() (a vhost-user back-end that reconnects meanwhile does not
+ * restart them). The guest sees nothing but time not passing. Migration's stop-and-copy starts
  * from here. 0; -EALREADY when already paused; -ESHUTDOWN when the VM is
  * stopping; -ETIMEDOUT when a vCPU did not stop within timeout_ms (the VM
  * then runs on as before). Not concurrently with itself, vm_resume() or
@@ -115,7 +116,8 @@ int vm_pause(struct vm *vm, unsigned int timeout_ms);
 
 /*
  * Resumes a paused VM: devices' queues restarted from their positions (each
- * kicked once), the guest's clock from where it stopped, then the vCPUs; each
+ * kicked once; a vhost-user device's whose back-end is away, when it returns),
+ * the guest's clock from where it stopped, then the vCPUs; each
  * tells the guest it was paused (no soft lockup report). 0, -EALREADY when
  * not paused, -ESHUTDOWN when the VM is stopping. Same rules as vm_pause().
  */

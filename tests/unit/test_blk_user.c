@@ -16,6 +16,7 @@
 #include <linux/virtio_mmio.h>
 #include <linux/virtio_ring.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -227,6 +228,192 @@ Test(blk_user, reconnect_resumes_the_device)
 	cr_assert(drv_wait_used(0, &id, &len, 5000));
 	cr_expect_eq(*(uint8_t *)gpa_ptr(st), VIRTIO_BLK_S_OK);
 	cr_expect_eq(*(uint8_t *)gpa_ptr(data), 6);
+	cr_expect_not(status() & VIRTIO_CONFIG_S_NEEDS_RESET);
+	drv_loop_stop();
+	d->ops->destroy(d);
+	vs_fini(&srv);
+	fake_driver_fini();
+}
+
+/*
+ * A spy on the device's back-end (the vhost-user front-end's ops, forwarded):
+ * counts the queues it is handed, and lets a test keep the back-end "away"
+ * (reconnect attempts fail) while the VM is paused or resumed.
+ */
+static struct virtio_backend_ops spy_ops;
+static const struct virtio_backend_ops *real_ops;
+static atomic_int spy_starts, spy_reconnect_tries, spy_reconnects;
+static atomic_bool spy_hold_reconnect;
+
+static int spy_start(struct virtio_backend *be, unsigned int q, const struct virtq_state *state,
+		     int kick_fd, struct virtio_call *call)
+{
+	atomic_fetch_add(&spy_starts, 1);
+	return real_ops->start(be, q, state, kick_fd, call);
+}
+
+static int spy_reconnect(struct virtio_backend *be)
+{
+	int ret;
+
+	atomic_fetch_add(&spy_reconnect_tries, 1);
+	if (atomic_load(&spy_hold_reconnect))
+		return -ECONNREFUSED;
+	ret = real_ops->reconnect(be);
+	if (!ret)
+		atomic_fetch_add(&spy_reconnects, 1);
+	return ret;
+}
+
+static void spy_install(void)
+{
+	real_ops = d->backend->ops;
+	spy_ops = *real_ops;
+	spy_ops.start = spy_start;
+	spy_ops.reconnect = spy_reconnect;
+	atomic_store(&spy_starts, 0);
+	atomic_store(&spy_reconnect_tries, 0);
+	atomic_store(&spy_reconnects, 0);
+	atomic_store(&spy_hold_reconnect, false);
+	d->backend->ops = &spy_ops;
+}
+
+/* What vm_pause / vm_resume do to each device. */
+static void vm_pause_dev(void)
+{
+	pthread_mutex_lock(&d->lock);
+	virtio_mmio_pause(d);
+	pthread_mutex_unlock(&d->lock);
+}
+
+static void vm_resume_dev(void)
+{
+	pthread_mutex_lock(&d->lock);
+	virtio_mmio_resume(d);
+	pthread_mutex_unlock(&d->lock);
+}
+
+static bool dev_running(void)
+{
+	bool r;
+
+	pthread_mutex_lock(&d->lock);
+	r = d->running;
+	pthread_mutex_unlock(&d->lock);
+	return r;
+}
+
+static uint64_t dev_interrupts(void)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&d->lock);
+	n = d->interrupts;
+	pthread_mutex_unlock(&d->lock);
+	return n;
+}
+
+static bool wait_for(atomic_int *v, int at_least)
+{
+	for (int i = 0; i < 500 && atomic_load(v) < at_least; i++)
+		usleep(10000);
+	return atomic_load(v) >= at_least;
+}
+
+/*
+ * The back-end reconnects while the VM is paused (vm.pause, a migration's
+ * stop-and-copy): the queues stay stopped — nothing is started, a request the
+ * guest made available is not served, no interrupt — until the VM resumes;
+ * then the queue starts exactly once and the request completes.
+ */
+Test(blk_user, a_reconnect_while_the_vm_is_paused_waits_for_the_resume)
+{
+	struct blk_options o = { .reconnect = 5 };
+	uint64_t st, data, irqs;
+	uint32_t id, len;
+
+	vs_init(&srv, 1);
+	vs_start_listen(&srv);
+	o.vhost_user = srv.path;
+	setup(&o);
+	drv_loop_start();
+	drv_start(d, 0);
+	st = submit_read(4, &data);
+	cr_assert(drv_wait_used(0, &id, &len, 5000));
+	cr_expect_eq(*(uint8_t *)gpa_ptr(st), VIRTIO_BLK_S_OK);
+	spy_install();
+
+	vm_pause_dev();
+	cr_assert_not(dev_running());
+	irqs = dev_interrupts();
+	/* The back-end drops the connection and takes the next one: the VMM reconnects. */
+	atomic_store(&srv.die, true);
+	cr_assert(wait_for(&srv.connections, 2));
+	cr_assert(wait_for(&spy_reconnects, 1), "the VMM reconnected");
+	/* A request the guest left before the pause is not served while the VM is paused. */
+	st = submit_read(6, &data);
+	cr_expect_not(drv_wait_used(0, &id, &len, 500), "served while the VM is paused");
+	cr_expect_eq(atomic_load(&spy_starts), 0, "a queue started while the VM is paused");
+	cr_expect_not(dev_running());
+	cr_expect_eq(dev_interrupts(), irqs, "an interrupt while the VM is paused");
+
+	/* The VM's resume starts the queue, once, and the request is served. */
+	vm_resume_dev();
+	cr_expect(dev_running());
+	cr_assert(drv_wait_used(0, &id, &len, 5000));
+	cr_expect_eq(*(uint8_t *)gpa_ptr(st), VIRTIO_BLK_S_OK);
+	cr_expect_eq(*(uint8_t *)gpa_ptr(data), 6);
+	cr_expect_gt(dev_interrupts(), irqs, "the interrupt owed after a reconnect, at the resume");
+	usleep(500000);	/* two more reconnect timer periods: nothing more happens */
+	cr_expect_eq(atomic_load(&spy_starts), 1, "the queue starts exactly once");
+	cr_expect_eq(atomic_load(&spy_reconnects), 1);
+	cr_expect_not(status() & VIRTIO_CONFIG_S_NEEDS_RESET);
+	drv_loop_stop();
+	d->ops->destroy(d);
+	vs_fini(&srv);
+	fake_driver_fini();
+}
+
+/*
+ * The converse: the VM is resumed while the back-end is still away. The queues
+ * stay with the absent back-end (not started on a dead connection, which would
+ * break the device) and start once it is back.
+ */
+Test(blk_user, a_vm_resumed_while_the_back_end_is_away_waits_for_it)
+{
+	struct blk_options o = { .reconnect = 5 };
+	uint64_t st, data;
+	uint32_t id, len;
+	int tries;
+
+	vs_init(&srv, 1);
+	vs_start_listen(&srv);
+	o.vhost_user = srv.path;
+	setup(&o);
+	drv_loop_start();
+	drv_start(d, 0);
+	spy_install();
+	atomic_store(&spy_hold_reconnect, true);
+
+	vm_pause_dev();
+	atomic_store(&srv.die, true);
+	cr_assert(wait_for(&spy_reconnect_tries, 1), "the VMM noticed the death");
+	vm_resume_dev();
+	st = submit_read(7, &data);
+	tries = atomic_load(&spy_reconnect_tries);
+	cr_assert(wait_for(&spy_reconnect_tries, tries + 2));
+	cr_expect_not(drv_used(0, &id, &len));
+	cr_expect_eq(atomic_load(&spy_starts), 0, "a queue started on a dead connection");
+	cr_expect_not(dev_running());
+	cr_expect_not(status() & VIRTIO_CONFIG_S_NEEDS_RESET);
+
+	/* The back-end is back: the queue starts once and the request is served. */
+	atomic_store(&spy_hold_reconnect, false);
+	cr_assert(wait_for(&spy_reconnects, 1));
+	cr_assert(drv_wait_used(0, &id, &len, 5000));
+	cr_expect_eq(*(uint8_t *)gpa_ptr(st), VIRTIO_BLK_S_OK);
+	cr_expect_eq(*(uint8_t *)gpa_ptr(data), 7);
+	cr_expect_eq(atomic_load(&spy_starts), 1);
 	cr_expect_not(status() & VIRTIO_CONFIG_S_NEEDS_RESET);
 	drv_loop_stop();
 	d->ops->destroy(d);

@@ -1195,3 +1195,105 @@ Test(virtio_mmio, load_into_running_queues_is_refused)
 	cr_assert_eq(load(&dst, w.data, w.len), -EBUSY);
 	sbuf_free(&w);
 }
+
+/*
+ * ---- What holds the queues: the VM's pause and an absent back-end ----
+ * vhost-user-blk's reconnect= holds the queues while its back-end is away
+ * (virtio_mmio_backend_away) and restarts them when it is back; the VM's pause
+ * (vm_pause, a migration's stop-and-copy) holds them too. The queues run only
+ * when neither holds them.
+ */
+
+Test(virtio_mmio, a_back_end_back_while_the_vm_is_paused_waits_for_the_resume)
+{
+	init_dev();
+	go_live();
+	cr_assert_eq(dev.starts[0] + dev.starts[1], 2);
+	virtio_mmio_pause(&dev.vdev);
+	virtio_mmio_backend_away(&dev.vdev);
+	edges_of(&dev);
+	/* The back-end is back, the VM still paused: nothing starts, no interrupt. */
+	virtio_mmio_backend_returned(&dev.vdev);
+	cr_assert_not(dev.vdev.running);
+	cr_assert_eq(dev.starts[0] + dev.starts[1], 2, "no queue started while the VM is paused");
+	cr_assert_eq(edges_of(&dev), 0);
+	cr_assert_eq(kicks_of(&dev, 0) + kicks_of(&dev, 1), 0);
+	/* The VM's resume starts each queue once, kicked once, with the interrupt owed. */
+	virtio_mmio_resume(&dev.vdev);
+	cr_assert(dev.vdev.running);
+	for (unsigned int q = 0; q < 2; q++) {
+		cr_assert_eq(dev.starts[q], 2, "queue %u started once more", q);
+		cr_assert_eq(kicks_of(&dev, q), 1);
+	}
+	cr_assert_eq(edges_of(&dev), 1, "one interrupt for what the dead back-end left");
+	cr_assert(rd(VIRTIO_MMIO_INTERRUPT_STATUS) & VIRTIO_MMIO_INT_VRING);
+	/* That interrupt is owed once: later pauses and resumes are plain ones. */
+	wr(VIRTIO_MMIO_INTERRUPT_ACK, VIRTIO_MMIO_INT_VRING);
+	virtio_mmio_pause(&dev.vdev);
+	virtio_mmio_resume(&dev.vdev);
+	cr_assert_eq(dev.starts[0] + dev.starts[1], 6);
+	cr_assert_eq(edges_of(&dev), 0);
+}
+
+Test(virtio_mmio, the_vms_resume_leaves_the_queues_to_an_absent_back_end)
+{
+	init_dev();
+	go_live();
+	virtio_mmio_backend_away(&dev.vdev);
+	cr_assert_not(dev.vdev.running);
+	cr_assert_eq(dev.stops[0] + dev.stops[1], 2);
+	virtio_mmio_pause(&dev.vdev);
+	virtio_mmio_resume(&dev.vdev);
+	cr_assert_not(dev.vdev.running, "the back-end is still away");
+	cr_assert_eq(dev.starts[0] + dev.starts[1], 2);
+	cr_assert_not(rd(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET);
+	edges_of(&dev);
+	/* Back, with the VM running: started now, once, with one interrupt. */
+	virtio_mmio_backend_returned(&dev.vdev);
+	cr_assert(dev.vdev.running);
+	cr_assert_eq(dev.starts[0], 2);
+	cr_assert_eq(dev.starts[1], 2);
+	cr_assert_eq(edges_of(&dev), 1);
+	/* A return without an absence changes nothing. */
+	virtio_mmio_backend_returned(&dev.vdev);
+	cr_assert_eq(dev.starts[0] + dev.starts[1], 4);
+	cr_assert_eq(edges_of(&dev), 0);
+}
+
+Test(virtio_mmio, driver_ok_waits_for_an_absent_back_end)
+{
+	init_dev();
+	virtio_mmio_backend_away(&dev.vdev);
+	go_live();
+	cr_assert_eq(dev.activations, 1);
+	cr_assert_not(dev.vdev.running);
+	cr_assert_eq(dev.starts[0] + dev.starts[1], 0);
+	cr_assert_eq(rd(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET, 0);
+	virtio_mmio_backend_returned(&dev.vdev);
+	cr_assert(dev.vdev.running);
+	cr_assert_eq(dev.starts[0], 1);
+	cr_assert_eq(dev.starts[1], 1);
+	cr_assert_eq(kicks_of(&dev, 0), 1, "kicks the driver sent meanwhile are looked at");
+}
+
+/* A destination's device stays paused from its load to its resume, back-end or not. */
+Test(virtio_mmio, a_loaded_device_waits_for_the_resume_whatever_its_back_end_does)
+{
+	struct sbuf w;
+
+	busy_source(&test_backend_ops);
+	save(&dev, &w);
+	init_mig(&dst, &mig_ops, BASE2, &test_backend_ops, sizeof(dst.config));
+	cr_assert_eq(load(&dst, w.data, w.len), 0);
+	virtio_mmio_backend_away(&dst.vdev);
+	virtio_mmio_backend_returned(&dst.vdev);
+	cr_assert_not(dst.vdev.running);
+	cr_assert_eq(dst.starts[0] + dst.starts[1], 0);
+	cr_assert_eq(dst.loaded_calls, 0);
+	virtio_mmio_resume(&dst.vdev);
+	cr_assert(dst.vdev.running);
+	cr_assert_eq(dst.starts[0], 1);
+	cr_assert_eq(dst.starts[1], 1);
+	cr_assert_eq(dst.loaded_calls, 1);
+	sbuf_free(&w);
+}
