@@ -657,7 +657,7 @@ for hop in 1 2; do
 	# at the destination both streams go on: the network's bridge learned the guest's MAC
 	wait_flow $((up1 + MIB)) $((down1 + MIB)) 60 || {
 		ok=FAIL
-		note "the streams did not go on at the destination (peer at the migration's end: up $up1, down $down1)"
+		note "the streams did not go on at the destination (peer at the migration's end: up $up1, down $down1; until released it stops $((NET_BYTES / MIB - 4)) MiB in)"
 		show_peer
 		show_run "$name"
 	}
