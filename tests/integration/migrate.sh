@@ -351,6 +351,7 @@ wait_beat restored "$snap_beat" 120 || { ok=FAIL; note "no heartbeat after the r
 first=$(tr -d '\r' <"$WORK/restored.out" | sed -n 's/^VMMTEST-BEAT \([0-9]*\) .*/\1/p' | head -n1)
 [[ -n $first ]] && ((first <= snap_beat + 40)) || { ok=FAIL; note "the restored guest's first beat is $first; the snapshot was taken near $snap_beat"; }
 result "$ok" "vmm run --restore: the guest continues from the snapshot (first beat $first, snapshot near beat $snap_beat)"
+RESTORED_BE=$CUR # the restored VM's back-ends
 CUR=restored CUR_SOCK=$WORK/restored.sock
 
 # ---- the guest checks its records ----
@@ -360,13 +361,26 @@ exit_of "$CUR" 120
 rc=$ERC
 recs=$(tr -d '\r' <"$WORK/$CUR.out" | sed -n 's/^VMMTEST-RECORDS //p' | head -n1)
 ok=OK
-[[ $rc == 0 && $recs == *" ok "* ]] || { ok=FAIL; note "vmm exit $rc; records: '$recs'"; show_run "$CUR"; }
+if [[ $rc != 0 || $recs != *" ok "* ]]; then
+	ok=FAIL
+	note "vmm exit $rc; records: '$recs'"
+	if [[ $rc == running ]]; then # what it was doing, then out of part 2's way
+		record_threads "${PID[$CUR]}" >"$WORK/$CUR.threads" 2>&1 || true
+		show "$WORK/$CUR.threads" "$CUR: vmm's threads" 80
+		kill -KILL "${PID[$CUR]}" 2>/dev/null || true
+	fi
+	show_run "$CUR"
+	show "$WORK/$RESTORED_BE.blk.log" "$CUR: its vmm-vhost-user-blk's log ($RESTORED_BE.blk.log)"
+fi
 result "$ok" "every record written across the migrations and the restore reads back: no gap, no duplicate, no corruption, the counter only grew ($recs)"
 file=$(tr -d '\r' <"$WORK/$CUR.out" | sed -n 's/^VMMTEST-FILE //p' | head -n1)
-check "the file held open on the virtiofs share across every migration is still usable: every line there, in order, no failed write ($file)" \
-	'[[ $file == "ok "* ]]' "VMMTEST-FILE: '$file'"
+ok=OK
+[[ $file == "ok "* ]] || { ok=FAIL; note "VMMTEST-FILE: '$file'"; }
+result "$ok" "the file held open on the virtiofs share across every migration is still usable: every line there, in order, no failed write ($file)"
 lines=$(wc -l <"$WORK/share/open.txt" 2>/dev/null || echo 0)
-check "the host sees the open file's lines in the shared directory ($lines)" '((lines > 0))' ""
+ok=OK
+((lines > 0)) || ok=FAIL
+result "$ok" "the host sees the open file's lines in the shared directory ($lines)"
 
 # ==== part 2: kernel vhost-net and vhost-vsock across migrations ====
 phase "part 2: a guest on kernel vhost-net and vhost-vsock"
