@@ -21,6 +21,26 @@
 #   then the guest is told to stop (a control disk), reads every record back and reports: no
 #   gap, no duplicate, no corruption, the counter only grew; and reads the open file back
 #   through the same descriptor: every line, in order, no failed write.
+# Part 2, kernel vhost: a second guest (2 vCPUs, 512 MiB) with --net tap=tap0,vhost=on and
+# --vsock. Each host has a persistent tap0 in a bridge whose uplink (a veth pair) joins a
+# bridge in a third namespace, the network, where a peer (Python) listens: after a
+# migration the guest's MAC is behind the other host's tap, and the network's bridge learns
+# it from the guest's next frame (vmm sends no announcement of its own). The guest streams
+# 64 MiB from /dev/urandom to the peer and the peer 64 MiB of its own to the guest, both at
+# once over TCP, the peer pacing both at 1 MiB/s until it is told to go at full speed, so
+# both are mid-way through each migration:
+#   - A → B → A: each migration exits 0 and both streams go on at the destination;
+#   - the guest receives during the migrations, so kernel vhost-net's dirty log is what
+#     brings the pages it wrote to the destination: the guest's sha256 of the 64 MiB it
+#     received matches the peer's, and the peer's of what it received the guest's; neither
+#     side saw a reset or an error;
+#   - vhost-vsock: host A and host B are one kernel here, whose vhost-vsock cids are global,
+#     so the destination has another cid (A: N, B: N+1; vmm keeps the destination's in the
+#     device's config space and sends VIRTIO_VSOCK_EVENT_TRANSPORT_RESET after the load, and
+#     the guest's driver reads the cid again). A client here sends 4 MiB to a server in the
+#     guest, which answers with their sha256: before the first migration (cid N), and in a
+#     new connection after each migration, to the destination's cid. A guest still on the
+#     old cid would answer from it, and vhost-vsock drops such packets.
 # Usage: tests/integration/migrate.sh PATH/TO/vmm PATH/TO/mig_guest (meson passes them)
 # shellcheck disable=SC2016 # check's conditions are single-quoted: lib.sh evaluates them
 set -euo pipefail
@@ -40,6 +60,10 @@ BLK_BACKEND=$(cd "$(dirname "$VMM")/../vhost" && pwd)/vmm-vhost-user-blk
 need "$BLK_BACKEND" "build it: meson compile -C build"
 ((EUID == 0)) || bail "the migrate suite runs virtiofsd and network namespaces as root — run it as root (scripts/with-kvm's nested L1 does)"
 PY=$(command -v python3) || bail "python3 is missing — install it (scripts/install-deps)"
+SOCAT=/usr/bin/socat
+need "$SOCAT" "run scripts/install-deps (Debian package socat)"
+[[ -c /dev/vhost-net && -c /dev/vhost-vsock ]] ||
+	bail "/dev/vhost-net or /dev/vhost-vsock is missing — modprobe vhost_net vhost_vsock (scripts/nested's L1 loads them)"
 
 MIB=$((1024 * 1024))
 CMDLINE="console=ttyS0 quiet loglevel=4 panic=-1"
@@ -63,7 +87,10 @@ echo "VMMTEST-READY"
 echo "VMMTEST-EXIT $?"
 poweroff -f
 GUEST
-BASE=$("$REPO/scripts/mkinitramfs" guest-base --add-modules "fuse virtiofs") || bail "scripts/mkinitramfs guest-base --add-modules 'fuse virtiofs' failed"
+# One base for both guests (one archive to build and cache): virtiofs for part 1, AF_VSOCK's
+# virtio transport (dependencies first) for part 2.
+GUEST_MODULES="fuse virtiofs vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport"
+BASE=$("$REPO/scripts/mkinitramfs" guest-base --add-modules "$GUEST_MODULES") || bail "scripts/mkinitramfs guest-base --add-modules '$GUEST_MODULES' failed"
 "$REPO/scripts/mkinitramfs" overlay "$WORK/overlay.cpio" --init "$WORK/init" \
 	--file "$MIG_GUEST:/mig_guest" || bail "scripts/mkinitramfs overlay failed"
 cat "$BASE" "$WORK/overlay.cpio" >"$WORK/initrd"
@@ -324,6 +351,7 @@ wait_beat restored "$snap_beat" 120 || { ok=FAIL; note "no heartbeat after the r
 first=$(tr -d '\r' <"$WORK/restored.out" | sed -n 's/^VMMTEST-BEAT \([0-9]*\) .*/\1/p' | head -n1)
 [[ -n $first ]] && ((first <= snap_beat + 40)) || { ok=FAIL; note "the restored guest's first beat is $first; the snapshot was taken near $snap_beat"; }
 result "$ok" "vmm run --restore: the guest continues from the snapshot (first beat $first, snapshot near beat $snap_beat)"
+RESTORED_BE=$CUR # the restored VM's back-ends
 CUR=restored CUR_SOCK=$WORK/restored.sock
 
 # ---- the guest checks its records ----
@@ -333,11 +361,344 @@ exit_of "$CUR" 120
 rc=$ERC
 recs=$(tr -d '\r' <"$WORK/$CUR.out" | sed -n 's/^VMMTEST-RECORDS //p' | head -n1)
 ok=OK
-[[ $rc == 0 && $recs == *" ok "* ]] || { ok=FAIL; note "vmm exit $rc; records: '$recs'"; show_run "$CUR"; }
+if [[ $rc != 0 || $recs != *" ok "* ]]; then
+	ok=FAIL
+	note "vmm exit $rc; records: '$recs'"
+	if [[ $rc == running ]]; then # what it was doing, then out of part 2's way
+		record_threads "${PID[$CUR]}" >"$WORK/$CUR.threads" 2>&1 || true
+		show "$WORK/$CUR.threads" "$CUR: vmm's threads" 80
+		kill -KILL "${PID[$CUR]}" 2>/dev/null || true
+	fi
+	show_run "$CUR"
+	show "$WORK/$RESTORED_BE.blk.log" "$CUR: its vmm-vhost-user-blk's log ($RESTORED_BE.blk.log)"
+fi
 result "$ok" "every record written across the migrations and the restore reads back: no gap, no duplicate, no corruption, the counter only grew ($recs)"
 file=$(tr -d '\r' <"$WORK/$CUR.out" | sed -n 's/^VMMTEST-FILE //p' | head -n1)
-check "the file held open on the virtiofs share across every migration is still usable: every line there, in order, no failed write ($file)" \
-	'[[ $file == "ok "* ]]' "VMMTEST-FILE: '$file'"
+ok=OK
+[[ $file == "ok "* ]] || { ok=FAIL; note "VMMTEST-FILE: '$file'"; }
+result "$ok" "the file held open on the virtiofs share across every migration is still usable: every line there, in order, no failed write ($file)"
 lines=$(wc -l <"$WORK/share/open.txt" 2>/dev/null || echo 0)
-check "the host sees the open file's lines in the shared directory ($lines)" '((lines > 0))' ""
+ok=OK
+((lines > 0)) || ok=FAIL
+result "$ok" "the host sees the open file's lines in the shared directory ($lines)"
+
+# ==== part 2: kernel vhost-net and vhost-vsock across migrations ====
+phase "part 2: a guest on kernel vhost-net and vhost-vsock"
+NSP=vmmmigP$$
+PEER_IP=10.232.0.1 GUEST_IP=10.232.0.2 GUEST_MAC=52:54:00:12:34:58
+UP_PORT=5021 DOWN_PORT=5022 VSOCK_PORT=6021
+NET_BYTES=$((64 * MIB))
+NET_RATE=$((1 * MIB)) # bytes/s each way until the peer is released
+VDATA_BYTES=$((4 * MIB))
+CID_A=$((1000 + $$ % 50000)) # vhost-vsock cids are global in this kernel: B's is CID_A + 1
+CID_B=$((CID_A + 1))
+
+# ---- the network: a bridge per host (tap0 and the uplink up0), joined in namespace P ----
+"$IP" netns add "$NSP" && at_exit "'$IP' netns del $NSP"
+"$IP" -n "$NSP" link set lo up
+"$IP" -n "$NSP" link add br0 type bridge || bail "cannot create a bridge (the bridge module)"
+"$IP" -n "$NSP" addr add "$PEER_IP/24" dev br0
+for h in A B; do
+	ns=$NSA
+	[[ $h == B ]] && ns=$NSB
+	"$IP" -n "$ns" link add br0 type bridge
+	"$IP" -n "$ns" tuntap add dev tap0 mode tap >"$WORK/tap.log" 2>&1 ||
+		bail "cannot create tap0 in host $h's namespace ($(cat "$WORK/tap.log")) — the tun module and root are needed"
+	"$IP" -n "$ns" link add up0 type veth peer name "from$h" netns "$NSP"
+	"$IP" -n "$ns" link set tap0 master br0
+	"$IP" -n "$ns" link set up0 master br0
+	"$IP" -n "$NSP" link set "from$h" master br0
+	for l in br0 tap0 up0; do "$IP" -n "$ns" link set "$l" up; done
+	"$IP" -n "$NSP" link set "from$h" up
+done
+"$IP" -n "$NSP" link set br0 up
+
+# ---- the guest ----
+mkdir -p "$WORK/net-overlay"
+cat >"$WORK/net-overlay/env" <<EOF
+GUEST_MAC=$GUEST_MAC
+GUEST_IP=$GUEST_IP
+PEER_IP=$PEER_IP
+UP_PORT=$UP_PORT
+DOWN_PORT=$DOWN_PORT
+VSOCK_PORT=$VSOCK_PORT
+NET_BYTES=$NET_BYTES
+EOF
+cat >"$WORK/net-init" <<'GUEST'
+#!/bin/sh
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+. /vmmtest/env
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+/sbin/load-modules >/dev/null 2>&1
+iface='' i=0
+while [ -z "$iface" ] && [ $i -lt 100 ]; do
+	for n in /sys/class/net/*; do
+		read -r a <"$n/address"
+		[ "$a" = "$GUEST_MAC" ] && iface=${n##*/}
+	done
+	[ -n "$iface" ] || sleep 0.1
+	i=$((i + 1))
+done
+echo "VMMTEST-NET-IFACE ${iface:-none}"
+[ -n "$iface" ] || { poweroff -f; sleep 5; }
+ip link set "$iface" up
+ip addr add "$GUEST_IP/24" dev "$iface"
+# AF_VSOCK: each connection's bytes come back as their sha256
+socat "VSOCK-LISTEN:$VSOCK_PORT,fork" EXEC:sha256sum &
+ping -c 2 -W 10 "$PEER_IP" >/tmp/ping 2>&1
+echo "VMMTEST-NET-READY $(grep 'packets transmitted' /tmp/ping)"
+# both ways at once: the pattern goes out and through a fifo to sha256sum, what comes in
+# straight into sha256sum (nothing kept). The sender waits for the peer's close (-t), so
+# everything it sent has arrived before the guest powers off.
+mkfifo /tmp/txf
+sha256sum </tmp/txf >/tmp/txsha &
+shapid=$!
+( head -c "$NET_BYTES" /dev/urandom | tee /tmp/txf |
+	socat -t 120 STDIO "TCP:$PEER_IP:$UP_PORT,connect-timeout=30" >/dev/null; echo $? >/tmp/txrc ) &
+txpid=$!
+( { socat -u "TCP:$PEER_IP:$DOWN_PORT,connect-timeout=30" STDOUT; echo $? >/tmp/rxrc; } |
+	sha256sum >/tmp/rxsha ) &
+rxpid=$!
+wait $txpid
+wait $shapid
+wait $rxpid
+read -r txsha _ </tmp/txsha
+read -r rxsha _ </tmp/rxsha
+echo "VMMTEST-NET-TX $(cat /tmp/txrc) $txsha"
+echo "VMMTEST-NET-RX $(cat /tmp/rxrc) $rxsha"
+poweroff -f
+GUEST
+"$REPO/scripts/mkinitramfs" overlay "$WORK/net-overlay.cpio" --init "$WORK/net-init" \
+	--file "$WORK/net-overlay:/vmmtest" --binary "$SOCAT" || bail "scripts/mkinitramfs overlay failed"
+cat "$BASE" "$WORK/net-overlay.cpio" >"$WORK/net-initrd"
+head -c "$NET_BYTES" /dev/urandom >"$WORK/down.bin"
+sha_of "$WORK/down.bin" DOWN_SHA
+head -c "$VDATA_BYTES" /dev/urandom >"$WORK/vdata"
+sha_of "$WORK/vdata" VDATA_SHA
+
+# ---- the peer in the network's namespace ----
+# Takes the guest's stream on UP_PORT and sends down.bin on DOWN_PORT, each paced at RATE
+# bytes/s (and stopping 4 MiB short of the end) until the file "release" exists; writes
+# "up BYTES", "down BYTES" and at the end "up_done BYTES SHA256" / "down_done BYTES" (or
+# "up_error" / "down_error" WHAT) to peer.status, replaced whole every 0.25 s.
+"$IP" netns exec "$NSP" "$PY" - "$WORK" "$PEER_IP" "$UP_PORT" "$DOWN_PORT" "$NET_BYTES" "$NET_RATE" \
+	<<'PEER' >"$WORK/peer.log" 2>&1 &
+import hashlib, os, socket, sys, threading, time
+work, host = sys.argv[1], sys.argv[2]
+up_port, down_port, total, rate = (int(a) for a in sys.argv[3:7])
+release = os.path.join(work, "release")
+cap = total - 4 * 1024 * 1024
+moved = {"up": 0, "down": 0}
+final = {}
+
+def listener(port):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * 1024) # the pace reaches the guest
+    s.bind((host, port))
+    s.listen(1)
+    s.settimeout(600)
+    return s
+
+def allowed(t0, done):
+    """How many bytes may move now: None once released."""
+    if os.path.exists(release):
+        return None
+    return min(cap, int(rate * (time.monotonic() - t0))) - done
+
+def up(ls):
+    try:
+        c, _ = ls.accept()
+        c.settimeout(120)
+        h, t0 = hashlib.sha256(), time.monotonic()
+        while True:
+            n = allowed(t0, moved["up"])
+            if n is not None and n <= 0:
+                time.sleep(0.05)
+                continue
+            b = c.recv(65536 if n is None else min(65536, n))
+            if not b:
+                break
+            h.update(b)
+            moved["up"] += len(b)
+        c.close()
+        final["up_done"] = "%d %s" % (moved["up"], h.hexdigest())
+    except Exception as e:
+        final["up_error"] = repr(e)
+
+def down(ls):
+    try:
+        with open(os.path.join(work, "down.bin"), "rb") as f:
+            data = memoryview(f.read())
+        c, _ = ls.accept()
+        c.settimeout(120)
+        t0, off = time.monotonic(), 0
+        while off < len(data):
+            n = allowed(t0, off)
+            if n is not None and n <= 0:
+                time.sleep(0.05)
+                continue
+            off += c.send(data[off:off + (65536 if n is None else min(65536, n))])
+            moved["down"] = off
+        c.shutdown(socket.SHUT_WR)
+        while c.recv(4096):
+            pass
+        c.close()
+        final["down_done"] = "%d" % off
+    except Exception as e:
+        final["down_error"] = repr(e)
+
+def write_status():
+    tmp = os.path.join(work, "peer.status.tmp")
+    with open(tmp, "w") as f:
+        f.write("up %d\ndown %d\n" % (moved["up"], moved["down"]))
+        for k, v in list(final.items()):
+            f.write("%s %s\n" % (k, v))
+    os.replace(tmp, os.path.join(work, "peer.status"))
+
+threads = [threading.Thread(target=up, args=(listener(up_port),), daemon=True),
+           threading.Thread(target=down, args=(listener(down_port),), daemon=True)]
+for t in threads:
+    t.start()
+while any(t.is_alive() for t in threads):
+    write_status()
+    time.sleep(0.25)
+write_status()
+PEER
+PEER_PID=$!
+at_exit "kill -KILL $PEER_PID 2>/dev/null || true"
+
+declare -A PEER=()
+# peer_status: PEER[up], PEER[down], PEER[up_done] ... from peer.status (builtins only).
+peer_status() {
+	local k v
+	PEER=()
+	[[ -f $WORK/peer.status ]] || return 0
+	while read -r k v; do [[ -n $k ]] && PEER[$k]=$v; done <"$WORK/peer.status"
+	return 0
+}
+# wait_flow UP DOWN SECONDS: until the peer has received more than UP bytes and sent more
+# than DOWN; true if it did.
+wait_flow() {
+	local t=$((SECONDS + $3))
+	while ((SECONDS < t)); do
+		peer_status
+		((${PEER[up]:-0} > $1 && ${PEER[down]:-0} > $2)) && return 0
+		nap 0.25
+	done
+	return 1
+}
+# show_peer: the peer's status and log, as diagnostics.
+show_peer() {
+	note "peer: $(tr '\n' ';' <"$WORK/peer.status" 2>/dev/null)"
+	show "$WORK/peer.log" "peer log"
+}
+# net_opts CID: the second guest's device options into NET_OPTS.
+net_opts() {
+	NET_OPTS=(--kernel "$KERNEL" --initrd "$WORK/net-initrd" --cmdline "$CMDLINE" --cpus 2
+		--memory 512M --net "tap=tap0,mac=$GUEST_MAC,vhost=on" --vsock "cid=$1")
+}
+# vsock_check NAME CID WHEN: a new AF_VSOCK connection from here to the guest (run NAME) at
+# CID sends vdata; the guest's server answers with its sha256.
+vsock_check() {
+	local name=$1 cid=$2 when=$3 rc=0 got='' ok=OK
+	: >"$WORK/vreply"
+	timeout 90 "$SOCAT" -t 60 - "VSOCK-CONNECT:$cid:$VSOCK_PORT" <"$WORK/vdata" \
+		>"$WORK/vreply" 2>"$WORK/vsock.err" || rc=$?
+	read -r got _ <"$WORK/vreply" || true
+	if [[ $rc != 0 || $got != "$VDATA_SHA" ]]; then
+		ok=FAIL
+		note "socat: exit $rc, '$(tr '\n' ' ' <"$WORK/vsock.err")'; the guest's answer: '$got'; sent: $VDATA_SHA"
+		show_run "$name"
+	fi
+	result "$ok" "vhost-vsock $when: a new connection from here to cid $cid carries 4 MiB to the guest, whose sha256 of them comes back and matches"
+}
+# net_marks KEY: the value of the second guest's "KEY value" line on any host's console.
+net_marks() {
+	local f line v=''
+	for f in "$WORK"/net*.out; do
+		[[ -f $f ]] || continue
+		while IFS= read -r line || [[ -n $line ]]; do
+			line=${line//$'\r'/}
+			[[ $line == "$1 "* ]] && v=${line#"$1" }
+		done <"$f"
+	done
+	echo "$v"
+}
+
+phase "part 2: booting the second guest on host A"
+wait_text "$WORK/peer.status" "up 0" 60 || { show_peer; bail "the peer did not start"; }
+net_opts "$CID_A"
+start net0 "$NSA" run -v "${NET_OPTS[@]}" --api-socket "$WORK/net0.sock"
+ok=OK
+wait_text "$WORK/net0.out" "VMMTEST-NET-READY" "$BOOT_TIMEOUT" || { ok=FAIL; note "the guest did not get ready"; }
+[[ $ok == FAIL ]] || wait_flow $MIB $MIB 60 || { ok=FAIL; note "the streams did not start"; show_peer; }
+[[ $ok == OK ]] || show_run net0
+result "$ok" "the second guest boots on host A (tap0 in a bridge, vhost=on; vhost-vsock cid $CID_A) and streams over TCP both ways ($(net_marks VMMTEST-NET-READY))"
+[[ $ok == OK ]] || finish
+vsock_check net0 "$CID_A" "before the migrations"
+
+NCUR=net0 NCUR_SOCK=$WORK/net0.sock
+NET_HOSTS=("$NSB" "$NSA") NET_ADDRS=("$ADDR_B" "$ADDR_A") NET_CIDS=("$CID_B" "$CID_A")
+for hop in 1 2; do
+	k=$((hop - 1))
+	name=net$hop
+	phase "part 2: migration $hop: to host ${LETTERS[k]}"
+	peer_status
+	up0=${PEER[up]:-0} down0=${PEER[down]:-0}
+	net_opts "${NET_CIDS[k]}"
+	start "$name" "${NET_HOSTS[k]}" run -v --incoming "tcp:${NET_ADDRS[k]}:$PORT" "${NET_OPTS[@]}" \
+		--api-socket "$WORK/$name.sock"
+	wait_text "$WORK/$name.err" "waiting for a migration" 60 || true
+	MIG_RC=0
+	MIG_OUT=$("$VMM" migrate --api-socket "$NCUR_SOCK" --to "tcp:${NET_ADDRS[k]}:$PORT" 2>&1) || MIG_RC=$?
+	exit_of "$NCUR" 30
+	SRC_RC=$ERC
+	peer_status
+	up1=${PEER[up]:-0} down1=${PEER[down]:-0}
+	summary=$(grep '^migrated to' <<<"$MIG_OUT" || true)
+	ok=OK
+	[[ $MIG_RC == 0 && -n $summary ]] || { ok=FAIL; note "vmm migrate: exit $MIG_RC: $MIG_OUT"; }
+	[[ $SRC_RC == 0 ]] || { ok=FAIL; note "the source vmm: $SRC_RC (want exit 0)"; show_run "$NCUR"; }
+	if [[ -n ${PEER[up_done]-}${PEER[down_done]-}${PEER[up_error]-}${PEER[down_error]-} ]] ||
+		((up0 >= NET_BYTES || down0 >= NET_BYTES)); then
+		ok=FAIL
+		note "the streams were not mid-way when the migration started"
+		show_peer
+	fi
+	# at the destination both streams go on: the network's bridge learned the guest's MAC
+	wait_flow $((up1 + MIB)) $((down1 + MIB)) 60 || {
+		ok=FAIL
+		note "the streams did not go on at the destination (peer at the migration's end: up $up1, down $down1; until released it stops $((NET_BYTES / MIB - 4)) MiB in)"
+		show_peer
+		show_run "$name"
+	}
+	result "$ok" "part 2, migration $hop (to host ${LETTERS[k]}): vmm migrate exits 0, the source exits 0, both TCP streams on vhost-net go on there (peer: up $((up0 / MIB)) → $((up1 / MIB)) MiB, down $((down0 / MIB)) → $((down1 / MIB)) MiB during it; ${summary:-no summary})"
+	[[ $ok == OK ]] || finish
+	NCUR=$name NCUR_SOCK=$WORK/$name.sock
+	vsock_check "$name" "${NET_CIDS[k]}" "after migration $hop (host ${LETTERS[k]}'s cid)"
+done
+
+phase "part 2: the streams at full speed"
+: >"$WORK/release"
+t=$((SECONDS + 240))
+while [[ -z $(net_marks VMMTEST-NET-RX) ]] && ((SECONDS < t)); do nap 0.5; done
+wait_gone "$PEER_PID" 30 || true
+peer_status
+tx=$(net_marks VMMTEST-NET-TX) rx=$(net_marks VMMTEST-NET-RX)
+ok=OK
+[[ $tx == "0 "* && ${PEER[up_done]-} == "$NET_BYTES ${tx#0 }" && -z ${PEER[up_error]-} ]] || ok=FAIL
+[[ $ok == OK ]] || { note "guest (exit of its socat, sha256 of what it sent): '$tx'"; show_peer; show_run "$NCUR"; }
+result "$ok" "guest → peer: the 64 MiB the guest sent over TCP across both migrations arrive intact, no reset (sha256 ${tx#0 })"
+ok=OK
+[[ $rx == "0 $DOWN_SHA" && ${PEER[down_done]-} == "$NET_BYTES" && -z ${PEER[down_error]-} ]] || ok=FAIL
+[[ $ok == OK ]] || { note "guest (exit of its socat, sha256 of what it received): '$rx'; sent: $DOWN_SHA"; show_peer; show_run "$NCUR"; }
+result "$ok" "peer → guest: the 64 MiB the guest received over TCP across both migrations (vhost-net's writes during them logged and sent) are intact, no reset"
+exit_of "$NCUR" 60
+ok=OK
+[[ $ERC == 0 ]] || { ok=FAIL; note "vmm: $ERC (want exit 0 once the guest powers off)"; show_run "$NCUR"; }
+result "$ok" "the second guest powers off at the last destination and its vmm exits 0"
+phase "done"
 finish
