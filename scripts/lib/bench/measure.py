@@ -29,6 +29,7 @@ import time
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402  (scripts/lib/bench/common.py)
+import migrate  # noqa: E402  (scripts/lib/bench/migrate.py)
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MARKER_RE = re.compile(r"BENCH-([A-Z]+)(?: (.*))?$")
@@ -1322,6 +1323,11 @@ def main():
     ap.add_argument("--thp", default="keep")
     ap.add_argument("--vsock-mib", type=int, default=128)
     ap.add_argument("--vsock-ops", type=int, default=5000)
+    ap.add_argument("--mig-cases", default=",".join(common.MIG_CASES))
+    ap.add_argument("--mig-dirty", type=int, default=16)
+    ap.add_argument("--mig-wss", type=int, default=128)
+    ap.add_argument("--mig-downtime", type=int, default=300)
+    ap.add_argument("--mig-beat", type=int, default=10)
     ap.add_argument("suites", nargs="+")
     args = ap.parse_args()
 
@@ -1347,6 +1353,15 @@ def main():
         log(f"measuring {', '.join(args.suites)} ({args.runs} run(s) each for vmm and QEMU), "
             f"{meta['where']}, {meta['cpus']} CPUs, load {meta['loadavg_start']}")
         warm_qemu(w.qemu)
+        if "migrate" in args.suites:
+            try:
+                with open(os.path.join(args.work, "migrate.json")) as fh:
+                    q10 = json.load(fh).get("qemu10")
+                if q10:
+                    warm_qemu(os.path.join(os.path.dirname(q10), "..", "root", "usr", "bin",
+                                           "qemu-system-x86_64"))
+            except (OSError, ValueError):
+                pass
         meta["suites"] = {}
         t_all = time.monotonic()
         for s in args.suites:
@@ -1361,6 +1376,11 @@ def main():
                 f = net_suite(w, args.runs, args.out, args.iperf_time)
             elif s == "vsock":
                 f = vsock_suite(w, args.runs, args.out, args.vsock_mib << 20, args.vsock_ops)
+            elif s == "migrate":
+                opts = {"cases": [c for c in args.mig_cases.split(",") if c],
+                        "dirty_mib": args.mig_dirty, "wss_mib": args.mig_wss,
+                        "downtime_ms": args.mig_downtime, "beat_ms": args.mig_beat}
+                f = migrate.migrate_suite(w, args.runs, args.out, opts, CSVOut, order)
             else:
                 raise SystemExit(f"unknown suite {s}")
             failures += f
