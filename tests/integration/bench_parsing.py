@@ -488,6 +488,25 @@ class MigrateParseTest(unittest.TestCase):
         self.assertEqual(g.counters["dirty"], [(2.0, 5)])
         self.assertEqual(g.errors, ["error: boom"])
 
+    def test_console_bytes_are_timed_whole_lines_or_not(self):
+        r, w = os.pipe()
+        g = migrate.Guest("t", [], "ns", os.devnull, 0.0)
+        g.console, g.fd = open(os.devnull, "wb"), r
+        os.set_blocking(r, False)
+        self.assertTrue(g.read(5.0))  # nothing there yet
+        self.assertIsNone(g.t_first_byte)
+        os.write(w, b"H1;\nH2")
+        g.read(6.0)
+        os.write(w, b";\n")
+        g.read(7.0)
+        os.close(w)
+        self.assertFalse(g.read(8.0))
+        g.console.close()
+        os.close(r)
+        self.assertEqual((g.t_first_byte, g.t_last_byte), (6.0, 7.0))
+        self.assertEqual(g.beats, [(6.0, 1), (7.0, 2)])
+        self.assertTrue(g.eof)
+
     def beats(self, t_pause, t_resume, period=0.01, n_before=400, n_after=300, first_dst_seq=None):
         out, seq, t = [], 0, t_pause - n_before * period
         while t <= t_pause + 1e-9:
@@ -579,6 +598,9 @@ class MigrateParseTest(unittest.TestCase):
         self.assertEqual(a[a.index("--cpus") + 1], str(migrate.GUEST_CPUS))
         qi = migrate.qemu_argv(t, "idle", opts, "/s/qmp", "/s/be")
         self.assertNotIn("memory-backend-memfd", " ".join(qi))
+        self.assertNotIn("-bios", qi)
+        qb = migrate.qemu_argv(dict(t, qemu10_bios="/c/qboot.rom"), "vublk", opts, "/s/qmp", "/s/be")
+        self.assertEqual(qb[qb.index("-bios") + 1], "/c/qboot.rom")
         self.assertEqual(migrate.backend_argv(t, "vublk", "vmm", "dst", "/dev/loop3", "/s/b", "/sh"),
                          ["/w/vub", "--socket", "/s/b", "--image", "/dev/loop3"])
         self.assertIn("driver=host_device,node-name=disk0,filename=/dev/loop3",

@@ -317,6 +317,10 @@ def mig_metrics(cases=None):
                    "{:,.1f}", scale=1 / (1 << 20), short="reported bytes"),
             Metric("migrate", c, "max_stall_ms", "longest heartbeat gap, request to 3 s after", "ms",
                    "{:,.0f}", short="longest stall"),
+            Metric("migrate", c, "console_gap_ms", "console silent across the switchover", "ms",
+                   "{:,.0f}", short="console gap"),
+            Metric("migrate", c, "resume_beat_ms", "destination's first output to its first heartbeat",
+                   "ms", "{:,.0f}", short="first heartbeat after resume"),
             Metric("migrate", c, "passes", "passes over RAM", "", "{:.0f}"),
         ]
         if c == "dirty":

@@ -22,6 +22,9 @@ Measured per migration (one CSV row):
                     from the destination (includes up to one heartbeat period)
   max_stall_ms      the largest gap between heartbeats from the request to 3 s after the
                     switchover (pre-copy's own stalls show here)
+  console_gap_ms    the console's silence across the switchover: its last byte from the
+                    source to its first from the destination (part of a line counts)
+  resume_beat_ms    from that first byte to the destination's first whole heartbeat
   vmm_total_ms, vmm_downtime_ms, vmm_bytes, passes: what the VMM itself reports (vmm: GET
                     vm.migration's total_ms, downtime_ms, bytes, iteration; QEMU:
                     query-migrate's total-time, downtime, ram.transferred, ram.dirty-sync-count)
@@ -188,6 +191,7 @@ class Guest:
         self.ready = set()
         self.errors = []
         self.p = None
+        self.t_first_byte = self.t_last_byte = None  # console bytes, whole lines or not
 
     def start(self):
         self.console = open(self.log_path, "wb")
@@ -233,6 +237,10 @@ class Guest:
             chunk = os.read(self.fd, 65536)
         except BlockingIOError:
             return True
+        if chunk:
+            if self.t_first_byte is None:
+                self.t_first_byte = t
+            self.t_last_byte = t
         if not chunk:
             if self.buf:
                 self.line(self.buf.decode("utf-8", "replace").replace("\r", ""), t)
@@ -506,6 +514,12 @@ def qemu_argv(t, case, opts, qmp_sock, backend_sock, incoming=None):
     argv = [t["qemu10"], *base, *mem, "-smp", str(GUEST_CPUS), "-m", f"{GUEST_MIB}M",
             "-kernel", t["kernel"], "-initrd", t["initrd"], "-append", guest_cmdline(case, opts),
             "-qmp", f"unix:{qmp_sock},server=on,wait=off"]
+    if t.get("qemu10_bios"):
+        # microvm's own firmware, qboot (QEMU 7.2's default there too): Debian's QEMU 10 makes
+        # bios-microvm.bin a SeaBIOS build, which drives a virtio-blk disk itself from
+        # outside the guest's RAM, and a vhost-user-blk back-end refuses those buffers
+        # (qemu-storage-daemon: "vu_panic: virtio: invalid address for buffers").
+        argv += ["-bios", t["qemu10_bios"]]
     if case == "vublk":
         argv += ["-chardev", f"socket,id=vu0,path={backend_sock}", "-device", "vhost-user-blk,chardev=vu0"]
     elif case == "fs":
@@ -666,6 +680,13 @@ def one_migration(t, case, kind, run_no, index, out, opts, disk, share):
         sw = switchover(beats, t0)
         row.update({k: sw[k] for k in ("guest_downtime_ms", "max_stall_ms", "beats_lost", "beat_period_ms")})
         row["total_s"] = sw["t_dst_first"] - t0
+        # Finer than whole heartbeats: the console's silence across the switchover (its last
+        # byte from the source to its first from the destination — neither VMM writes
+        # anything else there) and how long after its first byte the destination's first
+        # whole heartbeat came (a guest slow to get going again there).
+        if src.t_last_byte is not None and dst.t_first_byte is not None:
+            row["console_gap_ms"] = (dst.t_first_byte - src.t_last_byte) * 1000
+            row["resume_beat_ms"] = (sw["t_dst_first"] - dst.t_first_byte) * 1000
         row["wire_bytes"] = None if wire0 is None or wire1 is None else wire1 - wire0
         if row["wire_bytes"] is None:
             add_unmeasured(row, "bytes on the veth: ip -s -j link show gave no counters")
@@ -740,7 +761,7 @@ def add_unmeasured(d, why):
 
 
 MIG_COLUMNS = ["run", "vmm", "job", "status", "error", "total_s", "guest_downtime_ms",
-               "max_stall_ms", "beat_period_ms", "beats_lost", "vmm_total_ms", "vmm_downtime_ms",
+               "max_stall_ms", "beat_period_ms", "beats_lost", "console_gap_ms", "resume_beat_ms", "vmm_total_ms", "vmm_downtime_ms",
                "vmm_bytes", "passes", "wire_bytes", "dirty_mib_s", "load_on_dest", "boot_s",
                "unmeasured", "note"]
 
@@ -751,7 +772,8 @@ def migrate_suite(w, runs, out, opts, csv_out, order):
     with open(os.path.join(w.work, "migrate.json")) as f:
         tools = json.load(f)
     t = {"vmm": w.vmm, "kernel": w.kernel, "initrd": w.initrd("migrate"), "scratch": w.scratch,
-         "vub": w.vub, "qemu10": tools.get("qemu10"), "qsd10": tools.get("qsd10"),
+         "vub": w.vub, "qemu10": tools.get("qemu10"), "qemu10_bios": tools.get("qemu10_bios"),
+         "qsd10": tools.get("qsd10"),
          "virtiofsd": tools.get("virtiofsd")}
     cases = opts["cases"]
     csvf = csv_out(os.path.join(out, "migrate.csv"), MIG_COLUMNS)
