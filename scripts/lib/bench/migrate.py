@@ -676,6 +676,15 @@ def one_migration(t, case, kind, run_no, index, out, opts, disk, share):
                                  f"migration's end")
         pump(guests, AFTER_S + 0.5)
         wire1 = veth_bytes(NS[0], VETH[0], "tx")
+        # The guest goes on where it was, not afresh: a destination whose guest crashed and
+        # rebooted (QEMU and vmm reboot a guest that resets) prints its boot lines again and
+        # restarts its heartbeat at 1.
+        if dst.ready:
+            raise StepFailed(f"the guest booted afresh at the destination (MIGBENCH-{sorted(dst.ready)[0]} "
+                             "again): it crashed or reset after the migration — see the console logs")
+        if src.beats and dst.beats[0][1] <= src.beats[-1][1]:
+            raise StepFailed(f"the heartbeat went back from {src.beats[-1][1]} at the source to "
+                             f"{dst.beats[0][1]} at the destination: not the same guest run")
         beats = [(tt, s, "src") for tt, s in src.beats] + [(tt, s, "dst") for tt, s in dst.beats]
         sw = switchover(beats, t0)
         row.update({k: sw[k] for k in ("guest_downtime_ms", "max_stall_ms", "beats_lost", "beat_period_ms")})
