@@ -615,6 +615,23 @@ class MigrateParseTest(unittest.TestCase):
         self.assertIsNone(migrate.missing(dict(t, qsd10=None), "vublk", "vmm"))
 
 
+class AttemptTest(unittest.TestCase):
+    def test_an_earlier_attempts_results_are_kept_not_overwritten(self):
+        with tempfile.TemporaryDirectory() as d:
+            measure.keep_attempt(d)  # nothing there: nothing moved
+            self.assertEqual(os.listdir(d), [])
+            for n in (1, 2):
+                os.makedirs(os.path.join(d, "logs"))
+                for f in ("migrate.csv", "meta.json", "logs/x.log"):
+                    with open(os.path.join(d, f), "w") as fh:
+                        fh.write(str(n))
+                measure.keep_attempt(d)
+            self.assertEqual(sorted(os.listdir(d)), ["attempt-1", "attempt-2"])
+            with open(os.path.join(d, "attempt-2", "logs", "x.log")) as fh:
+                self.assertEqual(fh.read(), "2")
+            self.assertTrue(os.path.exists(os.path.join(d, "attempt-1", "migrate.csv")))
+
+
 class MigrateReportTest(unittest.TestCase):
     def report(self, rows, cases, runs=1):
         with tempfile.TemporaryDirectory() as d:

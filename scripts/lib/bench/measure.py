@@ -1312,6 +1312,24 @@ def environment(w, args):
     }
 
 
+def keep_attempt(out):
+    """scripts/bench empties the output directory before it starts; what is in it now was
+    measured by an earlier attempt of this same run (scripts/nested runs the command again in
+    a fresh L1 when the emulated machine failed). Moved to out/attempt-N/ rather than
+    overwritten: the report covers the last attempt, the earlier ones stay for a look."""
+    names = [n for n in os.listdir(out) if n == "logs" or n == "meta.json" or n.endswith(".csv")]
+    if not names:
+        return
+    n = 1
+    while os.path.exists(os.path.join(out, f"attempt-{n}")):
+        n += 1
+    dest = os.path.join(out, f"attempt-{n}")
+    os.makedirs(dest)
+    for name in names:
+        os.rename(os.path.join(out, name), os.path.join(dest, name))
+    log(f"the output directory had an earlier attempt's results (the L1 was restarted): moved to {dest}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", required=True)
@@ -1331,6 +1349,7 @@ def main():
     ap.add_argument("suites", nargs="+")
     args = ap.parse_args()
 
+    keep_attempt(args.out)
     os.makedirs(os.path.join(args.out, "logs"), exist_ok=True)
     scratch = tempfile.mkdtemp(prefix="vmm-bench.", dir=os.environ.get("TMPDIR", "/tmp"))
     failures = 0

@@ -21,7 +21,8 @@ Measured per migration (one CSV row):
   guest_downtime_ms the gap between the last heartbeat from the source and the first
                     from the destination (includes up to one heartbeat period)
   max_stall_ms      the largest gap between heartbeats from the request to 3 s after the
-                    switchover (pre-copy's own stalls show here)
+                    switchover, or later if the guest was silent then (pre-copy's own stalls
+                    show here; a guest silent for 20 s at the destination fails the run)
   console_gap_ms    the console's silence across the switchover: its last byte from the
                     source to its first from the destination (part of a line counts)
   resume_beat_ms    from that first byte to the destination's first whole heartbeat
@@ -65,6 +66,8 @@ LISTEN_LIMIT = 60         # destination started -> it listens
 MIGRATE_LIMIT = 600       # migrate request -> completed or failed
 DEST_BEAT_LIMIT = 60      # completion -> first heartbeat on the destination
 AFTER_S = 3.0             # heartbeats watched on the destination after the first one
+STUCK_S = 1.5             # no heartbeat for this long at the end of that: stalled or stuck,
+STUCK_WAIT = 20           # stuck if none comes within this
 POLL_S = 0.1              # progress queries (both VMMs alike)
 QEMU_NO_CAP = 100 << 30   # QEMU's max-bandwidth (its default caps at 128 MiB/s; vmm has none)
 
@@ -675,6 +678,22 @@ def one_migration(t, case, kind, run_no, index, out, opts, disk, share):
                 raise StepFailed(f"no heartbeat from the destination within {DEST_BEAT_LIMIT} s of the "
                                  f"migration's end")
         pump(guests, AFTER_S + 0.5)
+        # A guest silent at the end of that: stalled (it goes on: a long stall, counted) or
+        # stuck (it does not within STUCK_WAIT: the migration failed).
+        silent = time.monotonic() - dst.beats[-1][0]
+        if silent > STUCK_S:
+            n, t_x = len(dst.beats), time.monotonic()
+            while len(dst.beats) == n and time.monotonic() - t_x < STUCK_WAIT:
+                pump(guests, 0.2)
+            if len(dst.beats) == n:
+                raise StepFailed(f"the guest's heartbeat at the destination stopped "
+                                 f"{dst.beats[-1][0] - dst.beats[0][0]:.1f} s after it resumed there "
+                                 f"(beat {dst.beats[-1][1]}; nothing for {time.monotonic() - dst.beats[-1][0]:.1f} s)")
+            row["note"] = (f"the guest's heartbeat at the destination paused for "
+                           f"{dst.beats[n][0] - dst.beats[n - 1][0]:.1f} s, "
+                           f"{dst.beats[n - 1][0] - dst.beats[0][0]:.1f} s after it resumed there")
+            pump(guests, 1.0)
+        t_end = time.monotonic()
         wire1 = veth_bytes(NS[0], VETH[0], "tx")
         # The guest goes on where it was, not afresh: a destination whose guest crashed and
         # rebooted (QEMU and vmm reboot a guest that resets) prints its boot lines again and
@@ -685,8 +704,9 @@ def one_migration(t, case, kind, run_no, index, out, opts, disk, share):
         if src.beats and dst.beats[0][1] <= src.beats[-1][1]:
             raise StepFailed(f"the heartbeat went back from {src.beats[-1][1]} at the source to "
                              f"{dst.beats[0][1]} at the destination: not the same guest run")
+
         beats = [(tt, s, "src") for tt, s in src.beats] + [(tt, s, "dst") for tt, s in dst.beats]
-        sw = switchover(beats, t0)
+        sw = switchover(beats, t0, after_s=t_end - dst.beats[0][0])
         row.update({k: sw[k] for k in ("guest_downtime_ms", "max_stall_ms", "beats_lost", "beat_period_ms")})
         row["total_s"] = sw["t_dst_first"] - t0
         # Finer than whole heartbeats: the console's silence across the switchover (its last
