@@ -662,7 +662,7 @@ class MigrateReportTest(unittest.TestCase):
         self.assertEqual(nfail, 0)
         met = {(r["job"], r["metric"]): r["met"] for r in summary}
         self.assertEqual(met[("idle", "guest_downtime_ms")], "yes")    # 60 ≤ 0.5 × 150
-        self.assertEqual(met[("idle", "vmm_downtime_ms")], "yes")
+        self.assertEqual(met[("idle", "vmm_downtime_ms")], "")       # not the same clock: no target
         self.assertEqual(met[("idle", "total_s")], "yes")
         self.assertEqual(met[("idle", "wire_bytes")], "yes")
         self.assertEqual(met[("dirty", "guest_downtime_ms")], "no")    # 100 > 75

@@ -297,16 +297,18 @@ def offload_targets(suite):
 
 def mig_metrics(cases=None):
     """Per migrate case: the issue's targets (downtime ≤ 0.5× QEMU's, total time and bytes
-    ≤ 1.0×) on the figures measured the same way for both VMMs — the guest's heartbeat
-    gap, the harness's clock, the bytes on the veth — and on the downtime each VMM reports;
-    the rest informational."""
+    ≤ 1.0×) on the figures measured the same way for both VMMs — the guest's heartbeat gap,
+    the harness's clock, the bytes on the veth. What each VMM reports is informational: the
+    two do not count the same thing (QEMU's downtime ends when its source has sent the last
+    byte, before the destination has loaded and started the guest; vmm's at the
+    destination's acknowledgement that its guest runs; QEMU's bytes are RAM only)."""
     out = []
     for c in cases or MIG_CASES:
         out += [
             Metric("migrate", c, "guest_downtime_ms", "downtime the guest saw", "ms", "{:,.0f}",
                    ("ratio_max", 0.5), short="guest-seen downtime"),
             Metric("migrate", c, "vmm_downtime_ms", "downtime the VMM reports", "ms", "{:,.0f}",
-                   ("ratio_max", 0.5), short="reported downtime"),
+                   short="reported downtime"),
             Metric("migrate", c, "total_s", "total time, request to the guest running there", "s",
                    "{:.2f}", ("ratio_max", 1.0), short="total time"),
             Metric("migrate", c, "wire_bytes", "bytes on the wire", "MiB", "{:,.1f}",
