@@ -10,11 +10,17 @@ exceeds the exact run time). Also: vmm's guest RAM is found in smaps for each ba
 vhost-vsock): their command lines, the alternation, the vhost worker's and back-end's CPU kept
 apart from the VMM's non-vCPU threads, vsock-bench's result lines, and the offload table's
 targets (met / NO / n/a, a variant not run is n/a with its reason and not a failure).
+The migrate suite: the guest's console lines (a heartbeat cut by the switchover does not
+count), the downtime the guest saw from the heartbeats' arrival times (no destination beat:
+no figure, not 0), each VMM's own figures (QEMU's bytes are ram.transferred, never its
+ram.total), the veth's counters, the command lines of both ends, and its report (targets,
+cases not asked for are neither failures nor rows, a failed case is FAIL).
 
 Usage: tests/integration/bench_parsing.py (meson runs it in the harness suite)
 """
 
 import csv
+import json
 import os
 import sys
 import tempfile
@@ -25,6 +31,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(REPO, "scripts", "lib", "bench"))
 import common  # noqa: E402
 import measure  # noqa: E402
+import migrate  # noqa: E402
 import report  # noqa: E402
 
 MIB = 1 << 20
@@ -450,6 +457,252 @@ class OffloadReportTest(unittest.TestCase):
         rr = {m.key: m for m in common.metrics("vsock") if m.job == "rr"}
         self.assertFalse(rr["median_us"].met(400, 300))
         self.assertIsNone(rr["median_us"].met(None, 300))
+
+
+class MigrateParseTest(unittest.TestCase):
+    def test_console_lines(self):
+        self.assertEqual(migrate.parse_line("H123;"), ("beat", 123))
+        self.assertEqual(migrate.parse_line("H123;\r"), ("beat", 123))
+        self.assertIsNone(migrate.parse_line("H12"))       # cut by the switchover
+        self.assertIsNone(migrate.parse_line("3;"))
+        self.assertIsNone(migrate.parse_line("xH12;"))
+        self.assertEqual(migrate.parse_line("D4096;"), ("dirty", 4096))
+        self.assertEqual(migrate.parse_line("W77;"), ("disk", 77))
+        self.assertEqual(migrate.parse_line("F9;"), ("file", 9))
+        self.assertEqual(migrate.parse_line("MIGBENCH-READY beat=10 dirty=0"), ("ready", "READY"))
+        self.assertEqual(migrate.parse_line("MIGBENCH-DIRTY-READY 32768 pages"), ("ready", "DIRTY-READY"))
+        self.assertEqual(migrate.parse_line("MIGBENCH-ERROR disk: write 5 failed: EIO"),
+                         ("error", "disk: write 5 failed: EIO"))
+        self.assertEqual(migrate.parse_line("BENCH-ERROR no /dev/vda"), ("error", "no /dev/vda"))
+        self.assertEqual(migrate.parse_line("[ 1.0] Kernel panic - not syncing")[0], "panic")
+        self.assertIsNone(migrate.parse_line("BENCH-INFO migrate case idle"))
+        self.assertEqual(migrate.ready_needed("dirty"), {"READY", "DIRTY-READY"})
+
+    def test_guest_lines_are_timestamped_and_a_cut_beat_dropped(self):
+        g = migrate.Guest("t", [], "ns", os.devnull, 0.0)
+        g.console = open(os.devnull, "wb")
+        g.feed(b"H1;\r\nH2;\r\nH", 1.0)
+        g.feed(b"3;\nH2;\nD5;\nMIGBENCH-ERROR boom\n", 2.0)
+        g.console.close()
+        self.assertEqual(g.beats, [(1.0, 1), (1.0, 2), (2.0, 3)])  # a repeated number is not a beat
+        self.assertEqual(g.counters["dirty"], [(2.0, 5)])
+        self.assertEqual(g.errors, ["error: boom"])
+
+    def test_console_bytes_are_timed_whole_lines_or_not(self):
+        r, w = os.pipe()
+        g = migrate.Guest("t", [], "ns", os.devnull, 0.0)
+        g.console, g.fd = open(os.devnull, "wb"), r
+        os.set_blocking(r, False)
+        self.assertTrue(g.read(5.0))  # nothing there yet
+        self.assertIsNone(g.t_first_byte)
+        os.write(w, b"H1;\nH2")
+        g.read(6.0)
+        os.write(w, b";\n")
+        g.read(7.0)
+        os.close(w)
+        self.assertFalse(g.read(8.0))
+        g.console.close()
+        os.close(r)
+        self.assertEqual((g.t_first_byte, g.t_last_byte), (6.0, 7.0))
+        self.assertEqual(g.beats, [(6.0, 1), (7.0, 2)])
+        self.assertTrue(g.eof)
+
+    def beats(self, t_pause, t_resume, period=0.01, n_before=400, n_after=300, first_dst_seq=None):
+        out, seq, t = [], 0, t_pause - n_before * period
+        while t <= t_pause + 1e-9:
+            seq += 1
+            out.append((t, seq, "src"))
+            t += period
+        seq = first_dst_seq - 1 if first_dst_seq else seq
+        t = t_resume
+        for _ in range(n_after):
+            seq += 1
+            out.append((t, seq, "dst"))
+            t += period
+        return out
+
+    def test_switchover_gap_and_stall(self):
+        b = self.beats(10.0, 10.25)
+        sw = migrate.switchover(b, t0=7.0)
+        self.assertAlmostEqual(sw["guest_downtime_ms"], 250, places=3)
+        self.assertAlmostEqual(sw["max_stall_ms"], 250, places=3)
+        self.assertAlmostEqual(sw["beat_period_ms"], 10, places=3)
+        self.assertEqual(sw["beats_lost"], 0)
+        self.assertAlmostEqual(sw["t_dst_first"], 10.25)
+
+    def test_stall_in_precopy_is_not_the_downtime(self):
+        b = [x for x in self.beats(10.0, 10.05) if not 8.0 < x[0] < 8.4]
+        sw = migrate.switchover(b, t0=7.0)
+        self.assertAlmostEqual(sw["guest_downtime_ms"], 50, places=3)
+        self.assertGreaterEqual(sw["max_stall_ms"], 400)
+
+    def test_lost_beats_are_counted(self):
+        b = self.beats(10.0, 10.3, first_dst_seq=405)
+        sw = migrate.switchover(b, t0=7.0)
+        self.assertEqual(sw["beats_lost"], 405 - 401 - 1)
+
+    def test_no_destination_beat_is_no_figure(self):
+        b = [x for x in self.beats(10.0, 10.3) if x[2] == "src"]
+        sw = migrate.switchover(b, t0=7.0)
+        self.assertIsNone(sw["guest_downtime_ms"])
+        self.assertIsNone(sw["max_stall_ms"])
+        self.assertIsNone(sw["t_dst_first"])
+        self.assertAlmostEqual(sw["beat_period_ms"], 10, places=3)
+
+    def test_vmm_and_qemu_figures(self):
+        v = migrate.vmm_figures({"state": "completed", "total_ms": 2140, "downtime_ms": 61,
+                                 "bytes": 137573171, "iteration": 3})
+        self.assertEqual(v, {"vmm_total_ms": 2140, "vmm_downtime_ms": 61, "vmm_bytes": 137573171,
+                             "passes": 3})
+        q = migrate.qemu_figures({"status": "completed", "total-time": 5300, "downtime": 73,
+                                  "setup-time": 4, "ram": {"transferred": 91800000,
+                                                           "total": 537726976,
+                                                           "dirty-sync-count": 4}})
+        self.assertEqual(q, {"vmm_total_ms": 5300, "vmm_downtime_ms": 73, "vmm_bytes": 91800000,
+                             "passes": 4})
+        self.assertEqual(migrate.qemu_figures({"status": "completed"})["vmm_bytes"], None)
+
+    def test_link_bytes_and_rates(self):
+        js = json.dumps([{"ifname": "vbmA", "stats64": {"rx": {"bytes": 10}, "tx": {"bytes": 99}}}])
+        self.assertEqual(migrate.link_bytes(js, "tx"), 99)
+        self.assertIsNone(migrate.link_bytes("", "tx"))
+        self.assertIsNone(migrate.link_bytes("[]", "tx"))
+        self.assertIsNone(migrate.link_bytes(json.dumps([{"ifname": "x"}]), "tx"))
+        s = [(1.0, 0), (2.0, 4096), (3.0, 8192), (9.0, 99999)]
+        self.assertAlmostEqual(migrate.rate_between(s, 0.5, 3.5), 4096)
+        self.assertIsNone(migrate.rate_between(s, 1.5, 2.5))
+
+    def test_both_ends_command_lines(self):
+        t = {"vmm": "/w/vmm", "qemu10": "/c/qemu10/bin/qemu-system-x86_64", "kernel": "/w/vmlinuz",
+             "initrd": "/w/migrate.initrd", "vub": "/w/vub", "qsd10": "/c/qsd", "virtiofsd": "/c/vfs"}
+        opts = {"beat_ms": 10, "dirty_mib": 16, "wss_mib": 128, "downtime_ms": 300}
+        a = migrate.vmm_argv(t, "dirty", opts, "/s/api", "/s/be")
+        self.assertIn("512M", a)
+        self.assertIn("bench.dirty=16", " ".join(a))
+        self.assertNotIn("--incoming", a)
+        d = migrate.vmm_argv(t, "dirty", opts, "/s/api2", "/s/be", incoming="tcp:10.233.0.2:4461")
+        self.assertEqual(d[:len(a) - 2], a[:len(a) - 2])  # the same VM, its own API socket
+        self.assertEqual(d[-2:], ["--incoming", "tcp:10.233.0.2:4461"])
+        v = migrate.vmm_argv(t, "vublk", opts, "/s/api", "/s/be")
+        self.assertIn("512M,shared=on", v)
+        self.assertIn("vhost-user=/s/be", v)
+        f = migrate.vmm_argv(t, "fs", opts, "/s/api", "/s/be")
+        self.assertIn(f"vhost-user=/s/be,tag={migrate.FS_TAG}", f)
+        q = migrate.qemu_argv(t, "vublk", opts, "/s/qmp", "/s/be", incoming="tcp:10.233.0.2:4462")
+        self.assertIn("microvm,acpi=on,memory-backend=mem0", q)
+        self.assertIn("vhost-user-blk,chardev=vu0", q)
+        self.assertEqual(q[-2:], ["-incoming", "tcp:10.233.0.2:4462"])
+        self.assertIn("unix:/s/qmp,server=on,wait=off", q)
+        self.assertIn("-smp", q)
+        self.assertEqual(q[q.index("-smp") + 1], str(migrate.GUEST_CPUS))
+        self.assertEqual(a[a.index("--cpus") + 1], str(migrate.GUEST_CPUS))
+        qi = migrate.qemu_argv(t, "idle", opts, "/s/qmp", "/s/be")
+        self.assertNotIn("memory-backend-memfd", " ".join(qi))
+        self.assertNotIn("-bios", qi)
+        qb = migrate.qemu_argv(dict(t, qemu10_bios="/c/qboot.rom"), "vublk", opts, "/s/qmp", "/s/be")
+        self.assertEqual(qb[qb.index("-bios") + 1], "/c/qboot.rom")
+        self.assertEqual(migrate.backend_argv(t, "vublk", "vmm", "dst", "/dev/loop3", "/s/b", "/sh"),
+                         ["/w/vub", "--socket", "/s/b", "--image", "/dev/loop3"])
+        self.assertIn("driver=host_device,node-name=disk0,filename=/dev/loop3",
+                      migrate.backend_argv(t, "vublk", "qemu", "dst", "/dev/loop3", "/s/b", "/sh"))
+        self.assertIn("driver=file,node-name=disk0,filename=/x.img",
+                      migrate.backend_argv(t, "vublk", "qemu", "src", "/x.img", "/s/b", "/sh"))
+        self.assertIn("--shared-dir=/sh", migrate.backend_argv(t, "fs", "qemu", "src", None, "/s/b", "/sh"))
+        self.assertIsNone(migrate.backend_argv(t, "idle", "vmm", "src", None, "/s/b", "/sh"))
+        self.assertIsNone(migrate.missing(t, "fs", "qemu"))
+        self.assertIn("fetch-qemu10", migrate.missing(dict(t, qemu10=""), "idle", "qemu"))
+        self.assertIn("fetch-qsd", migrate.missing(dict(t, qsd10=None), "vublk", "qemu"))
+        self.assertIsNone(migrate.missing(dict(t, qsd10=None), "vublk", "vmm"))
+
+
+class AttemptTest(unittest.TestCase):
+    def test_an_earlier_attempts_results_are_kept_not_overwritten(self):
+        with tempfile.TemporaryDirectory() as d:
+            measure.keep_attempt(d)  # nothing there: nothing moved
+            self.assertEqual(os.listdir(d), [])
+            for n in (1, 2):
+                os.makedirs(os.path.join(d, "logs"))
+                for f in ("migrate.csv", "meta.json", "logs/x.log"):
+                    with open(os.path.join(d, f), "w") as fh:
+                        fh.write(str(n))
+                measure.keep_attempt(d)
+            self.assertEqual(sorted(os.listdir(d)), ["attempt-1", "attempt-2"])
+            with open(os.path.join(d, "attempt-2", "logs", "x.log")) as fh:
+                self.assertEqual(fh.read(), "2")
+            self.assertTrue(os.path.exists(os.path.join(d, "attempt-1", "migrate.csv")))
+
+
+class MigrateReportTest(unittest.TestCase):
+    def report(self, rows, cases, runs=1):
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "migrate.csv"), "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=migrate.MIG_COLUMNS, extrasaction="ignore")
+                w.writeheader()
+                for r in rows:
+                    w.writerow({k: measure.fmt_csv(r.get(k)) for k in migrate.MIG_COLUMNS})
+            rows = report.load_rows(os.path.join(d, "migrate.csv"))
+            meta = {"suites": {"migrate": {"cases": cases}}}
+            sd = report.SuiteData("migrate", rows, runs, report.migrate_cases(meta, rows))
+            return report.suite_markdown(sd, meta, {})
+
+    def row(self, kind, case, **kv):
+        r = {"run": 1, "vmm": kind, "job": case, "status": "ok", "total_s": 9.0,
+             "guest_downtime_ms": 150.0, "vmm_downtime_ms": 120, "wire_bytes": 100 << 20,
+             "vmm_bytes": 90 << 20, "vmm_total_ms": 8000, "max_stall_ms": 150.0, "passes": 3}
+        r.update(kv)
+        return r
+
+    def test_targets_and_cases_not_asked(self):
+        rows = [self.row("vmm", "idle", guest_downtime_ms=60.0, vmm_downtime_ms=40,
+                         total_s=8.0, wire_bytes=80 << 20),
+                self.row("qemu", "idle"),
+                self.row("vmm", "dirty", guest_downtime_ms=100.0, vmm_downtime_ms=70),
+                self.row("qemu", "dirty")]
+        lines, summary, nfail = self.report(rows, ["idle", "dirty"])
+        self.assertEqual(nfail, 0)
+        met = {(r["job"], r["metric"]): r["met"] for r in summary}
+        self.assertEqual(met[("idle", "guest_downtime_ms")], "yes")    # 60 ≤ 0.5 × 150
+        self.assertEqual(met[("idle", "vmm_downtime_ms")], "")       # not the same clock: no target
+        self.assertEqual(met[("idle", "total_s")], "yes")
+        self.assertEqual(met[("idle", "wire_bytes")], "yes")
+        self.assertEqual(met[("dirty", "guest_downtime_ms")], "no")    # 100 > 75
+        self.assertEqual(met[("dirty", "total_s")], "yes")             # equal: ≤ 1.0×
+        self.assertEqual(met[("idle", "max_stall_ms")], "")           # informational
+        self.assertFalse(any(r["job"] in ("vublk", "fs") for r in summary))
+        text = "\n".join(lines)
+        self.assertIn("idle guest: downtime the guest saw (ms)", text)
+        self.assertIn("| 100.0 |", text)  # 100 MiB on the wire
+
+    def test_failed_and_unmeasured_cases(self):
+        rows = [self.row("vmm", "vublk", guest_downtime_ms=None, total_s=None, status="fail",
+                         error="vmm's migration failed: boom"),
+                self.row("qemu", "vublk"),
+                self.row("vmm", "fs", wire_bytes=None, unmeasured="bytes on the veth: no counters"),
+                self.row("qemu", "fs")]
+        lines, summary, nfail = self.report(rows, ["vublk", "fs"])
+        self.assertEqual(nfail, 1)
+        text = "\n".join(lines)
+        self.assertIn("FAIL (see below)", text)
+        self.assertIn("vmm's migration failed: boom", text)
+        met = {(r["job"], r["metric"]): r["met"] for r in summary}
+        self.assertEqual(met[("vublk", "guest_downtime_ms")], "n/a")
+        self.assertEqual(met[("fs", "wire_bytes")], "n/a")
+        self.assertIn("not measured: bytes on the veth: no counters", text)
+
+    def test_case_not_run_is_na_with_its_reason(self):
+        rows = [self.row("vmm", "fs"),
+                {"run": 1, "vmm": "qemu", "job": "fs", "status": "skipped",
+                 "error": "virtiofsd 1.13 is not in the cache (scripts/fetch-peers)"}]
+        lines, summary, nfail = self.report(rows, ["fs"])
+        self.assertEqual(nfail, 0)
+        text = "\n".join(lines)
+        self.assertIn("n/a — not run", text)
+        self.assertTrue(all(r["met"] in ("n/a", "") for r in summary))
+
+    def test_cases_from_the_csv_without_meta(self):
+        rows = [{"job": "dirty"}, {"job": "idle"}]
+        self.assertEqual(report.migrate_cases({}, rows), ["idle", "dirty"])
+        self.assertEqual(report.migrate_cases({}, None), common.MIG_CASES)
 
 
 if __name__ == "__main__":

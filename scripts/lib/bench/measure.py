@@ -29,6 +29,7 @@ import time
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402  (scripts/lib/bench/common.py)
+import migrate  # noqa: E402  (scripts/lib/bench/migrate.py)
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MARKER_RE = re.compile(r"BENCH-([A-Z]+)(?: (.*))?$")
@@ -1311,6 +1312,24 @@ def environment(w, args):
     }
 
 
+def keep_attempt(out):
+    """scripts/bench empties the output directory before it starts; what is in it now was
+    measured by an earlier attempt of this same run (scripts/nested runs the command again in
+    a fresh L1 when the emulated machine failed). Moved to out/attempt-N/ rather than
+    overwritten: the report covers the last attempt, the earlier ones stay for a look."""
+    names = [n for n in os.listdir(out) if n == "logs" or n == "meta.json" or n.endswith(".csv")]
+    if not names:
+        return
+    n = 1
+    while os.path.exists(os.path.join(out, f"attempt-{n}")):
+        n += 1
+    dest = os.path.join(out, f"attempt-{n}")
+    os.makedirs(dest)
+    for name in names:
+        os.rename(os.path.join(out, name), os.path.join(dest, name))
+    log(f"the output directory had an earlier attempt's results (the L1 was restarted): moved to {dest}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", required=True)
@@ -1322,9 +1341,15 @@ def main():
     ap.add_argument("--thp", default="keep")
     ap.add_argument("--vsock-mib", type=int, default=128)
     ap.add_argument("--vsock-ops", type=int, default=5000)
+    ap.add_argument("--mig-cases", default=",".join(common.MIG_CASES))
+    ap.add_argument("--mig-dirty", type=int, default=16)
+    ap.add_argument("--mig-wss", type=int, default=128)
+    ap.add_argument("--mig-downtime", type=int, default=300)
+    ap.add_argument("--mig-beat", type=int, default=10)
     ap.add_argument("suites", nargs="+")
     args = ap.parse_args()
 
+    keep_attempt(args.out)
     os.makedirs(os.path.join(args.out, "logs"), exist_ok=True)
     scratch = tempfile.mkdtemp(prefix="vmm-bench.", dir=os.environ.get("TMPDIR", "/tmp"))
     failures = 0
@@ -1347,6 +1372,15 @@ def main():
         log(f"measuring {', '.join(args.suites)} ({args.runs} run(s) each for vmm and QEMU), "
             f"{meta['where']}, {meta['cpus']} CPUs, load {meta['loadavg_start']}")
         warm_qemu(w.qemu)
+        if "migrate" in args.suites:
+            try:
+                with open(os.path.join(args.work, "migrate.json")) as fh:
+                    q10 = json.load(fh).get("qemu10")
+                if q10:
+                    warm_qemu(os.path.join(os.path.dirname(q10), "..", "root", "usr", "bin",
+                                           "qemu-system-x86_64"))
+            except (OSError, ValueError):
+                pass
         meta["suites"] = {}
         t_all = time.monotonic()
         for s in args.suites:
@@ -1361,6 +1395,11 @@ def main():
                 f = net_suite(w, args.runs, args.out, args.iperf_time)
             elif s == "vsock":
                 f = vsock_suite(w, args.runs, args.out, args.vsock_mib << 20, args.vsock_ops)
+            elif s == "migrate":
+                opts = {"cases": [c for c in args.mig_cases.split(",") if c],
+                        "dirty_mib": args.mig_dirty, "wss_mib": args.mig_wss,
+                        "downtime_ms": args.mig_downtime, "beat_ms": args.mig_beat}
+                f = migrate.migrate_suite(w, args.runs, args.out, opts, CSVOut, order)
             else:
                 raise SystemExit(f"unknown suite {s}")
             failures += f

@@ -54,9 +54,12 @@ class SuiteData:
     """Values of one suite: per metric and VMM, the per-run value ("fail" or None when the
     run failed or was not run)."""
 
-    def __init__(self, suite, rows, runs):
+    def __init__(self, suite, rows, runs, jobs=None):
         self.suite, self.rows, self.runs = suite, rows or [], runs
-        self.metrics = common.metrics(suite)
+        # The jobs measured: every one of the suite's, or (migrate) the cases chosen.
+        self.jobs = jobs or common.jobs(suite)
+        self.metrics = (common.mig_metrics(self.jobs) if suite == "migrate"
+                        else common.metrics(suite))
 
     def select(self, kind, job, run):
         for r in self.rows:
@@ -103,7 +106,7 @@ class SuiteData:
     def failures(self):
         """(run, vmm, job, error) of each failed or missing measurement, and notes of
         successful ones that had a problem afterwards (e.g. the VMM did not exit)."""
-        jobs = common.jobs(self.suite)
+        jobs = self.jobs
         kinds = ["vmm", "qemu"] + [v for v in self.variants() if v not in ("vmm", "qemu")]
         fails, notes = [], []
         for run in range(1, self.runs + 1):
@@ -290,7 +293,7 @@ def vsock_notes(sd):
 def breakdown_markdown(sd):
     """Median KVM exit counts by reason (what the guest did that needed the host): up to
     the marker for boot, per GiB moved for blk and net."""
-    if not any(r["status"] == "ok" for r in sd.rows):
+    if sd.suite == "migrate" or not any(r["status"] == "ok" for r in sd.rows):
         return []
     boot = sd.suite == "boot"
     jobs = common.jobs(sd.suite)
@@ -321,10 +324,15 @@ def breakdown_markdown(sd):
 
 
 def suite_conditions(s, meta):
+    nested = ("nested KVM under TCG: throughput and latency say little there; where the CPU goes "
+              "(the VMM's non-vCPU threads vs the off-process data path) is the judge.")
+    if s == "migrate":
+        nested = ("nested KVM under TCG: times are tens of times longer than on hardware and "
+                  "noisy (the two VMMs run alternately on the same emulated machine); bytes are "
+                  "exact.")
     return (f"**Where**: {meta.get('where', '?')}, Linux {meta.get('kernel_running', '?')}"
-            + (" — nested KVM under TCG: throughput and latency say little there; where the "
-               "CPU goes (the VMM's non-vCPU threads vs the off-process data path) is the judge."
-               if "nested" in meta.get("where", "") else ".") + " " + suite_setup(s, meta))
+            + (" — " + nested if "nested" in meta.get("where", "") else ".") + " "
+            + suite_setup(s, meta))
 
 
 def suite_setup(s, meta):
@@ -338,6 +346,8 @@ def suite_setup(s, meta):
     if "vmm_memory" in meta:
         where += (f" vmm's guest RAM: `--memory SIZE,{mem}`." if mem else
                   " vmm's guest RAM: the default (anonymous private memory).")
+    if s == "migrate":
+        return migrate_setup(meta) + where
     if s == "boot":
         return ("Guest: 1 vCPU, 256 MiB, command line `console=ttyS0 quiet panic=-1`, initramfs "
                 "whose /init echoes `BENCH-BOOT-MARKER`, waits for the harness's go line on the "
@@ -377,6 +387,42 @@ def suite_setup(s, meta):
             "-device virtio-net-device` on the same tap. iperf3 "
             f"{meta.get('iperf_time_s', '?')} s per direction, one TCP stream; throughput from the "
             "receiver's byte count. CPU and exits as for blk, per GiB received." + where)
+
+
+def migrate_setup(meta):
+    info = meta.get("suites", {}).get("migrate", {})
+    o = info.get("opts", {})
+    be = info.get("backends", {})
+    return (f"Guest: 2 vCPUs, 512 MiB, the same kernel and initramfs for both; mig-load "
+            f"(scripts/lib/bench/mig-load.c) prints a heartbeat line every {o.get('beat_ms', '?')} ms "
+            "on the serial console. Two hosts: two network namespaces joined by a veth pair "
+            f"({info.get('link', 'veth')}); the source VMM in the first, the destination (vmm "
+            "`run --incoming tcp:…`, QEMU `-incoming tcp:…`) in the second. vmm: PUT vm.migrate "
+            f"`{{\"to\": …, \"max_downtime_ms\": {o.get('downtime_ms', '?')}}}`, no bandwidth cap, "
+            "progress from GET vm.migration; "
+            f"{info.get('qemu10_version', 'QEMU 10')} (`-M microvm,acpi=on`, the other options as in "
+            f"the boot suite): QMP migrate-set-parameters downtime-limit={o.get('downtime_ms', '?')} "
+            "and max-bandwidth=100 GiB/s (its default caps at 128 MiB/s), migrate, query-migrate "
+            f"every 100 ms; every other migration setting the default. Cases: idle (the heartbeat "
+            f"only); dirty ({o.get('dirty_mib', '?')} MiB/s asked, one store per 4 KiB page over "
+            f"a {o.get('wss_mib', '?')} MiB working set filled with non-zero data first); vublk "
+            "(a 4 KiB O_DIRECT write every 10 ms to a vhost-user-blk disk; vmm with "
+            "vmm-vhost-user-blk, whose state moves with DEVICE_STATE, QEMU with "
+            "qemu-storage-daemon 10, which has none; the source's back-end on the image, the "
+            "destination's on a loop device over it); fs (a file held open on a virtio-fs share "
+            "and appended to every 100 ms, virtiofsd 1.13 on both sides, its state moved with "
+            "DEVICE_STATE by both VMMs). Back-ends: "
+            + "; ".join(f"{k}: `{v}`" for k, v in be.items())
+            + ". vhost-user cases: vmm `--memory 512M,shared=on`, QEMU a shared memfd backend. "
+            "**Downtime the guest saw**: the gap between the last heartbeat line from the "
+            "source's console and the first from the destination's, timestamped by the harness "
+            "on arrival (includes up to one heartbeat period). **Total time**: from the migrate "
+            "request to that first heartbeat on the destination. **Bytes on the wire**: the veth's "
+            "transmit counter on the source side over the migration (Ethernet frames, the same "
+            "count for both). The VMMs' own figures: vmm's total_ms (start to the destination's "
+            "acknowledgement), downtime_ms (pause to acknowledgement), bytes (the whole stream), "
+            "iteration; QEMU's total-time, downtime, ram.transferred (RAM only), "
+            "ram.dirty-sync-count.")
 
 
 # ---- plots ----------------------------------------------------------------------------------
@@ -422,7 +468,7 @@ def plot_suite(sd, out_dir, kinds=("vmm", "qemu"), ms=None, name=None):
         'font "sans,11" background rgb "white"',
         f"set output {gp_str(svg_path)}",
         f"set multiplot layout {rows},{cols} title "
-        + gp_str(f"{s}: vmm vs QEMU 7.2 microvm (bars: median, dots: runs, dashed: target)" if main
+        + gp_str(f"{s}: vmm vs QEMU {'10' if s == 'migrate' else '7.2'} microvm (bars: median, dots: runs, dashed: target)" if main
                  else f"{s}: every variant (bars: median, dots: runs)"),
         "set style fill solid 0.75 border rgb '#333333'",
         "set boxwidth 0.6",
@@ -479,8 +525,11 @@ def header(meta, runs, suites, out_dir):
             "measuring."
             + (f" The host ({meta['host_cpus']} CPUs) had a load average of "
                f"{meta['host_loadavg']} (start / end)." if meta.get("host_loadavg") else ""))
+        q10 = meta.get("suites", {}).get("migrate", {}).get("qemu10_version")
         lines.append(f"{meta.get('vmm_version', 'vmm')} (git {meta.get('git', '?')}) vs "
-                     f"{meta.get('qemu_version', 'QEMU')}; guest kernel {meta.get('guest_kernel', '?')}.")
+                     + (f"{q10} (migrate)" if q10 and suites == ["migrate"] else
+                        f"{meta.get('qemu_version', 'QEMU')}" + (f", and {q10} for migrate" if q10 else ""))
+                     + f"; guest kernel {meta.get('guest_kernel', '?')}.")
     else:
         lines.append("(meta.json is missing: the measurement did not finish; see the messages above.)")
     lines.append(f"{runs} run(s) per VMM, alternating (odd runs start with vmm, even runs with QEMU); "
@@ -489,6 +538,16 @@ def header(meta, runs, suites, out_dir):
                  + ", ".join(f"{s}.csv" for s in suites) + "; console logs in logs/.")
     lines.append("")
     return lines
+
+
+def migrate_cases(meta, rows):
+    """The migrate cases measured: as meta.json says (the ones asked for), else those the CSV
+    has, else all."""
+    cases = meta.get("suites", {}).get("migrate", {}).get("cases")
+    if not cases and rows:
+        have = {r.get("job") for r in rows}
+        cases = [c for c in common.MIG_CASES if c in have]
+    return [c for c in (cases or common.MIG_CASES) if c in common.MIG_CASES] or list(common.MIG_CASES)
 
 
 def main():
@@ -517,10 +576,11 @@ def main():
     nfail = 0
     for s in args.suites:
         rows = load_rows(os.path.join(out, f"{s}.csv"))
-        sd = SuiteData(s, rows, args.runs)
+        sd = SuiteData(s, rows, args.runs, migrate_cases(meta, rows) if s == "migrate" else None)
         plots = {}
         if plots_ok and rows:
-            p = plot_suite(sd, out)
+            # migrate: the figures with a target, a row of panels per case
+            p = plot_suite(sd, out, ms=[m for m in sd.metrics if m.target] if s == "migrate" else None)
             if p:
                 plots[s] = p
             kinds = sd.variants()
