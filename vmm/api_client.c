@@ -358,10 +358,17 @@ int api_client_migrate(const char *sock, const char *to, unsigned long long max_
 			return API_CLIENT_UNREACHABLE;
 		}
 		if (!strcmp(state, "completed")) {
+			json_t *parts = json_object_get(o, "downtime_parts_ms");
+
 			fprintf(out, "migrated to %s in %lld ms; the guest was paused %lld ms; %.1f MiB "
 				"sent in %lld pass%s\n", to, jint(o, "total_ms"), jint(o, "downtime_ms"),
 				(double)jint(o, "bytes") / (1 << 20), jint(o, "iteration"),
 				jint(o, "iteration") == 1 ? "" : "es");
+			if (json_is_object(parts))
+				fprintf(out, "paused: %lld ms stopping, %lld ms last pages, %lld ms "
+					"device state, %lld ms the destination's load and start\n",
+					jint(parts, "stop"), jint(parts, "last_ram"),
+					jint(parts, "state"), jint(parts, "destination"));
 			json_decref(o);
 			return API_CLIENT_OK;
 		}

@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,6 +72,15 @@ int control_tcp_listen(const char *spec, char *why, size_t whylen)
 	}
 	freeaddrinfo(res);
 	return fd;
+}
+
+void control_tcp_nodelay(int fd)
+{
+	int one = 1;
+
+	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
+		log_warn("migration socket: cannot turn off Nagle's algorithm (%s); the last "
+			 "copy may wait for the peer's delayed ACKs", strerror(errno));
 }
 
 int control_wait_incoming(struct control *c, int sig_fd, const char **from)
@@ -406,6 +417,7 @@ static int connect_tcp(const char *to, char *why, size_t whylen)
 		ret = err ? -err : -errno;
 		goto fail;
 	}
+	control_tcp_nodelay(fd);
 	freeaddrinfo(res);
 	return fd;
 fail:
@@ -535,6 +547,13 @@ static int control_migration(void *opaque, json_t *out)
 				json_integer((json_int_t)atomic_load(&p->total_ms))) ||
 	    json_object_set_new(out, "downtime_ms",
 				json_integer((json_int_t)atomic_load(&p->downtime_ms))) ||
+	    json_object_set_new(out, "downtime_parts_ms",
+				json_pack("{s:I,s:I,s:I,s:I}",
+					  "stop", (json_int_t)atomic_load(&p->stop_ms),
+					  "last_ram", (json_int_t)atomic_load(&p->last_ram_ms),
+					  "state", (json_int_t)atomic_load(&p->state_ms),
+					  "destination",
+					  (json_int_t)atomic_load(&p->destination_ms))) ||
 	    (phase == MIG_FAILED &&
 	     json_object_set_new(out, "error", json_string(p->error[0] ? p->error : "failed"))))
 		ret = -ENOMEM;

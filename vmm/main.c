@@ -124,8 +124,10 @@ static int incoming_accept(int lfd, int sig_fd, const char *spec)
 			return -1;
 		}
 		fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-		if (fd >= 0)
+		if (fd >= 0) {
+			control_tcp_nodelay(fd);
 			return fd;
+		}
 		if (errno != EINTR && errno != ECONNABORTED) {
 			log_error("--incoming: accept failed: %s", strerror(errno));
 			return -1;

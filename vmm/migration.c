@@ -35,8 +35,23 @@ void mig_params_default(struct mig_params *p)
 		.max_downtime_ms = 300,
 		.bandwidth = 0,
 		.max_iterations = 30,
+		.small_dirty_pages = 256,
 		.timeout_ms = 30000,
 	};
+}
+
+bool mig_precopy_done(const struct mig_params *p, unsigned int pass, uint64_t remaining,
+		      uint64_t previous, uint64_t expected_ms)
+{
+	if (expected_ms > p->max_downtime_ms)
+		return false;
+	/*
+	 * The rest fits the downtime: one more pass while the last one still halved the
+	 * dirty set (a pass over a small set is short, so little is dirtied meanwhile) —
+	 * the pause then copies only what the guest dirties in a short last pass.
+	 */
+	return remaining <= p->small_dirty_pages || remaining > previous / 2 ||
+	       pass >= p->max_iterations;
 }
 
 static uint64_t now_ms(void)
@@ -555,7 +570,7 @@ int migration_ack(int fd)
 
 int migration_send(struct vm *vm, int fd, const struct mig_params *p, struct mig_progress *prog)
 {
-	uint64_t t0 = now_ms(), tpause = 0, remaining = 0;
+	uint64_t t0 = now_ms(), tpause = 0, tstep, remaining = 0, previous = UINT64_MAX;
 	bool paused = false, released = false;
 	struct mig_stream s;
 	struct ram_tx t;
@@ -605,9 +620,12 @@ int migration_send(struct vm *vm, int fd, const struct mig_params *p, struct mig
 			ret = -ECANCELED;
 			goto out;
 		}
-		if (atomic_load(&prog->expected_downtime_ms) <= p->max_downtime_ms ||
-		    atomic_load(&prog->finish))
+		if (atomic_load(&prog->finish))
 			break;
+		if (mig_precopy_done(p, it, remaining, previous,
+				     atomic_load(&prog->expected_downtime_ms)))
+			break;
+		previous = remaining;
 		if (it >= p->max_iterations && !atomic_load(&prog->not_converging)) {
 			atomic_store(&prog->not_converging, true);
 			log_warn("migration: not converging after %u passes: the guest dirties %llu "
@@ -628,9 +646,13 @@ int migration_send(struct vm *vm, int fd, const struct mig_params *p, struct mig
 		goto out;
 	}
 	paused = true;
+	tstep = now_ms();
+	atomic_store(&prog->stop_ms, tstep - tpause);
 	ret = ram_collect(&t, &remaining);
 	if (!ret)
 		ret = ram_send_marked(&t);
+	atomic_store(&prog->last_ram_ms, now_ms() - tstep);
+	tstep = now_ms();
 	if (!ret)
 		ret = state_send(vm, &s, prog);
 	/* The destination takes the disks once it has read END: let them go before it. */
@@ -645,21 +667,29 @@ int migration_send(struct vm *vm, int fd, const struct mig_params *p, struct mig
 		ret = mig_write_end(&s);
 	if (ret)
 		goto out;
+	atomic_store(&prog->state_ms, now_ms() - tstep);
+	tstep = now_ms();
 	ret = wait_ack(fd);
 	if (ret) {
 		prog_fail(prog, "the destination did not confirm it runs the guest (%s) — the guest "
 			  "runs on here", ret == -EPROTO ? "it sent something else" : stream_error(ret));
 		goto out;
 	}
+	atomic_store(&prog->destination_ms, now_ms() - tstep);
 	atomic_store(&prog->downtime_ms, now_ms() - tpause);
 	atomic_store(&prog->total_ms, now_ms() - t0);
 	atomic_store(&prog->bytes, s.bytes);
 	ram_fini(&t);
 	mig_stream_fini(&s);
 	atomic_store(&prog->phase, MIG_DONE);
-	log_info("migration: done in %llu ms, guest paused %llu ms, %llu MiB sent in %u passes",
-		 (unsigned long long)atomic_load(&prog->total_ms),
+	log_info("migration: done in %llu ms, guest paused %llu ms (stopping %llu, last %llu "
+		 "pages %llu, state %llu, destination's load and start %llu), %llu MiB sent in "
+		 "%u passes", (unsigned long long)atomic_load(&prog->total_ms),
 		 (unsigned long long)atomic_load(&prog->downtime_ms),
+		 (unsigned long long)atomic_load(&prog->stop_ms), (unsigned long long)remaining,
+		 (unsigned long long)atomic_load(&prog->last_ram_ms),
+		 (unsigned long long)atomic_load(&prog->state_ms),
+		 (unsigned long long)atomic_load(&prog->destination_ms),
 		 (unsigned long long)(s.bytes >> 20), atomic_load(&prog->iteration));
 	return 0;
 out:

@@ -37,6 +37,9 @@ struct mig_params {
 	uint64_t max_downtime_ms;	/* stop-and-copy once the rest fits in this (default 300) */
 	uint64_t bandwidth;		/* bytes per second at most; 0: as fast as the link goes */
 	unsigned int max_iterations;	/* pre-copy passes before saying it does not converge */
+	/* Passes go on while each still halves the dirty set, down to this many pages, even
+	 * once the rest fits max_downtime_ms: the pause is only as long as it must be. */
+	uint64_t small_dirty_pages;
 	int timeout_ms;			/* a silent peer for this long fails the migration */
 };
 
@@ -61,14 +64,27 @@ struct mig_progress {
 	_Atomic uint64_t expected_downtime_ms;
 	_Atomic uint64_t total_ms;		/* from start to the destination's ack */
 	_Atomic uint64_t downtime_ms;		/* guest paused on the source until the ack */
+	/* downtime_ms's parts: holding the vCPUs and stopping the queues, the last dirty
+	 * pages, the devices' and back-ends' state, the destination's load and start. */
+	_Atomic uint64_t stop_ms, last_ram_ms, state_ms, destination_ms;
 	_Atomic bool not_converging;		/* max_iterations passed; keeps going until finish */
 	_Atomic bool finish;			/* asked: stop-and-copy now, whatever the downtime */
 	_Atomic bool cancel;			/* asked: give up, the guest runs on */
 	char error[256];			/* when FAILED: what went wrong and what to do */
 };
 
-/* Defaults for p: 300 ms downtime, no bandwidth cap, 30 passes, 30 s timeout. */
+/* Defaults for p: 300 ms downtime, no bandwidth cap, 30 passes, 256 pages, 30 s timeout. */
 void mig_params_default(struct mig_params *p);
+
+/*
+ * Whether pre-copy ends after pass number pass, which left remaining dirty pages
+ * (previous: what the pass before left; UINT64_MAX after the first) and whose
+ * rest would take expected_ms paused: the rest must fit p->max_downtime_ms, and
+ * the set must have stopped halving, be small (p->small_dirty_pages) or the
+ * passes be at p->max_iterations.
+ */
+bool mig_precopy_done(const struct mig_params *p, unsigned int pass, uint64_t remaining,
+		      uint64_t previous, uint64_t expected_ms);
 
 /*
  * Whether every device of vm can be migrated (their back-ends' migratable());
