@@ -292,10 +292,40 @@ static int ram_send_run(struct ram_tx *t, uint64_t pfn, uint64_t n)
 	return 0;
 }
 
+/*
+ * Re-protects in KVM's log (vm_dirty_log_clear) the pages set in mask, word w of
+ * t->send, before they are copied: a write after this is logged again. The regions
+ * start on 64-page boundaries (ram_init checked).
+ */
+static int ram_clear_word(struct ram_tx *t, size_t w, uint64_t mask)
+{
+	uint64_t pfn = (uint64_t)w * 64;
+
+	if (!t->vm->dirty_manual)
+		return 0;
+	for (unsigned int i = 0; i < t->vm->mem.nregions; i++) {
+		const struct guest_region *r = &t->vm->mem.regions[i];
+		uint64_t first = r->gpa / PAGE;
+
+		if (pfn >= first && pfn < first + r->size / PAGE)
+			return vm_dirty_log_clear(t->vm, i, pfn - first, mask);
+	}
+	return 0;
+}
+
 /* Sends every page set in t->send (clearing it); 0 or -errno. */
 static int ram_send_marked(struct ram_tx *t)
 {
 	for (size_t w = 0; w < t->words; w++) {
+		if (t->send[w]) {
+			int ret = ram_clear_word(t, w, t->send[w]);
+
+			if (ret) {
+				prog_fail(t->prog, "KVM cannot re-protect the guest's pages for the "
+					  "dirty log: %s", strerror(-ret));
+				return ret;
+			}
+		}
 		while (t->send[w]) {
 			unsigned int b = (unsigned int)__builtin_ctzll(t->send[w]);
 			unsigned int e = b;
@@ -410,8 +440,12 @@ static int ram_init(struct ram_tx *t, struct vm *vm, struct mig_stream *s,
 
 	*t = (struct ram_tx){ .vm = vm, .s = s, .prog = prog, .p = p, .log.fd = -1 };
 	t->words = (size_t)((end / PAGE + 63) / 64);
-	for (unsigned int i = 0; i < vm->mem.nregions; i++)
+	for (unsigned int i = 0; i < vm->mem.nregions; i++) {
 		maxslot = MAX(maxslot, vm->mem.regions[i].size / PAGE);
+		/* KVM clears its log in 64-page blocks from a memslot's start. */
+		if (vm->dirty_manual && vm->mem.regions[i].gpa / PAGE % 64)
+			return -EINVAL;
+	}
 	t->send = calloc(t->words, 8);
 	t->kvm_bits = calloc((size_t)((maxslot + 63) / 64), 8);
 	t->bounce = malloc((size_t)RUN_MAX * PAGE);

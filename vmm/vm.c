@@ -84,6 +84,24 @@ static int kvm_check_caps(struct vm *vm)
 	return 0;
 }
 
+/*
+ * Manual dirty-log protection with every bit initially set (KVM 5.8+): enabling
+ * the log on a memslot then neither write-protects nor splits the guest's RAM
+ * while its vCPUs run; the migration clears (re-protects) pages run by run.
+ */
+static void vm_dirty_log_init(struct vm *vm)
+{
+	uint64_t want = KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE | KVM_DIRTY_LOG_INITIALLY_SET;
+	struct kvm_enable_cap cap = { .cap = KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, .args = { want } };
+	int have = ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2);
+
+	if (have > 0 && ((uint64_t)have & want) == want && !ioctl(vm->vm_fd, KVM_ENABLE_CAP, &cap))
+		vm->dirty_manual = true;
+	else
+		log_info("KVM has no manual dirty-log protection with the log initially set: a "
+			  "migration write-protects all guest RAM at its start");
+}
+
 static int vm_create_kvm_vm(struct vm *vm)
 {
 	int ret;
@@ -100,6 +118,7 @@ static int vm_create_kvm_vm(struct vm *vm)
 		return VMM_EXIT_NO_KVM;
 	}
 	vm->run_size = (size_t)ret;
+	vm_dirty_log_init(vm);
 	ret = arch_vm_create(&vm->arch, vm->kvm_fd, vm->vm_fd, vm->ncpus);
 	if (ret)
 		return exit_status_for(EXIT_STEP_ARCH_VM, ret);
@@ -142,6 +161,28 @@ int vm_dirty_log_get(struct vm *vm, unsigned int slot, uint64_t *bits)
 		return -EINVAL;
 	return ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0 ? -errno : 0;
 }
+
+int vm_dirty_log_clear(struct vm *vm, unsigned int slot, uint64_t first, uint64_t mask)
+{
+	struct kvm_clear_dirty_log clear = { .slot = slot, .first_page = first,
+					     .num_pages = 64, .dirty_bitmap = &mask };
+	uint64_t pages;
+
+	if (!vm->dirty_manual || !mask)
+		return 0;
+	if (slot >= vm->mem.nregions || first % 64)
+		return -EINVAL;
+	pages = vm->mem.regions[slot].size / 4096;
+	if (first >= pages)
+		return -EINVAL;
+	/* KVM takes a short last block only where it ends the slot. */
+	if (pages - first < 64) {
+		clear.num_pages = (uint32_t)(pages - first);
+		mask &= (1ULL << clear.num_pages) - 1;
+	}
+	return ioctl(vm->vm_fd, KVM_CLEAR_DIRTY_LOG, &clear) < 0 ? -errno : 0;
+}
+
 
 static int vm_create_memory(struct vm *vm)
 {

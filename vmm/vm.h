@@ -60,6 +60,7 @@ struct vm {
 	bool hold_init;				/* hold's lock and cond exist */
 	bool paused;				/* vm_pause() succeeded, no vm_resume() since */
 	bool incoming;				/* built for an incoming migration (no guest loaded) */
+	bool dirty_manual;			/* KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, initially set */
 };
 
 /*
@@ -95,10 +96,23 @@ int vm_switchover(struct vm *vm, bool active);
 int vm_dirty_log_enable(struct vm *vm, bool on);
 
 /*
- * Fetches and clears KVM's dirty log of RAM region `slot` (guest_mem's index) into
- * bits (one bit per 4 KiB page of the region, rounded up to 64-bit words); 0 or -errno.
+ * Fetches KVM's dirty log of RAM region `slot` (guest_mem's index) into bits (one
+ * bit per 4 KiB page of the region, rounded up to 64-bit words); 0 or -errno.
+ * Without vm->dirty_manual KVM clears the log and write-protects the pages again
+ * as it answers; with it the bits stay set (the first fetch after enabling has
+ * every page set) until vm_dirty_log_clear() re-protects them, run by run, just
+ * before they are copied — QEMU's way: enabling the log then costs nothing while
+ * the guest runs, and huge pages are split only where pages are cleared.
  */
 int vm_dirty_log_get(struct vm *vm, unsigned int slot, uint64_t *bits);
+
+/*
+ * With vm->dirty_manual: clears (re-protects) the pages set in mask, a 64-page
+ * block starting at page `first` of RAM region `slot` (first a multiple of 64;
+ * a block that runs past the region's end is cut short); 0 or -errno. Without
+ * it: nothing to do, 0.
+ */
+int vm_dirty_log_clear(struct vm *vm, unsigned int slot, uint64_t first, uint64_t mask);
 
 /*
  * Pauses a started VM: every vCPU out of KVM_RUN and held (its last exit
