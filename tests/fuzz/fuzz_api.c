@@ -9,7 +9,8 @@
  * Input:
  *   byte 0     method: index into METHODS (the last entry: the method is the
  *              text up to the first space of what follows)
- *   byte 1     what the fake VM answers: low 3 bits index into OP_RESULTS
+ *   byte 1     what the fake VM answers: low 4 bits index into OP_RESULTS; bit 4
+ *              set: the VMM offers no migration or snapshot ops (501)
  *   then       the path, up to the first '\n' (or the end)
  *   then       the body, the rest (may hold NUL bytes)
  * The whole input is also given to api_client_parse_reply() as a raw reply.
@@ -27,6 +28,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,7 +38,10 @@
 static const char *const METHODS[] = { "GET", "PUT", "HEAD", "POST", "DELETE", "PATCH", "", NULL };
 #define NMETHODS (sizeof(METHODS) / sizeof(METHODS[0]))
 
-static const int OP_RESULTS[8] = { 0, -EALREADY, -ESHUTDOWN, -EAGAIN, -ETIMEDOUT, -EIO, -ENOMEM, 0 };
+static const int OP_RESULTS[16] = {
+	0, -EALREADY, -ESHUTDOWN, -EAGAIN, -ETIMEDOUT, -EIO, -ENOMEM, 0,
+	-EBUSY, -EINVAL, -EOPNOTSUPP, -ECONNREFUSED, -ENOENT, -EEXIST, -EHOSTUNREACH, 0,
+};
 
 static int op_result, pauses, resumes, shutdowns;
 
@@ -65,13 +70,53 @@ static int fake_shutdown(void *opaque)
 	return 0;
 }
 
+static int fake_migrate(void *opaque, const char *to, uint64_t max_downtime_ms,
+			uint64_t bandwidth, char *why, size_t whylen)
+{
+	if (op_result == -EINVAL)
+		snprintf(why, whylen, "%s: give tcp:HOST:PORT", to);
+	return op_result;
+}
+
+static int fake_migration(void *opaque, json_t *out)
+{
+	if (op_result)
+		return op_result;
+	return json_object_set_new(out, "state", json_string("precopy")) ? -ENOMEM : 0;
+}
+
+static int fake_migrate_ctl(void *opaque)
+{
+	return op_result;
+}
+
+static int fake_snapshot(void *opaque, const char *path, json_t *out, char *why, size_t whylen)
+{
+	if (op_result)
+		return op_result;
+	return json_object_set_new(out, "bytes", json_integer(4096)) ? -ENOMEM : 0;
+}
+
+static int fake_receive(void *opaque, const char *from, char *why, size_t whylen)
+{
+	return op_result;
+}
+
 static const struct api_ops ops = {
+	.info = fake_info, .pause = fake_pause, .resume = fake_resume, .shutdown = fake_shutdown,
+	.migrate = fake_migrate, .migration = fake_migration, .migrate_finish = fake_migrate_ctl,
+	.migrate_cancel = fake_migrate_ctl, .snapshot = fake_snapshot, .receive = fake_receive,
+};
+
+/* A VMM without migration (every migration and snapshot request: 501). */
+static const struct api_ops ops_basic = {
 	.info = fake_info, .pause = fake_pause, .resume = fake_resume, .shutdown = fake_shutdown,
 };
 
 static void check_reply(const char *method, const char *path, const struct api_reply *r)
 {
-	static const unsigned int statuses[] = { 200, 204, 400, 404, 405, 409, 413, 500, 503 };
+	static const unsigned int statuses[] = { 200, 202, 204, 400, 404, 405, 409, 413, 500,
+						 501, 502, 503 };
 	bool known = false, ok2xx = r->status >= 200 && r->status < 300;
 
 	for (size_t i = 0; i < sizeof(statuses) / sizeof(statuses[0]); i++)
@@ -112,7 +157,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	const struct api_target t = { .ops = &ops, .opaque = NULL, .version = "fuzz" };
+	struct api_target t = { .ops = &ops, .opaque = NULL, .version = "fuzz" };
 	char method[32], *path;
 	const char *rest, *nl, *body;
 	size_t rest_len, path_len, body_len;
@@ -142,7 +187,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	} else {
 		strcpy(method, METHODS[data[0] % NMETHODS]);
 	}
-	op_result = OP_RESULTS[data[1] % 8];
+	op_result = OP_RESULTS[data[1] % 16];
+	if (data[1] & 16)
+		t.ops = &ops_basic;
 	pauses = resumes = shutdowns = 0;
 
 	nl = memchr(rest, '\n', rest_len);

@@ -11,6 +11,8 @@ import os
 
 GET, PUT, HEAD, POST, DELETE, PATCH, RAW = range(7)
 OK, EALREADY, ESHUTDOWN, EAGAIN, ETIMEDOUT, EIO, ENOMEM = range(7)
+EBUSY, EINVAL, EOPNOTSUPP, ECONNREFUSED, ENOENT, EEXIST, EHOSTUNREACH = range(8, 15)
+NO_MIGRATION = 16   # or-ed into the answer byte: a VMM without migration ops (501)
 
 SEEDS = {
     'ping': (GET, OK, '/api/v1/vmm.ping', None),
@@ -35,6 +37,22 @@ SEEDS = {
     'unknown-path': (GET, OK, '/api/v1/vm.teleport', None),
     'raw-method': (RAW, OK, 'OPTIONS /api/v1/vm.info', None),
     'raw-long-method': (RAW, OK, 'X' * 40 + ' /api/v1/vm.pause', '{}'),
+    'migrate': (PUT, OK, '/api/v1/vm.migrate',
+                '{"to": "tcp:10.0.0.2:4444", "max_downtime_ms": 300, "bandwidth": 0}'),
+    'migrate-busy': (PUT, EBUSY, '/api/v1/vm.migrate', '{"to": "tcp:h:1"}'),
+    'migrate-bad-to': (PUT, EINVAL, '/api/v1/vm.migrate', '{"to": "udp:h"}'),
+    'migrate-unmovable': (PUT, EOPNOTSUPP, '/api/v1/vm.migrate', '{"to": "tcp:h:1"}'),
+    'migrate-refused': (PUT, ECONNREFUSED, '/api/v1/vm.migrate', '{"to": "tcp:h:1"}'),
+    'migrate-no-to': (PUT, OK, '/api/v1/vm.migrate', '{"max_downtime_ms": -1}'),
+    'migration': (GET, OK, '/api/v1/vm.migration', None),
+    'migration-none': (GET, ENOENT, '/api/v1/vm.migration', None),
+    'migrate-finish': (PUT, OK, '/api/v1/vm.migrate-finish', None),
+    'migrate-cancel-none': (PUT, ENOENT, '/api/v1/vm.migrate-cancel', '{}'),
+    'migrate-cancel-no-ops': (PUT, NO_MIGRATION, '/api/v1/vm.migrate-cancel', None),
+    'snapshot': (PUT, OK, '/api/v1/vm.snapshot', '{"to": "/var/lib/vm/snap"}'),
+    'snapshot-exists': (PUT, EEXIST, '/api/v1/vm.snapshot', '{"to": "/tmp/x"}'),
+    'receive': (PUT, OK, '/api/v1/vm.receive-migration', '{"from": "tcp:0.0.0.0:4444"}'),
+    'receive-not-waiting': (PUT, EALREADY, '/api/v1/vm.receive-migration', '{"from": "x"}'),
 }
 
 REPLIES = {
