@@ -341,6 +341,25 @@ static void api_receive(const struct api_target *t, const json_t *body, struct a
 		reply_error(r, 500, "%s", why[0] ? why : strerror(-ret));
 }
 
+static void api_restore(const struct api_target *t, const json_t *body, struct api_reply *r)
+{
+	const char *from = body_string(body, "vm.restore", "from", r);
+	char why[256] = "";
+	int ret;
+
+	if (!from || !offered(t->ops->restore, r))
+		return;
+	ret = t->ops->restore(t->opaque, from, why, sizeof(why));
+	if (!ret)
+		reply_json(r, 202, json_pack("{s:s,s:s}", "state", "restoring", "from", from));
+	else if (ret == -EINVAL)
+		reply_error(r, 400, "%s", why);
+	else if (ret == -EALREADY)
+		reply_error(r, 409, "%s", why);
+	else
+		reply_error(r, 500, "%s", why[0] ? why : strerror(-ret));
+}
+
 static const char *const receive_fields[] = { "from", NULL };
 static const char *const migrate_fields[] = { "to", "max_downtime_ms", "bandwidth", NULL };
 static const char *const snapshot_fields[] = { "to", NULL };
@@ -362,6 +381,7 @@ static const struct api_route api_routes[] = {
 	{ "vm.migrate-cancel", "PUT", NULL, api_migrate_cancel },
 	{ "vm.snapshot", "PUT", snapshot_fields, api_snapshot },
 	{ "vm.receive-migration", "PUT", receive_fields, api_receive },
+	{ "vm.restore", "PUT", receive_fields, api_restore },
 };
 
 static const struct api_route *api_find_route(const char *path)
@@ -450,8 +470,8 @@ void api_handle(const struct api_target *t, const char *method, const char *path
 	if (!rt) {
 		reply_error(r, 404, "no endpoint %s — the API's paths are " API_PREFIX
 			    "vmm.ping, vm.info, vm.pause, vm.resume, vm.shutdown, vm.migrate, "
-			    "vm.migration, vm.migrate-finish, vm.migrate-cancel, vm.snapshot and "
-			    "vm.receive-migration "
+			    "vm.migration, vm.migrate-finish, vm.migrate-cancel, vm.snapshot, "
+			    "vm.receive-migration and vm.restore "
 			    "(docs/api.md)",
 			    quote_client(q, sizeof(q), path, 200));
 		return;

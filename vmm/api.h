@@ -71,6 +71,12 @@ struct api_ops {
 	 * -EINVAL (bad address) → 400; another -errno (cannot listen) → 500.
 	 */
 	int (*receive)(void *opaque, const char *from, char *why, size_t whylen);
+	/*
+	 * `vmm run --incoming defer`: the guest comes from the snapshot file at path
+	 * instead; 0 once it checked as a snapshot → 202; -EALREADY (not waiting, or
+	 * already set up) → 409; -EINVAL (no such file, not a snapshot) → 400.
+	 */
+	int (*restore)(void *opaque, const char *path, char *why, size_t whylen);
 };
 
 /* Who api_handle() serves. */

@@ -23,6 +23,7 @@ int control_init(struct control *c, const struct vmm_config *cfg)
 	memset(c, 0, sizeof(*c));
 	c->cfg = cfg;
 	c->incoming_lfd = -1;
+	c->restore_fd = -1;
 	c->incoming_efd = eventfd(0, EFD_CLOEXEC);
 	if (c->incoming_efd < 0)
 		return -errno;
@@ -33,6 +34,8 @@ void control_destroy(struct control *c)
 {
 	if (c->incoming_lfd >= 0)
 		close(c->incoming_lfd);
+	if (c->restore_fd >= 0)
+		close(c->restore_fd);
 	if (c->incoming_efd >= 0)
 		close(c->incoming_efd);
 	pthread_mutex_destroy(&c->lock);
@@ -83,7 +86,7 @@ void control_tcp_nodelay(int fd)
 			 "copy may wait for the peer's delayed ACKs", strerror(errno));
 }
 
-int control_wait_incoming(struct control *c, int sig_fd, const char **from)
+int control_wait_incoming(struct control *c, int sig_fd, const char **from, bool *is_file)
 {
 	struct pollfd fds[2] = {
 		{ .fd = c->incoming_efd, .events = POLLIN },
@@ -94,15 +97,17 @@ int control_wait_incoming(struct control *c, int sig_fd, const char **from)
 	pthread_mutex_lock(&c->lock);
 	c->incoming_wait = true;
 	pthread_mutex_unlock(&c->lock);
-	log_info("waiting for PUT /api/v1/vm.receive-migration to say where the migration comes");
+	log_info("waiting for PUT /api/v1/vm.receive-migration to say where the migration comes, "
+		 "or PUT /api/v1/vm.restore to name a snapshot");
 	for (;;) {
 		if (poll(fds, 2, -1) < 0 && errno != EINTR)
 			return -1;
 		if (fds[1].revents)
 			return -1;
 		pthread_mutex_lock(&c->lock);
-		fd = c->incoming_lfd;
-		c->incoming_lfd = -1;
+		*is_file = c->restore_fd >= 0;
+		fd = *is_file ? c->restore_fd : c->incoming_lfd;
+		c->restore_fd = c->incoming_lfd = -1;
 		if (fd >= 0)
 			c->incoming_wait = false;
 		pthread_mutex_unlock(&c->lock);
@@ -120,10 +125,11 @@ static int control_receive(void *opaque, const char *from, char *why, size_t why
 	int fd, ret = 0;
 
 	pthread_mutex_lock(&c->lock);
-	if (!c->incoming_wait || c->incoming_lfd >= 0) {
+	if (!c->incoming_wait || c->incoming_lfd >= 0 || c->restore_fd >= 0) {
 		snprintf(why, whylen, "%s", c->incoming_lfd >= 0 ? "a receive is already set up — "
-			 "start the migration at the source" : "this vmm does not wait for a "
-			 "migration: start it with `vmm run --incoming defer ...`");
+			 "start the migration at the source" : c->restore_fd >= 0 ? "a restore is "
+			 "already under way" : "this vmm does not wait for a migration: start it "
+			 "with `vmm run --incoming defer ...`");
 		ret = -EALREADY;
 		goto out;
 	}
@@ -134,6 +140,48 @@ static int control_receive(void *opaque, const char *from, char *why, size_t why
 	}
 	c->incoming_lfd = fd;
 	snprintf(c->incoming_from, sizeof(c->incoming_from), "%s", from);
+	if (write(c->incoming_efd, &one, sizeof(one)) != sizeof(one))
+		log_warn("cannot wake the main thread: %s", strerror(errno));
+out:
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}
+
+static int control_restore(void *opaque, const char *path, char *why, size_t whylen)
+{
+	struct control *c = opaque;
+	char **argv = NULL;
+	uint64_t one = 1;
+	int fd, argc = 0, ret = 0;
+
+	pthread_mutex_lock(&c->lock);
+	if (!c->incoming_wait || c->incoming_lfd >= 0 || c->restore_fd >= 0) {
+		snprintf(why, whylen, "%s", c->restore_fd >= 0 ? "a restore is already under way" :
+			 c->incoming_lfd >= 0 ? "this vmm already listens for a migration" :
+			 "this vmm does not wait for a guest: start it with `vmm run --incoming "
+			 "defer ...` (or give `vmm run --restore FILE`)");
+		ret = -EALREADY;
+		goto out;
+	}
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(why, whylen, "%s: %s — give the path `vmm snapshot --to` wrote", path,
+			 strerror(errno));
+		ret = -EINVAL;
+		goto out;
+	}
+	/* A snapshot's header and CONFIG read and checked now: a wrong file is a 400. */
+	ret = migration_read_config(fd, &argc, &argv);
+	migration_config_free(argv);
+	if (ret || lseek(fd, 0, SEEK_SET) != 0) {
+		snprintf(why, whylen, "%s is not a snapshot this vmm can read (its log says why)",
+			 path);
+		close(fd);
+		ret = -EINVAL;
+		goto out;
+	}
+	c->restore_fd = fd;
+	snprintf(c->incoming_from, sizeof(c->incoming_from), "%s", path);
 	if (write(c->incoming_efd, &one, sizeof(one)) != sizeof(one))
 		log_warn("cannot wake the main thread: %s", strerror(errno));
 out:
@@ -655,4 +703,5 @@ const struct api_ops control_api_ops = {
 	.migrate_cancel = control_migrate_cancel,
 	.snapshot = control_snapshot,
 	.receive = control_receive,
+	.restore = control_restore,
 };

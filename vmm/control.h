@@ -45,7 +45,8 @@ struct control {
 	/* `vmm run --incoming defer`: the API's vm.receive-migration says where to listen. */
 	bool incoming_wait;		/* main waits for it (control_wait_incoming) */
 	int incoming_lfd;		/* the listening socket vm.receive-migration made, or -1 */
-	int incoming_efd;		/* eventfd: written when incoming_lfd is set */
+	int incoming_efd;		/* eventfd: written when incoming_lfd or restore_fd is set */
+	int restore_fd;			/* or the snapshot file vm.restore opened, or -1 */
 	char incoming_from[256];
 };
 
@@ -79,10 +80,11 @@ void control_wait_reported(struct control *c, unsigned int timeout_ms);
 
 /*
  * `--incoming defer`: waits until the API's vm.receive-migration has made the listening
- * socket (returned, the caller's), or a stop signal arrives on sig_fd (-1). *from gets
- * the address.
+ * socket, or its vm.restore has opened a snapshot file (*is_file set; positioned at its
+ * start), and returns it (the caller's); -1 when a stop signal arrives on sig_fd first.
+ * *from gets the address or the path.
  */
-int control_wait_incoming(struct control *c, int sig_fd, const char **from);
+int control_wait_incoming(struct control *c, int sig_fd, const char **from, bool *is_file);
 
 /*
  * A listening TCP socket at spec (tcp:HOST:PORT; an empty HOST: every address);

@@ -143,9 +143,9 @@ static int incoming_accept(int lfd, int sig_fd, const char *spec)
 static int start_from_stream(struct vm *vm, const struct vmm_config *cfg, int sig_fd,
 			     struct control *ctl)
 {
-	bool defer = cfg->incoming && !strcmp(cfg->incoming, "defer");
+	bool defer = cfg->incoming && !strcmp(cfg->incoming, "defer"), live = cfg->incoming;
 	const char *from = cfg->incoming;
-	int lfd = -1, fd, ret;
+	int lfd = -1, fd = -1, ret;
 	char why[256];
 
 	if (cfg->incoming && !defer) {
@@ -162,35 +162,45 @@ static int start_from_stream(struct vm *vm, const struct vmm_config *cfg, int si
 		return ret;
 	}
 	if (defer) {
-		lfd = control_wait_incoming(ctl, sig_fd, &from);
+		bool is_file = false;
+
+		lfd = control_wait_incoming(ctl, sig_fd, &from, &is_file);
 		if (lfd < 0) {
-			log_error("--incoming defer: stopped by a signal before any migration was set up");
+			log_error("--incoming defer: stopped by a signal before any migration or "
+				  "restore was set up");
 			return VMM_EXIT_MIGRATION;
 		}
+		if (is_file) {
+			/* PUT vm.restore: a snapshot file, as --restore FILE with these options. */
+			fd = lfd;
+			lfd = -1;
+			live = false;
+			log_info("restoring the snapshot %s (PUT vm.restore)", from);
+		}
 	}
-	if (cfg->incoming) {
+	if (lfd >= 0) {
 		fd = incoming_accept(lfd, sig_fd, from);
 		close(lfd);
-	} else {
+	} else if (!defer) {
 		fd = open(cfg->restore, O_RDONLY | O_CLOEXEC);
 		if (fd < 0)
 			log_error("--restore %s: %s", cfg->restore, strerror(errno));
 	}
 	if (fd < 0)
 		return VMM_EXIT_MIGRATION;
-	ret = migration_load(vm, fd, cfg->incoming != NULL, false);
+	ret = migration_load(vm, fd, live, false);
 	if (!ret)
 		ret = vm_start_loaded(vm);
 	else
 		ret = VMM_EXIT_MIGRATION;
-	if (!ret && cfg->incoming && migration_ack(fd)) {
+	if (!ret && live && migration_ack(fd)) {
 		log_error("--incoming: the source is gone before it heard that the guest runs here; "
 			  "it runs the guest on — stopping this copy");
 		ret = VMM_EXIT_MIGRATION;
 	}
 	close(fd);
 	if (!ret)
-		log_info("the guest runs from the %s", cfg->incoming ? "migration" : "snapshot");
+		log_info("the guest runs from the %s", live ? "migration" : "snapshot");
 	return ret;
 }
 

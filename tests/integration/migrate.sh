@@ -17,7 +17,8 @@
 #     refuses it (exit 8, says why), the source's guest runs on; the same with a stream cut
 #     short;
 #   - a snapshot (`vmm snapshot`), then `vmm shutdown`, then `vmm run --restore` of it: the
-#     guest continues from the snapshot;
+#     guest continues from the snapshot; then the same through the API: a second snapshot,
+#     `vmm run --incoming defer` with the VM's options and `curl` PUT vm.restore;
 #   then the guest is told to stop (a control disk), reads every record back and reports: no
 #   gap, no duplicate, no corruption, the counter only grew; and reads the open file back
 #   through the same descriptor: every line, in order, no failed write.
@@ -60,6 +61,7 @@ BLK_BACKEND=$(cd "$(dirname "$VMM")/../vhost" && pwd)/vmm-vhost-user-blk
 need "$BLK_BACKEND" "build it: meson compile -C build"
 ((EUID == 0)) || bail "the migrate suite runs virtiofsd and network namespaces as root — run it as root (scripts/with-kvm's nested L1 does)"
 PY=$(command -v python3) || bail "python3 is missing — install it (scripts/install-deps)"
+CURL=$(command -v curl) || bail "curl is missing — install it (scripts/install-deps)"
 SOCAT=/usr/bin/socat
 need "$SOCAT" "run scripts/install-deps (Debian package socat)"
 [[ -c /dev/vhost-net && -c /dev/vhost-vsock ]] ||
@@ -353,6 +355,34 @@ first=$(tr -d '\r' <"$WORK/restored.out" | sed -n 's/^VMMTEST-BEAT \([0-9]*\) .*
 result "$ok" "vmm run --restore: the guest continues from the snapshot (first beat $first, snapshot near beat $snap_beat)"
 RESTORED_BE=$CUR # the restored VM's back-ends
 CUR=restored CUR_SOCK=$WORK/restored.sock
+
+phase "snapshot, shutdown, restore through the API"
+b0=$(beat "$CUR")
+rc=0
+out=$("$VMM" snapshot --api-socket "$CUR_SOCK" --to "$WORK/snap2" 2>&1) || rc=$?
+snap_beat=$b0
+"$VMM" shutdown --api-socket "$CUR_SOCK" >/dev/null 2>&1 || true
+exit_of "$CUR" 30
+stop_backends "$RESTORED_BE"
+backends "$RESTORED_BE" "$CUR_NS" --incoming || true
+vm_opts "$RESTORED_BE"
+start restored2 "$CUR_NS" run -v --incoming defer "${VM_OPTS[@]}" --api-socket "$WORK/restored2.sock"
+ok=OK
+[[ $rc == 0 && -s $WORK/snap2 ]] || { ok=FAIL; note "vmm snapshot: exit $rc: $out"; }
+wait_text "$WORK/restored2.err" "vm.restore" 60 || { ok=FAIL; note "vmm run --incoming defer never waited"; }
+code=$("$CURL" -s -o "$WORK/restore-bad.json" -w '%{http_code}' --max-time 30 -X PUT \
+	-d "{\"from\":\"$WORK/restored2.cmd\"}" --unix-socket "$WORK/restored2.sock" \
+	http://localhost/api/v1/vm.restore 2>&1) || true
+[[ $code == 400 ]] || { ok=FAIL; note "PUT vm.restore of a file that is no snapshot: $code $(cat "$WORK/restore-bad.json" 2>/dev/null)"; }
+code=$("$CURL" -s -o "$WORK/restore.json" -w '%{http_code}' --max-time 30 -X PUT \
+	-d "{\"from\":\"$WORK/snap2\"}" --unix-socket "$WORK/restored2.sock" \
+	http://localhost/api/v1/vm.restore 2>&1) || true
+[[ $code == 202 ]] || { ok=FAIL; note "PUT vm.restore: $code $(cat "$WORK/restore.json" 2>/dev/null)"; }
+wait_beat restored2 "$snap_beat" 120 || { ok=FAIL; note "no heartbeat after the restore through the API"; show_run restored2; }
+first=$(tr -d '\r' <"$WORK/restored2.out" | sed -n 's/^VMMTEST-BEAT \([0-9]*\) .*/\1/p' | head -n1)
+[[ -n $first ]] && ((first <= snap_beat + 40)) || { ok=FAIL; note "the guest's first beat after PUT vm.restore is $first; the snapshot was taken near $snap_beat"; }
+result "$ok" "PUT vm.restore on a vmm run --incoming defer: a file that is no snapshot gets 400, the snapshot 202, and the guest continues from it (first beat $first, snapshot near beat $snap_beat)"
+CUR=restored2 CUR_SOCK=$WORK/restored2.sock
 
 # ---- the guest checks its records ----
 phase "stopping the workload"

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -24,7 +25,10 @@
 #include "vmm/api.h"
 #include "vmm/api_client.h"
 #include "vmm/config.h"
+#include "vmm/base/mig_stream.h"
+#include "vmm/base/sbuf.h"
 #include "vmm/control.h"
+#include "vmm/migration.h"
 
 /* ---- Fake ops: count the calls, answer what the test says ---- */
 
@@ -148,6 +152,18 @@ static int fake_receive(void *opaque, const char *from, char *why, size_t whylen
 	return recv_ret;
 }
 
+static char restore_path[128];
+static int restore_ret;
+
+static int fake_restore(void *opaque, const char *path, char *why, size_t whylen)
+{
+	(void)opaque;
+	snprintf(restore_path, sizeof(restore_path), "%s", path);
+	if (restore_ret)
+		snprintf(why, whylen, "fake restore reason");
+	return restore_ret;
+}
+
 static const struct api_ops fake_ops = {
 	.info = fake_info,
 	.pause = fake_pause,
@@ -159,6 +175,7 @@ static const struct api_ops fake_ops = {
 	.migrate_cancel = fake_migrate_finish,
 	.snapshot = fake_snapshot,
 	.receive = fake_receive,
+	.restore = fake_restore,
 };
 
 static const struct api_target target = { .ops = &fake_ops, .opaque = &fake, .version = "9.8.7" };
@@ -1073,4 +1090,98 @@ Test(api_handle, receive_on_a_vmm_that_does_not_wait)
 	cr_assert_geq(c.incoming_lfd, 0);
 	cr_assert_eq(control_api_ops.receive(&c, "tcp:127.0.0.1:0", why, sizeof(why)), -EALREADY);
 	control_destroy(&c);
+}
+
+Test(api_handle, restore_endpoint)
+{
+	handle("PUT", "/api/v1/vm.restore", "{\"from\":\"/var/lib/vm/snap\"}");
+	cr_assert_eq(reply.status, 202, "%u %s", reply.status, reply.body);
+	cr_assert(strstr(reply.body, "\"restoring\""), "%s", reply.body);
+	cr_assert_str_eq(restore_path, "/var/lib/vm/snap");
+	handle("PUT", "/api/v1/vm.restore", "{\"to\":\"/x\"}");
+	expect_error(400, "to");
+	handle("GET", "/api/v1/vm.restore", NULL);
+	expect_error(405, "PUT");
+	restore_ret = -EALREADY;
+	handle("PUT", "/api/v1/vm.restore", "{\"from\":\"/s\"}");
+	expect_error(409, "fake restore reason");
+	restore_ret = -EINVAL;
+	handle("PUT", "/api/v1/vm.restore", "{\"from\":\"/s\"}");
+	expect_error(400, "fake restore reason");
+	restore_ret = 0;
+}
+
+/* A snapshot file that holds only a header and a CONFIG section with one run option. */
+static void write_tiny_snapshot(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	struct mig_stream s;
+	struct sbuf b;
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(mig_stream_init(&s, fd, true, 1000), 0);
+	cr_assert_eq(mig_write_header(&s, 0, "x86_64"), 0);
+	sbuf_init_writer(&b);
+	sbuf_put_u32(&b, 1);		/* vCPUs */
+	sbuf_put_u64(&b, 64u << 20);	/* RAM */
+	sbuf_put_u32(&b, 0);		/* regions */
+	sbuf_put_u32(&b, 0);		/* devices */
+	sbuf_put_u32(&b, 1);		/* run options */
+	sbuf_put_str(&b, "--cpus=1");
+	cr_assert_eq(sbuf_error(&b), 0);
+	cr_assert_eq(mig_write_section(&s, MIG_KIND_CONFIG, 0, MIG_CONFIG_VERSION, b.data, b.len), 0);
+	sbuf_free(&b);
+	cr_assert_eq(mig_write_end(&s), 0);
+	mig_stream_fini(&s);
+	close(fd);
+}
+
+Test(api_handle, restore_on_the_control)
+{
+	char dir[] = "/tmp/vmm-test-restore.XXXXXX", snap[128], junk[128], why[256] = "";
+	const char *from = NULL;
+	struct control c;
+	bool is_file = false;
+	int fd, efd_sig;
+	char head[8];
+
+	cr_assert(mkdtemp(dir));
+	snprintf(snap, sizeof(snap), "%s/snap", dir);
+	snprintf(junk, sizeof(junk), "%s/junk", dir);
+	write_tiny_snapshot(snap);
+	fd = open(junk, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	cr_assert_eq(write(fd, "not a snapshot at all", 21), 21);
+	close(fd);
+
+	cr_assert_eq(control_init(&c, NULL), 0);
+	/* Not started with --incoming defer. */
+	cr_assert_eq(control_api_ops.restore(&c, snap, why, sizeof(why)), -EALREADY);
+	cr_assert(strstr(why, "--incoming defer"), "%s", why);
+	c.incoming_wait = true;
+	cr_assert_eq(control_api_ops.restore(&c, "/nonexistent/snap", why, sizeof(why)), -EINVAL);
+	cr_assert(strstr(why, "No such file"), "%s", why);
+	cr_assert_eq(control_api_ops.restore(&c, junk, why, sizeof(why)), -EINVAL);
+	cr_assert(strstr(why, "not a snapshot"), "%s", why);
+	cr_assert_eq(c.restore_fd, -1);
+	cr_assert_eq(control_api_ops.restore(&c, snap, why, sizeof(why)), 0, "%s", why);
+	cr_assert_geq(c.restore_fd, 0);
+	/* One at a time, and not both a restore and a receive. */
+	cr_assert_eq(control_api_ops.restore(&c, snap, why, sizeof(why)), -EALREADY);
+	cr_assert_eq(control_api_ops.receive(&c, "tcp:127.0.0.1:0", why, sizeof(why)), -EALREADY);
+	/* main's wait gets the file, from its start. */
+	efd_sig = eventfd(0, EFD_CLOEXEC);
+	fd = control_wait_incoming(&c, efd_sig, &from, &is_file);
+	cr_assert_geq(fd, 0);
+	cr_assert(is_file);
+	cr_assert_str_eq(from, snap);
+	cr_assert_eq(read(fd, head, sizeof(head)), (ssize_t)sizeof(head));
+	cr_assert_eq(lseek(fd, 0, SEEK_CUR), 8);
+	cr_assert_eq(c.restore_fd, -1);
+	cr_assert_not(c.incoming_wait);
+	close(fd);
+	close(efd_sig);
+	control_destroy(&c);
+	unlink(snap);
+	unlink(junk);
+	rmdir(dir);
 }
