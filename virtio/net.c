@@ -21,6 +21,7 @@
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/random.h>
+#include <sys/timerfd.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -418,6 +419,10 @@ void virtio_net_destroy(struct virtio_net *n)
 		n->offload->ops->destroy(n->offload);
 	if (n->tap_watched)
 		event_loop_remove(n->dev.host->loop, &n->tap_src);
+	if (n->announce_watched)
+		event_loop_remove(n->dev.host->loop, &n->announce_src);
+	if (n->announce_src.fd >= 0)
+		close(n->announce_src.fd);
 	if (n->tap_fd >= 0)
 		close(n->tap_fd);
 	free(n->rx_chain[0]);
@@ -495,7 +500,67 @@ static int net_load(struct virtio_mmio_dev *d, struct sbuf *in)
 	return 0;
 }
 
-/* After a load: the guest learns of a link status that differs from the source's. */
+void net_announce_frame(const uint8_t mac[6], uint8_t out[NET_ANNOUNCE_LEN])
+{
+	static const uint8_t rarp[] = {
+		0x80, 0x35,		/* ethertype: RARP */
+		0x00, 0x01,		/* hardware: Ethernet */
+		0x08, 0x00,		/* protocol: IPv4 */
+		6, 4,			/* address lengths */
+		0x00, 0x03,		/* reverse request */
+	};
+	uint8_t *f = out + NET_HDR_LEN;
+
+	memset(out, 0, NET_ANNOUNCE_LEN);
+	memset(f, 0xff, 6);
+	memcpy(f + 6, mac, 6);
+	memcpy(f + 12, rarp, sizeof(rarp));
+	memcpy(f + 22, mac, 6);		/* sender: mac, IP 0.0.0.0 */
+	memcpy(f + 32, mac, 6);		/* target: mac, IP 0.0.0.0 */
+}
+
+/* One RARP on the tap, and the timer for the next while rounds are left. d->lock held. */
+static void net_announce(struct virtio_net *n)
+{
+	struct itimerspec next = { 0 };
+	uint8_t frame[NET_ANNOUNCE_LEN];
+
+	if (!n->announce_left)
+		return;
+	net_announce_frame(n->config.mac, frame);
+	if (write(n->tap_fd, frame, sizeof(frame)) == (ssize_t)sizeof(frame))
+		n->announced++;
+	else
+		log_warn_ratelimited(&n->rl, "%s: cannot announce the migrated guest on %s: %s",
+				     n->dev.name, n->ifname, strerror(errno));
+	if (--n->announce_left) {
+		next.it_value.tv_sec = n->announce_gap_ms / 1000;
+		next.it_value.tv_nsec = (long)(n->announce_gap_ms % 1000) * 1000000L;
+		n->announce_gap_ms += NET_ANNOUNCE_STEP_MS;
+	}
+	if (timerfd_settime(n->announce_src.fd, 0, &next, NULL) < 0)
+		n->announce_left = 0;
+}
+
+static void net_announce_timer(struct event_source *src, uint32_t events)
+{
+	struct virtio_net *n = container_of(src, struct virtio_net, announce_src);
+	uint64_t expirations;
+
+	(void)events;
+	if (read(src->fd, &expirations, sizeof(expirations)) != sizeof(expirations))
+		return;
+	pthread_mutex_lock(&n->dev.lock);
+	net_announce(n);
+	pthread_mutex_unlock(&n->dev.lock);
+}
+
+/*
+ * After a load: the guest learns of a link status that differs from the source's,
+ * and the network learns where the guest's MAC is now — the tap gets RARPs from it
+ * (NET_ANNOUNCE_ROUNDS, 50, 150, 250 ... ms apart), as QEMU sends after a migration,
+ * so that switches forward the guest's traffic to this host before it sends anything.
+ */
 static void net_loaded(struct virtio_mmio_dev *d)
 {
 	struct virtio_net *n = to_net(d);
@@ -503,6 +568,11 @@ static void net_loaded(struct virtio_mmio_dev *d)
 	if (n->link_changed)
 		virtio_mmio_signal_config(d);
 	n->link_changed = false;
+	if (n->announce_watched) {
+		n->announce_left = NET_ANNOUNCE_ROUNDS;
+		n->announce_gap_ms = NET_ANNOUNCE_FIRST_GAP_MS;
+		net_announce(n);
+	}
 }
 
 static const struct virtio_dev_ops net_ops = {
@@ -558,6 +628,7 @@ int virtio_net_create_fd(struct virtio_host *host, const struct net_options *o, 
 		return -EINVAL;	/* without a tap only a back-end of its own can move frames */
 	}
 	n->rl = (struct log_ratelimit)LOG_RATELIMIT_INIT;
+	n->announce_src.fd = -1;
 	n->dev.host = host;	/* virtio_net_destroy() needs the loop before virtio_mmio_init() */
 	n->rx_buf = malloc(NET_RX_BUF_SIZE);
 	n->rx_chain[0] = malloc(sizeof(struct virtq_chain));
@@ -576,6 +647,19 @@ int virtio_net_create_fd(struct virtio_host *host, const struct net_options *o, 
 	/* The guest may take only the offloads the tap can hand it (either data path). */
 	if (is_tap)
 		features &= ~net_tap_refused_features(fd);
+	/* Either data path: the announcement after a migration goes out on the tap. */
+	if (fd >= 0) {
+		n->announce_src.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+		n->announce_src.fn = net_announce_timer;
+		if (n->announce_src.fd < 0) {
+			ret = -errno;
+			goto fail;
+		}
+		ret = event_loop_add(host->loop, &n->announce_src, EPOLLIN);
+		if (ret)
+			goto fail;
+		n->announce_watched = true;
+	}
 
 	if (offload) {
 		/* The back-end reads and writes the tap itself; the VMM never watches it. */

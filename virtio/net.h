@@ -58,6 +58,11 @@ struct virtio_net {
 	bool rx_waiting;		/* queue 0 ran out of buffers: tap not read until a kick */
 	bool tx_blocked;		/* the tap returned EAGAIN: waiting for EPOLLOUT */
 	bool link_changed;		/* a load found another link status here: announce it */
+	/* After a migration: RARPs from the guest's MAC on the tap, so switches learn its port. */
+	struct event_source announce_src;	/* a timerfd; fd -1 without a tap */
+	bool announce_watched;
+	unsigned int announce_left, announce_gap_ms;
+	uint64_t announced;		/* RARP frames written */
 
 	/* A frame read from the tap and not yet delivered (NET_HDR_LEN + NET_FRAME_MAX + 1 bytes). */
 	uint8_t *rx_buf;
@@ -92,6 +97,21 @@ void net_rx_set_num_buffers(const struct virtq_chain *c, uint16_t num_buffers);
  * else what is wrong with it.
  */
 const char *net_tx_check(const struct virtq_chain *c);
+
+/* Bytes of net_announce_frame(): a zeroed virtio-net header, then a 60-byte Ethernet frame. */
+#define NET_ANNOUNCE_LEN	(NET_HDR_LEN + 60)
+
+/*
+ * The frame a migrated guest's NIC is announced with, as QEMU does: a broadcast
+ * RARP request (ethertype 0x8035, op 3) from mac, for mac, padded to the Ethernet
+ * minimum, behind the tap's virtio-net header (NET_ANNOUNCE_LEN bytes into out).
+ */
+void net_announce_frame(const uint8_t mac[6], uint8_t out[NET_ANNOUNCE_LEN]);
+
+/* How many RARPs a migrated guest's NIC gets, the gap before the second, the step. */
+#define NET_ANNOUNCE_ROUNDS	5
+#define NET_ANNOUNCE_FIRST_GAP_MS	50
+#define NET_ANNOUNCE_STEP_MS	100
 
 /* Writes the chain's readable segments (header + frame) to fd as one packet; bytes or -errno. */
 ssize_t net_tx_write(int fd, const struct virtq_chain *c);
