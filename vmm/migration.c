@@ -301,7 +301,7 @@ static int ram_clear_word(struct ram_tx *t, size_t w, uint64_t mask)
 {
 	uint64_t pfn = (uint64_t)w * 64;
 
-	if (!t->vm->dirty_manual)
+	if (!t->vm->dirty_manual || !t->logging)
 		return 0;
 	for (unsigned int i = 0; i < t->vm->mem.nregions; i++) {
 		const struct guest_region *r = &t->vm->mem.regions[i];
