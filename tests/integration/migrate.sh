@@ -26,7 +26,8 @@
 # --vsock. Each host has a persistent tap0 in a bridge whose uplink (a veth pair) joins a
 # bridge in a third namespace, the network, where a peer (Python) listens: after a
 # migration the guest's MAC is behind the other host's tap, and the network's bridge learns
-# it from the guest's next frame (vmm sends no announcement of its own). The guest streams
+# it from the destination's RARPs (5 from the guest's MAC, counted in the network) or the
+# guest's next frame. The guest streams
 # 64 MiB from /dev/urandom to the peer and the peer 64 MiB of its own to the guest, both at
 # once over TCP, the peer pacing both at 1 MiB/s until it is told to go at full speed, so
 # both are mid-way through each migration:
@@ -246,7 +247,8 @@ for hop in 1 2 3 4 5 6; do
 	phase "migration $hop: to host ${LETTERS[k]}"
 	wait_beat "$CUR" $(($(beat "$CUR") + 20)) 60 || true
 	migrate_to "$name" "${HOSTS[k]}" "${ADDRS[k]}"
-	summary=$(grep '^migrated to' <<<"$MIG_OUT" || true)
+	summary=$(grep -E '^(migrated to|paused:)' <<<"$MIG_OUT" | tr '\n' ' ' || true)
+	summary=${summary% }
 	ok=OK
 	[[ $MIG_RC == 0 && -n $summary ]] || { ok=FAIL; note "vmm migrate: exit $MIG_RC: $MIG_OUT"; }
 	[[ $SRC_RC == 0 ]] || { ok=FAIL; note "the source vmm: $SRC_RC (want exit 0)"; show_run "$CUR"; }
@@ -599,6 +601,32 @@ write_status()
 PEER
 PEER_PID=$!
 at_exit "kill -KILL $PEER_PID 2>/dev/null || true"
+# The network counts the RARPs from the guest's MAC that reach its bridge (rarp.count).
+"$IP" netns exec "$NSP" "$PY" - "$WORK/rarp.count" "$GUEST_MAC" <<'RARP' >"$WORK/rarp.log" 2>&1 &
+import os, socket, sys
+out, mac = sys.argv[1], bytes.fromhex(sys.argv[2].replace(":", ""))
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x8035))
+s.bind(("br0", 0))
+n = 0
+def write():
+    with open(out + ".tmp", "w") as f:
+        f.write("%d\n" % n)
+    os.replace(out + ".tmp", out)
+write()
+while True:
+    f = s.recv(2048)
+    if len(f) >= 42 and f[6:12] == mac and f[12:14] == b"\x80\x35" and f[22:28] == mac:
+        n += 1
+        write()
+RARP
+RARP_PID=$!
+at_exit "kill -KILL $RARP_PID 2>/dev/null || true"
+# rarps: how many RARPs from the guest's MAC the network has seen.
+rarps() {
+	local n=0
+	[[ -f $WORK/rarp.count ]] && read -r n <"$WORK/rarp.count"
+	echo "${n:-0}"
+}
 
 declare -A PEER=()
 # peer_status: PEER[up], PEER[down], PEER[up_done] ... from peer.status (builtins only).
@@ -678,6 +706,7 @@ for hop in 1 2; do
 	phase "part 2: migration $hop: to host ${LETTERS[k]}"
 	peer_status
 	up0=${PEER[up]:-0} down0=${PEER[down]:-0}
+	rarp0=$(rarps)
 	net_opts "${NET_CIDS[k]}"
 	start "$name" "${NET_HOSTS[k]}" run -v --incoming "tcp:${NET_ADDRS[k]}:$PORT" "${NET_OPTS[@]}" \
 		--api-socket "$WORK/$name.sock"
@@ -688,7 +717,8 @@ for hop in 1 2; do
 	SRC_RC=$ERC
 	peer_status
 	up1=${PEER[up]:-0} down1=${PEER[down]:-0}
-	summary=$(grep '^migrated to' <<<"$MIG_OUT" || true)
+	summary=$(grep -E '^(migrated to|paused:)' <<<"$MIG_OUT" | tr '\n' ' ' || true)
+	summary=${summary% }
 	ok=OK
 	[[ $MIG_RC == 0 && -n $summary ]] || { ok=FAIL; note "vmm migrate: exit $MIG_RC: $MIG_OUT"; }
 	[[ $SRC_RC == 0 ]] || { ok=FAIL; note "the source vmm: $SRC_RC (want exit 0)"; show_run "$NCUR"; }
@@ -707,6 +737,11 @@ for hop in 1 2; do
 	}
 	result "$ok" "part 2, migration $hop (to host ${LETTERS[k]}): vmm migrate exits 0, the source exits 0, both TCP streams on vhost-net go on there (peer: up $((up0 / MIB)) → $((up1 / MIB)) MiB, down $((down0 / MIB)) → $((down1 / MIB)) MiB during it; ${summary:-no summary})"
 	[[ $ok == OK ]] || finish
+	t=$((SECONDS + 20))
+	while (($(rarps) < rarp0 + 5 && SECONDS < t)); do nap 0.25; done
+	ok=OK
+	(($(rarps) == rarp0 + 5)) || { ok=FAIL; note "RARPs from $GUEST_MAC seen by the network: $rarp0 before, $(rarps) after"; show "$WORK/rarp.log" "the RARP counter's log"; }
+	result "$ok" "part 2, migration $hop: host ${LETTERS[k]} announced the guest's MAC — the network saw exactly 5 RARPs from it"
 	NCUR=$name NCUR_SOCK=$WORK/$name.sock
 	vsock_check "$name" "${NET_CIDS[k]}" "after migration $hop (host ${LETTERS[k]}'s cid)"
 done
