@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vmm/api.h"
@@ -189,10 +190,19 @@ static int start_from_stream(struct vm *vm, const struct vmm_config *cfg, int si
 	if (fd < 0)
 		return VMM_EXIT_MIGRATION;
 	ret = migration_load(vm, fd, live, false);
-	if (!ret)
+	if (!ret) {
+		struct timespec t0, t1;
+
+		clock_gettime(CLOCK_MONOTONIC, &t0);
 		ret = vm_start_loaded(vm);
-	else
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		if (!ret)
+			log_info("the loaded VM started in %lld ms (devices' data paths, vCPUs)",
+				 (long long)((t1.tv_sec - t0.tv_sec) * 1000 +
+					     (t1.tv_nsec - t0.tv_nsec) / 1000000));
+	} else {
 		ret = VMM_EXIT_MIGRATION;
+	}
 	if (!ret && live && migration_ack(fd)) {
 		log_error("--incoming: the source is gone before it heard that the guest runs here; "
 			  "it runs the guest on — stopping this copy");

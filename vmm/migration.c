@@ -861,6 +861,8 @@ int migration_load(struct vm *vm, int fd, bool live, bool header_read)
 	/* Which vCPUs and devices the stream loaded (each must come exactly once). */
 	bool vcpu_seen[VMM_MAX_CPUS] = { false }, dev_seen[VM_MAX_VIRTIO_DEVICES] = { false };
 	unsigned int vcpus = 0, devices = 0;
+	/* Where the paused state's load goes: from the first vCPU section to END. */
+	uint64_t t_state = 0, t_backends = 0;
 	int ret;
 
 	ret = mig_stream_init(&s, fd, false, live ? 60000 : 30000);
@@ -900,6 +902,8 @@ int migration_load(struct vm *vm, int fd, bool live, bool header_read)
 			ret = ram_load(vm, &s, &sec);
 			break;
 		case MIG_KIND_VCPU:
+			if (!t_state)
+				t_state = now_ms();
 			ret = sec.instance < vm->ncpus && !vcpu_seen[sec.instance] ?
 			      read_sbuf(&s, &b, &mem) : -EBADMSG;
 			if (!ret)
@@ -943,7 +947,10 @@ int migration_load(struct vm *vm, int fd, bool live, bool header_read)
 					  "whose back-end here cannot take it", sec.instance);
 				ret = -EINVAL;
 			} else {
+				uint64_t t0 = now_ms();
+
 				ret = be->ops->load_state(be, &src);
+				t_backends += now_ms() - t0;
 				if (ret)
 					log_error("migration: %s's back-end refused its state: %s",
 						  vm->vdev_names[sec.instance], strerror(-ret));
@@ -958,6 +965,10 @@ int migration_load(struct vm *vm, int fd, bool live, bool header_read)
 			break;
 		case MIG_KIND_END:
 			free(mem);
+			if (t_state)
+				log_info("migration: the paused state loaded in %llu ms (back-ends' state "
+					 "%llu ms)", (unsigned long long)(now_ms() - t_state),
+					 (unsigned long long)t_backends);
 			goto end;
 		default:
 			ret = mig_section_skip(&s);

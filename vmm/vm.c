@@ -554,10 +554,17 @@ int vm_start_loaded(struct vm *vm)
 	}
 	for (unsigned int i = 0; i < vm->nvdevs; i++) {
 		struct virtio_mmio_dev *d = vm->vdevs[i];
+		struct timespec t0, t1;
+		long long ms;
 
+		clock_gettime(CLOCK_MONOTONIC, &t0);
 		pthread_mutex_lock(&d->lock);
 		virtio_mmio_resume(d);
 		pthread_mutex_unlock(&d->lock);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+		if (ms >= 5)
+			log_info("%s: its queues took %lld ms to start here", vm->vdev_names[i], ms);
 	}
 	for (unsigned int i = 0; !ret && i < vm->ncpus; i++)
 		ret = vcpu_start(&vm->vcpus[i]);

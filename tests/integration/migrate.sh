@@ -192,6 +192,13 @@ exit_of() {
 	wait_gone "${PID[$1]}" "$2" || { ERC=running; return 0; }
 	wait "${PID[$1]}" 2>/dev/null || ERC=$?
 }
+# dest_times NAME: where NAME's load and start went, from its log ("; destination: ...").
+dest_times() {
+	local t
+	t=$(grep -hoE '(the paused state loaded in [0-9]+ ms \(back-ends. state [0-9]+ ms\)|the loaded VM started in [0-9]+ ms|[a-z0-9-]+: its queues took [0-9]+ ms)' \
+		"$WORK/$1.err" 2>/dev/null | tr '\n' ',' || true)
+	[[ -z $t ]] || echo "; destination: ${t%,}"
+}
 # show_run NAME: its command, console tail and log tail, as diagnostics.
 show_run() {
 	note "$1: $(cat "$WORK/$1.cmd" 2>/dev/null)"
@@ -248,7 +255,7 @@ for hop in 1 2 3 4 5 6; do
 	wait_beat "$CUR" $(($(beat "$CUR") + 20)) 60 || true
 	migrate_to "$name" "${HOSTS[k]}" "${ADDRS[k]}"
 	summary=$(grep -E '^(migrated to|paused:)' <<<"$MIG_OUT" | tr '\n' ' ' || true)
-	summary=${summary% }
+	summary="${summary% }$(dest_times "$name")"
 	ok=OK
 	[[ $MIG_RC == 0 && -n $summary ]] || { ok=FAIL; note "vmm migrate: exit $MIG_RC: $MIG_OUT"; }
 	[[ $SRC_RC == 0 ]] || { ok=FAIL; note "the source vmm: $SRC_RC (want exit 0)"; show_run "$CUR"; }
@@ -718,7 +725,7 @@ for hop in 1 2; do
 	peer_status
 	up1=${PEER[up]:-0} down1=${PEER[down]:-0}
 	summary=$(grep -E '^(migrated to|paused:)' <<<"$MIG_OUT" | tr '\n' ' ' || true)
-	summary=${summary% }
+	summary="${summary% }$(dest_times "$name")"
 	ok=OK
 	[[ $MIG_RC == 0 && -n $summary ]] || { ok=FAIL; note "vmm migrate: exit $MIG_RC: $MIG_OUT"; }
 	[[ $SRC_RC == 0 ]] || { ok=FAIL; note "the source vmm: $SRC_RC (want exit 0)"; show_run "$NCUR"; }
