@@ -195,7 +195,7 @@ exit_of() {
 # dest_times NAME: where NAME's load and start went, from its log ("; destination: ...").
 dest_times() {
 	local t
-	t=$(grep -hoE '(the paused state loaded in [0-9]+ ms \(back-ends. state [0-9]+ ms\)|the loaded VM started in [0-9]+ ms|[a-z0-9-]+: its queues took [0-9]+ ms)' \
+	t=$(grep -hoE '(the paused state loaded in [0-9]+ ms \(back-ends. state [0-9]+ ms\)|the loaded VM started in [0-9]+ ms|[a-z0-9-]+: its queues took [0-9]+ ms|[a-z0-9-]+: the back-end took [0-9]+ ms to answer [A-Z_]+)' \
 		"$WORK/$1.err" 2>/dev/null | tr '\n' ',' || true)
 	[[ -z $t ]] || echo "; destination: ${t%,}"
 }
