@@ -177,13 +177,19 @@ static int vhost_be_start(struct virtio_backend *be, unsigned int q, const struc
 		step = "SET_VRING_ADDR";
 		ret = dev->ops->set_vring_addr(dev, q, &addrs);
 	}
-	if (!ret) {
-		step = "SET_VRING_KICK";
-		ret = dev->ops->set_vring_kick(dev, q, kick_fd);
-	}
+	/*
+	 * The call fd before the kick fd: a back-end starts a ring at its kick fd (vhost-user),
+	 * and one that must stop a running ring to change its call fd (ours: its I/O thread
+	 * signals it) would otherwise start it twice — on a migration's destination, while the
+	 * guest waits.
+	 */
 	if (!ret) {
 		step = "SET_VRING_CALL";
 		ret = dev->ops->set_vring_call(dev, q, call->irq_fd);
+	}
+	if (!ret) {
+		step = "SET_VRING_KICK";
+		ret = dev->ops->set_vring_kick(dev, q, kick_fd);
 	}
 	if (!ret && dev->ops->set_vring_enable) {
 		step = "SET_VRING_ENABLE";

@@ -308,8 +308,8 @@ Test(vhost, driver_ok_starts_each_ring_then_attaches_the_tap)
 	drv_start(d, BIT(VIRTIO_NET_F_MRG_RXBUF) | BIT(VIRTIO_RING_F_EVENT_IDX));
 	cr_assert_str_eq(fk.log,
 			 "SET_FEATURES;MEM_TABLE 1;"
-			 "NUM 0 256;BASE 0 0;ADDR 0;KICK 0 fd;CALL 0 fd;NET_BACKEND 0 tap;"
-			 "NUM 1 256;BASE 1 0;ADDR 1;KICK 1 fd;CALL 1 fd;NET_BACKEND 1 tap;");
+			 "NUM 0 256;BASE 0 0;ADDR 0;CALL 0 fd;KICK 0 fd;NET_BACKEND 0 tap;"
+			 "NUM 1 256;BASE 1 0;ADDR 1;CALL 1 fd;KICK 1 fd;NET_BACKEND 1 tap;");
 	for (unsigned int q = 0; q < 2; q++) {
 		cr_assert_eq(fk.kick[q], d->q[q].kick_fd, "kick = the queue's KVM ioeventfd");
 		cr_assert_eq(fk.call[q], d->irq_fd, "call = the device's KVM irqfd");
@@ -510,8 +510,8 @@ Test(vhost, vsock_routes_rx_and_tx_to_vhost_and_keeps_the_event_queue)
 	drv_start(d, BIT(VIRTIO_RING_F_EVENT_IDX));
 	cr_assert_str_eq(fk.log,
 			 "SET_FEATURES;MEM_TABLE 1;"
-			 "NUM 0 128;BASE 0 0;ADDR 0;KICK 0 fd;CALL 0 fd;"
-			 "NUM 1 128;BASE 1 0;ADDR 1;KICK 1 fd;CALL 1 fd;");
+			 "NUM 0 128;BASE 0 0;ADDR 0;CALL 0 fd;KICK 0 fd;"
+			 "NUM 1 128;BASE 1 0;ADDR 1;CALL 1 fd;KICK 1 fd;");
 	cr_assert(userspace_backend_running(&v->ub, VSOCK_EVENTQ), "the event queue is the VMM's");
 	cr_assert_not(userspace_backend_running(&v->ub, VSOCK_RXQ));
 	cr_assert_eq(fk.features, BIT(VIRTIO_F_VERSION_1) | BIT(VIRTIO_RING_F_EVENT_IDX));
