@@ -662,7 +662,7 @@ static void blk_io_uring_worker(struct blk_io *e)
 }
 
 /* Whether io_uring works here and does what the engine needs; 0 or -errno. */
-static int blk_io_uring_probe(bool *has_fallocate)
+static int blk_io_uring_probe_once(bool *has_fallocate)
 {
 	static const int needed[] = { IORING_OP_READV, IORING_OP_WRITEV, IORING_OP_FSYNC,
 				      IORING_OP_READ };
@@ -682,6 +682,28 @@ static int blk_io_uring_probe(bool *has_fallocate)
 	io_uring_free_probe(p);
 	io_uring_queue_exit(&ring);
 	return r;
+}
+
+static int probe_result;
+static bool probe_fallocate;
+
+static void blk_io_uring_probe_run(void)
+{
+	probe_result = blk_io_uring_probe_once(&probe_fallocate);
+}
+
+/*
+ * The probe, once per process: the kernel does not change under it, and a ring set up
+ * and torn down costs milliseconds (tens nested) at every queue start — on a
+ * migration's destination, while the guest waits.
+ */
+static int blk_io_uring_probe(bool *has_fallocate)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, blk_io_uring_probe_run);
+	*has_fallocate = probe_fallocate;
+	return probe_result;
 }
 
 /* ---- Control ---- */
