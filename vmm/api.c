@@ -322,17 +322,23 @@ static void api_snapshot(const struct api_target *t, const json_t *body, struct 
 	json_decref(out);
 }
 
-static void api_receive(const struct api_target *t, const json_t *body, struct api_reply *r)
+/*
+ * vm.receive-migration and vm.restore: where a `vmm run --incoming defer` takes its guest
+ * from; op's answer → 202 {"state": state, "from"}, 400, 409 or 500.
+ */
+static void api_incoming(const struct api_target *t, const json_t *body, struct api_reply *r,
+			 const char *endpoint, int (*op)(void *, const char *, char *, size_t),
+			 const char *state)
 {
-	const char *from = body_string(body, "vm.receive-migration", "from", r);
+	const char *from = body_string(body, endpoint, "from", r);
 	char why[256] = "";
 	int ret;
 
-	if (!from || !offered(t->ops->receive, r))
+	if (!from || !offered(op, r))
 		return;
-	ret = t->ops->receive(t->opaque, from, why, sizeof(why));
+	ret = op(t->opaque, from, why, sizeof(why));
 	if (!ret)
-		reply_json(r, 202, json_pack("{s:s,s:s}", "state", "listening", "from", from));
+		reply_json(r, 202, json_pack("{s:s,s:s}", "state", state, "from", from));
 	else if (ret == -EINVAL)
 		reply_error(r, 400, "%s", why);
 	else if (ret == -EALREADY)
@@ -341,23 +347,14 @@ static void api_receive(const struct api_target *t, const json_t *body, struct a
 		reply_error(r, 500, "%s", why[0] ? why : strerror(-ret));
 }
 
+static void api_receive(const struct api_target *t, const json_t *body, struct api_reply *r)
+{
+	api_incoming(t, body, r, "vm.receive-migration", t->ops->receive, "listening");
+}
+
 static void api_restore(const struct api_target *t, const json_t *body, struct api_reply *r)
 {
-	const char *from = body_string(body, "vm.restore", "from", r);
-	char why[256] = "";
-	int ret;
-
-	if (!from || !offered(t->ops->restore, r))
-		return;
-	ret = t->ops->restore(t->opaque, from, why, sizeof(why));
-	if (!ret)
-		reply_json(r, 202, json_pack("{s:s,s:s}", "state", "restoring", "from", from));
-	else if (ret == -EINVAL)
-		reply_error(r, 400, "%s", why);
-	else if (ret == -EALREADY)
-		reply_error(r, 409, "%s", why);
-	else
-		reply_error(r, 500, "%s", why[0] ? why : strerror(-ret));
+	api_incoming(t, body, r, "vm.restore", t->ops->restore, "restoring");
 }
 
 static const char *const receive_fields[] = { "from", NULL };
