@@ -341,6 +341,7 @@ static void queue_halt(struct vu_dev *dev, struct vu_queue *q)
 		dev->ops->remove_watch(dev, q->kick_fd);
 	virtq_save(&q->vq, &q->pos);
 	q->running = false;
+	close_fd(&q->old_call_fd);
 }
 
 static void halt_all(struct vu_dev *dev, bool *was)
@@ -587,6 +588,7 @@ static void queue_reset(struct vu_dev *dev, struct vu_queue *q)
 	queue_halt(dev, q);
 	close_fd(&q->kick_fd);
 	close_fd(&q->call_fd);
+	close_fd(&q->old_call_fd);
 	close_fd(&q->err_fd);
 	track_free(q);
 	loaded_free(&q->loaded);
@@ -734,10 +736,13 @@ bool vu_queue_notify(struct vu_dev *dev, unsigned int qi)
 {
 	struct vu_queue *q = &dev->queues[qi];
 
+	int fd;
+
 	if (dev->broken || !q->running || !virtq_should_notify(&q->vq))
 		return false;
-	if (q->call_fd >= 0)
-		eventfd_write(q->call_fd, 1);
+	fd = __atomic_load_n(&q->call_fd, __ATOMIC_ACQUIRE);	/* SET_VRING_CALL may swap it */
+	if (fd >= 0)
+		eventfd_write(fd, 1);
 	return true;
 }
 
@@ -1436,6 +1441,15 @@ static int h_vring_fd(struct vu_dev *dev, struct vhost_user_msg *msg)
 		}
 		return queue_start(dev, q);
 	case VHOST_USER_SET_VRING_CALL:
+		/*
+		 * A running ring takes the new fd as it runs (QEMU sends the call fd after the
+		 * kick fd that started it: a halt would stop and restart the device's I/O). Its
+		 * completions read call_fd atomically; the old fd stays open until the next halt.
+		 */
+		if (q->running && q->old_call_fd < 0) {
+			q->old_call_fd = __atomic_exchange_n(&q->call_fd, fd, __ATOMIC_ACQ_REL);
+			return VU_DONE;
+		}
 		was = q->running;
 		queue_halt(dev, q);
 		close_fd(&q->call_fd);
@@ -1917,7 +1931,7 @@ int vu_init(struct vu_dev *dev, const struct vu_config *cfg)
 		struct vu_queue *q = &dev->queues[i];
 
 		q->index = i;
-		q->kick_fd = q->call_fd = q->err_fd = -1;
+		q->kick_fd = q->call_fd = q->err_fd = q->old_call_fd = -1;
 		q->counter = 1;
 		virtq_reset(&q->vq, &dev->mem);
 	}

@@ -170,6 +170,9 @@ struct vu_queue {
 	uint32_t addr_flags;
 	uint64_t desc_qva, avail_qva, used_qva, log_gpa;
 	int kick_fd, call_fd, err_fd;
+	/* A call fd replaced while the ring ran: a completion thread may still signal it, so
+	 * it is closed at the ring's next halt (when no such thread runs). */
+	int old_call_fd;
 	bool started;			/* SET_VRING_KICK .. GET_VRING_BASE */
 	bool enabled;
 	bool running;			/* the device has it (queue_start called) */

@@ -338,6 +338,42 @@ Test(vu_backend, read_and_write_request_end_to_end)
 	assert_no_fd_leak(&r, 1);
 }
 
+Test(vu_backend, a_call_fd_after_the_kick_does_not_restart_the_ring)
+{
+	struct vf_ring r;
+	struct vf_buf b[2] = { { BUF_AREA, 5, false }, { BUF_AREA + 0x100, 0x20, true } };
+	uint64_t v = 0;
+	uint32_t id, len;
+	eventfd_t got;
+	int call2, call3;
+
+	vf_negotiate(&f, 0, all_protocol);
+	vf_ring_setup(&f, &r, 0, 16, RING_AREA, 0);
+	cr_assert_eq(td.starts, 1);
+	/* QEMU's order: the kick fd started the ring, the call fd comes after. */
+	call2 = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	vf_send(&f, VHOST_USER_SET_VRING_CALL, 0, &v, 8, &call2, 1);
+	cr_assert_eq(vf_add(&f, &r, b, 2), 0);
+	cr_assert(vf_used(&f, &r, &id, &len, 1000));
+	cr_assert_eq(td.starts, 1, "the ring was restarted for a call fd");
+	cr_assert_eq(td.stops, 0);
+	cr_assert_eq(eventfd_read(call2, &got), 0, "the new call fd was not signalled");
+	cr_assert_neq(eventfd_read(r.call, &got), 0, "the old call fd was signalled");
+	/* A second one while the first replaced fd may still be in use: a stop and a start. */
+	call3 = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	vf_send(&f, VHOST_USER_SET_VRING_CALL, 0, &v, 8, &call3, 1);
+	/* used_event: the driver wants an interrupt for the next one (EVENT_IDX). */
+	((struct vring_avail *)vf_ptr(&f, r.avail))->ring[r.num] = 1;
+	cr_assert_eq(vf_add(&f, &r, b, 2), 2);
+	cr_assert(vf_used(&f, &r, &id, &len, 1000));
+	cr_assert_eq(td.stops, 1);
+	cr_assert_eq(td.starts, 2);
+	cr_assert_eq(eventfd_read(call3, &got), 0, "the newest call fd was not signalled");
+	close(call2);
+	close(call3);
+	assert_no_fd_leak(&r, 1);
+}
+
 Test(vu_backend, reply_ack_and_enable_rules)
 {
 	struct vhost_user_msg m;
