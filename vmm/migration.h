@@ -32,6 +32,8 @@ struct sbuf;
 #define MIG_CONFIG_VERSION	1
 #define MIG_RAM_VERSION		1
 #define MIG_ACK_MAGIC		"VMMACK01"
+/* The destination's answer to a SYNC section (8 bytes, like the acknowledgement). */
+#define MIG_SYNC_MAGIC		"VMMSYNC1"
 
 struct mig_params {
 	uint64_t max_downtime_ms;	/* stop-and-copy once the rest fits in this (default 300) */

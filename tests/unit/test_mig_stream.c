@@ -163,6 +163,7 @@ static const struct {
 	{ MIG_KIND_BACKEND, true, 2, 1, 0, { 3, 5 } },
 	{ MIG_KIND_RAM, false, 0, 1, RAM_LEN, { 0 } },
 	{ MIG_KIND_SERIAL, false, 0, 1, 0, { 0 } },
+	{ MIG_KIND_SYNC, false, 0, 1, 0, { 0 } },
 	{ MIG_KIND_DEVICE, true, 4, 9, 0, { 0 } },
 	{ MIG_KIND_VM_ARCH, true, 0, 1, 0, { 1 } },
 	{ MIG_KIND_DEVICE, false, 5, 1, 33, { 0 } },
@@ -748,6 +749,9 @@ Test(mig_bad, header)
 	h[8] = 0;
 	reseal_header(h);
 	cr_assert_eq(header_of(h, sizeof(h), NULL), -EPROTONOSUPPORT);
+	h[8] = MIG_VERSION_MIN;		/* an older vmm's snapshot still loads */
+	reseal_header(h);
+	cr_assert_eq(header_of(h, sizeof(h), NULL), 0);
 	memcpy(h, p, sizeof(h));
 
 	h[13] = 1;			/* a flag this build does not know */
@@ -884,7 +888,7 @@ Test(mig_bad, sealed_but_wrong_section_headers)
 		int want;
 	} cases[] = {
 		{ 0, 0, 0, -EPROTO },
-		{ 8, 0, 0, -EPROTO },
+		{ 9, 0, 0, -EPROTO },
 		{ 0xfffe, 0, 0, -EPROTO },
 		{ MIG_KIND_DEVICE, 2, 0, -EPROTO },
 		{ MIG_KIND_DEVICE, MIG_SECTION_CHUNKED, 1, -EBADMSG },

@@ -126,6 +126,7 @@ static const char *kind_name(uint16_t kind)
 	case MIG_KIND_SERIAL:	return "serial";
 	case MIG_KIND_DEVICE:	return "device";
 	case MIG_KIND_BACKEND:	return "backend";
+	case MIG_KIND_SYNC:	return "sync";
 	case MIG_KIND_END:	return "end";
 	default:		return NULL;
 	}
@@ -660,10 +661,10 @@ int mig_read_header(struct mig_stream *s)
 		return fail(s, -EBADMSG, "the stream header's checksum does not match");
 	version = get32(h + 8);
 	flags = get32(h + 12);
-	if (version != MIG_VERSION)
+	if (version < MIG_VERSION_MIN || version > MIG_VERSION)
 		return fail(s, -EPROTONOSUPPORT,
-			    "stream format version %u; this vmm reads version %u", version,
-			    MIG_VERSION);
+			    "stream format version %u; this vmm reads versions %u to %u", version,
+			    MIG_VERSION_MIN, MIG_VERSION);
 	if (flags & ~MIG_F_LIVE)
 		return fail(s, -EPROTONOSUPPORT, "unknown stream flags %#x", flags & ~MIG_F_LIVE);
 	if (h[16 + MIG_ARCH_LEN - 1])

@@ -55,7 +55,8 @@
 #include <sys/types.h>
 
 #define MIG_MAGIC		"VMMSTATE"
-#define MIG_VERSION		1
+#define MIG_VERSION		2	/* written; 2 added MIG_KIND_SYNC */
+#define MIG_VERSION_MIN		1	/* the oldest read (a version-1 snapshot loads) */
 #define MIG_SECTION_MAGIC	0x54434553u	/* "SECT" */
 #define MIG_SECTION_MAX		(16u << 20)	/* a plain non-RAM section's largest length */
 #define MIG_CHUNK_MAX		(1u << 20)	/* a chunk's largest length */
@@ -76,6 +77,7 @@ enum mig_kind {
 	MIG_KIND_SERIAL = 5,	/* the 16550's registers */
 	MIG_KIND_DEVICE = 6,	/* one virtio-mmio device: transport, queues, model (virtio_mmio_save) */
 	MIG_KIND_BACKEND = 7,	/* one device back-end's internal state, chunked (vhost-user DEVICE_STATE) */
+	MIG_KIND_SYNC = 8,	/* length 0: a live destination answers MIG_SYNC_MAGIC once read */
 	MIG_KIND_END = 0xffff,	/* the last section; length 0 */
 };
 
