@@ -292,12 +292,15 @@ static int ram_send_run(struct ram_tx *t, uint64_t pfn, uint64_t n)
 	return 0;
 }
 
+/* Words of t->send re-protected in KVM's log by one ioctl (4096 pages, 16 MiB). */
+#define CLEAR_WORDS	64
+
 /*
- * Re-protects in KVM's log (vm_dirty_log_clear) the pages set in mask, word w of
- * t->send, before they are copied: a write after this is logged again. The regions
- * start on 64-page boundaries (ram_init checked).
+ * Re-protects in KVM's log (vm_dirty_log_clear) the pages set in t->send's words
+ * [w, w + n), before they are copied: a write after this is logged again. The regions
+ * start on 64-page boundaries (ram_init checked); the words must be in one region.
  */
-static int ram_clear_word(struct ram_tx *t, size_t w, uint64_t mask)
+static int ram_clear_words(struct ram_tx *t, size_t w, unsigned int n)
 {
 	uint64_t pfn = (uint64_t)w * 64;
 
@@ -308,23 +311,44 @@ static int ram_clear_word(struct ram_tx *t, size_t w, uint64_t mask)
 		uint64_t first = r->gpa / PAGE;
 
 		if (pfn >= first && pfn < first + r->size / PAGE)
-			return vm_dirty_log_clear(t->vm, i, pfn - first, mask);
+			return vm_dirty_log_clear(t->vm, i, pfn - first, &t->send[w], n);
 	}
 	return 0;
+}
+
+/* How many words from w (at most CLEAR_WORDS) stay within w's RAM region (1 if none). */
+static unsigned int ram_words_in_region(const struct ram_tx *t, size_t w)
+{
+	uint64_t pfn = (uint64_t)w * 64;
+
+	for (unsigned int i = 0; i < t->vm->mem.nregions; i++) {
+		const struct guest_region *r = &t->vm->mem.regions[i];
+		uint64_t first = r->gpa / PAGE, end = first + r->size / PAGE;
+
+		if (pfn >= first && pfn < end)
+			return (unsigned int)MIN((uint64_t)CLEAR_WORDS, (end - pfn + 63) / 64);
+	}
+	return 1;
 }
 
 /* Sends every page set in t->send (clearing it); 0 or -errno. */
 static int ram_send_marked(struct ram_tx *t)
 {
+	size_t block_end = 0;
+
 	for (size_t w = 0; w < t->words; w++) {
-		if (t->send[w]) {
-			int ret = ram_clear_word(t, w, t->send[w]);
+		if (w >= block_end && t->send[w]) {
+			/* The next block's pages, re-protected at once before any is copied. */
+			unsigned int n = (unsigned int)MIN((size_t)ram_words_in_region(t, w),
+							   t->words - w);
+			int ret = ram_clear_words(t, w, n);
 
 			if (ret) {
 				prog_fail(t->prog, "KVM cannot re-protect the guest's pages for the "
 					  "dirty log: %s", strerror(-ret));
 				return ret;
 			}
+			block_end = w + n;
 		}
 		while (t->send[w]) {
 			unsigned int b = (unsigned int)__builtin_ctzll(t->send[w]);

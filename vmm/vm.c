@@ -162,24 +162,25 @@ int vm_dirty_log_get(struct vm *vm, unsigned int slot, uint64_t *bits)
 	return ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0 ? -errno : 0;
 }
 
-int vm_dirty_log_clear(struct vm *vm, unsigned int slot, uint64_t first, uint64_t mask)
+int vm_dirty_log_clear(struct vm *vm, unsigned int slot, uint64_t first, const uint64_t *bits,
+		       unsigned int nwords)
 {
 	struct kvm_clear_dirty_log clear = { .slot = slot, .first_page = first,
-					     .num_pages = 64, .dirty_bitmap = &mask };
+					     .dirty_bitmap = (void *)bits };
 	uint64_t pages;
 
-	if (!vm->dirty_manual || !mask)
+	if (!vm->dirty_manual || !nwords)
 		return 0;
 	if (slot >= vm->mem.nregions || first % 64)
 		return -EINVAL;
 	pages = vm->mem.regions[slot].size / 4096;
-	if (first >= pages)
+	if (first >= pages || nwords > (pages - first + 63) / 64)
 		return -EINVAL;
-	/* KVM takes a short last block only where it ends the slot. */
-	if (pages - first < 64) {
-		clear.num_pages = (uint32_t)(pages - first);
-		mask &= (1ULL << clear.num_pages) - 1;
-	}
+	/*
+	 * KVM takes a count that is not a multiple of 64 only where it ends the slot (and
+	 * ignores the bits past it).
+	 */
+	clear.num_pages = (uint32_t)MIN((uint64_t)nwords * 64, pages - first);
 	return ioctl(vm->vm_fd, KVM_CLEAR_DIRTY_LOG, &clear) < 0 ? -errno : 0;
 }
 

@@ -107,12 +107,13 @@ int vm_dirty_log_enable(struct vm *vm, bool on);
 int vm_dirty_log_get(struct vm *vm, unsigned int slot, uint64_t *bits);
 
 /*
- * With vm->dirty_manual: clears (re-protects) the pages set in mask, a 64-page
- * block starting at page `first` of RAM region `slot` (first a multiple of 64;
- * a block that runs past the region's end is cut short); 0 or -errno. Without
- * it: nothing to do, 0.
+ * With vm->dirty_manual: clears (re-protects) the pages set in bits (nwords 64-bit
+ * words, bit 0 = page `first`) of RAM region `slot`; first a multiple of 64, the
+ * range within the region (a last word past its end is cut short); 0 or -errno.
+ * Without it: nothing to do, 0.
  */
-int vm_dirty_log_clear(struct vm *vm, unsigned int slot, uint64_t first, uint64_t mask);
+int vm_dirty_log_clear(struct vm *vm, unsigned int slot, uint64_t first, const uint64_t *bits,
+		       unsigned int nwords);
 
 /*
  * Pauses a started VM: every vCPU out of KVM_RUN and held (its last exit
