@@ -529,6 +529,8 @@ int vu_blk_open(struct vu_blk *b, const struct vu_blk_options *o)
 			 " bytes (less than a sector) are not served", o->image, size,
 			 size % VU_BLK_SECTOR);
 	atomic_store(&b->size, ALIGN_DOWN(size, (uint64_t)VU_BLK_SECTOR));
+	if (o->io_kind != BLK_IO_SYNC)
+		blk_io_warm_up();
 	/* Two writers corrupt an image: the same lock vmm takes on its disks. */
 	b->readonly = o->readonly;
 	if (!o->incoming && blk_lock(b, o->image)) {

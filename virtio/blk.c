@@ -1034,6 +1034,7 @@ int virtio_blk_create(struct virtio_host *host, const struct blk_options *o, con
 	}
 	/* A destination of a migration takes the image at switchover (blk_switchover). */
 	b->lock_deferred = host && host->incoming;
+	blk_io_warm_up();	/* not at the first queue start, while a migrated guest waits */
 	r = virtio_blk_init(b, o, name);
 	if (r < 0) {
 		free(b);

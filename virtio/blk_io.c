@@ -706,6 +706,13 @@ static int blk_io_uring_probe(bool *has_fallocate)
 	return probe_result;
 }
 
+void blk_io_warm_up(void)
+{
+	bool has_fallocate;
+
+	(void)blk_io_uring_probe(&has_fallocate);
+}
+
 /* ---- Control ---- */
 
 static void *blk_io_thread(void *arg)

@@ -139,6 +139,13 @@ struct blk_io;
 /* Creates a stopped engine of cfg->kind (AUTO: io_uring if it works here); 0 or -errno. */
 int blk_io_create(struct blk_io **out, const struct blk_io_config *cfg);
 
+/*
+ * Probes io_uring now (once per process; blk_io_create() uses the answer): a device
+ * calls it when it is created, so that its first queue start — on a migration's
+ * destination, while the guest is paused — does not set up a ring to probe.
+ */
+void blk_io_warm_up(void);
+
 /* The kind the engine runs: BLK_IO_URING or BLK_IO_SYNC. */
 enum blk_io_kind blk_io_kind(const struct blk_io *e);
 
