@@ -142,6 +142,10 @@ Test(mig_crc, matches_bitwise)
 			cr_assert_eq(mig_crc32c(0, buf + off, len), want, "off %zu len %zu", off, len);
 			cr_assert_eq(mig_crc32c(mig_crc32c(0, buf + off, cut), buf + off + cut,
 						len - cut), want, "continued, off %zu len %zu", off, len);
+			/* The tables, whichever one mig_crc32c() picked on this CPU. */
+			cr_assert_eq(mig_crc32c_soft(0, buf + off, len), want, "soft, off %zu", off);
+			cr_assert_eq(mig_crc32c_soft(mig_crc32c(0, buf + off, cut), buf + off + cut,
+						     len - cut), want, "mixed, off %zu len %zu", off, len);
 		}
 	cr_assert_eq(mig_crc32c(0, buf, 4096), crc_bitwise(0, buf, 4096));
 }

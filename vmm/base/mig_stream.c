@@ -24,10 +24,40 @@
 
 enum { PHASE_START, PHASE_SECTIONS, PHASE_DONE };
 
-/* ---- CRC-32C, slicing by 8 ---- */
+/* ---- CRC-32C: the CPU's instruction where there is one, else slicing by 8 ---- */
 
 static uint32_t crc_tab[8][256];
 static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+static uint32_t (*crc_fn)(uint32_t crc, const void *buf, size_t len) = mig_crc32c_soft;
+
+#if defined(__x86_64__)
+/*
+ * SSE4.2's crc32 instruction computes exactly CRC-32C: 8 bytes a cycle or so, against
+ * about 1 GB/s for the tables — a stream checksums every page of RAM on both sides.
+ */
+__attribute__((target("sse4.2")))
+static uint32_t crc32c_sse42(uint32_t crc, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	uint64_t c = ~crc;
+
+	while (len && ((uintptr_t)p & 7)) {
+		c = __builtin_ia32_crc32qi((uint32_t)c, *p++);
+		len--;
+	}
+	while (len >= 8) {
+		uint64_t w;
+
+		memcpy(&w, p, 8);
+		c = __builtin_ia32_crc32di(c, w);
+		p += 8;
+		len -= 8;
+	}
+	while (len--)
+		c = __builtin_ia32_crc32qi((uint32_t)c, *p++);
+	return ~(uint32_t)c;
+}
+#endif
 
 static void crc_init(void)
 {
@@ -41,9 +71,20 @@ static void crc_init(void)
 	for (uint32_t i = 0; i < 256; i++)
 		for (int k = 1; k < 8; k++)
 			crc_tab[k][i] = (crc_tab[k - 1][i] >> 8) ^ crc_tab[0][crc_tab[k - 1][i] & 0xff];
+#if defined(__x86_64__)
+	__builtin_cpu_init();
+	if (__builtin_cpu_supports("sse4.2"))
+		crc_fn = crc32c_sse42;
+#endif
 }
 
 uint32_t mig_crc32c(uint32_t crc, const void *buf, size_t len)
+{
+	pthread_once(&crc_once, crc_init);
+	return crc_fn(crc, buf, len);
+}
+
+uint32_t mig_crc32c_soft(uint32_t crc, const void *buf, size_t len)
 {
 	const uint8_t *p = buf;
 	uint32_t c = ~crc;
