@@ -1564,6 +1564,27 @@ static int vu_load_state(struct vhost_dev *dev, const struct virtio_state_source
 	return ret ? ret : check;
 }
 
+/*
+ * SEND_RARP (with VHOST_USER_PROTOCOL_F_RARP): the back-end broadcasts a RARP from mac
+ * on its port, as after a migration; the MAC in the first 6 bytes of the u64 payload.
+ */
+static int vu_send_rarp(struct vhost_dev *dev, const uint8_t mac[6])
+{
+	struct vhost_user *u = conn_of(dev);
+	struct vhost_user_msg msg;
+	int ret;
+
+	if (!has_proto(u, VHOST_USER_PROTOCOL_F_RARP))
+		return -EOPNOTSUPP;
+	vhost_user_msg_init(&msg, VHOST_USER_SEND_RARP, 0, sizeof(uint64_t));
+	msg.p.u64 = 0;
+	memcpy(&msg.p.u64, mac, 6);
+	pthread_mutex_lock(&u->lock);
+	ret = vu_request_locked(u, &msg);
+	pthread_mutex_unlock(&u->lock);
+	return ret;
+}
+
 const struct vhost_ops vhost_user_ops = {
 	.name = "vhost-user",
 	.set_owner = vu_set_owner,
@@ -1591,6 +1612,7 @@ const struct vhost_ops vhost_user_ops = {
 	.has_state = vu_has_state,
 	.save_state = vu_save_state,
 	.load_state = vu_load_state,
+	.send_rarp = vu_send_rarp,
 	.cleanup = vu_cleanup,
 };
 

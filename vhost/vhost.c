@@ -484,6 +484,15 @@ static int vhost_be_load_state(struct virtio_backend *be, const struct virtio_st
 	return ret ? ret : dev->ops->load_state(dev, src);
 }
 
+static int vhost_be_announce(struct virtio_backend *be, const uint8_t mac[6])
+{
+	struct vhost_dev *dev = to_vhost(be);
+
+	if (!dev->ops || !dev->ops->send_rarp)
+		return -EOPNOTSUPP;
+	return dev->ops->send_rarp(dev, mac);
+}
+
 static const struct virtio_backend_ops vhost_backend_ops = {
 	.name = "vhost",
 	.signals_irqfd = true,
@@ -503,6 +512,7 @@ static const struct virtio_backend_ops vhost_backend_ops = {
 	.log_stop = vhost_be_log_stop,
 	.has_state = vhost_be_has_state,
 	.save_state = vhost_be_save_state,
+	.announce = vhost_be_announce,
 	.load_state = vhost_be_load_state,
 };
 

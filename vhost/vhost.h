@@ -174,6 +174,8 @@ struct vhost_ops {
 	/* Streams the back-end's state into sink / from src; every ring stopped. 0 or -errno. */
 	int (*save_state)(struct vhost_dev *dev, const struct virtio_state_sink *sink);
 	int (*load_state)(struct vhost_dev *dev, const struct virtio_state_source *src);
+	/* Optional: the back-end announces mac on its port (SEND_RARP); 0 or -EOPNOTSUPP. */
+	int (*send_rarp)(struct vhost_dev *dev, const uint8_t mac[6]);
 	/* Closes the connection (dev->conn) and frees what the kind allocated; the rings are stopped. */
 	void (*cleanup)(struct vhost_dev *dev);
 };

@@ -198,6 +198,11 @@ struct virtio_backend_ops {
 	 * source into the back-end (LOAD), then checks it (CHECK_DEVICE_STATE). 0 or -errno.
 	 */
 	int (*load_state)(struct virtio_backend *be, const struct virtio_state_source *src);
+	/*
+	 * Optional, net: after a migration, has the back-end announce the guest's MAC on
+	 * its own port (vhost-user SEND_RARP). 0, or -EOPNOTSUPP when it cannot.
+	 */
+	int (*announce)(struct virtio_backend *be, const uint8_t mac[6]);
 };
 
 /* A back-end: embedded in its implementation's struct, which gets back with container_of(). */

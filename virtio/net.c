@@ -572,6 +572,17 @@ static void net_loaded(struct virtio_mmio_dev *d)
 		n->announce_left = NET_ANNOUNCE_ROUNDS;
 		n->announce_gap_ms = NET_ANNOUNCE_FIRST_GAP_MS;
 		net_announce(n);
+	} else if (n->offload && n->offload->ops->announce) {
+		/* No tap here (vhost-user): the back-end owns the port and announces on it. */
+		int r = n->offload->ops->announce(n->offload, n->config.mac);
+
+		if (r == -EOPNOTSUPP)
+			log_info("%s: its vhost-user back-end cannot announce the migrated guest "
+				 "(no VHOST_USER_PROTOCOL_F_RARP); the network learns its MAC from "
+				 "its next frame", d->name);
+		else if (r)
+			log_warn("%s: the back-end refused to announce the migrated guest: %s",
+				 d->name, strerror(-r));
 	}
 }
 

@@ -981,3 +981,37 @@ Test(vhost_user_state, blk_state_moves_and_a_different_disk_refuses_it)
 	close(call.irq_fd);
 	guest_mem_destroy(&mem);
 }
+
+/* ---- the announcement after a migration (vhost-user net) ---- */
+
+static bool evil_saw(uint32_t request)
+{
+	unsigned int n = atomic_load(&evil.nreqs);
+
+	if (n > VE_MAX_REQS)
+		n = VE_MAX_REQS;
+
+	for (unsigned int i = 0; i < n; i++)
+		if (evil.reqs[i] == request)
+			return true;
+	return false;
+}
+
+Test(vhost_user_state, send_rarp_only_to_a_back_end_that_offers_it)
+{
+	static const uint8_t mac[6] = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 };
+	struct vu_evil_opts rarp = { .extra_protocol = BIT(VHOST_USER_PROTOCOL_F_RARP) };
+
+	mem_up();
+	ev_up(NULL, 0);
+	cr_assert_eq(dev.be.ops->announce(&dev.be, mac), -EOPNOTSUPP);
+	ev_down();	/* the back-end has read every request once it is joined */
+	cr_assert_not(evil_saw(VHOST_USER_SEND_RARP));
+
+	ev_up(&rarp, 0);
+	cr_assert(vhost_user_protocol_features(&dev) & BIT(VHOST_USER_PROTOCOL_F_RARP));
+	cr_assert_eq(dev.be.ops->announce(&dev.be, mac), 0);
+	ev_down();
+	cr_assert(evil_saw(VHOST_USER_SEND_RARP));
+	guest_mem_destroy(&mem);
+}
