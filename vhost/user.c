@@ -14,7 +14,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "vhost/user.h"
@@ -187,18 +186,15 @@ static int vu_recv_reply_wait(struct vhost_user *u, uint32_t request, uint32_t s
 static int vu_recv_reply(struct vhost_user *u, uint32_t request, uint32_t size,
 			 unsigned int max_fds, struct vhost_user_msg *reply)
 {
-	struct timespec t0, t1;
-	long long ms;
+	uint64_t t0 = monotonic_ms(), ms;
 	int ret;
 
-	clock_gettime(CLOCK_MONOTONIC, &t0);
 	ret = vu_recv_reply_wait(u, request, size, max_fds, reply, u->timeout_ms);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	ms = monotonic_ms() - t0;
 	/* A slow answer stalls a start or a stop (the guest paused meanwhile): say which. */
 	if (ms >= 10)
-		log_info("%s: the back-end took %lld ms to answer %s", vu_name(u), ms,
-			 vhost_user_request_name(request));
+		log_info("%s: the back-end took %llu ms to answer %s", vu_name(u),
+			 (unsigned long long)ms, vhost_user_request_name(request));
 	return ret;
 }
 

@@ -9,7 +9,6 @@
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "vmm/api.h"
@@ -191,15 +190,12 @@ static int start_from_stream(struct vm *vm, const struct vmm_config *cfg, int si
 		return VMM_EXIT_MIGRATION;
 	ret = migration_load(vm, fd, live, false);
 	if (!ret) {
-		struct timespec t0, t1;
+		uint64_t t0 = monotonic_ms();
 
-		clock_gettime(CLOCK_MONOTONIC, &t0);
 		ret = vm_start_loaded(vm);
-		clock_gettime(CLOCK_MONOTONIC, &t1);
 		if (!ret)
-			log_info("the loaded VM started in %lld ms (devices' data paths, vCPUs)",
-				 (long long)((t1.tv_sec - t0.tv_sec) * 1000 +
-					     (t1.tv_nsec - t0.tv_nsec) / 1000000));
+			log_info("the loaded VM started in %llu ms (devices' data paths, vCPUs)",
+				 (unsigned long long)(monotonic_ms() - t0));
 	} else {
 		ret = VMM_EXIT_MIGRATION;
 	}

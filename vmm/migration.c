@@ -54,14 +54,6 @@ bool mig_precopy_done(const struct mig_params *p, unsigned int pass, uint64_t re
 	       pass >= p->max_iterations;
 }
 
-static uint64_t now_ms(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
-}
-
 static void prog_fail(struct mig_progress *prog, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
@@ -234,13 +226,13 @@ static void ram_throttle(struct ram_tx *t)
 	if (!t->p->bandwidth)
 		return;
 	sent = t->s->bytes - t->bytes_mark;
-	elapsed = now_ms() - t->t_mark;
+	elapsed = monotonic_ms() - t->t_mark;
 	due = sent * 1000 / t->p->bandwidth;
 	if (due > elapsed)
 		usleep((useconds_t)MIN(due - elapsed, 1000) * 1000);
 	if (elapsed > 1000) {
 		t->bytes_mark = t->s->bytes;
-		t->t_mark = now_ms();
+		t->t_mark = monotonic_ms();
 	}
 }
 
@@ -296,37 +288,28 @@ static int ram_send_run(struct ram_tx *t, uint64_t pfn, uint64_t n)
 #define CLEAR_WORDS	64
 
 /*
- * Re-protects in KVM's log (vm_dirty_log_clear) the pages set in t->send's words
- * [w, w + n), before they are copied: a write after this is logged again. The regions
- * start on 64-page boundaries (ram_init checked); the words must be in one region.
+ * Re-protects in KVM's log (vm_dirty_log_clear) the pages set in t->send from word w
+ * on, up to CLEAR_WORDS words within w's RAM region, before any of them is copied: a
+ * write after this is logged again. The regions start on 64-page boundaries (ram_init
+ * checked). Returns how many words it covered (at least 1), or -errno.
  */
-static int ram_clear_words(struct ram_tx *t, size_t w, unsigned int n)
-{
-	uint64_t pfn = (uint64_t)w * 64;
-
-	if (!t->vm->dirty_manual || !t->logging)
-		return 0;
-	for (unsigned int i = 0; i < t->vm->mem.nregions; i++) {
-		const struct guest_region *r = &t->vm->mem.regions[i];
-		uint64_t first = r->gpa / PAGE;
-
-		if (pfn >= first && pfn < first + r->size / PAGE)
-			return vm_dirty_log_clear(t->vm, i, pfn - first, &t->send[w], n);
-	}
-	return 0;
-}
-
-/* How many words from w (at most CLEAR_WORDS) stay within w's RAM region (1 if none). */
-static unsigned int ram_words_in_region(const struct ram_tx *t, size_t w)
+static int ram_clear_block(struct ram_tx *t, size_t w)
 {
 	uint64_t pfn = (uint64_t)w * 64;
 
 	for (unsigned int i = 0; i < t->vm->mem.nregions; i++) {
 		const struct guest_region *r = &t->vm->mem.regions[i];
 		uint64_t first = r->gpa / PAGE, end = first + r->size / PAGE;
+		unsigned int n;
+		int ret;
 
-		if (pfn >= first && pfn < end)
-			return (unsigned int)MIN((uint64_t)CLEAR_WORDS, (end - pfn + 63) / 64);
+		if (pfn < first || pfn >= end)
+			continue;
+		n = (unsigned int)MIN(MIN((uint64_t)CLEAR_WORDS, (end - pfn + 63) / 64),
+				      (uint64_t)(t->words - w));
+		ret = t->vm->dirty_manual && t->logging ?
+		      vm_dirty_log_clear(t->vm, i, pfn - first, &t->send[w], n) : 0;
+		return ret ? ret : (int)n;
 	}
 	return 1;
 }
@@ -339,16 +322,14 @@ static int ram_send_marked(struct ram_tx *t)
 	for (size_t w = 0; w < t->words; w++) {
 		if (w >= block_end && t->send[w]) {
 			/* The next block's pages, re-protected at once before any is copied. */
-			unsigned int n = (unsigned int)MIN((size_t)ram_words_in_region(t, w),
-							   t->words - w);
-			int ret = ram_clear_words(t, w, n);
+			int n = ram_clear_block(t, w);
 
-			if (ret) {
+			if (n < 0) {
 				prog_fail(t->prog, "KVM cannot re-protect the guest's pages for the "
-					  "dirty log: %s", strerror(-ret));
-				return ret;
+					  "dirty log: %s", strerror(-n));
+				return n;
 			}
-			block_end = w + n;
+			block_end = w + (size_t)n;
 		}
 		while (t->send[w]) {
 			unsigned int b = (unsigned int)__builtin_ctzll(t->send[w]);
@@ -480,7 +461,7 @@ static int ram_init(struct ram_tx *t, struct vm *vm, struct mig_stream *s,
 	ret = dirty_log_init(&t->log, end);
 	if (ret)
 		ram_fini(t);
-	t->t_mark = now_ms();
+	t->t_mark = monotonic_ms();
 	return ret;
 }
 
@@ -649,7 +630,7 @@ static int sync_destination(struct mig_stream *s, int fd, int timeout_ms)
 
 int migration_send(struct vm *vm, int fd, const struct mig_params *p, struct mig_progress *prog)
 {
-	uint64_t t0 = now_ms(), tpause = 0, tstep, remaining = 0, previous = UINT64_MAX;
+	uint64_t t0 = monotonic_ms(), tpause = 0, tstep, remaining = 0, previous = UINT64_MAX;
 	bool paused = false, released = false;
 	struct mig_stream s;
 	struct ram_tx t;
@@ -677,7 +658,7 @@ int migration_send(struct vm *vm, int fd, const struct mig_params *p, struct mig
 	atomic_store(&prog->phase, MIG_PRECOPY);
 	ram_mark_all(&t);
 	for (unsigned int it = 1;; it++) {
-		uint64_t ts = now_ms(), b0 = s.bytes, dt, bw;
+		uint64_t ts = monotonic_ms(), b0 = s.bytes, dt, bw;
 
 		atomic_store(&prog->iteration, it);
 		ret = ram_send_marked(&t);
@@ -687,7 +668,7 @@ int migration_send(struct vm *vm, int fd, const struct mig_params *p, struct mig
 			ret = ram_collect(&t, &remaining);
 		if (ret)
 			goto out;
-		dt = MAX(now_ms() - ts, 1);
+		dt = MAX(monotonic_ms() - ts, 1);
 		bw = (s.bytes - b0) * 1000 / dt;
 		if (bw)
 			atomic_store(&prog->bandwidth, bw);
@@ -724,20 +705,20 @@ int migration_send(struct vm *vm, int fd, const struct mig_params *p, struct mig
 	}
 	/* Stop and copy. */
 	atomic_store(&prog->phase, MIG_STOPCOPY);
-	tpause = now_ms();
+	tpause = monotonic_ms();
 	ret = vm_pause(vm, 10000);
 	if (ret) {
 		prog_fail(prog, "cannot pause the guest for the last copy: %s", strerror(-ret));
 		goto out;
 	}
 	paused = true;
-	tstep = now_ms();
+	tstep = monotonic_ms();
 	atomic_store(&prog->stop_ms, tstep - tpause);
 	ret = ram_collect(&t, &remaining);
 	if (!ret)
 		ret = ram_send_marked(&t);
-	atomic_store(&prog->last_ram_ms, now_ms() - tstep);
-	tstep = now_ms();
+	atomic_store(&prog->last_ram_ms, monotonic_ms() - tstep);
+	tstep = monotonic_ms();
 	if (!ret)
 		ret = state_send(vm, &s, prog);
 	/* The destination takes the disks once it has read END: let them go before it. */
@@ -752,17 +733,17 @@ int migration_send(struct vm *vm, int fd, const struct mig_params *p, struct mig
 		ret = mig_write_end(&s);
 	if (ret)
 		goto out;
-	atomic_store(&prog->state_ms, now_ms() - tstep);
-	tstep = now_ms();
+	atomic_store(&prog->state_ms, monotonic_ms() - tstep);
+	tstep = monotonic_ms();
 	ret = wait_word(fd, MIG_ACK_MAGIC, ACK_TIMEOUT_MS);
 	if (ret) {
 		prog_fail(prog, "the destination did not confirm it runs the guest (%s) — the guest "
 			  "runs on here", ret == -EPROTO ? "it sent something else" : stream_error(ret));
 		goto out;
 	}
-	atomic_store(&prog->destination_ms, now_ms() - tstep);
-	atomic_store(&prog->downtime_ms, now_ms() - tpause);
-	atomic_store(&prog->total_ms, now_ms() - t0);
+	atomic_store(&prog->destination_ms, monotonic_ms() - tstep);
+	atomic_store(&prog->downtime_ms, monotonic_ms() - tpause);
+	atomic_store(&prog->total_ms, monotonic_ms() - t0);
 	atomic_store(&prog->bytes, s.bytes);
 	ram_fini(&t);
 	mig_stream_fini(&s);
@@ -807,7 +788,7 @@ int migration_snapshot(struct vm *vm, int fd, bool leave_paused, struct mig_prog
 	bool was_paused = vm_is_paused(vm);
 	struct mig_stream s;
 	struct ram_tx t;
-	uint64_t t0 = now_ms();
+	uint64_t t0 = monotonic_ms();
 	int ret;
 
 	atomic_store(&prog->phase, MIG_SETUP);
@@ -847,7 +828,7 @@ int migration_snapshot(struct vm *vm, int fd, bool leave_paused, struct mig_prog
 out_resume:
 	if (!was_paused && !leave_paused)
 		vm_resume(vm);
-	atomic_store(&prog->total_ms, now_ms() - t0);
+	atomic_store(&prog->total_ms, monotonic_ms() - t0);
 out_phase:
 	atomic_store(&prog->phase, ret ? MIG_FAILED : MIG_DONE);
 	return ret;
@@ -954,7 +935,7 @@ int migration_load(struct vm *vm, int fd, bool live, bool header_read)
 			break;
 		case MIG_KIND_VCPU:
 			if (!t_state)
-				t_state = now_ms();
+				t_state = monotonic_ms();
 			ret = sec.instance < vm->ncpus && !vcpu_seen[sec.instance] ?
 			      read_sbuf(&s, &b, &mem) : -EBADMSG;
 			if (!ret)
@@ -998,10 +979,10 @@ int migration_load(struct vm *vm, int fd, bool live, bool header_read)
 					  "whose back-end here cannot take it", sec.instance);
 				ret = -EINVAL;
 			} else {
-				uint64_t t0 = now_ms();
+				uint64_t t0 = monotonic_ms();
 
 				ret = be->ops->load_state(be, &src);
-				t_backends += now_ms() - t0;
+				t_backends += monotonic_ms() - t0;
 				if (ret)
 					log_error("migration: %s's back-end refused its state: %s",
 						  vm->vdev_names[sec.instance], strerror(-ret));
@@ -1024,7 +1005,7 @@ int migration_load(struct vm *vm, int fd, bool live, bool header_read)
 			free(mem);
 			if (t_state)
 				log_info("migration: the paused state loaded in %llu ms (back-ends' state "
-					 "%llu ms)", (unsigned long long)(now_ms() - t_state),
+					 "%llu ms)", (unsigned long long)(monotonic_ms() - t_state),
 					 (unsigned long long)t_backends);
 			goto end;
 		default:

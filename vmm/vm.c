@@ -184,7 +184,6 @@ int vm_dirty_log_clear(struct vm *vm, unsigned int slot, uint64_t first, const u
 	return ioctl(vm->vm_fd, KVM_CLEAR_DIRTY_LOG, &clear) < 0 ? -errno : 0;
 }
 
-
 static int vm_create_memory(struct vm *vm)
 {
 	struct guest_mem_range ranges[GUEST_MEM_MAX_REGIONS];
@@ -555,17 +554,15 @@ int vm_start_loaded(struct vm *vm)
 	}
 	for (unsigned int i = 0; i < vm->nvdevs; i++) {
 		struct virtio_mmio_dev *d = vm->vdevs[i];
-		struct timespec t0, t1;
-		long long ms;
+		uint64_t t0 = monotonic_ms(), ms;
 
-		clock_gettime(CLOCK_MONOTONIC, &t0);
 		pthread_mutex_lock(&d->lock);
 		virtio_mmio_resume(d);
 		pthread_mutex_unlock(&d->lock);
-		clock_gettime(CLOCK_MONOTONIC, &t1);
-		ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+		ms = monotonic_ms() - t0;
 		if (ms >= 5)
-			log_info("%s: its queues took %lld ms to start here", vm->vdev_names[i], ms);
+			log_info("%s: its queues took %llu ms to start here", vm->vdev_names[i],
+				 (unsigned long long)ms);
 	}
 	for (unsigned int i = 0; !ret && i < vm->ncpus; i++)
 		ret = vcpu_start(&vm->vcpus[i]);

@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "vmm/base/log.h"
+#include "vmm/base/util.h"
 
 static bool verbose;
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -58,17 +59,9 @@ void log_set_verbose(bool on)
 	verbose = on;
 }
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 void log_warn_ratelimited(struct log_ratelimit *rl, const char *fmt, ...)
 {
-	uint64_t now = now_ms();
+	uint64_t now = monotonic_ms();
 	unsigned int suppressed = 0;
 	va_list ap;
 

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "vmm/base/util.h"
 
@@ -107,4 +108,12 @@ int thread_start(pthread_t *thread, void *(*fn)(void *), void *arg)
 		ret = pthread_create(thread, &attr, fn, arg);
 	pthread_attr_destroy(&attr);
 	return -ret;
+}
+
+uint64_t monotonic_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
 }
