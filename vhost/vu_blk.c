@@ -314,6 +314,7 @@ static void blk_queue_start(struct vu_dev *dev, unsigned int q)
 		.depth = MIN(n, (unsigned int)BLK_IO_MAX_DEPTH),
 		.kind = b->io_kind,
 	};
+	uint64_t t0 = monotonic_ms(), t_lock, t_engine;
 	int ret;
 
 	snprintf(name, sizeof(name), "vhost-user-blk queue %u", q);
@@ -327,6 +328,7 @@ static void blk_queue_start(struct vu_dev *dev, unsigned int q)
 		log_warn("vhost-user-blk: the front-end started queue %u of %u", q, b->nqueues);
 		return;
 	}
+	t_lock = monotonic_ms();
 	queue_free(bq);
 	bq->reqs = calloc(cfg.depth, sizeof(*bq->reqs));
 	bq->free_reqs = calloc(cfg.depth, sizeof(*bq->free_reqs));
@@ -341,6 +343,7 @@ static void blk_queue_start(struct vu_dev *dev, unsigned int q)
 		 * empty look turns them on.
 		 */
 		bq->notify = false;
+		t_engine = monotonic_ms();
 		ret = blk_io_start(bq->io, vu_queue_kick_fd(dev, q), &queue_io_ops, bq);
 	}
 	if (ret) {
@@ -353,6 +356,12 @@ static void blk_queue_start(struct vu_dev *dev, unsigned int q)
 	if (q == 0)
 		log_info("vhost-user-blk: queues use %s", blk_io_kind(bq->io) == BLK_IO_URING ?
 			 "io_uring" : "synchronous I/O threads");
+	if (monotonic_ms() - t0 >= 10)
+		log_info("vhost-user-blk: queue %u took %llu ms to start (image lock %llu, I/O "
+			 "engine set-up %llu, its start %llu)", q,
+			 (unsigned long long)(monotonic_ms() - t0),
+			 (unsigned long long)(t_lock - t0), (unsigned long long)(t_engine - t_lock),
+			 (unsigned long long)(monotonic_ms() - t_engine));
 }
 
 static void blk_queue_stop(struct vu_dev *dev, unsigned int q)

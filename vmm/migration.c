@@ -206,6 +206,13 @@ struct ram_tx {
 	 * copy. A page written after the copy is dirty again and goes in the next pass.
 	 */
 	uint8_t *bounce;
+	/*
+	 * Guest RAM in [data_start, data_end) is known to be backed (a memfd's data, or
+	 * any other kind of RAM). Only "data" is remembered: a hole is asked about right before
+	 * it is sent as zero, after its block's pages were re-protected (ram_clear_block), so
+	 * a write that fills it after the question is in the dirty log.
+	 */
+	uint64_t data_start, data_end;
 };
 
 static bool page_is_zero(const uint8_t *p)
@@ -248,14 +255,31 @@ static int ram_send_run(struct ram_tx *t, uint64_t pfn, uint64_t n)
 
 		if (!hva)
 			return -EFAULT;
+		if (gpa < t->data_start || gpa >= t->data_end) {
+			/*
+			 * Never-written memfd RAM is sent as zero without being read: a read
+			 * would allocate it here (shmem has no shared zero page), and the first
+			 * pass would fill all of the guest's RAM on the source.
+			 */
+			uint64_t ext;
+
+			if (guest_mem_extent(&t->vm->mem, gpa, &ext)) {
+				k = (uint32_t)MIN(MIN(ext / PAGE, n), (uint64_t)RUN_MAX);
+				zero = true;
+				goto send;
+			}
+			t->data_start = gpa;
+			t->data_end = gpa + ext;
+		}
 		zero = page_is_zero(hva);
-		while (k < n && k < RUN_MAX) {
+		while (k < n && k < RUN_MAX && gpa + (uint64_t)k * PAGE < t->data_end) {
 			const uint8_t *next = guest_mem_ptr(&t->vm->mem, gpa + (uint64_t)k * PAGE, PAGE);
 
 			if (next != hva + (uint64_t)k * PAGE || page_is_zero(next) != zero)
 				break;
 			k++;
 		}
+send:
 		len = zero ? 0 : (uint64_t)k * PAGE;
 		ret = mig_section_begin(t->s, MIG_KIND_RAM, 0, MIG_RAM_VERSION, RAM_HDR + len);
 		if (!ret) {
@@ -676,6 +700,10 @@ int migration_send(struct vm *vm, int fd, const struct mig_params *p, struct mig
 		atomic_store(&prog->dirty_pages, remaining);
 		atomic_store(&prog->dirty_rate, remaining * 1000 / dt);
 		atomic_store(&prog->expected_downtime_ms, bw ? remaining * PAGE * 1000 / bw : 0);
+		if (it <= p->max_iterations)
+			log_info("migration: pass %u sent %llu MiB in %llu ms; %llu pages dirty since",
+				 it, (unsigned long long)((s.bytes - b0) >> 20),
+				 (unsigned long long)dt, (unsigned long long)remaining);
 		if (atomic_load(&prog->cancel)) {
 			ret = -ECANCELED;
 			goto out;
@@ -859,9 +887,17 @@ static int ram_load(struct vm *vm, struct mig_stream *s, const struct mig_sectio
 	if (!hva)
 		return -EBADMSG;
 	if (flags & RAM_ZERO) {
-		for (uint32_t i = 0; i < n; i++)
-			if (!page_is_zero(hva + (uint64_t)i * PAGE))
-				memset(hva + (uint64_t)i * PAGE, 0, PAGE);
+		/* Holes (never-written memfd RAM) are zero already: reading would allocate them. */
+		for (uint32_t i = 0; i < n;) {
+			uint64_t ext, m;
+			bool hole = guest_mem_extent(&vm->mem, gpa + (uint64_t)i * PAGE, &ext);
+
+			m = MIN(MAX(ext / PAGE, 1), (uint64_t)(n - i));
+			for (uint64_t j = i; !hole && j < i + m; j++)
+				if (!page_is_zero(hva + j * PAGE))
+					memset(hva + j * PAGE, 0, PAGE);
+			i += (uint32_t)m;
+		}
 	} else {
 		ret = mig_section_read(s, hva, (size_t)n * PAGE);
 		if (ret)

@@ -627,3 +627,81 @@ Test(guest_mem, thp_status_parses_the_selected_mode)
 	cr_assert_eq(thp_from("["), GUEST_MEM_THP_UNKNOWN);
 	cr_assert_eq(guest_mem_thp_status("/nonexistent/shmem_enabled"), GUEST_MEM_THP_UNKNOWN);
 }
+
+/* ---- holes: RAM no page backs yet ---- */
+
+/* Whether the page at hva is in the process's memory (mincore). */
+static bool resident(const void *hva)
+{
+	unsigned char v = 0;
+
+	cr_assert_eq(mincore((void *)((uintptr_t)hva & ~(PAGE - 1)), PAGE, &v), 0);
+	return v & 1;
+}
+
+Test(guest_mem, extent_of_a_fresh_memfd_is_one_hole_per_region_and_asking_allocates_nothing)
+{
+	uint64_t ext = 0;
+
+	cr_assert_eq(guest_mem_init(&mem, two, 2, GUEST_MEM_MEMFD), 0);
+	cr_assert(guest_mem_extent(&mem, 0, &ext));
+	cr_assert_eq(ext, 16 * MIB, "the whole first region: %llu", (unsigned long long)ext);
+	cr_assert(guest_mem_extent(&mem, 4 * GIB + 8 * MIB, &ext));
+	cr_assert_eq(ext, 8 * MIB, "to the second region's end: %llu", (unsigned long long)ext);
+	cr_assert_not(resident(mem.regions[0].hva));
+}
+
+Test(guest_mem, extent_splits_a_memfd_at_written_pages)
+{
+	uint64_t ext = 0;
+	uint8_t *r0;
+
+	cr_assert_eq(guest_mem_init(&mem, two, 2, GUEST_MEM_MEMFD), 0);
+	r0 = mem.regions[0].hva;
+	/* MADV_HUGEPAGE may back a write with a 2 MiB page: write one whole huge page. */
+	memset(r0 + 4 * MIB, 0x5a, 2 * MIB);
+	cr_assert(guest_mem_extent(&mem, 0, &ext));
+	cr_assert_eq(ext, 4 * MIB, "hole up to the written data: %llu", (unsigned long long)ext);
+	cr_assert_not(guest_mem_extent(&mem, 4 * MIB, &ext));
+	cr_assert_eq(ext, 2 * MIB, "data up to the next hole: %llu", (unsigned long long)ext);
+	cr_assert_not(guest_mem_extent(&mem, 5 * MIB, &ext));
+	cr_assert_eq(ext, MIB);
+	cr_assert(guest_mem_extent(&mem, 6 * MIB, &ext));
+	cr_assert_eq(ext, 10 * MIB);
+	/* The other region is its own hole: the data before it does not leak over. */
+	cr_assert(guest_mem_extent(&mem, 4 * GIB, &ext));
+	cr_assert_eq(ext, 16 * MIB);
+}
+
+Test(guest_mem, extent_of_anonymous_memory_follows_the_touched_pages)
+{
+	uint64_t ext = 0;
+	uint8_t *r0;
+
+	init_two();
+	r0 = mem.regions[0].hva;
+	/* Never touched: a hole, reported 2 MiB (one page-map read) at a time. */
+	cr_assert(guest_mem_extent(&mem, 3 * MIB, &ext));
+	cr_assert_eq(ext, 2 * MIB, "%llu", (unsigned long long)ext);
+	/* Near the region's end: cut there. */
+	cr_assert(guest_mem_extent(&mem, 4 * GIB + 16 * MIB - PAGE, &ext));
+	cr_assert_eq(ext, PAGE);
+	/* A write (a whole huge page, as THP may back it) is data; a read counts too. */
+	memset(r0 + 8 * MIB, 1, 2 * MIB);
+	cr_assert_not(guest_mem_extent(&mem, 8 * MIB, &ext));
+	cr_assert_eq(ext, 2 * MIB);
+	cr_assert(guest_mem_extent(&mem, 6 * MIB, &ext));
+	cr_assert_eq(ext, 2 * MIB, "the hole stops at the data: %llu", (unsigned long long)ext);
+	cr_assert_eq(*(volatile uint8_t *)(r0 + 12 * MIB), 0);
+	cr_assert_not(guest_mem_extent(&mem, 12 * MIB, &ext));
+}
+
+Test(guest_mem, extent_of_a_wrapped_buffer_is_data)
+{
+	static uint8_t buf[64 * 1024];
+	uint64_t ext = 0;
+
+	guest_mem_init_from_buffer(&mem, buf, 0x10000, sizeof(buf));
+	cr_assert_not(guest_mem_extent(&mem, 0x10000 + PAGE, &ext));
+	cr_assert_eq(ext, sizeof(buf) - PAGE);
+}

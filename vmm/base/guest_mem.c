@@ -12,6 +12,7 @@
 #include "vmm/base/util.h"
 
 #define HUGEPAGE_SIZE (2ULL << 20)
+#define GM_PAGE 4096ULL
 
 static int check_ranges(const struct guest_mem_range *r, unsigned int n, uint64_t align)
 {
@@ -97,6 +98,7 @@ int guest_mem_init(struct guest_mem *m, const struct guest_mem_range *ranges,
 
 	memset(m, 0, sizeof(*m));
 	m->fd = -1;
+	m->pagemap_fd = -1;
 	if (backing != GUEST_MEM_ANON && backing != GUEST_MEM_MEMFD && !huge)
 		return -EINVAL;
 	ret = check_ranges(ranges, nranges, align);
@@ -126,6 +128,9 @@ int guest_mem_init(struct guest_mem *m, const struct guest_mem_range *ranges,
 		goto fail;
 	}
 	m->shared = m->fd >= 0;
+	/* Where anonymous RAM was never touched (guest_mem_extent); optional. */
+	if (backing == GUEST_MEM_ANON)
+		m->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	/* Guest RAM is never part of a core dump; it may be gigabytes and holds guest secrets. */
 	madvise(m->base, total, MADV_DONTDUMP);
 	/*
@@ -158,14 +163,18 @@ void guest_mem_destroy(struct guest_mem *m)
 		munmap(m->base, m->size);
 	if (m->owned && m->fd >= 0)
 		close(m->fd);
+	if (m->owned && m->pagemap_fd >= 0)
+		close(m->pagemap_fd);
 	memset(m, 0, sizeof(*m));
 	m->fd = -1;
+	m->pagemap_fd = -1;
 }
 
 void guest_mem_init_from_buffer(struct guest_mem *m, void *buf, uint64_t gpa, uint64_t size)
 {
 	memset(m, 0, sizeof(*m));
 	m->fd = -1;
+	m->pagemap_fd = -1;
 	m->regions[0] = (struct guest_region){ .gpa = gpa, .size = size, .hva = buf };
 	m->nregions = 1;
 	m->size = size;
@@ -205,6 +214,76 @@ void *guest_mem_ptr(const struct guest_mem *m, uint64_t gpa, uint64_t len)
 	void *p = guest_mem_ptr_partial(m, gpa, &got);
 
 	return p && got == len ? p : NULL;
+}
+
+/* /proc/PID/pagemap entry bits (Documentation/admin-guide/mm/pagemap.rst). */
+#define PM_PRESENT	(1ULL << 63)
+#define PM_SWAPPED	(1ULL << 62)
+#define PM_BATCH	512u	/* entries read at once: 2 MiB of RAM */
+
+/*
+ * guest_mem_extent for anonymous memory at hva, *extent (the rest of the region) on
+ * entry: a run of never-touched pages (true) or of touched ones, at most PM_BATCH pages.
+ * An unreadable page map says data.
+ */
+static bool anon_extent(int pagemap_fd, const uint8_t *hva, uint64_t *extent)
+{
+	uint64_t e[PM_BATCH], want = MIN(*extent / GM_PAGE, (uint64_t)PM_BATCH), n;
+	ssize_t got;
+	bool hole;
+
+	if (!want) {
+		*extent = GM_PAGE;
+		return false;
+	}
+	got = pread(pagemap_fd, e, want * 8, (off_t)((uintptr_t)hva / GM_PAGE * 8));
+	if (got < 8) {
+		*extent = MIN(*extent, want * GM_PAGE);
+		return false;
+	}
+	n = (uint64_t)got / 8;
+	hole = !(e[0] & (PM_PRESENT | PM_SWAPPED));
+	for (uint64_t i = 1; i < n; i++)
+		if (!(e[i] & (PM_PRESENT | PM_SWAPPED)) != hole) {
+			n = i;
+			break;
+		}
+	*extent = n * GM_PAGE;
+	return hole;
+}
+
+bool guest_mem_extent(const struct guest_mem *m, uint64_t gpa, uint64_t *extent)
+{
+	const struct guest_region *r = guest_mem_region(m, gpa);
+	uint64_t rest, off;
+	off_t at;
+
+	if (!r) {
+		*extent = GM_PAGE;
+		return false;
+	}
+	rest = r->size - (gpa - r->gpa);
+	*extent = rest;
+	if (m->owned && m->backing == GUEST_MEM_ANON && m->pagemap_fd >= 0)
+		return anon_extent(m->pagemap_fd, r->hva + (gpa - r->gpa), extent);
+	if (m->fd < 0 || m->backing != GUEST_MEM_MEMFD)
+		return false;
+	off = r->fd_offset + (gpa - r->gpa);
+	at = lseek(m->fd, (off_t)off, SEEK_DATA);
+	if (at < 0)	/* ENXIO: a hole up to the end of the file; anything else: unknown */
+		return errno == ENXIO;
+	if ((uint64_t)at > off) {
+		*extent = MIN(((uint64_t)at - off) & ~(uint64_t)(GM_PAGE - 1), rest);
+		if (*extent)
+			return true;
+		*extent = rest;
+		return false;
+	}
+	at = lseek(m->fd, (off_t)off, SEEK_HOLE);
+	if (at > 0 && (uint64_t)at > off)
+		*extent = MAX(MIN((uint64_t)at - off, rest) & ~(uint64_t)(GM_PAGE - 1),
+			      MIN((uint64_t)GM_PAGE, rest));
+	return false;
 }
 
 static int guest_mem_copy(const struct guest_mem *m, uint64_t gpa, void *host,

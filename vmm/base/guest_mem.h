@@ -56,6 +56,7 @@ struct guest_mem {
 	bool shared;		/* another process can map it: fd >= 0, mapped MAP_SHARED */
 	bool thp_advised;	/* madvise(MADV_HUGEPAGE) succeeded on the mapping */
 	bool owned;		/* fd and base were created by guest_mem_init() */
+	int pagemap_fd;		/* /proc/self/pagemap for GUEST_MEM_ANON when owned, or -1 */
 	/*
 	 * While a migration logs dirty pages: the log the VMM's own writers of guest RAM
 	 * mark (guest_mem_mark_dirty); NULL otherwise. Set and cleared by the migration core.
@@ -95,6 +96,20 @@ void *guest_mem_ptr(const struct guest_mem *m, uint64_t gpa, uint64_t len);
  * (shortened at the end of a region). NULL if gpa is not RAM or *len is 0.
  */
 void *guest_mem_ptr_partial(const struct guest_mem *m, uint64_t gpa, uint64_t *len);
+
+/*
+ * Whether guest RAM from gpa on is a hole: memory no page backs yet, never written, which
+ * reads as zero — and which reading through the mapping would allocate (a shmem read fault
+ * allocates a page; anonymous memory maps the shared zero page). Sets *extent to how many
+ * bytes from gpa on are all hole or all data (at least one page, at most to the end of
+ * gpa's region). A memfd is asked with SEEK_DATA/SEEK_HOLE, anonymous memory the
+ * process's page map (a page neither present nor swapped out was never touched);
+ * hugetlbfs and unknown answers count as data, so a caller that reads "data" is always
+ * correct.
+ * A hole can become data at any moment (the guest writes): whoever relies on "hole" must
+ * have a dirty log catching writes from before the call. gpa must be RAM.
+ */
+bool guest_mem_extent(const struct guest_mem *m, uint64_t gpa, uint64_t *extent);
 
 /*
  * Records that the VMM (not a vCPU: KVM logs those) wrote [gpa, gpa + len) of guest RAM,
