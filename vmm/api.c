@@ -183,6 +183,22 @@ static void api_shutdown(const struct api_target *t, const json_t *body, struct 
 }
 
 /* A non-negative integer member of body, or def when absent; false (400 set) when not one. */
+static bool body_bool(const json_t *body, const char *key, bool def, bool *out,
+		      struct api_reply *r)
+{
+	json_t *v = body ? json_object_get(body, key) : NULL;
+
+	*out = def;
+	if (!v)
+		return true;
+	if (!json_is_boolean(v)) {
+		reply_error(r, 400, "'%s' must be true or false", key);
+		return false;
+	}
+	*out = json_is_true(v);
+	return true;
+}
+
 static bool body_uint(const json_t *body, const char *key, uint64_t def, uint64_t *out,
 		      struct api_reply *r)
 {
@@ -221,15 +237,15 @@ static bool offered(const void *op, struct api_reply *r)
 
 static void api_migrate(const struct api_target *t, const json_t *body, struct api_reply *r)
 {
-	const char *to = body_string(body, "vm.migrate", "to", r);
-	uint64_t downtime, bandwidth;
+	struct api_migrate_args a = { .to = body_string(body, "vm.migrate", "to", r) };
 	char why[256] = "";
 	int ret;
 
-	if (!to || !body_uint(body, "max_downtime_ms", 300, &downtime, r) ||
-	    !body_uint(body, "bandwidth", 0, &bandwidth, r) || !offered(t->ops->migrate, r))
+	if (!a.to || !body_uint(body, "max_downtime_ms", 300, &a.max_downtime_ms, r) ||
+	    !body_uint(body, "bandwidth", 0, &a.bandwidth, r) ||
+	    !body_bool(body, "verify", false, &a.verify, r) || !offered(t->ops->migrate, r))
 		return;
-	ret = t->ops->migrate(t->opaque, to, downtime, bandwidth, why, sizeof(why));
+	ret = t->ops->migrate(t->opaque, &a, why, sizeof(why));
 	switch (ret) {
 	case 0:
 		reply_json(r, 202, json_pack("{s:s,s:s}", "state", "active", "progress",
@@ -358,7 +374,8 @@ static void api_restore(const struct api_target *t, const json_t *body, struct a
 }
 
 static const char *const receive_fields[] = { "from", NULL };
-static const char *const migrate_fields[] = { "to", "max_downtime_ms", "bandwidth", NULL };
+static const char *const migrate_fields[] = { "to", "max_downtime_ms", "bandwidth", "verify",
+					       NULL };
 static const char *const snapshot_fields[] = { "to", NULL };
 
 /*

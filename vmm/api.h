@@ -41,6 +41,14 @@
  *   other      → 500
  * Called on the API's thread, one at a time.
  */
+/* PUT vm.migrate's body. */
+struct api_migrate_args {
+	const char *to;			/* tcp:HOST:PORT */
+	uint64_t max_downtime_ms;	/* default 300 */
+	uint64_t bandwidth;		/* bytes per second; 0: no cap */
+	bool verify;			/* the destination checks every page against the source's */
+};
+
 struct api_ops {
 	/* Fills the object `out` with vm.info's members (state, config, uptime ...). */
 	int (*info)(void *opaque, json_t *out);
@@ -56,8 +64,7 @@ struct api_ops {
 	 * runs) → 409, -EINVAL (bad to) → 400, -EOPNOTSUPP (a device cannot move) →
 	 * 409, a connect error (-ECONNREFUSED ...) → 502.
 	 */
-	int (*migrate)(void *opaque, const char *to, uint64_t max_downtime_ms, uint64_t bandwidth,
-		       char *why, size_t whylen);
+	int (*migrate)(void *opaque, const struct api_migrate_args *a, char *why, size_t whylen);
 	/* The current or last migration's progress into out; -ENOENT: none yet → 404. */
 	int (*migration)(void *opaque, json_t *out);
 	/* Stop-and-copy now whatever the downtime / give up; -ENOENT: none runs → 409. */

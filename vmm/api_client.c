@@ -13,21 +13,14 @@
 
 #include "vmm/api.h"
 #include "vmm/api_client.h"
-
-static long long now_ms(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
+#include "vmm/base/util.h"
 
 /* Waits for fd to be ready for events until deadline; 0 or -ETIMEDOUT / -errno. */
-static int wait_fd(int fd, short events, long long deadline)
+static int wait_fd(int fd, short events, uint64_t deadline)
 {
 	for (;;) {
 		struct pollfd p = { .fd = fd, .events = events };
-		long long left = deadline - now_ms();
+		long long left = (long long)deadline - (long long)monotonic_ms();
 		int n;
 
 		if (left <= 0)
@@ -94,7 +87,7 @@ int api_client_request_body(const char *sock, const char *method, const char *pa
 			    const char *json, unsigned int timeout_ms, unsigned int *status,
 			    char **body)
 {
-	long long deadline = now_ms() + timeout_ms;
+	uint64_t deadline = monotonic_ms() + timeout_ms;
 	char req[4608], *buf = NULL;
 	size_t len = 0, cap = 0, off = 0, reqlen;
 	size_t body_off;
@@ -208,9 +201,9 @@ static int print_status(FILE *out, FILE *err, const char *body)
 /* After a shutdown's reply: waits until that vmm is gone (its socket unlinked or dead). */
 static bool wait_gone(const char *sock, unsigned int timeout_ms)
 {
-	long long deadline = now_ms() + timeout_ms;
+	uint64_t deadline = monotonic_ms() + timeout_ms;
 
-	while (now_ms() < deadline) {
+	while (monotonic_ms() < deadline) {
 		struct stat st;
 		int fd;
 
@@ -308,9 +301,10 @@ static long long jint(json_t *o, const char *key)
 	return (long long)json_integer_value(json_object_get(o, key));
 }
 
-int api_client_migrate(const char *sock, const char *to, unsigned long long max_downtime_ms,
-		       unsigned long long bandwidth, bool finish, bool cancel, FILE *out, FILE *err)
+int api_client_migrate(const char *sock, const struct api_migrate_args *a, bool finish,
+		       bool cancel, FILE *out, FILE *err)
 {
+	const char *to = a->to;
 	unsigned int status = 0;
 	char *body = NULL, *json;
 	long long last_it = -1, last_phase_print = -1;
@@ -326,8 +320,9 @@ int api_client_migrate(const char *sock, const char *to, unsigned long long max_
 		free(body);
 		return ret;
 	}
-	req = json_pack("{s:s,s:I,s:I}", "to", to, "max_downtime_ms", (json_int_t)max_downtime_ms,
-			"bandwidth", (json_int_t)bandwidth);
+	req = json_pack("{s:s,s:I,s:I,s:b}", "to", to, "max_downtime_ms",
+			(json_int_t)a->max_downtime_ms, "bandwidth", (json_int_t)a->bandwidth,
+			"verify", a->verify);
 	json = req ? json_dumps(req, JSON_COMPACT) : NULL;
 	json_decref(req);
 	if (!json)

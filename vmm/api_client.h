@@ -59,8 +59,9 @@ int api_client_run(const char *command, const char *sock, FILE *out, FILE *err);
  * (API_CLIENT_REFUSED: the guest runs on at the source); finish/cancel send
  * vm.migrate-finish / vm.migrate-cancel instead.
  */
-int api_client_migrate(const char *sock, const char *to, unsigned long long max_downtime_ms,
-		       unsigned long long bandwidth, bool finish, bool cancel, FILE *out, FILE *err);
+struct api_migrate_args;
+int api_client_migrate(const char *sock, const struct api_migrate_args *a, bool finish,
+		       bool cancel, FILE *out, FILE *err);
 
 /* `vmm snapshot`: PUT vm.snapshot {"to": to}; prints where and how much. */
 int api_client_snapshot(const char *sock, const char *to, FILE *out, FILE *err);

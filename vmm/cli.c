@@ -29,6 +29,7 @@ enum {
 	OPT_MAX_DOWNTIME,
 	OPT_BANDWIDTH,
 	OPT_FINISH,
+	OPT_VERIFY,
 	OPT_CANCEL,
 };
 
@@ -48,6 +49,7 @@ static const struct option ctl_options[] = {
 	{ "max-downtime", required_argument, NULL, OPT_MAX_DOWNTIME },
 	{ "bandwidth", required_argument, NULL, OPT_BANDWIDTH },
 	{ "finish", no_argument, NULL, OPT_FINISH },
+	{ "verify", no_argument, NULL, OPT_VERIFY },
 	{ "cancel", no_argument, NULL, OPT_CANCEL },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -184,7 +186,7 @@ void cli_print_ctl_help(FILE *out)
 {
 	fputs("Usage: vmm pause|resume|status|shutdown --api-socket PATH\n"
 	      "       vmm migrate --api-socket PATH --to tcp:HOST:PORT [--max-downtime MS]\n"
-	      "                   [--bandwidth BYTES]\n"
+	      "                   [--bandwidth BYTES] [--verify]\n"
 	      "       vmm migrate --api-socket PATH --finish|--cancel\n"
 	      "       vmm snapshot --api-socket PATH --to FILE\n"
 	      "\n"
@@ -206,6 +208,9 @@ void cli_print_ctl_help(FILE *out)
 	      "  --max-downtime T  migrate: the pause the guest may see, in ms (300, 300ms, 1s);\n"
 	      "                    default 300 ms\n"
 	      "  --bandwidth B     migrate: bytes per second at most (e.g. 1G); default no cap\n"
+	      "  --verify          migrate: after the last copy the destination checks every page\n"
+	      "                    of guest RAM against the source's and refuses a guest that\n"
+	      "                    differs (the guest then runs on here); a longer pause\n"
 	      "  -h, --help        show this help\n"
 	      "\n"
 	      "Exit status:\n"
@@ -728,6 +733,9 @@ static int cli_parse_ctl(int argc, char **argv, struct vmm_config *cfg, enum cli
 			break;
 		case OPT_FINISH:
 			cfg->ctl.finish = true;
+			break;
+		case OPT_VERIFY:
+			cfg->ctl.verify = true;
 			break;
 		case OPT_CANCEL:
 			cfg->ctl.cancel = true;

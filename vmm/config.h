@@ -68,6 +68,7 @@ struct vmm_config {
 		const char *to;			/* --to */
 		uint64_t max_downtime_ms;	/* --max-downtime (default 300 ms) */
 		uint64_t bandwidth;		/* --bandwidth, bytes/s (0: no cap) */
+		bool verify;			/* --verify */
 		bool finish, cancel;		/* --finish, --cancel */
 	} ctl;
 

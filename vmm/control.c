@@ -495,9 +495,10 @@ static void *migrate_thread(void *opaque)
 	return NULL;
 }
 
-static int control_migrate(void *opaque, const char *to, uint64_t max_downtime_ms,
-			   uint64_t bandwidth, char *why, size_t whylen)
+static int control_migrate(void *opaque, const struct api_migrate_args *a, char *why,
+			   size_t whylen)
 {
+	const char *to = a->to;
 	struct control *c = opaque;
 	int fd, ret;
 
@@ -534,8 +535,9 @@ static int control_migrate(void *opaque, const char *to, uint64_t max_downtime_m
 	memset(&c->mig, 0, sizeof(c->mig));
 	c->mig_reported = false;
 	mig_params_default(&c->mig_params);
-	c->mig_params.max_downtime_ms = max_downtime_ms;
-	c->mig_params.bandwidth = bandwidth;
+	c->mig_params.max_downtime_ms = a->max_downtime_ms;
+	c->mig_params.bandwidth = a->bandwidth;
+	c->mig_params.verify = a->verify;
 	c->mig_fd = fd;
 	snprintf(c->mig_to, sizeof(c->mig_to), "%s", to);
 	c->mig_running = c->mig_thread = c->mig_ever = true;

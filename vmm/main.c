@@ -401,11 +401,15 @@ int main(int argc, char **argv)
 	case CLI_SHUTDOWN:
 		signal(SIGPIPE, SIG_IGN);
 		return api_client_run(argv[1], cfg.api_socket, stdout, stderr);
-	case CLI_MIGRATE:
+	case CLI_MIGRATE: {
+		struct api_migrate_args a = { .to = cfg.ctl.to,
+					      .max_downtime_ms = cfg.ctl.max_downtime_ms,
+					      .bandwidth = cfg.ctl.bandwidth, .verify = cfg.ctl.verify };
+
 		signal(SIGPIPE, SIG_IGN);
-		return api_client_migrate(cfg.api_socket, cfg.ctl.to, cfg.ctl.max_downtime_ms,
-					  cfg.ctl.bandwidth, cfg.ctl.finish, cfg.ctl.cancel, stdout,
-					  stderr);
+		return api_client_migrate(cfg.api_socket, &a, cfg.ctl.finish, cfg.ctl.cancel,
+					  stdout, stderr);
+	}
 	case CLI_SNAPSHOT:
 		signal(SIGPIPE, SIG_IGN);
 		return api_client_snapshot(cfg.api_socket, cfg.ctl.to, stdout, stderr);

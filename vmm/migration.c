@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /* Live migration and snapshots (migration.h). */
 
+#include <endian.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -201,18 +202,18 @@ struct ram_tx {
 	unsigned int backends_logging;
 	uint64_t bytes_mark, t_mark;	/* bandwidth cap accounting */
 	/*
-	 * A run's pages are copied here before they are sent: the guest may write them
-	 * meanwhile (pre-copy), and the stream's checksum and the bytes sent must be of one
-	 * copy. A page written after the copy is dirty again and goes in the next pass.
-	 */
-	uint8_t *bounce;
-	/*
 	 * Guest RAM in [data_start, data_end) is known to be backed (a memfd's data, or
 	 * any other kind of RAM). Only "data" is remembered: a hole is asked about right before
 	 * it is sent as zero, after its block's pages were re-protected (ram_clear_block), so
 	 * a write that fills it after the question is in the dirty log.
 	 */
 	uint64_t data_start, data_end;
+	/*
+	 * Whether the pages being sent may include never-written ones: only in the pass over
+	 * all of RAM. A page from a dirty log was written, so later passes never ask (for
+	 * scattered dirty pages, a page-map read per page would cost more than the page).
+	 */
+	bool all_pages;
 };
 
 static bool page_is_zero(const uint8_t *p)
@@ -255,7 +256,10 @@ static int ram_send_run(struct ram_tx *t, uint64_t pfn, uint64_t n)
 
 		if (!hva)
 			return -EFAULT;
-		if (gpa < t->data_start || gpa >= t->data_end) {
+		if (!t->all_pages) {
+			t->data_start = gpa;
+			t->data_end = gpa + (uint64_t)n * PAGE;
+		} else if (gpa < t->data_start || gpa >= t->data_end) {
 			/*
 			 * Never-written memfd RAM is sent as zero without being read: a read
 			 * would allocate it here (shmem has no shared zero page), and the first
@@ -291,10 +295,13 @@ send:
 			memcpy(hdr + 12, &flags, 4);
 			ret = mig_section_write(t->s, hdr, sizeof(hdr));
 		}
-		if (!ret && len) {
-			memcpy(t->bounce, hva, len);
-			ret = mig_section_write(t->s, t->bounce, len);
-		}
+		/*
+		 * The guest may write these pages meanwhile (pre-copy): the stream copies them
+		 * before it checksums them. A page written after the copy is dirty again and
+		 * goes in the next pass.
+		 */
+		if (!ret && len)
+			ret = mig_section_write_live(t->s, hva, len);
 		if (!ret)
 			ret = mig_section_end(t->s);
 		if (ret)
@@ -373,9 +380,10 @@ static int ram_send_marked(struct ram_tx *t)
 	return 0;
 }
 
-/* Marks every page of guest RAM for sending. */
+/* Marks every page of guest RAM for sending (the pass in which holes are looked for). */
 static void ram_mark_all(struct ram_tx *t)
 {
+	t->all_pages = true;
 	for (unsigned int i = 0; i < t->vm->mem.nregions; i++) {
 		const struct guest_region *r = &t->vm->mem.regions[i];
 
@@ -457,7 +465,6 @@ static void ram_fini(struct ram_tx *t)
 	dirty_log_destroy(&t->log);
 	free(t->send);
 	free(t->kvm_bits);
-	free(t->bounce);
 }
 
 static int ram_init(struct ram_tx *t, struct vm *vm, struct mig_stream *s,
@@ -477,8 +484,7 @@ static int ram_init(struct ram_tx *t, struct vm *vm, struct mig_stream *s,
 	}
 	t->send = calloc(t->words, 8);
 	t->kvm_bits = calloc((size_t)((maxslot + 63) / 64), 8);
-	t->bounce = malloc((size_t)RUN_MAX * PAGE);
-	if (!t->send || !t->kvm_bits || !t->bounce) {
+	if (!t->send || !t->kvm_bits) {
 		ram_fini(t);
 		return -ENOMEM;
 	}
@@ -487,6 +493,121 @@ static int ram_init(struct ram_tx *t, struct vm *vm, struct mig_stream *s,
 		ram_fini(t);
 	t->t_mark = monotonic_ms();
 	return ret;
+}
+
+/* ---- Verification: every page's CRC-32C after the last copy (mig_params.verify) ---- */
+
+unsigned int mig_ram_crc_batch(const struct guest_mem *m, uint64_t *next, uint32_t *crc)
+{
+	static const uint8_t zero[PAGE];
+	uint32_t zero_crc = mig_crc32c(0, zero, PAGE);
+	uint64_t idx = 0;
+	unsigned int n = 0;
+
+	for (unsigned int i = 0; i < m->nregions && n < MIG_VERIFY_BATCH; i++) {
+		const struct guest_region *r = &m->regions[i];
+		uint64_t pages = r->size / PAGE, p;
+
+		if (*next >= idx + pages) {
+			idx += pages;
+			continue;
+		}
+		for (p = *next - idx; p < pages && n < MIG_VERIFY_BATCH;) {
+			uint64_t ext, k;
+			bool hole = guest_mem_extent(m, r->gpa + p * PAGE, &ext);
+
+			k = MIN(MIN(MAX(ext / PAGE, 1), pages - p), (uint64_t)(MIG_VERIFY_BATCH - n));
+			for (uint64_t j = 0; j < k; j++)
+				crc[n++] = htole32(hole ? zero_crc :
+						   mig_crc32c(0, r->hva + (p + j) * PAGE, PAGE));
+			p += k;
+			*next += k;
+		}
+		idx += pages;
+	}
+	return n;
+}
+
+/* The gpa of page idx in ram_crc_batch's order. */
+static uint64_t page_index_gpa(const struct guest_mem *m, uint64_t idx)
+{
+	for (unsigned int i = 0; i < m->nregions; i++) {
+		uint64_t pages = m->regions[i].size / PAGE;
+
+		if (idx < pages)
+			return m->regions[i].gpa + idx * PAGE;
+		idx -= pages;
+	}
+	return 0;
+}
+
+/* The source's VERIFY section: the paused guest's pages as the destination should have them. */
+static int verify_send(struct vm *vm, struct mig_stream *s)
+{
+	uint32_t crc[MIG_VERIFY_BATCH];
+	uint64_t next = 0;
+	unsigned int n;
+	int ret = mig_chunked_begin(s, MIG_KIND_VERIFY, 0, 1);
+
+	while (!ret && (n = mig_ram_crc_batch(&vm->mem, &next, crc)))
+		ret = mig_chunk_write(s, crc, (size_t)n * 4);
+	return ret ? ret : mig_chunked_end(s);
+}
+
+/*
+ * The destination's side: compares the loaded RAM with the source's CRCs. A difference
+ * refuses the stream (-EBADMSG, the guest is not started) and says where.
+ */
+static int verify_check(struct vm *vm, struct mig_stream *s)
+{
+	uint32_t theirs[MIG_VERIFY_BATCH], ours[MIG_VERIFY_BATCH];
+	uint64_t next = 0, total = vm->mem.size / PAGE, bad = 0, first[4], t0 = monotonic_ms();
+	char where[128] = "";
+	ssize_t got;
+
+	while ((got = mig_chunk_read(s, theirs, sizeof(theirs))) > 0) {
+		uint64_t base = next;
+		unsigned int n;
+
+		if (got % 4)
+			return -EBADMSG;
+		n = mig_ram_crc_batch(&vm->mem, &next, ours);
+		if (n != (size_t)got / 4) {
+			log_error("migration: verification: the source has %s pages of RAM than here",
+				  n < (size_t)got / 4 ? "more" : "fewer");
+			return -EBADMSG;
+		}
+		for (unsigned int i = 0; i < n; i++)
+			if (ours[i] != theirs[i] && bad++ < 4)
+				first[bad - 1] = base + i;
+	}
+	if (got < 0)
+		return (int)got;
+	if (next != total) {
+		log_error("migration: verification: the source checked %llu of the %llu pages here",
+			  (unsigned long long)next, (unsigned long long)total);
+		return -EBADMSG;
+	}
+	if (bad) {
+		size_t len = 0;
+
+		for (uint64_t i = 0; i < MIN(bad, 4ULL); i++) {
+			uint64_t gpa = page_index_gpa(&vm->mem, first[i]);
+
+			len += (size_t)snprintf(where + len, sizeof(where) - len, "%s0x%llx",
+						i ? ", " : "", (unsigned long long)gpa);
+		}
+		log_error("migration: verification: %llu of %llu pages of guest RAM here differ "
+			  "from the source's (at %s%s): the guest is not started here, and runs on "
+			  "at the source. Pages were lost on the way: report it with both vmm logs",
+			  (unsigned long long)bad, (unsigned long long)total, where,
+			  bad > 4 ? ", ..." : "");
+		return -EBADMSG;
+	}
+	log_info("migration: verified: every one of the %llu pages of guest RAM matches the "
+		 "source's (%llu ms)", (unsigned long long)total,
+		 (unsigned long long)(monotonic_ms() - t0));
+	return 0;
 }
 
 /* ---- The paused VM's state ---- */
@@ -686,6 +807,7 @@ int migration_send(struct vm *vm, int fd, const struct mig_params *p, struct mig
 
 		atomic_store(&prog->iteration, it);
 		ret = ram_send_marked(&t);
+		t.all_pages = false;
 		if (!ret)
 			ret = mig_flush(&s);
 		if (!ret)
@@ -745,6 +867,8 @@ int migration_send(struct vm *vm, int fd, const struct mig_params *p, struct mig
 	ret = ram_collect(&t, &remaining);
 	if (!ret)
 		ret = ram_send_marked(&t);
+	if (!ret && p->verify)
+		ret = verify_send(vm, &s);
 	atomic_store(&prog->last_ram_ms, monotonic_ms() - tstep);
 	tstep = monotonic_ms();
 	if (!ret)
@@ -1030,6 +1154,9 @@ int migration_load(struct vm *vm, int fd, bool live, bool header_read)
 			if (!ret)
 				ret = arch_vm_restore(vm->arch, mem, (size_t)sec.len);
 			vm_arch = true;
+			break;
+		case MIG_KIND_VERIFY:
+			ret = live ? verify_check(vm, &s) : -EBADMSG;
 			break;
 		case MIG_KIND_SYNC:
 			/* Everything before it is loaded: say so (a snapshot has none). */

@@ -27,6 +27,7 @@
 
 struct vm;
 struct sbuf;
+struct guest_mem;
 
 /* The CONFIG section's payload version; RAM's; the acknowledgement a destination sends. */
 #define MIG_CONFIG_VERSION	1
@@ -43,6 +44,9 @@ struct mig_params {
 	 * once the rest fits max_downtime_ms: the pause is only as long as it must be. */
 	uint64_t small_dirty_pages;
 	int timeout_ms;			/* a silent peer for this long fails the migration */
+	/* After the last copy, a checksum of every page: the destination refuses a guest
+	 * whose RAM differs from the source's (the source's guest then runs on). */
+	bool verify;
 };
 
 enum mig_phase {
@@ -74,6 +78,16 @@ struct mig_progress {
 	_Atomic bool cancel;			/* asked: give up, the guest runs on */
 	char error[256];			/* when FAILED: what went wrong and what to do */
 };
+
+/*
+ * The CRC-32C of every page of guest RAM (little-endian), in gpa order, a batch at a time
+ * (what a VERIFY section carries): fills crc[] with up to MIG_VERIFY_BATCH of them from
+ * page *next on (an index over all regions' pages) and advances *next; returns how many
+ * (0 at the end). A hole (never-written RAM) counts as a zero page without being read, so
+ * it matches a zero page that was written. Only while nothing writes guest RAM.
+ */
+#define MIG_VERIFY_BATCH	1024u	/* CRCs per chunk: 4 KiB */
+unsigned int mig_ram_crc_batch(const struct guest_mem *m, uint64_t *next, uint32_t *crc);
 
 /* Defaults for p: 300 ms downtime, no bandwidth cap, 30 passes, 256 pages, 30 s timeout. */
 void mig_params_default(struct mig_params *p);

@@ -70,11 +70,11 @@ static int fake_shutdown(void *opaque)
 	return 0;
 }
 
-static int fake_migrate(void *opaque, const char *to, uint64_t max_downtime_ms,
-			uint64_t bandwidth, char *why, size_t whylen)
+static int fake_migrate(void *opaque, const struct api_migrate_args *a, char *why,
+			size_t whylen)
 {
 	if (op_result == -EINVAL)
-		snprintf(why, whylen, "%s: give tcp:HOST:PORT", to);
+		snprintf(why, whylen, "%s: give tcp:HOST:PORT", a->to);
 	return op_result;
 }
 

@@ -39,6 +39,8 @@ SEEDS = {
     'raw-long-method': (RAW, OK, 'X' * 40 + ' /api/v1/vm.pause', '{}'),
     'migrate': (PUT, OK, '/api/v1/vm.migrate',
                 '{"to": "tcp:10.0.0.2:4444", "max_downtime_ms": 300, "bandwidth": 0}'),
+    'migrate-verify': (PUT, OK, '/api/v1/vm.migrate', '{"to": "tcp:h:1", "verify": true}'),
+    'migrate-verify-bad': (PUT, OK, '/api/v1/vm.migrate', '{"to": "tcp:h:1", "verify": 1}'),
     'migrate-busy': (PUT, EBUSY, '/api/v1/vm.migrate', '{"to": "tcp:h:1"}'),
     'migrate-bad-to': (PUT, EINVAL, '/api/v1/vm.migrate', '{"to": "udp:h"}'),
     'migrate-unmovable': (PUT, EOPNOTSUPP, '/api/v1/vm.migrate', '{"to": "tcp:h:1"}'),

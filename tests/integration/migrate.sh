@@ -175,7 +175,8 @@ beat() {
 	[[ -f $WORK/$1.out ]] || { echo -1; return 0; }
 	while IFS= read -r line || [[ -n $line ]]; do
 		line=${line//$'\r'/}
-		[[ $line == "VMMTEST-BEAT "* ]] && { n=${line#VMMTEST-BEAT }; n=${n%% *}; }
+		# (a line still being written may end anywhere: only a whole number counts)
+		[[ $line =~ ^VMMTEST-BEAT\ ([0-9]+)\  ]] && n=${BASH_REMATCH[1]}
 	done <"$WORK/$1.out"
 	echo "$n"
 }
@@ -197,6 +198,8 @@ dest_times() {
 	local t
 	t=$(grep -hoE '(the paused state loaded in [0-9]+ ms \(back-ends. state [0-9]+ ms\)|the loaded VM started in [0-9]+ ms|[a-z0-9-]+: its queues took [0-9]+ ms|[a-z0-9-]+: the back-end took [0-9]+ ms to answer [A-Z_]+)' \
 		"$WORK/$1.err" 2>/dev/null | tr '\n' ',' || true)
+	t+=$(grep -hoE 'vhost-user-blk: queue [0-9]+ took [0-9]+ ms to start \([^)]*\)' \
+		"$WORK/$1.blk.log" 2>/dev/null | tr '\n' ',' || true)
 	[[ -z $t ]] || echo "; destination: ${t%,}"
 }
 # done_checked: finish, once every run that failed was checked for a guest triple fault (a
@@ -207,6 +210,12 @@ done_checked() {
 		for n in "${!PID[@]}"; do check_triple_fault "$n"; done
 	fi
 	finish
+}
+# verified NAME: the destination NAME's line saying it checked every page (--verify), or fails.
+verified() {
+	local line
+	line=$(grep -m1 -oE 'migration: verified: .*' "$WORK/$1.err" 2>/dev/null) || return 1
+	echo "${line#migration: }"
 }
 # shmem_mib NAME: MiB of shared memory (its guest RAM memfd) NAME's vmm has in use, or -1.
 shmem_mib() {
@@ -239,10 +248,12 @@ else
 	done_checked
 fi
 
-# migrate_to NAME NS ADDR: starts `vmm run --incoming` as NAME in NS and migrates CUR there.
-# Sets MIG_RC, MIG_OUT, SRC_RC and NEW_BEAT (true: the guest beats at NAME).
+# migrate_to NAME NS ADDR [OPTION...]: starts `vmm run --incoming` as NAME in NS and migrates
+# CUR there (`vmm migrate` with the OPTIONs). Sets MIG_RC, MIG_OUT, SRC_RC and NEW_BEAT (true:
+# the guest beats at NAME).
 migrate_to() {
 	local name=$1 ns=$2 addr=$3 b0
+	shift 3
 	MIG_RC=x SRC_RC=x NEW_BEAT=''
 	MIG_OUT="the back-ends did not start"
 	backends "$name" "$ns" --incoming || return 0
@@ -252,7 +263,7 @@ migrate_to() {
 	wait_text "$WORK/$name.err" "waiting for a migration" 60 || true
 	b0=$(beat "$CUR")
 	MIG_RC=0
-	MIG_OUT=$("$VMM" migrate --api-socket "$CUR_SOCK" --to "tcp:$addr:$PORT" 2>&1) || MIG_RC=$?
+	MIG_OUT=$("$VMM" migrate --api-socket "$CUR_SOCK" --to "tcp:$addr:$PORT" "$@" 2>&1) || MIG_RC=$?
 	exit_of "$CUR" 30
 	SRC_RC=$ERC
 	NEW_BEAT=''
@@ -269,7 +280,10 @@ for hop in 1 2 3 4 5 6; do
 	phase "migration $hop: to host ${LETTERS[k]}"
 	wait_beat "$CUR" $(($(beat "$CUR") + 20)) 60 || true
 	src_mib=$(shmem_mib "$CUR")
-	migrate_to "$name" "${HOSTS[k]}" "${ADDRS[k]}"
+	# Odd migrations are verified: the destination checks every page against the source's.
+	verify=()
+	((hop % 2 == 0)) || verify=(--verify)
+	migrate_to "$name" "${HOSTS[k]}" "${ADDRS[k]}" "${verify[@]}"
 	dst_mib=$(shmem_mib "$name")
 	summary=$(grep -E '^(migrated to|paused:)' <<<"$MIG_OUT" | tr '\n' ' ' || true)
 	summary="${summary% }$(dest_times "$name")"
@@ -277,7 +291,11 @@ for hop in 1 2 3 4 5 6; do
 	[[ $MIG_RC == 0 && -n $summary ]] || { ok=FAIL; note "vmm migrate: exit $MIG_RC: $MIG_OUT"; }
 	[[ $SRC_RC == 0 ]] || { ok=FAIL; note "the source vmm: $SRC_RC (want exit 0)"; show_run "$CUR"; }
 	[[ -n $NEW_BEAT ]] || { ok=FAIL; note "no heartbeat at the destination"; show_run "$name"; }
-	result "$ok" "migration $hop (to host ${LETTERS[k]}): vmm migrate exits 0, the source exits 0, the guest goes on there (${summary:-no summary})"
+	if ((${#verify[@]})); then
+		v=$(verified "$name") || { ok=FAIL; v="not verified"; note "--verify: the destination did not say it verified the guest's RAM"; show_run "$name"; }
+		summary="$summary; $v"
+	fi
+	result "$ok" "migration $hop (to host ${LETTERS[k]}${verify[*]:+, verified}): vmm migrate exits 0, the source exits 0, the guest goes on there (${summary:-no summary})"
 	[[ $ok == OK ]] || done_checked
 	# RAM the guest never wrote is a hole in the memfd: sent as zero without being read
 	# (a read would allocate it), and left a hole at the destination.
@@ -741,7 +759,7 @@ for hop in 1 2; do
 		--api-socket "$WORK/$name.sock"
 	wait_text "$WORK/$name.err" "waiting for a migration" 60 || true
 	MIG_RC=0
-	MIG_OUT=$("$VMM" migrate --api-socket "$NCUR_SOCK" --to "tcp:${NET_ADDRS[k]}:$PORT" 2>&1) || MIG_RC=$?
+	MIG_OUT=$("$VMM" migrate --api-socket "$NCUR_SOCK" --to "tcp:${NET_ADDRS[k]}:$PORT" --verify 2>&1) || MIG_RC=$?
 	exit_of "$NCUR" 30
 	SRC_RC=$ERC
 	peer_status
@@ -751,6 +769,8 @@ for hop in 1 2; do
 	ok=OK
 	[[ $MIG_RC == 0 && -n $summary ]] || { ok=FAIL; note "vmm migrate: exit $MIG_RC: $MIG_OUT"; }
 	[[ $SRC_RC == 0 ]] || { ok=FAIL; note "the source vmm: $SRC_RC (want exit 0)"; show_run "$NCUR"; }
+	v=$(verified "$name") || { ok=FAIL; v="not verified"; note "--verify: the destination did not say it verified the guest's RAM"; show_run "$name"; }
+	summary="$summary; $v"
 	if [[ -n ${PEER[up_done]-}${PEER[down_done]-}${PEER[up_error]-}${PEER[down_error]-} ]] ||
 		((up0 >= NET_BYTES || down0 >= NET_BYTES)); then
 		ok=FAIL

@@ -99,16 +99,18 @@ static int fake_shutdown(void *opaque)
 /* Migration ops: remember what they got, answer fake.mig_ret. */
 static char mig_to[128];
 static uint64_t mig_downtime, mig_bandwidth;
+static bool mig_verify;
 static int mig_ret, mig_calls, snap_ret;
 
-static int fake_migrate(void *opaque, const char *to, uint64_t max_downtime_ms,
-			uint64_t bandwidth, char *why, size_t whylen)
+static int fake_migrate(void *opaque, const struct api_migrate_args *a, char *why,
+			size_t whylen)
 {
 	(void)opaque;
 	mig_calls++;
-	snprintf(mig_to, sizeof(mig_to), "%s", to);
-	mig_downtime = max_downtime_ms;
-	mig_bandwidth = bandwidth;
+	snprintf(mig_to, sizeof(mig_to), "%s", a->to);
+	mig_downtime = a->max_downtime_ms;
+	mig_bandwidth = a->bandwidth;
+	mig_verify = a->verify;
 	if (mig_ret)
 		snprintf(why, whylen, "fake reason %d", mig_ret);
 	return mig_ret;
@@ -1005,9 +1007,13 @@ Test(api_handle, migrate_takes_to_and_numbers)
 	cr_assert_str_eq(mig_to, "tcp:h:1");
 	cr_assert_eq(mig_downtime, 50);
 	cr_assert_eq(mig_bandwidth, 1000);
+	cr_assert_not(mig_verify, "not verified unless asked");
 	handle("PUT", "/api/v1/vm.migrate", "{\"to\":\"tcp:h:1\"}");
 	cr_assert_eq(mig_downtime, 300, "default downtime");
 	cr_assert_eq(mig_bandwidth, 0);
+	handle("PUT", "/api/v1/vm.migrate", "{\"to\":\"tcp:h:1\",\"verify\":true}");
+	cr_assert_eq(reply.status, 202, "%u %s", reply.status, reply.body);
+	cr_assert(mig_verify);
 	handle("GET", "/api/v1/vm.migration", NULL);
 	cr_assert_eq(reply.status, 200);
 	handle("PUT", "/api/v1/vm.migrate-finish", NULL);
@@ -1019,6 +1025,7 @@ Test(api_handle, migrate_bad_bodies_change_nothing)
 	static const char *const bad[] = {
 		NULL, "{}", "{\"to\":\"\"}", "{\"to\":5}", "{\"to\":\"tcp:h:1\",\"bandwidth\":-1}",
 		"{\"to\":\"tcp:h:1\",\"max_downtime_ms\":\"soon\"}", "{\"to\":\"tcp:h:1\",\"x\":1}",
+		"{\"to\":\"tcp:h:1\",\"verify\":1}", "{\"to\":\"tcp:h:1\",\"verify\":\"yes\"}",
 	};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {

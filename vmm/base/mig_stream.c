@@ -168,6 +168,7 @@ static const char *kind_name(uint16_t kind)
 	case MIG_KIND_DEVICE:	return "device";
 	case MIG_KIND_BACKEND:	return "backend";
 	case MIG_KIND_SYNC:	return "sync";
+	case MIG_KIND_VERIFY:	return "verify";
 	case MIG_KIND_END:	return "end";
 	default:		return NULL;
 	}
@@ -573,17 +574,47 @@ int mig_section_begin(struct mig_stream *s, uint16_t kind, uint32_t instance, ui
 	return 0;
 }
 
-int mig_section_write(struct mig_stream *s, const void *buf, size_t len)
+/* Whether len more body bytes fit the open plain section (then counted); 0 or the error. */
+static int plain_body(struct mig_stream *s, size_t len, const char *fn)
 {
 	if (s->err)
 		return s->err;
 	if (!s->writing || !s->in_section || s->cur.flags & MIG_SECTION_CHUNKED)
-		return fail(s, -EINVAL, "mig_section_write outside a plain section");
+		return fail(s, -EINVAL, "%s outside a plain section", fn);
 	if (len > s->cur.len - s->done)
-		return fail(s, -EINVAL, "mig_section_write past the section's %llu bytes",
+		return fail(s, -EINVAL, "%s past the section's %llu bytes", fn,
 			    (unsigned long long)s->cur.len);
 	s->done += len;
-	return len ? out_body(s, buf, len) : 0;
+	return 0;
+}
+
+int mig_section_write(struct mig_stream *s, const void *buf, size_t len)
+{
+	int r = plain_body(s, len, "mig_section_write");
+
+	return r || !len ? r : out_body(s, buf, len);
+}
+
+int mig_section_write_live(struct mig_stream *s, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	int r = plain_body(s, len, "mig_section_write_live");
+
+	if (r)
+		return r;
+	while (len) {
+		size_t n;
+
+		if (s->fill == MIG_BUF_SIZE && (r = mig_flush(s)))
+			return r;
+		n = MIN(len, (size_t)MIG_BUF_SIZE - s->fill);
+		memcpy(s->buf + s->fill, p, n);
+		s->crc = mig_crc32c(s->crc, s->buf + s->fill, n);
+		s->fill += n;
+		p += n;
+		len -= n;
+	}
+	return 0;
 }
 
 int mig_chunked_end(struct mig_stream *s)

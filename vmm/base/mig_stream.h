@@ -55,7 +55,7 @@
 #include <sys/types.h>
 
 #define MIG_MAGIC		"VMMSTATE"
-#define MIG_VERSION		2	/* written; 2 added MIG_KIND_SYNC */
+#define MIG_VERSION		3	/* written; 2 added MIG_KIND_SYNC, 3 MIG_KIND_VERIFY */
 #define MIG_VERSION_MIN		1	/* the oldest read (a version-1 snapshot loads) */
 #define MIG_SECTION_MAGIC	0x54434553u	/* "SECT" */
 #define MIG_SECTION_MAX		(16u << 20)	/* a plain non-RAM section's largest length */
@@ -78,6 +78,7 @@ enum mig_kind {
 	MIG_KIND_DEVICE = 6,	/* one virtio-mmio device: transport, queues, model (virtio_mmio_save) */
 	MIG_KIND_BACKEND = 7,	/* one device back-end's internal state, chunked (vhost-user DEVICE_STATE) */
 	MIG_KIND_SYNC = 8,	/* length 0: a live destination answers MIG_SYNC_MAGIC once read */
+	MIG_KIND_VERIFY = 9,	/* chunked: every RAM page's CRC-32C after the last copy */
 	MIG_KIND_END = 0xffff,	/* the last section; length 0 */
 };
 
@@ -148,6 +149,13 @@ int mig_section_begin(struct mig_stream *s, uint16_t kind, uint32_t instance, ui
 
 /* Appends body bytes to the open plain section; -EINVAL past its length. */
 int mig_section_write(struct mig_stream *s, const void *buf, size_t len);
+
+/*
+ * As mig_section_write, for bytes that may change while they are written (guest RAM
+ * during pre-copy): they are copied into the stream's buffer first, and the checksum is
+ * of that copy, so what is sent and its checksum always agree.
+ */
+int mig_section_write_live(struct mig_stream *s, const void *buf, size_t len);
 
 /*
  * Closes the open section with its crc: plain (all len bytes written, else -EINVAL) or
