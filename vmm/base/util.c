@@ -110,6 +110,14 @@ int thread_start(pthread_t *thread, void *(*fn)(void *), void *arg)
 	return -ret;
 }
 
+uint64_t monotonic_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000 + (uint64_t)t.tv_nsec;
+}
+
 uint64_t monotonic_ms(void)
 {
 	struct timespec t;

@@ -43,7 +43,8 @@ const char *format_size_round(uint64_t bytes, char *buf, size_t len);
  */
 #define VMM_THREAD_STACK	(1 * MIB)
 
-/* CLOCK_MONOTONIC in milliseconds (for timeouts and for how long a step took). */
+/* CLOCK_MONOTONIC in nanoseconds and milliseconds (timeouts, how long a step took). */
+uint64_t monotonic_ns(void);
 uint64_t monotonic_ms(void);
 
 /* pthread_create with a VMM_THREAD_STACK stack; 0 or -errno. */
