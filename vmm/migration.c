@@ -256,14 +256,11 @@ static int ram_send_run(struct ram_tx *t, uint64_t pfn, uint64_t n)
 
 		if (!hva)
 			return -EFAULT;
-		if (!t->all_pages) {
-			t->data_start = gpa;
-			t->data_end = gpa + (uint64_t)n * PAGE;
-		} else if (gpa < t->data_start || gpa >= t->data_end) {
+		if (t->all_pages && (gpa < t->data_start || gpa >= t->data_end)) {
 			/*
-			 * Never-written memfd RAM is sent as zero without being read: a read
-			 * would allocate it here (shmem has no shared zero page), and the first
-			 * pass would fill all of the guest's RAM on the source.
+			 * Never-written RAM is sent as zero without being read: a read would
+			 * allocate a memfd's page here (shmem has no shared zero page), and the
+			 * first pass would fill all of the guest's RAM on the source.
 			 */
 			uint64_t ext;
 
@@ -276,7 +273,8 @@ static int ram_send_run(struct ram_tx *t, uint64_t pfn, uint64_t n)
 			t->data_end = gpa + ext;
 		}
 		zero = page_is_zero(hva);
-		while (k < n && k < RUN_MAX && gpa + (uint64_t)k * PAGE < t->data_end) {
+		while (k < n && k < RUN_MAX &&
+		       (!t->all_pages || gpa + (uint64_t)k * PAGE < t->data_end)) {
 			const uint8_t *next = guest_mem_ptr(&t->vm->mem, gpa + (uint64_t)k * PAGE, PAGE);
 
 			if (next != hva + (uint64_t)k * PAGE || page_is_zero(next) != zero)
@@ -1011,7 +1009,7 @@ static int ram_load(struct vm *vm, struct mig_stream *s, const struct mig_sectio
 	if (!hva)
 		return -EBADMSG;
 	if (flags & RAM_ZERO) {
-		/* Holes (never-written memfd RAM) are zero already: reading would allocate them. */
+		/* Holes (never-written RAM) are zero already: reading a memfd's would allocate it. */
 		for (uint32_t i = 0; i < n;) {
 			uint64_t ext, m;
 			bool hole = guest_mem_extent(&vm->mem, gpa + (uint64_t)i * PAGE, &ext);
