@@ -423,7 +423,7 @@ static void ram_log_stop(struct ram_tx *t)
 		if (be && be->ops->log_start && be->ops->log_stop)
 			be->ops->log_stop(be);
 	}
-	atomic_store(&t->vm->mem.dirty, NULL);
+	guest_mem_set_dirty_log(&t->vm->mem, NULL);
 	vm_dirty_log_enable(t->vm, false);
 	t->logging = false;
 }
@@ -437,7 +437,7 @@ static int ram_log_start(struct ram_tx *t)
 		return ret;
 	}
 	t->logging = true;
-	atomic_store(&t->vm->mem.dirty, &t->log);
+	guest_mem_set_dirty_log(&t->vm->mem, &t->log);
 	for (unsigned int i = 0; i < t->vm->nvdevs; i++) {
 		struct virtio_backend *be = t->vm->vdevs[i]->backend;
 

@@ -259,7 +259,7 @@ void *ds_gpa(uint64_t gpa, uint64_t len)
 
 void ds_log_dirty(bool on)
 {
-	atomic_store(&mem.dirty, on ? &dlog : NULL);
+	guest_mem_set_dirty_log(&mem, on ? &dlog : NULL);
 }
 
 /* ---- Devices ---- */

@@ -100,7 +100,7 @@ struct event_loop *fake_driver_loop(void)
 
 void fake_driver_fini(void)
 {
-	atomic_store(&mem.dirty, NULL);
+	guest_mem_set_dirty_log(&mem, NULL);
 	if (loop_up)
 		event_loop_destroy(&loop);
 	loop_up = false;
@@ -497,7 +497,7 @@ void drv_expect_truncations_refused(struct virtio_mmio_dev *d, const struct sbuf
 
 void fake_driver_log_dirty(struct dirty_log *l)
 {
-	atomic_store(&mem.dirty, l);
+	guest_mem_set_dirty_log(&mem, l);
 }
 
 bool drv_page_dirty(const struct dirty_log *l, uint64_t gpa)

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdatomic.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/sysinfo.h>
@@ -331,13 +332,34 @@ int guest_mem_write(const struct guest_mem *m, uint64_t gpa, const void *src, ui
 	return r;
 }
 
+/*
+ * A writer counts itself in before it looks at the log, and out once it is done with it;
+ * guest_mem_set_dirty_log(NULL) clears the pointer, then waits for the count to drop.
+ * Both sides are sequentially consistent: either the writer sees NULL, or the remover
+ * sees the writer counted (store-then-load on each side, the other's order).
+ */
 void guest_mem_mark_dirty(const struct guest_mem *m, uint64_t gpa, uint64_t len)
 {
-	struct dirty_log *l = atomic_load_explicit(&((struct guest_mem *)m)->dirty,
-						   memory_order_acquire);
+	struct guest_mem *mm = (struct guest_mem *)m;
+	struct dirty_log *l;
 
-	if (l && len)
+	if (!len || !atomic_load_explicit(&mm->dirty, memory_order_relaxed))
+		return;		/* not logging: the common case costs one load */
+	atomic_fetch_add(&mm->dirty_writers, 1);
+	l = atomic_load(&mm->dirty);
+	if (l)
 		dirty_log_mark(l, gpa, len);
+	atomic_fetch_sub_explicit(&mm->dirty_writers, 1, memory_order_release);
+}
+
+void guest_mem_set_dirty_log(struct guest_mem *m, struct dirty_log *log)
+{
+	atomic_store(&m->dirty, log);
+	if (log)
+		return;
+	/* A writer holds the log for a few instructions: wait them out. */
+	while (atomic_load_explicit(&m->dirty_writers, memory_order_acquire))
+		sched_yield();
 }
 
 uint64_t guest_mem_host_limit(void)

@@ -59,9 +59,12 @@ struct guest_mem {
 	int pagemap_fd;		/* /proc/self/pagemap for GUEST_MEM_ANON when owned, or -1 */
 	/*
 	 * While a migration logs dirty pages: the log the VMM's own writers of guest RAM
-	 * mark (guest_mem_mark_dirty); NULL otherwise. Set and cleared by the migration core.
+	 * mark (guest_mem_mark_dirty); NULL otherwise. Set and cleared with
+	 * guest_mem_set_dirty_log(), which counts on dirty_writers: the writers inside
+	 * guest_mem_mark_dirty() at this moment.
 	 */
 	struct dirty_log *_Atomic dirty;
+	_Atomic unsigned int dirty_writers;
 };
 
 struct guest_mem_range {
@@ -118,6 +121,12 @@ bool guest_mem_extent(const struct guest_mem *m, uint64_t gpa, uint64_t *extent)
  * filled), so a page written while RAM is being sent is sent again.
  */
 void guest_mem_mark_dirty(const struct guest_mem *m, uint64_t gpa, uint64_t len);
+
+/*
+ * Makes log (NULL: none) the log guest_mem_mark_dirty() marks. Removing a log returns
+ * once no writer can touch it any more: the caller may then free it.
+ */
+void guest_mem_set_dirty_log(struct guest_mem *m, struct dirty_log *log);
 
 /* Copies between guest RAM and host memory, across regions; 0 or -EFAULT (nothing partial is reported as done). */
 int guest_mem_read(const struct guest_mem *m, uint64_t gpa, void *dst, uint64_t len);
