@@ -768,12 +768,12 @@ int api_server_start(struct api_server **out, const char *path, const struct api
 	}
 	s->daemon = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL,
 				     api_access, s,
+				     MHD_OPTION_EXTERNAL_LOGGER, api_mhd_log, NULL,
 				     MHD_OPTION_LISTEN_SOCKET, (MHD_socket)s->listen_fd,
 				     MHD_OPTION_CONNECTION_LIMIT, (unsigned int)API_MAX_CONNS,
 				     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)API_IDLE_TIMEOUT_S,
 				     MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),
 				     MHD_OPTION_NOTIFY_COMPLETED, api_completed, s,
-				     MHD_OPTION_EXTERNAL_LOGGER, api_mhd_log, NULL,
 				     MHD_OPTION_END);
 	if (!s->daemon) {
 		ret = -EIO;
