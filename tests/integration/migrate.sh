@@ -44,6 +44,9 @@
 #     new connection after each migration, to the destination's cid. A guest still on the
 #     old cid would answer from it, and vhost-vsock drops such packets.
 # Usage: tests/integration/migrate.sh PATH/TO/vmm PATH/TO/mig_guest (meson passes them)
+# For chasing a failure (not CI): VMM_MIGRATE_HOPS=N makes the first part N migrations
+# (default 6), VMM_MIGRATE_BAD_ROUNDS=N runs the corrupted and cut-short streams N times
+# (default 1), VMM_MIGRATE_NET_HOPS=N makes part 2 N migrations (default 2).
 # shellcheck disable=SC2016 # check's conditions are single-quoted: lib.sh evaluates them
 set -euo pipefail
 
@@ -86,7 +89,15 @@ mkdir -p /mnt
 mount -t virtiofs share /mnt
 echo "VMMTEST-MOUNT $?"
 echo "VMMTEST-READY"
-/mig_guest /dev/vda /dev/vdb /mnt/open.txt
+/mig_guest /dev/vda /dev/vdb /mnt/open.txt &
+pid=$!
+# Every 2 s while it runs, what tells a stalled workload from a stalled guest: the kernel's
+# clock (timers run), each disk's requests in flight (reads writes), where the workload waits.
+( while kill -0 $pid 2>/dev/null; do
+	sleep 2
+	echo "VMMTEST-TICK $(cut -d' ' -f1 /proc/uptime) vda $(cat /sys/block/vda/inflight) vdb $(cat /sys/block/vdb/inflight) wchan $(cat /proc/$pid/wchan 2>/dev/null)"
+done ) &
+wait $pid
 echo "VMMTEST-EXIT $?"
 poweroff -f
 GUEST
@@ -220,6 +231,22 @@ vcpus_in_run() {
 		nap 0.5
 	done
 }
+# stall_dump NAME: where NAME's guest and processes wait, once its heartbeat or streams
+# stopped: the guest's last ticks (its clock, and its disks' requests in flight and the
+# workload's wait channel, or its interface's counters), vmm's threads (record_threads: kernel
+# stacks, backtraces, KVM's counters and exits over 2 s) and the back-ends' threads.
+stall_dump() {
+	local p l
+	note "$1: the guest's last ticks: $(tr -d '\r' <"$WORK/$1.out" 2>/dev/null | grep '^VMMTEST-TICK' | tail -n 3 | tr '\n' '|')"
+	note "$1: lines after its last beat: $(tr -d '\r' <"$WORK/$1.out" 2>/dev/null | awk '/^VMMTEST-BEAT/ { n = 0; next } { n++ } END { print n + 0 }')"
+	[[ -n ${PID[$1]-} ]] || return 0
+	note "$1: its vmm (pid ${PID[$1]}):"
+	while IFS= read -r l; do note "  $l"; done < <(record_threads "${PID[$1]}")
+	for p in ${BPIDS[$1]-}; do
+		note "$1: back-end pid $p ($(cat "/proc/$p/comm" 2>/dev/null)):"
+		while IFS= read -r l; do note "  $l"; done < <(proc_threads "$p")
+	done
+}
 # silent_after_migration NAME: NAME's guest said nothing after a migration that loaded;
 # if every vCPU is inside KVM_RUN, reported as the emulated machine's kind (QEMU 10 as the
 # L2's VMM met it too: docs/testing.md, "Whose failure is it").
@@ -300,7 +327,7 @@ migrate_to() {
 HOSTS=("$NSB" "$NSA")
 ADDRS=("$ADDR_B" "$ADDR_A")
 LETTERS=(B A)
-for hop in 1 2 3 4 5 6; do
+for ((hop = 1; hop <= ${VMM_MIGRATE_HOPS:-6}; hop++)); do
 	k=$(((hop - 1) % 2))
 	name=hop$hop
 	phase "migration $hop: to host ${LETTERS[k]}"
@@ -387,24 +414,27 @@ close_both()
 PROXY
 	wait_text "$WORK/$name.proxy" listening 30 || true
 	b0=$(beat "$CUR")
-	out=$("$VMM" migrate --api-socket "$CUR_SOCK" --to "tcp:127.0.0.1:5555" 2>&1) || rc=$?
+	out=$(timeout 180 "$VMM" migrate --api-socket "$CUR_SOCK" --to "tcp:127.0.0.1:5555" 2>&1) || rc=$?
+	((rc != 124)) || stall_dump "$CUR"
 	exit_of "$name" 60
 	drc=$ERC
 	ok=OK
 	[[ $rc == 1 ]] || { ok=FAIL; note "vmm migrate: exit $rc (want 1): $out"; }
 	[[ $drc == 8 ]] || { ok=FAIL; note "the destination: exit $drc (want 8)"; show_run "$name"; }
 	grep -q 'migration: ' "$WORK/$name.err" || { ok=FAIL; note "the destination does not say why"; show_run "$name"; }
-	wait_beat "$CUR" $((b0 + 10)) 60 || { ok=FAIL; note "the source's guest stopped beating"; show_run "$CUR"; }
+	wait_beat "$CUR" $((b0 + 10)) 60 || { ok=FAIL; note "the source's guest stopped beating"; stall_dump "$CUR"; show_run "$CUR"; }
 	[[ $ok == OK ]] && note "destination: $(grep -m1 'migration: ' "$WORK/$name.err")"
 	stop_backends "$name"
 	local how=corrupted
 	[[ $mode == truncate ]] && how="cut short"
 	result "$ok" "a migration whose stream is $how on the way: the destination refuses it (exit 8, says why) and the source's guest runs on"
 }
-phase "a corrupted stream"
-bad_stream bad1 corrupt
-phase "a stream cut short"
-bad_stream bad2 truncate
+for ((round = 1; round <= ${VMM_MIGRATE_BAD_ROUNDS:-1}; round++)); do
+	phase "a corrupted stream"
+	bad_stream "bad$((2 * round - 1))" corrupt
+	phase "a stream cut short"
+	bad_stream "bad$((2 * round))" truncate
+done
 
 # ---- snapshot and restore ----
 phase "snapshot, shutdown, restore"
@@ -557,6 +587,8 @@ echo "VMMTEST-NET-READY $(grep 'packets transmitted' /tmp/ping)"
 # both ways at once: the pattern goes out and through a fifo to sha256sum, what comes in
 # straight into sha256sum (nothing kept). The sender waits for the peer's close (-t), so
 # everything it sent has arrived before the guest powers off.
+# every 2 s: the kernel's clock (timers run) and the interface's counters
+( while :; do sleep 2; echo "VMMTEST-TICK $(cut -d' ' -f1 /proc/uptime) $(grep "$iface:" /proc/net/dev | tr -s ' ')"; done ) &
 mkfifo /tmp/txf
 sha256sum </tmp/txf >/tmp/txsha &
 shapid=$!
@@ -773,8 +805,8 @@ vsock_check net0 "$CID_A" "before the migrations"
 
 NCUR=net0 NCUR_SOCK=$WORK/net0.sock
 NET_HOSTS=("$NSB" "$NSA") NET_ADDRS=("$ADDR_B" "$ADDR_A") NET_CIDS=("$CID_B" "$CID_A")
-for hop in 1 2; do
-	k=$((hop - 1))
+for ((hop = 1; hop <= ${VMM_MIGRATE_NET_HOPS:-2}; hop++)); do
+	k=$(((hop - 1) % 2))
 	name=net$hop
 	phase "part 2: migration $hop: to host ${LETTERS[k]}"
 	peer_status
@@ -830,7 +862,7 @@ peer_status
 tx=$(net_marks VMMTEST-NET-TX) rx=$(net_marks VMMTEST-NET-RX)
 ok=OK
 [[ $tx == "0 "* && ${PEER[up_done]-} == "$NET_BYTES ${tx#0 }" && -z ${PEER[up_error]-} ]] || ok=FAIL
-[[ $ok == OK ]] || { note "guest (exit of its socat, sha256 of what it sent): '$tx'"; show_peer; show_run "$NCUR"; }
+[[ $ok == OK ]] || { note "guest (exit of its socat, sha256 of what it sent): '$tx'"; show_peer; stall_dump "$NCUR"; show_run "$NCUR"; }
 result "$ok" "guest → peer: the 64 MiB the guest sent over TCP across both migrations arrive intact, no reset (sha256 ${tx#0 })"
 ok=OK
 [[ $rx == "0 $DOWN_SHA" && ${PEER[down_done]-} == "$NET_BYTES" && -z ${PEER[down_error]-} ]] || ok=FAIL
