@@ -366,19 +366,30 @@ static int net_set_offloads(struct virtio_net *n, unsigned int off)
 	return -errno;
 }
 
+/* Gives the tap the offloads the guest accepted (at DRIVER_OK, and after a load). */
+static int net_tap_setup(struct virtio_mmio_dev *d)
+{
+	struct virtio_net *n = to_net(d);
+	unsigned int off = net_tap_offloads(d);
+	int ret = net_set_offloads(n, off);
+
+	/* Without offloads the tap sends plain, checksummed frames: slower but correct. */
+	if (ret && net_set_offloads(n, 0) == 0) {
+		log_warn("%s: %s refuses offloads %#x (%s); the guest gets plain frames",
+			 d->name, n->ifname, off, strerror(-ret));
+		ret = 0;
+	}
+	return ret;
+}
+
 static int net_activate(struct virtio_mmio_dev *d)
 {
 	struct virtio_net *n = to_net(d);
+	int ret;
 
 	if (n->is_tap) {
-		unsigned int off = net_tap_offloads(d);
-		int ret = net_set_offloads(n, off);
-
-		/* Without offloads the tap sends plain, checksummed frames: slower but correct. */
-		if (ret && net_set_offloads(n, 0) == 0)
-			log_warn("%s: %s refuses offloads %#x (%s); the guest gets plain frames",
-				 d->name, n->ifname, off, strerror(-ret));
-		else if (ret)
+		ret = net_tap_setup(d);
+		if (ret)
 			return ret;
 	}
 	n->rx_waiting = false;
@@ -564,7 +575,12 @@ static void net_announce_timer(struct event_source *src, uint32_t events)
 static void net_loaded(struct virtio_mmio_dev *d)
 {
 	struct virtio_net *n = to_net(d);
+	int ret;
 
+	/* This tap never saw the driver's DRIVER_OK: it learns the guest's offloads now. */
+	if (n->is_tap && (d->status & VIRTIO_CONFIG_S_DRIVER_OK) && (ret = net_tap_setup(d)))
+		log_warn("%s: %s takes no offloads at all (%s); frames to the guest may be "
+			 "refused by its driver", d->name, n->ifname, strerror(-ret));
 	if (n->link_changed)
 		virtio_mmio_signal_config(d);
 	n->link_changed = false;

@@ -12,7 +12,9 @@
 #include <inttypes.h>
 #include <linux/if.h>
 #include <linux/if_packet.h>
+#include <linux/ethtool.h>
 #include <linux/if_tun.h>
+#include <linux/sockios.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_ids.h>
 #include <linux/virtio_mmio.h>
@@ -727,9 +729,56 @@ Test(virtio_net_tap, frames_both_ways)
 	cr_assert_eq(hdr_num_buffers(rx), 1);
 }
 
+#define BASE2	(BASE + 0x1000)
+
+/* Whether interface name does TCP segmentation offload (the tap: what TUNSETOFFLOAD allowed). */
+static bool if_tso(const char *name)
+{
+	struct ethtool_value ev = { .cmd = ETHTOOL_GTSO };
+	struct ifreq ifr = { 0 };
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	cr_assert_geq(s, 0);
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
+	ifr.ifr_data = (void *)&ev;
+	cr_assert_eq(ioctl(s, SIOCETHTOOL, &ifr), 0, "SIOCETHTOOL %s: %s", name, strerror(errno));
+	close(s);
+	return ev.data;
+}
+
+Test(virtio_net_tap, a_destination_tap_gets_the_guest_offloads)
+{
+	struct net_options o = { .mac_set = true };
+	char dst_name[IFNAMSIZ];
+	struct virtio_net *to;
+	struct sbuf w;
+	int fd;
+
+	drv_start(&n->dev, 1ULL << VIRTIO_NET_F_MRG_RXBUF | 1ULL << VIRTIO_NET_F_GUEST_CSUM |
+		  1ULL << VIRTIO_NET_F_GUEST_TSO4 | 1ULL << VIRTIO_NET_F_GUEST_TSO6 |
+		  1ULL << VIRTIO_RING_F_EVENT_IDX);
+	cr_assert(if_tso(tap_name), "DRIVER_OK gave the source's tap the offloads");
+
+	/* The destination: a tap that never had a driver (the driver does not start again). */
+	snprintf(dst_name, sizeof(dst_name), "vmmy%d", (int)(getpid() % 100000));
+	fd = net_tap_open(dst_name);
+	cr_assert_geq(fd, 0);
+	close(fd);
+	o.tap = dst_name;
+	memcpy(o.mac, test_mac, sizeof(o.mac));
+	cr_assert_eq(virtio_net_create(&fake_host, &o, "virtio-net1", BASE2, GSI + 1, &to), 0);
+	cr_assert_not(if_tso(dst_name));
+
+	drv_pause_save(&n->dev, &w);
+	cr_assert_eq(drv_load(&to->dev, w.data, w.len), 0);
+	drv_resume(&to->dev);
+	cr_assert(if_tso(dst_name), "the load gave the destination's tap the guest's offloads");
+	sbuf_free(&w);
+	virtio_net_destroy(to);
+}
+
 /* ---- migration ---- */
 
-#define BASE2	(BASE + 0x1000)
 
 /* A destination device over a new socketpair (its host network end in *dst_peer), random MAC. */
 static struct virtio_net *create_dst(int *dst_peer, struct virtio_backend *offload)
