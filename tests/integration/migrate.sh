@@ -372,7 +372,7 @@ result "$ok" "a migration to a port where nobody listens fails (exit 1, says so)
 
 # bad_stream NAME MODE: migrate CUR through a proxy (corrupt one byte / cut the stream short).
 bad_stream() {
-	local name=$1 mode=$2 b0 rc=0 out drc
+	local name=$1 mode=$2 b0 rc=0 out drc dumped=''
 	backends "$name" "$(other_ns)" --incoming || { result FAIL "bad stream $mode: back-ends"; return 0; }
 	vm_opts "$name"
 	start "$name" "$(other_ns)" run -v --incoming "tcp:$(other_addr):$PORT" "${VM_OPTS[@]}"
@@ -415,14 +415,14 @@ PROXY
 	wait_text "$WORK/$name.proxy" listening 30 || true
 	b0=$(beat "$CUR")
 	out=$(timeout 180 "$VMM" migrate --api-socket "$CUR_SOCK" --to "tcp:127.0.0.1:5555" 2>&1) || rc=$?
-	((rc != 124)) || stall_dump "$CUR"
+	((rc != 124)) || { stall_dump "$CUR"; dumped=1; }
 	exit_of "$name" 60
 	drc=$ERC
 	ok=OK
 	[[ $rc == 1 ]] || { ok=FAIL; note "vmm migrate: exit $rc (want 1): $out"; }
 	[[ $drc == 8 ]] || { ok=FAIL; note "the destination: exit $drc (want 8)"; show_run "$name"; }
 	grep -q 'migration: ' "$WORK/$name.err" || { ok=FAIL; note "the destination does not say why"; show_run "$name"; }
-	wait_beat "$CUR" $((b0 + 10)) 60 || { ok=FAIL; note "the source's guest stopped beating"; stall_dump "$CUR"; show_run "$CUR"; }
+	wait_beat "$CUR" $((b0 + 10)) 60 || { ok=FAIL; note "the source's guest stopped beating"; [[ -n $dumped ]] || stall_dump "$CUR"; show_run "$CUR"; }
 	[[ $ok == OK ]] && note "destination: $(grep -m1 'migration: ' "$WORK/$name.err")"
 	stop_backends "$name"
 	local how=corrupted
