@@ -232,9 +232,15 @@ static int vcpu_get(const struct arch_vm *avm, int fd, struct x86_vcpu_state *s)
 	s->magic = X86_VCPU_STATE_MAGIC;
 	s->version = X86_VCPU_STATE_VERSION;
 	s->xsave_size = (uint32_t)avm->xsave_size;
-	if (ioctl(fd, KVM_GET_MP_STATE, &s->mp) < 0 || ioctl(fd, KVM_GET_REGS, &s->regs) < 0 ||
-	    ioctl(fd, KVM_GET_SREGS, &s->sregs) < 0 || ioctl(fd, KVM_GET_LAPIC, &s->lapic) < 0 ||
+	/*
+	 * The events before the registers: without KVM_CAP_EXCEPTION_PAYLOAD, reading them
+	 * delivers a pending exception's payload into CR2 or DR6, which the registers read
+	 * next must include. The MP state first: reading it takes a pending INIT or SIPI.
+	 */
+	if (ioctl(fd, KVM_GET_MP_STATE, &s->mp) < 0 ||
 	    ioctl(fd, KVM_GET_VCPU_EVENTS, &s->events) < 0 ||
+	    ioctl(fd, KVM_GET_REGS, &s->regs) < 0 || ioctl(fd, KVM_GET_SREGS, &s->sregs) < 0 ||
+	    ioctl(fd, KVM_GET_LAPIC, &s->lapic) < 0 ||
 	    ioctl(fd, KVM_GET_DEBUGREGS, &s->debugregs) < 0)
 		return -errno;
 	if (avm->xsave_size) {
