@@ -232,12 +232,14 @@ kvm_stats() {
 # or vmm's fault, an interrupt storm, say), and inside scripts/nested's L1 a sample of the
 # VM exits themselves (tracefs; the L1 is the suite's own, so its tracing is ours to use).
 record_kvm_activity() {
-	local before after line name t=/sys/kernel/tracing traced=''
+	local before after line name d t=/sys/kernel/tracing traced=''
 	before=$(kvm_stats "$1")
 	[[ -n $before ]] || return 0
 	if [[ -n ${VMM_NESTED_FAULT_REPORT:-} && -w $t/events/kvm/kvm_exit/enable ]] &&
 		{ echo 0 >"$t/tracing_on" && : >"$t/trace" && echo 1 >"$t/events/kvm/kvm_exit/enable" &&
 			echo 1 >"$t/events/kvm/kvm_inj_virq/enable" && echo 1 >"$t/tracing_on"; } 2>/dev/null; then
+		# the timer's and the MSRs' side too (a vCPU whose LAPIC timer stopped shows here)
+		{ echo 1 >"$t/events/kvm/kvm_msr/enable" && echo 1 >"$t/events/kvm/kvm_apic_accept_irq/enable"; } 2>/dev/null || true
 		traced=1
 	fi
 	nap 2
@@ -249,12 +251,21 @@ record_kvm_activity() {
 	while read -r name line; do
 		echo "  $name +$((line - ${was[$name]:-0})) ($line)"
 	done <<<"$after"
+	for d in "${KVM_DEBUGFS:-/sys/kernel/debug/kvm}/$1"-*/vcpu*/; do
+		[[ -f ${d}tsc-offset ]] || continue
+		echo "  $(basename "$d"): tsc-offset $(cat "${d}tsc-offset" 2>/dev/null)"
+	done
 	if [[ -n $traced ]]; then
-		echo "VM exits and injected interrupts over those 2 s (tracefs, last 40 of them):"
-		{ grep -v '^#' "$t/trace" 2>/dev/null | tail -n 40 | cut -c1-200 | sed 's/^ */  /'; } || true
+		echo "VM exits, MSR accesses and interrupts over those 2 s (tracefs), per thread: how many, the last 20:"
+		grep -v '^#' "$t/trace" 2>/dev/null | awk '{ print $1 }' | sort | uniq -c | sed 's/^ */  /' || true
+		for line in $(grep -v '^#' "$t/trace" 2>/dev/null | awk '{ print $1 }' | sort -u); do
+			echo "  -- $line"
+			{ awk -v who="$line" '$1 == who' "$t/trace" | tail -n 20 | cut -c1-200 | sed 's/^ */    /'; } || true
+		done
 		{
-			echo 0 >"$t/events/kvm/kvm_exit/enable"
-			echo 0 >"$t/events/kvm/kvm_inj_virq/enable"
+			for name in kvm_exit kvm_inj_virq kvm_msr kvm_apic_accept_irq; do
+				echo 0 >"$t/events/kvm/$name/enable"
+			done
 			: >"$t/trace"
 		} 2>/dev/null
 	fi

@@ -46,7 +46,8 @@
 # Usage: tests/integration/migrate.sh PATH/TO/vmm PATH/TO/mig_guest (meson passes them)
 # For chasing a failure (not CI): VMM_MIGRATE_HOPS=N makes the first part N migrations
 # (default 6), VMM_MIGRATE_BAD_ROUNDS=N runs the corrupted and cut-short streams N times
-# (default 1), VMM_MIGRATE_NET_HOPS=N makes part 2 N migrations (default 2).
+# (default 1), VMM_MIGRATE_NET_HOPS=N makes part 2 N migrations (default 2),
+# VMM_MIGRATE_NET_MEMORY=SPEC is part 2's --memory (default 512M: anonymous RAM).
 # shellcheck disable=SC2016 # check's conditions are single-quoted: lib.sh evaluates them
 set -euo pipefail
 
@@ -761,7 +762,7 @@ show_peer() {
 # net_opts CID: the second guest's device options into NET_OPTS.
 net_opts() {
 	NET_OPTS=(--kernel "$KERNEL" --initrd "$WORK/net-initrd" --cmdline "$CMDLINE" --cpus 2
-		--memory 512M --net "tap=tap0,mac=$GUEST_MAC,vhost=on" --vsock "cid=$1")
+		--memory "${VMM_MIGRATE_NET_MEMORY:-512M}" --net "tap=tap0,mac=$GUEST_MAC,vhost=on" --vsock "cid=$1")
 }
 # vsock_check NAME CID WHEN: a new AF_VSOCK connection from here to the guest (run NAME) at
 # CID sends vdata; the guest's server answers with its sha256.
@@ -840,6 +841,7 @@ for ((hop = 1; hop <= ${VMM_MIGRATE_NET_HOPS:-2}; hop++)); do
 		ok=FAIL
 		note "the streams did not go on at the destination (peer at the migration's end: up $up1, down $down1; until released it stops $((NET_BYTES / MIB - 4)) MiB in)"
 		show_peer
+		stall_dump "$name"
 		show_run "$name"
 	}
 	result "$ok" "part 2, migration $hop (to host ${LETTERS[k]}): vmm migrate exits 0, the source exits 0, both TCP streams on vhost-net go on there (peer: up $((up0 / MIB)) → $((up1 / MIB)) MiB, down $((down0 / MIB)) → $((down1 / MIB)) MiB during it; ${summary:-no summary})"
