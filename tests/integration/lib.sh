@@ -258,10 +258,10 @@ record_kvm_activity() {
 	if [[ -n $traced ]]; then
 		echo "VM exits, MSR accesses and interrupts over those 2 s (tracefs), per thread: how many, the last 20:"
 		grep -v '^#' "$t/trace" 2>/dev/null | awk '{ print $1 }' | sort | uniq -c | sed 's/^ */  /' || true
-		for line in $(grep -v '^#' "$t/trace" 2>/dev/null | awk '{ print $1 }' | sort -u); do
+		while read -r line; do
 			echo "  -- $line"
 			{ awk -v who="$line" '$1 == who' "$t/trace" | tail -n 20 | cut -c1-200 | sed 's/^ */    /'; } || true
-		done
+		done < <(grep -v '^#' "$t/trace" 2>/dev/null | awk '{ print $1 }' | sort -u)
 		{
 			for name in kvm_exit kvm_inj_virq kvm_msr kvm_apic_accept_irq; do
 				echo 0 >"$t/events/kvm/$name/enable"
