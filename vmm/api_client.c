@@ -333,7 +333,8 @@ int api_client_migrate(const char *sock, const struct api_migrate_args *a, bool 
 	body = NULL;
 	if (ret)
 		return ret;
-	fprintf(out, "migrating to %s\n", to);
+	fprintf(out, "migrating to %s%s\n", to, a->max_downtime_ms ? "" :
+		"; the guest pauses for the last copy at `vmm migrate --finish`");
 	fflush(out);
 	for (;;) {
 		json_t *o;

@@ -206,7 +206,7 @@ void cli_print_ctl_help(FILE *out)
 	      "  --api-socket PATH the VM's control socket; required\n"
 	      "  --to DEST         migrate: tcp:HOST:PORT; snapshot: a file that does not exist\n"
 	      "  --max-downtime T  migrate: the pause the guest may see, in ms (300, 300ms, 1s);\n"
-	      "                    default 300 ms\n"
+	      "                    default 300 ms; 0: RAM keeps moving until --finish\n"
 	      "  --bandwidth B     migrate: bytes per second at most (e.g. 1G); default no cap\n"
 	      "  --verify          migrate: after the last copy the destination checks every page\n"
 	      "                    of guest RAM against the source's and refuses a guest that\n"

@@ -44,7 +44,7 @@ void mig_params_default(struct mig_params *p)
 bool mig_precopy_done(const struct mig_params *p, unsigned int pass, uint64_t remaining,
 		      uint64_t previous, uint64_t expected_ms)
 {
-	if (expected_ms > p->max_downtime_ms)
+	if (!p->max_downtime_ms || expected_ms > p->max_downtime_ms)
 		return false;
 	/*
 	 * The rest fits the downtime: one more pass while the last one still halved the
@@ -799,6 +799,9 @@ int migration_send(struct vm *vm, int fd, const struct mig_params *p, struct mig
 	if (ret)
 		goto out;
 	atomic_store(&prog->phase, MIG_PRECOPY);
+	if (!p->max_downtime_ms)
+		log_info("migration: max downtime 0: the guest pauses for the last copy only when "
+			 "asked (`vmm migrate --finish`, PUT /api/v1/vm.migrate-finish)");
 	ram_mark_all(&t);
 	for (unsigned int it = 1;; it++) {
 		uint64_t ts = monotonic_ms(), b0 = s.bytes, dt, bw;
@@ -834,7 +837,8 @@ int migration_send(struct vm *vm, int fd, const struct mig_params *p, struct mig
 				     atomic_load(&prog->expected_downtime_ms)))
 			break;
 		previous = remaining;
-		if (it >= p->max_iterations && !atomic_load(&prog->not_converging)) {
+		if (it >= p->max_iterations && p->max_downtime_ms &&
+		    !atomic_load(&prog->not_converging)) {
 			atomic_store(&prog->not_converging, true);
 			log_warn("migration: not converging after %u passes: the guest dirties %llu "
 				 "pages/s and %llu MiB/s get through; the rest would take ~%llu ms "

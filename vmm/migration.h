@@ -37,7 +37,9 @@ struct guest_mem;
 #define MIG_SYNC_MAGIC		"VMMSYNC1"
 
 struct mig_params {
-	uint64_t max_downtime_ms;	/* stop-and-copy once the rest fits in this (default 300) */
+	/* Stop-and-copy once the rest fits in this (default 300); 0: only when asked
+	 * (mig_progress.finish), the switch-over an orchestrator times itself. */
+	uint64_t max_downtime_ms;
 	uint64_t bandwidth;		/* bytes per second at most; 0: as fast as the link goes */
 	unsigned int max_iterations;	/* pre-copy passes before saying it does not converge */
 	/* Passes go on while each still halves the dirty set, down to this many pages, even
@@ -97,7 +99,7 @@ void mig_params_default(struct mig_params *p);
  * (previous: what the pass before left; UINT64_MAX after the first) and whose
  * rest would take expected_ms paused: the rest must fit p->max_downtime_ms, and
  * the set must have stopped halving, be small (p->small_dirty_pages) or the
- * passes be at p->max_iterations.
+ * passes be at p->max_iterations. Never with p->max_downtime_ms 0.
  */
 bool mig_precopy_done(const struct mig_params *p, unsigned int pass, uint64_t remaining,
 		      uint64_t previous, uint64_t expected_ms);

@@ -1089,6 +1089,9 @@ Test(cli, migrate_subcommand)
 	cr_assert_eq(PARSE("migrate", "--api-socket", "/s", "--max-downtime", "50ms", "--to",
 			   "tcp:h:1"), 0);
 	cr_assert_eq(cfg.ctl.max_downtime_ms, 50);
+	cr_assert_eq(PARSE("migrate", "--api-socket", "/s", "--max-downtime", "0", "--to",
+			   "tcp:h:1"), 0);
+	cr_assert_eq(cfg.ctl.max_downtime_ms, 0, "0: the switch-over waits for --finish");
 	cr_assert_eq(PARSE("migrate", "--api-socket", "/s", "--finish"), 0);
 	cr_assert(cfg.ctl.finish);
 	expect_usage_error(PARSE("migrate", "--api-socket", "/s"), "--to");

@@ -63,6 +63,17 @@ Test(precopy, small_sets_end_it)
 	cr_expect(mig_precopy_done(&p, 4, 0, 10, 0));
 }
 
+Test(precopy, a_max_downtime_of_0_waits_for_finish)
+{
+	struct mig_params p = params();
+
+	p.max_downtime_ms = 0;
+	/* Nothing left, a tiny set, the pass limit: none of them switches over on its own. */
+	cr_expect_not(mig_precopy_done(&p, 1, 0, UINT64_MAX, 0));
+	cr_expect_not(mig_precopy_done(&p, 3, 10, 1000, 0));
+	cr_expect_not(mig_precopy_done(&p, 1000, 0, 0, 0));
+}
+
 Test(precopy, the_pass_limit_ends_it_once_it_fits)
 {
 	struct mig_params p = params();
