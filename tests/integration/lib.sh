@@ -65,6 +65,12 @@ result() {
 		echo "not ok $N - $2"
 		local l
 		for l in "${DIAG[@]}"; do printf '# %s\n' "$l"; done
+		# and on stderr, which meson --print-errorlogs shows: the log of a run that a
+		# rerun replaced (scripts/nested) keeps why it failed
+		{
+			echo "not ok $N - $2"
+			for l in "${DIAG[@]}"; do printf '# %s\n' "$l"; done
+		} >&2
 	fi
 	DIAG=()
 }
