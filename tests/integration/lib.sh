@@ -62,15 +62,12 @@ result() {
 		echo "ok $N - $2"
 	else
 		NFAIL=$((NFAIL + 1))
-		echo "not ok $N - $2"
-		local l
-		for l in "${DIAG[@]}"; do printf '# %s\n' "$l"; done
+		local l report=("not ok $N - $2")
+		for l in "${DIAG[@]}"; do report+=("# $l"); done
+		printf '%s\n' "${report[@]}"
 		# and on stderr, which meson --print-errorlogs shows: the log of a run that a
 		# rerun replaced (scripts/nested) keeps why it failed
-		{
-			echo "not ok $N - $2"
-			for l in "${DIAG[@]}"; do printf '# %s\n' "$l"; done
-		} >&2
+		printf '%s\n' "${report[@]}" >&2
 	fi
 	DIAG=()
 }
@@ -238,7 +235,7 @@ kvm_stats() {
 # or vmm's fault, an interrupt storm, say), and inside scripts/nested's L1 a sample of the
 # VM exits themselves (tracefs; the L1 is the suite's own, so its tracing is ours to use).
 record_kvm_activity() {
-	local before after line name d t=/sys/kernel/tracing traced=''
+	local before after line name d counts t=/sys/kernel/tracing traced=''
 	before=$(kvm_stats "$1")
 	[[ -n $before ]] || return 0
 	if [[ -n ${VMM_NESTED_FAULT_REPORT:-} && -w $t/events/kvm/kvm_exit/enable ]] &&
@@ -263,11 +260,13 @@ record_kvm_activity() {
 	done
 	if [[ -n $traced ]]; then
 		echo "VM exits, MSR accesses and interrupts over those 2 s (tracefs), per thread: how many, the last 20:"
-		grep -v '^#' "$t/trace" 2>/dev/null | awk '{ print $1 }' | sort | uniq -c | sed 's/^ */  /' || true
-		while read -r line; do
+		counts=$(grep -v '^#' "$t/trace" 2>/dev/null | awk '{ print $1 }' | sort | uniq -c || true)
+		printf '%s\n' "$counts" | sed 's/^ */  /'
+		while read -r _ line; do
+			[[ -n $line ]] || continue
 			echo "  -- $line"
 			{ awk -v who="$line" '$1 == who' "$t/trace" | tail -n 20 | cut -c1-200 | sed 's/^ */    /'; } || true
-		done < <(grep -v '^#' "$t/trace" 2>/dev/null | awk '{ print $1 }' | sort -u)
+		done <<<"$counts"
 		{
 			for name in kvm_exit kvm_inj_virq kvm_msr kvm_apic_accept_irq; do
 				echo 0 >"$t/events/kvm/$name/enable"
