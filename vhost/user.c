@@ -958,11 +958,17 @@ void vhost_user_close(void *conn)
 
 	if (!u)
 		return;
-	vu_unwatch_socket(u);
+	/* u is freed below: its callbacks in flight on the loop thread finish first. */
+	if (u->sock_watched)
+		event_loop_remove_sync(u->loop, &u->sock_src);
+	u->sock_watched = false;
+	if (u->req_watched)
+		event_loop_remove_sync(u->loop, &u->req_src);
+	u->req_watched = false;
 	vu_close_channel(u);
 	for (unsigned int i = 0; i < VHOST_MAX_RINGS; i++) {
 		if (u->err_w[i].watched)
-			event_loop_remove(u->loop, &u->err_w[i].src);
+			event_loop_remove_sync(u->loop, &u->err_w[i].src);
 		close_fd(&u->err_fd[i]);
 	}
 	vu_drop_inflight(u);

@@ -852,7 +852,7 @@ static void blk_be_destroy(struct virtio_backend *be)
 	}
 	if (b->error_src.fd >= 0) {
 		if (b->loop)
-			event_loop_remove(b->loop, &b->error_src);
+			event_loop_remove_sync(b->loop, &b->error_src);
 		close(b->error_src.fd);
 		b->error_src.fd = -1;
 	}

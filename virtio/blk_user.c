@@ -174,11 +174,16 @@ static void blk_user_fail_queue(struct blk_user *b, unsigned int q, const uint16
 	}
 }
 
-static void blk_user_unwatch_kicks(struct blk_user *b)
+/* sync: the device is being freed (no lock held), see event_loop_remove_sync(). */
+static void blk_user_unwatch_kicks(struct blk_user *b, bool sync)
 {
+	struct event_loop *loop = b->dev.host->loop;
+
 	for (unsigned int q = 0; q < BLK_USER_MAX_QUEUES; q++) {
-		if (b->fq[q].watched)
-			event_loop_remove(b->dev.host->loop, &b->fq[q].kick);
+		if (b->fq[q].watched && sync)
+			event_loop_remove_sync(loop, &b->fq[q].kick);
+		else if (b->fq[q].watched)
+			event_loop_remove(loop, &b->fq[q].kick);
 		b->fq[q].watched = false;
 		memset(&b->fq[q].vq, 0, sizeof(b->fq[q].vq));
 	}
@@ -331,7 +336,7 @@ static void blk_user_reset(struct virtio_mmio_dev *d)
 {
 	struct blk_user *b = to_bu(d);
 
-	blk_user_unwatch_kicks(b);
+	blk_user_unwatch_kicks(b, false);
 	if (b->be->ops->reset)
 		b->be->ops->reset(b->be);
 }
@@ -391,9 +396,9 @@ static void blk_user_destroy_dev(struct virtio_mmio_dev *d)
 
 	virtio_mmio_destroy(&b->dev);
 	if (b->dev.host && b->dev.host->loop) {
-		blk_user_unwatch_kicks(b);
+		blk_user_unwatch_kicks(b, true);
 		if (b->timer_watched)
-			event_loop_remove(b->dev.host->loop, &b->timer);
+			event_loop_remove_sync(b->dev.host->loop, &b->timer);
 	}
 	if (b->be)
 		b->be->ops->destroy(b->be);

@@ -335,9 +335,9 @@ void virtio_console_destroy(struct virtio_console *c)
 	if (c->ub.be.ops)
 		c->ub.be.ops->destroy(&c->ub.be);
 	if (c->pty_watched)
-		event_loop_remove(c->dev.host->loop, &c->pty_src);
+		event_loop_remove_sync(c->dev.host->loop, &c->pty_src);
 	if (c->timer_watched)
-		event_loop_remove(c->dev.host->loop, &c->timer_src);
+		event_loop_remove_sync(c->dev.host->loop, &c->timer_src);
 	if (c->timer_src.fd >= 0)
 		close(c->timer_src.fd);
 	if (c->fd >= 0)

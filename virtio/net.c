@@ -429,9 +429,9 @@ void virtio_net_destroy(struct virtio_net *n)
 	if (n->offload)
 		n->offload->ops->destroy(n->offload);
 	if (n->tap_watched)
-		event_loop_remove(n->dev.host->loop, &n->tap_src);
+		event_loop_remove_sync(n->dev.host->loop, &n->tap_src);
 	if (n->announce_watched)
-		event_loop_remove(n->dev.host->loop, &n->announce_src);
+		event_loop_remove_sync(n->dev.host->loop, &n->announce_src);
 	if (n->announce_src.fd >= 0)
 		close(n->announce_src.fd);
 	if (n->tap_fd >= 0)

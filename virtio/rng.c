@@ -151,7 +151,7 @@ void virtio_rng_destroy(struct virtio_rng *r)
 	if (r->ub.be.ops)
 		r->ub.be.ops->destroy(&r->ub.be);
 	if (r->random_watched)
-		event_loop_remove(r->dev.host->loop, &r->random_src);
+		event_loop_remove_sync(r->dev.host->loop, &r->random_src);
 	if (r->random_src.fd >= 0)
 		close(r->random_src.fd);
 	free(r->chain);

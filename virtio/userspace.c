@@ -172,7 +172,7 @@ void userspace_backend_fini(struct userspace_backend *ub)
 		struct userspace_queue *uq = &ub->queues[q];
 
 		if (uq->started && uq->kick.fd >= 0)
-			event_loop_remove(ub->loop, &uq->kick);
+			event_loop_remove_sync(ub->loop, &uq->kick);
 		uq->kick.fd = -1;
 		uq->started = false;
 	}

@@ -71,12 +71,13 @@ run_cli status-nobody --expect-status 6 --label "vmm status with nobody serving 
 # R KEY VALUE...: one result line for the checks after the run.
 R() { echo "$*" >>"$WORK/results"; }
 # last_beat: the last heartbeat number on the guest's console so far (builtins only).
+# Only whole lines count: the console may be read in the middle of one.
 last_beat() {
 	local line n=-1
 	[[ -f $WORK/main.out ]] || { echo -1; return 0; }
-	while IFS= read -r line || [[ -n $line ]]; do
+	while IFS= read -r line; do
 		line=${line//$'\r'/}
-		[[ $line == "VMMTEST-BEAT "* ]] && n=${line#VMMTEST-BEAT }
+		[[ $line =~ ^VMMTEST-BEAT\ ([0-9]+)$ ]] && n=${BASH_REMATCH[1]}
 	done <"$WORK/main.out"
 	echo "$n"
 }

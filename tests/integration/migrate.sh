@@ -810,12 +810,13 @@ vsock_check() {
 	fi
 	result "$ok" "vhost-vsock $when: a new connection from here to cid $cid carries 4 MiB to the guest, whose sha256 of them comes back and matches"
 }
-# net_marks KEY: the value of the second guest's "KEY value" line on any host's console.
+# net_marks KEY: the value of the second guest's "KEY value" line on any host's console
+# (whole lines only: a console may be read in the middle of one).
 net_marks() {
 	local f line v=''
 	for f in "$WORK"/net*.out; do
 		[[ -f $f ]] || continue
-		while IFS= read -r line || [[ -n $line ]]; do
+		while IFS= read -r line; do
 			line=${line//$'\r'/}
 			[[ $line == "$1 "* ]] && v=${line#"$1" }
 		done <"$f"

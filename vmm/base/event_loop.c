@@ -10,13 +10,16 @@
 #include "vmm/base/util.h"
 #include "vmm/base/log.h"
 
-#define MAX_EVENTS 16
+/* The stop eventfd's mark in a batch (NULL there is a removed source). */
+static struct event_source stop_mark;
 
 int event_loop_init(struct event_loop *loop)
 {
-	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &stop_mark };
 
 	memset(loop, 0, sizeof(*loop));
+	pthread_mutex_init(&loop->lock, NULL);
+	pthread_cond_init(&loop->idle, NULL);
 	loop->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (loop->epfd < 0)
 		return -errno;
@@ -58,18 +61,71 @@ int event_loop_watch(struct event_loop *loop, struct event_source *src, uint32_t
 	return src->events == events ? 0 : event_loop_modify(loop, src, events);
 }
 
+/* Blanks src's entries in the batch in hand; with wait, off the loop thread,
+ * also waits for its running callback to return. */
+static void event_loop_forget(struct event_loop *loop, struct event_source *src, bool wait)
+{
+	pthread_mutex_lock(&loop->lock);
+	for (int i = 0; i < loop->batch_n; i++)
+		if (loop->batch[i] == src)
+			loop->batch[i] = NULL;
+	if (wait && loop->started && !pthread_equal(pthread_self(), loop->thread))
+		while (loop->running == src)
+			pthread_cond_wait(&loop->idle, &loop->lock);
+	pthread_mutex_unlock(&loop->lock);
+}
+
 int event_loop_remove(struct event_loop *loop, struct event_source *src)
 {
-	return event_loop_ctl(loop, EPOLL_CTL_DEL, src, 0);
+	int ret = event_loop_ctl(loop, EPOLL_CTL_DEL, src, 0);
+
+	event_loop_forget(loop, src, false);
+	return ret;
+}
+
+int event_loop_remove_sync(struct event_loop *loop, struct event_source *src)
+{
+	int ret = event_loop_ctl(loop, EPOLL_CTL_DEL, src, 0);
+
+	event_loop_forget(loop, src, true);
+	return ret;
+}
+
+/* Runs the batch in loop->batch; false when it holds the stop eventfd. */
+static bool event_loop_dispatch(struct event_loop *loop)
+{
+	bool go_on = true;
+
+	pthread_mutex_lock(&loop->lock);
+	for (int i = 0; i < loop->batch_n; i++) {
+		struct event_source *src = loop->batch[i];
+		uint32_t events = loop->batch_events[i];
+
+		if (src == &stop_mark) {
+			go_on = false;
+			break;
+		}
+		if (!src)
+			continue;	/* removed since epoll_wait returned */
+		loop->running = src;
+		pthread_mutex_unlock(&loop->lock);
+		src->fn(src, events);
+		pthread_mutex_lock(&loop->lock);
+		loop->running = NULL;
+		pthread_cond_broadcast(&loop->idle);
+	}
+	loop->batch_n = 0;
+	pthread_mutex_unlock(&loop->lock);
+	return go_on;
 }
 
 static void *event_loop_thread(void *arg)
 {
 	struct event_loop *loop = arg;
-	struct epoll_event evs[MAX_EVENTS];
+	struct epoll_event evs[EVENT_LOOP_BATCH];
 
 	for (;;) {
-		int n = epoll_wait(loop->epfd, evs, MAX_EVENTS, -1);
+		int n = epoll_wait(loop->epfd, evs, EVENT_LOOP_BATCH, -1);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -77,13 +133,15 @@ static void *event_loop_thread(void *arg)
 			log_error("event loop: epoll_wait failed: %s", strerror(errno));
 			return NULL;
 		}
+		pthread_mutex_lock(&loop->lock);
 		for (int i = 0; i < n; i++) {
-			struct event_source *src = evs[i].data.ptr;
-
-			if (!src)
-				return NULL;	/* the stop eventfd */
-			src->fn(src, evs[i].events);
+			loop->batch[i] = evs[i].data.ptr;
+			loop->batch_events[i] = evs[i].events;
 		}
+		loop->batch_n = n;
+		pthread_mutex_unlock(&loop->lock);
+		if (!event_loop_dispatch(loop))
+			return NULL;
 	}
 }
 
@@ -108,6 +166,9 @@ void event_loop_stop(struct event_loop *loop)
 		log_warn("event loop: cannot signal stop: %s", strerror(errno));
 	pthread_join(loop->thread, NULL);
 	loop->started = false;
+	/* Drained, so that a later event_loop_start() runs. */
+	if (read(loop->stop_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		log_warn("event loop: cannot reset the stop signal: %s", strerror(errno));
 }
 
 void event_loop_destroy(struct event_loop *loop)
@@ -118,4 +179,6 @@ void event_loop_destroy(struct event_loop *loop)
 	if (loop->epfd >= 0)
 		close(loop->epfd);
 	loop->epfd = loop->stop_fd = -1;
+	pthread_cond_destroy(&loop->idle);
+	pthread_mutex_destroy(&loop->lock);
 }
