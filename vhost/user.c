@@ -45,6 +45,8 @@ struct vu_fe_inflight_queue {
 	struct vu_fe_inflight_desc desc[];
 };
 
+#define VU_MAX_PENDING_ACKS	32
+
 struct vhost_user {
 	pthread_mutex_t lock;		/* one request at a time; the socket's reader */
 	struct vhost_dev *dev;		/* set by set_owner */
@@ -59,6 +61,15 @@ struct vhost_user {
 
 	uint64_t features;		/* GET_FEATURES */
 	uint64_t protocol;		/* negotiated protocol features */
+	/*
+	 * REPLY_ACK acks not read yet, oldest first: a ring's setup messages are sent
+	 * back to back and their acks read before the next reply (vu_collect_acks), so a
+	 * ring starts in one round trip instead of six. acks_err: the first refusal among
+	 * them, returned by the next flush.
+	 */
+	uint32_t acks[VU_MAX_PENDING_ACKS];
+	unsigned int nacks;
+	int acks_err;
 	/* Migration (vhost_user_opts): what the back-end keeps, a transfer's silence limit. */
 	const char *state, *state_hint;
 	int state_timeout_ms;
@@ -90,6 +101,8 @@ struct vhost_user {
 
 static struct log_ratelimit vu_rl = LOG_RATELIMIT_INIT;
 
+static int vu_collect_acks(struct vhost_user *u);
+
 static struct vhost_user *conn_of(const struct vhost_dev *dev)
 {
 	return dev->conn;
@@ -120,6 +133,7 @@ static void vu_kill(struct vhost_user *u, const char *what, int err)
 	if (u->dead)
 		return;
 	u->dead = true;
+	u->nacks = 0;	/* never coming */
 	log_warn("%s: the vhost-user back-end%s%s is gone (%s: %s)", vu_name(u),
 		 u->path ? " at " : "", u->path ? u->path : "", what, strerror(-err));
 	if (u->sock >= 0)
@@ -198,13 +212,99 @@ static int vu_recv_reply(struct vhost_user *u, uint32_t request, uint32_t size,
 	return ret;
 }
 
-/* Sends a request with its own reply and receives it (lock held); 0 or -ENOTCONN. */
+/*
+ * Sends a request with its own reply and receives it (lock held), after the
+ * acks still owed (a refusal among them stays in acks_err); 0 or -ENOTCONN.
+ */
 static int vu_call_locked(struct vhost_user *u, struct vhost_user_msg *msg, uint32_t reply_size,
 			  unsigned int max_fds, struct vhost_user_msg *reply)
 {
 	int ret = vu_send(u, msg);
 
+	if (!ret)
+		ret = vu_collect_acks(u);
 	return ret ? ret : vu_recv_reply(u, msg->hdr.request, reply_size, max_fds, reply);
+}
+
+/* A ring's setup: its ack may wait (see struct vhost_user's acks). */
+static bool vu_ack_can_wait(uint32_t request)
+{
+	switch (request) {
+	case VHOST_USER_SET_VRING_NUM:
+	case VHOST_USER_SET_VRING_BASE:
+	case VHOST_USER_SET_VRING_ADDR:
+	case VHOST_USER_SET_VRING_KICK:
+	case VHOST_USER_SET_VRING_CALL:
+	case VHOST_USER_SET_VRING_ERR:
+	case VHOST_USER_SET_VRING_ENABLE:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* Reads one REPLY_ACK ack (lock held): 0 (refusals go to acks_err) or -ENOTCONN. */
+static int vu_read_ack(struct vhost_user *u, uint32_t request)
+{
+	struct vhost_user_msg reply;
+	int ret = vu_recv_reply(u, request, sizeof(uint64_t), 0, &reply);
+
+	if (ret)
+		return ret;
+	if (reply.p.u64) {
+		log_warn_ratelimited(&vu_rl, "%s: the back-end refuses %s (%#llx)", vu_name(u),
+				     vhost_user_request_name(request),
+				     (unsigned long long)reply.p.u64);
+		if (!u->acks_err)
+			u->acks_err = -EIO;
+	}
+	return 0;
+}
+
+/* Reads the acks still owed, oldest first (lock held); 0 or -ENOTCONN. */
+static int vu_collect_acks(struct vhost_user *u)
+{
+	for (unsigned int i = 0; i < u->nacks; i++) {
+		int ret = vu_read_ack(u, u->acks[i]);
+
+		if (ret) {
+			u->nacks = 0;
+			return ret;
+		}
+	}
+	u->nacks = 0;
+	return 0;
+}
+
+/* Reads the acks owed that have arrived, without waiting (lock held): the event loop's part. */
+static void vu_collect_arrived_acks(struct vhost_user *u)
+{
+	unsigned int n = 0;
+
+	while (n < u->nacks) {
+		struct pollfd p = { .fd = u->sock, .events = POLLIN };
+
+		if (poll(&p, 1, 0) <= 0 || !(p.revents & POLLIN) || vu_read_ack(u, u->acks[n]))
+			break;
+		n++;
+	}
+	if (u->dead) {
+		u->nacks = 0;
+		return;
+	}
+	memmove(u->acks, u->acks + n, (u->nacks - n) * sizeof(u->acks[0]));
+	u->nacks -= n;
+}
+
+/* Every ack read (lock held): 0, the first refusal since the last flush (-EIO) or -ENOTCONN. */
+static int vu_flush_locked(struct vhost_user *u)
+{
+	int ret = vu_collect_acks(u);
+
+	if (!ret)
+		ret = u->acks_err;
+	u->acks_err = 0;
+	return ret;
 }
 
 /*
@@ -213,8 +313,8 @@ static int vu_call_locked(struct vhost_user *u, struct vhost_user_msg *msg, uint
  */
 static int vu_request_locked(struct vhost_user *u, struct vhost_user_msg *msg)
 {
-	struct vhost_user_msg reply;
 	bool ack = has_proto(u, VHOST_USER_PROTOCOL_F_REPLY_ACK);
+	uint32_t request = msg->hdr.request;
 	int ret;
 
 	if (ack)
@@ -222,16 +322,13 @@ static int vu_request_locked(struct vhost_user *u, struct vhost_user_msg *msg)
 	ret = vu_send(u, msg);
 	if (ret || !ack)
 		return ret;
-	ret = vu_recv_reply(u, msg->hdr.request, sizeof(uint64_t), 0, &reply);
-	if (ret)
-		return ret;
-	if (reply.p.u64) {
-		log_warn_ratelimited(&vu_rl, "%s: the back-end refuses %s (%#llx)", vu_name(u),
-				     vhost_user_request_name(msg->hdr.request),
-				     (unsigned long long)reply.p.u64);
-		return -EIO;
+	if (u->nacks == VU_MAX_PENDING_ACKS) {
+		ret = vu_collect_acks(u);
+		if (ret)
+			return ret;
 	}
-	return 0;
+	u->acks[u->nacks++] = request;
+	return vu_ack_can_wait(request) ? 0 : vu_flush_locked(u);
 }
 
 static int vu_request(struct vhost_user *u, struct vhost_user_msg *msg)
@@ -318,8 +415,11 @@ bool vhost_user_check_socket(struct vhost_dev *dev)
 	if (!u)
 		return true;
 	pthread_mutex_lock(&u->lock);
-	if (!u->dead) {
-		/* Between requests nothing may arrive: data is a protocol error, HUP the end. */
+	/* Acks still owed are what may arrive now (a refusal is kept for the next flush). */
+	if (!u->dead && u->nacks)
+		vu_collect_arrived_acks(u);
+	if (!u->dead && !u->nacks) {
+		/* Between requests nothing else may arrive: data is a protocol error, HUP the end. */
 		struct pollfd p = { .fd = u->sock, .events = POLLIN | POLLRDHUP };
 
 		if (poll(&p, 1, 0) > 0 && p.revents)
@@ -1197,6 +1297,17 @@ static int vu_update_features(struct vhost_dev *dev, uint64_t features)
  * handles requests in order, so GET_FEATURES's reply means the earlier ones are
  * done (QEMU's barrier when it switches logging on).
  */
+static int vu_flush(struct vhost_dev *dev)
+{
+	struct vhost_user *u = conn_of(dev);
+	int ret;
+
+	pthread_mutex_lock(&u->lock);
+	ret = vu_flush_locked(u);
+	pthread_mutex_unlock(&u->lock);
+	return ret;
+}
+
 static int vu_sync(struct vhost_dev *dev)
 {
 	struct vhost_user *u = conn_of(dev);
@@ -1204,7 +1315,7 @@ static int vu_sync(struct vhost_dev *dev)
 	int ret;
 
 	if (has_proto(u, VHOST_USER_PROTOCOL_F_REPLY_ACK))
-		return 0;
+		return vu_flush(dev);
 	pthread_mutex_lock(&u->lock);
 	ret = vu_get_u64_locked(u, VHOST_USER_GET_FEATURES, &v);
 	pthread_mutex_unlock(&u->lock);
@@ -1610,6 +1721,7 @@ const struct vhost_ops vhost_user_ops = {
 	.log_check = vu_log_check,
 	.update_features = vu_update_features,
 	.sync = vu_sync,
+	.flush = vu_flush,
 	.migratable = vu_migratable,
 	.has_state = vu_has_state,
 	.save_state = vu_save_state,

@@ -136,13 +136,18 @@ static int vhost_ring_addrs(const struct guest_mem *mem, const struct virtq_stat
 
 static bool vhost_connected(const struct vhost_dev *dev);
 
-/* Unbinds ring q's kick and call (best effort: the ring is stopped or never ran). */
+/*
+ * Unbinds ring q's kick and call (best effort: the ring is stopped or never ran); the
+ * answers are read here, so that a refusal is not taken for the next start's.
+ */
 static void vhost_unbind(struct vhost_dev *dev, unsigned int q)
 {
 	if (!vhost_connected(dev))
 		return;
 	dev->ops->set_vring_kick(dev, q, -1);
 	dev->ops->set_vring_call(dev, q, -1);
+	if (dev->ops->flush)
+		dev->ops->flush(dev);
 }
 
 static int vhost_be_start(struct virtio_backend *be, unsigned int q, const struct virtq_state *s,
@@ -194,6 +199,10 @@ static int vhost_be_start(struct virtio_backend *be, unsigned int q, const struc
 	if (!ret && dev->ops->set_vring_enable) {
 		step = "SET_VRING_ENABLE";
 		ret = dev->ops->set_vring_enable(dev, q, true);
+	}
+	if (!ret && dev->ops->flush) {
+		step = "the answers to the ring's setup";
+		ret = dev->ops->flush(dev);
 	}
 	if (!ret && dev->dev_ops->queue_started) {
 		step = "attaching the ring";

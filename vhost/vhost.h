@@ -21,6 +21,8 @@
  *             the transport runs in its direct interrupt mode, virtio/mmio.h),
  *             SET_VRING_ENABLE where the kind has it, then the device kind's
  *             queue_started (vhost-net: NET_SET_BACKEND with the tap).
+ *             vhost-user sends these back to back and reads their REPLY_ACK
+ *             acks together (flush): one round trip per ring, not six.
  *   stop(q)   the kind's queue_stopping (vhost-net: NET_SET_BACKEND -1), ring
  *             disabled, GET_VRING_BASE (stops the ring and returns where it
  *             stopped: last_avail_idx), used->idx read from guest memory,
@@ -167,6 +169,11 @@ struct vhost_ops {
 	int (*update_features)(struct vhost_dev *dev, uint64_t features);
 	/* Returns once the back-end has acted on every earlier request (absent: they are synchronous). */
 	int (*sync)(struct vhost_dev *dev);
+	/*
+	 * Optional: the outcome of the requests whose answers were not awaited (vhost-user
+	 * reads a ring's setup acks in one go): 0, or the first refusal since the last flush.
+	 */
+	int (*flush)(struct vhost_dev *dev);
 	/* Whether the device can be migrated (absent: yes, positions only); -EOPNOTSUPP + why. */
 	int (*migratable)(struct vhost_dev *dev, char *why, size_t whylen);
 	/* Whether the back-end has internal state to save (absent: no). */

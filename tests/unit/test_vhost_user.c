@@ -367,6 +367,42 @@ Test(vhost_user, hostile_replies_fail_the_set_up_without_leaks)
 }
 
 /*
+ * A ring's setup goes out back to back and its REPLY_ACK acks are read in one
+ * go: a back-end that answers them only once SET_VRING_ENABLE came still
+ * starts the ring (awaited one by one, the first would time out). A refusal
+ * among them fails that start, and only that one.
+ */
+Test(vhost_user, a_rings_setup_acks_are_read_together)
+{
+	struct virtq_state s = { .size = 64, .desc_gpa = 0x1000, .avail_gpa = 0x2000,
+				 .used_gpa = 0x3000, .ready = true };
+	struct virtio_backend *be = &dev.be;
+	struct virtio_call call = { .irq_fd = eventfd(0, EFD_CLOEXEC) };
+	int kick = eventfd(0, EFD_CLOEXEC);
+
+	cr_assert_eq(evil_init(VS_ACKS_AT_ENABLE), 0);
+	cr_assert_eq(be->ops->set_features(be, 1ULL << 32), 0);
+	cr_expect_eq(be->ops->start(be, 0, &s, kick, &call), 0);
+	be->ops->stop(be, 0, &s);
+	cr_expect(vhost_user_connected(&dev));
+	evil_end();
+
+	cr_assert_eq(evil_init(VS_REFUSE_FIRST_ADDR), 0);
+	cr_assert_eq(be->ops->set_features(be, 1ULL << 32), 0);
+	cr_expect_eq(be->ops->start(be, 0, &s, kick, &call), -EIO, "SET_VRING_ADDR refused");
+	cr_expect_eq(atomic_load(&evil.addr_refusals), 1);
+	cr_expect(vhost_user_connected(&dev), "a refusal is no protocol error");
+	/* Not carried over: the next start is judged by its own acks. */
+	cr_expect_eq(be->ops->start(be, 0, &s, kick, &call), 0);
+	be->ops->stop(be, 0, &s);
+	cr_expect_eq(s.last_avail_idx, 7, "GET_VRING_BASE's answer, after the acks before it");
+	cr_expect(vhost_user_connected(&dev));
+	evil_end();
+	close(kick);
+	close(call.irq_fd);
+}
+
+/*
  * How many rings a back-end serves: GET_QUEUE_NUM with MQ, never fewer than
  * the device's fixed set (base_queues: a virtio-net pair, virtio-fs's queues;
  * a net back-end counts pairs); without MQ, that fixed set.

@@ -351,6 +351,9 @@ static void *ve_thread(void *arg)
 {
 	struct vu_evil *e = arg;
 	struct vhost_user_msg m;
+	uint32_t held[8];	/* VS_ACKS_AT_ENABLE: the acks not sent yet */
+	uint64_t held_v[8];
+	unsigned int nheld = 0;
 
 	while (vhost_user_recv(e->sock, &m, 5000) == 0) {
 		uint64_t v = 0;
@@ -413,6 +416,19 @@ static void *ve_thread(void *arg)
 		case VHOST_USER_SET_VRING_ADDR:
 			if (m.p.addr.index < 4)
 				atomic_store(&e->addr_flags[m.p.addr.index], m.p.addr.flags);
+			has_reply = false;
+			if (e->fault == VS_REFUSE_FIRST_ADDR && !atomic_fetch_add(&e->addr_refusals, 1))
+				v = 1;
+			break;
+		case VHOST_USER_SET_VRING_ENABLE:
+			for (unsigned int i = 0; i < nheld; i++) {
+				struct vhost_user_hdr hh = h;
+
+				hh.request = held[i];
+				if (vhost_user_send(e->sock, &hh, &held_v[i], NULL, 0, 1000))
+					return NULL;
+			}
+			nheld = 0;
 			has_reply = false;
 			break;
 		case VHOST_USER_GET_FEATURES:
@@ -482,6 +498,13 @@ static void *ve_thread(void *arg)
 		}
 		if (!has_reply && !(m.hdr.flags & VHOST_USER_FLAG_NEED_REPLY))
 			continue;
+		/* Held from a ring's SET_VRING_NUM on; in order. */
+		if (e->fault == VS_ACKS_AT_ENABLE && !has_reply && nheld < 8 &&
+		    (nheld || m.hdr.request == VHOST_USER_SET_VRING_NUM)) {
+			held[nheld] = m.hdr.request;
+			held_v[nheld++] = v;
+			continue;
+		}
 		if (vhost_user_send(e->sock, &h, &v, NULL, 0, 1000))
 			return NULL;
 	}

@@ -78,6 +78,8 @@ enum vs_fault {
 	VS_BAD_CONFIG,		/* GET_CONFIG's reply for another offset */
 	VS_BAD_VRING_BASE,	/* GET_VRING_BASE for another ring */
 	VS_GARBAGE,		/* bytes that are no message, at GET_PROTOCOL_FEATURES */
+	VS_REFUSE_FIRST_ADDR,	/* acks the first SET_VRING_ADDR with an error */
+	VS_ACKS_AT_ENABLE,	/* holds a ring's setup acks until its SET_VRING_ENABLE */
 };
 
 /* How the hostile back-end takes part in a migration (struct vu_evil_opts.state). */
@@ -141,6 +143,7 @@ struct vu_evil {
 	atomic_uint_least64_t features;	/* the last SET_FEATURES */
 	atomic_uint_least64_t log_size;	/* the last SET_LOG_BASE's mmap_size */
 	atomic_uint addr_flags[4];	/* the last SET_VRING_ADDR's flags, per ring */
+	atomic_int addr_refusals;	/* SET_VRING_ADDRs acked with an error */
 };
 
 /* Runs the hostile back-end on sock (taken over) with one fault. */
