@@ -1101,6 +1101,8 @@ int vhost_user_reconnect(struct vhost_dev *dev)
 	u->sock = sock;
 	u->dead = false;
 	u->reported = false;
+	u->nacks = 0;		/* the old connection's */
+	u->acks_err = 0;
 	ret = vu_handshake(u);
 	if (ret) {
 		vu_kill(u, "the set-up after reconnecting", ret);
