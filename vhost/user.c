@@ -64,8 +64,8 @@ struct vhost_user {
 	/*
 	 * REPLY_ACK acks not read yet, oldest first: a ring's setup messages are sent
 	 * back to back and their acks read before the next reply (vu_collect_acks), so a
-	 * ring starts in one round trip instead of six. acks_err: the first refusal among
-	 * them, returned by the next flush.
+	 * ring starts in one round trip instead of seven. acks_err: the first refusal
+	 * among them, returned by the next flush.
 	 */
 	uint32_t acks[VU_MAX_PENDING_ACKS];
 	unsigned int nacks;
@@ -1294,11 +1294,7 @@ static int vu_update_features(struct vhost_dev *dev, uint64_t features)
 	return ret;
 }
 
-/*
- * With REPLY_ACK every request was acked once done; without it a back-end
- * handles requests in order, so GET_FEATURES's reply means the earlier ones are
- * done (QEMU's barrier when it switches logging on).
- */
+/* The acks owed read; 0, the first refusal since the last flush (-EIO) or -ENOTCONN. */
 static int vu_flush(struct vhost_dev *dev)
 {
 	struct vhost_user *u = conn_of(dev);
@@ -1310,6 +1306,11 @@ static int vu_flush(struct vhost_dev *dev)
 	return ret;
 }
 
+/*
+ * With REPLY_ACK every request is acked once done (the acks owed are read here);
+ * without it a back-end handles requests in order, so GET_FEATURES's reply means
+ * the earlier ones are done (QEMU's barrier when it switches logging on).
+ */
 static int vu_sync(struct vhost_dev *dev)
 {
 	struct vhost_user *u = conn_of(dev);
