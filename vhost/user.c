@@ -101,7 +101,7 @@ struct vhost_user {
 
 static struct log_ratelimit vu_rl = LOG_RATELIMIT_INIT;
 
-static int vu_collect_acks(struct vhost_user *u);
+static int vu_collect_acks(struct vhost_user *u, bool wait);
 
 static struct vhost_user *conn_of(const struct vhost_dev *dev)
 {
@@ -222,7 +222,7 @@ static int vu_call_locked(struct vhost_user *u, struct vhost_user_msg *msg, uint
 	int ret = vu_send(u, msg);
 
 	if (!ret)
-		ret = vu_collect_acks(u);
+		ret = vu_collect_acks(u, true);
 	return ret ? ret : vu_recv_reply(u, msg->hdr.request, reply_size, max_fds, reply);
 }
 
@@ -261,45 +261,34 @@ static int vu_read_ack(struct vhost_user *u, uint32_t request)
 	return 0;
 }
 
-/* Reads the acks still owed, oldest first (lock held); 0 or -ENOTCONN. */
-static int vu_collect_acks(struct vhost_user *u)
-{
-	for (unsigned int i = 0; i < u->nacks; i++) {
-		int ret = vu_read_ack(u, u->acks[i]);
-
-		if (ret) {
-			u->nacks = 0;
-			return ret;
-		}
-	}
-	u->nacks = 0;
-	return 0;
-}
-
-/* Reads the acks owed that have arrived, without waiting (lock held): the event loop's part. */
-static void vu_collect_arrived_acks(struct vhost_user *u)
+/*
+ * Reads the acks still owed, oldest first (lock held); without wait, only those
+ * that have arrived (the event loop's part). 0 or -ENOTCONN (vu_kill dropped them).
+ */
+static int vu_collect_acks(struct vhost_user *u, bool wait)
 {
 	unsigned int n = 0;
 
 	while (n < u->nacks) {
 		struct pollfd p = { .fd = u->sock, .events = POLLIN };
+		int ret;
 
-		if (poll(&p, 1, 0) <= 0 || !(p.revents & POLLIN) || vu_read_ack(u, u->acks[n]))
+		if (!wait && (poll(&p, 1, 0) <= 0 || !(p.revents & POLLIN)))
 			break;
+		ret = vu_read_ack(u, u->acks[n]);
+		if (ret)
+			return ret;
 		n++;
-	}
-	if (u->dead) {
-		u->nacks = 0;
-		return;
 	}
 	memmove(u->acks, u->acks + n, (u->nacks - n) * sizeof(u->acks[0]));
 	u->nacks -= n;
+	return 0;
 }
 
 /* Every ack read (lock held): 0, the first refusal since the last flush (-EIO) or -ENOTCONN. */
 static int vu_flush_locked(struct vhost_user *u)
 {
-	int ret = vu_collect_acks(u);
+	int ret = vu_collect_acks(u, true);
 
 	if (!ret)
 		ret = u->acks_err;
@@ -323,7 +312,7 @@ static int vu_request_locked(struct vhost_user *u, struct vhost_user_msg *msg)
 	if (ret || !ack)
 		return ret;
 	if (u->nacks == VU_MAX_PENDING_ACKS) {
-		ret = vu_collect_acks(u);
+		ret = vu_collect_acks(u, true);
 		if (ret)
 			return ret;
 	}
@@ -417,7 +406,7 @@ bool vhost_user_check_socket(struct vhost_dev *dev)
 	pthread_mutex_lock(&u->lock);
 	/* Acks still owed are what may arrive now (a refusal is kept for the next flush). */
 	if (!u->dead && u->nacks)
-		vu_collect_arrived_acks(u);
+		vu_collect_acks(u, false);
 	if (!u->dead && !u->nacks) {
 		/* Between requests nothing else may arrive: data is a protocol error, HUP the end. */
 		struct pollfd p = { .fd = u->sock, .events = POLLIN | POLLRDHUP };

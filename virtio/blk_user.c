@@ -180,10 +180,8 @@ static void blk_user_unwatch_kicks(struct blk_user *b, bool sync)
 	struct event_loop *loop = b->dev.host->loop;
 
 	for (unsigned int q = 0; q < BLK_USER_MAX_QUEUES; q++) {
-		if (b->fq[q].watched && sync)
-			event_loop_remove_sync(loop, &b->fq[q].kick);
-		else if (b->fq[q].watched)
-			event_loop_remove(loop, &b->fq[q].kick);
+		if (b->fq[q].watched)
+			(sync ? event_loop_remove_sync : event_loop_remove)(loop, &b->fq[q].kick);
 		b->fq[q].watched = false;
 		memset(&b->fq[q].vq, 0, sizeof(b->fq[q].vq));
 	}

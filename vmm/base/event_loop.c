@@ -67,28 +67,30 @@ static void event_loop_forget(struct event_loop *loop, struct event_source *src,
 {
 	pthread_mutex_lock(&loop->lock);
 	for (int i = 0; i < loop->batch_n; i++)
-		if (loop->batch[i] == src)
-			loop->batch[i] = NULL;
+		if (loop->batch[i].data.ptr == src)
+			loop->batch[i].data.ptr = NULL;
 	if (wait && loop->started && !pthread_equal(pthread_self(), loop->thread))
 		while (loop->running == src)
 			pthread_cond_wait(&loop->idle, &loop->lock);
 	pthread_mutex_unlock(&loop->lock);
 }
 
-int event_loop_remove(struct event_loop *loop, struct event_source *src)
+static int event_loop_del(struct event_loop *loop, struct event_source *src, bool wait)
 {
 	int ret = event_loop_ctl(loop, EPOLL_CTL_DEL, src, 0);
 
-	event_loop_forget(loop, src, false);
+	event_loop_forget(loop, src, wait);
 	return ret;
+}
+
+int event_loop_remove(struct event_loop *loop, struct event_source *src)
+{
+	return event_loop_del(loop, src, false);
 }
 
 int event_loop_remove_sync(struct event_loop *loop, struct event_source *src)
 {
-	int ret = event_loop_ctl(loop, EPOLL_CTL_DEL, src, 0);
-
-	event_loop_forget(loop, src, true);
-	return ret;
+	return event_loop_del(loop, src, true);
 }
 
 /* Runs the batch in loop->batch; false when it holds the stop eventfd. */
@@ -98,8 +100,8 @@ static bool event_loop_dispatch(struct event_loop *loop)
 
 	pthread_mutex_lock(&loop->lock);
 	for (int i = 0; i < loop->batch_n; i++) {
-		struct event_source *src = loop->batch[i];
-		uint32_t events = loop->batch_events[i];
+		struct event_source *src = loop->batch[i].data.ptr;
+		uint32_t events = loop->batch[i].events;
 
 		if (src == &stop_mark) {
 			go_on = false;
@@ -122,10 +124,10 @@ static bool event_loop_dispatch(struct event_loop *loop)
 static void *event_loop_thread(void *arg)
 {
 	struct event_loop *loop = arg;
-	struct epoll_event evs[EVENT_LOOP_BATCH];
 
 	for (;;) {
-		int n = epoll_wait(loop->epfd, evs, EVENT_LOOP_BATCH, -1);
+		/* batch_n is 0 here: no remover looks at the batch while the kernel fills it. */
+		int n = epoll_wait(loop->epfd, loop->batch, EVENT_LOOP_BATCH, -1);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -134,10 +136,6 @@ static void *event_loop_thread(void *arg)
 			return NULL;
 		}
 		pthread_mutex_lock(&loop->lock);
-		for (int i = 0; i < n; i++) {
-			loop->batch[i] = evs[i].data.ptr;
-			loop->batch_events[i] = evs[i].events;
-		}
 		loop->batch_n = n;
 		pthread_mutex_unlock(&loop->lock);
 		if (!event_loop_dispatch(loop))

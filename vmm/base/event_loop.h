@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/epoll.h>
 
 struct event_source;
 typedef void event_fn(struct event_source *src, uint32_t events);
@@ -37,8 +38,7 @@ struct event_loop {
 	/* The batch being dispatched, guarded by lock; removal blanks its entries. */
 	pthread_mutex_t lock;
 	pthread_cond_t idle;	/* signalled when a callback returns */
-	struct event_source *batch[EVENT_LOOP_BATCH];
-	uint32_t batch_events[EVENT_LOOP_BATCH];
+	struct epoll_event batch[EVENT_LOOP_BATCH];	/* written by epoll_wait while batch_n is 0 */
 	int batch_n;
 	struct event_source *running;	/* whose callback runs now, or NULL */
 };
