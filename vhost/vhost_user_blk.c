@@ -2,7 +2,7 @@
 /*
  * vmm-vhost-user-blk: the project's vhost-user-blk back-end program.
  *
- *   vmm-vhost-user-blk --socket PATH --image FILE [--readonly] [--queues N] [-v]
+ *   vmm-vhost-user-blk --socket PATH --image FILE [--readonly] [--direct] [--queues N] [-v]
  *
  * Listens on PATH and serves one front-end at a time; when it disconnects
  * (or breaks the protocol) the next connection is accepted, so a VMM can
@@ -40,8 +40,8 @@ enum {
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: vmm-vhost-user-blk --socket PATH --image FILE [--readonly] [--queues N]\n"
-		"                          [--incoming] [--hold-ms MS] [-v]\n"
+		"Usage: vmm-vhost-user-blk --socket PATH --image FILE [--readonly] [--direct]\n"
+		"                          [--queues N] [--incoming] [--hold-ms MS] [-v]\n"
 		"\n"
 		"Serves FILE (a raw image or a block device) as a virtio-blk device to a\n"
 		"vhost-user front-end (a VMM) connecting to the Unix socket PATH, one at a\n"
@@ -52,6 +52,8 @@ static void usage(FILE *f)
 		"  --socket PATH   the Unix socket to listen on (a stale socket there is replaced)\n"
 		"  --image FILE    the disk: a raw image file or a block device\n"
 		"  --readonly      serve it read-only (VIRTIO_BLK_F_RO)\n"
+		"  --direct        open it with O_DIRECT, bypassing the host's page cache\n"
+		"                  (as vmm's direct=on, QEMU's cache.direct=on)\n"
 		"  --queues N      request queues, 1..%d (default 1)\n"
 		"  --incoming      a live migration's destination: lock the image when the\n"
 		"                  guest's queues start here, not at start-up, so this\n"
@@ -255,6 +257,7 @@ int main(int argc, char **argv)
 		{ "socket", required_argument, NULL, 's' },
 		{ "image", required_argument, NULL, 'i' },
 		{ "readonly", no_argument, NULL, 'r' },
+		{ "direct", no_argument, NULL, 'd' },
 		{ "queues", required_argument, NULL, 'q' },
 		{ "hold-ms", required_argument, NULL, 'H' },
 		{ "incoming", no_argument, NULL, 'I' },
@@ -280,6 +283,9 @@ int main(int argc, char **argv)
 			break;
 		case 'r':
 			o.readonly = true;
+			break;
+		case 'd':
+			o.direct = true;
 			break;
 		case 'q':
 			if (parse_uint(optarg, 1, VU_BLK_MAX_QUEUES, &n)) {
@@ -340,8 +346,9 @@ int main(int argc, char **argv)
 		log_error("cannot set up the event loop: %s", strerror(errno));
 		goto out;
 	}
-	log_info("vhost-user-blk: serving %s on %s (%u queue%s%s)", o.image, path, o.nqueues,
-		 o.nqueues > 1 ? "s" : "", o.readonly ? ", read-only" : "");
+	log_info("vhost-user-blk: serving %s on %s (%u queue%s%s%s)", o.image, path, o.nqueues,
+		 o.nqueues > 1 ? "s" : "", o.readonly ? ", read-only" : "",
+		 o.direct ? ", O_DIRECT" : "");
 	for (;;) {
 		struct pollfd p[2] = { { .fd = lfd, .events = POLLIN }, { .fd = sfd, .events = POLLIN } };
 		struct signalfd_siginfo si;

@@ -310,6 +310,7 @@ static void blk_queue_start(struct vu_dev *dev, unsigned int q)
 		.name = name,
 		.fd = b->fd,
 		.is_bdev = b->is_bdev,
+		.dio_align = b->dio_align,
 		.size = atomic_load(&b->size),
 		.depth = MIN(n, (unsigned int)BLK_IO_MAX_DEPTH),
 		.kind = b->io_kind,
@@ -505,12 +506,15 @@ int vu_blk_open(struct vu_blk *b, const struct vu_blk_options *o)
 		return -EINVAL;
 	}
 	/* O_NONBLOCK: a FIFO given by mistake must not hang the open; cleared below. */
-	b->fd = open(o->image, (o->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NONBLOCK);
+	b->fd = open(o->image, (o->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NONBLOCK |
+		     (o->direct ? O_DIRECT : 0));
 	if (b->fd < 0) {
 		err = errno;
 		log_error("vhost-user-blk: cannot open image %s: %s — %s", o->image, strerror(err),
 			  err == EACCES || err == EPERM || err == EROFS ?
-			  "check its permissions, or add --readonly" : "check the path");
+			  "check its permissions, or add --readonly" :
+			  err == EINVAL && o->direct ? "its file system has no O_DIRECT: drop "
+			  "--direct" : "check the path");
 		return -err;
 	}
 	if (fstat(b->fd, &st) < 0 || (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))) {
@@ -538,6 +542,20 @@ int vu_blk_open(struct vu_blk *b, const struct vu_blk_options *o)
 			 " bytes (less than a sector) are not served", o->image, size,
 			 size % VU_BLK_SECTOR);
 	atomic_store(&b->size, ALIGN_DOWN(size, (uint64_t)VU_BLK_SECTOR));
+	if (o->direct) {
+		int lbs = VU_BLK_SECTOR;
+
+		if (b->is_bdev && ioctl(b->fd, BLKSSZGET, &lbs) < 0)
+			lbs = VU_BLK_SECTOR;
+		b->dio_align = b->is_bdev ? (uint32_t)MAX(lbs, VU_BLK_SECTOR) :
+			       blk_io_file_dio_align(b->fd);
+		if (b->dio_align & (b->dio_align - 1) || b->dio_align > BLK_IO_BOUNCE_SIZE) {
+			log_error("vhost-user-blk: image %s needs an unusual direct I/O alignment "
+				  "of %u bytes — drop --direct", o->image, b->dio_align);
+			err = EINVAL;
+			goto fail;
+		}
+	}
 	if (o->io_kind != BLK_IO_SYNC)
 		blk_io_warm_up();
 	/* Two writers corrupt an image: the same lock vmm takes on its disks. */

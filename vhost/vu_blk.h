@@ -6,6 +6,11 @@
  * (vhost/vhost_user_blk.c) owns the socket and the event loop; this file is
  * the device, so unit tests can drive it over a socketpair.
  *
+ * With --direct the image is opened O_DIRECT (as vmm's direct=on and QEMU's
+ * cache.direct=on): requests whose buffers or ranges are not aligned to what
+ * the host's file system or device needs go through the engine's bounce
+ * buffer.
+ *
  * Each running queue has a disk-I/O engine of virtio/blk_io.h (io_uring, or a
  * synchronous worker thread where io_uring is unavailable) that waits on the
  * queue's kick eventfd itself and pulls requests through vu_queue_pop():
@@ -40,6 +45,7 @@
 struct vu_blk_options {
 	const char *image;
 	bool readonly;
+	bool direct;			/* O_DIRECT: the host's page cache is bypassed */
 	unsigned int nqueues;		/* 1..VU_BLK_MAX_QUEUES */
 	enum blk_io_kind io_kind;	/* BLK_IO_AUTO unless a test says */
 	/*
@@ -75,6 +81,7 @@ struct vu_blk {
 	int fd;
 	bool readonly;
 	bool is_bdev;
+	uint32_t dio_align;		/* O_DIRECT alignment, 0 without --direct */
 	bool locked;			/* holds the image's lock (taken again at a queue start) */
 	_Atomic uint64_t size;		/* bytes, whole sectors */
 	unsigned int nqueues;

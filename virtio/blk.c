@@ -386,23 +386,6 @@ static const char *blk_open_hint(int err, const struct blk_options *o)
 	}
 }
 
-/* The direct I/O alignment of the open file: its filesystem's if the kernel says, else 512. */
-static uint32_t blk_file_dio_align(int fd)
-{
-	uint32_t align = BLK_SECTOR_SIZE;
-#ifdef STATX_DIOALIGN
-	struct statx stx;
-
-	if (statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) == 0 &&
-	    (stx.stx_mask & STATX_DIOALIGN)) {
-		align = MAX(align, stx.stx_dio_offset_align);
-		align = MAX(align, stx.stx_dio_mem_align);
-	}
-#endif
-	return align;
-}
-
-/* Opens and checks the image; fills fd, size, is_bdev, blk_size, dio_align. */
 /*
  * Takes the image's lock (exclusive, or shared for readonly=on) so that no other vmm
  * writes it meanwhile; 0, -EBUSY when another process holds it (a host that cannot
@@ -425,6 +408,7 @@ static int blk_lock(struct virtio_blk *b)
 	return 0;
 }
 
+/* Opens and checks the image; fills fd, size, is_bdev, blk_size, dio_align. */
 static int blk_open(struct virtio_blk *b, const struct blk_options *o)
 {
 	int flags = (o->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NONBLOCK;
@@ -484,7 +468,7 @@ static int blk_open(struct virtio_blk *b, const struct blk_options *o)
 	} else {
 		b->size = st.st_size;
 		if (o->direct)
-			b->dio_align = blk_file_dio_align(b->fd);
+			b->dio_align = blk_io_file_dio_align(b->fd);
 	}
 	if (b->dio_align & (b->dio_align - 1) || b->dio_align > BLK_IO_BOUNCE_SIZE) {
 		log_error("%s: disk image %s needs an unusual direct I/O alignment of %u bytes — "

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "virtio/blk_io.h"
@@ -704,6 +705,21 @@ static int blk_io_uring_probe(bool *has_fallocate)
 	pthread_once(&once, blk_io_uring_probe_run);
 	*has_fallocate = probe_fallocate;
 	return probe_result;
+}
+
+uint32_t blk_io_file_dio_align(int fd)
+{
+	uint32_t align = 512;
+#ifdef STATX_DIOALIGN
+	struct statx stx;
+
+	if (statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) == 0 &&
+	    (stx.stx_mask & STATX_DIOALIGN)) {
+		align = MAX(align, stx.stx_dio_offset_align);
+		align = MAX(align, stx.stx_dio_mem_align);
+	}
+#endif
+	return align;
 }
 
 void blk_io_warm_up(void)

@@ -146,6 +146,13 @@ int blk_io_create(struct blk_io **out, const struct blk_io_config *cfg);
  */
 void blk_io_warm_up(void);
 
+/*
+ * The O_DIRECT alignment of an open regular file (cfg.dio_align): its file
+ * system's offset and memory alignment where the kernel tells (statx
+ * STATX_DIOALIGN), else 512. A block device's is its logical block size.
+ */
+uint32_t blk_io_file_dio_align(int fd);
+
 /* The kind the engine runs: BLK_IO_URING or BLK_IO_SYNC. */
 enum blk_io_kind blk_io_kind(const struct blk_io *e);
 

@@ -2,11 +2,12 @@
 # Integration suite "vhost_user_blk" (TAP): virtio-blk served through the VMM's vhost-user
 # front-end by vmm-vhost-user-blk (the build dir's) and by qemu-storage-daemon, on real KVM
 # with Debian's stock kernel.
-#   run "io": 16 MiB of random data written to the vhost-user disk with fsync, the page cache
+#   run "io": the back-end on a loop device over the image with --direct (O_DIRECT); 16 MiB
+#     of random data written to the vhost-user disk with fsync, the page cache
 #     dropped, read back, sha256-checked in the guest and against the image in this machine;
-#     then the image grows and the back-end gets SIGHUP: CONFIG_CHANGE_MSG, the VMM reads the
-#     config again and raises the config interrupt, and the guest sees the new capacity in
-#     /sys/block/vda/size.
+#     then the image and its loop device grow and the back-end gets SIGHUP:
+#     CONFIG_CHANGE_MSG, the VMM reads the config again and raises the config interrupt,
+#     and the guest sees the new capacity in /sys/block/vda/size.
 #   run "killed": the back-end is killed (SIGKILL) while the guest writes in a loop with
 #     fsync; no reconnect: vmm keeps running, the guest's write fails with EIO (not a hang),
 #     and its other disk (a userspace virtio-blk) still reads its pattern intact.
@@ -163,7 +164,7 @@ start_backend() { # start_backend LOG [OPTION...]
 	local log=$1
 	shift
 	rm -f "$SOCK"
-	"$BACKEND" --socket "$SOCK" --image "$WORK/vda.img" "$@" >>"$WORK/$log" 2>&1 &
+	"$BACKEND" --socket "$SOCK" --image "${IMAGE:-$WORK/vda.img}" "$@" >>"$WORK/$log" 2>&1 &
 	BE_PID=$!
 	local i=0
 	while [[ ! -S $SOCK ]] && ((i < 100)); do nap 0.1; i=$((i + 1)); done
@@ -202,13 +203,17 @@ resizer() {
 	file_has "$WORK/$name.out" VMMTEST-RESIZE-READY || return 0
 	"$@" >"$WORK/$name.resize" 2>&1 || echo "resize failed: $*" >>"$WORK/$name.resize"
 }
-grow_ours() { # grow_ours BYTES: the image grows, the back-end re-reads its size (SIGHUP)
-	truncate -s "$1" "$WORK/vda.img" && kill -HUP "$BE_PID"
+grow_ours() { # grow_ours BYTES: the image (and its loop device) grows, the back-end re-reads its size (SIGHUP)
+	truncate -s "$1" "$WORK/vda.img" && losetup -c "$LOOP" && kill -HUP "$BE_PID"
 }
 
 # ---- run "io" ----
+# The back-end serves a loop device over the image with --direct (O_DIRECT: WORK is on
+# tmpfs, which takes O_DIRECT only from Linux 6.6; a block device takes it anywhere).
 truncate -s $((64 * MIB)) "$WORK/vda.img"
-start_backend io.be
+LOOP=$(losetup --find --show "$WORK/vda.img") || bail "cannot attach $WORK/vda.img to a loop device"
+at_exit 'losetup -d "$LOOP"'
+IMAGE=$LOOP start_backend io.be --direct -v
 resizer io grow_ours $((96 * MIB)) &
 rpid=$!
 run_guest io --expect VMMTEST-ACTION -- "${VM[@]}" --cmdline "$CMDLINE vmmtest=io" \
@@ -216,6 +221,8 @@ run_guest io --expect VMMTEST-ACTION -- "${VM[@]}" --cmdline "$CMDLINE vmmtest=i
 wait "$rpid" 2>/dev/null || true
 stop_backend
 P=${MARK[VMMTEST-PATTERN-SHA]-}
+check "run \"io\": the back-end served the loop device with O_DIRECT" \
+	'grep -q "serving $LOOP .*O_DIRECT" "$WORK/io.be"' "$(head -c 600 "$WORK/io.be")"
 expect_mark VMMTEST-VDA-SECTORS $((64 * MIB / 512)) "run \"io\": the guest sees the back-end's capacity (GET_CONFIG)"
 read -r IMG_SHA _ < <(head -c $((16 * MIB)) "$WORK/vda.img" | sha256sum)
 check "run \"io\": 16 MiB written with fsync and read back intact (sha256, in the guest and in the image)" \

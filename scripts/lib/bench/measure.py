@@ -862,11 +862,11 @@ def o_direct_works(path):
 
 def backend_argv(w, kind, disk, sock):
     """The vhost-user-blk back-end process of blk variant kind (serving disk on sock), or
-    None for the in-process variants. The project's back-end takes no cache option: it
-    opens the disk without O_DIRECT (page cache); qemu-storage-daemon gets cache.direct=on,
-    as QEMU's and vmm's in-process disks."""
+    None for the in-process variants. Every back-end bypasses the host's page cache, as
+    QEMU's and vmm's in-process disks do: vmm-vhost-user-blk with --direct,
+    qemu-storage-daemon with cache.direct=on."""
     if kind in ("vmm-vub", "qemu-vub"):
-        return [w.vub or "vmm-vhost-user-blk", "--socket", sock, "--image", disk]
+        return [w.vub or "vmm-vhost-user-blk", "--socket", sock, "--image", disk, "--direct"]
     if kind == "vmm-qsd":
         driver = "host_device" if disk.startswith("/dev/") else "file"
         return [w.qsd or "qemu-storage-daemon",
