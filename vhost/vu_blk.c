@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * vmm-vhost-user-blk's device (see vhost/vu_blk.h): request checks, the
- * queues' disk-I/O engines, config space and the device's part of the
- * migrated state.
+ * vmm-vhost-user-blk's device (see vhost/vu_blk.h): the queues' disk-I/O
+ * engines, config space and the device's part of the migrated state. A
+ * request's checks are virtio/blk_req.c's, the same as vmm's own virtio-blk.
  */
 #include <endian.h>
 #include <errno.h>
@@ -21,18 +21,16 @@
 #include "vhost/vu_blk.h"
 #include "vmm/base/util.h"
 
-#define HDR_SIZE	sizeof(struct virtio_blk_outhdr)
-#define DWZ_SIZE	sizeof(struct virtio_blk_discard_write_zeroes)
 #define STATE_BYTES	16	/* size (u64), nqueues (u32), readonly (u32) */
 
 /* One request from its pop to its used element. */
 struct vu_blk_req {
-	struct blk_io_req io;		/* BLK_IO_NOP: answered without I/O */
-	uint8_t *status;		/* the status byte in guest memory; NULL: no room */
-	uint8_t st;			/* VIRTIO_BLK_S_* if the I/O (if any) succeeds */
-	uint32_t type;
-	struct virtq_chain chain;	/* as popped (logging and the used element need it) */
-	struct iovec iov[VIRTQ_MAX_IOV];	/* the data part, the engine's */
+	struct blk_req req;		/* the chain as popped, checked (virtio/blk_req.h) */
+	/*
+	 * The data segments, the engine's: the chain's own stay as they are, for the
+	 * library's dirty log of what the request wrote (vu_queue_push).
+	 */
+	struct iovec iov[VIRTQ_MAX_IOV];
 };
 
 static struct vu_blk *dev_to_blk(struct vu_dev *dev)
@@ -40,165 +38,14 @@ static struct vu_blk *dev_to_blk(struct vu_dev *dev)
 	return container_of(dev, struct vu_blk, dev);
 }
 
-/*
- * Copies the byte range [off, off + len) of the n segments at src into dst
- * (at most max segments, none empty). The number of segments, or -EINVAL if
- * the segments end first.
- */
-static int iov_range(const struct iovec *src, unsigned int n, size_t off, size_t len,
-		     struct iovec *dst, unsigned int max)
+/* The disk as requests are checked against it (its size may grow: SIGHUP). */
+static struct blk_req_disk blk_disk(struct vu_blk *b)
 {
-	unsigned int k = 0;
-
-	for (unsigned int i = 0; i < n && len; i++) {
-		size_t seg = src[i].iov_len, take;
-
-		if (off >= seg) {
-			off -= seg;
-			continue;
-		}
-		take = MIN(seg - off, len);
-		if (k == max)
-			return -EINVAL;
-		dst[k++] = (struct iovec){ .iov_base = (uint8_t *)src[i].iov_base + off,
-					   .iov_len = take };
-		len -= take;
-		off = 0;
-	}
-	return len ? -EINVAL : (int)k;
-}
-
-/* The last writable byte of the chain (the status byte), or NULL if it has none. */
-static uint8_t *last_in_byte(const struct virtq_chain *c)
-{
-	for (unsigned int i = c->nout + c->nin; i > c->nout; i--) {
-		const struct iovec *v = &c->iov[i - 1];
-
-		if (v->iov_len)
-			return (uint8_t *)v->iov_base + v->iov_len - 1;
-	}
-	return NULL;
-}
-
-/* Whether [sector, + bytes) is inside the disk; sets *off to its byte offset. */
-static bool range_ok(const struct vu_blk *b, uint64_t sector, uint64_t bytes, uint64_t *off)
-{
-	uint64_t size = atomic_load(&b->size), end;
-
-	if (sector > UINT64_MAX / VU_BLK_SECTOR)
-		return false;
-	*off = sector * VU_BLK_SECTOR;
-	return !__builtin_add_overflow(*off, bytes, &end) && end <= size;
-}
-
-static uint8_t prepare_rw(struct vu_blk *b, struct vu_blk_req *r, uint64_t sector)
-{
-	const struct virtq_chain *c = &r->chain;
-	bool read = r->type == VIRTIO_BLK_T_IN;
-	uint64_t len = read ? c->in_len - 1 : c->out_len - HDR_SIZE, off;
-	int n;
-
-	if (!read && b->readonly)
-		return VIRTIO_BLK_S_IOERR;
-	if (len % VU_BLK_SECTOR || !range_ok(b, sector, len, &off)) {
-		log_warn_ratelimited(&b->rl, "vhost-user-blk: %s of %" PRIu64 " bytes at sector %"
-				     PRIu64 " is outside the disk or not whole sectors",
-				     read ? "read" : "write", len, sector);
-		return VIRTIO_BLK_S_IOERR;
-	}
-	if (read)
-		n = iov_range(c->iov + c->nout, c->nin, 0, len, r->iov, VIRTQ_MAX_IOV);
-	else
-		n = iov_range(c->iov, c->nout, HDR_SIZE, len, r->iov, VIRTQ_MAX_IOV);
-	if (n < 0)
-		return VIRTIO_BLK_S_IOERR;
-	r->io.op = read ? BLK_IO_READ : BLK_IO_WRITE;
-	r->io.offset = off;
-	r->io.iov = r->iov;
-	r->io.niov = (unsigned int)n;
-	return VIRTIO_BLK_S_OK;
-}
-
-static uint8_t prepare_dwz(struct vu_blk *b, struct vu_blk_req *r)
-{
-	struct virtio_blk_discard_write_zeroes seg;
-	bool discard = r->type == VIRTIO_BLK_T_DISCARD;
-	uint32_t flags, num;
-	uint64_t sector, off;
-
-	if (b->readonly)
-		return VIRTIO_BLK_S_UNSUPP;
-	/* One segment per request (max_discard_seg / max_write_zeroes_seg). */
-	if (r->chain.out_len != HDR_SIZE + DWZ_SIZE ||
-	    virtq_chain_read(&r->chain, HDR_SIZE, &seg, sizeof(seg)) != sizeof(seg))
-		return VIRTIO_BLK_S_IOERR;
-	sector = le64toh(seg.sector);
-	num = le32toh(seg.num_sectors);
-	flags = le32toh(seg.flags);
-	if (flags & ~(discard ? 0u : (uint32_t)VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP))
-		return VIRTIO_BLK_S_UNSUPP;
-	if (num > (discard ? VU_BLK_MAX_DISCARD : VU_BLK_MAX_ZEROES) ||
-	    !range_ok(b, sector, (uint64_t)num * VU_BLK_SECTOR, &off))
-		return VIRTIO_BLK_S_IOERR;
-	r->io.op = discard ? BLK_IO_DISCARD : BLK_IO_WRITE_ZEROES;
-	r->io.flags = (flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP) ? BLK_IO_F_UNMAP : 0;
-	r->io.offset = off;
-	r->io.len = (uint64_t)num * VU_BLK_SECTOR;
-	return VIRTIO_BLK_S_OK;
-}
-
-/* Checks the popped chain and makes r's engine request (NOP with a status if there is no I/O). */
-static void prepare(struct vu_blk *b, struct vu_blk_req *r)
-{
-	struct virtio_blk_outhdr hdr;
-	uint64_t sector;
-
-	memset(&r->io, 0, sizeof(r->io));
-	r->io.op = BLK_IO_NOP;
-	r->io.cookie = r;
-	r->status = last_in_byte(&r->chain);
-	r->type = UINT32_MAX;
-	if (!r->status || virtq_chain_read(&r->chain, 0, &hdr, HDR_SIZE) != HDR_SIZE) {
-		log_warn_ratelimited(&b->rl, "vhost-user-blk: request without a header or a "
-				     "status byte");
-		r->st = VIRTIO_BLK_S_IOERR;
-		return;
-	}
-	r->type = le32toh(hdr.type);
-	sector = le64toh(hdr.sector);
-	switch (r->type) {
-	case VIRTIO_BLK_T_IN:
-	case VIRTIO_BLK_T_OUT:
-		r->st = prepare_rw(b, r, sector);
-		break;
-	case VIRTIO_BLK_T_FLUSH:
-		r->io.op = BLK_IO_FLUSH;
-		r->st = VIRTIO_BLK_S_OK;
-		break;
-	case VIRTIO_BLK_T_GET_ID: {
-		struct iovec v[VIRTQ_MAX_IOV];
-		size_t n = MIN((size_t)r->chain.in_len - 1, sizeof(b->id));
-		int k = iov_range(r->chain.iov + r->chain.nout, r->chain.nin, 0, n, v,
-				  VIRTQ_MAX_IOV);
-		size_t done = 0;
-
-		for (int i = 0; i < k; i++) {
-			memcpy(v[i].iov_base, b->id + done, v[i].iov_len);
-			done += v[i].iov_len;
-		}
-		r->st = VIRTIO_BLK_S_OK;
-		break;
-	}
-	case VIRTIO_BLK_T_DISCARD:
-	case VIRTIO_BLK_T_WRITE_ZEROES:
-		r->st = prepare_dwz(b, r);
-		break;
-	default:
-		r->st = VIRTIO_BLK_S_UNSUPP;
-		break;
-	}
-	if (r->st != VIRTIO_BLK_S_OK)
-		r->io.op = BLK_IO_NOP;
+	return (struct blk_req_disk){
+		.name = "vhost-user-blk", .size = atomic_load(&b->size), .readonly = b->readonly,
+		.id = b->id, .einval_hint = b->dio_align ? " (try without --direct)" : NULL,
+		.rl = &b->rl,
+	};
 }
 
 /* ---- The engine's callbacks, on the queue's worker ---- */
@@ -207,6 +54,7 @@ static struct blk_io_req *queue_next(void *opaque)
 {
 	struct vu_blk_queue *bq = opaque;
 	struct vu_blk *b = bq->b;
+	struct blk_req_disk disk;
 	struct vu_blk_req *r;
 	int ret;
 
@@ -214,7 +62,7 @@ static struct blk_io_req *queue_next(void *opaque)
 		return NULL;
 	r = bq->free_reqs[bq->nfree - 1];
 	for (;;) {
-		ret = vu_queue_pop(&b->dev, bq->index, &r->chain);
+		ret = vu_queue_pop(&b->dev, bq->index, &r->req.chain);
 		if (ret < 0)
 			return NULL;	/* broken: the library signalled the err fd */
 		if (ret > 0)
@@ -233,32 +81,30 @@ static struct blk_io_req *queue_next(void *opaque)
 		bq->notify = false;
 	}
 	bq->nfree--;
-	prepare(b, r);
-	return &r->io;
+	disk = blk_disk(b);
+	blk_req_prepare(&disk, &r->req, r->iov);
+	r->req.io.cookie = r;
+	return &r->req.io;
 }
 
 static void queue_complete(void *opaque, struct blk_io_req **reqs, unsigned int n)
 {
 	struct vu_blk_queue *bq = opaque;
 	struct vu_blk *b = bq->b;
+	struct blk_req_disk disk = blk_disk(b);
 
 	if (b->hold_ms)
 		usleep(b->hold_ms * 1000u);	/* testing: --hold-ms */
 	for (unsigned int i = 0; i < n; i++) {
 		struct vu_blk_req *r = reqs[i]->cookie;
-		uint8_t st = r->st;
+		uint32_t written;
 
-		if (reqs[i]->result < 0 && st == VIRTIO_BLK_S_OK) {
-			log_warn_ratelimited(&b->rl, "vhost-user-blk: %s at byte %" PRIu64
-					     " failed: %s", r->type == VIRTIO_BLK_T_IN ? "read" :
-					     r->type == VIRTIO_BLK_T_OUT ? "write" : "request",
-					     reqs[i]->offset, strerror((int)-reqs[i]->result));
-			st = VIRTIO_BLK_S_IOERR;
-		}
-		if (r->status)
-			*r->status = st;
-		/* Every writable byte may have been written (data, then the status). */
-		vu_queue_push(&b->dev, bq->index, &r->chain, r->chain.in_len);
+		blk_req_finish(&disk, &r->req, &written);
+		/*
+		 * The used length covers every writable byte: the library logs that
+		 * much of the chain as dirty, and the status byte is its last.
+		 */
+		vu_queue_push(&b->dev, bq->index, &r->req.chain, r->req.chain.in_len);
 		bq->free_reqs[bq->nfree++] = r;
 	}
 	vu_queue_flush(&b->dev, bq->index);
@@ -380,16 +226,16 @@ static void blk_queue_stop(struct vu_dev *dev, unsigned int q)
 void vu_blk_config(const struct vu_blk *b, struct virtio_blk_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
-	cfg->capacity = htole64(atomic_load(&b->size) / VU_BLK_SECTOR);
+	cfg->capacity = htole64(atomic_load(&b->size) / BLK_SECTOR_SIZE);
 	cfg->seg_max = htole32(VU_BLK_QUEUE_SIZE - 2);
-	cfg->blk_size = htole32(VU_BLK_SECTOR);
+	cfg->blk_size = htole32(BLK_SECTOR_SIZE);
 	cfg->num_queues = htole16((uint16_t)b->nqueues);
 	if (b->readonly)
 		return;
-	cfg->max_discard_sectors = htole32(VU_BLK_MAX_DISCARD);
+	cfg->max_discard_sectors = htole32(BLK_MAX_DISCARD_SECTORS);
 	cfg->max_discard_seg = htole32(1);
 	cfg->discard_sector_alignment = htole32(8);
-	cfg->max_write_zeroes_sectors = htole32(VU_BLK_MAX_ZEROES);
+	cfg->max_write_zeroes_sectors = htole32(BLK_MAX_ZEROES_SECTORS);
 	cfg->max_write_zeroes_seg = htole32(1);
 	cfg->write_zeroes_may_unmap = 1;
 }
@@ -531,23 +377,23 @@ int vu_blk_open(struct vu_blk *b, const struct vu_blk_options *o)
 			  "working disk", o->image, strerror(err));
 		goto fail;
 	}
-	if (size < VU_BLK_SECTOR) {
+	if (size < BLK_SECTOR_SIZE) {
 		log_error("vhost-user-blk: image %s is smaller than one sector — give it a size, "
 			  "e.g. truncate -s 1G %s", o->image, o->image);
 		err = EINVAL;
 		goto fail;
 	}
-	if (size % VU_BLK_SECTOR)
+	if (size % BLK_SECTOR_SIZE)
 		log_warn("vhost-user-blk: image %s is %" PRIu64 " bytes; the last %" PRIu64
 			 " bytes (less than a sector) are not served", o->image, size,
-			 size % VU_BLK_SECTOR);
-	atomic_store(&b->size, ALIGN_DOWN(size, (uint64_t)VU_BLK_SECTOR));
+			 size % BLK_SECTOR_SIZE);
+	atomic_store(&b->size, ALIGN_DOWN(size, (uint64_t)BLK_SECTOR_SIZE));
 	if (o->direct) {
-		int lbs = VU_BLK_SECTOR;
+		int lbs = BLK_SECTOR_SIZE;
 
 		if (b->is_bdev && ioctl(b->fd, BLKSSZGET, &lbs) < 0)
-			lbs = VU_BLK_SECTOR;
-		b->dio_align = b->is_bdev ? (uint32_t)MAX(lbs, VU_BLK_SECTOR) :
+			lbs = BLK_SECTOR_SIZE;
+		b->dio_align = b->is_bdev ? (uint32_t)MAX(lbs, BLK_SECTOR_SIZE) :
 			       blk_io_file_dio_align(b->fd);
 		if (b->dio_align & (b->dio_align - 1) || b->dio_align > BLK_IO_BOUNCE_SIZE) {
 			log_error("vhost-user-blk: image %s needs an unusual direct I/O alignment "
@@ -640,7 +486,7 @@ int vu_blk_resize(struct vu_blk *b)
 			  "stays %" PRIu64 " bytes", b->path, strerror(-ret), atomic_load(&b->size));
 		return ret;
 	}
-	size = ALIGN_DOWN(size, (uint64_t)VU_BLK_SECTOR);
+	size = ALIGN_DOWN(size, (uint64_t)BLK_SECTOR_SIZE);
 	if (size == atomic_load(&b->size) || size == 0)
 		return 0;
 	log_info("vhost-user-blk: %s is now %" PRIu64 " bytes (was %" PRIu64 ")", b->path, size,

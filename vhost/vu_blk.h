@@ -14,9 +14,9 @@
  * Each running queue has a disk-I/O engine of virtio/blk_io.h (io_uring, or a
  * synchronous worker thread where io_uring is unavailable) that waits on the
  * queue's kick eventfd itself and pulls requests through vu_queue_pop():
- * every request field is checked when popped (header, data lengths in whole
- * sectors, sector ranges against the current capacity, discard and
- * write-zeroes segments and flags, read-only), the I/O runs on the engine,
+ * every request field is checked when popped, by the same code as vmm's own
+ * virtio-blk (virtio/blk_req.h; ranges against the current capacity), the
+ * I/O runs on the engine,
  * and completions are pushed and published in batches with at most one call
  * per batch. queue_stop drains the engine, so a stopped queue has nothing in
  * flight and GET_VRING_BASE returns a position with every request done.
@@ -34,13 +34,11 @@
 
 #include "vhost/vu_backend.h"
 #include "virtio/blk_io.h"
+#include "virtio/blk_req.h"
 #include "vmm/base/log.h"
 
 #define VU_BLK_MAX_QUEUES	16
 #define VU_BLK_QUEUE_SIZE	1024	/* largest ring the front-end may set */
-#define VU_BLK_SECTOR		512
-#define VU_BLK_MAX_DISCARD	(1u << 22)	/* sectors per discard segment */
-#define VU_BLK_MAX_ZEROES	(1u << 16)	/* sectors per write-zeroes segment */
 
 struct vu_blk_options {
 	const char *image;

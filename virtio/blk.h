@@ -40,18 +40,15 @@
 #include <sys/uio.h>
 
 #include "virtio/blk_io.h"
+#include "virtio/blk_req.h"
 #include "virtio/mmio.h"
 #include "virtio/options.h"
 #include "virtio/virtq.h"
 #include "vmm/base/log.h"
 
-#define BLK_SECTOR_SIZE		512
 #define BLK_NUM_QUEUES		4		/* VIRTIO_BLK_F_MQ: num_queues */
 #define BLK_QUEUE_SIZE		256		/* QueueNumMax */
 #define BLK_SEG_MAX		(BLK_QUEUE_SIZE - 2)	/* ring minus header and status */
-#define BLK_MAX_DISCARD_SECTORS	(1u << 22)	/* 2 GiB per discard segment */
-#define BLK_MAX_ZEROES_SECTORS	(1u << 16)	/* 32 MiB per write-zeroes segment */
-#define BLK_MAX_DWZ_SEG		1		/* segments per discard / write-zeroes request */
 #define BLK_DISCARD_ALIGN	8		/* discard_sector_alignment hint: 4 KiB */
 
 struct virtio_blk;
@@ -106,6 +103,7 @@ struct virtio_blk {
 	struct blk_io *sync_io;			/* blk_handle_chain's engine, made when first used */
 
 	struct log_ratelimit rl;		/* guest-triggered warnings */
+	struct blk_req_disk disk;		/* what requests are checked against */
 };
 
 /*
