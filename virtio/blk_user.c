@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "virtio/blk_user.h"
+#include "virtio/failq.h"
 #include "vmm/base/log.h"
 #include "vmm/base/util.h"
 
@@ -27,15 +28,6 @@
 	 (1ULL << VIRTIO_BLK_F_MQ) | (1ULL << VIRTIO_BLK_F_DISCARD) | \
 	 (1ULL << VIRTIO_BLK_F_WRITE_ZEROES))
 
-/* A queue the VMM serves itself after the back-end is gone: every request fails. */
-struct blk_user_failq {
-	struct blk_user *b;
-	unsigned int q;
-	struct event_source kick;
-	bool watched;
-	struct virtq vq;
-};
-
 struct blk_user {
 	struct virtio_mmio_dev dev;
 	struct virtio_dev_ops ops;		/* per device: nqueues from the back-end */
@@ -45,9 +37,7 @@ struct blk_user {
 	unsigned int reconnect_s;
 
 	bool failed;				/* the back-end is gone for good: fail requests */
-	struct blk_user_failq fq[BLK_USER_MAX_QUEUES];
-	struct virtq_chain *chain;		/* scratch for the failing path */
-	uint16_t lost[VIRTQ_MAX_SIZE];
+	struct failq_set fq;			/* its queues then */
 
 	int timer_fd;				/* reconnect attempts */
 	struct event_source timer;
@@ -78,7 +68,7 @@ static int blk_user_read_config(struct blk_user *b, struct virtio_blk_config *c)
 	return b->be->ops->get_config(b->be, 0, c, blk_user_config_len(b->be->ops->features(b->be)));
 }
 
-void blk_user_fail_chain(const struct virtq_chain *c)
+uint32_t blk_user_fail_chain(const struct virtq_chain *c)
 {
 	/* The status byte is the last writable byte of the chain. */
 	for (unsigned int i = c->nout + c->nin; i > c->nout; i--) {
@@ -87,104 +77,10 @@ void blk_user_fail_chain(const struct virtq_chain *c)
 		if (v->iov_len) {
 			((uint8_t *)v->iov_base)[v->iov_len - 1] = VIRTIO_BLK_S_IOERR;
 			virtq_mark_dirty_host(c->mem, (uint8_t *)v->iov_base + v->iov_len - 1, 1);
-			return;
+			return 1;
 		}
 	}
-}
-
-/*
- * Fails every chain waiting on fq's ring (lock held); raises the interrupt if
- * due. Then asks for kicks again: the dead back-end may have left them off
- * (VRING_USED_F_NO_NOTIFY while it was busy, or with EVENT_IDX an avail_event
- * behind what it took), and the driver would never kick for its next
- * request, which would hang instead of failing.
- */
-static void blk_user_fail_pending(struct blk_user *b, struct blk_user_failq *fq)
-{
-	bool pushed = false;
-	int ret;
-
-	for (;;) {
-		while ((ret = virtq_pop(&fq->vq, b->chain)) == 1) {
-			blk_user_fail_chain(b->chain);
-			if (virtq_push(&fq->vq, b->chain->head, b->chain->in_len ? 1 : 0)) {
-				ret = -EIO;
-				break;
-			}
-			pushed = true;
-		}
-		if (ret < 0)
-			break;	/* a broken ring: the driver must reset the device */
-		virtq_set_notify(&fq->vq, true);
-		if (!virtq_has_work(&fq->vq))
-			break;	/* nothing slipped in before the driver saw the request */
-	}
-	if (pushed && virtq_should_notify(&fq->vq))
-		b->dev.q[fq->q].call.raise(&b->dev.q[fq->q].call);
-}
-
-static void blk_user_kick_event(struct event_source *src, uint32_t events)
-{
-	struct blk_user_failq *fq = container_of(src, struct blk_user_failq, kick);
-	struct blk_user *b = fq->b;
-	eventfd_t v;
-
-	pthread_mutex_lock(&b->dev.lock);
-	eventfd_read(src->fd, &v);
-	if (b->failed && fq->vq.ready)
-		blk_user_fail_pending(b, fq);
-	pthread_mutex_unlock(&b->dev.lock);
-}
-
-/*
- * Takes queue q over from its saved state after the back-end died (lock held):
- * fails the chains the back-end held (lost, in order), then everything after
- * them, and watches its kicks.
- */
-static void blk_user_fail_queue(struct blk_user *b, unsigned int q, const uint16_t *lost,
-				unsigned int nlost)
-{
-	struct blk_user_failq *fq = &b->fq[q];
-	struct virtq_state *s = &b->dev.queues[q];
-	bool pushed = false;
-
-	if (!s->ready)
-		return;
-	fq->b = b;
-	fq->q = q;
-	if (virtq_start_from(&fq->vq, b->dev.host->mem, s))
-		return;
-	for (unsigned int i = 0; i < nlost; i++) {
-		if (virtq_pop_head(&fq->vq, lost[i], b->chain) != 1)
-			break;
-		blk_user_fail_chain(b->chain);
-		if (virtq_push(&fq->vq, lost[i], b->chain->in_len ? 1 : 0))
-			break;
-		pushed = true;
-	}
-	/* The avail entries of the chains it held come first: they are done now. */
-	fq->vq.last_avail_idx = (uint16_t)(fq->vq.last_avail_idx + nlost);
-	if (pushed && virtq_should_notify(&fq->vq))
-		b->dev.q[q].call.raise(&b->dev.q[q].call);
-	blk_user_fail_pending(b, fq);
-	if (!fq->watched) {
-		fq->kick = (struct event_source){ .fd = b->dev.q[q].kick_fd,
-						  .fn = blk_user_kick_event };
-		fq->watched = event_loop_add(b->dev.host->loop, &fq->kick, EPOLLIN) == 0;
-	}
-}
-
-/* sync: the device is being freed (no lock held), see event_loop_remove_sync(). */
-static void blk_user_unwatch_kicks(struct blk_user *b, bool sync)
-{
-	struct event_loop *loop = b->dev.host->loop;
-
-	for (unsigned int q = 0; q < BLK_USER_MAX_QUEUES; q++) {
-		if (b->fq[q].watched)
-			(sync ? event_loop_remove_sync : event_loop_remove)(loop, &b->fq[q].kick);
-		b->fq[q].watched = false;
-		memset(&b->fq[q].vq, 0, sizeof(b->fq[q].vq));
-	}
+	return 0;
 }
 
 /* The back-end is gone for good (lock held): NEEDS_RESET, its requests fail. */
@@ -195,19 +91,7 @@ static void blk_user_fail(struct blk_user *b, const char *why)
 		  "restarted%s", b->name, why, b->path,
 		  b->reconnect_s ? "" : " (reconnect=SECONDS lets the VMM wait for it)");
 	virtio_mmio_set_needs_reset(&b->dev, "its vhost-user back-end is gone");
-	for (unsigned int q = 0; q < b->ops.nqueues; q++) {
-		const struct virtq_state *s = &b->dev.queues[q];
-		int n = 0;
-
-		if (!s->ready)
-			continue;
-		if (b->be->ops->lost_chains)
-			n = b->be->ops->lost_chains(b->be, q, s->used_idx, b->lost,
-						    ARRAY_SIZE(b->lost));
-		if (n < 0)
-			n = 0;	/* no in-flight area: the chains after used_idx, in order */
-		blk_user_fail_queue(b, q, b->lost, (unsigned int)n);
-	}
+	failq_take_all(&b->fq, b->be);
 }
 
 static void blk_user_stop_timer(struct blk_user *b)
@@ -324,7 +208,7 @@ static int blk_user_activate(struct virtio_mmio_dev *d)
 	/* Restarted by the driver after the back-end died: its requests fail again. */
 	if (b->failed) {
 		for (unsigned int q = 0; q < b->ops.nqueues; q++)
-			blk_user_fail_queue(b, q, NULL, 0);
+			failq_take(&b->fq, q, NULL, 0);
 		return -ENOTCONN;
 	}
 	return 0;
@@ -334,7 +218,7 @@ static void blk_user_reset(struct virtio_mmio_dev *d)
 {
 	struct blk_user *b = to_bu(d);
 
-	blk_user_unwatch_kicks(b, false);
+	failq_release(&b->fq);
 	if (b->be->ops->reset)
 		b->be->ops->reset(b->be);
 }
@@ -393,16 +277,13 @@ static void blk_user_destroy_dev(struct virtio_mmio_dev *d)
 	struct blk_user *b = to_bu(d);
 
 	virtio_mmio_destroy(&b->dev);
-	if (b->dev.host && b->dev.host->loop) {
-		blk_user_unwatch_kicks(b, true);
-		if (b->timer_watched)
-			event_loop_remove_sync(b->dev.host->loop, &b->timer);
-	}
+	failq_fini(&b->fq);
+	if (b->dev.host && b->dev.host->loop && b->timer_watched)
+		event_loop_remove_sync(b->dev.host->loop, &b->timer);
 	if (b->be)
 		b->be->ops->destroy(b->be);
 	if (b->timer_fd >= 0)
 		close(b->timer_fd);
-	free(b->chain);
 	free(b->name);
 	free(b->path);
 	free(b);
@@ -429,10 +310,9 @@ int blk_user_create(struct virtio_host *host, const struct blk_options *o, const
 	b->timer_fd = -1;
 	b->name = strdup(name);
 	b->path = strdup(o->vhost_user);
-	b->chain = malloc(sizeof(*b->chain));
 	b->reconnect_s = o->reconnect;
 	b->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-	if (!b->name || !b->path || !b->chain || b->timer_fd < 0) {
+	if (!b->name || !b->path || b->timer_fd < 0) {
 		ret = b->timer_fd < 0 ? -errno : -ENOMEM;
 		goto fail;
 	}
@@ -470,6 +350,9 @@ int blk_user_create(struct virtio_host *host, const struct blk_options *o, const
 	};
 	if (nq > 1)
 		b->config.num_queues = htole16((uint16_t)nq);
+	ret = failq_init(&b->fq, &b->dev, nq, blk_user_fail_chain);
+	if (ret)
+		goto fail;
 	b->timer = (struct event_source){ .fd = b->timer_fd, .fn = blk_user_timer_event };
 	ret = event_loop_add(host->loop, &b->timer, EPOLLIN);
 	if (ret)

@@ -71,7 +71,10 @@ int blk_user_create(struct virtio_host *host, const struct blk_options *o, const
  */
 uint32_t blk_user_config_len(uint64_t features);
 
-/* Fails (VIRTIO_BLK_S_IOERR) the request on chain c: its status byte, marked dirty. */
-void blk_user_fail_chain(const struct virtq_chain *c);
+/*
+ * Fails (VIRTIO_BLK_S_IOERR) the request on chain c: its status byte, marked
+ * dirty. Returns the bytes written (1, or 0 for a chain without a writable byte).
+ */
+uint32_t blk_user_fail_chain(const struct virtq_chain *c);
 
 #endif

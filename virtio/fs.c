@@ -2,6 +2,7 @@
 /* virtio-fs on a vhost-user back-end (see virtio/fs.h). */
 #include <endian.h>
 #include <errno.h>
+#include <linux/fuse.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,11 +38,27 @@ unsigned int virtio_fs_nqueues(const struct fs_options *o)
 	return 1 + (o->queues ? o->queues : 1);
 }
 
+uint32_t virtio_fs_fail_chain(const struct virtq_chain *c)
+{
+	struct fuse_in_header in;
+	struct fuse_out_header out = {
+		.len = htole32(sizeof(out)),
+		.error = (int32_t)htole32((uint32_t)-EIO),
+	};
+
+	if (c->in_len < sizeof(out))
+		return 0;	/* no reply expected (FORGET), or no room for one */
+	if (virtq_chain_read(c, 0, &in, sizeof(in)) == sizeof(in))
+		out.unique = in.unique;	/* the driver's own byte order, as it sent it */
+	return virtq_chain_write(c, 0, &out, sizeof(out)) == sizeof(out) ? sizeof(out) : 0;
+}
+
 void virtio_fs_destroy(struct virtio_fs *f)
 {
 	if (!f)
 		return;
 	virtio_mmio_destroy(&f->dev);
+	failq_fini(&f->fq);
 	if (f->offload)
 		f->offload->ops->destroy(f->offload);
 	free(f);
@@ -49,15 +66,40 @@ void virtio_fs_destroy(struct virtio_fs *f)
 
 /*
  * The back-end died (event loop thread, device lock not held): the device
- * needs a reset. Nothing else can serve its queues; the guest's virtiofs
- * driver sees DEVICE_NEEDS_RESET, other devices go on.
+ * needs a reset, and the VMM answers the guest's requests with -EIO from now
+ * on (see virtio/fs.h); other devices go on.
  */
 static void fs_backend_gone(void *opaque, const char *why)
 {
 	struct virtio_fs *f = opaque;
 
-	virtio_mmio_backend_gone(&f->dev, why, "the share is unusable until the back-end and "
-				 "the VM are restarted");
+	pthread_mutex_lock(&f->dev.lock);
+	if (!f->failed) {
+		f->failed = true;
+		log_error("%s: its vhost-user back-end is gone (%s) — the share's requests fail "
+			  "with an I/O error; unmount it in the guest, then restart the back-end "
+			  "and the VM", f->dev.name, why);
+		virtio_mmio_set_needs_reset(&f->dev, "its vhost-user back-end is gone");
+		failq_take_all(&f->fq, f->offload);
+	}
+	pthread_mutex_unlock(&f->dev.lock);
+}
+
+/* Restarted by the driver after the back-end died: its requests fail again. */
+static int fs_activate(struct virtio_mmio_dev *d)
+{
+	struct virtio_fs *f = to_fs(d);
+
+	if (!f->failed)
+		return 0;
+	for (unsigned int q = 0; q < f->ops.nqueues; q++)
+		failq_take(&f->fq, q, NULL, 0);
+	return -ENOTCONN;
+}
+
+static void fs_reset(struct virtio_mmio_dev *d)
+{
+	failq_release(&to_fs(d)->fq);
 }
 
 static const struct virtio_backend_events fs_backend_events = {
@@ -78,6 +120,11 @@ static void fs_destroy(struct virtio_mmio_dev *d)
 
 static int fs_save(struct virtio_mmio_dev *d, struct sbuf *out)
 {
+	if (to_fs(d)->failed) {
+		log_error("%s: its vhost-user back-end is gone, and with it the guest's open files "
+			  "on the share — this VM cannot be migrated; restart it", d->name);
+		return -EBUSY;
+	}
 	sbuf_put_u32(out, FS_STATE_VERSION);
 	return 0;
 }
@@ -120,12 +167,16 @@ int virtio_fs_create_with(struct virtio_host *host, const struct fs_options *o, 
 		.device_id = VIRTIO_ID_FS,
 		.nqueues = virtio_fs_nqueues(o),
 		.queue_max_size = FS_QUEUE_SIZE,
+		.activate = fs_activate,
+		.reset = fs_reset,
 		.destroy = fs_destroy,
 		.save = fs_save,
 		.load = fs_load,
 	};
-	ret = virtio_mmio_init(&f->dev, &f->ops, host, name, base, gsi, 0, &f->config,
-			       sizeof(f->config), offload);
+	ret = failq_init(&f->fq, &f->dev, f->ops.nqueues, virtio_fs_fail_chain);
+	if (!ret)
+		ret = virtio_mmio_init(&f->dev, &f->ops, host, name, base, gsi, 0,
+				       &f->config, sizeof(f->config), offload);
 	if (ret) {
 		virtio_fs_destroy(f);
 		return ret;

@@ -14,6 +14,14 @@
  * There is no userspace data path: a device without a vhost-user back-end is
  * refused; so is guest RAM the back-end cannot map (the offload refuses it,
  * and the command line asks for --memory shared=on first).
+ *
+ * A back-end that dies (virtiofsd killed, or breaking the protocol): the
+ * device gets DEVICE_NEEDS_RESET, which Linux's virtiofs driver does not act
+ * on, so the VMM answers every request the guest has outstanding, and every
+ * new one, with a FUSE reply of -EIO (virtio/failq.h): programs using the
+ * share get EIO instead of hanging for ever, and the guest can unmount it.
+ * There is no reconnect: virtiofsd serves one connection, and the guest's
+ * open files and inodes died with it.
  */
 #ifndef VIRTIO_FS_H
 #define VIRTIO_FS_H
@@ -21,6 +29,7 @@
 #include <linux/virtio_fs.h>
 #include <stdint.h>
 
+#include "virtio/failq.h"
 #include "virtio/mmio.h"
 #include "virtio/options.h"
 
@@ -32,6 +41,8 @@ struct virtio_fs {
 	struct virtio_backend *offload;		/* the vhost-user back-end: every queue; owned */
 	struct virtio_fs_config config;
 	struct virtio_dev_ops ops;		/* nqueues depends on the options */
+	bool failed;				/* the back-end is gone: requests fail */
+	struct failq_set fq;			/* its queues then */
 };
 
 /*
@@ -60,6 +71,13 @@ int virtio_fs_create_with(struct virtio_host *host, const struct fs_options *o, 
  */
 int virtio_fs_create(struct virtio_host *host, const struct fs_options *o, const char *name,
 		     uint64_t base, uint32_t gsi, struct virtio_fs **out);
+
+/*
+ * Answers the FUSE request on chain c with -EIO (a struct fuse_out_header with
+ * the request's unique, marked dirty); returns the bytes written: 16, or 0 for
+ * a request that takes no reply (FORGET) or has no room for one.
+ */
+uint32_t virtio_fs_fail_chain(const struct virtq_chain *c);
 
 /* Tears down the transport and the back-end and frees f; NULL is ignored. */
 void virtio_fs_destroy(struct virtio_fs *f);

@@ -9,6 +9,9 @@
 #     the guest computed before writing it.
 #   run "qemu-virtiofsd": the same with QEMU 7.2's C virtiofsd (/usr/lib/qemu/virtiofsd,
 #     -o sandbox=chroot: it cannot pivot_root out of the L1's initramfs root).
+#   run "virtiofsd-killed": virtiofsd 1.13 killed (SIGKILL) while the guest reads the share in a
+#     loop: the read fails with EIO (vmm answers the outstanding FUSE requests), a new request
+#     fails too, the share unmounts and the guest powers off (no hang).
 #   run "testpmd": --net vhost-user=SOCK on DPDK 22.11's vhost PMD: dpdk-testpmd in server mode
 #     with two vhost ports forwarding to each other (io mode), and two guests, each on one
 #     port: guest A sends 8 MiB of random data over TCP to guest B (link-local addresses),
@@ -98,6 +101,30 @@ if [ "$role" = fs ]; then
 	umount /mnt
 	echo "VMMTEST-UMOUNT $?"
 	t written
+	bye
+fi
+
+if [ "$role" = fskill ]; then
+	# Reads the share until it fails: the host kills the back-end meanwhile. The page cache
+	# is dropped each time, so every read goes to the back-end (and then to the VMM).
+	mkdir -p /mnt
+	mount -t virtiofs "$TAG" /mnt
+	echo "VMMTEST-MOUNT $?"
+	echo "VMMTEST-FS-READING"
+	n=0
+	err=''
+	while [ $n -lt 2000 ]; do
+		err=$(cat /mnt/host.bin 2>&1 >/dev/null) || break
+		echo 3 >/proc/sys/vm/drop_caches
+		n=$((n + 1))
+	done
+	t reads ended
+	echo "VMMTEST-FS-LOOP $n $err"
+	# A new request after the back-end is gone fails too, rather than hang.
+	err=$(ls /mnt/ 2>&1 >/dev/null)
+	echo "VMMTEST-FS-AFTER $? $err"
+	timeout 60 umount /mnt
+	echo "VMMTEST-FS-UMOUNT $?"
 	bye
 fi
 
@@ -253,6 +280,50 @@ fs_run virtiofsd "virtiofsd 1.13 from Debian trixie" \
 	"$PEERS/virtiofsd" --socket-path=@SOCK@ --shared-dir=@DIR@ --sandbox=none
 fs_run qemu-virtiofsd "QEMU 7.2's C virtiofsd" \
 	/usr/lib/qemu/virtiofsd --socket-path=@SOCK@ -o source=@DIR@ -o sandbox=chroot
+
+# ---- run "virtiofsd-killed" -------------------------------------------------------------------
+# virtiofsd 1.13 is killed (SIGKILL) while the guest reads the share in a loop: vmm answers
+# the guest's outstanding and new FUSE requests with -EIO, so its reads fail instead of
+# hanging, the unmount completes, and the guest powers off.
+KDIR=$WORK/fskill.share
+KSOCK=$WORK/fskill.sock
+mkdir -p "$KDIR"
+head -c "$FS_BYTES" /dev/urandom >"$KDIR/host.bin"
+"$PEERS/virtiofsd" --socket-path="$KSOCK" --shared-dir="$KDIR" --sandbox=none \
+	>"$WORK/fskill.backend.log" 2>&1 &
+KPID=$!
+at_exit "kill -9 $KPID 2>/dev/null"
+if wait_socket "$KSOCK" "$KPID"; then
+	fs_killer() {
+		local i=0
+		while ! file_has "$WORK/fskill.out" VMMTEST-FS-READING && ((i < 1200)); do
+			nap 0.25
+			i=$((i + 1))
+		done
+		nap 2
+		kill -9 "$KPID" 2>/dev/null && echo killed >"$WORK/fskill.killed"
+	}
+	fs_killer &
+	kpid=$!
+	run_guest fskill --limit "$BOOT_TIMEOUT" --expect-status 0 --expect VMMTEST-ACTION \
+		--label "run \"virtiofsd-killed\": the guest powers off after its back-end was killed, vmm exits 0" -- \
+		"${VM[@]}" --cmdline "$CMDLINE vmmtest=fskill" --fs vhost-user="$KSOCK",tag="$TAG"
+	wait "$kpid" 2>/dev/null || true
+	phase "run \"virtiofsd-killed\" done"
+	L=${MARK[VMMTEST-FS-LOOP]-}
+	check "run \"virtiofsd-killed\": virtiofsd was killed mid-read and the guest's read failed with EIO" \
+		'[[ -f $WORK/fskill.killed && $L =~ ^[0-9]+\ .*(I/O\ error|Input/output\ error) ]]' \
+		"loop: '$L', killed: $([[ -f $WORK/fskill.killed ]] && echo yes || echo no)"
+	A=${MARK[VMMTEST-FS-AFTER]-}
+	check "run \"virtiofsd-killed\": a new request on the share fails at once (not a hang), and the share unmounts" \
+		'[[ $A != 0* && -n $A && ${MARK[VMMTEST-FS-UMOUNT]-} == 0 ]]' \
+		"ls after: '$A', umount: '${MARK[VMMTEST-FS-UMOUNT]-}'"
+	expect_log "the share's requests fail with an I/O error" \
+		"run \"virtiofsd-killed\": vmm logs the dead back-end and what it does"
+else
+	note "virtiofsd did not create $KSOCK: $(tail -n 5 "$WORK/fskill.backend.log" | tr '\n' ' ')"
+	result FAIL "run \"virtiofsd-killed\": the back-end listens"
+fi
 
 # ---- run "testpmd" ----------------------------------------------------------------------------
 # testpmd is the server of both sockets (vhost PMD without client=1); each vmm connects.
