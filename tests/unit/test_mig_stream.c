@@ -128,6 +128,28 @@ Test(mig_crc, known_values)
 	cr_assert_eq(mig_crc32c(0, b, 32), 0x46dd794eu);
 }
 
+/* Checksumming while copying: the same CRC, the same bytes, at every alignment and length. */
+Test(mig_crc, copy_checksums_what_it_stores)
+{
+	static uint8_t src[4096 + 16], dst[4096 + 16];
+
+	fill(src, sizeof(src), 11);
+	for (int soft = 0; soft < 2; soft++)
+		for (size_t off = 0; off < 9; off++)
+			for (size_t len = 0; len < 4096; len += len < 40 ? 1 : 509) {
+				uint32_t want = crc_bitwise(0x5a5a, src + off, len), got;
+
+				memset(dst, 0xcc, sizeof(dst));
+				got = soft ? mig_crc32c_copy_soft(0x5a5a, dst + 3, src + off, len) :
+					     mig_crc32c_copy(0x5a5a, dst + 3, src + off, len);
+				cr_assert_eq(got, want, "%s, off %zu len %zu", soft ? "soft" : "picked",
+					     off, len);
+				cr_assert_arr_eq(dst + 3, src + off, len);
+				cr_assert_eq(dst[2], 0xcc);
+				cr_assert_eq(dst[3 + len], 0xcc, "wrote past the end, len %zu", len);
+			}
+}
+
 /* The sliced version agrees with the bitwise definition at every alignment and split. */
 Test(mig_crc, matches_bitwise)
 {

@@ -36,6 +36,10 @@ static uint32_t crc_tab[8][256];
 static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
 static uint32_t crc_soft(uint32_t crc, const void *buf, size_t len);
 static uint32_t (*crc_fn)(uint32_t crc, const void *buf, size_t len) = crc_soft;
+static uint32_t crc_copy_soft(uint32_t crc, void *dst, const void *src, size_t len);
+/* The same over src while copying it to dst: a page is read once, not twice. */
+static uint32_t (*crc_copy_fn)(uint32_t crc, void *dst, const void *src, size_t len) =
+	crc_copy_soft;
 
 #if defined(__x86_64__)
 /*
@@ -64,6 +68,30 @@ static uint32_t crc32c_sse42(uint32_t crc, const void *buf, size_t len)
 		c = __builtin_ia32_crc32qi((uint32_t)c, *p++);
 	return ~(uint32_t)c;
 }
+
+__attribute__((target("sse4.2")))
+static uint32_t crc32c_copy_sse42(uint32_t crc, void *dst, const void *src, size_t len)
+{
+	const uint8_t *p = src;
+	uint8_t *d = dst;
+	uint64_t c = ~crc;
+
+	while (len >= 8) {
+		uint64_t w;
+
+		memcpy(&w, p, 8);	/* once: what is checksummed is what is stored */
+		memcpy(d, &w, 8);
+		c = __builtin_ia32_crc32di(c, w);
+		p += 8;
+		d += 8;
+		len -= 8;
+	}
+	while (len--) {
+		*d = *p++;
+		c = __builtin_ia32_crc32qi((uint32_t)c, *d++);
+	}
+	return ~(uint32_t)c;
+}
 #endif
 
 /* Slicing by 8 over crc_tab (built by crc_init). */
@@ -90,6 +118,33 @@ static uint32_t crc_soft(uint32_t crc, const void *buf, size_t len)
 	}
 	while (len--)
 		c = crc_tab[0][(c ^ *p++) & 0xff] ^ (c >> 8);
+	return ~c;
+}
+
+static uint32_t crc_copy_soft(uint32_t crc, void *dst, const void *src, size_t len)
+{
+	const uint8_t *p = src;
+	uint8_t *d = dst;
+	uint32_t c = ~crc;
+
+	while (len >= 8) {
+		uint64_t w;
+
+		memcpy(&w, p, 8);	/* once: what is checksummed is what is stored */
+		memcpy(d, &w, 8);
+		w = le64toh(w) ^ c;
+		c = crc_tab[7][w & 0xff] ^ crc_tab[6][(w >> 8) & 0xff] ^
+		    crc_tab[5][(w >> 16) & 0xff] ^ crc_tab[4][(w >> 24) & 0xff] ^
+		    crc_tab[3][(w >> 32) & 0xff] ^ crc_tab[2][(w >> 40) & 0xff] ^
+		    crc_tab[1][(w >> 48) & 0xff] ^ crc_tab[0][w >> 56];
+		p += 8;
+		d += 8;
+		len -= 8;
+	}
+	while (len--) {
+		*d = *p++;
+		c = crc_tab[0][(c ^ *d++) & 0xff] ^ (c >> 8);
+	}
 	return ~c;
 }
 
@@ -122,8 +177,10 @@ static void crc_init(void)
 				best[k] = MIN(best[k], monotonic_ns() - t0);
 			}
 		(void)sink;
-		if (best[1] <= best[0])
+		if (best[1] <= best[0]) {
 			crc_fn = crc32c_sse42;
+			crc_copy_fn = crc32c_copy_sse42;
+		}
 	}
 #endif
 }
@@ -134,10 +191,22 @@ uint32_t mig_crc32c(uint32_t crc, const void *buf, size_t len)
 	return crc_fn(crc, buf, len);
 }
 
+uint32_t mig_crc32c_copy(uint32_t crc, void *dst, const void *src, size_t len)
+{
+	pthread_once(&crc_once, crc_init);
+	return crc_copy_fn(crc, dst, src, len);
+}
+
 uint32_t mig_crc32c_soft(uint32_t crc, const void *buf, size_t len)
 {
 	pthread_once(&crc_once, crc_init);
 	return crc_soft(crc, buf, len);
+}
+
+uint32_t mig_crc32c_copy_soft(uint32_t crc, void *dst, const void *src, size_t len)
+{
+	pthread_once(&crc_once, crc_init);
+	return crc_copy_soft(crc, dst, src, len);
 }
 
 
@@ -452,7 +521,10 @@ static int in(struct mig_stream *s, void *p, size_t len, bool crc, const char *w
 		int r;
 
 		if (n) {
-			memcpy(d, s->buf + s->pos, n);
+			if (crc)
+				s->crc = mig_crc32c_copy(s->crc, d, s->buf + s->pos, n);
+			else
+				memcpy(d, s->buf + s->pos, n);
 			s->pos += n;
 		} else if (len >= MIG_BUF_SIZE / 2) {
 			/* Large reads (RAM into guest memory) go straight to the caller. */
@@ -463,14 +535,14 @@ static int in(struct mig_stream *s, void *p, size_t len, bool crc, const char *w
 			if (k == 0)
 				return fail(s, -EBADMSG, "the stream ends (truncated) in %s", what);
 			n = (size_t)k;
+			if (crc)
+				s->crc = mig_crc32c(s->crc, d, n);
 		} else {
 			r = refill(s, what);
 			if (r)
 				return r;
 			continue;
 		}
-		if (crc)
-			s->crc = mig_crc32c(s->crc, d, n);
 		d += n;
 		len -= n;
 	}
@@ -638,8 +710,7 @@ int mig_section_write_live(struct mig_stream *s, const void *buf, size_t len)
 		if (s->fill == MIG_BUF_SIZE && (r = mig_flush(s)))
 			return r;
 		n = MIN(len, (size_t)MIG_BUF_SIZE - s->fill);
-		memcpy(s->buf + s->fill, p, n);
-		s->crc = mig_crc32c(s->crc, s->buf + s->fill, n);
+		s->crc = mig_crc32c_copy(s->crc, s->buf + s->fill, p, n);
 		s->fill += n;
 		p += n;
 		len -= n;

@@ -120,8 +120,15 @@ struct mig_stream {
 /* The CRC-32C (Castagnoli) of buf, continuing from crc (start with 0). */
 uint32_t mig_crc32c(uint32_t crc, const void *buf, size_t len);
 
+/*
+ * mig_crc32c() of src while copying its len bytes to dst, reading each byte
+ * once (so the checksum is of the bytes stored even if src changes meanwhile).
+ */
+uint32_t mig_crc32c_copy(uint32_t crc, void *dst, const void *src, size_t len);
+
 /* The same by tables (what mig_crc32c() uses on a CPU without a CRC-32C instruction). */
 uint32_t mig_crc32c_soft(uint32_t crc, const void *buf, size_t len);
+uint32_t mig_crc32c_copy_soft(uint32_t crc, void *dst, const void *src, size_t len);
 
 /* Prepares s over fd for writing or reading; 0 or -ENOMEM. fd stays the caller's. */
 int mig_stream_init(struct mig_stream *s, int fd, bool writing, int timeout_ms);
