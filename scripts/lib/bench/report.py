@@ -379,8 +379,8 @@ def suite_setup(s, meta):
                 "guest RAM), QEMU `-object memory-backend-memfd,id=mem0,share=on -M …,memory-backend="
                 "mem0 -chardev socket,… -device vhost-user-blk` (on virtio-mmio); back-ends: "
                 + "; ".join(f"`{v}`" for v in info.get("backends", {}).values())
-                + " (vmm-vhost-user-blk has no O_DIRECT option: it goes through the page cache "
-                "of the disk)." + where)
+                + " (every back-end bypasses the host's page cache, as the in-process disks "
+                "do)." + where)
     return (f"Guest: 1 vCPU, {common.IO_GUEST_MIB} MiB. Network: "
             f"{info.get('net_link', 'tap with link-local addresses')}; vmm `--net tap=…,vhost=off` "
             "(main table) and `vhost=on` (kernel vhost-net), QEMU `-netdev tap,…,vhost=off|on "
