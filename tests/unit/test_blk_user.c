@@ -124,17 +124,21 @@ Test(blk_user, nobody_listening_is_an_error)
 	fake_driver_fini();
 }
 
-struct cargs {
-	struct blk_options *o;
-	int ret;
-};
-
-static void *creator(void *arg)
+/* ve_start_listen's create: the disk on the hostile back-end's socket. */
+static int create_on(const char *path, void *arg)
 {
-	struct cargs *a = arg;
+	struct blk_options *o = arg;
 
-	a->ret = blk_user_create(&fake_host, a->o, "vublk0", 0x1000, 5, &d);
-	return NULL;
+	o->vhost_user = path;
+	return blk_user_create(&fake_host, o, "vublk0", 0x1000, 5, &d);
+}
+
+/* The hostile back-end on a listening socket acks the set-up and then serves nothing. */
+static void evil_setup(struct vu_evil *evil, struct blk_options *o)
+{
+	fake_driver_init_shared(64);
+	fake_host.offload = &vhost_offload;
+	cr_assert_eq(ve_start_listen(evil, VS_OK, create_on, o), 0);
 }
 
 Test(blk_user, a_dead_back_end_fails_outstanding_and_new_requests)
@@ -143,36 +147,9 @@ Test(blk_user, a_dead_back_end_fails_outstanding_and_new_requests)
 	struct vu_evil evil;
 	uint64_t st1, st2, st3, data;
 	uint32_t id, len;
-	int listen_fd;
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	char path[64];
 
 	/* The hostile back-end acks everything and serves nothing: requests stay outstanding. */
-	snprintf(path, sizeof(path), "/tmp/vub-evil.%d.sock", getpid());
-	strcpy(sa.sun_path, path);
-	unlink(path);
-	listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	cr_assert_eq(bind(listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	cr_assert_eq(listen(listen_fd, 1), 0);
-	o.vhost_user = path;
-	signal(SIGPIPE, SIG_IGN);
-	fake_driver_init_shared(64);
-	fake_host.offload = &vhost_offload;
-	/* The set-up needs answers: the device is created on a thread, the evil one answers. */
-	{
-		struct cargs ca = { &o, 0 };
-		pthread_t c;
-		int fd;
-
-		cr_assert_eq(pthread_create(&c, NULL, creator, &ca), 0);
-		fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
-		cr_assert_geq(fd, 0);
-		ve_start(&evil, fd, VS_OK);
-		pthread_join(c, NULL);
-		cr_assert_eq(ca.ret, 0);
-	}
-	close(listen_fd);
-	unlink(path);
+	evil_setup(&evil, &o);
 	drv_loop_start();
 	drv_start(d, 0);
 	st1 = submit_read(1, &data);
@@ -472,34 +449,6 @@ Test(blk_user, a_back_end_with_a_shorter_config_struct_is_served)
 	fake_driver_fini();
 }
 
-/* The hostile back-end on a listening socket acks the set-up and then serves nothing. */
-static void evil_setup(struct vu_evil *evil, struct blk_options *o, char *path, size_t plen)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct cargs ca = { o, 0 };
-	pthread_t c;
-	int listen_fd, fd;
-
-	snprintf(path, plen, "/tmp/vub-evil.%d.sock", getpid());
-	strcpy(sa.sun_path, path);
-	unlink(path);
-	listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	cr_assert_eq(bind(listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	cr_assert_eq(listen(listen_fd, 1), 0);
-	o->vhost_user = path;
-	signal(SIGPIPE, SIG_IGN);
-	fake_driver_init_shared(64);
-	fake_host.offload = &vhost_offload;
-	cr_assert_eq(pthread_create(&c, NULL, creator, &ca), 0);
-	fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
-	cr_assert_geq(fd, 0);
-	ve_start(evil, fd, VS_OK);
-	pthread_join(c, NULL);
-	cr_assert_eq(ca.ret, 0);
-	close(listen_fd);
-	unlink(path);
-}
-
 /*
  * A back-end killed while busy leaves the driver's kicks off: with EVENT_IDX
  * an avail_event behind what it took, without it VRING_USED_F_NO_NOTIFY. Once
@@ -514,9 +463,8 @@ static void kicks_back_on(bool event_idx)
 	uint16_t *used_flags;
 	uint64_t st, data;
 	uint32_t id, len;
-	char path[64];
 
-	evil_setup(&evil, &o, path, sizeof(path));
+	evil_setup(&evil, &o);
 	used_flags = gpa_ptr(FAKE_RING_GPA(0) + 0x8000);	/* the used ring's flags */
 	drv_loop_start();
 	drv_start(d, event_idx ? 1ULL << VIRTIO_RING_F_EVENT_IDX : 0);

@@ -13,12 +13,7 @@
 #include <linux/fuse.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_mmio.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stdio.h>
 #include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
 
 #include "tests/unit/fake_driver.h"
 #include "tests/unit/vu_server.h"
@@ -28,17 +23,13 @@
 
 static struct virtio_fs *fs;
 
-struct cargs {
-	struct fs_options *o;
-	int ret;
-};
-
-static void *creator(void *arg)
+/* ve_start_listen's create: the share on the hostile back-end's socket. */
+static int create_on(const char *path, void *arg)
 {
-	struct cargs *a = arg;
+	struct fs_options *o = arg;
 
-	a->ret = virtio_fs_create(&fake_host, a->o, "virtio-fs0", 0x1000, 5, &fs);
-	return NULL;
+	o->vhost_user = path;
+	return virtio_fs_create(&fake_host, o, "virtio-fs0", 0x1000, 5, &fs);
 }
 
 /* Queues a FUSE request (opcode, unique) with a reply buffer of reply bytes (0: none). */
@@ -71,38 +62,14 @@ static void expect_eio(uint64_t out, uint64_t unique, uint32_t len)
 Test(virtio_fs, a_dead_back_end_fails_outstanding_and_new_requests_with_eio)
 {
 	struct fs_options o = { .tag = "share", .queues = 1 };
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct vu_evil evil;
 	uint64_t r1, r2, r3;
 	uint32_t id, len, got[2] = { 0 };
 	struct sbuf sb;
-	char path[64];
-	int listen_fd;
 
-	snprintf(path, sizeof(path), "/tmp/vufs-evil.%d.sock", getpid());
-	strcpy(sa.sun_path, path);
-	unlink(path);
-	listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	cr_assert_eq(bind(listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	cr_assert_eq(listen(listen_fd, 1), 0);
-	o.vhost_user = path;
-	signal(SIGPIPE, SIG_IGN);
 	fake_driver_init_shared(64);
 	fake_host.offload = &vhost_offload;
-	{
-		struct cargs ca = { &o, 0 };
-		pthread_t c;
-		int fd;
-
-		cr_assert_eq(pthread_create(&c, NULL, creator, &ca), 0);
-		fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
-		cr_assert_geq(fd, 0);
-		ve_start(&evil, fd, VS_OK);
-		pthread_join(c, NULL);
-		cr_assert_eq(ca.ret, 0);
-	}
-	close(listen_fd);
-	unlink(path);
+	cr_assert_eq(ve_start_listen(&evil, VS_OK, create_on, &o), 0);
 	drv_loop_start();
 	drv_start(&fs->dev, 0);
 	r1 = submit(1, FUSE_LOOKUP, 0x1111, 256);

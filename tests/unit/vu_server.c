@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <linux/virtio_ring.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -714,4 +715,43 @@ bool vt_wait_popped(struct vu_toy *t, unsigned int n, int timeout_ms)
 		usleep(10000);
 	}
 	return false;
+}
+
+struct ve_creator {
+	int (*create)(const char *path, void *arg);
+	const char *path;
+	void *arg;
+	int ret;
+};
+
+static void *ve_creator_fn(void *p)
+{
+	struct ve_creator *c = p;
+
+	c->ret = c->create(c->path, c->arg);
+	return NULL;
+}
+
+int ve_start_listen(struct vu_evil *e, enum vs_fault fault,
+		    int (*create)(const char *path, void *arg), void *arg)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct ve_creator c = { .create = create, .path = sa.sun_path, .arg = arg };
+	pthread_t t;
+	int listen_fd, fd;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "/tmp/vu-evil.%d.sock", getpid());
+	unlink(sa.sun_path);
+	listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_eq(bind(listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(listen(listen_fd, 1), 0);
+	signal(SIGPIPE, SIG_IGN);
+	cr_assert_eq(pthread_create(&t, NULL, ve_creator_fn, &c), 0);
+	fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	cr_assert_geq(fd, 0);
+	ve_start(e, fd, fault);
+	pthread_join(t, NULL);
+	close(listen_fd);
+	unlink(sa.sun_path);
+	return c.ret;
 }

@@ -151,6 +151,14 @@ void ve_start(struct vu_evil *e, int sock, enum vs_fault fault);
 /* The same, with its part in migrations (o: copied; NULL: none). */
 void ve_start_with(struct vu_evil *e, int sock, enum vs_fault fault,
 		   const struct vu_evil_opts *o);
+/*
+ * The hostile back-end with one fault on a fresh unix socket: create(path,
+ * arg) runs on a thread (a front-end's set-up waits for answers) while the
+ * back-end serves the connection it accepts. Returns what create returned;
+ * the socket's path is gone again.
+ */
+int ve_start_listen(struct vu_evil *e, enum vs_fault fault,
+		    int (*create)(const char *path, void *arg), void *arg);
 /* How many requests of id req it received. */
 unsigned int ve_count(struct vu_evil *e, uint32_t req);
 /* Waits for it to end (the front-end closed) and closes what it holds. */

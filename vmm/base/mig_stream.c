@@ -94,6 +94,16 @@ static uint32_t crc32c_copy_sse42(uint32_t crc, void *dst, const void *src, size
 }
 #endif
 
+/* One 8-byte step of slicing by 8 over crc_tab (built by crc_init). */
+static inline uint32_t crc_tab_word(uint32_t c, uint64_t w)
+{
+	w = le64toh(w) ^ c;
+	return crc_tab[7][w & 0xff] ^ crc_tab[6][(w >> 8) & 0xff] ^
+	       crc_tab[5][(w >> 16) & 0xff] ^ crc_tab[4][(w >> 24) & 0xff] ^
+	       crc_tab[3][(w >> 32) & 0xff] ^ crc_tab[2][(w >> 40) & 0xff] ^
+	       crc_tab[1][(w >> 48) & 0xff] ^ crc_tab[0][w >> 56];
+}
+
 /* Slicing by 8 over crc_tab (built by crc_init). */
 static uint32_t crc_soft(uint32_t crc, const void *buf, size_t len)
 {
@@ -108,11 +118,7 @@ static uint32_t crc_soft(uint32_t crc, const void *buf, size_t len)
 		uint64_t w;
 
 		memcpy(&w, p, 8);
-		w = le64toh(w) ^ c;
-		c = crc_tab[7][w & 0xff] ^ crc_tab[6][(w >> 8) & 0xff] ^
-		    crc_tab[5][(w >> 16) & 0xff] ^ crc_tab[4][(w >> 24) & 0xff] ^
-		    crc_tab[3][(w >> 32) & 0xff] ^ crc_tab[2][(w >> 40) & 0xff] ^
-		    crc_tab[1][(w >> 48) & 0xff] ^ crc_tab[0][w >> 56];
+		c = crc_tab_word(c, w);
 		p += 8;
 		len -= 8;
 	}
@@ -132,11 +138,7 @@ static uint32_t crc_copy_soft(uint32_t crc, void *dst, const void *src, size_t l
 
 		memcpy(&w, p, 8);	/* once: what is checksummed is what is stored */
 		memcpy(d, &w, 8);
-		w = le64toh(w) ^ c;
-		c = crc_tab[7][w & 0xff] ^ crc_tab[6][(w >> 8) & 0xff] ^
-		    crc_tab[5][(w >> 16) & 0xff] ^ crc_tab[4][(w >> 24) & 0xff] ^
-		    crc_tab[3][(w >> 32) & 0xff] ^ crc_tab[2][(w >> 40) & 0xff] ^
-		    crc_tab[1][(w >> 48) & 0xff] ^ crc_tab[0][w >> 56];
+		c = crc_tab_word(c, w);
 		p += 8;
 		d += 8;
 		len -= 8;
