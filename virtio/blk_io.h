@@ -41,7 +41,11 @@
  *
  * Requests: the engine moves bytes only; it never reads guest memory other
  * than through the iovecs it is given, and trusts offsets and lengths (the
- * owner checks them against the disk). Short reads and writes continue where
+ * owner checks them against the disk).
+ *
+ * Batches: at depth 8 and more, a batch of completed reads and writes may be
+ * held until others join it (a quarter of those in flight), so the guest gets
+ * one interrupt for several; blk_io.c says when, and why no timer paces it. Short reads and writes continue where
  * they stopped; EINTR and EAGAIN are retried; the end of the file in the
  * middle of a read or write is -EIO. With dio_align > 1 (an O_DIRECT fd),
  * a read or write whose offset, length or buffers are not aligned goes
@@ -132,6 +136,7 @@ struct blk_io_config {
 	enum blk_io_kind kind;
 	bool no_fallocate;		/* write zeros by hand, as where fallocate() fails (tests) */
 	bool no_discard;		/* discard is a no-op, as where the host cannot (tests) */
+	unsigned int hold_us;		/* a held batch's longest wait (blk_io.c); 0: 1000 */
 };
 
 struct blk_io;

@@ -614,6 +614,99 @@ Test(blk_io, uring_stop_drains_and_restarts, .timeout = 20) { stop_drains(BLK_IO
 Test(blk_io, sync_stop_drains_and_restarts, .timeout = 20) { stop_drains(BLK_IO_SYNC); }
 
 /*
+ * Completion coalescing (io_uring): twelve 100-byte reads in flight on a pipe,
+ * fed one at a time. The first two finished are held (a batch under a quarter
+ * of those in flight, ten others still in the ring) and go out with the third
+ * in one report; then one held alone goes out when its wait (hold_us) ends;
+ * a depth under eight reports each at once.
+ */
+static unsigned int reported_now(struct fake *f)
+{
+	unsigned int n;
+
+	pthread_mutex_lock(&f->lock);
+	n = f->reported;
+	pthread_mutex_unlock(&f->lock);
+	return n;
+}
+
+Test(blk_io, uring_batches_wait_for_company, .timeout = 30)
+{
+	enum { N = 12, SZ = 100 };
+	struct blk_io_config cfg = { .name = "test", .depth = 16, .kind = BLK_IO_URING,
+				     .hold_us = 1500000 };
+	struct blk_io_req req[N];
+	struct iovec iov[N];
+	uint8_t buf[N][SZ], data[N * SZ];
+	struct fake *f = fake_new();
+	struct blk_io *e;
+	struct timespec t0, t1;
+	int pfd[2], r;
+
+	cr_assert_eq(pipe(pfd), 0);
+	memset(data, 0x3c, sizeof(data));
+	cfg.fd = pfd[0];
+	r = blk_io_create(&e, &cfg);
+	if (r < 0)
+		cr_skip_test("io_uring is not available here: %s", strerror(-r));
+	for (unsigned int i = 0; i < N; i++) {
+		iov[i] = (struct iovec){ buf[i], SZ };
+		req[i] = (struct blk_io_req){ .op = BLK_IO_READ, .iov = &iov[i], .niov = 1 };
+		fake_add(f, &req[i], i);
+	}
+	cr_assert_eq(blk_io_start(e, -1, &fake_ops, f), 0);
+	cr_assert(fake_wait_pulled(f, N, WAIT_MS));
+	usleep(20000);
+
+	for (unsigned int i = 0; i < 2; i++) {
+		cr_assert_eq(write(pfd[1], data, SZ), SZ);
+		usleep(50000);
+		cr_assert_eq(reported_now(f), 0, "completion %u reported alone, not held", i + 1);
+	}
+	cr_assert_eq(write(pfd[1], data, SZ), SZ);
+	cr_assert(fake_wait(f, &f->reported, 3, WAIT_MS));
+	cr_assert_eq(f->reported, 3);
+	cr_assert_eq(f->batches, 1, "three completions in %u reports", f->batches);
+
+	/* Nine in flight: one finished is held, and goes alone once its wait is over. */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	cr_assert_eq(write(pfd[1], data, SZ), SZ);
+	usleep(50000);
+	cr_assert_eq(reported_now(f), 3, "held for less than its wait");
+	cr_assert(fake_wait(f, &f->reported, 4, WAIT_MS));
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	cr_assert_eq(f->batches, 2);
+	cr_assert_geq((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000, 1400);
+
+	/* The rest: every request reported once with its data. */
+	cr_assert_eq(write(pfd[1], data, (N - 4) * SZ), (N - 4) * SZ);
+	cr_assert(fake_wait(f, &f->reported, N, WAIT_MS), "%u of %u", f->reported, N);
+	for (unsigned int i = 0; i < N; i++) {
+		cr_assert_eq(f->seen[i], 1);
+		cr_assert_eq(f->result[i], SZ);
+	}
+	blk_io_stop(e);
+
+	/* Four in flight: nothing is held. */
+	f->batches = 0;
+	for (unsigned int i = 0; i < 4; i++) {
+		req[i] = (struct blk_io_req){ .op = BLK_IO_READ, .iov = &iov[i], .niov = 1 };
+		fake_add(f, &req[i], N + i);
+	}
+	cr_assert_eq(blk_io_start(e, -1, &fake_ops, f), 0);
+	cr_assert(fake_wait_pulled(f, N + 4, WAIT_MS));
+	usleep(20000);
+	cr_assert_eq(write(pfd[1], data, SZ), SZ);
+	cr_assert(fake_wait(f, &f->reported, N + 1, 200), "a completion at depth 4 was held");
+	cr_assert_eq(write(pfd[1], data, 3 * SZ), 3 * SZ);
+	cr_assert(fake_wait(f, &f->reported, N + 4, WAIT_MS));
+	blk_io_destroy(e);
+	close(pfd[0]);
+	close(pfd[1]);
+	free(f);
+}
+
+/*
  * next() is asked again after every batch of completions, so an owner may
  * leave guest kicks off while requests are in flight: a request queued then,
  * without a kick, is still taken.
