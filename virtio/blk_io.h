@@ -63,14 +63,15 @@
  *            blk_io_start(q->io, kick, &blk_io_ops, q) (the transport no
  *            longer watches kick);
  *   next():  virtq_pop() a chain into a free per-request slot of the queue's
- *            (chain, iovec array, status), check it as blk_handle_chain()
- *            does, fill the slot's blk_io_req (op, offset, iov sliced as
- *            blk_data_io() does, len for discard / write-zeroes segments);
- *            answer GET_ID, bad and unsupported requests with BLK_IO_NOP and
- *            their status kept in the slot; a malformed ring: needs-reset,
- *            return NULL. Empty ring: see notifications above;
- *   complete(reqs, n): for each, write the status byte (result < 0: IOERR,
- *            logged rate-limited) and virtq_add_used() (written = data + 1),
+ *            (a struct blk_req), and blk_req_prepare() (virtio/blk_req.h)
+ *            checks it and fills the slot's blk_io_req (op, offset, data
+ *            segments, len for discard / write-zeroes); GET_ID, bad and
+ *            unsupported requests become BLK_IO_NOP with their status kept
+ *            in the slot; a malformed ring: needs-reset, return NULL. Empty
+ *            ring: see notifications above;
+ *   complete(reqs, n): for each, blk_req_finish() writes the status byte
+ *            (result < 0: IOERR, logged rate-limited), then virtq_add_used()
+ *            (written = data + 1),
  *            free the slot; then virtq_publish_used() once and, if
  *            virtq_should_notify(), one write to call;
  *   stop(queue): blk_io_stop(q->io), then return vq->last_avail_idx;
