@@ -8,7 +8,8 @@
  * (or breaks the protocol) the next connection is accepted, so a VMM can
  * reconnect. The device is vhost/vu_blk.c; this file is the event loop
  * (epoll over the connection, the library's watched fds and a signalfd).
- * SIGHUP re-reads the image's size; SIGTERM and SIGINT end the program.
+ * SIGHUP re-reads the image's size; SIGUSR1 logs where each queue stands;
+ * SIGTERM and SIGINT end the program.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -67,6 +68,8 @@ static void usage(FILE *f)
 		"\n"
 		"Signals: SIGHUP re-reads the image's size and tells the front-end\n"
 		"(CONFIG_CHANGE_MSG), so a grown image shows its new capacity in the guest;\n"
+		"SIGUSR1 logs where each queue stands (requests the guest offered, took\n"
+		"back, and that are in flight: for a guest that seems stuck);\n"
 		"SIGTERM and SIGINT stop the program.\n"
 		"\n"
 		"Exit status:\n"
@@ -219,6 +222,8 @@ static int serve(struct vu_blk *b, int conn, int sfd)
 				while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
 					if (si.ssi_signo == SIGHUP) {
 						vu_blk_resize(b);
+					} else if (si.ssi_signo == SIGUSR1) {
+						vu_dev_log_queues(&b->dev);
 					} else {
 						ret = 1;
 						done = true;
@@ -327,6 +332,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGHUP);
+	sigaddset(&sigs, SIGUSR1);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
 	sigprocmask(SIG_BLOCK, &sigs, NULL);
@@ -366,6 +372,8 @@ int main(int argc, char **argv)
 			while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
 				if (si.ssi_signo == SIGHUP)
 					vu_blk_resize(&b);
+				else if (si.ssi_signo == SIGUSR1)
+					log_notice("vhost-user-blk: no front-end connected");
 				else
 					stop = true;
 			}

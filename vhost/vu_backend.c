@@ -769,6 +769,34 @@ bool vu_queue_has_work(struct vu_dev *dev, unsigned int qi)
 	return q->resubmit_pos < q->nresubmit || virtq_has_work(&q->vq);
 }
 
+void vu_dev_log_queues(struct vu_dev *dev)
+{
+	unsigned int logged = 0;
+
+	for (unsigned int i = 0; i < dev->nqueues; i++) {
+		struct vu_queue *q = &dev->queues[i];
+		struct virtq_view v;
+		unsigned int inflight = 0;
+		char line[256];
+
+		if (!q->started)
+			continue;
+		logged++;
+		if (!q->running || !virtq_view(&q->vq, &v)) {
+			log_notice("%s: queue %u: started, not running (%s)", dev->name, i,
+				 q->enabled ? "enabled" : "disabled");
+			continue;
+		}
+		for (unsigned int h = 0; h < q->num; h++)
+			inflight += __atomic_load_n(&q->track[h].inflight, __ATOMIC_RELAXED);
+		virtq_view_format(&v, line, sizeof(line));
+		log_notice("%s: queue %u: %s; %u in flight in the back-end%s", dev->name, i, line,
+			 inflight, dev->broken ? "; BROKEN" : "");
+	}
+	if (!logged)
+		log_notice("%s: no queue started", dev->name);
+}
+
 /* ---- Device state ---- */
 
 struct wbuf {

@@ -294,6 +294,13 @@ void vu_queue_set_notify(struct vu_dev *dev, unsigned int q, bool enable);
 /* Whether chains wait: to resubmit, or in the avail ring. */
 bool vu_queue_has_work(struct vu_dev *dev, unsigned int q);
 
+/*
+ * Logs (whether verbose or not) where each started queue stands: the driver's and the
+ * device's ring indices (virtq_view) and the requests taken and not yet
+ * returned. For a guest that seems stuck; callable while the queues run.
+ */
+void vu_dev_log_queues(struct vu_dev *dev);
+
 /* Marks [gpa, gpa + len) dirty in the log (no-op unless LOG_ALL and a log are set). */
 void vu_log_write(struct vu_dev *dev, uint64_t gpa, uint64_t len);
 

@@ -592,6 +592,40 @@ bool virtq_has_work(struct virtq *vq)
 	return load_le16(&vq->avail->idx, __ATOMIC_ACQUIRE) != vq->last_avail_idx;
 }
 
+bool virtq_view(const struct virtq *vq, struct virtq_view *v)
+{
+	if (!vq->ready || !vq->avail || !vq->used)
+		return false;
+	*v = (struct virtq_view){
+		.avail_idx = load_le16(&vq->avail->idx, __ATOMIC_ACQUIRE),
+		.avail_flags = load_le16(&vq->avail->flags, __ATOMIC_RELAXED),
+		.used_event = load_le16(used_event_ptr(vq), __ATOMIC_RELAXED),
+		.last_avail_idx = __atomic_load_n(&vq->last_avail_idx, __ATOMIC_RELAXED),
+		.used_idx = __atomic_load_n(&vq->used_idx, __ATOMIC_RELAXED),
+		.signalled_used = __atomic_load_n(&vq->signalled_used, __ATOMIC_RELAXED),
+		.avail_event = load_le16(avail_event_ptr(vq), __ATOMIC_RELAXED),
+		.used_flags = load_le16(&vq->used->flags, __ATOMIC_RELAXED),
+		.event_idx = vq->event_idx,
+	};
+	return true;
+}
+
+void virtq_view_format(const struct virtq_view *v, char *buf, size_t len)
+{
+	uint16_t waiting = v->avail_idx - v->last_avail_idx;
+
+	if (v->event_idx)
+		snprintf(buf, len, "offered %u, taken %u (%u waiting), used %u, last interrupt at %u, "
+			 "driver wants one at %u, kicks wanted at %u",
+			 v->avail_idx, v->last_avail_idx, waiting, v->used_idx, v->signalled_used,
+			 v->used_event, v->avail_event);
+	else
+		snprintf(buf, len, "offered %u, taken %u (%u waiting), used %u, interrupts %s, kicks %s",
+			 v->avail_idx, v->last_avail_idx, waiting, v->used_idx,
+			 v->avail_flags & VRING_AVAIL_F_NO_INTERRUPT ? "off" : "on",
+			 v->used_flags & VRING_USED_F_NO_NOTIFY ? "off" : "on");
+}
+
 /* Copies between iov[0..n), from byte offset on, and buf; returns bytes copied. */
 static size_t iov_copy(const struct iovec *iov, unsigned int n, size_t offset,
 		       void *buf, size_t len, bool to_iov)

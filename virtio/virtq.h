@@ -164,6 +164,25 @@ void virtq_set_notify(struct virtq *vq, bool enable);
 /* Whether chains are waiting in the avail ring. */
 bool virtq_has_work(struct virtq *vq);
 
+/*
+ * Where both sides of a running ring stand, for diagnostics (a guest that
+ * waits on a queue: did it offer requests the device has not taken, or did the
+ * device publish completions without an interrupt the driver asked for?).
+ * The guest's fields are read from its memory as they are now; the device's
+ * are read without the ring's owner stopping (a racy but harmless snapshot).
+ */
+struct virtq_view {
+	uint16_t avail_idx, avail_flags, used_event;	/* the driver's */
+	uint16_t last_avail_idx, used_idx, signalled_used, avail_event, used_flags; /* the device's */
+	bool event_idx;
+};
+
+/* Fills v from a started queue; false (v untouched) when it is not started. */
+bool virtq_view(const struct virtq *vq, struct virtq_view *v);
+
+/* Formats v on one line into buf ("avail 12 (taken 10) used 10 ..."). */
+void virtq_view_format(const struct virtq_view *v, char *buf, size_t len);
+
 /* Copies up to len bytes from the chain's readable segments, starting at offset; returns bytes copied. */
 size_t virtq_chain_read(const struct virtq_chain *c, size_t offset, void *dst, size_t len);
 

@@ -915,6 +915,40 @@ Test(virtq, set_notify_event_idx)
 	cr_assert_not(virtq_has_work(&vq));
 }
 
+Test(virtq, view_shows_both_sides)
+{
+	struct virtq_view v;
+	char line[256];
+
+	cr_assert_not(virtq_view(&vq, &v), "a queue not started has no view");
+	start_queue(8, true, false);
+	DESC(0, BUF_GPA, 1, R, 0);
+	avail_add(0);
+	avail_add(0);
+	avail_add(0);
+	expect_pop(0, 1, 0, 1, 0);
+	cr_assert_eq(virtq_push(&vq, 0, 0), 0);
+	cr_assert(virtq_should_notify(&vq));
+	virtq_set_notify(&vq, true);
+	*used_event() = htole16(4);
+	cr_assert(virtq_view(&vq, &v));
+	cr_assert_eq(v.avail_idx, 3);
+	cr_assert_eq(v.last_avail_idx, 1);
+	cr_assert_eq(v.used_idx, 1);
+	cr_assert_eq(v.signalled_used, 1);
+	cr_assert_eq(v.used_event, 4);
+	cr_assert_eq(v.avail_event, 1);
+	virtq_view_format(&v, line, sizeof(line));
+	cr_assert_str_eq(line, "offered 3, taken 1 (2 waiting), used 1, last interrupt at 1, "
+			 "driver wants one at 4, kicks wanted at 1");
+
+	v.event_idx = false;
+	v.avail_flags = VRING_AVAIL_F_NO_INTERRUPT;
+	v.used_flags = 0;
+	virtq_view_format(&v, line, sizeof(line));
+	cr_assert_str_eq(line, "offered 3, taken 1 (2 waiting), used 1, interrupts off, kicks on");
+}
+
 /* ---- hostile rings: each breaks the queue ---- */
 
 Test(virtq, descriptor_loop)

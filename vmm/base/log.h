@@ -10,6 +10,8 @@
 void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Reports a warning. */
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Reports what the user asked for (a state dump on a signal), --verbose or not. */
+void log_notice(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Reports progress when --verbose was given. */
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Enables log_info output. */

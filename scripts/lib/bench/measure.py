@@ -601,12 +601,13 @@ def boot_suite(w, runs, out):
 
 
 def io_vm_run(kind, w, suite, run, runs, out, argv, jobs, job_limit, parse_result, csvf,
-              backend_pids=(), expect_offload=None):
+              backend_pids=(), expect_offload=None, on_stall=None):
     """Runs one blk/net/vsock guest and writes one CSV row per job: CPU time and KVM exits
     are snapshotted at each BENCH-BEGIN and BENCH-END, the job's own numbers come with its
     BENCH-RESULT line. The data path outside the VMM process (its vhost worker kernel
     threads, found by name at each snapshot, and backend_pids: a vhost-user back-end) is
-    snapshotted too. Returns the number of failed jobs."""
+    snapshotted too. on_stall, if given, is called when a job times out, before the guest
+    is killed (to have a back-end log its queues). Returns the number of failed jobs."""
     name = common.vname(kind)
     if expect_offload is None:
         expect_offload = bool(backend_pids) or kind.endswith("-vhost") or suite == "vsock"
@@ -669,6 +670,8 @@ def io_vm_run(kind, w, suite, run, runs, out, argv, jobs, job_limit, parse_resul
                     break
         except StepFailed as e:
             if str(e) == "timed out":
+                if on_stall:
+                    on_stall()
                 raise StepFailed(f"timed out{' in job ' + current if current else ''} "
                                  f"after {r.now():.0f} s") from None
             raise
@@ -918,6 +921,20 @@ def start_backend(w, kind, disk, sock, log_path):
     return p
 
 
+def backend_log_queues(kind, p):
+    """A guest stuck in a job: vmm-vhost-user-blk logs where each of its queues stands
+    (SIGUSR1) into its log, so that the log says whether requests waited untaken, stayed
+    in flight, or were answered without the interrupt the guest asked for."""
+    if kind not in ("vmm-vub", "qemu-vub") or p is None or p.poll() is not None:
+        return
+    try:
+        os.kill(p.pid, signal.SIGUSR1)
+    except ProcessLookupError:
+        return
+    time.sleep(0.5)
+    log(f"blk: {common.vname(kind)}'s back-end logged its queues (SIGUSR1): see its .backend.log")
+
+
 def stop_backend(p):
     if p is None or p.poll() is not None:
         return
@@ -993,7 +1010,8 @@ def blk_suite(w, runs, out, runtime, variants=None):
                                     disk=disk, tools=w.file("blk-tools.img"),
                                     vhost_user=sock if be else None)
                     failures += io_vm_run(kind, w, "blk", run, runs, out, argv, jobs, limit,
-                                          parse_fio, csvf, backend_pids=[be.pid] if be else [])
+                                          parse_fio, csvf, backend_pids=[be.pid] if be else [],
+                                          on_stall=lambda: backend_log_queues(kind, be))
                 finally:
                     stop_backend(be)
     except (StepFailed, subprocess.TimeoutExpired) as e:
