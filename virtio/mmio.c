@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-only
 #include <errno.h>
+#include <inttypes.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_mmio.h>
 #include <linux/virtio_ring.h>
@@ -289,6 +290,32 @@ uint64_t virtio_mmio_eventfd_notifies(const struct virtio_mmio_dev *d)
 		if (d->q[q].kick_bound)
 			n += __atomic_load_n(&d->q[q].call.kicks, __ATOMIC_RELAXED);
 	return n;
+}
+
+void virtio_mmio_log_queues(struct virtio_mmio_dev *d)
+{
+	unsigned int logged = 0;
+
+	pthread_mutex_lock(&d->lock);
+	for (unsigned int q = 0; q < d->ops->nqueues; q++) {
+		struct virtq vq = { 0 };
+		struct virtq_view v;
+		char line[256];
+
+		if (!d->queues[q].ready || virtq_start_from(&vq, d->host->mem, &d->queues[q]) ||
+		    !virtq_view(&vq, &v))
+			continue;
+		v.device_side = false;	/* the transport's copy of the positions may be stale */
+		virtq_view_format(&v, line, sizeof(line));
+		log_notice("%s: queue %u: %s; %s%s", d->name, q, line,
+			   d->q[q].started ? "served" : "not started",
+			   d->backend_away ? " (its back-end is away)" : "");
+		logged++;
+	}
+	log_notice("%s: status 0x%x, InterruptStatus 0x%x, %" PRIu64 " interrupts sent by the "
+		   "transport, %s interrupts%s", d->name, d->status, d->isr, d->interrupts,
+		   d->irq_direct ? "back-end" : "transport", logged ? "" : ", no queue ready");
+	pthread_mutex_unlock(&d->lock);
 }
 
 /* The features word the driver reads through DeviceFeaturesSel. */

@@ -211,6 +211,14 @@ void virtio_mmio_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, 
  */
 uint64_t virtio_mmio_eventfd_notifies(const struct virtio_mmio_dev *d);
 
+/*
+ * Logs (whether verbose or not) where each ready queue stands as guest memory
+ * shows it — the driver's offered index and interrupt wish, the used index
+ * published by whoever serves the queue (this VMM or a vhost back-end) — with
+ * the device status and InterruptStatus: for a guest that seems stuck.
+ */
+void virtio_mmio_log_queues(struct virtio_mmio_dev *d);
+
 /* Announces a config space change (generation bump, config interrupt). d->lock held. */
 void virtio_mmio_signal_config(struct virtio_mmio_dev *d);
 

@@ -600,12 +600,13 @@ bool virtq_view(const struct virtq *vq, struct virtq_view *v)
 		.avail_idx = load_le16(&vq->avail->idx, __ATOMIC_ACQUIRE),
 		.avail_flags = load_le16(&vq->avail->flags, __ATOMIC_RELAXED),
 		.used_event = load_le16(used_event_ptr(vq), __ATOMIC_RELAXED),
-		.last_avail_idx = __atomic_load_n(&vq->last_avail_idx, __ATOMIC_RELAXED),
-		.used_idx = __atomic_load_n(&vq->used_idx, __ATOMIC_RELAXED),
-		.signalled_used = __atomic_load_n(&vq->signalled_used, __ATOMIC_RELAXED),
+		.used_idx = load_le16(&vq->used->idx, __ATOMIC_ACQUIRE),
 		.avail_event = load_le16(avail_event_ptr(vq), __ATOMIC_RELAXED),
 		.used_flags = load_le16(&vq->used->flags, __ATOMIC_RELAXED),
+		.last_avail_idx = __atomic_load_n(&vq->last_avail_idx, __ATOMIC_RELAXED),
+		.signalled_used = __atomic_load_n(&vq->signalled_used, __ATOMIC_RELAXED),
 		.event_idx = vq->event_idx,
+		.device_side = true,
 	};
 	return true;
 }
@@ -614,6 +615,19 @@ void virtq_view_format(const struct virtq_view *v, char *buf, size_t len)
 {
 	uint16_t waiting = v->avail_idx - v->last_avail_idx;
 
+	if (!v->device_side) {
+		/* Requests neither taken nor answered are avail - used: in the server's hands or waiting. */
+		if (v->event_idx)
+			snprintf(buf, len, "offered %u, used %u (%u not answered), driver wants an "
+				 "interrupt at %u, kicks wanted at %u", v->avail_idx, v->used_idx,
+				 (uint16_t)(v->avail_idx - v->used_idx), v->used_event, v->avail_event);
+		else
+			snprintf(buf, len, "offered %u, used %u (%u not answered), interrupts %s, kicks %s",
+				 v->avail_idx, v->used_idx, (uint16_t)(v->avail_idx - v->used_idx),
+				 v->avail_flags & VRING_AVAIL_F_NO_INTERRUPT ? "off" : "on",
+				 v->used_flags & VRING_USED_F_NO_NOTIFY ? "off" : "on");
+		return;
+	}
 	if (v->event_idx)
 		snprintf(buf, len, "offered %u, taken %u (%u waiting), used %u, last interrupt at %u, "
 			 "driver wants one at %u, kicks wanted at %u",

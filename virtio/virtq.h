@@ -173,14 +173,21 @@ bool virtq_has_work(struct virtq *vq);
  */
 struct virtq_view {
 	uint16_t avail_idx, avail_flags, used_event;	/* the driver's */
-	uint16_t last_avail_idx, used_idx, signalled_used, avail_event, used_flags; /* the device's */
+	uint16_t used_idx, avail_event, used_flags;	/* the device's, in guest memory */
+	uint16_t last_avail_idx, signalled_used;	/* the device's own (if device_side) */
 	bool event_idx;
+	/*
+	 * vq is the ring's owner's: its last_avail_idx and signalled_used are real.
+	 * false: vq maps a ring somebody else serves (a vhost back-end), only the
+	 * fields in guest memory mean something.
+	 */
+	bool device_side;
 };
 
-/* Fills v from a started queue; false (v untouched) when it is not started. */
+/* Fills v from a started queue (device_side true); false (v untouched) when it is not started. */
 bool virtq_view(const struct virtq *vq, struct virtq_view *v);
 
-/* Formats v on one line into buf ("avail 12 (taken 10) used 10 ..."). */
+/* Formats v on one line into buf ("offered 12, taken 10 (2 waiting), used 10, ..."). */
 void virtq_view_format(const struct virtq_view *v, char *buf, size_t len);
 
 /* Copies up to len bytes from the chain's readable segments, starting at offset; returns bytes copied. */

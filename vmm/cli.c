@@ -109,6 +109,10 @@ void cli_print_help(FILE *out)
 	      "  0    also: the guest was migrated away (vmm migrate) and runs on elsewhere\n"
 	      "  128+N  the VMM was stopped by signal N (e.g. 143 for SIGTERM)\n"
 	      "\n"
+	      "Signals: SIGINT, SIGTERM, SIGHUP, SIGQUIT stop the VMM; SIGUSR2 logs where every\n"
+	      "virtio queue stands (requests offered, answered, interrupts wanted: for a guest\n"
+	      "that seems stuck, whoever serves the queue).\n"
+	      "\n"
 	      "Environment:\n"
 	      "  VMM_KVM_DEVICE   KVM device to open (default /dev/kvm)\n", out);
 }

@@ -31,29 +31,40 @@
 /* Signals that end the VMM cleanly, handled through a signalfd in the main thread. */
 static const int stop_signals[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
 
+/*
+ * SIGUSR2 logs where the virtio queues stand while the guest runs (SIGUSR1
+ * kicks vCPUs). Its own signalfd, read only by wait_for_stop: before the guest
+ * runs (waiting for a migration...) it stays pending instead of stopping the VMM.
+ */
+static int dump_sig_fd = -1;
+
 static int block_stop_signals(void)
 {
-	sigset_t set;
+	sigset_t set, dump;
 
 	sigemptyset(&set);
 	for (size_t i = 0; i < ARRAY_SIZE(stop_signals); i++)
 		sigaddset(&set, stop_signals[i]);
+	sigemptyset(&dump);
+	sigaddset(&dump, SIGUSR2);
 	/* Blocked before any thread starts, so every thread inherits the mask. */
-	if (pthread_sigmask(SIG_BLOCK, &set, NULL))
+	if (pthread_sigmask(SIG_BLOCK, &set, NULL) || pthread_sigmask(SIG_BLOCK, &dump, NULL))
 		return -1;
+	dump_sig_fd = signalfd(-1, &dump, SFD_CLOEXEC | SFD_NONBLOCK);
 	return signalfd(-1, &set, SFD_CLOEXEC);
 }
 
 /* Waits until the VM stops or a stop signal arrives; returns the signal number or 0. */
 static int wait_for_stop(struct vm *vm, int sig_fd)
 {
-	struct pollfd fds[2] = {
+	struct pollfd fds[3] = {
 		{ .fd = vm->stop_fd, .events = POLLIN },
 		{ .fd = sig_fd, .events = POLLIN },
+		{ .fd = dump_sig_fd, .events = POLLIN },	/* -1: ignored by poll */
 	};
 
 	for (;;) {
-		if (poll(fds, 2, -1) < 0) {
+		if (poll(fds, 3, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			log_error("poll failed: %s", strerror(errno));
@@ -69,6 +80,12 @@ static int wait_for_stop(struct vm *vm, int sig_fd)
 				vm_request_stop(vm, VM_QUIT);
 				return (int)si.ssi_signo;
 			}
+		}
+		if (fds[2].revents) {
+			struct signalfd_siginfo si;
+
+			while (read(dump_sig_fd, &si, sizeof(si)) == sizeof(si))
+				vm_log_devices(vm);
 		}
 	}
 }
@@ -447,5 +464,7 @@ int main(int argc, char **argv)
 	cli_config_free(&cfg);
 	migration_config_free(saved_argv);
 	close(sig_fd);
+	if (dump_sig_fd >= 0)
+		close(dump_sig_fd);
 	return ret;
 }

@@ -695,6 +695,14 @@ bool vm_is_paused(const struct vm *vm)
 	return vm->paused;
 }
 
+void vm_log_devices(struct vm *vm)
+{
+	log_notice("%u virtio device%s%s", vm->nvdevs, vm->nvdevs == 1 ? "" : "s",
+		   vm->paused ? " (the VM is paused)" : "");
+	for (unsigned int i = 0; i < vm->nvdevs; i++)
+		virtio_mmio_log_queues(vm->vdevs[i]);
+}
+
 void vm_set_irq_line(struct vm *vm, unsigned int irq, bool level)
 {
 	struct kvm_irq_level line = { .irq = irq, .level = level };

@@ -141,6 +141,9 @@ int vm_resume(struct vm *vm);
 /* Whether the VM is paused (vm_pause() without vm_resume()); same rules as vm_pause(). */
 bool vm_is_paused(const struct vm *vm);
 
+/* Logs where every virtio device's queues stand (SIGUSR2: for a guest that seems stuck). */
+void vm_log_devices(struct vm *vm);
+
 /* Asks every vCPU to stop; records reason if it is the first. Any thread. */
 void vm_request_stop(struct vm *vm, enum vm_stop_reason reason);
 

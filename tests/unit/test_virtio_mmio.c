@@ -6,6 +6,7 @@
  * tests are in test_virtio_backend.c).
  */
 #include <criterion/criterion.h>
+#include <endian.h>
 #include <errno.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_mmio.h>
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 #include "fake_driver.h"
+#include "stderr_capture.h"
 #include "virtio/mmio.h"
 #include "vmm/base/util.h"
 
@@ -334,6 +336,30 @@ Test(virtio_mmio, queue_setup_and_ready)
 	cr_assert_eq(dev.vdev.queues[0].size, 32);
 	wr(VIRTIO_MMIO_QUEUE_READY, 0);
 	cr_assert_eq(rd(VIRTIO_MMIO_QUEUE_READY), 0);
+}
+
+static void log_queues(void *d)
+{
+	virtio_mmio_log_queues(d);
+}
+
+Test(virtio_mmio, queue_positions_are_logged_on_request)
+{
+	const char *out;
+
+	init_dev();
+	go_live();
+	/* Queue 0: the driver offered 5, 3 came back; it wants an interrupt at 4. */
+	*(uint16_t *)gpa_ptr(0x2000 + 2) = htole16(5);
+	*(uint16_t *)gpa_ptr(0x2000 + 4 + 2 * 64) = htole16(4);
+	*(uint16_t *)gpa_ptr(0x3000 + 2) = htole16(3);
+	*(uint16_t *)gpa_ptr(0x3000 + 4 + 8 * 64) = htole16(3);
+	out = capture_stderr(log_queues, &dev.vdev);
+	cr_assert(strstr(out, "virtio-test0: queue 0: offered 5, used 3 (2 not answered), driver "
+			 "wants an interrupt at 4, kicks wanted at 3; served\r\n"), "%s", out);
+	cr_assert(strstr(out, "virtio-test0: queue 1: offered 0, used 0 (0 not answered)"), "%s", out);
+	cr_assert(strstr(out, "virtio-test0: status 0xf, InterruptStatus 0x0, 0 interrupts sent "
+			 "by the transport, transport interrupts\r\n"), "%s", out);
 }
 
 Test(virtio_mmio, queue_ready_with_bad_ring_needs_reset)

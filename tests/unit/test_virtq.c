@@ -947,6 +947,15 @@ Test(virtq, view_shows_both_sides)
 	v.used_flags = 0;
 	virtq_view_format(&v, line, sizeof(line));
 	cr_assert_str_eq(line, "offered 3, taken 1 (2 waiting), used 1, interrupts off, kicks on");
+
+	/* Seen from outside the server (vmm's view of a vhost back-end's ring). */
+	v.device_side = false;
+	virtq_view_format(&v, line, sizeof(line));
+	cr_assert_str_eq(line, "offered 3, used 1 (2 not answered), interrupts off, kicks on");
+	v.event_idx = true;
+	virtq_view_format(&v, line, sizeof(line));
+	cr_assert_str_eq(line, "offered 3, used 1 (2 not answered), driver wants an interrupt at 4, "
+			 "kicks wanted at 1");
 }
 
 /* ---- hostile rings: each breaks the queue ---- */

@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "tests/unit/stderr_capture.h"
 #include "tests/unit/vu_front.h"
 #include "vmm/base/util.h"
 
@@ -812,26 +813,9 @@ Test(vu_backend, device_state_save_load_resubmits_in_flight)
 	dev_up(&f, &td.dev, 2);
 }
 
-/* Runs vu_dev_log_queues() with stderr going to a file; returns what it wrote (static). */
-static const char *logged_queues(struct vu_dev *dev)
+static void log_queues(void *dev)
 {
-	static char out[2048];
-	FILE *tmp = tmpfile();
-	int saved = dup(STDERR_FILENO);
-	size_t n;
-
-	cr_assert(tmp && saved >= 0);
-	fflush(stderr);
-	cr_assert_geq(dup2(fileno(tmp), STDERR_FILENO), 0);
 	vu_dev_log_queues(dev);
-	fflush(stderr);
-	dup2(saved, STDERR_FILENO);
-	close(saved);
-	rewind(tmp);
-	n = fread(out, 1, sizeof(out) - 1, tmp);
-	out[n] = 0;
-	fclose(tmp);
-	return out;
 }
 
 Test(vu_backend, queue_positions_are_logged_on_request)
@@ -841,7 +825,7 @@ Test(vu_backend, queue_positions_are_logged_on_request)
 	uint32_t id, len;
 	const char *out;
 
-	out = logged_queues(&td.dev);
+	out = capture_stderr(log_queues, &td.dev);
 	cr_assert(strstr(out, "test: no queue started"), "%s", out);
 	vf_negotiate(&f, 0, all_protocol);
 	vf_ring_setup(&f, &r, 0, 16, RING_AREA, 0);
@@ -855,7 +839,7 @@ Test(vu_backend, queue_positions_are_logged_on_request)
 	cr_assert_eq(td.nheld, 2);
 	vf_add(&f, &r, &b, 1);		/* its kick is not pumped */
 
-	out = logged_queues(&td.dev);
+	out = capture_stderr(log_queues, &td.dev);
 	/* (EVENT_IDX is negotiated; the fake driver leaves used_event at 0) */
 	cr_assert(strstr(out, "test: queue 0: offered 4, taken 3 (1 waiting), used 1, last "
 			 "interrupt at 1, driver wants one at 0, kicks wanted at 0; 2 in flight "

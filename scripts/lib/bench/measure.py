@@ -606,8 +606,9 @@ def io_vm_run(kind, w, suite, run, runs, out, argv, jobs, job_limit, parse_resul
     are snapshotted at each BENCH-BEGIN and BENCH-END, the job's own numbers come with its
     BENCH-RESULT line. The data path outside the VMM process (its vhost worker kernel
     threads, found by name at each snapshot, and backend_pids: a vhost-user back-end) is
-    snapshotted too. on_stall, if given, is called when a job times out, before the guest
-    is killed (to have a back-end log its queues). Returns the number of failed jobs."""
+    snapshotted too. When a job times out, vmm is asked to log its virtio queues (SIGUSR2)
+    and on_stall, if given, is called (to have a back-end log its queues) before the guest
+    is killed. Returns the number of failed jobs."""
     name = common.vname(kind)
     if expect_offload is None:
         expect_offload = bool(backend_pids) or kind.endswith("-vhost") or suite == "vsock"
@@ -670,6 +671,13 @@ def io_vm_run(kind, w, suite, run, runs, out, argv, jobs, job_limit, parse_resul
                     break
         except StepFailed as e:
             if str(e) == "timed out":
+                if kind.startswith("vmm"):
+                    # vmm logs where its virtio queues stand (SIGUSR2) into the run's log.
+                    try:
+                        os.kill(r.pid, signal.SIGUSR2)
+                        time.sleep(0.5)
+                    except ProcessLookupError:
+                        pass
                 if on_stall:
                     on_stall()
                 raise StepFailed(f"timed out{' in job ' + current if current else ''} "
