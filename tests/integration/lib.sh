@@ -324,6 +324,7 @@ run_vmm() {
 	STOPPED='' STOP_NOTE=''
 	"$VMM" "$@" </dev/null >"$WORK/$name.out" 2>"$WORK/$name.err" &
 	pid=$!
+	echo "$pid" >"$WORK/$name.pid"	# for helpers that signal it meanwhile
 	deadline=$((SECONDS + t))
 	copied=$SECONDS
 	while ! gone "$pid" && ((SECONDS < deadline)); do

@@ -7,7 +7,8 @@
 #     dropped, read back, sha256-checked in the guest and against the image in this machine;
 #     then the image and its loop device grow and the back-end gets SIGHUP:
 #     CONFIG_CHANGE_MSG, the VMM reads the config again and raises the config interrupt,
-#     and the guest sees the new capacity in /sys/block/vda/size.
+#     and the guest sees the new capacity in /sys/block/vda/size. Before the resize vmm
+#     (SIGUSR2) and the back-end (SIGUSR1) log where the queues stand: all answered.
 #   run "killed": the back-end is killed (SIGKILL) while the guest writes in a loop with
 #     fsync; no reconnect: vmm keeps running, the guest's write fails with EIO (not a hang),
 #     and its other disk (a userspace virtio-blk) still reads its pattern intact.
@@ -214,7 +215,12 @@ truncate -s $((64 * MIB)) "$WORK/vda.img"
 LOOP=$(losetup --find --show "$WORK/vda.img") || bail "cannot attach $WORK/vda.img to a loop device"
 at_exit 'losetup -d "$LOOP"'
 IMAGE=$LOOP start_backend io.be --direct -v
-resizer io grow_ours $((96 * MIB)) &
+# Before the resize (the guest idle, its I/O all answered) both sides are asked where the
+# queues stand: vmm (SIGUSR2) and the back-end (SIGUSR1).
+dump_and_grow() {
+	kill -USR2 "$(cat "$WORK/io.pid")" && kill -USR1 "$BE_PID" && nap 1 && grow_ours "$1"
+}
+resizer io dump_and_grow $((96 * MIB)) &
 rpid=$!
 run_guest io --expect VMMTEST-ACTION -- "${VM[@]}" --cmdline "$CMDLINE vmmtest=io" \
 	--disk vhost-user="$SOCK"
@@ -231,6 +237,14 @@ check "run \"io\": 16 MiB written with fsync and read back intact (sha256, in th
 expect_mark VMMTEST-RESIZED-SECTORS $((96 * MIB / 512)) \
 	"run \"io\": image grown to 96 MiB + SIGHUP: the guest sees the new capacity (CONFIG_CHANGE_MSG, config interrupt)"
 expect_log "config changed (capacity $((96 * MIB / 512)) sectors)" "run \"io\": vmm read the new config from the back-end"
+# (N: the same number thrice: every request offered was taken and answered)
+check "run \"io\": SIGUSR1: the back-end logs each queue, every request offered taken and answered, none in flight" \
+	'grep -Eq "queue 0: offered ([0-9]+), taken \1 \(0 waiting\), used \1, .*; 0 in flight in the back-end" "$WORK/io.be"' \
+	"$(grep -a "queue" "$WORK/io.be" | head -n 4)"
+check "run \"io\": SIGUSR2: vmm logs the vhost-user disk's queues as guest memory shows them, all answered" \
+	'grep -Eq "virtio-blk0: queue 0: offered ([0-9]+), used \1 \(0 not answered\), .*; served" "$WORK/io.err" &&
+	 grep -q "virtio-blk0: status 0xf, InterruptStatus" "$WORK/io.err"' \
+	"$(grep -a "queue\|InterruptStatus\|virtio device" "$WORK/io.err" | head -n 6)"
 
 # ---- run "killed" ----
 # --hold-ms: the back-end holds its answers a little, so that requests are in flight at the kill.
