@@ -1372,6 +1372,7 @@ def main():
     ap.add_argument("--mig-wss", type=int, default=128)
     ap.add_argument("--mig-downtime", type=int, default=300)
     ap.add_argument("--mig-beat", type=int, default=10)
+    ap.add_argument("--variants", default="")
     ap.add_argument("suites", nargs="+")
     args = ap.parse_args()
 
@@ -1413,14 +1414,22 @@ def main():
             t = time.monotonic()
             w.meta = {}
             log(f"suite {s}: starting")
+            chosen = [v for v in args.variants.split(",") if v]
+            only = None
+            if chosen and s in ("blk", "net", "vsock"):
+                only = [v for v in common.VARIANTS[s] if v in chosen]
+                if not only:
+                    log(f"suite {s}: none of --variants {args.variants} belongs to it: skipped")
+                    continue
+                log(f"suite {s}: only {', '.join(common.vname(v) for v in only)} (--variants)")
             if s == "boot":
                 f = boot_suite(w, args.runs, args.out)
             elif s == "blk":
-                f = blk_suite(w, args.runs, args.out, args.fio_runtime)
+                f = blk_suite(w, args.runs, args.out, args.fio_runtime, only)
             elif s == "net":
-                f = net_suite(w, args.runs, args.out, args.iperf_time)
+                f = net_suite(w, args.runs, args.out, args.iperf_time, only)
             elif s == "vsock":
-                f = vsock_suite(w, args.runs, args.out, args.vsock_mib << 20, args.vsock_ops)
+                f = vsock_suite(w, args.runs, args.out, args.vsock_mib << 20, args.vsock_ops, only)
             elif s == "migrate":
                 opts = {"cases": [c for c in args.mig_cases.split(",") if c],
                         "dirty_mib": args.mig_dirty, "wss_mib": args.mig_wss,
