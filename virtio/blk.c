@@ -10,6 +10,7 @@
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <linux/fs.h>
 #include <linux/virtio_config.h>
@@ -692,8 +693,37 @@ static int blk_switchover(struct virtio_mmio_dev *d, bool active)
 	return 0;
 }
 
+/* SIGUSR2: each queue's own positions (while it runs) and its engine's batching. */
+static void blk_log_state(struct virtio_mmio_dev *d)
+{
+	struct virtio_blk *b = container_of(d, struct virtio_blk, dev);
+
+	for (unsigned int q = 0; q < BLK_NUM_QUEUES; q++) {
+		struct blk_queue *bq = &b->queues[q];
+		struct blk_io_stats st;
+		struct virtq_view v;
+		char line[256] = "";
+
+		if (!bq->io)
+			continue;
+		if (bq->started && virtq_view(&bq->vq, &v)) {
+			virtq_view_format(&v, line, sizeof(line));
+			log_notice("%s: queue %u, as its worker has it: %s", d->name, q, line);
+		}
+		blk_io_get_stats(bq->io, &st);
+		if (!st.reports)
+			continue;
+		log_notice("%s: queue %u: %" PRIu64 " requests answered in %" PRIu64 " batches "
+			   "(%.2f per batch; %" PRIu64 " with fewer than 8 in flight), %" PRIu64
+			   " waits with a batch held, %" PRIu64 " ended by the safety net",
+			   d->name, q, st.completed, st.reports, (double)st.completed / st.reports,
+			   st.reports_shallow, st.holds, st.hold_expiries);
+	}
+}
+
 static const struct virtio_dev_ops blk_ops = {
 	.name = "virtio-blk",
+	.log_state = blk_log_state,
 	.device_id = VIRTIO_ID_BLOCK,
 	.nqueues = BLK_NUM_QUEUES,
 	.queue_max_size = BLK_QUEUE_SIZE,

@@ -74,6 +74,7 @@ struct blk_io {
 	bool hold_expired;		/* the batch held back waited its longest */
 	unsigned int hold_us;		/* how long that is */
 	uint64_t kicks;			/* wake-ups by the kick fd (statistics) */
+	struct blk_io_stats stats;	/* bumped here, read anywhere (relaxed atomics) */
 	struct blk_io_slot *slots;
 	unsigned int *free_slots, nfree;
 	struct blk_io_req **batch;	/* finished, to report */
@@ -358,10 +359,20 @@ static void blk_io_finish(struct blk_io *e, struct blk_io_req *req, ssize_t resu
  * again: the owner may have left guest notifications off while they were in
  * flight (see blk_io.h).
  */
+/* Counts one more in an engine statistic (read by other threads). */
+static inline void stat_add(uint64_t *counter, uint64_t n)
+{
+	__atomic_fetch_add(counter, n, __ATOMIC_RELAXED);
+}
+
 static void blk_io_report(struct blk_io *e)
 {
 	if (!e->nbatch)
 		return;
+	stat_add(&e->stats.completed, e->nbatch);
+	stat_add(&e->stats.reports, 1);
+	if (e->inflight < 8)
+		stat_add(&e->stats.reports_shallow, 1);
 	e->ops->complete(e->opaque, e->batch, e->nbatch);
 	e->inflight -= e->nbatch;
 	e->nbatch = 0;
@@ -701,8 +712,10 @@ static void blk_io_uring_worker(struct blk_io *e)
 				.tv_nsec = (long long)(e->hold_us % 1000000) * 1000,
 			};
 
+			stat_add(&e->stats.holds, 1);
 			r = io_uring_submit_and_wait_timeout(&e->ring, &cqe, 1, &ts, NULL);
 			if (r == -ETIME) {
+				stat_add(&e->stats.hold_expiries, 1);
 				e->hold_expired = true;
 				r = 0;
 			}
@@ -876,6 +889,17 @@ enum blk_io_kind blk_io_kind(const struct blk_io *e)
 uint64_t blk_io_kicks(const struct blk_io *e)
 {
 	return e->kicks;
+}
+
+void blk_io_get_stats(const struct blk_io *e, struct blk_io_stats *s)
+{
+	*s = (struct blk_io_stats){
+		.completed = __atomic_load_n(&e->stats.completed, __ATOMIC_RELAXED),
+		.reports = __atomic_load_n(&e->stats.reports, __ATOMIC_RELAXED),
+		.reports_shallow = __atomic_load_n(&e->stats.reports_shallow, __ATOMIC_RELAXED),
+		.holds = __atomic_load_n(&e->stats.holds, __ATOMIC_RELAXED),
+		.hold_expiries = __atomic_load_n(&e->stats.hold_expiries, __ATOMIC_RELAXED),
+	};
 }
 
 int blk_io_uring_error(const struct blk_io *e)

@@ -168,6 +168,22 @@ enum blk_io_kind blk_io_kind(const struct blk_io *e);
  */
 uint64_t blk_io_kicks(const struct blk_io *e);
 
+/*
+ * Statistics of completion batching, since the engine was created: what the
+ * owner's complete() was called with, and how often the count rule (blk_io.c)
+ * held a batch. Readable from any thread (a snapshot of counters the worker
+ * bumps), e.g. to tell why a guest takes an interrupt per request.
+ */
+struct blk_io_stats {
+	uint64_t completed;		/* requests reported */
+	uint64_t reports;		/* calls of complete() (batches) */
+	uint64_t reports_shallow;	/* of those, with fewer than 8 in flight: never held */
+	uint64_t holds;			/* waits for company with a batch held */
+	uint64_t hold_expiries;		/* held batches the safety net (hold_us) released */
+};
+
+void blk_io_get_stats(const struct blk_io *e, struct blk_io_stats *s);
+
 /* Why an AUTO engine runs sync: io_uring's -errno at create; 0 if it was not tried or works. */
 int blk_io_uring_error(const struct blk_io *e);
 

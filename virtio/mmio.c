@@ -315,6 +315,8 @@ void virtio_mmio_log_queues(struct virtio_mmio_dev *d)
 	log_notice("%s: status 0x%x, InterruptStatus 0x%x, %" PRIu64 " interrupts sent by the "
 		   "transport, %s interrupts%s", d->name, d->status, d->isr, d->interrupts,
 		   d->irq_direct ? "back-end" : "transport", logged ? "" : ", no queue ready");
+	if (d->ops->log_state)
+		d->ops->log_state(d);
 	pthread_mutex_unlock(&d->lock);
 }
 

@@ -114,6 +114,11 @@ struct virtio_dev_ops {
 	int (*activate)(struct virtio_mmio_dev *d);
 	/* Optional: the driver reset the device (queues already stopped). d->lock held. */
 	void (*reset)(struct virtio_mmio_dev *d);
+	/*
+	 * Optional: logs (log_notice) the model's own view of its queues, after the
+	 * transport's lines in virtio_mmio_log_queues(). d->lock held.
+	 */
+	void (*log_state)(struct virtio_mmio_dev *d);
 	/* Tears down the transport (virtio_mmio_destroy) and frees the device and its back-end. */
 	void (*destroy)(struct virtio_mmio_dev *d);
 	/*

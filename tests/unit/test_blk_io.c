@@ -6,6 +6,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -641,6 +642,7 @@ Test(blk_io, uring_batches_wait_for_company, .timeout = 30)
 	struct fake *f = fake_new();
 	struct blk_io *e;
 	struct timespec t0, t1;
+	unsigned int batches_before;
 	int pfd[2], r;
 
 	cr_assert_eq(pipe(pfd), 0);
@@ -688,6 +690,7 @@ Test(blk_io, uring_batches_wait_for_company, .timeout = 30)
 	blk_io_stop(e);
 
 	/* Four in flight: nothing is held. */
+	batches_before = f->batches;
 	f->batches = 0;
 	for (unsigned int i = 0; i < 4; i++) {
 		req[i] = (struct blk_io_req){ .op = BLK_IO_READ, .iov = &iov[i], .niov = 1 };
@@ -700,6 +703,20 @@ Test(blk_io, uring_batches_wait_for_company, .timeout = 30)
 	cr_assert(fake_wait(f, &f->reported, N + 1, 200), "a completion at depth 4 was held");
 	cr_assert_eq(write(pfd[1], data, 3 * SZ), 3 * SZ);
 	cr_assert(fake_wait(f, &f->reported, N + 4, WAIT_MS));
+	blk_io_stop(e);
+
+	/* What the statistics say of it all. */
+	{
+		struct blk_io_stats st;
+
+		blk_io_get_stats(e, &st);
+		cr_assert_eq(st.completed, N + 4);
+		cr_assert_eq(st.reports, batches_before + f->batches, "every complete() call counted");
+		cr_assert_geq(st.holds, 3, "the first two and the lone one waited: %" PRIu64, st.holds);
+		cr_assert_geq(st.hold_expiries, 1, "the lone one went by the safety net");
+		cr_assert_geq(st.reports_shallow, 1, "at depth 4 and at the end: shallow reports");
+		cr_assert_leq(st.reports_shallow, st.reports);
+	}
 	blk_io_destroy(e);
 	close(pfd[0]);
 	close(pfd[1]);

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "fake_driver.h"
+#include "stderr_capture.h"
 #include "virtio/blk.h"
 #include "virtio/devices.h"
 #include "virtio/rng.h"
@@ -1040,6 +1041,11 @@ static uint16_t e2e_submit(unsigned int q, const struct e2e_req *r, uint32_t len
 	return head;
 }
 
+static void log_queues(void *d)
+{
+	virtio_mmio_log_queues(d);
+}
+
 static void e2e_read_request(unsigned int q)
 {
 	struct e2e_req r;
@@ -1073,6 +1079,21 @@ static void e2e_read_request(unsigned int q)
 		usleep(1000);
 	cr_assert_geq(virtio_mmio_eventfd_notifies(vdev), 1);
 	cr_assert_eq(vdev->mmio_notifies, 1, "the fake driver's QueueNotify write");
+
+	/* SIGUSR2's dump: the ring as the guest and the worker see it, and the batch. */
+	{
+		const char *out = capture_stderr(log_queues, vdev);
+		char want[160];
+
+		snprintf(want, sizeof(want), ": queue %u: offered 1, used 1 (0 not answered), ", q);
+		cr_assert(strstr(out, want), "%s", out);
+		snprintf(want, sizeof(want), ": queue %u, as its worker has it: offered 1, taken 1 "
+			 "(0 waiting), used 1, ", q);
+		cr_assert(strstr(out, want), "%s", out);
+		snprintf(want, sizeof(want), ": queue %u: 1 requests answered in 1 batches (1.00 per "
+			 "batch; 1 with fewer than 8 in flight)", q);
+		cr_assert(strstr(out, want), "%s", out);
+	}
 }
 
 Test(blk_e2e, read_through_queue_0, .init = setup_e2e, .fini = teardown_e2e)

@@ -640,6 +640,13 @@ def io_vm_run(kind, w, suite, run, runs, out, argv, jobs, job_limit, parse_resul
                     r.deadline = t + job_limit
                 elif what == "STOP" and job in begin:
                     stop[job] = snap(t)
+                    if suite == "blk" and kind.startswith("vmm"):
+                        # After the window: vmm logs its queues and the batching so far
+                        # (SIGUSR2) into the run's stderr log, job by job.
+                        try:
+                            os.kill(r.pid, signal.SIGUSR2)
+                        except ProcessLookupError:
+                            pass
                     current = None
                     r.deadline = t + JOB_SLACK  # the next job's START, or the END lines
                 elif what == "END" and job in begin:
