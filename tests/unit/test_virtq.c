@@ -892,13 +892,18 @@ Test(virtq, set_notify_flags)
 	cr_assert_eq(le16toh(*avail_event()), 0x1234);	/* untouched without EVENT_IDX */
 }
 
-Test(virtq, set_notify_event_idx)
+/* An EVENT_IDX queue of 8 with the same one-descriptor chain offered three times. */
+static void start_with_three_offered(void)
 {
 	start_queue(8, true, false);
 	DESC(0, BUF_GPA, 1, R, 0);
-	avail_add(0);
-	avail_add(0);
-	avail_add(0);
+	for (int i = 0; i < 3; i++)
+		avail_add(0);
+}
+
+Test(virtq, set_notify_event_idx)
+{
+	start_with_three_offered();
 	expect_pop(0, 1, 0, 1, 0);
 	expect_pop(0, 1, 0, 1, 0);
 	virtq_set_notify(&vq, true);
@@ -921,11 +926,7 @@ Test(virtq, view_shows_both_sides)
 	char line[256];
 
 	cr_assert_not(virtq_view(&vq, &v), "a queue not started has no view");
-	start_queue(8, true, false);
-	DESC(0, BUF_GPA, 1, R, 0);
-	avail_add(0);
-	avail_add(0);
-	avail_add(0);
+	start_with_three_offered();
 	expect_pop(0, 1, 0, 1, 0);
 	cr_assert_eq(virtq_push(&vq, 0, 0), 0);
 	cr_assert(virtq_should_notify(&vq));
