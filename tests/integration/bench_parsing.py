@@ -450,6 +450,29 @@ class OffloadReportTest(unittest.TestCase):
         self.assertIn("qemu-storage-daemon is not installed", text)
         self.assertNotIn("FAIL", text)
 
+    def test_variants_not_asked_for_are_not_failures(self):
+        # scripts/bench blk --variants vmm-qsd: one column measured, the rest not asked for.
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "blk.csv")
+            out = measure.CSVOut(path, measure.IO_COLUMNS)
+            for j in common.BLK_JOBS:
+                r = {"run": 1, "vmm": "vmm-qsd", "job": j, "status": "ok", "bytes": 1 << 28,
+                     "seconds": 10, "iops": 900, "mb_per_s": 30, "exits": 1000, "cpu_s": 2,
+                     "host_cpu_s": 1, "other_cpu_s": 0.0, "other_ctxsw": 0, "offload_cpu_s": 0.2}
+                measure.per_gib(r)
+                out.row(r)
+            out.close()
+            measure.skip_not_asked(path, "blk", ["vmm-qsd"], 1)
+            rows = report.load_rows(path)
+            self.assertEqual({r["vmm"] for r in rows if r["status"] == "skipped"},
+                             set(common.VARIANTS["blk"]) - {"vmm-qsd"})
+            sd = report.SuiteData("blk", rows, 1)
+            fails, _ = sd.failures()
+            self.assertEqual(fails, [])
+            lines, _, nfail = report.suite_markdown(sd, {"where": "here"}, {})
+        self.assertEqual(nfail, 0)
+        self.assertIn("not asked for (--variants)", "\n".join(lines))
+
     def test_vsock_wakeup_bound(self):
         ms = {m.key: m for m in common.metrics("vsock") if m.job == "tx"}
         self.assertTrue(ms["other_ctxsw_per_gib"].met(100, None))

@@ -492,6 +492,20 @@ def check_line(line):
 
 # ---- CSV output -----------------------------------------------------------------------------
 
+def skip_not_asked(path, suite, only, runs):
+    """Appends "skipped" rows for the suite's variants that --variants left out, so that the
+    report shows them as not run (n/a, with the reason) and not as failed measurements."""
+    with open(path, "a", newline="") as fh:
+        wr = csv.DictWriter(fh, fieldnames=IO_COLUMNS, extrasaction="ignore")
+        for v in common.VARIANTS[suite]:
+            if v in only:
+                continue
+            for run in range(1, runs + 1):
+                for j in common.jobs(suite):
+                    wr.writerow({"run": run, "vmm": v, "job": j, "status": "skipped",
+                                 "error": "not asked for (--variants)"})
+
+
 class CSVOut:
     def __init__(self, path, columns):
         self.columns = columns
@@ -1445,6 +1459,8 @@ def main():
             else:
                 raise SystemExit(f"unknown suite {s}")
             failures += f
+            if only is not None:
+                skip_not_asked(os.path.join(args.out, f"{s}.csv"), s, only, args.runs)
             took = time.monotonic() - t
             meta["suites"][s] = dict(w.meta, seconds=round(took, 1), failures=f)
             log(f"suite {s}: done in {took:.0f} s" + (f", {f} failed measurement(s)" if f else ""))
