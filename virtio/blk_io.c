@@ -354,24 +354,24 @@ static void blk_io_finish(struct blk_io *e, struct blk_io_req *req, ssize_t resu
 	e->batch[e->nbatch++] = req;
 }
 
-/*
- * Hands the finished requests to the owner in one call, then asks next()
- * again: the owner may have left guest notifications off while they were in
- * flight (see blk_io.h).
- */
-/* Counts one more in an engine statistic (read by other threads). */
+/* Adds n to an engine statistic (read by other threads). */
 static inline void stat_add(uint64_t *counter, uint64_t n)
 {
 	__atomic_fetch_add(counter, n, __ATOMIC_RELAXED);
 }
 
+/*
+ * Hands the finished requests to the owner in one call, then asks next()
+ * again: the owner may have left guest notifications off while they were in
+ * flight (see blk_io.h).
+ */
 static void blk_io_report(struct blk_io *e)
 {
 	if (!e->nbatch)
 		return;
 	stat_add(&e->stats.completed, e->nbatch);
 	stat_add(&e->stats.reports, 1);
-	if (e->inflight < 8)
+	if (e->inflight < BLK_IO_HOLD_DEPTH)
 		stat_add(&e->stats.reports_shallow, 1);
 	e->ops->complete(e->opaque, e->batch, e->nbatch);
 	e->inflight -= e->nbatch;
@@ -666,7 +666,8 @@ static bool blk_io_hold(const struct blk_io *e)
 	unsigned int left = e->inflight - e->nbatch;
 
 	return e->nbatch && !e->hold_expired && !atomic_load(&e->stopping) &&
-	       !e->inflight_other && left >= 2 && e->nbatch < e->inflight / 4;
+	       !e->inflight_other && left >= 2 && e->inflight >= BLK_IO_HOLD_DEPTH &&
+	       e->nbatch < e->inflight / 4;
 }
 
 /* Reports the batch, unless blk_io_hold() keeps it for company. */

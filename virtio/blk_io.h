@@ -174,10 +174,13 @@ uint64_t blk_io_kicks(const struct blk_io *e);
  * held a batch. Readable from any thread (a snapshot of counters the worker
  * bumps), e.g. to tell why a guest takes an interrupt per request.
  */
+/* Fewer requests in flight than this and a finished batch is never held (blk_io.c). */
+#define BLK_IO_HOLD_DEPTH	8
+
 struct blk_io_stats {
 	uint64_t completed;		/* requests reported */
 	uint64_t reports;		/* calls of complete() (batches) */
-	uint64_t reports_shallow;	/* of those, with fewer than 8 in flight: never held */
+	uint64_t reports_shallow;	/* of those, below BLK_IO_HOLD_DEPTH in flight: never held */
 	uint64_t holds;			/* waits for company with a batch held */
 	uint64_t hold_expiries;		/* held batches the safety net (hold_us) released */
 };

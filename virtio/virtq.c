@@ -613,31 +613,33 @@ bool virtq_view(const struct virtq *vq, struct virtq_view *v)
 
 void virtq_view_format(const struct virtq_view *v, char *buf, size_t len)
 {
-	uint16_t waiting = v->avail_idx - v->last_avail_idx;
+	int n;
 
-	if (!v->device_side) {
-		/* Requests neither taken nor answered are avail - used: in the server's hands or waiting. */
-		if (v->event_idx)
-			snprintf(buf, len, "offered %u, used %u (%u not answered), driver wants an "
-				 "interrupt at %u, kicks wanted at %u", v->avail_idx, v->used_idx,
-				 (uint16_t)(v->avail_idx - v->used_idx), v->used_event, v->avail_event);
-		else
-			snprintf(buf, len, "offered %u, used %u (%u not answered), interrupts %s, kicks %s",
-				 v->avail_idx, v->used_idx, (uint16_t)(v->avail_idx - v->used_idx),
-				 v->avail_flags & VRING_AVAIL_F_NO_INTERRUPT ? "off" : "on",
-				 v->used_flags & VRING_USED_F_NO_NOTIFY ? "off" : "on");
-		return;
-	}
-	if (v->event_idx)
-		snprintf(buf, len, "offered %u, taken %u (%u waiting), used %u, last interrupt at %u, "
-			 "driver wants one at %u, kicks wanted at %u",
-			 v->avail_idx, v->last_avail_idx, waiting, v->used_idx, v->signalled_used,
-			 v->used_event, v->avail_event);
+	/*
+	 * Seen by the ring's owner: what it took and when it last interrupted.
+	 * From outside (a vhost back-end's ring): only what guest memory shows.
+	 */
+	if (v->device_side)
+		n = snprintf(buf, len, "offered %u, taken %u (%u waiting), used %u, ", v->avail_idx,
+			     v->last_avail_idx, (uint16_t)(v->avail_idx - v->last_avail_idx),
+			     v->used_idx);
 	else
-		snprintf(buf, len, "offered %u, taken %u (%u waiting), used %u, interrupts %s, kicks %s",
-			 v->avail_idx, v->last_avail_idx, waiting, v->used_idx,
+		n = snprintf(buf, len, "offered %u, used %u (%u not answered), ", v->avail_idx,
+			     v->used_idx, (uint16_t)(v->avail_idx - v->used_idx));
+	if (n < 0 || (size_t)n >= len)
+		return;
+	buf += n;
+	len -= (size_t)n;
+	if (!v->event_idx)
+		snprintf(buf, len, "interrupts %s, kicks %s",
 			 v->avail_flags & VRING_AVAIL_F_NO_INTERRUPT ? "off" : "on",
 			 v->used_flags & VRING_USED_F_NO_NOTIFY ? "off" : "on");
+	else if (v->device_side)
+		snprintf(buf, len, "last interrupt at %u, driver wants one at %u, kicks wanted at %u",
+			 v->signalled_used, v->used_event, v->avail_event);
+	else
+		snprintf(buf, len, "driver wants an interrupt at %u, kicks wanted at %u",
+			 v->used_event, v->avail_event);
 }
 
 /* Copies between iov[0..n), from byte offset on, and buf; returns bytes copied. */

@@ -614,6 +614,14 @@ def boot_suite(w, runs, out):
     return failures
 
 
+def vmm_log_queues(r):
+    """vmm logs where its virtio queues stand (SIGUSR2) into the run's stderr log."""
+    try:
+        os.kill(r.pid, signal.SIGUSR2)
+    except ProcessLookupError:
+        pass
+
+
 def io_vm_run(kind, w, suite, run, runs, out, argv, jobs, job_limit, parse_result, csvf,
               backend_pids=(), expect_offload=None, on_stall=None):
     """Runs one blk/net/vsock guest and writes one CSV row per job: CPU time and KVM exits
@@ -655,12 +663,7 @@ def io_vm_run(kind, w, suite, run, runs, out, argv, jobs, job_limit, parse_resul
                 elif what == "STOP" and job in begin:
                     stop[job] = snap(t)
                     if suite == "blk" and kind.startswith("vmm"):
-                        # After the window: vmm logs its queues and the batching so far
-                        # (SIGUSR2) into the run's stderr log, job by job.
-                        try:
-                            os.kill(r.pid, signal.SIGUSR2)
-                        except ProcessLookupError:
-                            pass
+                        vmm_log_queues(r)  # after the window: the batching so far, job by job
                     current = None
                     r.deadline = t + JOB_SLACK  # the next job's START, or the END lines
                 elif what == "END" and job in begin:
@@ -693,12 +696,8 @@ def io_vm_run(kind, w, suite, run, runs, out, argv, jobs, job_limit, parse_resul
         except StepFailed as e:
             if str(e) == "timed out":
                 if kind.startswith("vmm"):
-                    # vmm logs where its virtio queues stand (SIGUSR2) into the run's log.
-                    try:
-                        os.kill(r.pid, signal.SIGUSR2)
-                        time.sleep(0.5)
-                    except ProcessLookupError:
-                        pass
+                    vmm_log_queues(r)
+                    time.sleep(0.5)
                 if on_stall:
                     on_stall()
                 raise StepFailed(f"timed out{' in job ' + current if current else ''} "
