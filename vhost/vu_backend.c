@@ -735,14 +735,19 @@ void vu_queue_flush(struct vu_dev *dev, unsigned int qi)
 bool vu_queue_notify(struct vu_dev *dev, unsigned int qi)
 {
 	struct vu_queue *q = &dev->queues[qi];
-
 	int fd;
 
 	if (dev->broken || !q->running || !virtq_should_notify(&q->vq))
 		return false;
 	fd = __atomic_load_n(&q->call_fd, __ATOMIC_ACQUIRE);	/* SET_VRING_CALL may swap it */
-	if (fd >= 0)
-		eventfd_write(fd, 1);
+	if (fd < 0)
+		return true;
+	if (__atomic_add_fetch(&dev->interrupts, 1, __ATOMIC_RELAXED) == dev->drop_interrupt) {
+		log_notice("%s: interrupt %" PRIu64 " not sent (VMM_DROP_INTERRUPT)", dev->name,
+			   dev->drop_interrupt);
+		return true;
+	}
+	eventfd_write(fd, 1);
 	return true;
 }
 
@@ -1970,6 +1975,7 @@ int vu_init(struct vu_dev *dev, const struct vu_config *cfg)
 	    !cfg->ops->remove_watch || cfg->sock < 0)
 		return -EINVAL;
 	snprintf(dev->name, sizeof(dev->name), "%s", cfg->name ? cfg->name : "vhost-user");
+	dev->drop_interrupt = drop_interrupt_for(dev->name);
 	dev->sock = cfg->sock;
 	dev->nqueues = cfg->nqueues;
 	dev->max_queue_size = qs;

@@ -229,6 +229,9 @@ struct vu_dev {
 	int backend_fd;			/* back-end request channel, or -1 */
 	struct vu_transfer xfer;
 	struct vu_queue queues[VU_MAX_QUEUES];
+
+	uint64_t interrupts;		/* call fd writes, every queue (atomic) */
+	uint64_t drop_interrupt;	/* tests: this one is not sent (drop_interrupt_for(name)) */
 };
 
 /* Size of one queue's INFLIGHT_SHMFD region for a queue of queue_size (64-byte aligned). */

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "virtio/mmio.h"
@@ -35,15 +36,109 @@ bool virtio_mmio_is_active(const struct virtio_mmio_dev *d)
 	return status_live(d->status);
 }
 
+/* Arms the interrupt watchdog's timer for one look, unless it is armed already. */
+static void irq_watch_arm(struct virtio_mmio_dev *d)
+{
+	unsigned int ms = d->irq_direct ? VIRTIO_MMIO_DIRECT_WATCH_MS : VIRTIO_MMIO_RESEND_MS;
+	struct itimerspec t = { .it_value = { .tv_sec = ms / 1000,
+					      .tv_nsec = (long)(ms % 1000) * 1000000L } };
+
+	if (d->irq_watch_armed || d->irq_watch_src.fd < 0)
+		return;
+	if (timerfd_settime(d->irq_watch_src.fd, 0, &t, NULL)) {
+		log_warn_ratelimited(&guest_error_rl, "%s: cannot arm the interrupt watchdog: %s",
+				     d->name, strerror(errno));
+		return;
+	}
+	d->irq_watch_armed = true;
+	d->isr_reads_armed = d->isr_reads;
+}
+
 /* One edge on the irqfd: KVM injects the device's interrupt once. */
 static void virtio_mmio_pulse(struct virtio_mmio_dev *d)
 {
 	uint64_t one = 1;
 
 	d->interrupts++;
+	irq_watch_arm(d);
+	if (d->interrupts == d->drop_interrupt) {
+		log_notice("%s: interrupt %" PRIu64 " not sent (VMM_DROP_INTERRUPT)", d->name,
+			   d->interrupts);
+		return;
+	}
 	if (write(d->irq_fd, &one, sizeof(one)) != sizeof(one))
 		log_warn_ratelimited(&guest_error_rl, "%s: cannot raise the interrupt: %s", d->name,
 				     strerror(errno));
+}
+
+/*
+ * Direct mode: whether a queue's driver has waited a whole watchdog period for an
+ * interrupt it is owed — its used index past its used_event, and neither index
+ * nor its offer moved since the previous look. Records this look.
+ */
+static bool direct_irq_owed(struct virtio_mmio_dev *d)
+{
+	bool stale = false;
+
+	for (unsigned int q = 0; q < d->ops->nqueues; q++) {
+		struct virtio_mmio_queue *mq = &d->q[q];
+		struct virtq vq = { 0 };
+		struct virtq_view v;
+		bool owed;
+
+		if (!mq->started || virtq_start_from(&vq, d->host->mem, &d->queues[q]) ||
+		    !virtq_view(&vq, &v) || !v.event_idx) {
+			mq->watch_owed = false;
+			continue;
+		}
+		owed = (uint16_t)(v.used_idx - v.used_event - 1) < 0x8000;
+		if (owed && mq->watch_owed && v.used_idx == mq->watch_used &&
+		    v.used_event == mq->watch_event && v.avail_idx == mq->watch_avail)
+			stale = true;
+		mq->watch_owed = owed;
+		mq->watch_used = v.used_idx;
+		mq->watch_event = v.used_event;
+		mq->watch_avail = v.avail_idx;
+	}
+	return stale;
+}
+
+bool virtio_mmio_irq_watch(struct virtio_mmio_dev *d)
+{
+	bool unread = d->isr && d->isr_reads == d->isr_reads_armed;
+	bool owed = false;
+
+	d->irq_watch_armed = false;
+	if (d->vm_paused)
+		return false;	/* virtio_mmio_resume() arms it again */
+	if (d->irq_direct && d->running)
+		owed = direct_irq_owed(d);
+	if (unread || owed) {
+		d->interrupts_resent++;
+		log_warn_ratelimited(&guest_error_rl, "%s: %s; sending the interrupt again (%"
+				     PRIu64 " so far)", d->name, unread ?
+				     "the driver has not read InterruptStatus since its interrupt" :
+				     "a queue is owed an interrupt its driver has not taken",
+				     d->interrupts_resent);
+		virtio_mmio_pulse(d);
+	}
+	if (d->isr || (d->irq_direct && d->running))
+		irq_watch_arm(d);
+	return unread || owed;
+}
+
+/* The watchdog's timer fired: one look. */
+static void virtio_mmio_irq_timer(struct event_source *src, uint32_t events)
+{
+	struct virtio_mmio_dev *d = container_of(src, struct virtio_mmio_dev, irq_watch_src);
+	uint64_t expirations;
+
+	(void)events;
+	if (read(src->fd, &expirations, sizeof(expirations)) < 0 && errno == EAGAIN)
+		return;
+	pthread_mutex_lock(&d->lock);
+	virtio_mmio_irq_watch(d);
+	pthread_mutex_unlock(&d->lock);
 }
 
 /*
@@ -203,11 +298,14 @@ static void virtio_mmio_start_queues(struct virtio_mmio_dev *d, bool resume)
 	}
 	d->running = true;
 	for (unsigned int q = 0; q < d->ops->nqueues; q++) {
+		d->q[q].watch_owed = false;
 		if (virtio_mmio_start_queue(d, q, resume)) {
 			virtio_mmio_set_needs_reset(d, "the device could not start");
 			return;
 		}
 	}
+	if (d->irq_direct)
+		irq_watch_arm(d);
 }
 
 static void virtio_mmio_reset_locked(struct virtio_mmio_dev *d)
@@ -268,6 +366,8 @@ void virtio_mmio_resume(struct virtio_mmio_dev *d)
 	d->load_pending = false;
 	d->vm_paused = false;
 	virtio_mmio_restart(d);
+	if (d->isr || (d->irq_direct && d->running))
+		irq_watch_arm(d);
 	if (!loaded)
 		return;
 	/*
@@ -313,7 +413,8 @@ void virtio_mmio_log_queues(struct virtio_mmio_dev *d)
 		logged++;
 	}
 	log_notice("%s: status 0x%x, InterruptStatus 0x%x, %" PRIu64 " interrupts sent by the "
-		   "transport, %s interrupts%s", d->name, d->status, d->isr, d->interrupts,
+		   "transport (%" PRIu64 " of them again, lost), %s interrupts%s", d->name,
+		   d->status, d->isr, d->interrupts, d->interrupts_resent,
 		   d->irq_direct ? "back-end" : "transport", logged ? "" : ", no queue ready");
 	if (d->ops->log_state)
 		d->ops->log_state(d);
@@ -351,6 +452,7 @@ static uint32_t virtio_mmio_read_reg(struct virtio_mmio_dev *d, uint64_t offset)
 	case VIRTIO_MMIO_QUEUE_READY:
 		return vq ? vq->ready : 0;
 	case VIRTIO_MMIO_INTERRUPT_STATUS:
+		d->isr_reads++;
 		return virtio_mmio_interrupt_status(d);
 	case VIRTIO_MMIO_STATUS:
 		return d->status;
@@ -591,6 +693,10 @@ int virtio_mmio_init(struct virtio_mmio_dev *d, const struct virtio_dev_ops *ops
 	d->device_features = (device_features | TRANSPORT_FEATURES) &
 			     backend->ops->features(backend);
 	d->irq_fd = -1;
+	d->irq_watch_src = (struct event_source){ .fd = -1, .fn = virtio_mmio_irq_timer };
+	d->irq_watch_armed = false;
+	d->isr_reads = d->isr_reads_armed = d->interrupts_resent = 0;
+	d->drop_interrupt = drop_interrupt_for(name);
 	for (unsigned int q = 0; q < VIRTIO_MMIO_MAX_QUEUES; q++) {
 		d->queues[q] = (struct virtq_state){ 0 };
 		d->q[q] = (struct virtio_mmio_queue){
@@ -608,6 +714,17 @@ int virtio_mmio_init(struct virtio_mmio_dev *d, const struct virtio_dev_ops *ops
 	ret = host->irqfd(host, gsi, d->irq_fd, true);
 	if (ret)
 		return ret;
+	if (host->loop) {
+		d->irq_watch_src.fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+		if (d->irq_watch_src.fd < 0)
+			return -errno;
+		ret = event_loop_add(host->loop, &d->irq_watch_src, EPOLLIN);
+		if (ret) {
+			close(d->irq_watch_src.fd);
+			d->irq_watch_src.fd = -1;
+			return ret;
+		}
+	}
 
 	for (unsigned int q = 0; q < ops->nqueues; q++) {
 		struct virtio_mmio_queue *mq = &d->q[q];
@@ -629,6 +746,11 @@ void virtio_mmio_destroy(struct virtio_mmio_dev *d)
 {
 	if (!d->ops)
 		return;
+	if (d->irq_watch_src.fd >= 0) {
+		event_loop_remove_sync(d->host->loop, &d->irq_watch_src);
+		close(d->irq_watch_src.fd);
+		d->irq_watch_src.fd = -1;
+	}
 	pthread_mutex_lock(&d->lock);
 	virtio_mmio_stop_queues(d);
 	pthread_mutex_unlock(&d->lock);

@@ -49,6 +49,24 @@
  * kvmtool's virtio-mmio instead service every call fd in the VMM, which puts
  * a VMM wake-up on every interrupt.
  *
+ * Lost interrupts are sent again (virtio_mmio_irq_watch). An edge is all the
+ * guest gets: if it is lost on the way (seen under nested KVM: a userspace net
+ * queue with InterruptStatus set that the driver never read again, and a
+ * vhost-user-blk ring answered past the driver's used_event with no interrupt
+ * taken), a line that stays high is not there to deliver it again, as QEMU's
+ * level-triggered one is after the guest's EOI. So a timer, armed only while
+ * something may be owed, looks again:
+ *   - InterruptStatus non-zero and not read by the driver for a whole period
+ *     (VIRTIO_MMIO_RESEND_MS): the edge is sent again. The level mode arms it
+ *     with every edge it sends, so it runs only while interrupts flow.
+ *   - Direct mode, while the device runs, every VIRTIO_MMIO_DIRECT_WATCH_MS: a
+ *     queue (with EVENT_IDX, which Linux always takes) whose used index is past
+ *     the driver's used_event, with neither index nor the driver's offer moved
+ *     since the previous look, gets an edge. That costs the VMM one wake-up per
+ *     period per vhost device, not one per I/O.
+ * A resend the guest did not need reads InterruptStatus as usual and finds the
+ * queues with nothing new: one unhandled interrupt, far from Linux's limit.
+ *
  * Threads: register accesses come from vCPU threads; the userspace back-end's
  * queue handlers run on the event loop thread. Both hold d->lock, so a reset
  * never races with I/O. A back-end with threads of its own (virtio-blk's disk
@@ -98,6 +116,9 @@ struct virtio_mmio_queue {
 	int kick_fd;			/* eventfd: KVM's QueueNotify ioeventfd, MMIO kicks */
 	bool kick_bound;		/* KVM delivers QueueNotify writes to kick_fd */
 	bool started;			/* the back-end has the queue */
+	/* Direct mode's watchdog: the ring as its last look saw it, and whether an interrupt was owed. */
+	uint16_t watch_avail, watch_used, watch_event;
+	bool watch_owed;
 };
 
 struct virtio_dev_ops {
@@ -185,10 +206,19 @@ struct virtio_mmio_dev {
 	/* Only while ops->load runs: the config space as created here (see virtio_mmio_load). */
 	const void *config_before_load;
 
+	/* The interrupt watchdog (above, and virtio_mmio_irq_watch). */
+	struct event_source irq_watch_src;	/* timerfd; fd -1 without an event loop */
+	bool irq_watch_armed;
+	uint64_t isr_reads;		/* InterruptStatus reads by the driver */
+	uint64_t isr_reads_armed;	/* isr_reads when the watchdog was armed */
+	/* Testing: the transport's edge number drop_interrupt is not sent (VMM_DROP_INTERRUPT). */
+	uint64_t drop_interrupt;
+
 	/* Statistics (kicks by ioeventfd: virtio_mmio_eventfd_notifies()). */
 	uint64_t mmio_notifies;		/* QueueNotify writes that took the MMIO exit path */
 	uint64_t interrupts;		/* edges the transport sent on irq_fd (not a back-end's own) */
 	uint64_t interrupts_merged;	/* causes folded into an interrupt the driver had not acknowledged */
+	uint64_t interrupts_resent;	/* edges the watchdog sent again (counted in interrupts too) */
 };
 
 /*
@@ -223,6 +253,20 @@ uint64_t virtio_mmio_eventfd_notifies(const struct virtio_mmio_dev *d);
  * the device status and InterruptStatus: for a guest that seems stuck.
  */
 void virtio_mmio_log_queues(struct virtio_mmio_dev *d);
+
+/*
+ * The interrupt watchdog's look (see the top of this file), run by its timer on
+ * the event loop thread; sends the device's interrupt again if the driver has
+ * missed one, and re-arms the timer while something may still be owed.
+ * Returns whether it sent one. d->lock held.
+ *
+ * For tests, VMM_DROP_INTERRUPT=NAME:N in the environment makes device NAME's
+ * transport skip its Nth interrupt edge (drop_interrupt_for), as if it were lost.
+ */
+bool virtio_mmio_irq_watch(struct virtio_mmio_dev *d);
+
+#define VIRTIO_MMIO_RESEND_MS		250	/* InterruptStatus unread this long: sent again */
+#define VIRTIO_MMIO_DIRECT_WATCH_MS	1000	/* direct mode: how often the rings are looked at */
 
 /* Announces a config space change (generation bump, config interrupt). d->lock held. */
 void virtio_mmio_signal_config(struct virtio_mmio_dev *d);

@@ -723,10 +723,11 @@ void vm_destroy(struct vm *vm)
 		struct virtio_mmio_dev *d = vm->vdevs[i];
 
 		log_info("%s: %llu queue notifications by ioeventfd, %llu by MMIO exit, %llu interrupts "
-			 "(%llu more causes merged into pending ones)",
+			 "(%llu more causes merged into pending ones, %llu sent again as lost)",
 			 vm->vdev_names[i], (unsigned long long)virtio_mmio_eventfd_notifies(d),
 			 (unsigned long long)d->mmio_notifies, (unsigned long long)d->interrupts,
-			 (unsigned long long)d->interrupts_merged);
+			 (unsigned long long)d->interrupts_merged,
+			 (unsigned long long)d->interrupts_resent);
 		virtio_device_destroy(d);
 	}
 	vm->nvdevs = 0;

@@ -2,7 +2,8 @@
 # Integration suite "vhost_user_blk" (TAP): virtio-blk served through the VMM's vhost-user
 # front-end by vmm-vhost-user-blk (the build dir's) and by qemu-storage-daemon, on real KVM
 # with Debian's stock kernel.
-#   run "io": the back-end on a loop device over the image with --direct (O_DIRECT); 16 MiB
+#   run "io": the back-end on a loop device over the image with --direct (O_DIRECT), its first
+#     interrupt dropped on purpose for vmm's interrupt watchdog to send again; 16 MiB
 #     of random data written to the vhost-user disk with fsync, the page cache
 #     dropped, read back, sha256-checked in the guest and against the image in this machine;
 #     then the image and its loop device grow and the back-end gets SIGHUP:
@@ -214,7 +215,10 @@ grow_ours() { # grow_ours BYTES: the image (and its loop device) grows, the back
 truncate -s $((64 * MIB)) "$WORK/vda.img"
 LOOP=$(losetup --find --show "$WORK/vda.img") || bail "cannot attach $WORK/vda.img to a loop device"
 at_exit 'losetup -d "$LOOP"'
-IMAGE=$LOOP start_backend io.be --direct -v
+# The back-end drops its first interrupt (VMM_DROP_INTERRUPT), as if lost on the way: the
+# guest's first read (its partition table, alone in flight) is answered and never
+# signalled, until vmm's interrupt watchdog sees the ring owed an interrupt and sends it.
+VMM_DROP_INTERRUPT=vhost-user-blk:1 IMAGE=$LOOP start_backend io.be --direct -v
 # Before the resize (the guest idle, its I/O all answered) both sides are asked where the
 # queues stand: vmm (SIGUSR2) and the back-end (SIGUSR1).
 dump_and_grow() {
@@ -237,6 +241,10 @@ check "run \"io\": 16 MiB written with fsync and read back intact (sha256, in th
 expect_mark VMMTEST-RESIZED-SECTORS $((96 * MIB / 512)) \
 	"run \"io\": image grown to 96 MiB + SIGHUP: the guest sees the new capacity (CONFIG_CHANGE_MSG, config interrupt)"
 expect_log "config changed (capacity $((96 * MIB / 512)) sectors)" "run \"io\": vmm read the new config from the back-end"
+check "run \"io\": the back-end's first interrupt, dropped on purpose, was sent again by vmm's watchdog" \
+	'grep -q "vhost-user-blk: interrupt 1 not sent (VMM_DROP_INTERRUPT)" "$WORK/io.be" &&
+	 grep -q "virtio-blk0: a queue is owed an interrupt its driver has not taken; sending the interrupt again" "$WORK/io.err"' \
+	"$(grep -a "VMM_DROP_INTERRUPT" "$WORK/io.be" | head -n 2)" "$(grep -a "interrupt again" "$WORK/io.err" | head -n 2)"
 # (N: the same number thrice: every request offered was taken and answered)
 check "run \"io\": SIGUSR1: the back-end logs each queue, every request offered taken and answered, none in flight" \
 	'grep -Eq "queue 0: offered ([0-9]+), taken \1 \(0 waiting\), used \1, .*; 0 in flight in the back-end" "$WORK/io.be"' \

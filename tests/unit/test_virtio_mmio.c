@@ -11,6 +11,7 @@
 #include <linux/virtio_config.h>
 #include <linux/virtio_mmio.h>
 #include <linux/virtio_ring.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -359,7 +360,8 @@ Test(virtio_mmio, queue_positions_are_logged_on_request)
 			 "wants an interrupt at 4, kicks wanted at 3; served\r\n"), "%s", out);
 	cr_assert(strstr(out, "virtio-test0: queue 1: offered 0, used 0 (0 not answered)"), "%s", out);
 	cr_assert(strstr(out, "virtio-test0: status 0xf, InterruptStatus 0x0, 0 interrupts sent "
-			 "by the transport, transport interrupts\r\n"), "%s", out);
+			 "by the transport (0 of them again, lost), transport interrupts\r\n"),
+		  "%s", out);
 }
 
 Test(virtio_mmio, queue_ready_with_bad_ring_needs_reset)
@@ -564,6 +566,152 @@ Test(virtio_mmio, partial_ack_raises_again_for_the_rest)
 	wr(VIRTIO_MMIO_INTERRUPT_ACK, VIRTIO_MMIO_INT_CONFIG);
 	cr_assert_eq(rd(VIRTIO_MMIO_INTERRUPT_STATUS), 0);
 	cr_assert_eq(irq_edges(), 0);
+}
+
+/* ---- The interrupt watchdog: a lost interrupt is sent again ---- */
+
+/* One look by the watchdog, as its timer would take it (d->lock held). */
+static bool watch(void)
+{
+	bool sent;
+
+	pthread_mutex_lock(&dev.vdev.lock);
+	sent = virtio_mmio_irq_watch(&dev.vdev);
+	pthread_mutex_unlock(&dev.vdev.lock);
+	return sent;
+}
+
+Test(virtio_mmio, unread_interrupt_is_sent_again)
+{
+	init_dev();
+	go_live();
+	raise_used(0);
+	cr_assert_eq(irq_edges(), 1);
+	cr_assert(dev.vdev.irq_watch_armed, "an edge arms the watchdog");
+	cr_assert(watch(), "InterruptStatus was not read since the edge: it was lost");
+	cr_assert_eq(irq_edges(), 1, "the edge is sent again");
+	cr_assert_eq(dev.vdev.interrupts_resent, 1);
+	cr_assert_eq(dev.vdev.interrupts, 2, "a resent edge is counted as one sent");
+	cr_assert(dev.vdev.irq_watch_armed, "still owed: it looks again");
+	cr_assert(watch(), "and again, while the driver does not read");
+	cr_assert_eq(irq_edges(), 1);
+}
+
+Test(virtio_mmio, interrupt_the_driver_read_is_not_sent_again)
+{
+	init_dev();
+	go_live();
+	raise_used(0);
+	cr_assert_eq(irq_edges(), 1);
+	cr_assert_eq(rd(VIRTIO_MMIO_INTERRUPT_STATUS), VIRTIO_MMIO_INT_VRING);
+	cr_assert_not(watch(), "the driver took it (it is in its handler)");
+	cr_assert_eq(irq_edges(), 0);
+	wr(VIRTIO_MMIO_INTERRUPT_ACK, VIRTIO_MMIO_INT_VRING);
+	cr_assert_not(watch());
+	cr_assert_eq(irq_edges(), 0);
+	cr_assert_not(dev.vdev.irq_watch_armed, "nothing owed: the timer stays off");
+	cr_assert_eq(dev.vdev.interrupts_resent, 0);
+}
+
+Test(virtio_mmio, no_resend_while_the_vm_is_paused)
+{
+	init_dev();
+	go_live();
+	raise_used(0);
+	cr_assert_eq(irq_edges(), 1);
+	pthread_mutex_lock(&dev.vdev.lock);
+	virtio_mmio_pause(&dev.vdev);
+	pthread_mutex_unlock(&dev.vdev.lock);
+	cr_assert_not(watch(), "the vCPUs do not run: nothing can read it");
+	cr_assert_not(dev.vdev.irq_watch_armed);
+	pthread_mutex_lock(&dev.vdev.lock);
+	virtio_mmio_resume(&dev.vdev);
+	pthread_mutex_unlock(&dev.vdev.lock);
+	cr_assert(dev.vdev.irq_watch_armed, "the resume looks again at what is pending");
+	cr_assert(watch());
+	cr_assert_eq(irq_edges(), 1);
+}
+
+Test(virtio_mmio, the_timer_resends_a_lost_interrupt)
+{
+	init_dev();
+	go_live();
+	raise_used(0);
+	cr_assert_eq(irq_edges(), 1);
+	/* The event loop's own run of the timer (fake_host has a loop). */
+	for (int waited = 0; waited < 4 * VIRTIO_MMIO_RESEND_MS && !dev.vdev.interrupts_resent;
+	     waited += 50)
+		drv_run_loop(50);
+	cr_assert_eq(dev.vdev.interrupts_resent, 1, "resent within a few watchdog periods");
+	cr_assert_eq(irq_edges(), 1);
+}
+
+Test(virtio_mmio, dropped_interrupt_is_recovered)
+{
+	cr_assert_eq(setenv("VMM_DROP_INTERRUPT", "virtio-test0:2", 1), 0);
+	cr_assert_eq(drop_interrupt_for("virtio-test0"), 2);
+	cr_assert_eq(drop_interrupt_for("virtio-test"), 0, "names must match whole");
+	cr_assert_eq(drop_interrupt_for("virtio-test01"), 0);
+	init_dev();
+	go_live();
+	raise_used(0);
+	cr_assert_eq(irq_edges(), 1);
+	wr(VIRTIO_MMIO_INTERRUPT_ACK, rd(VIRTIO_MMIO_INTERRUPT_STATUS));
+	raise_used(0);
+	cr_assert_eq(irq_edges(), 0, "the second edge is dropped (VMM_DROP_INTERRUPT)");
+	cr_assert_eq(dev.vdev.interrupts, 2);
+	cr_assert_not(watch(), "the driver read InterruptStatus since the watchdog was armed");
+	cr_assert(watch(), "but not since the look before: a whole period without a read");
+	cr_assert_eq(irq_edges(), 1, "the watchdog sends it");
+	unsetenv("VMM_DROP_INTERRUPT");
+}
+
+/* go_live()'s queue 0 (64 entries): the driver's used_event and the device's used index. */
+#define Q0_USED_EVENT	(0x2000 + 4 + 64 * 2)
+#define Q0_USED_IDX	(0x3000 + 2)
+
+static void ring16(uint64_t gpa, uint16_t v)
+{
+	uint16_t le = htole16(v);
+
+	memcpy(gpa_ptr(gpa), &le, sizeof(le));
+}
+
+Test(virtio_mmio, direct_mode_resends_for_a_ring_left_owed)
+{
+	dev.be.ops = &test_direct_backend_ops;
+	init_dev();
+	go_live();
+	cr_assert(dev.vdev.irq_watch_armed, "a running device in direct mode is watched");
+	/* The back-end answered 5 requests; the driver asked to hear at 2 and never did. */
+	ring16(Q0_USED_IDX, 5);
+	ring16(Q0_USED_EVENT, 2);
+	cr_assert_not(watch(), "a first look only notes where the ring stands");
+	cr_assert_eq(irq_edges(), 0);
+	cr_assert(watch(), "nothing moved for a whole period: the interrupt was lost");
+	cr_assert_eq(irq_edges(), 1);
+	cr_assert_eq(dev.vdev.interrupts_resent, 1);
+	/* The driver took it: used_event follows the used index. */
+	ring16(Q0_USED_EVENT, 5);
+	cr_assert_not(watch());
+	cr_assert_not(watch(), "used == used_event: nothing owed");
+	cr_assert(dev.vdev.irq_watch_armed, "it keeps watching while the device runs");
+}
+
+Test(virtio_mmio, direct_mode_leaves_a_moving_ring_alone)
+{
+	dev.be.ops = &test_direct_backend_ops;
+	init_dev();
+	go_live();
+	ring16(Q0_USED_EVENT, 2);
+	for (uint16_t used = 5; used < 10; used++) {
+		ring16(Q0_USED_IDX, used);	/* the back-end keeps answering */
+		cr_assert_not(watch());
+	}
+	cr_assert_eq(irq_edges(), 0);
+	wr(VIRTIO_MMIO_STATUS, 0);	/* reset: not running, not watched */
+	cr_assert_not(watch());
+	cr_assert_not(dev.vdev.irq_watch_armed);
 }
 
 Test(virtio_mmio, ack_of_clear_bits_raises_nothing)

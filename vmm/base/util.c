@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "vmm/base/util.h"
@@ -124,4 +125,14 @@ uint64_t monotonic_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &t);
 	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
+uint64_t drop_interrupt_for(const char *name)
+{
+	const char *env = getenv("VMM_DROP_INTERRUPT");
+	size_t len = strlen(name);
+
+	if (!env || strncmp(env, name, len) || env[len] != ':')
+		return 0;
+	return strtoull(env + len + 1, NULL, 10);
 }

@@ -50,4 +50,11 @@ uint64_t monotonic_ms(void);
 /* pthread_create with a VMM_THREAD_STACK stack; 0 or -errno. */
 int thread_start(pthread_t *thread, void *(*fn)(void *), void *arg);
 
+/*
+ * Fault injection for tests: with VMM_DROP_INTERRUPT=NAME:N in the environment,
+ * N (counting from 1) for the device called name — whose Nth interrupt is then
+ * not sent, as if lost on the way to the guest —, else 0.
+ */
+uint64_t drop_interrupt_for(const char *name);
+
 #endif
