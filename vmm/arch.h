@@ -120,6 +120,21 @@ int arch_vcpu_init(struct arch_vm *avm, int vcpu_fd, unsigned int index);
 /* Writes one line of the vCPU's state for a crash report into buf; 0 or -errno. */
 int arch_vcpu_dump(int vcpu_fd, char *buf, size_t len);
 
+/*
+ * For a guest that seems stuck (SIGUSR2), on a vCPU held out of KVM_RUN: writes
+ * one line of what decides whether it takes an interrupt (x86: RFLAGS.IF, halted
+ * or not, the local APIC's priorities and its vectors in service and requested,
+ * what KVM is about to inject); 0 or -errno.
+ */
+int arch_vcpu_dump_irq(int vcpu_fd, char *buf, size_t len);
+
+/*
+ * Writes one line on interrupt line gsi as the VM's interrupt controller has it
+ * (x86: its IOAPIC pin: vector, trigger, masked or not, remote IRR, pending);
+ * 0, -ERANGE for a line the controller does not have, or -errno.
+ */
+int arch_vm_dump_irq_line(int vm_fd, uint32_t gsi, char *buf, size_t len);
+
 /* ---- Pause and resume (vm_pause/vm_resume; migration's stop-and-copy reuses them) ---- */
 
 /*

@@ -111,10 +111,13 @@ void cli_print_help(FILE *out)
 	      "\n"
 	      "Signals: SIGINT, SIGTERM, SIGHUP, SIGQUIT stop the VMM; SIGUSR2 logs where every\n"
 	      "virtio queue stands (requests offered, answered, interrupts wanted: for a guest\n"
-	      "that seems stuck, whoever serves the queue).\n"
+	      "that seems stuck, whoever serves the queue), each vCPU's registers and interrupt\n"
+	      "state, and each device's interrupt line.\n"
 	      "\n"
 	      "Environment:\n"
-	      "  VMM_KVM_DEVICE   KVM device to open (default /dev/kvm)\n", out);
+	      "  VMM_KVM_DEVICE   KVM device to open (default /dev/kvm)\n"
+	      "  VMM_DROP_INTERRUPT=NAME:N  tests: device NAME's Nth interrupt is not sent, as if\n"
+	      "                   lost (the transport's watchdog sends it again)\n", out);
 }
 
 void cli_print_run_help(FILE *out)

@@ -477,6 +477,7 @@ int vm_create(struct vm *vm, const struct vmm_config *cfg, const struct arch_boo
 		log_error("cannot create the VM's pause lock: %s", strerror(-ret));
 		return VMM_EXIT_RESOURCE;
 	}
+	pthread_mutex_init(&vm->pause_lock, NULL);
 	vm->hold_init = true;
 	vm->stop_fd = eventfd(0, EFD_CLOEXEC);
 	if (vm->stop_fd < 0) {
@@ -637,7 +638,7 @@ static int vm_hold_vcpus(struct vm *vm, unsigned int timeout_ms)
 	return ret;
 }
 
-int vm_pause(struct vm *vm, unsigned int timeout_ms)
+static int vm_pause_locked(struct vm *vm, unsigned int timeout_ms)
 {
 	int ret;
 
@@ -665,7 +666,17 @@ int vm_pause(struct vm *vm, unsigned int timeout_ms)
 	return 0;
 }
 
-int vm_resume(struct vm *vm)
+int vm_pause(struct vm *vm, unsigned int timeout_ms)
+{
+	int ret;
+
+	pthread_mutex_lock(&vm->pause_lock);
+	ret = vm_pause_locked(vm, timeout_ms);
+	pthread_mutex_unlock(&vm->pause_lock);
+	return ret;
+}
+
+static int vm_resume_locked(struct vm *vm)
 {
 	int ret;
 
@@ -690,17 +701,63 @@ int vm_resume(struct vm *vm)
 	return 0;
 }
 
+int vm_resume(struct vm *vm)
+{
+	int ret;
+
+	pthread_mutex_lock(&vm->pause_lock);
+	ret = vm_resume_locked(vm);
+	pthread_mutex_unlock(&vm->pause_lock);
+	return ret;
+}
+
 bool vm_is_paused(const struct vm *vm)
 {
 	return vm->paused;
 }
 
+/* How long vm_log_devices() waits for the vCPUs to stop before it logs without them. */
+#define VM_DUMP_HOLD_MS	1000
+
+/* Each vCPU's registers and interrupt state; the vCPUs are out of KVM_RUN. */
+static void vm_log_vcpus(struct vm *vm)
+{
+	for (unsigned int i = 0; vm->vcpus && i < vm->vcpus_created; i++) {
+		char line[512];
+		int fd = vm->vcpus[i].fd, ret = arch_vcpu_dump(fd, line, sizeof(line));
+
+		log_notice("vCPU %u: %s", i, ret ? strerror(-ret) : line);
+		ret = arch_vcpu_dump_irq(fd, line, sizeof(line));
+		log_notice("vCPU %u: %s", i, ret ? strerror(-ret) : line);
+	}
+}
+
 void vm_log_devices(struct vm *vm)
 {
+	int held = 0;
+
+	pthread_mutex_lock(&vm->pause_lock);
+	if (!vm->paused)
+		held = vm_hold_vcpus(vm, VM_DUMP_HOLD_MS);
+	if (held)
+		log_notice("the vCPUs did not stop within %u ms (%s): their state is not shown",
+			   VM_DUMP_HOLD_MS, strerror(-held));
+	else
+		vm_log_vcpus(vm);
+	if (!vm->paused && !held)
+		vm_release_vcpus(vm);
 	log_notice("%u virtio device%s%s", vm->nvdevs, vm->nvdevs == 1 ? "" : "s",
 		   vm->paused ? " (the VM is paused)" : "");
-	for (unsigned int i = 0; i < vm->nvdevs; i++)
-		virtio_mmio_log_queues(vm->vdevs[i]);
+	for (unsigned int i = 0; i < vm->nvdevs; i++) {
+		struct virtio_mmio_dev *d = vm->vdevs[i];
+		char line[256];
+		int ret;
+
+		virtio_mmio_log_queues(d);
+		ret = arch_vm_dump_irq_line(vm->vm_fd, d->gsi, line, sizeof(line));
+		log_notice("%s: its interrupt: %s", d->name, ret ? strerror(-ret) : line);
+	}
+	pthread_mutex_unlock(&vm->pause_lock);
 }
 
 void vm_set_irq_line(struct vm *vm, unsigned int irq, bool level)
@@ -752,6 +809,7 @@ void vm_destroy(struct vm *vm)
 	if (vm->hold_init) {
 		pthread_cond_destroy(&vm->hold.cond);
 		pthread_mutex_destroy(&vm->hold.lock);
+		pthread_mutex_destroy(&vm->pause_lock);
 		vm->hold_init = false;
 	}
 }

@@ -57,7 +57,9 @@ struct vm {
 	_Atomic int stop_reason;
 	int stop_fd;				/* eventfd signalled on the first stop request */
 	struct vcpu_hold hold;			/* where the vCPUs wait while paused */
-	bool hold_init;				/* hold's lock and cond exist */
+	/* Taken by vm_pause, vm_resume and vm_log_devices: one of them holds the vCPUs at a time. */
+	pthread_mutex_t pause_lock;
+	bool hold_init;				/* hold's lock and cond, and pause_lock, exist */
 	bool paused;				/* vm_pause() succeeded, no vm_resume() since */
 	bool incoming;				/* built for an incoming migration (no guest loaded) */
 	bool dirty_manual;			/* KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, initially set */
@@ -141,7 +143,13 @@ int vm_resume(struct vm *vm);
 /* Whether the VM is paused (vm_pause() without vm_resume()); same rules as vm_pause(). */
 bool vm_is_paused(const struct vm *vm);
 
-/* Logs where every virtio device's queues stand (SIGUSR2: for a guest that seems stuck). */
+/*
+ * For a guest that seems stuck (SIGUSR2): logs (whether verbose or not) each
+ * vCPU's registers and interrupt state — its vCPUs held for a moment, out of
+ * KVM_RUN, unless the VM is paused already — then where every virtio device's
+ * queues stand and its interrupt line as the interrupt controller has it.
+ * Any thread but a vCPU's.
+ */
 void vm_log_devices(struct vm *vm);
 
 /* Asks every vCPU to stop; records reason if it is the first. Any thread. */

@@ -253,6 +253,10 @@ check "run \"io\": SIGUSR2: vmm logs the vhost-user disk's queues as guest memor
 	'grep -Eq "virtio-blk0: queue 0: offered ([0-9]+), used \1 \(0 not answered\), .*; served" "$WORK/io.err" &&
 	 grep -q "virtio-blk0: status 0xf, InterruptStatus" "$WORK/io.err"' \
 	"$(grep -a "queue\|InterruptStatus\|virtio device" "$WORK/io.err" | head -n 6)"
+check "run \"io\": SIGUSR2: vmm logs each vCPU's registers and interrupt state, and the disk's IOAPIC pin (unmasked)" \
+	'grep -q "vCPU 0: rip=0x" "$WORK/io.err" && grep -q "vCPU 1: interrupts .*; local APIC TPR" "$WORK/io.err" &&
+	 grep -q "virtio-blk0: its interrupt: IOAPIC pin [0-9]*: vector 0x[0-9a-f]*, edge-triggered, active high, unmasked" "$WORK/io.err"' \
+	"$(grep -a "vCPU\|its interrupt" "$WORK/io.err" | head -n 8)"
 
 # ---- run "killed" ----
 # --hold-ms: the back-end holds its answers a little, so that requests are in flight at the kill.

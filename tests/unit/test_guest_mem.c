@@ -788,8 +788,11 @@ Test(guest_mem, removing_the_dirty_log_waits_for_a_writer_inside)
 	atomic_fetch_add(&mem.dirty_writers, 1);
 	atomic_store(&removed, false);
 	cr_assert_eq(pthread_create(&th, NULL, remove_log, NULL), 0);
-	usleep(50 * 1000);
+	/* (a loaded machine may start the thread late: wait for it, up to 5 s) */
+	for (int waited = 0; atomic_load(&mem.dirty) && waited < 5000; waited += 10)
+		usleep(10 * 1000);
 	cr_assert_null(atomic_load(&mem.dirty), "new writers see no log at once");
+	usleep(50 * 1000);
 	cr_assert_not(atomic_load(&removed), "the removal returned with a writer inside");
 	atomic_fetch_sub(&mem.dirty_writers, 1);
 	pthread_join(th, NULL);

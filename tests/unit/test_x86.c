@@ -6,6 +6,7 @@
  * the neutral device list, and the MSRs a vCPU's saved state holds.
  */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <linux/kvm.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -54,6 +55,71 @@ Test(x86_vcpu_state, the_reset_state_says_the_fault_state_is_lost)
 	r.rip = 0xfff1;
 	x86_vcpu_format_state(line, sizeof(line), &r, &s);
 	cr_assert_null(strstr(line, "reset state"), "%s", line);
+}
+
+/* ---- the interrupt state a stuck guest's dump shows (SIGUSR2) ---- */
+
+static void set_vector(struct kvm_lapic_state *l, unsigned int base, unsigned int v)
+{
+	uint32_t r;
+
+	memcpy(&r, &l->regs[base + (v / 32) * 0x10], 4);
+	r |= 1u << (v % 32);
+	memcpy(&l->regs[base + (v / 32) * 0x10], &r, 4);
+}
+
+Test(x86_vcpu_state, the_irq_line_shows_vectors_in_service_and_requested)
+{
+	struct kvm_lapic_state l;
+	struct kvm_vcpu_events ev;
+	char line[512];
+	uint32_t ppr = 0x20;
+
+	memset(&l, 0, sizeof(l));
+	memset(&ev, 0, sizeof(ev));
+	set_vector(&l, 0x100, 0x22);	/* ISR: handled, never EOIed */
+	set_vector(&l, 0x200, 0x22);	/* IRR: the same vector again, blocked behind it */
+	set_vector(&l, 0x200, 0xec);
+	memcpy(&l.regs[0xa0], &ppr, 4);
+	x86_format_irq_state(line, sizeof(line), 0x246, KVM_MP_STATE_HALTED, &l, &ev);
+	cr_assert(strstr(line, "interrupts enabled (IF=1), halted; "), "%s", line);
+	cr_assert(strstr(line, "TPR 0, PPR 0x20, in service: 0x22; "), "%s", line);
+	cr_assert(strstr(line, "requested: 0x22 0xec; level-triggered: none; "), "%s", line);
+	cr_assert(strstr(line, "KVM injecting: nothing"), "%s", line);
+
+	memset(&l, 0, sizeof(l));
+	ev.interrupt.injected = 1;
+	ev.interrupt.nr = 0x23;
+	ev.interrupt.shadow = 1;
+	x86_format_irq_state(line, sizeof(line), 0x46, KVM_MP_STATE_RUNNABLE, &l, &ev);
+	cr_assert(strstr(line, "interrupts disabled (IF=0) in an interrupt shadow, runnable; "),
+		  "%s", line);
+	cr_assert(strstr(line, "in service: none; requested: none;"), "%s", line);
+	cr_assert(strstr(line, "KVM injecting: interrupt 0x23"), "%s", line);
+}
+
+Test(x86_vcpu_state, the_ioapic_pin_line_says_masked_and_pending)
+{
+	struct kvm_ioapic_state io;
+	char line[256];
+
+	memset(&io, 0, sizeof(io));
+	io.redirtbl[5].fields.vector = 0x22;
+	io.redirtbl[5].fields.mask = 1;
+	io.redirtbl[5].fields.dest_id = 1;
+	io.irr = 1u << 5;
+	x86_format_ioapic_pin(line, sizeof(line), &io, 5);
+	cr_assert_str_eq(line, "IOAPIC pin 5: vector 0x22, edge-triggered, active high, MASKED, "
+			       "remote IRR 0, line asserted, destination 0x1 (physical)");
+	io.redirtbl[6].fields.trig_mode = 1;
+	io.redirtbl[6].fields.remote_irr = 1;
+	io.redirtbl[6].fields.polarity = 1;
+	x86_format_ioapic_pin(line, sizeof(line), &io, 6);
+	cr_assert(strstr(line, "level-triggered, active low, unmasked, remote IRR 1, line not "
+			       "asserted"), "%s", line);
+	char out[64];
+
+	cr_assert_eq(arch_vm_dump_irq_line(-1, KVM_IOAPIC_NUM_PINS, out, sizeof(out)), -ERANGE);
 }
 
 Test(x86_vcpu_state, a_short_buffer_is_cut_not_overrun)

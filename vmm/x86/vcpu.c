@@ -152,6 +152,108 @@ int arch_vcpu_dump(int vcpu_fd, char *buf, size_t len)
 	return 0;
 }
 
+/* Local APIC registers (offsets in struct kvm_lapic_state's regs). */
+#define APIC_TPR	0x80
+#define APIC_PPR	0xa0
+#define APIC_ISR	0x100
+#define APIC_TMR	0x180
+#define APIC_IRR	0x200
+
+static uint32_t lapic_reg(const struct kvm_lapic_state *l, unsigned int off)
+{
+	uint32_t v;
+
+	memcpy(&v, &l->regs[off], sizeof(v));
+	return v;
+}
+
+/* Appends the vectors set in the 256-bit register array at off ("0x22 0xec", or "none"). */
+static size_t format_vectors(char *buf, size_t len, const struct kvm_lapic_state *l,
+			     unsigned int off)
+{
+	size_t n = 0;
+
+	for (unsigned int v = 0; v < 256; v++) {
+		if (!(lapic_reg(l, off + (v / 32) * 0x10) & (1u << (v % 32))))
+			continue;
+		if (n < len)
+			n += (size_t)snprintf(buf + n, len - n, "%s%#x", n ? " " : "", v);
+	}
+	if (!n && len)
+		n = (size_t)snprintf(buf, len, "none");
+	return n;
+}
+
+static const char *mp_state_name(uint32_t s)
+{
+	switch (s) {
+	case KVM_MP_STATE_RUNNABLE:
+		return "runnable";
+	case KVM_MP_STATE_UNINITIALIZED:
+		return "waiting for INIT";
+	case KVM_MP_STATE_INIT_RECEIVED:
+		return "waiting for SIPI";
+	case KVM_MP_STATE_HALTED:
+		return "halted";
+	default:
+		return "in another run state";
+	}
+}
+
+void x86_format_irq_state(char *buf, size_t len, uint64_t rflags, uint32_t mp_state,
+			  const struct kvm_lapic_state *lapic, const struct kvm_vcpu_events *ev)
+{
+	char isr[128], irr[128], tmr[128], inj[96];
+
+	format_vectors(isr, sizeof(isr), lapic, APIC_ISR);
+	format_vectors(irr, sizeof(irr), lapic, APIC_IRR);
+	format_vectors(tmr, sizeof(tmr), lapic, APIC_TMR);
+	if (ev->interrupt.injected)
+		snprintf(inj, sizeof(inj), "interrupt %#x", ev->interrupt.nr);
+	else if (ev->nmi.injected || ev->nmi.pending)
+		snprintf(inj, sizeof(inj), "an NMI");
+	else if (ev->exception.injected)
+		snprintf(inj, sizeof(inj), "exception %u", ev->exception.nr);
+	else
+		snprintf(inj, sizeof(inj), "nothing");
+	snprintf(buf, len,
+		 "interrupts %s (IF=%u)%s, %s; local APIC TPR %#x, PPR %#x, in service: %s; "
+		 "requested: %s; level-triggered: %s; KVM injecting: %s",
+		 rflags & (1u << 9) ? "enabled" : "disabled", (unsigned int)(rflags >> 9) & 1,
+		 ev->interrupt.shadow ? " in an interrupt shadow" : "", mp_state_name(mp_state),
+		 lapic_reg(lapic, APIC_TPR) & 0xff, lapic_reg(lapic, APIC_PPR) & 0xff, isr, irr,
+		 tmr, inj);
+}
+
+void x86_format_ioapic_pin(char *buf, size_t len, const struct kvm_ioapic_state *io,
+			   unsigned int pin)
+{
+	const __typeof__(io->redirtbl[0].fields) *f = &io->redirtbl[pin].fields;
+
+	snprintf(buf, len,
+		 "IOAPIC pin %u: vector %#x, %s-triggered, active %s, %s, remote IRR %u, "
+		 "line %s, destination %#x (%s)", pin, f->vector,
+		 f->trig_mode ? "level" : "edge", f->polarity ? "low" : "high",
+		 f->mask ? "MASKED" : "unmasked", f->remote_irr,
+		 io->irr & (1u << pin) ? "asserted" : "not asserted", f->dest_id,
+		 f->dest_mode ? "logical" : "physical");
+}
+
+int arch_vcpu_dump_irq(int vcpu_fd, char *buf, size_t len)
+{
+	struct kvm_regs regs;
+	struct kvm_mp_state mp;
+	struct kvm_lapic_state lapic;
+	struct kvm_vcpu_events ev;
+
+	if (ioctl(vcpu_fd, KVM_GET_REGS, &regs) < 0 || ioctl(vcpu_fd, KVM_GET_MP_STATE, &mp) < 0 ||
+	    ioctl(vcpu_fd, KVM_GET_LAPIC, &lapic) < 0 ||
+	    ioctl(vcpu_fd, KVM_GET_VCPU_EVENTS, &ev) < 0)
+		return -errno;
+	x86_format_irq_state(buf, len, regs.rflags, mp.mp_state, &lapic, &ev);
+	return 0;
+}
+
 unsigned int x86_saved_msrs_max(void)
 {
 	return ARRAY_SIZE(saved_msrs);

@@ -21,6 +21,19 @@
 void x86_vcpu_format_state(char *buf, size_t len, const struct kvm_regs *regs,
 			   const struct kvm_sregs *sregs);
 
+/*
+ * What decides whether the vCPU takes an interrupt, on one line: RFLAGS.IF, its
+ * run state (KVM_MP_STATE_*), the local APIC's TPR and PPR, the vectors in service
+ * (ISR: handled, not yet EOIed), requested (IRR) and level-triggered (TMR), and
+ * what KVM holds for injection (ev: an interrupt, an NMI, an exception).
+ */
+void x86_format_irq_state(char *buf, size_t len, uint64_t rflags, uint32_t mp_state,
+			  const struct kvm_lapic_state *lapic, const struct kvm_vcpu_events *ev);
+
+/* IOAPIC pin `pin` of io on one line: vector, trigger, polarity, mask, remote IRR, pending. */
+void x86_format_ioapic_pin(char *buf, size_t len, const struct kvm_ioapic_state *io,
+			   unsigned int pin);
+
 /* The most MSRs x86_saved_msrs() returns. */
 unsigned int x86_saved_msrs_max(void);
 

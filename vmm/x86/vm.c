@@ -240,3 +240,15 @@ int arch_vm_resume(struct arch_vm *avm)
 	clock = (struct kvm_clock_data){ .clock = avm->paused_clock.clock };
 	return ioctl(avm->vm_fd, KVM_SET_CLOCK, &clock) < 0 ? -errno : 0;
 }
+
+int arch_vm_dump_irq_line(int vm_fd, uint32_t gsi, char *buf, size_t len)
+{
+	struct kvm_irqchip chip = { .chip_id = KVM_IRQCHIP_IOAPIC };
+
+	if (gsi >= KVM_IOAPIC_NUM_PINS)
+		return -ERANGE;
+	if (ioctl(vm_fd, KVM_GET_IRQCHIP, &chip) < 0)
+		return -errno;
+	x86_format_ioapic_pin(buf, len, &chip.chip.ioapic, gsi);
+	return 0;
+}
