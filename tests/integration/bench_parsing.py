@@ -273,6 +273,11 @@ class VariantTest(unittest.TestCase):
         self.assertTrue(any(x.startswith("driver=host_device,") and "cache.direct=on" in x for x in a))
         self.assertTrue(any("type=vhost-user-blk" in x and "addr.path=/s" in x for x in a))
         self.assertIsNone(measure.backend_argv(w, "qemu", "/dev/loop3", "/s"))
+        # QEMU's own pair, the reference for a vmm-qsd failure: the same daemon
+        self.assertEqual(measure.backend_argv(w, "qemu-qsd", "/dev/loop3", "/s"), a)
+        w.qsd = None
+        self.assertIn("not installed", measure.backend_missing(w, "qemu-qsd"))
+        self.assertIn("qemu-qsd", common.VARIANTS["blk"])
 
     def test_vsock_argv(self):
         w = FakeWork()

@@ -10,11 +10,12 @@ VMM_NAMES = {"vmm": "vmm", "qemu": "QEMU"}
 #          vmm-vhost / qemu-vhost put the queues in kernel vhost-net on the same tap.
 #   blk:   vmm and qemu serve the disk in-process; vmm-vub is vmm's vhost-user front-end on
 #          the project's back-end (vmm-vhost-user-blk), vmm-qsd on qemu-storage-daemon,
-#          qemu-vub QEMU's vhost-user-blk-device on the project's back-end.
+#          qemu-vub QEMU's vhost-user-blk-device on the project's back-end, qemu-qsd on
+#          qemu-storage-daemon (QEMU's own pair: the reference for a vmm-qsd failure).
 #   vsock: both on kernel vhost-vsock (there is no userspace path).
 VARIANTS = {
     "boot": ["vmm", "qemu"],
-    "blk": ["vmm", "vmm-vub", "vmm-qsd", "qemu", "qemu-vub"],
+    "blk": ["vmm", "vmm-vub", "vmm-qsd", "qemu", "qemu-vub", "qemu-qsd"],
     "net": ["vmm", "vmm-vhost", "qemu", "qemu-vhost"],
     "vsock": ["vmm", "qemu"],
     "migrate": ["vmm", "qemu"],
@@ -29,6 +30,7 @@ VARIANT_LABELS = {
     ("blk", "vmm-qsd"): "vmm + qemu-storage-daemon",
     ("blk", "qemu"): "QEMU in-process",
     ("blk", "qemu-vub"): "QEMU + vmm-vhost-user-blk",
+    ("blk", "qemu-qsd"): "QEMU + qemu-storage-daemon",
     ("vsock", "vmm"): "vmm vhost-vsock",
     ("vsock", "qemu"): "QEMU vhost-vsock-device",
     ("migrate", "qemu"): "QEMU 10",

@@ -622,6 +622,37 @@ def vmm_log_queues(r):
         pass
 
 
+def qemu_log_state(sock, errfile):
+    """A QEMU guest stuck in a job: what vmm's SIGUSR2 logs, as QEMU's monitor has it (HMP
+    info registers and info lapic over the run's QMP socket), appended to the run's stderr
+    log, so that a stall of QEMU's can be told apart from vmm's."""
+    import socket
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+            c.settimeout(5)
+            c.connect(sock)
+            f = c.makefile("rwb")
+
+            def call(cmd, **args):
+                f.write((json.dumps({"execute": cmd, "arguments": args}) + "\n").encode())
+                f.flush()
+                while True:  # skip events
+                    reply = json.loads(f.readline())
+                    if "return" in reply or "error" in reply:
+                        return reply
+
+            json.loads(f.readline())  # the greeting
+            call("qmp_capabilities")
+            for hmp in ("info registers", "info lapic", "info pic"):
+                reply = call("human-monitor-command", **{"command-line": hmp})
+                text = reply.get("return", reply.get("error", {}).get("desc", "?"))
+                errfile.write(f"# QEMU monitor: {hmp}\n{text}\n".encode())
+            errfile.flush()
+    except (OSError, ValueError) as e:
+        errfile.write(f"# QEMU monitor at {sock}: {e}\n".encode())
+        errfile.flush()
+
+
 def io_vm_run(kind, w, suite, run, runs, out, argv, jobs, job_limit, parse_result, csvf,
               backend_pids=(), expect_offload=None, on_stall=None):
     """Runs one blk/net/vsock guest and writes one CSV row per job: CPU time and KVM exits
@@ -638,6 +669,11 @@ def io_vm_run(kind, w, suite, run, runs, out, argv, jobs, job_limit, parse_resul
     def snap(t):
         return snapshot(r.pid, t, threads=True,
                         offload=list(backend_pids) + vhost_workers(r.pid))
+    qmp = None
+    if not kind.startswith("vmm"):
+        # A monitor socket, for qemu_log_state() when the guest gets stuck.
+        qmp = os.path.join(w.scratch, f"qmp-{suite}-{run}-{kind}.sock")
+        argv = list(argv) + ["-qmp", f"unix:{qmp},server=on,wait=off"]
     r = VMMRun(argv, os.path.join(out, "logs", f"{suite}-{run}-{kind}.log"))
     rows = {j: {"run": run, "vmm": kind, "job": j, "status": "fail"} for j in jobs}
     begin, stop = {}, {}
@@ -698,6 +734,8 @@ def io_vm_run(kind, w, suite, run, runs, out, argv, jobs, job_limit, parse_resul
                 if kind.startswith("vmm"):
                     vmm_log_queues(r)
                     time.sleep(0.5)
+                elif qmp:
+                    qemu_log_state(qmp, r.errfile)
                 if on_stall:
                     on_stall()
                 raise StepFailed(f"timed out{' in job ' + current if current else ''} "
@@ -898,7 +936,7 @@ def backend_argv(w, kind, disk, sock):
     qemu-storage-daemon with cache.direct=on."""
     if kind in ("vmm-vub", "qemu-vub"):
         return [w.vub or "vmm-vhost-user-blk", "--socket", sock, "--image", disk, "--direct"]
-    if kind == "vmm-qsd":
+    if kind in ("vmm-qsd", "qemu-qsd"):
         driver = "host_device" if disk.startswith("/dev/") else "file"
         return [w.qsd or "qemu-storage-daemon",
                 "--blockdev", f"driver={driver},node-name=disk0,filename={disk},cache.direct=on,aio=threads",
@@ -911,7 +949,7 @@ def backend_missing(w, kind):
     """Why blk variant kind cannot be measured here, or None."""
     if kind in ("vmm-vub", "qemu-vub") and not w.vub:
         return "vmm-vhost-user-blk was not built (build/vhost/vmm-vhost-user-blk)"
-    if kind == "vmm-qsd" and not w.qsd:
+    if kind in ("vmm-qsd", "qemu-qsd") and not w.qsd:
         return ("qemu-storage-daemon is not installed (Debian package qemu-system-common; "
                 "scripts/install-deps)")
     return None

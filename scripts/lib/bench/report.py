@@ -27,7 +27,8 @@ KVM_BREAKDOWN = ["exits", "io_exits", "mmio_exits", "halt_exits", "irq_exits",
                  "irq_window_exits", "irq_injections", "insn_emulation", "signal_exits",
                  "pf_taken", "hypercalls"]
 COLORS = {"vmm": 0x1F77B4, "qemu": 0xFF7F0E, "vmm-vhost": 0x2CA02C, "qemu-vhost": 0xD62728,
-          "vmm-vub": 0x2CA02C, "vmm-qsd": 0x9467BD, "qemu-vub": 0xD62728}
+          "vmm-vub": 0x2CA02C, "vmm-qsd": 0x9467BD, "qemu-vub": 0xD62728,
+          "qemu-qsd": 0x8C564B}
 
 
 def load_rows(path):
