@@ -150,6 +150,35 @@ else
 	result FAIL "a run that fails after the guest's XSAVE consistency warning is reported as the nested machine's failure"
 fi
 
+# At its limit a "vmm run" is asked for its state (SIGUSR2); a vCPU wedged on a page fault at
+# its own instruction pointer (cr2 = rip, KVM injecting #PF: seen with QEMU as the L2's VMM
+# too) is reported to scripts/nested; a vCPU merely taking a page fault elsewhere is not.
+wedge_dump() { # RIP CR2: a stand-in vmm that answers SIGUSR2 with a vCPU dump
+	stand_in wedged "trap 'echo \"vmm: vCPU 0: rip=$1 rsp=0xffffc9000067bb80 rflags=0x10246 cr0=0x80050033 cr2=$2 cr3=0x10300e000\" >&2
+echo \"vmm: vCPU 0: interrupts enabled (IF=1), runnable; local APIC TPR 0, PPR 0, in service: none; requested: 0x22 0xec; level-triggered: none; KVM injecting: exception 14\" >&2' USR2
+while :; do sleep 0.2; done"
+}
+rm -f "$VMM_NESTED_FAULT_REPORT"
+wedge_dump 0xffffffffc035320c 0xffffffffc035320c
+VMM=$WORK/wedged run_vmm wedged 2 run --cmdline x
+report=''
+[[ -f $VMM_NESTED_FAULT_REPORT ]] && report=$(<"$VMM_NESTED_FAULT_REPORT")
+if [[ $RC == 124 && $report == *'run "wedged": an L2 vCPU is wedged on a page fault at its own instruction pointer'*"cr2=0xffffffffc035320c"*"KVM injecting: exception 14"* ]]; then
+	result OK "a vCPU wedged on a page fault at its own RIP (vmm's SIGUSR2 dump at the limit) is reported as the nested machine's failure"
+else
+	note "RC '$RC', report: '$report'" "stderr: $(<"$WORK/wedged.err")"
+	result FAIL "a vCPU wedged on a page fault at its own RIP (vmm's SIGUSR2 dump at the limit) is reported as the nested machine's failure"
+fi
+rm -f "$VMM_NESTED_FAULT_REPORT"
+wedge_dump 0xffffffff81000000 0x7f0000001000
+VMM=$WORK/wedged run_vmm wedged 2 run --cmdline x
+if [[ $RC == 124 && ! -e $VMM_NESTED_FAULT_REPORT ]] && file_has "$WORK/wedged.err" "KVM injecting"; then
+	result OK "a vCPU taking a page fault at another address is not reported"
+else
+	note "RC '$RC', report: '$(cat "$VMM_NESTED_FAULT_REPORT" 2>/dev/null)'"
+	result FAIL "a vCPU taking a page fault at another address is not reported"
+fi
+
 # A guest stall past the time limit with every vCPU thread inside KVM_RUN is diagnosed (with
 # the KVM counters) but not reported to scripts/nested (never seen with QEMU as the L2's VMM:
 # docs/testing.md); one with a vCPU thread elsewhere in vmm (a lock, say), or no stall
