@@ -36,6 +36,24 @@ bool virtio_mmio_is_active(const struct virtio_mmio_dev *d)
 	return status_live(d->status);
 }
 
+/*
+ * Queue q as guest memory shows it, mapped from the transport's copy of its
+ * configuration (whoever serves it); false when it is not ready or not in RAM.
+ */
+static bool queue_view(const struct virtio_mmio_dev *d, unsigned int q, struct virtq_view *v)
+{
+	struct virtq vq = { 0 };
+
+	return d->queues[q].ready && !virtq_start_from(&vq, d->host->mem, &d->queues[q]) &&
+	       virtq_view(&vq, v);
+}
+
+/* Whether the watchdog has something to look at: a cause set, or a running direct-mode device. */
+static bool irq_watch_wanted(const struct virtio_mmio_dev *d)
+{
+	return d->isr || (d->irq_direct && d->running);
+}
+
 /* Arms the interrupt watchdog's timer for one look, unless it is armed already. */
 static void irq_watch_arm(struct virtio_mmio_dev *d)
 {
@@ -82,12 +100,10 @@ static bool direct_irq_owed(struct virtio_mmio_dev *d)
 
 	for (unsigned int q = 0; q < d->ops->nqueues; q++) {
 		struct virtio_mmio_queue *mq = &d->q[q];
-		struct virtq vq = { 0 };
 		struct virtq_view v;
 		bool owed;
 
-		if (!mq->started || virtq_start_from(&vq, d->host->mem, &d->queues[q]) ||
-		    !virtq_view(&vq, &v) || !v.event_idx) {
+		if (!mq->started || !queue_view(d, q, &v) || !v.event_idx) {
 			mq->watch_owed = false;
 			continue;
 		}
@@ -122,7 +138,7 @@ bool virtio_mmio_irq_watch(struct virtio_mmio_dev *d)
 				     d->interrupts_resent);
 		virtio_mmio_pulse(d);
 	}
-	if (d->isr || (d->irq_direct && d->running))
+	if (irq_watch_wanted(d))
 		irq_watch_arm(d);
 	return unread || owed;
 }
@@ -366,7 +382,7 @@ void virtio_mmio_resume(struct virtio_mmio_dev *d)
 	d->load_pending = false;
 	d->vm_paused = false;
 	virtio_mmio_restart(d);
-	if (d->isr || (d->irq_direct && d->running))
+	if (irq_watch_wanted(d))
 		irq_watch_arm(d);
 	if (!loaded)
 		return;
@@ -398,12 +414,10 @@ void virtio_mmio_log_queues(struct virtio_mmio_dev *d)
 
 	pthread_mutex_lock(&d->lock);
 	for (unsigned int q = 0; q < d->ops->nqueues; q++) {
-		struct virtq vq = { 0 };
 		struct virtq_view v;
 		char line[256];
 
-		if (!d->queues[q].ready || virtq_start_from(&vq, d->host->mem, &d->queues[q]) ||
-		    !virtq_view(&vq, &v))
+		if (!queue_view(d, q, &v))
 			continue;
 		v.device_side = false;	/* the transport's copy of the positions may be stale */
 		virtq_view_format(&v, line, sizeof(line));
