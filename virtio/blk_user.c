@@ -151,8 +151,8 @@ static void blk_user_disconnected(void *opaque, const char *why)
 		goto out;
 	if (b->reconnect_s && b->be->ops->reconnect) {
 		struct itimerspec t = {
-			.it_interval = { 0, BLK_USER_RETRY_MS * 1000000L },
-			.it_value = { 0, BLK_USER_RETRY_MS * 1000000L },
+			.it_interval = timespec_from_ms(BLK_USER_RETRY_MS),
+			.it_value = timespec_from_ms(BLK_USER_RETRY_MS),
 		};
 
 		log_warn("%s: %s; the device waits up to %u s for it to come back at %s", b->name,

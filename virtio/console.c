@@ -112,7 +112,7 @@ static void console_arm_timer(struct virtio_console *c, bool on)
 	struct itimerspec its = { 0 };
 
 	if (on) {
-		its.it_value.tv_nsec = CONSOLE_RECONNECT_MS * 1000000L;
+		its.it_value = timespec_from_ms(CONSOLE_RECONNECT_MS);
 		its.it_interval = its.it_value;
 	}
 	if (timerfd_settime(c->timer_src.fd, 0, &its, NULL) < 0)

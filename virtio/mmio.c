@@ -58,8 +58,7 @@ static bool irq_watch_wanted(const struct virtio_mmio_dev *d)
 static void irq_watch_arm(struct virtio_mmio_dev *d)
 {
 	unsigned int ms = d->irq_direct ? VIRTIO_MMIO_DIRECT_WATCH_MS : VIRTIO_MMIO_RESEND_MS;
-	struct itimerspec t = { .it_value = { .tv_sec = ms / 1000,
-					      .tv_nsec = (long)(ms % 1000) * 1000000L } };
+	struct itimerspec t = { .it_value = timespec_from_ms(ms) };
 
 	if (d->irq_watch_armed || d->irq_watch_src.fd < 0)
 		return;

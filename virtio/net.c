@@ -545,8 +545,7 @@ static void net_announce(struct virtio_net *n)
 		log_warn_ratelimited(&n->rl, "%s: cannot announce the migrated guest on %s: %s",
 				     n->dev.name, n->ifname, strerror(errno));
 	if (--n->announce_left) {
-		next.it_value.tv_sec = n->announce_gap_ms / 1000;
-		next.it_value.tv_nsec = (long)(n->announce_gap_ms % 1000) * 1000000L;
+		next.it_value = timespec_from_ms(n->announce_gap_ms);
 		n->announce_gap_ms += NET_ANNOUNCE_STEP_MS;
 	}
 	if (timerfd_settime(n->announce_src.fd, 0, &next, NULL) < 0)

@@ -605,16 +605,9 @@ static void vm_release_vcpus(struct vm *vm)
 /* Holds every vCPU; 0, -ESHUTDOWN (the VM is stopping) or -ETIMEDOUT (then released). */
 static int vm_hold_vcpus(struct vm *vm, unsigned int timeout_ms)
 {
-	struct timespec deadline;
+	struct timespec deadline = monotonic_deadline_ms(timeout_ms);
 	int ret = 0;
 
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += timeout_ms / 1000;
-	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
 	pthread_mutex_lock(&vm->hold.lock);
 	__atomic_store_n(&vm->hold.held, true, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&vm->hold.lock);

@@ -966,6 +966,32 @@ Test(util, format_size_truncates)
 	cr_assert_str_eq(buf, "512 ");
 }
 
+/* ---- util.c: time ---- */
+
+Test(util, timespec_from_ms_splits_seconds)
+{
+	struct timespec t = timespec_from_ms(2250);
+
+	cr_assert_eq(t.tv_sec, 2);
+	cr_assert_eq(t.tv_nsec, 250000000L);
+	t = timespec_from_ms(999);
+	cr_assert_eq(t.tv_sec, 0);
+	cr_assert_eq(t.tv_nsec, 999000000L);
+	t = timespec_from_ms(0);
+	cr_assert(t.tv_sec == 0 && t.tv_nsec == 0);
+}
+
+Test(util, monotonic_deadline_ms_is_normalised_and_ahead)
+{
+	uint64_t before = monotonic_ns();
+	struct timespec d = monotonic_deadline_ms(1999);
+	uint64_t at = (uint64_t)d.tv_sec * 1000000000ULL + (uint64_t)d.tv_nsec;
+
+	cr_assert(d.tv_nsec >= 0 && d.tv_nsec < 1000000000L, "tv_nsec %ld", d.tv_nsec);
+	cr_assert_geq(at, before + 1999000000ULL);
+	cr_assert_lt(at, monotonic_ns() + 1999000000ULL + 1);
+}
+
 /* ---- util.c: thread_start ---- */
 
 static void *report_stack(void *arg)

@@ -127,6 +127,26 @@ uint64_t monotonic_ms(void)
 	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
 }
 
+struct timespec timespec_from_ms(uint64_t ms)
+{
+	return (struct timespec){ .tv_sec = (time_t)(ms / 1000),
+				  .tv_nsec = (long)(ms % 1000) * 1000000L };
+}
+
+struct timespec monotonic_deadline_ms(uint64_t ms)
+{
+	struct timespec t, add = timespec_from_ms(ms);
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	t.tv_sec += add.tv_sec;
+	t.tv_nsec += add.tv_nsec;
+	if (t.tv_nsec >= 1000000000L) {
+		t.tv_sec++;
+		t.tv_nsec -= 1000000000L;
+	}
+	return t;
+}
+
 uint64_t drop_interrupt_for(const char *name)
 {
 	const char *env = getenv("VMM_DROP_INTERRUPT");

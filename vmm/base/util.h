@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #define ARRAY_SIZE(a)		(sizeof(a) / sizeof((a)[0]))
 #define container_of(ptr, type, member) \
@@ -46,6 +47,10 @@ const char *format_size_round(uint64_t bytes, char *buf, size_t len);
 /* CLOCK_MONOTONIC in nanoseconds and milliseconds (timeouts, how long a step took). */
 uint64_t monotonic_ns(void);
 uint64_t monotonic_ms(void);
+/* ms milliseconds as a timespec (timerfd periods, deadlines). */
+struct timespec timespec_from_ms(uint64_t ms);
+/* CLOCK_MONOTONIC's now plus ms milliseconds (a deadline for pthread_cond_timedwait). */
+struct timespec monotonic_deadline_ms(uint64_t ms);
 
 /* pthread_create with a VMM_THREAD_STACK stack; 0 or -errno. */
 int thread_start(pthread_t *thread, void *(*fn)(void *), void *arg);
