@@ -225,16 +225,20 @@ class ReportTest(unittest.TestCase):
 
 class FakeWork:
     vmm, qemu, kernel, mem_opts = "/w/vmm", "/usr/bin/qemu-system-x86_64", "/w/vmlinuz", ""
+    vmm_base = "/w/vmm-base"
 
 
 class VariantTest(unittest.TestCase):
     def test_order_interleaves_and_alternates(self):
-        v = common.VARIANTS["net"]
+        v = [k for k in common.VARIANTS["net"] if k != "vmm-base"]
         self.assertEqual(measure.order(1, v), ("vmm", "qemu", "vmm-vhost", "qemu-vhost"))
         self.assertEqual(measure.order(2, v), ("qemu-vhost", "vmm-vhost", "qemu", "vmm"))
         self.assertEqual(measure.order(1), ("vmm", "qemu"))
         self.assertEqual(measure.order(2), ("qemu", "vmm"))
         self.assertEqual(sorted(measure.order(1, common.VARIANTS["blk"])), sorted(common.VARIANTS["blk"]))
+        # --baseline: vmm-base runs next to vmm's QEMU partner, in every run
+        self.assertEqual(measure.order(1, ["vmm", "vmm-base", "qemu"]), ("vmm", "qemu", "vmm-base"))
+        self.assertEqual(measure.order(2, ["vmm", "vmm-base", "qemu"]), ("vmm-base", "qemu", "vmm"))
 
     def test_net_argv_vhost_on_and_off(self):
         w = FakeWork()
@@ -245,6 +249,15 @@ class VariantTest(unittest.TestCase):
             a = measure.vmm_argv(kind, w, "i", 1, 512, "c", tap="t0")
             self.assertTrue(a[a.index("-netdev") + 1].endswith(want), a)
             self.assertIn("virtio-mmio.force-legacy=false", a)
+
+    def test_baseline_runs_its_own_binary_the_same_way(self):
+        w = FakeWork()
+        a = measure.vmm_argv("vmm", w, "i", 1, 512, "c", disk="/dev/loop0", tap="t0")
+        b = measure.vmm_argv("vmm-base", w, "i", 1, 512, "c", disk="/dev/loop0", tap="t0")
+        self.assertEqual((a[0], b[0]), ("/w/vmm", "/w/vmm-base"))
+        self.assertEqual(a[1:], b[1:])
+        w.vmm_base = None
+        self.assertIn("--baseline", measure.backend_missing(w, "vmm-base"))
 
     def test_vhost_user_blk_argv_shares_guest_ram(self):
         w = FakeWork()
@@ -469,14 +482,34 @@ class OffloadReportTest(unittest.TestCase):
             out.close()
             measure.skip_not_asked(path, "blk", ["vmm-qsd"], 1)
             rows = report.load_rows(path)
+            # vmm-base is a column only with --baseline: without it, not even a skipped one.
             self.assertEqual({r["vmm"] for r in rows if r["status"] == "skipped"},
-                             set(common.VARIANTS["blk"]) - {"vmm-qsd"})
+                             set(common.VARIANTS["blk"]) - {"vmm-qsd", "vmm-base"})
             sd = report.SuiteData("blk", rows, 1)
             fails, _ = sd.failures()
             self.assertEqual(fails, [])
             lines, _, nfail = report.suite_markdown(sd, {"where": "here"}, {})
         self.assertEqual(nfail, 0)
         self.assertIn("not asked for (--variants)", "\n".join(lines))
+
+    def test_baseline_column_beside_the_others(self):
+        # scripts/bench blk --baseline OTHER-VMM: vmm-base is one more column of the
+        # variants' table, measured as vmm is; the main table stays vmm against QEMU.
+        rows = []
+        for kind, iops in (("vmm", 1000), ("qemu", 800), ("vmm-base", 900)):
+            for j in common.BLK_JOBS:
+                r = {"run": 1, "vmm": kind, "job": j, "status": "ok", "bytes": 1 << 28,
+                     "seconds": 10, "iops": iops, "mb_per_s": 30, "exits": 1000, "cpu_s": 2,
+                     "host_cpu_s": 1, "other_cpu_s": 0.1, "other_ctxsw": 10,
+                     "offload_cpu_s": 0.0}
+                measure.per_gib(r)
+                rows.append(r)
+        lines, _, nfail = self.report("blk", rows)
+        self.assertEqual(nfail, 0)
+        text = "\n".join(lines)
+        self.assertIn("vmm-base in-process (--baseline)", text)
+        self.assertIn("1.25", text)  # vmm / QEMU IOPS in the main table: 1000 / 800
+        self.assertIn("900", text)
 
     def test_vsock_wakeup_bound(self):
         ms = {m.key: m for m in common.metrics("vsock") if m.job == "tx"}
@@ -750,10 +783,22 @@ class BenchArguments(unittest.TestCase):
     def test_every_measured_variant_is_accepted(self):
         known = sorted({v for s in ("blk", "net", "vsock") for v in common.VARIANTS[s]})
         # (--max-downtime is checked after --variants: its refusal shows the list passed)
-        r = self.bench("blk", "--variants", ",".join(known), "--max-downtime", "0")
+        r = self.bench("blk", "--variants", ",".join(known), "--baseline", "/bin/true",
+                       "--max-downtime", "0")
         self.assertEqual(r.returncode, 2)
         self.assertNotIn("--variants", r.stderr)
         self.assertIn("--max-downtime must be", r.stderr)
+
+    def test_baseline_must_be_a_program(self):
+        r = self.bench("blk", "--baseline", "/nonexistent/vmm")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--baseline takes the path of a vmm binary", r.stderr)
+        self.assertIn("'/nonexistent/vmm'", r.stderr)
+
+    def test_vmm_base_needs_a_baseline(self):
+        r = self.bench("blk", "--variants", "vmm,vmm-base")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--variants vmm-base needs --baseline VMM", r.stderr)
 
 
 if __name__ == "__main__":

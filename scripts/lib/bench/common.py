@@ -13,15 +13,20 @@ VMM_NAMES = {"vmm": "vmm", "qemu": "QEMU"}
 #          qemu-vub QEMU's vhost-user-blk-device on the project's back-end, qemu-qsd on
 #          qemu-storage-daemon (QEMU's own pair: the reference for a vmm-qsd failure).
 #   vsock: both on kernel vhost-vsock (there is no userspace path).
+#   vmm-base (blk, net, vsock; only with scripts/bench --baseline VMM): another vmm binary
+#          run exactly as "vmm" (in-process disk, userspace net), for an A/B of a change.
 VARIANTS = {
     "boot": ["vmm", "qemu"],
-    "blk": ["vmm", "vmm-vub", "vmm-qsd", "qemu", "qemu-vub", "qemu-qsd"],
-    "net": ["vmm", "vmm-vhost", "qemu", "qemu-vhost"],
-    "vsock": ["vmm", "qemu"],
+    "blk": ["vmm", "vmm-base", "vmm-vub", "vmm-qsd", "qemu", "qemu-vub", "qemu-qsd"],
+    "net": ["vmm", "vmm-base", "vmm-vhost", "qemu", "qemu-vhost"],
+    "vsock": ["vmm", "vmm-base", "qemu"],
     "migrate": ["vmm", "qemu"],
 }
 VARIANT_LABELS = {
     ("net", "vmm"): "vmm userspace (vhost=off)",
+    ("net", "vmm-base"): "vmm-base userspace (--baseline)",
+    ("blk", "vmm-base"): "vmm-base in-process (--baseline)",
+    ("vsock", "vmm-base"): "vmm-base (--baseline)",
     ("net", "vmm-vhost"): "vmm vhost-net",
     ("net", "qemu"): "QEMU vhost=off",
     ("net", "qemu-vhost"): "QEMU vhost-net",

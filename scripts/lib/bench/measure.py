@@ -436,7 +436,8 @@ def vmm_argv(kind, w, initrd, cpus, mem_mib, cmdline, disk=None, tools=None, tap
         mem_opts = [o for o in w.mem_opts.split(",") if o]
         if vhost_user and "shared=on" not in mem_opts:
             mem_opts.append("shared=on")
-        argv = [w.vmm, "run", "--kernel", w.kernel, "--initrd", initrd, "--cpus", str(cpus),
+        binary = w.vmm_base if kind == "vmm-base" else w.vmm
+        argv = [binary, "run", "--kernel", w.kernel, "--initrd", initrd, "--cpus", str(cpus),
                 "--memory", ",".join([f"{mem_mib}M"] + mem_opts), "--cmdline", cmdline]
         if vhost_user:
             argv += ["--disk", f"vhost-user={vhost_user}"]
@@ -492,13 +493,13 @@ def check_line(line):
 
 # ---- CSV output -----------------------------------------------------------------------------
 
-def skip_not_asked(path, suite, only, runs):
+def skip_not_asked(path, suite, only, runs, baseline=False):
     """Appends "skipped" rows for the suite's variants that --variants left out, so that the
     report shows them as not run (n/a, with the reason) and not as failed measurements."""
     with open(path, "a", newline="") as fh:
         wr = csv.DictWriter(fh, fieldnames=IO_COLUMNS, extrasaction="ignore")
         for v in common.VARIANTS[suite]:
-            if v in only:
+            if v in only or (v == "vmm-base" and not baseline):
                 continue
             for run in range(1, runs + 1):
                 for j in common.jobs(suite):
@@ -947,6 +948,8 @@ def backend_argv(w, kind, disk, sock):
 
 def backend_missing(w, kind):
     """Why blk variant kind cannot be measured here, or None."""
+    if kind == "vmm-base" and not w.vmm_base:
+        return "no vmm binary to measure as vmm-base (scripts/bench --baseline VMM)"
     if kind in ("vmm-vub", "qemu-vub") and not w.vub:
         return "vmm-vhost-user-blk was not built (build/vhost/vmm-vhost-user-blk)"
     if kind in ("vmm-qsd", "qemu-qsd") and not w.qsd:
@@ -1273,6 +1276,10 @@ class Work:
         self.work = work
         self.qemu = shutil.which("qemu-system-x86_64") or "qemu-system-x86_64"
         self.qsd = shutil.which("qemu-storage-daemon")
+        self.vmm_base = None  # --baseline: the vmm binary of variant vmm-base
+        if os.path.exists(os.path.join(work, "vmm-base")):
+            self.vmm_base = os.path.join(scratch, "vmm-base")
+            shutil.copy2(os.path.join(work, "vmm-base"), self.vmm_base)
         self.vub = None
         if os.path.exists(os.path.join(work, "vmm-vhost-user-blk")):
             self.vub = os.path.join(scratch, "vmm-vhost-user-blk")
@@ -1431,6 +1438,7 @@ def main():
     ap.add_argument("--mig-downtime", type=int, default=300)
     ap.add_argument("--mig-beat", type=int, default=10)
     ap.add_argument("--variants", default="")
+    ap.add_argument("--baseline", action="store_true")
     ap.add_argument("suites", nargs="+")
     args = ap.parse_args()
 
@@ -1474,8 +1482,11 @@ def main():
             log(f"suite {s}: starting")
             chosen = [v for v in args.variants.split(",") if v]
             only = None
+            if s in ("blk", "net", "vsock") and not args.baseline:
+                # No --baseline: vmm-base is not a column at all (not even a skipped one).
+                only = [v for v in common.VARIANTS[s] if v != "vmm-base"]
             if chosen and s in ("blk", "net", "vsock"):
-                only = [v for v in common.VARIANTS[s] if v in chosen]
+                only = [v for v in (only or common.VARIANTS[s]) if v in chosen]
                 if not only:
                     log(f"suite {s}: none of --variants {args.variants} belongs to it: skipped")
                     continue
@@ -1497,7 +1508,8 @@ def main():
                 raise SystemExit(f"unknown suite {s}")
             failures += f
             if only is not None:
-                skip_not_asked(os.path.join(args.out, f"{s}.csv"), s, only, args.runs)
+                skip_not_asked(os.path.join(args.out, f"{s}.csv"), s, only, args.runs,
+                               args.baseline)
             took = time.monotonic() - t
             meta["suites"][s] = dict(w.meta, seconds=round(took, 1), failures=f)
             log(f"suite {s}: done in {took:.0f} s" + (f", {f} failed measurement(s)" if f else ""))

@@ -530,7 +530,9 @@ def header(meta, runs, suites, out_dir):
         lines.append(f"{meta.get('vmm_version', 'vmm')} (git {meta.get('git', '?')}) vs "
                      + (f"{q10} (migrate)" if q10 and suites == ["migrate"] else
                         f"{meta.get('qemu_version', 'QEMU')}" + (f", and {q10} for migrate" if q10 else ""))
-                     + f"; guest kernel {meta.get('guest_kernel', '?')}.")
+                     + f"; guest kernel {meta.get('guest_kernel', '?')}."
+                     + (f" Column vmm-base (--baseline): {meta['vmm_base_version']}."
+                        if meta.get("vmm_base_version") else ""))
     else:
         lines.append("(meta.json is missing: the measurement did not finish; see the messages above.)")
     lines.append(f"{runs} run(s) per VMM, alternating (odd runs start with vmm, even runs with QEMU); "
