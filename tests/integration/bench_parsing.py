@@ -223,6 +223,15 @@ class ReportTest(unittest.TestCase):
         self.assertIsNone(m.met(None, 44.0))
 
 
+def blk_row(kind, job, iops, **more):
+    """One successful blk CSV row of run 1 (256 MiB in 10 s), its per-GiB figures filled in."""
+    r = {"run": 1, "vmm": kind, "job": job, "status": "ok", "bytes": 1 << 28, "seconds": 10,
+         "iops": iops, "mb_per_s": 30, "exits": 1000, "cpu_s": 2, "host_cpu_s": 1,
+         "other_cpu_s": 0.1, "other_ctxsw": 10, **more}
+    measure.per_gib(r)
+    return r
+
+
 class FakeWork:
     vmm, qemu, kernel, mem_opts = "/w/vmm", "/usr/bin/qemu-system-x86_64", "/w/vmlinuz", ""
     vmm_base = "/w/vmm-base"
@@ -455,11 +464,7 @@ class OffloadReportTest(unittest.TestCase):
                     rows.append({"run": 1, "vmm": kind, "job": j, "status": "skipped",
                                  "error": "qemu-storage-daemon is not installed"})
                     continue
-                r = {"run": 1, "vmm": kind, "job": j, "status": "ok", "bytes": 1 << 28,
-                     "seconds": 10, "iops": 900, "mb_per_s": 30, "exits": 1000, "cpu_s": 2,
-                     "host_cpu_s": 1, "other_cpu_s": 0.1, "other_ctxsw": 10, "offload_cpu_s": 0.2}
-                measure.per_gib(r)
-                rows.append(r)
+                rows.append(blk_row(kind, j, 900, offload_cpu_s=0.2))
         lines, summary, nfail = self.report("blk", rows)
         self.assertEqual(nfail, 0)
         text = "\n".join(lines)
@@ -498,12 +503,7 @@ class OffloadReportTest(unittest.TestCase):
         rows = []
         for kind, iops in (("vmm", 1000), ("qemu", 800), ("vmm-base", 900)):
             for j in common.BLK_JOBS:
-                r = {"run": 1, "vmm": kind, "job": j, "status": "ok", "bytes": 1 << 28,
-                     "seconds": 10, "iops": iops, "mb_per_s": 30, "exits": 1000, "cpu_s": 2,
-                     "host_cpu_s": 1, "other_cpu_s": 0.1, "other_ctxsw": 10,
-                     "offload_cpu_s": 0.0}
-                measure.per_gib(r)
-                rows.append(r)
+                rows.append(blk_row(kind, j, iops, offload_cpu_s=0.0))
         lines, _, nfail = self.report("blk", rows)
         self.assertEqual(nfail, 0)
         text = "\n".join(lines)
@@ -774,31 +774,33 @@ class BenchArguments(unittest.TestCase):
         return subprocess.run([os.path.join(REPO, "scripts", "bench"), *args], capture_output=True,
                               text=True, timeout=60)
 
+    def refused(self, *args):
+        """scripts/bench ARGS: a usage error (exit 2); its message."""
+        r = self.bench(*args)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        return r.stderr
+
     def test_unknown_variant_is_a_usage_error(self):
-        r = self.bench("blk", "--variants", "vmm,bogus")
-        self.assertEqual(r.returncode, 2)
-        self.assertIn("--variants takes a comma-separated list of vmm, vmm-vub", r.stderr)
-        self.assertIn("not 'vmm,bogus'", r.stderr)
+        err = self.refused("blk", "--variants", "vmm,bogus")
+        self.assertIn("--variants takes a comma-separated list of vmm, vmm-vub", err)
+        self.assertIn("not 'vmm,bogus'", err)
 
     def test_every_measured_variant_is_accepted(self):
         known = sorted({v for s in ("blk", "net", "vsock") for v in common.VARIANTS[s]})
         # (--max-downtime is checked after --variants: its refusal shows the list passed)
-        r = self.bench("blk", "--variants", ",".join(known), "--baseline", "/bin/true",
-                       "--max-downtime", "0")
-        self.assertEqual(r.returncode, 2)
-        self.assertNotIn("--variants", r.stderr)
-        self.assertIn("--max-downtime must be", r.stderr)
+        err = self.refused("blk", "--variants", ",".join(known), "--baseline", "/bin/true",
+                           "--max-downtime", "0")
+        self.assertNotIn("--variants", err)
+        self.assertIn("--max-downtime must be", err)
 
     def test_baseline_must_be_a_program(self):
-        r = self.bench("blk", "--baseline", "/nonexistent/vmm")
-        self.assertEqual(r.returncode, 2)
-        self.assertIn("--baseline takes the path of a vmm binary", r.stderr)
-        self.assertIn("'/nonexistent/vmm'", r.stderr)
+        err = self.refused("blk", "--baseline", "/nonexistent/vmm")
+        self.assertIn("--baseline takes the path of a vmm binary", err)
+        self.assertIn("'/nonexistent/vmm'", err)
 
     def test_vmm_base_needs_a_baseline(self):
-        r = self.bench("blk", "--variants", "vmm,vmm-base")
-        self.assertEqual(r.returncode, 2)
-        self.assertIn("--variants vmm-base needs --baseline VMM", r.stderr)
+        err = self.refused("blk", "--variants", "vmm,vmm-base")
+        self.assertIn("--variants vmm-base needs --baseline VMM", err)
 
 
 if __name__ == "__main__":
