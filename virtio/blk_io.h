@@ -45,8 +45,10 @@
  *
  * Batches: at depth 8 and more, a batch of completed reads and writes may be
  * held until others join it (a quarter of those in flight), so the guest gets
- * one interrupt for several; blk_io.c says when, and why no timer paces it. Short reads and writes continue where
- * they stopped; EINTR and EAGAIN are retried; the end of the file in the
+ * one interrupt for several; below that, a guest that streams requests has a
+ * lone answer wait up to window_us for its next request and that request's
+ * answer; blk_io.c says when. Short reads and writes continue where they
+ * stopped; EINTR and EAGAIN are retried; the end of the file in the
  * middle of a read or write is -EIO. With dio_align > 1 (an O_DIRECT fd),
  * a read or write whose offset, length or buffers are not aligned goes
  * through an aligned bounce buffer, synchronously on the worker, reading a
@@ -138,6 +140,7 @@ struct blk_io_config {
 	bool no_fallocate;		/* write zeros by hand, as where fallocate() fails (tests) */
 	bool no_discard;		/* discard is a no-op, as where the host cannot (tests) */
 	unsigned int hold_us;		/* a held batch's longest wait (blk_io.c); 0: 1000 */
+	unsigned int window_us;		/* a streaming guest's next request is awaited; 0: 200 */
 };
 
 struct blk_io;
@@ -174,13 +177,18 @@ uint64_t blk_io_kicks(const struct blk_io *e);
  * held a batch. Readable from any thread (a snapshot of counters the worker
  * bumps), e.g. to tell why a guest takes an interrupt per request.
  */
-/* Fewer requests in flight than this and a finished batch is never held (blk_io.c). */
+/*
+ * From this many requests in flight a batch is held by count; below it only a
+ * streaming guest's answers wait (blk_io.c).
+ */
 #define BLK_IO_HOLD_DEPTH	8
+/* How long a lone answer of a streaming guest waits for its next request (blk_io.c). */
+#define BLK_IO_WINDOW_US	200
 
 struct blk_io_stats {
 	uint64_t completed;		/* requests reported */
 	uint64_t reports;		/* calls of complete() (batches) */
-	uint64_t reports_shallow;	/* of those, below BLK_IO_HOLD_DEPTH in flight: never held */
+	uint64_t reports_shallow;	/* of those, below BLK_IO_HOLD_DEPTH in flight */
 	uint64_t holds;			/* waits for company with a batch held */
 	uint64_t hold_expiries;		/* held batches the safety net (hold_us) released */
 };

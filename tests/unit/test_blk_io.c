@@ -724,6 +724,110 @@ Test(blk_io, uring_batches_wait_for_company, .timeout = 30)
 }
 
 /*
+ * A streaming guest (io_uring): 40 reads taken while others are in flight make
+ * the engine see one. Then, with the disk idle, a lone answer waits (the
+ * window, 300 ms here) for the guest's next request, and, once that one is at
+ * the disk, for its answer: the two go out in one report. With no next
+ * request the answer goes when the window ends. A guest that sends one request
+ * at a time (the end of the test) is not streaming: its answer goes at once.
+ */
+static unsigned int batches_now(struct fake *f)
+{
+	unsigned int n;
+
+	pthread_mutex_lock(&f->lock);
+	n = f->batches;
+	pthread_mutex_unlock(&f->lock);
+	return n;
+}
+
+static long ms_since(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (t1.tv_sec - t0->tv_sec) * 1000 + (t1.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+Test(blk_io, uring_streaming_guest_waits_for_its_next_request, .timeout = 30)
+{
+	enum { N = 40, SZ = 100 };
+	struct blk_io_config cfg = { .name = "test", .depth = 64, .kind = BLK_IO_URING,
+				     .hold_us = 5000000, .window_us = 300000 };
+	struct blk_io_req req[N + 3], one;
+	struct iovec iov[N + 3], one_iov;
+	uint8_t buf[N + 3][SZ], data[N * SZ];
+	struct fake *f = fake_new();
+	struct timespec t0;
+	unsigned int b;
+	struct blk_io *e;
+	int pfd[2], r;
+
+	cr_assert_eq(pipe(pfd), 0);
+	memset(data, 0x7e, sizeof(data));
+	cfg.fd = pfd[0];
+	r = blk_io_create(&e, &cfg);
+	if (r < 0)
+		cr_skip_test("io_uring is not available here: %s", strerror(-r));
+	for (unsigned int i = 0; i < N + 3; i++) {
+		iov[i] = (struct iovec){ buf[i], SZ };
+		req[i] = (struct blk_io_req){ .op = BLK_IO_READ, .iov = &iov[i], .niov = 1 };
+	}
+	for (unsigned int i = 0; i < N; i++)
+		fake_add(f, &req[i], i);
+	cr_assert_eq(blk_io_start(e, -1, &fake_ops, f), 0);
+	cr_assert(fake_wait_pulled(f, N, WAIT_MS));
+	cr_assert_eq(write(pfd[1], data, N * SZ), N * SZ);
+	cr_assert(fake_wait(f, &f->reported, N, WAIT_MS), "%u of %u", f->reported, N);
+	usleep(400000);		/* the last of them may have waited out a window */
+
+	/* One request, answered with the disk idle: it waits for the next. */
+	fake_add(f, &req[N], N);
+	blk_io_kick(e);
+	cr_assert(fake_wait_pulled(f, N + 1, WAIT_MS));
+	b = batches_now(f);
+	cr_assert_eq(write(pfd[1], data, SZ), SZ);
+	usleep(100000);
+	cr_assert_eq(reported_now(f), N, "the lone answer waits for the guest's next request");
+	fake_add(f, &req[N + 1], N + 1);
+	blk_io_kick(e);
+	cr_assert(fake_wait_pulled(f, N + 2, WAIT_MS));
+	usleep(400000);
+	cr_assert_eq(reported_now(f), N, "... and then for that request's answer, past the window");
+	cr_assert_eq(write(pfd[1], data, SZ), SZ);
+	cr_assert(fake_wait(f, &f->reported, N + 2, WAIT_MS));
+	cr_assert_eq(batches_now(f), b + 1, "the two answers in one report");
+
+	/* No next request: the answer goes when the window ends. */
+	usleep(400000);
+	fake_add(f, &req[N + 2], N + 2);
+	blk_io_kick(e);
+	cr_assert(fake_wait_pulled(f, N + 3, WAIT_MS));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	cr_assert_eq(write(pfd[1], data, SZ), SZ);
+	cr_assert(fake_wait(f, &f->reported, N + 3, WAIT_MS));
+	cr_assert_geq(ms_since(&t0), 250, "it waited out the window");
+	cr_assert_lt(ms_since(&t0), 3000, "not the safety net's 5 s");
+	blk_io_stop(e);
+
+	/* A new start: one request at a time, waited for — not streaming, no wait. */
+	one_iov = (struct iovec){ buf[0], SZ };
+	one = (struct blk_io_req){ .op = BLK_IO_READ, .iov = &one_iov, .niov = 1 };
+	fake_add(f, &one, N + 3);
+	cr_assert_eq(blk_io_start(e, -1, &fake_ops, f), 0);
+	cr_assert(fake_wait_pulled(f, N + 4, WAIT_MS));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	cr_assert_eq(write(pfd[1], data, SZ), SZ);
+	cr_assert(fake_wait(f, &f->reported, N + 4, WAIT_MS));
+	cr_assert_lt(ms_since(&t0), 200, "answered at once");
+	blk_io_stop(e);
+	blk_io_destroy(e);
+	close(pfd[0]);
+	close(pfd[1]);
+	free(f);
+}
+
+/*
  * next() is asked again after every batch of completions, so an owner may
  * leave guest kicks off while requests are in flight: a request queued then,
  * without a kick, is still taken.
