@@ -715,7 +715,7 @@ static void blk_log_state(struct virtio_mmio_dev *d)
 			continue;
 		log_notice("%s: queue %u: %" PRIu64 " requests answered in %" PRIu64 " batches "
 			   "(%.2f per batch; %" PRIu64 " with fewer than %u in flight), %" PRIu64
-			   " waits with a batch held, %" PRIu64 " ended by the safety net",
+			   " waits with a batch held, %" PRIu64 " ended by their time limit",
 			   d->name, q, st.completed, st.reports, (double)st.completed / st.reports,
 			   st.reports_shallow, BLK_IO_HOLD_DEPTH, st.holds, st.hold_expiries);
 	}

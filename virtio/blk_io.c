@@ -748,7 +748,7 @@ static void blk_io_uring_worker(struct blk_io *e)
 		/* Room freed by that report and work left: look again without sleeping. */
 		more = !stopping && e->want_pull && e->inflight < e->depth;
 		if (e->nbatch && !more) {
-			/* A batch held: wait for company, or for the safety net. */
+			/* A batch held: wait for company, or for its time limit (window, safety net). */
 			struct __kernel_timespec ts = {
 				.tv_sec = e->hold_us / 1000000,
 				.tv_nsec = (long long)(e->hold_us % 1000000) * 1000,

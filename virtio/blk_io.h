@@ -190,7 +190,7 @@ struct blk_io_stats {
 	uint64_t reports;		/* calls of complete() (batches) */
 	uint64_t reports_shallow;	/* of those, below BLK_IO_HOLD_DEPTH in flight */
 	uint64_t holds;			/* waits for company with a batch held */
-	uint64_t hold_expiries;		/* held batches the safety net (hold_us) released */
+	uint64_t hold_expiries;		/* held batches released by their time limit (window or hold_us) */
 };
 
 void blk_io_get_stats(const struct blk_io *e, struct blk_io_stats *s);
