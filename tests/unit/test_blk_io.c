@@ -621,14 +621,20 @@ Test(blk_io, sync_stop_drains_and_restarts, .timeout = 20) { stop_drains(BLK_IO_
  * in one report; then one held alone goes out when its wait (hold_us) ends;
  * a depth under eight reports each at once.
  */
-static unsigned int reported_now(struct fake *f)
+/* A counter of f (reported, batches) as the worker has left it. */
+static unsigned int fake_now(struct fake *f, const unsigned int *counter)
 {
 	unsigned int n;
 
 	pthread_mutex_lock(&f->lock);
-	n = f->reported;
+	n = *counter;
 	pthread_mutex_unlock(&f->lock);
 	return n;
+}
+
+static unsigned int reported_now(struct fake *f)
+{
+	return fake_now(f, &f->reported);
 }
 
 Test(blk_io, uring_batches_wait_for_company, .timeout = 30)
@@ -733,12 +739,7 @@ Test(blk_io, uring_batches_wait_for_company, .timeout = 30)
  */
 static unsigned int batches_now(struct fake *f)
 {
-	unsigned int n;
-
-	pthread_mutex_lock(&f->lock);
-	n = f->batches;
-	pthread_mutex_unlock(&f->lock);
-	return n;
+	return fake_now(f, &f->batches);
 }
 
 static long ms_since(const struct timespec *t0)
