@@ -523,8 +523,30 @@ CUR=restored2 CUR_SOCK=$WORK/restored2.sock
 
 # ---- the guest checks its records ----
 phase "stopping the workload"
+# This step went silent twice in CI (the suite's shell stuck, nothing on the L1 console): a
+# watchdog says, after 200 s, what the suite's processes are doing, into meson's log.
+stop_watchdog() {
+	local p st sid mine
+	nap 200
+	read -r st <"/proc/$$/stat" && st=${st##*) } && read -r _ _ _ mine _ <<<"$st"
+	echo "migrate.sh: 'stopping the workload' has run 200 s; this session's processes:"
+	for p in /proc/[0-9]*; do
+		{ IFS= read -r st <"$p/stat"; } 2>/dev/null || continue
+		st=${st##*) } && read -r _ _ _ sid _ <<<"$st"
+		[[ $sid == "$mine" || ${st:0:1} == D ]] || continue
+		echo "  ${p#/proc/} $(cat "$p/comm" 2>/dev/null): state ${st:0:1} wchan=$(cat "$p/wchan" 2>/dev/null)" \
+			"$(tr '\n' ' ' <"$p/stack" 2>/dev/null | cut -c1-300)"
+	done
+	echo "vmm $CUR (pid ${PID[$CUR]}):"
+	proc_threads "${PID[$CUR]}"
+	echo "its guest's console, last lines:"
+	tail -n 15 "$WORK/$CUR.out" 2>/dev/null | tr -d '\r'
+}
+stop_watchdog >&2 &
+stop_wd=$!
 printf 'STOP' | dd of="$WORK/control.img" conv=notrunc status=none
 exit_of "$CUR" 120
+kill "$stop_wd" 2>/dev/null || true
 rc=$ERC
 recs=$(tr -d '\r' <"$WORK/$CUR.out" | sed -n 's/^VMMTEST-RECORDS //p' | head -n1)
 ok=OK
