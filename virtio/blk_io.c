@@ -749,18 +749,16 @@ static void blk_io_uring_worker(struct blk_io *e)
 		more = !stopping && e->want_pull && e->inflight < e->depth;
 		if (e->nbatch && !more) {
 			/* A batch held: wait for company, or for its time limit (window, safety net). */
-			struct __kernel_timespec ts = {
-				.tv_sec = e->hold_us / 1000000,
-				.tv_nsec = (long long)(e->hold_us % 1000000) * 1000,
-			};
+			uint64_t wait = (uint64_t)e->hold_us * 1000;
+			struct __kernel_timespec ts;
 
 			if (e->inflight == e->nbatch) {	/* the window: the guest's next request */
 				uint64_t gone = monotonic_ns() - e->batch_t0;
-				uint64_t wait = gone < e->window_ns ? e->window_ns - gone : 1;
 
-				ts.tv_sec = (long long)(wait / 1000000000ull);
-				ts.tv_nsec = (long long)(wait % 1000000000ull);
+				wait = gone < e->window_ns ? e->window_ns - gone : 1;
 			}
+			ts.tv_sec = (long long)(wait / 1000000000ull);
+			ts.tv_nsec = (long long)(wait % 1000000000ull);
 
 			stat_add(&e->stats.holds, 1);
 			r = io_uring_submit_and_wait_timeout(&e->ring, &cqe, 1, &ts, NULL);
