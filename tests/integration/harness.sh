@@ -63,6 +63,31 @@ else
 	result FAIL "recording a process with nothing to show does not end the suite"
 fi
 
+# A phase that runs past PHASE_LIMIT reports once what the suite's processes do (stderr),
+# with the suite's phase_report_more; one that ended before its limit never reports.
+phase_report_more() { echo "more: the suite's own lines"; }
+exec {saved_err}>&2 2>"$WORK/phase.report"
+sleep 30 &
+slow=$!
+PHASE_LIMIT=1 phase "a slow phase" >/dev/null
+nap 2.5
+PHASE_LIMIT=1 phase "a quick phase" >/dev/null
+nap 0.3
+PHASE_LIMIT=60 phase "the next phase" >/dev/null
+nap 1.5
+kill -KILL "$PHASE_WD" "$slow" 2>/dev/null || true
+wait "$PHASE_WD" "$slow" 2>/dev/null || true
+exec 2>&"$saved_err" {saved_err}>&-
+report=$(<"$WORK/phase.report")
+unset -f phase_report_more
+if [[ $report == *"phase 'a slow phase' has run more than 1 s"* && $report == *" $slow sleep 30 : state S"* &&
+	$report == *"more: the suite's own lines"* && $report != *"a quick phase"* && -d $WORK ]]; then
+	result OK "a phase past PHASE_LIMIT reports the suite's processes and the suite's own lines; one that ended in time does not"
+else
+	note "report: $(head -c 600 "$WORK/phase.report")"
+	result FAIL "a phase past PHASE_LIMIT reports the suite's processes and the suite's own lines; one that ended in time does not"
+fi
+
 stand_in stubborn "trap '' TERM; while :; do sleep 0.1; done"
 t0=$SECONDS; VMM=$WORK/stubborn run_vmm stubborn 1
 expect "one that ignores SIGTERM is killed 10 s later: RC 124, STOPPED=killed" 124 killed 15

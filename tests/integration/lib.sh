@@ -27,6 +27,8 @@
 #   Failures of scripts/nested's emulated machine, reported to it (report_nested_fault):
 #     check_triple_fault, check_guest_xsave; a vmm stuck in the kernel (stop_proc). And
 #     check_guest_stall, a diagnosis of a stalled guest shown with the run (not reported).
+#   phase (a TAP comment; with PHASE_LIMIT set, a watchdog that reports a phase that runs
+#     too long: phase_report, and the suite's phase_report_more).
 # Environment: VMM_TEST_TIMEOUT (seconds per vmm run that boots a guest; default 180, or
 #   the suite's DEFAULT_BOOT_TIMEOUT set before sourcing), VMM_TEST_KEEP=1 keeps the work
 #   directory (printed at the end), KVM_DEBUGFS (KVM's debugfs directory, for tests).
@@ -107,12 +109,13 @@ cleanup() {
 	fi
 }
 
-# lib_work: WORK (removed at exit) and nap's fifo; lib_setup does it, after its checks.
+# lib_work: WORK (removed at exit), nap's fifo and phase's zero (T0); lib_setup does it, after its checks.
 lib_work() {
 	WORK=$(mktemp -d "${TMPDIR:-/tmp}/vmm-${PROG%.sh}.XXXXXX")
 	trap cleanup EXIT
 	mkfifo "$WORK/nap.fifo"
 	exec {NAP_FD}<>"$WORK/nap.fifo"
+	T0=$SECONDS # phase's zero
 }
 
 # lib_setup "$@": the suite's arguments (meson passes the vmm binary). Sets VMM, KERNEL, WORK, T0.
@@ -128,11 +131,48 @@ lib_setup() {
 		bail "no usable KVM: $why — run the integration tests through scripts/with-kvm (e.g. scripts/with-kvm meson test -C build --suite integration, as scripts/test does); it boots a nested L1 VM with KVM when the host has none"
 	fi
 	lib_work
-	T0=$SECONDS # phase's zero
 }
 
-# phase MSG: a TAP comment with the seconds since lib_setup.
-phase() { echo "# [$((SECONDS - T0)) s] $*"; }
+# phase MSG: a TAP comment with the seconds since lib_setup. A suite that sets PHASE_LIMIT
+# (seconds) also gets a watchdog per phase: a phase still running after PHASE_LIMIT writes,
+# once, what the suite's processes are doing into meson's log (stderr) — phase_report, then
+# the suite's own phase_report_more if it defines one — so a suite that goes silent until
+# meson's time limit says where it stood. A watchdog whose phase has ended ends silently; it
+# is never killed: a bash subshell signalled right after its fork can run the EXIT trap
+# (cleanup: every job killed, WORK removed), as this one did in the harness suite.
+PHASE_N=0
+phase() {
+	local n
+	PHASE_N=$((PHASE_N + 1))
+	echo "# [$((SECONDS - T0)) s] $*"
+	[[ -n ${PHASE_LIMIT:-} ]] || return 0
+	echo "$PHASE_N" >"$WORK/phase.now"
+	{
+		nap "$PHASE_LIMIT"
+		{ IFS= read -r n <"$WORK/phase.now"; } 2>/dev/null || exit 0
+		[[ $n == "$PHASE_N" ]] && phase_report "$*" >&2
+	} &
+	# shellcheck disable=SC2034 # for the harness suite's test of it
+	PHASE_WD=$!
+}
+# phase_report PHASE: the suite's processes (its session) and any process in the D state:
+# state, wait channel, kernel stack; the kernel log's last lines; then phase_report_more.
+# A diagnosis: it never fails.
+phase_report() {
+	local p st sid mine
+	echo "$PROG: phase '$1' has run more than $PHASE_LIMIT s; this session's processes:"
+	{ IFS= read -r st <"/proc/$$/stat"; } 2>/dev/null && st=${st##*) } && read -r _ _ _ mine _ <<<"$st"
+	for p in /proc/[0-9]*; do
+		{ IFS= read -r st <"$p/stat"; } 2>/dev/null || continue
+		st=${st##*) } && read -r _ _ _ sid _ <<<"$st"
+		[[ $sid == "${mine:-}" || ${st:0:1} == D ]] || continue
+		echo "  ${p#/proc/} $(tr '\0' ' ' <"$p/cmdline" 2>/dev/null | cut -c1-120): state ${st:0:1}" \
+			"wchan=$(cat "$p/wchan" 2>/dev/null) $(tr '\n' ' ' <"$p/stack" 2>/dev/null | cut -c1-300)"
+	done 2>/dev/null
+	echo "the kernel's log, last lines:"
+	dmesg 2>/dev/null | tail -n 10 || true
+	if declare -F phase_report_more >/dev/null; then phase_report_more || true; fi
+}
 
 # need PATH HINT: bails out unless PATH is an executable; HINT says how to get it.
 need() {

@@ -72,6 +72,19 @@ need "$SOCAT" "run scripts/install-deps (Debian package socat)"
 [[ -c /dev/vhost-net && -c /dev/vhost-vsock ]] ||
 	bail "/dev/vhost-net or /dev/vhost-vsock is missing — modprobe vhost_net vhost_vsock (scripts/nested's L1 loads them)"
 
+# A phase past 4 minutes (the longest, a boot, takes ~1) says what the suite's processes are
+# doing into meson's log: the suite went silent twice in CI with nothing on the L1 console.
+PHASE_LIMIT=240
+phase_report_more() {
+	local name
+	for name in "${CUR:-}" "${NCUR:-}"; do
+		[[ -n $name && -n ${PID[$name]:-} ]] || continue
+		echo "vmm $name (pid ${PID[$name]}):"
+		proc_threads "${PID[$name]}"
+		echo "its guest's console, last lines:"
+		tail -n 15 "$WORK/$name.out" 2>/dev/null | tr -d '\r'
+	done
+}
 MIB=$((1024 * 1024))
 CMDLINE="console=ttyS0 quiet loglevel=4 panic=-1"
 NSA=vmmmigA$$ NSB=vmmmigB$$
@@ -523,30 +536,8 @@ CUR=restored2 CUR_SOCK=$WORK/restored2.sock
 
 # ---- the guest checks its records ----
 phase "stopping the workload"
-# This step went silent twice in CI (the suite's shell stuck, nothing on the L1 console): a
-# watchdog says, after 200 s, what the suite's processes are doing, into meson's log.
-stop_watchdog() {
-	local p st sid mine
-	nap 200
-	read -r st <"/proc/$$/stat" && st=${st##*) } && read -r _ _ _ mine _ <<<"$st"
-	echo "migrate.sh: 'stopping the workload' has run 200 s; this session's processes:"
-	for p in /proc/[0-9]*; do
-		{ IFS= read -r st <"$p/stat"; } 2>/dev/null || continue
-		st=${st##*) } && read -r _ _ _ sid _ <<<"$st"
-		[[ $sid == "$mine" || ${st:0:1} == D ]] || continue
-		echo "  ${p#/proc/} $(cat "$p/comm" 2>/dev/null): state ${st:0:1} wchan=$(cat "$p/wchan" 2>/dev/null)" \
-			"$(tr '\n' ' ' <"$p/stack" 2>/dev/null | cut -c1-300)"
-	done
-	echo "vmm $CUR (pid ${PID[$CUR]}):"
-	proc_threads "${PID[$CUR]}"
-	echo "its guest's console, last lines:"
-	tail -n 15 "$WORK/$CUR.out" 2>/dev/null | tr -d '\r'
-}
-stop_watchdog >&2 &
-stop_wd=$!
 printf 'STOP' | dd of="$WORK/control.img" conv=notrunc status=none
 exit_of "$CUR" 120
-kill "$stop_wd" 2>/dev/null || true
 rc=$ERC
 recs=$(tr -d '\r' <"$WORK/$CUR.out" | sed -n 's/^VMMTEST-RECORDS //p' | head -n1)
 ok=OK
