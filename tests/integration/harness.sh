@@ -355,6 +355,17 @@ else
 	note "stderr: $(grep -A8 'L1 VM froze' "$WORK/frozen.err" | head -n 20)"
 	result FAIL "scripts/nested: a frozen L1's report shows QEMU's threads with their CPU use"
 fi
+# One frozen CPU (the heartbeat pinned to CPU 1 stopped here, the L1's own going on) is an
+# L1 failure too: said with the CPU's number, rerun once, then exit 125.
+freeze1='for p in $(pgrep -f "heartbeat[.][$]0"); do
+	[[ $(tr "\0" " " <"/proc/$p/cmdline") == *" 1 " ]] && kill -STOP "$p"; done; sleep 100'
+VMM_NESTED_FROZEN_AFTER=8 nested cpufrozen "$freeze1"
+if [[ $RC == 125 && $(grep -c "L1 FAILURE: the L1's CPU 1 froze" "$WORK/cpufrozen.err") == 2 ]] && ((SECONDS - t0 < 90)); then
+	result OK "scripts/nested: one frozen L1 CPU is an L1 failure: said with its number, rerun once, then exit 125"
+else
+	note "RC $RC after $((SECONDS - t0)) s; stderr: $(grep '^nested:' "$WORK/cpufrozen.err")"
+	result FAIL "scripts/nested: one frozen L1 CPU is an L1 failure: said with its number, rerun once, then exit 125"
+fi
 nested reboot 'sleep 1; echo b >/proc/sysrq-trigger; sleep 60'
 if [[ $RC == 125 ]] && grep -q 'a process in L1 asked its kernel to reboot' "$WORK/reboot.err" &&
 	! grep -q '^nested: RERUN' "$WORK/reboot.err"; then

@@ -115,7 +115,7 @@ start_l1() {
 	local left=$1
 	# A pid file left by the previous attempt must not be taken for this one's.
 	rm -f "$run/timeout.pid" "$run/qemu-self.pid"
-	rm -f "$run/status" "$run/l1-error" "$run/qemu.rc" "$run/qemu-debug.log" "$run/hang-report" "$run/l1-fault" "$run/heartbeat"
+	rm -f "$run/status" "$run/l1-error" "$run/qemu.rc" "$run/qemu-debug.log" "$run/hang-report" "$run/l1-fault" "$run/heartbeat" "$run"/heartbeat.*
 	rm -rf "$run/live"
 	mkdir "$run/live"
 	: >"$run/stdout"

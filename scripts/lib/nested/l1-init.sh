@@ -2,7 +2,7 @@
 # The L1's /init (busybox sh), copied into the L1's initramfs by scripts/nested together with
 # /etc/nested.conf (msize: the 9p message size; token: this run's exit-line token).
 # Its console (ttyS0) goes to the run directory's console.log only. It mounts the host's
-# files over 9p, checks /dev/kvm, starts the heartbeat and the hang report, runs CMD
+# files over 9p, checks /dev/kvm, starts the heartbeats and the hang report, runs CMD
 # (/run/nested/cmd.sh, chrooted into the host's /) and powers off. It only ever powers off:
 # scripts/lib/nested/l1-judge.sh counts any other stop as a reset (docs/testing.md).
 # shellcheck disable=SC2154 # msize and token come from /etc/nested.conf
@@ -96,8 +96,17 @@ hang_report() {
 	echo "L1 kernel log, last 60 lines:"
 	dmesg | tail -n 60
 }
-# The heartbeat: the host takes an L1 that stops writing it for frozen (l1-watch.sh).
+# The heartbeat: the host takes an L1 that stops writing it for frozen (l1-watch.sh). And one
+# per CPU, pinned to it (heartbeat.N): a CPU that stops running its tasks while the others go
+# on is frozen too — the migrate suite once sat silent for 1000 s until an RCU stall named
+# CPU 0, idle and not answering, 1405 grace periods behind.
 ( while :; do cut -d' ' -f1 /proc/uptime > /nested/heartbeat; sleep 5; done ) &
+c=0
+while [ "$c" -lt "$(nproc)" ]; do
+	# shellcheck disable=SC2016 # the inner script's variables are its own
+	taskset -c "$c" sh -c 'while :; do read -r u _ < /proc/uptime; echo "$u" > /nested/heartbeat.$0; sleep 5; done' "$c" &
+	c=$((c + 1))
+done
 read -r hang_after < /nested/hang-after 2>/dev/null || hang_after=0
 if [ "$hang_after" -gt 0 ] 2>/dev/null; then
 	( sleep "$hang_after"; hang_report > /nested/hang-report 2>&1 ) &

@@ -1,4 +1,4 @@
-# scripts/nested, watching the L1 while CMD runs: its readiness, its heartbeat (a frozen L1),
+# scripts/nested, watching the L1 while CMD runs: its readiness, its heartbeats (a frozen L1 or CPU),
 # a failure CMD saw and reported, the L1 kernel's console (judged by l1-judge.sh), the
 # deadlines; and what is shown when it fails: the console, the live copies of the runs in
 # progress, the hang report, QEMU's reset events and, for a frozen L1, QEMU's threads. Why
@@ -68,7 +68,8 @@ qemu_threads_report() {
 # whole run's, reruns included), 1 when the L1 never got ready. Sets the caller's ready (time
 # to ready, microseconds) and max_gap (the heartbeat's longest gap), from its start.
 watch_l1() {
-	local t beat last_beat='' last_beat_t=0 boot_deadline
+	local t beat last_beat='' last_beat_t=0 boot_deadline f c cbeat
+	local -A cpu_beat=() cpu_beat_t=()
 	boot_deadline=$((start + boot_timeout * 1000000))
 	while [[ ! -e $run/qemu.rc ]]; do
 		sleep 0.25
@@ -95,6 +96,25 @@ watch_l1() {
 				[[ -z $threads ]] || sed 's/^/    /' <<<"$threads" >&2
 				return 2
 			fi
+			# One CPU frozen: the heartbeat pinned to it stopped while the L1's own went on
+			# (at least 10 s past it: when everything stops, that is the frozen L1 above).
+			for f in "$run"/heartbeat.[0-9]*; do
+				[[ -e $f ]] || continue
+				c=${f##*.} cbeat=''
+				{ read -r cbeat <"$f"; } 2>/dev/null || true
+				if [[ $cbeat != "${cpu_beat[$c]-}" || -z ${cpu_beat_t[$c]-} ]]; then
+					cpu_beat[$c]=$cbeat cpu_beat_t[$c]=$t
+				elif ((t - cpu_beat_t[$c] > frozen_after * 1000000 && last_beat_t - cpu_beat_t[$c] > 10000000)); then
+					local threads
+					threads=$(qemu_threads_report)
+					stop_l1
+					stop_tails
+					show_log
+					info "L1 FAILURE: the L1's CPU $c froze: the heartbeat pinned to it (L1 uptime ${cbeat:-none} s) has not changed for $(((t - cpu_beat_t[$c]) / 1000000)) s while the L1's own went on (uptime $last_beat s); L1 stopped"
+					[[ -z $threads ]] || sed 's/^/    /' <<<"$threads" >&2
+					return 2
+				fi
+			done
 		fi
 		if [[ -s $run/l1-fault ]]; then
 			sleep 1 # the rest of the report
