@@ -63,6 +63,18 @@ qemu_threads_report() {
 	done
 }
 
+# l1_froze WHAT: stops a frozen L1 (or one with a frozen CPU) and says so, with what QEMU's
+# threads did over 2 s first (taken while it still runs).
+l1_froze() {
+	local threads
+	threads=$(qemu_threads_report)
+	stop_l1
+	stop_tails
+	show_log
+	info "L1 FAILURE: $1; L1 stopped"
+	[[ -z $threads ]] || sed 's/^/    /' <<<"$threads" >&2
+}
+
 # watch_l1 CMD...: polls the running L1 (start_l1) until QEMU exits by itself (returns 0), or
 # stops it: 2 on a failure of the emulated machine (worth a rerun), 124 past $deadline (the
 # whole run's, reruns included), 1 when the L1 never got ready. Sets the caller's ready (time
@@ -87,13 +99,7 @@ watch_l1() {
 				last_beat=$beat
 				last_beat_t=$t
 			elif ((t - last_beat_t > frozen_after * 1000000)); then
-				local threads
-				threads=$(qemu_threads_report)
-				stop_l1
-				stop_tails
-				show_log
-				info "L1 FAILURE: the L1 VM froze: its heartbeat (L1 uptime ${beat:-none} s) has not changed for $(((t - last_beat_t) / 1000000)) s, and its kernel said nothing; L1 stopped"
-				[[ -z $threads ]] || sed 's/^/    /' <<<"$threads" >&2
+				l1_froze "the L1 VM froze: its heartbeat (L1 uptime ${beat:-none} s) has not changed for $(((t - last_beat_t) / 1000000)) s, and its kernel said nothing"
 				return 2
 			fi
 			# One CPU frozen: the heartbeat pinned to it stopped while the L1's own went on
@@ -105,13 +111,7 @@ watch_l1() {
 				if [[ $cbeat != "${cpu_beat[$c]-}" || -z ${cpu_beat_t[$c]-} ]]; then
 					cpu_beat[$c]=$cbeat cpu_beat_t[$c]=$t
 				elif ((t - cpu_beat_t[$c] > frozen_after * 1000000 && last_beat_t - cpu_beat_t[$c] > 10000000)); then
-					local threads
-					threads=$(qemu_threads_report)
-					stop_l1
-					stop_tails
-					show_log
-					info "L1 FAILURE: the L1's CPU $c froze: the heartbeat pinned to it (L1 uptime ${cbeat:-none} s) has not changed for $(((t - cpu_beat_t[$c]) / 1000000)) s while the L1's own went on (uptime $last_beat s); L1 stopped"
-					[[ -z $threads ]] || sed 's/^/    /' <<<"$threads" >&2
+					l1_froze "the L1's CPU $c froze: the heartbeat pinned to it (L1 uptime ${cbeat:-none} s) has not changed for $(((t - cpu_beat_t[$c]) / 1000000)) s while the L1's own went on (uptime $last_beat s)"
 					return 2
 				fi
 			done
