@@ -100,6 +100,11 @@ CLEANUP_CMDS=()
 at_exit() { CLEANUP_CMDS+=("$1"); }
 cleanup() {
 	local p c
+	# phase's watchdogs first, reaped here: bash would print "Killed" for each of them
+	if ((${#PHASE_WDS[@]})); then
+		kill -KILL "${PHASE_WDS[@]}" 2>/dev/null || true
+		wait "${PHASE_WDS[@]}" 2>/dev/null || true
+	fi
 	for p in $(jobs -p); do kill -KILL "$p" 2>/dev/null || true; done
 	for c in "${CLEANUP_CMDS[@]}"; do eval "$c" || true; done
 	if [[ -n ${VMM_TEST_KEEP:-} ]]; then
@@ -140,7 +145,7 @@ lib_setup() {
 # meson's time limit says where it stood. A watchdog whose phase has ended ends silently; it
 # is never killed: a bash subshell signalled right after its fork can run the EXIT trap
 # (cleanup: every job killed, WORK removed), as this one did in the harness suite.
-PHASE_N=0
+PHASE_N=0 PHASE_WD='' PHASE_WDS=()
 phase() {
 	local n
 	PHASE_N=$((PHASE_N + 1))
@@ -152,8 +157,8 @@ phase() {
 		{ IFS= read -r n <"$WORK/phase.now"; } 2>/dev/null || exit 0
 		[[ $n == "$PHASE_N" ]] && phase_report "$*" >&2
 	} &
-	# shellcheck disable=SC2034 # for the harness suite's test of it
 	PHASE_WD=$!
+	PHASE_WDS+=("$PHASE_WD")
 }
 # phase_report PHASE: the suite's processes (its session) and any process in the D state:
 # state, wait channel, kernel stack; the kernel log's last lines; then phase_report_more.
