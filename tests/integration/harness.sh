@@ -75,8 +75,8 @@ PHASE_LIMIT=1 phase "a quick phase" >/dev/null
 nap 0.3
 PHASE_LIMIT=60 phase "the next phase" >/dev/null
 nap 1.5
-kill -KILL "$PHASE_WD" "$slow" 2>/dev/null || true
-wait "$PHASE_WD" "$slow" 2>/dev/null || true
+kill -KILL "${PHASE_WDS[-1]}" "$slow" 2>/dev/null || true
+wait "${PHASE_WDS[-1]}" "$slow" 2>/dev/null || true
 exec 2>&"$saved_err" {saved_err}>&-
 report=$(<"$WORK/phase.report")
 unset -f phase_report_more

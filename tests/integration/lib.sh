@@ -145,7 +145,7 @@ lib_setup() {
 # meson's time limit says where it stood. A watchdog whose phase has ended ends silently; it
 # is never killed: a bash subshell signalled right after its fork can run the EXIT trap
 # (cleanup: every job killed, WORK removed), as this one did in the harness suite.
-PHASE_N=0 PHASE_WD='' PHASE_WDS=()
+PHASE_N=0 PHASE_WDS=()
 phase() {
 	local n
 	PHASE_N=$((PHASE_N + 1))
@@ -157,8 +157,7 @@ phase() {
 		{ IFS= read -r n <"$WORK/phase.now"; } 2>/dev/null || exit 0
 		[[ $n == "$PHASE_N" ]] && phase_report "$*" >&2
 	} &
-	PHASE_WD=$!
-	PHASE_WDS+=("$PHASE_WD")
+	PHASE_WDS+=("$!")
 }
 # phase_report PHASE: the suite's processes (its session) and any process in the D state:
 # state, wait channel, kernel stack; the kernel log's last lines; then phase_report_more.

@@ -245,21 +245,24 @@ vcpus_in_run() {
 		nap 0.5
 	done
 }
+# ask_vcpus NAME: vmm's own account of its vCPUs (SIGUSR2, into NAME.err), then
+# check_wedged_vcpu: a vCPU wedged on a page fault at its own RIP is reported to scripts/nested.
+ask_vcpus() {
+	[[ -n ${PID[$1]-} ]] && kill -USR2 "${PID[$1]}" 2>/dev/null || return 0
+	nap 1
+	check_wedged_vcpu "$1"
+}
 # stall_dump NAME: where NAME's guest and processes wait, once its heartbeat or streams
 # stopped: the guest's last ticks (its clock, and its disks' requests in flight and the
 # workload's wait channel, or its interface's counters), vmm's threads (record_threads: kernel
-# stacks, backtraces, KVM's counters and exits over 2 s) and the back-ends' threads. First
-# vmm's own account of its vCPUs (SIGUSR2): a vCPU wedged on a page fault at its own RIP is
-# the emulated machine's kind, reported to scripts/nested (check_wedged_vcpu).
+# stacks, backtraces, KVM's counters and exits over 2 s) and the back-ends' threads; first
+# ask_vcpus (a wedged vCPU is the emulated machine's kind).
 stall_dump() {
 	local p l
 	note "$1: the guest's last ticks: $(tr -d '\r' <"$WORK/$1.out" 2>/dev/null | grep '^VMMTEST-TICK' | tail -n 3 | tr '\n' '|')"
 	note "$1: lines after its last beat: $(tr -d '\r' <"$WORK/$1.out" 2>/dev/null | awk '/^VMMTEST-BEAT/ { n = 0; next } { n++ } END { print n + 0 }')"
 	[[ -n ${PID[$1]-} ]] || return 0
-	if kill -USR2 "${PID[$1]}" 2>/dev/null; then
-		nap 1
-		check_wedged_vcpu "$1"
-	fi
+	ask_vcpus "$1"
 	note "$1: its vmm (pid ${PID[$1]}):"
 	while IFS= read -r l; do note "  $l"; done < <(record_threads "${PID[$1]}")
 	for p in ${BPIDS[$1]-}; do
@@ -272,10 +275,7 @@ stall_dump() {
 # L2's VMM met it too: docs/testing.md, "Whose failure is it").
 silent_after_migration() {
 	grep -q 'the guest runs from the migration' "$WORK/$1.err" 2>/dev/null || return 0
-	if [[ -n ${PID[$1]-} ]] && kill -USR2 "${PID[$1]}" 2>/dev/null; then
-		nap 1
-		check_wedged_vcpu "$1"
-	fi
+	ask_vcpus "$1"
 	vcpus_in_run "$1" || { note "$1: not every vCPU of vmm is inside KVM_RUN"; return 0; }
 	report_nested_fault "run \"$1\": the migrated L2 guest is silent at the destination while every vCPU thread of vmm is inside KVM_RUN; guest console: '$(tail -n1 "$WORK/$1.out" 2>/dev/null | tr -d '\r')'"
 }
